@@ -1,0 +1,786 @@
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <memory>
+#include <span>
+#include <sstream>
+#include <string_view>
+#include <system_error>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <toml++/toml.h>
+
+namespace keel::host::config {
+namespace {
+
+enum class Kind { kString, kInteger, kBool };
+
+struct KeyDef {
+  std::string_view name;
+  Kind kind;
+};
+
+struct SectionDef {
+  std::string_view name;
+  std::span<const KeyDef> keys;
+};
+
+constexpr std::array kServerKeys{
+    KeyDef{"listen", Kind::kString},           KeyDef{"io_threads", Kind::kInteger},
+    KeyDef{"max_connections", Kind::kInteger}, KeyDef{"drain_timeout_ms", Kind::kInteger},
+    KeyDef{"data_dir", Kind::kString},
+};
+constexpr std::array kHttpKeys{
+    KeyDef{"max_header_bytes", Kind::kInteger},       KeyDef{"max_target_bytes", Kind::kInteger},
+    KeyDef{"max_body_bytes", Kind::kInteger},         KeyDef{"header_read_timeout_ms", Kind::kInteger},
+    KeyDef{"idle_timeout_ms", Kind::kInteger},        KeyDef{"request_timeout_ms", Kind::kInteger},
+    KeyDef{"write_timeout_ms", Kind::kInteger},
+};
+constexpr std::array kLogKeys{
+    KeyDef{"level", Kind::kString},
+    KeyDef{"format", Kind::kString},
+    KeyDef{"access_log", Kind::kBool},
+};
+constexpr std::array kAdminKeys{KeyDef{"token", Kind::kString}};
+constexpr std::array kPluginsKeys{KeyDef{"directory", Kind::kString}};
+
+// Order matters only for messages: suggestions prefer the first of equally close candidates.
+constexpr std::array kSections{
+    SectionDef{"server", kServerKeys}, SectionDef{"http", kHttpKeys},       SectionDef{"log", kLogKeys},
+    SectionDef{"admin", kAdminKeys},   SectionDef{"plugins", kPluginsKeys},
+};
+constexpr std::string_view kPluginSection = "plugin";
+constexpr std::string_view kPluginEnabledKey = "enabled";
+constexpr std::string_view kEnvPrefix = "KEEL_";
+constexpr std::string_view kNoFileLabel = "<config>";
+
+constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug", "info", "warn", "error", "critical", "off"};
+constexpr std::array<std::string_view, 2> kLogFormats{"text", "json"};
+
+// A day is far beyond any sane I/O timeout, and the cap keeps `steady_clock::now() + timeout`
+// (nanosecond ticks) from overflowing when the server arms its timers.
+constexpr std::int64_t kMaxDurationMs = 86'400'000;
+constexpr std::int64_t kUnbounded = std::numeric_limits<std::int64_t>::max();
+constexpr std::int64_t kMaxUint32 = std::numeric_limits<std::uint32_t>::max();
+
+using Value = std::variant<std::int64_t, bool, std::string>;
+
+struct Setting {
+  Value value;
+  SourcePos where;
+};
+
+// Keyed "section.key"; the file fills it first, then the environment overwrites.
+using Settings = std::map<std::string, Setting, std::less<>>;
+
+std::string setting_id(std::string_view section, std::string_view key) {
+  std::string id{section};
+  id += '.';
+  id += key;
+  return id;
+}
+
+std::string in_quotes(std::string_view s) {
+  std::string out = "'";
+  out += s;
+  out += '\'';
+  return out;
+}
+
+constexpr char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+constexpr char ascii_upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c; }
+
+std::string to_upper(std::string_view s) {
+  std::string out{s};
+  std::transform(out.begin(), out.end(), out.begin(), ascii_upper);
+  return out;
+}
+
+std::string to_lower(std::string_view s) {
+  std::string out{s};
+  std::transform(out.begin(), out.end(), out.begin(), ascii_lower);
+  return out;
+}
+
+// Optimal-string-alignment distance (Damerau-Levenshtein without repeated edits of one
+// substring), case-insensitive so `[HTTP]` still suggests `[http]`.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  const std::size_t n = a.size();
+  const std::size_t m = b.size();
+  std::vector<std::size_t> before_prev(m + 1);
+  std::vector<std::size_t> prev(m + 1);
+  std::vector<std::size_t> cur(m + 1);
+  for (std::size_t j = 0; j <= m; ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= n; ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= m; ++j) {
+      const std::size_t cost = ascii_lower(a[i - 1]) == ascii_lower(b[j - 1]) ? 0 : 1;
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
+      if (i > 1 && j > 1 && ascii_lower(a[i - 1]) == ascii_lower(b[j - 2]) &&
+          ascii_lower(a[i - 2]) == ascii_lower(b[j - 1])) {
+        cur[j] = std::min(cur[j], before_prev[j - 2] + 1);
+      }
+    }
+    std::swap(before_prev, prev);
+    std::swap(prev, cur);
+  }
+  return prev[m];
+}
+
+// Keeps the closest candidate. Distance must be <= 2 and under half the longer word, so that
+// short unrelated names ("foo" vs "log") are not offered as corrections.
+class Closest {
+ public:
+  explicit Closest(std::string_view word) : word_{word} {}
+
+  void consider(std::string_view candidate, std::string_view shown) {
+    const std::size_t d = edit_distance(word_, candidate);
+    if (d > 2 || 2 * d >= std::max(word_.size(), candidate.size())) return;
+    if (!best_ || d < best_distance_) {
+      best_ = std::string{shown};
+      best_distance_ = d;
+    }
+  }
+  void consider(std::string_view candidate) { consider(candidate, candidate); }
+
+  [[nodiscard]] const std::optional<std::string>& best() const { return best_; }
+
+ private:
+  std::string_view word_;
+  std::optional<std::string> best_;
+  std::size_t best_distance_ = 0;
+};
+
+const SectionDef* find_section(std::string_view name) {
+  for (const auto& section : kSections) {
+    if (section.name == name) return &section;
+  }
+  return nullptr;
+}
+
+const KeyDef* find_key(std::span<const KeyDef> keys, std::string_view name) {
+  for (const auto& key : keys) {
+    if (key.name == name) return &key;
+  }
+  return nullptr;
+}
+
+std::string key_list(const SectionDef& section) {
+  std::string out;
+  for (const auto& key : section.keys) {
+    if (!out.empty()) out += ", ";
+    out += key.name;
+  }
+  return out;
+}
+
+std::string_view type_phrase(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::none: return "nothing";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a floating-point number";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+  }
+  return "an unknown type";
+}
+
+std::string_view expected_phrase(const KeyDef& key) {
+  switch (key.kind) {
+    case Kind::kString: return "a string";
+    case Kind::kBool: return "a boolean";
+    case Kind::kInteger: return key.name.ends_with("_ms") ? "an integer (milliseconds)" : "an integer";
+  }
+  return "a value";
+}
+
+std::string section_key(std::string_view section, std::string_view key) {
+  std::string out = "[";
+  out += section;
+  out += "] ";
+  out += key;
+  return out;
+}
+
+std::string env_name(std::string_view section, std::string_view key) {
+  return std::string{kEnvPrefix} + to_upper(section) + "_" + to_upper(key);
+}
+
+// hi_name names the key an upper bound comes from, when it is another setting.
+std::string range_phrase(std::int64_t lo, std::int64_t hi, std::string_view hi_name) {
+  if (hi == kUnbounded) return "must be at least " + std::to_string(lo);
+  if (!hi_name.empty()) return "allowed " + std::to_string(lo) + ".." + std::string{hi_name} + " = " + std::to_string(hi);
+  return "allowed " + std::to_string(lo) + ".." + std::to_string(hi);
+}
+
+struct Context {
+  std::string file;
+  std::vector<Diagnostic> diagnostics;
+
+  [[nodiscard]] SourcePos at(const toml::source_region& region) const {
+    return SourcePos{file, region.begin.line, region.begin.column};
+  }
+  void error(SourcePos where, std::string message) {
+    diagnostics.push_back(Diagnostic{std::move(where), std::move(message)});
+  }
+};
+
+std::optional<Value> value_of(const toml::node& node, Kind kind) {
+  switch (kind) {
+    case Kind::kString:
+      if (const auto* s = node.as_string()) return Value{std::in_place_type<std::string>, s->get()};
+      break;
+    case Kind::kInteger:
+      if (const auto* i = node.as_integer()) return Value{std::in_place_type<std::int64_t>, i->get()};
+      break;
+    case Kind::kBool:
+      if (const auto* b = node.as_boolean()) return Value{std::in_place_type<bool>, b->get()};
+      break;
+  }
+  return std::nullopt;
+}
+
+std::string unknown_key_message(const SectionDef& section, std::string_view key, const toml::node& value) {
+  std::string message = "unknown key " + in_quotes(key) + " in [" + std::string{section.name} + "]";
+  if (section.name == "plugins" && value.is_table()) {
+    return message + " (plugin settings go in [plugin." + std::string{key} + "])";
+  }
+  const std::string with_unit = std::string{key} + "_ms";
+  if (find_key(section.keys, with_unit) != nullptr) {
+    return message + " (did you mean " + in_quotes(with_unit) + "? durations are integer milliseconds)";
+  }
+  Closest closest{key};
+  for (const auto& candidate : section.keys) closest.consider(candidate.name);
+  if (closest.best()) return message + " (did you mean " + in_quotes(*closest.best()) + "?)";
+  return message + "; valid keys: " + key_list(section);
+}
+
+void report_unknown_root_key(std::string_view name, const toml::key& key, const toml::node& node, Context& ctx) {
+  if (node.is_table()) {
+    std::string message = "unknown section [" + std::string{name} + "]";
+    Closest closest{name};
+    for (const auto& section : kSections) closest.consider(section.name);
+    closest.consider(kPluginSection, "plugin.<name>");
+    if (closest.best()) {
+      message += " (did you mean [" + *closest.best() + "]?)";
+    } else {
+      message += "; valid sections: [server], [http], [log], [admin], [plugins], [plugin.<name>]";
+    }
+    ctx.error(ctx.at(key.source()), std::move(message));
+    return;
+  }
+  // A bare key above the first header: most likely a host key that lost its section.
+  std::string message = "key " + in_quotes(name) + " is outside any section";
+  Closest closest{name};
+  for (const auto& section : kSections) {
+    for (const auto& candidate : section.keys) {
+      closest.consider(candidate.name, in_quotes(candidate.name) + " in [" + std::string{section.name} + "]");
+    }
+  }
+  if (closest.best()) message += " (did you mean " + *closest.best() + "?)";
+  ctx.error(ctx.at(key.source()), std::move(message));
+}
+
+void collect_section(const SectionDef& section, const toml::table& table, Context& ctx, Settings& settings) {
+  for (auto&& [key, node] : table) {
+    const KeyDef* def = find_key(section.keys, key.str());
+    if (def == nullptr) {
+      ctx.error(ctx.at(key.source()), unknown_key_message(section, key.str(), node));
+      continue;
+    }
+    auto value = value_of(node, def->kind);
+    if (!value) {
+      ctx.error(ctx.at(node.source()), section_key(section.name, def->name) + ": expected " +
+                                           std::string{expected_phrase(*def)} + ", got " +
+                                           std::string{type_phrase(node.type())});
+      continue;
+    }
+    settings.insert_or_assign(setting_id(section.name, def->name), Setting{std::move(*value), ctx.at(node.source())});
+  }
+}
+
+bool valid_plugin_name(std::string_view name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+template <typename T>
+std::string streamed(const T& value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+// Converts plugin-owned TOML to JSON and records where each (nested) key was written, so the
+// plugin layer can point at the offending line when a plugin rejects its settings.
+class PluginSettingsConverter {
+ public:
+  PluginSettingsConverter(std::string_view plugin, Context& ctx, std::map<std::string, SourcePos>& positions)
+      : plugin_{plugin}, ctx_{ctx}, positions_{positions} {}
+
+  nlohmann::json convert(const toml::node& node, const std::string& path) {
+    return node.visit([&](auto&& n) -> nlohmann::json {
+      using T = std::remove_cvref_t<decltype(n)>;
+      if constexpr (std::is_same_v<T, toml::table>) {
+        auto object = nlohmann::json::object();
+        for (auto&& [key, child] : n) {
+          const std::string child_path = path + "." + std::string{key.str()};
+          positions_.insert_or_assign(child_path, ctx_.at(key.source()));
+          object[std::string{key.str()}] = convert(child, child_path);
+        }
+        return object;
+      } else if constexpr (std::is_same_v<T, toml::array>) {
+        auto array = nlohmann::json::array();
+        std::size_t index = 0;
+        for (auto&& element : n) {
+          const std::string element_path = path + "[" + std::to_string(index++) + "]";
+          positions_.insert_or_assign(element_path, ctx_.at(element.source()));
+          array.push_back(convert(element, element_path));
+        }
+        return array;
+      } else {
+        using V = std::remove_cvref_t<decltype(n.get())>;
+        if constexpr (std::is_same_v<V, toml::date> || std::is_same_v<V, toml::time> ||
+                      std::is_same_v<V, toml::date_time>) {
+          return streamed(n.get());
+        } else if constexpr (std::is_same_v<V, double>) {
+          if (!std::isfinite(n.get())) {
+            ctx_.error(ctx_.at(n.source()), "[plugin." + plugin_ + "] " + path +
+                                                ": nan and inf cannot be passed to a plugin (JSON has no such numbers)");
+            return nullptr;
+          }
+          return n.get();
+        } else {
+          return n.get();
+        }
+      }
+    });
+  }
+
+ private:
+  std::string plugin_;
+  Context& ctx_;
+  std::map<std::string, SourcePos>& positions_;
+};
+
+void collect_plugins(const toml::key& plugin_key, const toml::node& node, Context& ctx, Config& config) {
+  const toml::table* plugins = node.as_table();
+  if (plugins == nullptr) {
+    ctx.error(ctx.at(plugin_key.source()), "'plugin' must hold [plugin.<name>] tables, got " +
+                                               std::string{type_phrase(node.type())});
+    return;
+  }
+  for (auto&& [key, value] : *plugins) {
+    const std::string name{key.str()};
+    const toml::table* table = value.as_table();
+    if (table == nullptr) {
+      std::string message = in_quotes(name) + " in [plugin] is not a plugin table (got " +
+                            std::string{type_phrase(value.type())} + "); plugin settings go in [plugin.<name>]";
+      if (find_key(kPluginsKeys, name) != nullptr) message += " (did you mean " + in_quotes(name) + " in [plugins]?)";
+      ctx.error(ctx.at(key.source()), std::move(message));
+      continue;
+    }
+    if (!valid_plugin_name(name)) {
+      ctx.error(ctx.at(key.source()), "invalid plugin name " + in_quotes(name) +
+                                          " in [plugin." + name + "]: use only a-z, 0-9 and '_'");
+      continue;
+    }
+    PluginSection section;
+    section.name = name;
+    section.where = ctx.at(value.source());
+    auto settings = nlohmann::json::object();
+    PluginSettingsConverter converter{name, ctx, section.key_positions};
+    for (auto&& [setting_key, setting] : *table) {
+      const std::string setting_name{setting_key.str()};
+      if (setting_name == kPluginEnabledKey) {
+        if (const auto* enabled = setting.as_boolean()) {
+          section.enabled = enabled->get();
+        } else {
+          ctx.error(ctx.at(setting.source()), "[plugin." + name + "] enabled: expected a boolean, got " +
+                                                  std::string{type_phrase(setting.type())});
+        }
+        continue;
+      }
+      section.key_positions.insert_or_assign(setting_name, ctx.at(setting_key.source()));
+      settings[setting_name] = converter.convert(setting, setting_name);
+    }
+    // TOML text is valid UTF-8 by the time toml++ accepts it; `replace` only guards against a
+    // future change of that guarantee turning into an exception (TOOLCHAIN.md pitfall 5).
+    section.settings_json = settings.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    config.plugin_sections.insert_or_assign(name, std::move(section));
+  }
+}
+
+void collect_file(const toml::table& root, Context& ctx, Settings& settings, Config& config) {
+  for (auto&& [key, node] : root) {
+    const std::string_view name = key.str();
+    if (name == kPluginSection) {
+      collect_plugins(key, node, ctx, config);
+      continue;
+    }
+    const SectionDef* section = find_section(name);
+    if (section == nullptr) {
+      report_unknown_root_key(name, key, node, ctx);
+      continue;
+    }
+    const toml::table* table = node.as_table();
+    if (table == nullptr) {
+      ctx.error(ctx.at(node.source()), "[" + std::string{name} + "]: expected a table, got " +
+                                           std::string{type_phrase(node.type())});
+      continue;
+    }
+    collect_section(*section, *table, ctx, settings);
+  }
+}
+
+std::optional<Value> parse_env_value(const KeyDef& key, const std::string& text, std::string& problem) {
+  switch (key.kind) {
+    case Kind::kString: return Value{std::in_place_type<std::string>, text};
+    case Kind::kBool:
+      if (text == "true" || text == "1") return Value{std::in_place_type<bool>, true};
+      if (text == "false" || text == "0") return Value{std::in_place_type<bool>, false};
+      problem = "expected true, false, 1 or 0, got " + in_quotes(text);
+      return std::nullopt;
+    case Kind::kInteger: {
+      std::int64_t number = 0;
+      const char* const end = text.data() + text.size();
+      const auto [ptr, ec] = std::from_chars(text.data(), end, number);
+      if (ec == std::errc{} && ptr == end) return Value{std::in_place_type<std::int64_t>, number};
+      problem = "expected a decimal integer, got " + in_quotes(text);
+      if (ec == std::errc::result_out_of_range) problem += " (does not fit in 64 bits)";
+      return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+void collect_env(const Environment& env, Context& ctx, Settings& settings) {
+  for (const auto& [variable, text] : env) {
+    const std::string_view name{variable};
+    if (!name.starts_with(kEnvPrefix)) continue;
+    const std::string_view rest = name.substr(kEnvPrefix.size());
+    const std::size_t separator = rest.find('_');
+    if (separator == std::string_view::npos) continue;
+    const std::string_view section_part = rest.substr(0, separator);
+    const std::string_view key_part = rest.substr(separator + 1);
+    const SectionDef* section = nullptr;
+    for (const auto& candidate : kSections) {
+      if (to_upper(candidate.name) == section_part) section = &candidate;
+    }
+    // Other tools share the KEEL_ prefix; only variables naming one of our sections are ours.
+    if (section == nullptr) continue;
+
+    SourcePos where{"env " + variable, 0, 0};
+    const KeyDef* key = nullptr;
+    for (const auto& candidate : section->keys) {
+      if (to_upper(candidate.name) == key_part) key = &candidate;
+    }
+    if (key == nullptr) {
+      std::string message = "unknown key " + in_quotes(to_lower(key_part)) + " in [" + std::string{section->name} + "]";
+      Closest closest{key_part};
+      for (const auto& candidate : section->keys) closest.consider(candidate.name, env_name(section->name, candidate.name));
+      if (closest.best()) {
+        message += " (did you mean " + *closest.best() + "?)";
+      } else {
+        message += "; valid keys: " + key_list(*section);
+      }
+      ctx.error(std::move(where), std::move(message));
+      continue;
+    }
+    std::string problem;
+    auto value = parse_env_value(*key, text, problem);
+    if (!value) {
+      ctx.error(std::move(where), section_key(section->name, key->name) + ": " + problem);
+      continue;
+    }
+    settings.insert_or_assign(setting_id(section->name, key->name), Setting{std::move(*value), std::move(where)});
+  }
+}
+
+std::optional<std::string> listen_problem(std::string_view listen) {
+  const std::string_view example = "expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080";
+  const std::size_t colon = listen.rfind(':');
+  if (colon == std::string_view::npos) return std::string{example};
+  const std::string_view host = listen.substr(0, colon);
+  const std::string_view port = listen.substr(colon + 1);
+  if (host.empty()) return "missing host before ':' (" + std::string{example} + ")";
+  if (host.front() == '[') {
+    const std::string_view inner = host.size() >= 2 && host.back() == ']' ? host.substr(1, host.size() - 2) : "";
+    if (inner.find(':') == std::string_view::npos || inner.find_first_of("[] ") != std::string_view::npos) {
+      return "malformed IPv6 host " + in_quotes(host) + " (write it as [::1]:8080)";
+    }
+  } else if (host.find(':') != std::string_view::npos) {
+    return "IPv6 hosts must be in brackets, e.g. [::1]:8080";
+  } else if (!std::all_of(host.begin(), host.end(), [](char c) {
+               return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                      c == '-' || c == '_';
+             })) {
+    return "host " + in_quotes(host) + " contains characters not allowed in a host name or address";
+  }
+  if (port.empty() || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return "port " + in_quotes(port) + " is not a number (allowed 0..65535)";
+  }
+  std::uint32_t number = 0;
+  const auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), number);
+  if (ec != std::errc{} || ptr != port.data() + port.size() || number > 65535) {
+    return "port " + std::string{port} + " is out of range (allowed 0..65535)";
+  }
+  return std::nullopt;
+}
+
+template <typename T>
+std::string one_of(const T& allowed) {
+  std::string out;
+  for (const auto& item : allowed) {
+    if (!out.empty()) out += ", ";
+    out += item;
+  }
+  return out;
+}
+
+// Turns the merged raw settings into typed fields, checking ranges and cross-key rules. A value
+// that fails a check leaves the default in place; the caller throws anyway.
+class Applier {
+ public:
+  Applier(const Settings& settings, Context& ctx) : settings_{settings}, ctx_{ctx} {}
+
+  [[nodiscard]] const Setting* find(std::string_view section, std::string_view key) const {
+    const auto it = settings_.find(setting_id(section, key));
+    return it == settings_.end() ? nullptr : &it->second;
+  }
+
+  template <typename Int>
+  const Setting* integer(std::string_view section, std::string_view key, Int& out, std::int64_t lo, std::int64_t hi,
+                         std::string_view hi_name = {}) {
+    const Setting* setting = find(section, key);
+    const auto* number = setting == nullptr ? nullptr : std::get_if<std::int64_t>(&setting->value);
+    if (number == nullptr) return nullptr;
+    if (*number < lo || *number > hi) {
+      ctx_.error(setting->where, section_key(section, key) + ": " + std::to_string(*number) +
+                                     " is out of range (" + range_phrase(lo, hi, hi_name) + ")");
+      return nullptr;
+    }
+    out = static_cast<Int>(*number);
+    return setting;
+  }
+
+  void duration(std::string_view section, std::string_view key, std::chrono::milliseconds& out) {
+    std::int64_t ms = 0;
+    if (integer(section, key, ms, 1, kMaxDurationMs) != nullptr) out = std::chrono::milliseconds{ms};
+  }
+
+  // The setting if it was given as a string; string_of() then reads it.
+  [[nodiscard]] const Setting* text(std::string_view section, std::string_view key) const {
+    const Setting* setting = find(section, key);
+    return setting != nullptr && std::holds_alternative<std::string>(setting->value) ? setting : nullptr;
+  }
+  static const std::string& string_of(const Setting& setting) { return std::get<std::string>(setting.value); }
+
+  void flag(std::string_view section, std::string_view key, bool& out) const {
+    const Setting* setting = find(section, key);
+    if (const auto* value = setting == nullptr ? nullptr : std::get_if<bool>(&setting->value)) out = *value;
+  }
+
+  template <typename T>
+  const std::string* choice(std::string_view section, std::string_view key, const T& allowed) {
+    const Setting* setting = text(section, key);
+    if (setting == nullptr) return nullptr;
+    const std::string& value = string_of(*setting);
+    if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return &value;
+    std::string message = section_key(section, key) + ": " + in_quotes(value) + " is not one of " + one_of(allowed);
+    Closest closest{value};
+    for (const auto& candidate : allowed) closest.consider(candidate);
+    if (closest.best()) message += " (did you mean " + in_quotes(*closest.best()) + "?)";
+    ctx_.error(setting->where, std::move(message));
+    return nullptr;
+  }
+
+  void path(std::string_view section, std::string_view key, std::filesystem::path& out) {
+    const Setting* setting = text(section, key);
+    if (setting == nullptr) return;
+    if (string_of(*setting).empty()) {
+      ctx_.error(setting->where, section_key(section, key) + ": must not be empty");
+      return;
+    }
+    out = string_of(*setting);
+  }
+
+  void error(const Setting& at, std::string message) { ctx_.error(at.where, std::move(message)); }
+
+ private:
+  const Settings& settings_;
+  Context& ctx_;
+};
+
+std::filesystem::path resolve(const std::filesystem::path& base, const std::filesystem::path& p) {
+  // Not lexically_normal(): "dir/../x" differs from "x" when dir is a symlink.
+  return p.is_absolute() ? p : base / p;
+}
+
+void apply(const Settings& settings, Context& ctx, const std::filesystem::path& base, Config& config) {
+  Applier a{settings, ctx};
+
+  if (const Setting* listen = a.text("server", "listen")) {
+    const std::string& value = Applier::string_of(*listen);
+    if (auto problem = listen_problem(value)) {
+      a.error(*listen, "[server] listen: " + in_quotes(value) + ": " + *problem);
+    } else {
+      config.server.listen = value;
+    }
+  }
+  a.integer("server", "io_threads", config.server.io_threads, 1, 256);
+  a.integer("server", "max_connections", config.server.max_connections, 1, kMaxUint32);
+  a.duration("server", "drain_timeout_ms", config.server.drain_timeout);
+  a.path("server", "data_dir", config.server.data_dir);
+
+  const Setting* header = a.integer("http", "max_header_bytes", config.http.max_header_bytes, 1024, 1048576);
+  if (a.find("http", "max_target_bytes") != nullptr) {
+    a.integer("http", "max_target_bytes", config.http.max_target_bytes, 16, config.http.max_header_bytes,
+              "max_header_bytes");
+  } else if (header != nullptr && config.http.max_target_bytes > config.http.max_header_bytes) {
+    a.error(*header, "[http] max_header_bytes: " + std::to_string(config.http.max_header_bytes) +
+                         " is less than max_target_bytes (" + std::to_string(config.http.max_target_bytes) +
+                         ", the default); raise it or set max_target_bytes lower");
+  }
+  a.integer("http", "max_body_bytes", config.http.max_body_bytes, 0, kUnbounded);
+  a.duration("http", "header_read_timeout_ms", config.http.header_read_timeout);
+  a.duration("http", "idle_timeout_ms", config.http.idle_timeout);
+  a.duration("http", "request_timeout_ms", config.http.request_timeout);
+  a.duration("http", "write_timeout_ms", config.http.write_timeout);
+
+  if (const std::string* level = a.choice("log", "level", kLogLevels)) config.log.level = *level;
+  if (const std::string* format = a.choice("log", "format", kLogFormats)) {
+    config.log.format = *format == "json" ? LogFormat::kJson : LogFormat::kText;
+  }
+  a.flag("log", "access_log", config.log.access_log);
+
+  if (const Setting* token = a.text("admin", "token")) config.admin.token = Applier::string_of(*token);
+
+  a.path("plugins", "directory", config.plugins.directory);
+
+  config.server.data_dir = resolve(base, config.server.data_dir);
+  config.plugins.directory = resolve(base, config.plugins.directory);
+}
+
+std::string join(const std::vector<Diagnostic>& diagnostics) {
+  std::string out;
+  for (const auto& diagnostic : diagnostics) {
+    if (!out.empty()) out += '\n';
+    out += diagnostic.str();
+  }
+  return out;
+}
+
+std::string syntax_message(std::string_view description) {
+  std::string out{description};
+  if (!out.empty()) out[0] = ascii_lower(out[0]);
+  return out;
+}
+
+struct FileCloser {
+  void operator()(std::FILE* f) const noexcept { std::fclose(f); }
+};
+
+// fopen/fread rather than ifstream: iostreams do not report errno, and the message should say
+// why the file could not be read (ENOENT, EACCES, EISDIR).
+std::optional<std::string> read_file(const std::filesystem::path& file, std::string& out) {
+  errno = 0;
+  std::unique_ptr<std::FILE, FileCloser> handle{std::fopen(file.c_str(), "rb")};
+  if (!handle) return std::error_code{errno, std::generic_category()}.message();
+  std::array<char, 65536> buffer{};
+  for (;;) {
+    const std::size_t n = std::fread(buffer.data(), 1, buffer.size(), handle.get());
+    out.append(buffer.data(), n);
+    if (n < buffer.size()) break;
+  }
+  if (std::ferror(handle.get()) != 0) {
+    return std::error_code{errno != 0 ? errno : EIO, std::generic_category()}.message();
+  }
+  return std::nullopt;
+}
+
+void sort_diagnostics(std::vector<Diagnostic>& diagnostics) {
+  // File problems first in reading order, then environment problems by variable name.
+  std::stable_sort(diagnostics.begin(), diagnostics.end(), [](const Diagnostic& a, const Diagnostic& b) {
+    const bool a_env = a.where.line == 0;
+    const bool b_env = b.where.line == 0;
+    if (a_env != b_env) return b_env;
+    if (a_env) return a.where.file < b.where.file;
+    return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);
+  });
+}
+
+}  // namespace
+
+std::string SourcePos::str() const {
+  if (line == 0) return file;
+  return file + ":" + std::to_string(line) + ":" + std::to_string(column);
+}
+
+ConfigError::ConfigError(std::vector<Diagnostic> diagnostics)
+    : std::runtime_error(join(diagnostics)), diagnostics_(std::move(diagnostics)) {}
+
+Environment current_environment() {
+  Environment env;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view text{*entry};
+    const std::size_t eq = text.find('=');
+    if (eq == std::string_view::npos) continue;
+    // getenv() returns the first of duplicate entries; emplace keeps the first too.
+    env.emplace(std::string{text.substr(0, eq)}, std::string{text.substr(eq + 1)});
+  }
+  return env;
+}
+
+Config load(const std::filesystem::path& file, const Environment& env) {
+  std::string text;
+  if (auto problem = read_file(file, text)) {
+    throw ConfigError({Diagnostic{SourcePos{file.string(), 0, 0}, "cannot read config file: " + *problem}});
+  }
+  return parse(text, file, env);
+}
+
+Config parse(std::string_view text, const std::filesystem::path& name, const Environment& env) {
+  Context ctx{name.empty() ? std::string{kNoFileLabel} : name.string(), {}};
+  Config config;
+  config.source = name;
+  Settings settings;
+
+  toml::table root;
+  try {
+    root = toml::parse(text, std::string{ctx.file});
+  } catch (const toml::parse_error& e) {
+    // toml++ stops at the first syntax error; keep going with an empty document so that
+    // environment problems are still reported in the same run.
+    ctx.error(ctx.at(e.source()), syntax_message(e.description()));
+  }
+  collect_file(root, ctx, settings, config);
+  collect_env(env, ctx, settings);
+  apply(settings, ctx, name.parent_path(), config);
+
+  if (!ctx.diagnostics.empty()) {
+    sort_diagnostics(ctx.diagnostics);
+    throw ConfigError(std::move(ctx.diagnostics));
+  }
+  return config;
+}
+
+}  // namespace keel::host::config

@@ -1,0 +1,106 @@
+#pragma once
+// Host configuration: the typed result of parsing a TOML file plus KEEL_<SECTION>_<KEY>
+// environment overrides. Plugin tables stay opaque (JSON text) for the plugin layer to validate.
+// Plain values; safe to copy and to read from any thread once built.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace keel::host::config {
+
+/// Where a value came from, for error messages ("keel.toml:12:5" or "env KEEL_HTTP_MAX_BODY_BYTES").
+struct SourcePos {
+  std::string file;  ///< config file path, or "env KEEL_..." for an environment override
+  std::uint32_t line = 0;
+  std::uint32_t column = 0;
+  [[nodiscard]] std::string str() const;
+};
+
+struct Diagnostic {
+  SourcePos where;
+  std::string message;  ///< what is wrong and what to do, e.g. "unknown key 'max_bodys' (did you mean 'max_body_bytes'?)"
+  [[nodiscard]] std::string str() const { return where.str() + ": " + message; }
+};
+
+/// Thrown by load() when the file cannot be read or has errors; carries every diagnostic found.
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(std::vector<Diagnostic> diagnostics);
+  [[nodiscard]] const std::vector<Diagnostic>& diagnostics() const noexcept { return diagnostics_; }
+
+ private:
+  std::vector<Diagnostic> diagnostics_;
+};
+
+enum class LogFormat { kText, kJson };
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:8080";          ///< HOST:PORT; port 0 picks an ephemeral port
+  std::uint32_t io_threads = 1;                   ///< threads running the HTTP event loops (1..256)
+  std::uint32_t max_connections = 10000;          ///< open client connections; more are refused with 503
+  std::chrono::milliseconds drain_timeout{10000}; ///< graceful-shutdown budget for in-flight requests
+  std::filesystem::path data_dir = "data";        ///< per-plugin databases live here (relative to the config file)
+};
+
+struct HttpConfig {
+  std::uint32_t max_header_bytes = 16384;               ///< request line + fields; more gives 431 (414 for the target)
+  std::uint32_t max_target_bytes = 8192;                ///< request-target length; more gives 414
+  std::uint64_t max_body_bytes = 1048576;               ///< declared or received body; more gives 413
+  std::chrono::milliseconds header_read_timeout{10000}; ///< first byte to end of header; then 408 + close
+  std::chrono::milliseconds idle_timeout{60000};        ///< keep-alive wait for the next request; then close
+  std::chrono::milliseconds request_timeout{30000};     ///< end of header to response ready (body read + handler)
+  std::chrono::milliseconds write_timeout{30000};       ///< sending one response
+};
+
+struct LogConfig {
+  std::string level = "info";  ///< trace, debug, info, warn, error, critical, off
+  LogFormat format = LogFormat::kText;
+  bool access_log = true;      ///< one line per request on logger "access"
+};
+
+struct AdminConfig {
+  std::string token;  ///< bearer token for /admin; empty disables the admin API (env KEEL_ADMIN_TOKEN)
+};
+
+struct PluginsConfig {
+  std::filesystem::path directory = "plugins";  ///< scanned for *.so (relative to the config file)
+};
+
+/// One [plugin.<name>] table. Host-owned keys are typed; the rest is handed to the plugin.
+struct PluginSection {
+  std::string name;
+  bool enabled = true;
+  SourcePos where;                              ///< position of the table header
+  std::string settings_json = "{}";             ///< plugin-owned keys as a JSON object
+  std::map<std::string, SourcePos> key_positions;  ///< plugin-owned key -> where it was written
+};
+
+struct Config {
+  std::filesystem::path source;  ///< the file this was loaded from (empty for defaults)
+  ServerConfig server;
+  HttpConfig http;
+  LogConfig log;
+  AdminConfig admin;
+  PluginsConfig plugins;
+  std::map<std::string, PluginSection> plugin_sections;
+};
+
+/// A process environment as name -> value (tests pass their own; main passes environ).
+using Environment = std::map<std::string, std::string>;
+[[nodiscard]] Environment current_environment();
+
+/// Parse and validate `file`, apply KEEL_* overrides from `env`, resolve relative paths against
+/// the file's directory. Throws ConfigError listing every problem found (not just the first).
+[[nodiscard]] Config load(const std::filesystem::path& file, const Environment& env);
+
+/// Same as load() but from text; `name` is used in diagnostics and to resolve relative paths.
+[[nodiscard]] Config parse(std::string_view text, const std::filesystem::path& name, const Environment& env);
+
+}  // namespace keel::host::config

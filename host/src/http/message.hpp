@@ -1,0 +1,66 @@
+#pragma once
+// The HTTP exchange as the rest of the host sees it: plain structs with no Beast or Asio types.
+// A Request is a set of views into the connection's buffers, valid only during Handler::handle().
+// A Response is owned by the connection and reused across requests (clear() keeps capacity).
+
+#include <chrono>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace keel::host::http {
+
+struct Header {
+  std::string_view name;
+  std::string_view value;
+};
+
+struct Request {
+  std::string_view method;     ///< as received, e.g. "GET"
+  std::string_view target;     ///< raw request-target, e.g. "/api/hello/greet/x?y=1"
+  std::string_view path;       ///< target up to '?', still percent-encoded
+  std::string_view query;      ///< after '?', without it; empty if none
+  unsigned version = 11;       ///< 10 or 11
+  std::span<const Header> headers;
+  std::string_view body;
+  std::string_view request_id;
+  std::string_view remote_address;  ///< "127.0.0.1:53412"
+  std::chrono::steady_clock::time_point deadline;
+
+  /// First header named `name` (ASCII case-insensitive), or empty.
+  [[nodiscard]] std::string_view header(std::string_view name) const noexcept;
+};
+
+struct Response {
+  unsigned status = 200;
+  std::string content_type;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  ///< extra fields; framing fields are the server's
+
+  void clear() noexcept {
+    status = 200;
+    content_type.clear();
+    body.clear();
+    headers.clear();
+  }
+  /// Fill with Keel's standard error body: {"error":{"code":"...","message":"..."}}.
+  void set_error(unsigned http_status, std::string_view code, std::string_view message);
+  void set_json(unsigned http_status, std::string json_body);
+};
+
+/// Where the server sends every well-formed request. Called on the connection's I/O thread.
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  virtual void handle(const Request& request, Response& response) = 0;
+};
+
+/// RFC 9110 reason phrase for `status` ("Unknown" for unregistered codes).
+[[nodiscard]] std::string_view reason_phrase(unsigned status) noexcept;
+/// Machine-readable error code used in JSON error bodies, e.g. 404 -> "not_found".
+[[nodiscard]] std::string_view error_code_for(unsigned status) noexcept;
+[[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;
+
+}  // namespace keel::host::http

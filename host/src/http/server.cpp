@@ -1,0 +1,842 @@
+#include "http/server.hpp"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+#include <list>
+#include <optional>
+#include <random>
+#include <span>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/basic_parser.hpp>
+#include <boost/beast/http/error.hpp>
+
+#include "http/header_scanner.hpp"
+#include "observability/log.hpp"
+
+namespace keel::host::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using error_code = boost::system::error_code;
+using bsv = boost::beast::string_view;
+constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
+
+// How often each I/O thread checks connection deadlines. Timeouts are enforced by this sweep
+// instead of one timer per read, so a request costs no timer syscalls (nginx-style coarse timers).
+constexpr auto kSweepInterval = std::chrono::milliseconds(100);
+// After an error response the connection is half-closed and the rest of the request is read
+// and discarded for a while, so the client sees the response rather than a reset (lingering close).
+constexpr auto kLingerTime = std::chrono::milliseconds(2000);
+constexpr std::size_t kLingerMaxBytes = 1 << 20;
+constexpr std::size_t kReadChunk = 16384;
+constexpr std::size_t kMaxChunkExtension = 1024;
+constexpr std::size_t kMaxTrailerBytes = 8192;
+constexpr std::size_t kMaxTrailerFields = 64;
+
+// ---------------------------------------------------------------------------------------------
+// Request parser: Beast tokenizes; Keel enforces RFC 9110/9112 rules Beast 1.81 does not.
+
+struct Failure {
+  unsigned status = 0;
+  std::string_view reason;
+};
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+class RequestParser final : public bhttp::basic_parser<true> {
+ public:
+  RequestParser(std::vector<Header>& headers, std::string& body, std::size_t max_target)
+      : headers_(headers), body_(body), max_target_(max_target) {
+    headers_.clear();
+    body_.clear();
+  }
+
+  [[nodiscard]] const Failure& failure() const noexcept { return failure_; }
+  [[nodiscard]] std::string_view method() const noexcept { return method_; }
+  [[nodiscard]] std::string_view target() const noexcept { return target_; }
+  [[nodiscard]] unsigned version() const noexcept { return version_; }
+  [[nodiscard]] bool expects_continue() const noexcept { return expect_continue_; }
+  [[nodiscard]] bool started() const noexcept { return started_; }
+
+ private:
+  void fail(error_code& ec, unsigned status, std::string_view reason) {
+    failure_ = {status, reason};
+    ec = bhttp::error::bad_value;  // any error stops Beast; failure_ carries the real answer
+  }
+
+  void on_request_impl(bhttp::verb, bsv method_in, bsv target_in, int version, error_code& ec) override {
+    const std::string_view method(method_in.data(), method_in.size());
+    const std::string_view target(target_in.data(), target_in.size());
+    started_ = true;
+    method_ = method;
+    target_ = target;
+    version_ = static_cast<unsigned>(version);
+    if (version != 10 && version != 11) return fail(ec, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
+    if (target.size() > max_target_) return fail(ec, 414, "request target too long");
+    if (target.empty() || (target.front() != '/' && target != "*" && method != "CONNECT" &&
+                           target.find("://") == std::string_view::npos))
+      return fail(ec, 400, "invalid request target");
+  }
+
+  void on_response_impl(int, bsv, int, error_code& ec) override { ec = bhttp::error::bad_version; }
+
+  void on_field_impl(bhttp::field f, bsv name_in, bsv value_in, error_code& ec) override {
+    const std::string_view name(name_in.data(), name_in.size());
+    const std::string_view value(value_in.data(), value_in.size());
+    if (header_done_) {
+      // Trailer fields are parsed (to find the end of the message) but discarded; bounded so
+      // a client cannot make the connection hold an unbounded trailer section.
+      trailer_bytes_ += name.size() + value.size();
+      if (++trailer_fields_ > kMaxTrailerFields || trailer_bytes_ > kMaxTrailerBytes)
+        return fail(ec, 431, "chunked trailer section too large");
+      return;
+    }
+    headers_.push_back({name, value});
+    switch (f) {
+      case bhttp::field::host:
+        ++host_count_;
+        break;
+      case bhttp::field::transfer_encoding:
+        if (!transfer_encoding_.empty()) transfer_encoding_ += ',';
+        transfer_encoding_.append(value.data(), value.size());
+        break;
+      case bhttp::field::content_length:
+        has_content_length_ = true;
+        break;
+      case bhttp::field::expect:
+        if (iequals(trim(value), "100-continue")) expect_continue_ = true;
+        else return fail(ec, 417, "unsupported Expect value");
+        break;
+      default:
+        break;
+    }
+  }
+
+  void on_header_impl(error_code& ec) override {
+    header_done_ = true;
+    if (version_ == 11 && host_count_ == 0) return fail(ec, 400, "missing Host header");
+    if (host_count_ > 1) return fail(ec, 400, "more than one Host header");
+    if (transfer_encoding_.empty()) return;
+    // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing; with Content-Length
+    // it is a smuggling attempt; the final coding must be chunked or the length is unknowable.
+    if (version_ == 10) return fail(ec, 400, "Transfer-Encoding is not allowed in HTTP/1.0");
+    if (has_content_length_) return fail(ec, 400, "both Transfer-Encoding and Content-Length");
+    std::string_view rest = transfer_encoding_;
+    std::string_view last;
+    std::size_t chunked = 0;
+    bool unknown = false;
+    while (!rest.empty()) {
+      const auto comma = rest.find(',');
+      const auto coding = trim(rest.substr(0, comma));
+      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+      if (coding.empty()) continue;
+      last = coding;
+      if (iequals(coding, "chunked")) ++chunked;
+      else unknown = true;
+    }
+    if (last.empty()) return fail(ec, 400, "empty Transfer-Encoding");
+    if (!iequals(last, "chunked")) return fail(ec, 400, "final transfer coding is not chunked");
+    if (chunked > 1) return fail(ec, 400, "chunked applied more than once");
+    if (unknown) return fail(ec, 501, "unsupported transfer coding");
+  }
+
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
+    if (length) body_.reserve(static_cast<std::size_t>(*length));
+  }
+
+  std::size_t on_body_impl(bsv s, error_code&) override {
+    body_.append(s.data(), s.size());
+    return s.size();
+  }
+
+  void on_chunk_header_impl(std::uint64_t, bsv extensions, error_code& ec) override {
+    if (extensions.size() > kMaxChunkExtension) return fail(ec, 400, "chunk extension too long");
+  }
+
+  std::size_t on_chunk_body_impl(std::uint64_t, bsv s, error_code&) override {
+    body_.append(s.data(), s.size());
+    return s.size();
+  }
+
+  void on_finish_impl(error_code&) override {}
+
+  std::vector<Header>& headers_;
+  std::string& body_;
+  std::size_t max_target_;
+  Failure failure_;
+  std::string_view method_;
+  std::string_view target_;
+  unsigned version_ = 11;
+  unsigned host_count_ = 0;
+  bool has_content_length_ = false;
+  bool expect_continue_ = false;
+  bool header_done_ = false;
+  bool started_ = false;
+  std::string transfer_encoding_;
+  std::size_t trailer_fields_ = 0;
+  std::size_t trailer_bytes_ = 0;
+};
+
+// True if the request line ends in a well-formed "HTTP/x.y" other than 1.0/1.1, which Beast
+// reports as bad_version but RFC 9110 §15.6.6 answers with 505.
+bool unsupported_version(std::string_view header) {
+  const auto line = header.substr(0, header.find("\r\n"));
+  const auto version = line.substr(line.rfind(' ') + 1);
+  const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  return version.size() == 8 && version.substr(0, 5) == "HTTP/" && digit(version[5]) && version[6] == '.' &&
+         digit(version[7]) && version != "HTTP/1.0" && version != "HTTP/1.1";
+}
+
+// Beast's own parse errors, as an HTTP status and a reason for the client.
+Failure map_parse_error(const error_code& ec, std::string_view header) {
+  if (ec == bhttp::error::header_limit) return {431, "request header fields too large"};
+  if (ec == bhttp::error::body_limit) return {413, "request body larger than the configured limit"};
+  if (ec == bhttp::error::bad_version && unsupported_version(header))
+    return {505, "only HTTP/1.0 and HTTP/1.1 are supported"};
+  if (ec == bhttp::error::bad_version) return {400, "malformed HTTP version"};
+  if (ec == bhttp::error::bad_method) return {400, "malformed method"};
+  if (ec == bhttp::error::bad_target) return {400, "malformed request target"};
+  if (ec == bhttp::error::bad_field) return {400, "malformed header field name"};
+  if (ec == bhttp::error::bad_value) return {400, "malformed header field value"};
+  if (ec == bhttp::error::bad_content_length || ec == bhttp::error::multiple_content_length)
+    return {400, "invalid or conflicting Content-Length"};
+  if (ec == bhttp::error::bad_transfer_encoding) return {400, "invalid or conflicting Transfer-Encoding"};
+  if (ec == bhttp::error::bad_chunk || ec == bhttp::error::bad_chunk_extension) return {400, "malformed chunked body"};
+  if (ec == bhttp::error::bad_line_ending) return {400, "malformed line ending"};
+  return {400, "malformed request"};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small per-thread helpers used when writing every response.
+
+// IMF-fixdate (RFC 9110 §5.6.7), recomputed at most once per second per thread.
+std::string_view http_date() {
+  thread_local std::time_t cached_second = 0;
+  thread_local std::array<char, 32> cached{};
+  thread_local std::size_t cached_len = 0;
+  const std::time_t now = std::time(nullptr);
+  if (now != cached_second) {
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    cached_len = std::strftime(cached.data(), cached.size(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    cached_second = now;
+  }
+  return {cached.data(), cached_len};
+}
+
+// X-Request-Id: accepted if 1..128 characters of [A-Za-z0-9._:-], otherwise replaced.
+bool valid_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == ':' || c == '-';
+  });
+}
+
+void generate_request_id(std::array<char, 16>& out) {
+  thread_local std::uint64_t state = std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32) | 1;
+  state ^= state << 13;  // xorshift64: unique enough for correlation, never a security token
+  state ^= state >> 7;
+  state ^= state << 17;
+  static constexpr char kHex[] = "0123456789abcdef";
+  auto v = state;
+  for (auto& c : out) {
+    c = kHex[v & 0xF];
+    v >>= 4;
+  }
+}
+
+std::string format_endpoint(const tcp::endpoint& ep) {
+  const auto addr = ep.address();
+  std::string out = addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string();
+  out += ':';
+  out += std::to_string(ep.port());
+  return out;
+}
+
+bool safe_field_text(std::string_view s) {
+  return std::none_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
+}
+
+void append_number(std::string& out, std::uint64_t v) {
+  char digits[24];
+  const auto r = std::to_chars(digits, digits + sizeof digits, v);
+  out.append(digits, r.ptr);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+class Server::Impl {
+ public:
+  class Session;
+
+  // One event loop and the connections it owns. Touched only from its own thread, except
+  // `ctx` (thread-safe) and the atomics.
+  struct IoThread {
+    asio::io_context ctx{1};
+    std::list<Session*> sessions;
+    bool draining = false;
+    Clock::time_point drain_deadline{};
+    std::thread thread;
+  };
+
+  Impl(ServerOptions options, Handler& handler)
+      : options_(std::move(options)),
+        handler_(handler),
+        http_log_(observability::logger("http")),
+        access_log_(observability::logger("access")) {
+    const auto n = std::max<std::uint32_t>(1, options_.io_threads);
+    for (std::uint32_t i = 0; i < n; ++i) threads_.push_back(std::make_unique<IoThread>());
+    acceptor_.emplace(threads_[0]->ctx);
+    accept_backoff_.emplace(threads_[0]->ctx);
+  }
+
+  ~Impl() {
+    if (started_ && !joined_) {
+      shutdown(std::chrono::milliseconds(0));
+      wait();
+    }
+  }
+
+  void listen();
+  void start();
+  void shutdown(std::chrono::milliseconds drain_timeout);
+  void wait();
+
+  tcp::endpoint local_endpoint() const { return bound_; }
+  std::uint64_t connection_count() const noexcept { return connections_.load(std::memory_order_relaxed); }
+
+ private:
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> sweep_loop(IoThread& io);
+  void refuse(tcp::socket socket);
+
+  ServerOptions options_;
+  Handler& handler_;
+  std::shared_ptr<spdlog::logger> http_log_;
+  std::shared_ptr<spdlog::logger> access_log_;
+  std::vector<std::unique_ptr<IoThread>> threads_;
+  std::optional<tcp::acceptor> acceptor_;
+  std::optional<asio::steady_timer> accept_backoff_;
+  tcp::endpoint bound_;
+  std::atomic<std::uint64_t> connections_{0};
+  std::atomic<bool> stopping_{false};
+  std::size_t next_thread_ = 0;
+  bool started_ = false;
+  bool joined_ = false;
+};
+
+// One client connection. Lives in its coroutine; registered with its IoThread so the sweeper
+// can enforce deadlines and shutdown can find idle connections.
+class Server::Impl::Session {
+ public:
+  Session(Impl& server, IoThread& io, tcp::socket socket)
+      : server_(server), io_(io), socket_(std::move(socket)),
+        buffer_(static_cast<std::size_t>(server.options_.max_header_bytes) + kReadChunk) {
+    it_ = io_.sessions.insert(io_.sessions.end(), this);
+    error_code ec;
+    const auto peer = socket_.remote_endpoint(ec);
+    if (!ec) remote_ = format_endpoint(peer);
+    socket_.set_option(tcp::no_delay(true), ec);
+  }
+
+  ~Session() {
+    io_.sessions.erase(it_);
+    server_.connections_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  asio::awaitable<void> run();
+
+  // Called by the sweeper on this thread.
+  void check_deadline(Clock::time_point now) {
+    if (deadline_ <= now && !timed_out_) {
+      timed_out_ = true;
+      error_code ec;
+      socket_.cancel(ec);
+    }
+  }
+  // Called on this thread when shutdown begins: a connection between requests closes now.
+  void on_drain() {
+    if (idle_) {
+      error_code ec;
+      socket_.cancel(ec);
+    }
+  }
+  void force_close() {
+    error_code ec;
+    socket_.cancel(ec);
+    socket_.close(ec);
+  }
+
+ private:
+  enum class ReadResult { kOk, kEof, kTimeout, kError, kFull };
+
+  void set_deadline(std::chrono::milliseconds budget) {
+    deadline_ = Clock::now() + budget;
+    timed_out_ = false;
+  }
+  asio::awaitable<ReadResult> read_some();
+  asio::awaitable<bool> write_response(bool head, bool close);
+  asio::awaitable<void> fail_and_close(unsigned status, std::string_view reason, bool head);
+  asio::awaitable<void> linger_and_close();
+  void log_access(std::size_t bytes_out);
+  void assign_request_id() {
+    for (const auto& h : headers_) {
+      if (iequals(h.name, "x-request-id") && valid_request_id(h.value)) {
+        request_.request_id = h.value;
+        return;
+      }
+    }
+    generate_request_id(generated_id_);
+    request_.request_id = {generated_id_.data(), generated_id_.size()};
+  }
+
+  Impl& server_;
+  IoThread& io_;
+  tcp::socket socket_;
+  std::list<Session*>::iterator it_;
+  boost::beast::flat_buffer buffer_;
+  std::string remote_;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  bool timed_out_ = false;
+  bool idle_ = false;
+
+  // Per-request state, reused across requests to keep the steady state allocation-free.
+  std::string header_block_;
+  std::vector<Header> headers_;
+  std::string body_;
+  std::string head_out_;
+  Response response_;
+  Request request_;
+  std::array<char, 16> generated_id_{};
+  Clock::time_point started_at_{};
+};
+
+asio::awaitable<Server::Impl::Session::ReadResult> Server::Impl::Session::read_some() {
+  const std::size_t room = buffer_.max_size() - buffer_.size();
+  if (room == 0) co_return ReadResult::kFull;
+  auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(std::min(room, kReadChunk)), kAsTuple);
+  buffer_.commit(n);
+  if (!ec) co_return ReadResult::kOk;
+  if (ec == asio::error::operation_aborted && timed_out_) co_return ReadResult::kTimeout;
+  if (ec == asio::error::eof) co_return ReadResult::kEof;
+  co_return ReadResult::kError;
+}
+
+void Server::Impl::Session::log_access(std::size_t bytes_out) {
+  if (!server_.options_.access_log) return;
+  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_at_).count();
+  server_.access_log_->info("request method={} target={} status={} bytes={} duration_us={} req={} peer={}",
+                            request_.method, request_.target, response_.status, bytes_out, micros,
+                            request_.request_id, remote_);
+}
+
+asio::awaitable<bool> Server::Impl::Session::write_response(bool head, bool close) {
+  auto& r = response_;
+  const bool no_body = r.status == 204 || r.status == 304 || (r.status >= 100 && r.status < 200);
+  auto& out = head_out_;
+  out.clear();
+  out += "HTTP/1.1 ";
+  append_number(out, r.status);
+  out += ' ';
+  out += reason_phrase(r.status);
+  out += "\r\nDate: ";
+  out += http_date();
+  out += "\r\nServer: keel\r\n";
+  if (!no_body) {
+    if (!r.content_type.empty() && safe_field_text(r.content_type)) {
+      out += "Content-Type: ";
+      out += r.content_type;
+      out += "\r\n";
+    }
+    out += "Content-Length: ";
+    append_number(out, r.body.size());
+    out += "\r\n";
+  }
+  if (!request_.request_id.empty()) {
+    out += "X-Request-Id: ";
+    out += request_.request_id;
+    out += "\r\n";
+  }
+  for (const auto& [name, value] : r.headers) {
+    // Response splitting guard: a field a handler built from user input must not inject lines.
+    if (name.empty() || !safe_field_text(name) || !safe_field_text(value) || name.find(':') != std::string::npos) {
+      server_.http_log_->warn("dropped invalid response header req={} name_bytes={}", request_.request_id, name.size());
+      continue;
+    }
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  if (close) out += "Connection: close\r\n";
+  else if (request_.version == 10) out += "Connection: keep-alive\r\n";
+  out += "\r\n";
+
+  set_deadline(server_.options_.write_timeout);
+  // One gather write (writev) for header and body; the body is never copied.
+  const std::array<asio::const_buffer, 2> buffers{asio::buffer(out), asio::buffer(r.body)};
+  const bool send_body = !head && !no_body && !r.body.empty();
+  auto [ec, n] = co_await asio::async_write(socket_, std::span(buffers.data(), send_body ? 2 : 1), kAsTuple);
+  log_access(n);
+  if (ec) {
+    server_.http_log_->debug("write failed peer={} req={} error={}", remote_, request_.request_id,
+                             timed_out_ ? "timeout" : ec.message());
+    co_return false;
+  }
+  co_return true;
+}
+
+asio::awaitable<void> Server::Impl::Session::linger_and_close() {
+  error_code ec;
+  socket_.shutdown(tcp::socket::shutdown_send, ec);
+  if (!ec) {
+    set_deadline(std::chrono::duration_cast<std::chrono::milliseconds>(kLingerTime));
+    std::size_t discarded = 0;
+    std::array<char, 4096> sink;
+    while (discarded < kLingerMaxBytes) {
+      auto [rec, n] = co_await socket_.async_read_some(asio::buffer(sink), kAsTuple);
+      if (rec) break;
+      discarded += n;
+    }
+  }
+  socket_.close(ec);
+}
+
+asio::awaitable<void> Server::Impl::Session::fail_and_close(unsigned status, std::string_view reason, bool head) {
+  server_.http_log_->debug("rejected request status={} reason=\"{}\" peer={} req={}", status, reason, remote_,
+                           request_.request_id);
+  response_.clear();
+  response_.set_error(status, error_code_for(status), reason);
+  const bool written = co_await write_response(head, true);
+  if (written) co_await linger_and_close();
+}
+
+asio::awaitable<void> Server::Impl::Session::run() {
+  const auto& opt = server_.options_;
+  HeaderScanner scanner(opt.max_header_bytes, opt.max_target_bytes + 64);
+
+  for (;;) {
+    // ---- wait for the first byte of the next request (keep-alive idle) --------------------
+    request_ = Request{};
+    started_at_ = {};
+    scanner.reset();
+    if (buffer_.size() == 0) {
+      if (io_.draining) co_return;
+      idle_ = true;
+      set_deadline(opt.idle_timeout);
+      const auto r = co_await read_some();
+      idle_ = false;
+      if (r != ReadResult::kOk) co_return;  // closed, idle timeout, or drain: no response owed
+    }
+    set_deadline(opt.header_read_timeout);
+    started_at_ = Clock::now();
+
+    // ---- header: Keel's framing scan, then Beast's parse of the complete block -------------
+    std::size_t header_size = 0;
+    bool begun = false;
+    for (;;) {
+      auto data = std::string_view(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+      if (!begun) {
+        // RFC 9112 §2.2: empty lines before a request line are skipped.
+        if (const auto skip = HeaderScanner::leading_empty_lines(data); skip != 0) {
+          buffer_.consume(skip);
+          data.remove_prefix(skip);
+        }
+        begun = !data.empty() && data != "\r";
+      }
+      if (!begun) {
+        const auto r = co_await read_some();
+        if (r == ReadResult::kTimeout) co_return;
+        if (r != ReadResult::kOk) co_return;
+        continue;
+      }
+      const auto scan = scanner.scan(data);
+      if (scan.kind == ScanResult::Kind::kComplete) {
+        header_size = scan.header_size;
+        break;
+      }
+      if (scan.kind == ScanResult::Kind::kError) {
+        co_await fail_and_close(scan.status, scan.reason, false);
+        co_return;
+      }
+      const auto r = co_await read_some();
+      if (r == ReadResult::kTimeout) {
+        co_await fail_and_close(408, "request header not received in time", false);
+        co_return;
+      }
+      if (r == ReadResult::kFull) {
+        co_await fail_and_close(431, "request header fields too large", false);
+        co_return;
+      }
+      if (r != ReadResult::kOk) co_return;
+    }
+
+    // The header is copied out of the read buffer so the views the parser hands out stay valid
+    // while the buffer is reused for the body.
+    header_block_.assign(static_cast<const char*>(buffer_.data().data()), header_size);
+    buffer_.consume(header_size);
+    RequestParser parser(headers_, body_, opt.max_target_bytes);
+    parser.header_limit(opt.max_header_bytes + 4);
+    parser.body_limit(opt.max_body_bytes);
+    parser.eager(true);
+    error_code ec;
+    parser.put(asio::buffer(header_block_), ec);
+    request_.method = parser.method();
+    request_.target = parser.target();
+    request_.version = parser.version();
+    const bool head = request_.method == "HEAD";
+    assign_request_id();
+    if (ec) {
+      const auto failure = parser.failure().status != 0 ? parser.failure() : map_parse_error(ec, header_block_);
+      co_await fail_and_close(failure.status, failure.reason, head);
+      co_return;
+    }
+
+    // ---- body ---------------------------------------------------------------------------------
+    set_deadline(opt.request_timeout);
+    if (!parser.is_done()) {
+      if (parser.expects_continue() && request_.version == 11 && buffer_.size() == 0) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(kContinue), kAsTuple);
+        if (wec) co_return;
+      }
+      while (!parser.is_done()) {
+        if (buffer_.size() != 0) {
+          const auto used = parser.put(buffer_.data(), ec);
+          buffer_.consume(used);
+          if (ec == bhttp::error::need_more) {
+            ec = {};
+          } else if (ec) {
+            const auto failure = parser.failure().status != 0 ? parser.failure() : map_parse_error(ec, header_block_);
+            co_await fail_and_close(failure.status, failure.reason, head);
+            co_return;
+          }
+          if (parser.is_done()) break;
+          if (used != 0) continue;
+        }
+        const auto r = co_await read_some();
+        if (r == ReadResult::kTimeout) {
+          co_await fail_and_close(408, "request body not received in time", head);
+          co_return;
+        }
+        if (r == ReadResult::kFull) {
+          co_await fail_and_close(400, "chunk header or trailer line too long", head);
+          co_return;
+        }
+        if (r != ReadResult::kOk) co_return;
+      }
+    }
+
+    // ---- dispatch -----------------------------------------------------------------------------
+    const auto target = request_.target;
+    const auto q = target.find('?');
+    request_.path = target.substr(0, q);
+    request_.query = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+    request_.headers = headers_;
+    request_.body = body_;
+    request_.remote_address = remote_;
+    request_.deadline = deadline_;
+    response_.clear();
+    try {
+      server_.handler_.handle(request_, response_);
+    } catch (const std::exception& e) {
+      server_.http_log_->error("handler threw req={} target={} error=\"{}\"", request_.request_id, request_.target,
+                               e.what());
+      response_.clear();
+      response_.set_error(500, "internal", "internal error");
+    }
+
+    const bool close = !parser.keep_alive() || io_.draining;
+    const bool written = co_await write_response(head, close);
+    if (!written) co_return;
+    if (close) {
+      error_code sec;
+      socket_.shutdown(tcp::socket::shutdown_send, sec);
+      socket_.close(sec);
+      co_return;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+void Server::Impl::listen() {
+  const auto& listen = options_.listen;
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) throw std::runtime_error("listen address '" + listen + "' is not HOST:PORT");
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned port = 0;
+  const auto port_text = std::string_view(listen).substr(colon + 1);
+  const auto [end, perr] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (perr != std::errc{} || end != port_text.data() + port_text.size() || port > 65535)
+    throw std::runtime_error("listen address '" + listen + "' has an invalid port");
+  error_code ec;
+  auto address = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+  if (ec) throw std::runtime_error("listen address '" + listen + "': '" + host + "' is not an IP address");
+  const tcp::endpoint endpoint(address, static_cast<std::uint16_t>(port));
+  auto& acc = *acceptor_;
+  acc.open(endpoint.protocol(), ec);
+  if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc.bind(endpoint, ec);
+  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) throw std::runtime_error("cannot listen on " + listen + ": " + ec.message());
+  bound_ = acc.local_endpoint();
+}
+
+void Server::Impl::refuse(tcp::socket socket) {
+  // Over max_connections: a best-effort 503 without blocking, then close.
+  static constexpr std::string_view kBusy =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 73\r\n"
+      "Connection: close\r\nRetry-After: 1\r\n\r\n"
+      R"({"error":{"code":"unavailable","message":"too many connections to keel"}})";
+  error_code ec;
+  socket.non_blocking(true, ec);
+  socket.write_some(asio::buffer(kBusy), ec);
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  socket.close(ec);
+}
+
+asio::awaitable<void> Server::Impl::accept_loop() {
+  auto last_fd_warning = Clock::time_point{};
+  for (;;) {
+    auto& target = *threads_[next_thread_];
+    next_thread_ = (next_thread_ + 1) % threads_.size();
+    auto [ec, socket] = co_await acceptor_->async_accept(target.ctx, kAsTuple);
+    if (stopping_.load()) co_return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) co_return;
+      // Out of descriptors or memory: accepting again at once would spin on the same error.
+      // Back off and keep serving the connections already open.
+      const auto now = Clock::now();
+      if (now - last_fd_warning > std::chrono::seconds(5)) {
+        http_log_->warn("accept failed, backing off error=\"{}\" connections={}", ec.message(), connection_count());
+        last_fd_warning = now;
+      }
+      accept_backoff_->expires_after(std::chrono::milliseconds(100));
+      co_await accept_backoff_->async_wait(kAsTuple);
+      continue;
+    }
+    if (connections_.load(std::memory_order_relaxed) >= options_.max_connections) {
+      http_log_->debug("connection refused: max_connections={} reached", options_.max_connections);
+      refuse(std::move(socket));
+      continue;
+    }
+    connections_.fetch_add(1, std::memory_order_relaxed);
+    asio::post(target.ctx, [this, &target, s = std::move(socket)]() mutable {
+      auto session = std::make_shared<Session>(*this, target, std::move(s));
+      asio::co_spawn(target.ctx, [session]() -> asio::awaitable<void> { co_await session->run(); },
+                     [log = http_log_](const std::exception_ptr& e) {
+                       if (!e) return;
+                       try {
+                         std::rethrow_exception(e);
+                       } catch (const std::exception& ex) {
+                         log->error("connection dropped after unexpected error=\"{}\"", ex.what());
+                       }
+                     });
+    });
+  }
+}
+
+asio::awaitable<void> Server::Impl::sweep_loop(IoThread& io) {
+  asio::steady_timer timer(io.ctx);
+  for (;;) {
+    timer.expires_after(kSweepInterval);
+    co_await timer.async_wait(kAsTuple);
+    const auto now = Clock::now();
+    // Copy: a check may finish a session, which unregisters itself (on a later turn of the loop,
+    // but keep the iteration independent of that detail).
+    std::vector<Session*> snapshot(io.sessions.begin(), io.sessions.end());
+    if (io.draining && now >= io.drain_deadline) {
+      for (auto* s : snapshot) s->force_close();
+    } else {
+      for (auto* s : snapshot) s->check_deadline(now);
+    }
+    if (io.draining && io.sessions.empty()) co_return;
+  }
+}
+
+void Server::Impl::start() {
+  started_ = true;
+  asio::co_spawn(threads_[0]->ctx, accept_loop(), asio::detached);
+  for (auto& t : threads_) {
+    asio::co_spawn(t->ctx, sweep_loop(*t), asio::detached);
+    t->thread = std::thread([&io = *t, log = http_log_] {
+      try {
+        io.ctx.run();
+      } catch (const std::exception& e) {
+        log->critical("I/O thread stopped error=\"{}\"", e.what());
+      }
+    });
+  }
+  http_log_->info("listening address={} io_threads={} max_connections={}", format_endpoint(bound_), threads_.size(),
+                  options_.max_connections);
+}
+
+void Server::Impl::shutdown(std::chrono::milliseconds drain_timeout) {
+  if (stopping_.exchange(true)) return;
+  const auto deadline = Clock::now() + drain_timeout;
+  asio::post(threads_[0]->ctx, [this] {
+    error_code ec;
+    acceptor_->close(ec);
+    accept_backoff_->cancel();
+  });
+  for (auto& t : threads_) {
+    asio::post(t->ctx, [&io = *t, deadline] {
+      io.draining = true;
+      io.drain_deadline = deadline;
+      std::vector<Session*> snapshot(io.sessions.begin(), io.sessions.end());
+      for (auto* s : snapshot) s->on_drain();
+    });
+  }
+}
+
+void Server::Impl::wait() {
+  for (auto& t : threads_)
+    if (t->thread.joinable()) t->thread.join();
+  joined_ = true;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Server::Server(ServerOptions options, Handler& handler) : impl_(std::make_unique<Impl>(std::move(options), handler)) {}
+Server::~Server() = default;
+void Server::listen() { impl_->listen(); }
+std::string Server::local_address() const { return format_endpoint(impl_->local_endpoint()); }
+std::uint16_t Server::local_port() const { return impl_->local_endpoint().port(); }
+void Server::start() { impl_->start(); }
+void Server::shutdown(std::chrono::milliseconds drain_timeout) { impl_->shutdown(drain_timeout); }
+void Server::wait() { impl_->wait(); }
+std::uint64_t Server::connection_count() const noexcept { return impl_->connection_count(); }
+
+}  // namespace keel::host::http

@@ -1,0 +1,43 @@
+#pragma once
+// Starts the real keel binary on 127.0.0.1:0 with a generated config in a temp dir, and stops it
+// through the SIGTERM path. The integration tests' one way to get a running host.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "process.hpp"
+#include "temp_dir.hpp"
+
+namespace keel::test {
+
+struct HostOptions {
+  std::string config_toml;               ///< extra TOML appended to the generated config
+  std::vector<std::string> env;          ///< extra environment ("K=V")
+  void (*child_setup)() = nullptr;       ///< runs in the child before exec (e.g. setrlimit)
+};
+
+class KeelHost {
+ public:
+  explicit KeelHost(const HostOptions& options);
+  /// A host whose config has `config_toml` appended.
+  explicit KeelHost(const std::string& config_toml = {}) : KeelHost(HostOptions{config_toml, {}, nullptr}) {}
+  ~KeelHost();
+  KeelHost(const KeelHost&) = delete;
+  KeelHost& operator=(const KeelHost&) = delete;
+
+  [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+  [[nodiscard]] Process& process() noexcept { return *process_; }
+  [[nodiscard]] const TempDir& dir() const noexcept { return dir_; }
+  /// SIGTERM, then wait up to `timeout`; returns the exit code (nullopt if still running).
+  std::optional<int> stop(std::chrono::milliseconds timeout = std::chrono::seconds(15));
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<Process> process_;
+  std::uint16_t port_ = 0;
+};
+
+}  // namespace keel::test

@@ -1,0 +1,564 @@
+#include "config/config.hpp"
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "temp_dir.hpp"
+
+namespace cfg = keel::host::config;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::filesystem::path kName = "/etc/keel/keel.toml";
+
+cfg::Config parse_ok(std::string_view text, const cfg::Environment& env = {}) {
+  return cfg::parse(text, kName, env);
+}
+
+// Every diagnostic as "file:line:col: message", in the order ConfigError carries them.
+std::vector<std::string> errors_of(std::string_view text, const cfg::Environment& env = {}) {
+  try {
+    (void)cfg::parse(text, "keel.toml", env);
+  } catch (const cfg::ConfigError& e) {
+    std::vector<std::string> out;
+    for (const auto& d : e.diagnostics()) out.push_back(d.str());
+    return out;
+  }
+  FAIL("parse() accepted a document that should have been rejected");
+  return {};
+}
+
+std::string single_error(std::string_view text, const cfg::Environment& env = {}) {
+  auto errors = errors_of(text, env);
+  REQUIRE(errors.size() == 1);
+  return errors.front();
+}
+
+}  // namespace
+
+TEST_CASE("an empty document yields the documented defaults", "[config]") {
+  const auto c = parse_ok("");
+  CHECK(c.source == kName);
+  CHECK(c.server.listen == "127.0.0.1:8080");
+  CHECK(c.server.io_threads == 1);
+  CHECK(c.server.max_connections == 10000);
+  CHECK(c.server.drain_timeout == 10000ms);
+  CHECK(c.server.data_dir == std::filesystem::path("/etc/keel/data"));
+  CHECK(c.http.max_header_bytes == 16384);
+  CHECK(c.http.max_target_bytes == 8192);
+  CHECK(c.http.max_body_bytes == 1048576);
+  CHECK(c.http.header_read_timeout == 10000ms);
+  CHECK(c.http.idle_timeout == 60000ms);
+  CHECK(c.http.request_timeout == 30000ms);
+  CHECK(c.http.write_timeout == 30000ms);
+  CHECK(c.log.level == "info");
+  CHECK(c.log.format == cfg::LogFormat::kText);
+  CHECK(c.log.access_log);
+  CHECK(c.admin.token.empty());
+  CHECK(c.plugins.directory == std::filesystem::path("/etc/keel/plugins"));
+  CHECK(c.plugin_sections.empty());
+}
+
+TEST_CASE("every host key is read from the file", "[config]") {
+  const auto c = parse_ok(R"([server]
+listen = "0.0.0.0:9000"
+io_threads = 4
+max_connections = 50
+drain_timeout_ms = 2500
+data_dir = "/var/lib/keel"
+
+[http]
+max_header_bytes = 32768
+max_target_bytes = 4096
+max_body_bytes = 0
+header_read_timeout_ms = 1
+idle_timeout_ms = 2
+request_timeout_ms = 3
+write_timeout_ms = 86400000
+
+[log]
+level = "debug"
+format = "json"
+access_log = false
+
+[admin]
+token = "s3cret"
+
+[plugins]
+directory = "/opt/keel/plugins"
+)");
+  CHECK(c.server.listen == "0.0.0.0:9000");
+  CHECK(c.server.io_threads == 4);
+  CHECK(c.server.max_connections == 50);
+  CHECK(c.server.drain_timeout == 2500ms);
+  CHECK(c.server.data_dir == std::filesystem::path("/var/lib/keel"));
+  CHECK(c.http.max_header_bytes == 32768);
+  CHECK(c.http.max_target_bytes == 4096);
+  CHECK(c.http.max_body_bytes == 0);
+  CHECK(c.http.header_read_timeout == 1ms);
+  CHECK(c.http.idle_timeout == 2ms);
+  CHECK(c.http.request_timeout == 3ms);
+  CHECK(c.http.write_timeout == 86400000ms);
+  CHECK(c.log.level == "debug");
+  CHECK(c.log.format == cfg::LogFormat::kJson);
+  CHECK_FALSE(c.log.access_log);
+  CHECK(c.admin.token == "s3cret");
+  CHECK(c.plugins.directory == std::filesystem::path("/opt/keel/plugins"));
+}
+
+TEST_CASE("listen accepts host names, IPv4, bracketed IPv6 and port 0", "[config]") {
+  const auto listen = GENERATE(as<std::string>{}, "127.0.0.1:8080", "0.0.0.0:0", "localhost:65535", "[::1]:8080",
+                               "[::]:0", "[fe80::1%eth0]:80");
+  CAPTURE(listen);
+  CHECK(parse_ok("[server]\nlisten = \"" + listen + "\"\n").server.listen == listen);
+}
+
+TEST_CASE("listen values that are not HOST:PORT are rejected at the value", "[config]") {
+  const auto check = [](std::string_view listen, std::string_view problem) {
+    CAPTURE(listen);
+    CHECK(single_error("[server]\nlisten = \"" + std::string{listen} + "\"\n") ==
+          "keel.toml:2:10: [server] listen: '" + std::string{listen} + "': " + std::string{problem});
+  };
+  check("8080", "expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080");
+  check(":8080", "missing host before ':' (expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080)");
+  check("::1:8080", "IPv6 hosts must be in brackets, e.g. [::1]:8080");
+  check("[::1:8080", "malformed IPv6 host '[::1' (write it as [::1]:8080)");
+  check("[localhost]:80", "malformed IPv6 host '[localhost]' (write it as [::1]:8080)");
+  check("my host:80", "host 'my host' contains characters not allowed in a host name or address");
+  check("127.0.0.1:", "port '' is not a number (allowed 0..65535)");
+  check("127.0.0.1:http", "port 'http' is not a number (allowed 0..65535)");
+  check("127.0.0.1:-1", "port '-1' is not a number (allowed 0..65535)");
+  check("127.0.0.1:65536", "port 65536 is out of range (allowed 0..65535)");
+  check("127.0.0.1:99999999999", "port 99999999999 is out of range (allowed 0..65535)");
+}
+
+TEST_CASE("out-of-range integers are all reported with the allowed range at the value", "[config]") {
+  const auto errors = errors_of(R"([server]
+io_threads = 0
+max_connections = 0
+drain_timeout_ms = 0
+[http]
+max_header_bytes = 512
+max_target_bytes = 8
+max_body_bytes = -1
+header_read_timeout_ms = 0
+idle_timeout_ms = -5
+request_timeout_ms = 86400001
+write_timeout_ms = 0
+)");
+  CHECK(errors == std::vector<std::string>{
+                      "keel.toml:2:14: [server] io_threads: 0 is out of range (allowed 1..256)",
+                      "keel.toml:3:19: [server] max_connections: 0 is out of range (allowed 1..4294967295)",
+                      "keel.toml:4:20: [server] drain_timeout_ms: 0 is out of range (allowed 1..86400000)",
+                      "keel.toml:6:20: [http] max_header_bytes: 512 is out of range (allowed 1024..1048576)",
+                      "keel.toml:7:20: [http] max_target_bytes: 8 is out of range "
+                      "(allowed 16..max_header_bytes = 16384)",
+                      "keel.toml:8:18: [http] max_body_bytes: -1 is out of range (must be at least 0)",
+                      "keel.toml:9:26: [http] header_read_timeout_ms: 0 is out of range (allowed 1..86400000)",
+                      "keel.toml:10:19: [http] idle_timeout_ms: -5 is out of range (allowed 1..86400000)",
+                      "keel.toml:11:22: [http] request_timeout_ms: 86400001 is out of range (allowed 1..86400000)",
+                      "keel.toml:12:20: [http] write_timeout_ms: 0 is out of range (allowed 1..86400000)",
+                  });
+}
+
+TEST_CASE("upper bounds of integer keys are enforced", "[config]") {
+  CHECK(single_error("[server]\nio_threads = 257\n") ==
+        "keel.toml:2:14: [server] io_threads: 257 is out of range (allowed 1..256)");
+  CHECK(single_error("[server]\nmax_connections = 4294967296\n") ==
+        "keel.toml:2:19: [server] max_connections: 4294967296 is out of range (allowed 1..4294967295)");
+  CHECK(single_error("[http]\nmax_header_bytes = 1048577\n") ==
+        "keel.toml:2:20: [http] max_header_bytes: 1048577 is out of range (allowed 1024..1048576)");
+  CHECK(parse_ok("[server]\nio_threads = 256\n").server.io_threads == 256);
+  CHECK(parse_ok("[http]\nmax_body_bytes = 9223372036854775807\n").http.max_body_bytes == 9223372036854775807ULL);
+}
+
+TEST_CASE("max_target_bytes may not exceed max_header_bytes", "[config]") {
+  SECTION("both written: the target is blamed") {
+    CHECK(single_error("[http]\nmax_header_bytes = 2048\nmax_target_bytes = 4096\n") ==
+          "keel.toml:3:20: [http] max_target_bytes: 4096 is out of range (allowed 16..max_header_bytes = 2048)");
+  }
+  SECTION("only the header limit written: it is blamed against the default target") {
+    CHECK(single_error("[http]\nmax_header_bytes = 4096\n") ==
+          "keel.toml:2:20: [http] max_header_bytes: 4096 is less than max_target_bytes (8192, the default); "
+          "raise it or set max_target_bytes lower");
+  }
+  SECTION("equal limits are fine") {
+    const auto c = parse_ok("[http]\nmax_header_bytes = 4096\nmax_target_bytes = 4096\n");
+    CHECK(c.http.max_header_bytes == 4096);
+    CHECK(c.http.max_target_bytes == 4096);
+  }
+}
+
+TEST_CASE("log level and format must be one of the listed values", "[config]") {
+  CHECK(single_error("[log]\nlevel = \"verbose\"\n") ==
+        "keel.toml:2:9: [log] level: 'verbose' is not one of trace, debug, info, warn, error, critical, off");
+  CHECK(single_error("[log]\nlevel = \"inf\"\n") ==
+        "keel.toml:2:9: [log] level: 'inf' is not one of trace, debug, info, warn, error, critical, off "
+        "(did you mean 'info'?)");
+  CHECK(single_error("[log]\nformat = \"yaml\"\n") == "keel.toml:2:10: [log] format: 'yaml' is not one of text, json");
+  const auto level = GENERATE(as<std::string>{}, "trace", "debug", "info", "warn", "error", "critical", "off");
+  CHECK(parse_ok("[log]\nlevel = \"" + level + "\"\n").log.level == level);
+}
+
+TEST_CASE("empty paths are rejected", "[config]") {
+  CHECK(errors_of("[server]\ndata_dir = \"\"\n[plugins]\ndirectory = \"\"\n") ==
+        std::vector<std::string>{"keel.toml:2:12: [server] data_dir: must not be empty",
+                                 "keel.toml:4:13: [plugins] directory: must not be empty"});
+}
+
+TEST_CASE("unknown keys point at the key and suggest the closest valid one", "[config]") {
+  CHECK(single_error("[http]\nmax_body_byte = 10\n") ==
+        "keel.toml:2:1: unknown key 'max_body_byte' in [http] (did you mean 'max_body_bytes'?)");
+  CHECK(single_error("[http]\n  max_body_btyes = 10\n") ==
+        "keel.toml:2:3: unknown key 'max_body_btyes' in [http] (did you mean 'max_body_bytes'?)");
+  CHECK(single_error("[server]\ndrain_timeout = 5\n") ==
+        "keel.toml:2:1: unknown key 'drain_timeout' in [server] "
+        "(did you mean 'drain_timeout_ms'? durations are integer milliseconds)");
+  CHECK(single_error("[admin]\npassword = \"x\"\n") ==
+        "keel.toml:2:1: unknown key 'password' in [admin]; valid keys: token");
+  CHECK(single_error("[http.extra]\nx = 1\n") ==
+        "keel.toml:1:7: unknown key 'extra' in [http]; valid keys: max_header_bytes, max_target_bytes, "
+        "max_body_bytes, header_read_timeout_ms, idle_timeout_ms, request_timeout_ms, write_timeout_ms");
+  CHECK(single_error("[plugins.hello]\nenabled = true\n") ==
+        "keel.toml:1:10: unknown key 'hello' in [plugins] (plugin settings go in [plugin.hello])");
+}
+
+TEST_CASE("unknown sections point at the name and suggest the closest section", "[config]") {
+  CHECK(single_error("[htp]\nmax_body_bytes = 1\n") == "keel.toml:1:2: unknown section [htp] (did you mean [http]?)");
+  CHECK(single_error("[sever]\n") == "keel.toml:1:2: unknown section [sever] (did you mean [server]?)");
+  CHECK(single_error("[HTTP]\n") == "keel.toml:1:2: unknown section [HTTP] (did you mean [http]?)");
+  CHECK(single_error("[plugn.hello]\n") ==
+        "keel.toml:1:2: unknown section [plugn] (did you mean [plugin.<name>]?)");
+  CHECK(single_error("[database]\n") ==
+        "keel.toml:1:2: unknown section [database]; valid sections: [server], [http], [log], [admin], "
+        "[plugins], [plugin.<name>]");
+  CHECK(single_error("listen = \"0.0.0.0:1\"\n") ==
+        "keel.toml:1:1: key 'listen' is outside any section (did you mean 'listen' in [server]?)");
+}
+
+TEST_CASE("wrong value types name the expected and the actual type", "[config]") {
+  const auto errors = errors_of(R"([http]
+max_body_bytes = "10"
+idle_timeout_ms = 1.5
+[server]
+listen = 8080
+[log]
+access_log = "yes"
+level = ["info"]
+[admin]
+token = 1979-05-27
+)");
+  CHECK(errors == std::vector<std::string>{
+                      "keel.toml:2:18: [http] max_body_bytes: expected an integer, got a string",
+                      "keel.toml:3:19: [http] idle_timeout_ms: expected an integer (milliseconds), "
+                      "got a floating-point number",
+                      "keel.toml:5:10: [server] listen: expected a string, got an integer",
+                      "keel.toml:7:14: [log] access_log: expected a boolean, got a string",
+                      "keel.toml:8:9: [log] level: expected a string, got an array",
+                      "keel.toml:10:9: [admin] token: expected a string, got a date",
+                  });
+  CHECK(single_error("server = 1\n") == "keel.toml:1:10: [server]: expected a table, got an integer");
+}
+
+TEST_CASE("problems of different kinds are reported together in file order", "[config]") {
+  const auto errors = errors_of(R"([server]
+io_threads = 0
+lisen = "x:1"
+[htp]
+[http]
+max_body_bytes = "big"
+[plugin.Bad]
+)");
+  CHECK(errors == std::vector<std::string>{
+                      "keel.toml:2:14: [server] io_threads: 0 is out of range (allowed 1..256)",
+                      "keel.toml:3:1: unknown key 'lisen' in [server] (did you mean 'listen'?)",
+                      "keel.toml:4:2: unknown section [htp] (did you mean [http]?)",
+                      "keel.toml:6:18: [http] max_body_bytes: expected an integer, got a string",
+                      "keel.toml:7:9: invalid plugin name 'Bad' in [plugin.Bad]: use only a-z, 0-9 and '_'",
+                  });
+}
+
+TEST_CASE("ConfigError::what joins every diagnostic with newlines", "[config]") {
+  try {
+    (void)cfg::parse("[server]\nio_threads = 0\n[http]\nmax_body_bytes = -1\n", "k.toml", {});
+    FAIL("expected ConfigError");
+  } catch (const cfg::ConfigError& e) {
+    CHECK(std::string{e.what()} ==
+          "k.toml:2:14: [server] io_threads: 0 is out of range (allowed 1..256)\n"
+          "k.toml:4:18: [http] max_body_bytes: -1 is out of range (must be at least 0)");
+    CHECK(e.diagnostics().size() == 2);
+  }
+}
+
+TEST_CASE("a TOML syntax error becomes a diagnostic with its position", "[config]") {
+  const auto error = single_error("[server]\nlisten = \n");
+  CHECK_THAT(error, Catch::StartsWith("keel.toml:2:10: error while parsing key-value pair: expected value"));
+  CHECK_THAT(single_error("[http]\nmax_body_bytes = 1\nmax_body_bytes = 2\n"),
+             Catch::StartsWith("keel.toml:3:") && Catch::Contains("max_body_bytes"));
+}
+
+TEST_CASE("environment variables override file values", "[config]") {
+  const auto c = parse_ok(R"([server]
+listen = "127.0.0.1:1"
+[http]
+max_body_bytes = 5
+[log]
+access_log = true
+)",
+                          {
+                              {"KEEL_HTTP_MAX_BODY_BYTES", "10"},
+                              {"KEEL_SERVER_LISTEN", "0.0.0.0:9000"},
+                              {"KEEL_SERVER_IO_THREADS", "8"},
+                              {"KEEL_HTTP_IDLE_TIMEOUT_MS", "1500"},
+                              {"KEEL_LOG_ACCESS_LOG", "false"},
+                              {"KEEL_LOG_FORMAT", "json"},
+                              {"KEEL_ADMIN_TOKEN", "secret value"},
+                              {"KEEL_PLUGINS_DIRECTORY", "/usr/lib/keel/plugins"},
+                          });
+  CHECK(c.http.max_body_bytes == 10);
+  CHECK(c.server.listen == "0.0.0.0:9000");
+  CHECK(c.server.io_threads == 8);
+  CHECK(c.http.idle_timeout == 1500ms);
+  CHECK_FALSE(c.log.access_log);
+  CHECK(c.log.format == cfg::LogFormat::kJson);
+  CHECK(c.admin.token == "secret value");
+  CHECK(c.plugins.directory == std::filesystem::path("/usr/lib/keel/plugins"));
+}
+
+TEST_CASE("boolean environment values accept true, false, 1 and 0", "[config]") {
+  CHECK(parse_ok("", {{"KEEL_LOG_ACCESS_LOG", "0"}}).log.access_log == false);
+  CHECK(parse_ok("[log]\naccess_log = false\n", {{"KEEL_LOG_ACCESS_LOG", "1"}}).log.access_log == true);
+  CHECK(parse_ok("[log]\naccess_log = false\n", {{"KEEL_LOG_ACCESS_LOG", "true"}}).log.access_log == true);
+}
+
+TEST_CASE("KEEL_ variables outside the host sections are ignored", "[config]") {
+  const auto c = parse_ok("", {{"KEEL_FOO", "1"},
+                               {"KEEL_FOO_BAR", "x"},
+                               {"KEEL_PLUGIN_HELLO_ENABLED", "false"},
+                               {"KEEL_", ""},
+                               {"keel_http_max_body_bytes", "1"},
+                               {"HOME", "/root"}});
+  CHECK(c.http.max_body_bytes == 1048576);
+  CHECK(c.plugin_sections.empty());
+}
+
+TEST_CASE("bad environment values are reported under the variable name", "[config]") {
+  const auto errors = errors_of("[server]\nio_threads = 0\n", {
+                                                                  {"KEEL_HTTP_MAX_BODY_BYTES", "ten"},
+                                                                  {"KEEL_HTTP_MAX_BODY_BYTE", "10"},
+                                                                  {"KEEL_LOG_ACCESS_LOG", "yes"},
+                                                                  {"KEEL_LOG_LEVEL", "loud"},
+                                                                  {"KEEL_SERVER_MAX_CONNECTIONS", "0"},
+                                                                  {"KEEL_HTTP_WRITE_TIMEOUT_MS", "99999999999999999999"},
+                                                                  {"KEEL_SERVER_LISTEN", "nowhere"},
+                                                                  {"KEEL_ADMIN_USER", "bob"},
+                                                              });
+  CHECK(errors == std::vector<std::string>{
+                      "keel.toml:2:14: [server] io_threads: 0 is out of range (allowed 1..256)",
+                      "env KEEL_ADMIN_USER: unknown key 'user' in [admin]; valid keys: token",
+                      "env KEEL_HTTP_MAX_BODY_BYTE: unknown key 'max_body_byte' in [http] "
+                      "(did you mean KEEL_HTTP_MAX_BODY_BYTES?)",
+                      "env KEEL_HTTP_MAX_BODY_BYTES: [http] max_body_bytes: expected a decimal integer, got 'ten'",
+                      "env KEEL_HTTP_WRITE_TIMEOUT_MS: [http] write_timeout_ms: expected a decimal integer, "
+                      "got '99999999999999999999' (does not fit in 64 bits)",
+                      "env KEEL_LOG_ACCESS_LOG: [log] access_log: expected true, false, 1 or 0, got 'yes'",
+                      "env KEEL_LOG_LEVEL: [log] level: 'loud' is not one of trace, debug, info, warn, error, "
+                      "critical, off",
+                      "env KEEL_SERVER_LISTEN: [server] listen: 'nowhere': expected HOST:PORT, e.g. "
+                      "127.0.0.1:8080 or [::1]:8080",
+                      "env KEEL_SERVER_MAX_CONNECTIONS: [server] max_connections: 0 is out of range "
+                      "(allowed 1..4294967295)",
+                  });
+}
+
+TEST_CASE("SourcePos prints only the file part when there is no line", "[config]") {
+  CHECK(cfg::SourcePos{"env KEEL_ADMIN_TOKEN", 0, 0}.str() == "env KEEL_ADMIN_TOKEN");
+  CHECK(cfg::SourcePos{"keel.toml", 3, 7}.str() == "keel.toml:3:7");
+  const cfg::Diagnostic diagnostic{cfg::SourcePos{"keel.toml", 1, 2}, "bad"};
+  CHECK(diagnostic.str() == "keel.toml:1:2: bad");
+}
+
+TEST_CASE("relative paths resolve against the config file's directory", "[config]") {
+  SECTION("relative paths from the file") {
+    const auto c = cfg::parse("[server]\ndata_dir = \"../data\"\n[plugins]\ndirectory = \"lib/plugins\"\n",
+                              "/srv/keel/conf/keel.toml", {});
+    CHECK(c.server.data_dir == std::filesystem::path("/srv/keel/conf/../data"));
+    CHECK(c.plugins.directory == std::filesystem::path("/srv/keel/conf/lib/plugins"));
+  }
+  SECTION("absolute paths are kept") {
+    const auto c = cfg::parse("[server]\ndata_dir = \"/var/lib/keel\"\n", "/srv/keel/conf/keel.toml", {});
+    CHECK(c.server.data_dir == std::filesystem::path("/var/lib/keel"));
+  }
+  SECTION("relative paths from the environment follow the same rule") {
+    const auto c = cfg::parse("", "/srv/keel/conf/keel.toml", {{"KEEL_SERVER_DATA_DIR", "state"}});
+    CHECK(c.server.data_dir == std::filesystem::path("/srv/keel/conf/state"));
+  }
+  SECTION("a bare file name leaves paths relative to the working directory") {
+    const auto c = cfg::parse("", "keel.toml", {});
+    CHECK(c.server.data_dir == std::filesystem::path("data"));
+    CHECK(c.plugins.directory == std::filesystem::path("plugins"));
+  }
+}
+
+TEST_CASE("plugin tables separate enabled from plugin-owned settings", "[config]") {
+  const auto c = parse_ok(R"([plugin.hello]
+enabled = false
+greeting = "hi"
+ratio = 0.5
+count = 3
+tags = ["a", "b"]
+since = 1979-05-27T07:32:00Z
+day = 1979-05-27
+at = 07:32:00
+db.path = "hello.db"
+
+[plugin.orders]
+[plugin.orders.limits]
+max = 10
+)");
+  REQUIRE(c.plugin_sections.size() == 2);
+  const auto& hello = c.plugin_sections.at("hello");
+  CHECK(hello.name == "hello");
+  CHECK_FALSE(hello.enabled);
+  CHECK(hello.where.str() == "/etc/keel/keel.toml:1:1");
+  CHECK(nlohmann::json::parse(hello.settings_json) == nlohmann::json{
+                                                          {"greeting", "hi"},
+                                                          {"ratio", 0.5},
+                                                          {"count", 3},
+                                                          {"tags", {"a", "b"}},
+                                                          {"since", "1979-05-27T07:32:00Z"},
+                                                          {"day", "1979-05-27"},
+                                                          {"at", "07:32:00"},
+                                                          {"db", {{"path", "hello.db"}}},
+                                                      });
+  CHECK(hello.key_positions.count("enabled") == 0);
+  CHECK(hello.key_positions.at("greeting").str() == "/etc/keel/keel.toml:3:1");
+  CHECK(hello.key_positions.at("tags[1]").str() == "/etc/keel/keel.toml:6:14");
+  CHECK(hello.key_positions.at("db").str() == "/etc/keel/keel.toml:10:1");
+  CHECK(hello.key_positions.at("db.path").str() == "/etc/keel/keel.toml:10:4");
+
+  const auto& orders = c.plugin_sections.at("orders");
+  CHECK(orders.enabled);
+  CHECK(orders.where.str() == "/etc/keel/keel.toml:12:1");
+  CHECK(nlohmann::json::parse(orders.settings_json) == nlohmann::json{{"limits", {{"max", 10}}}});
+  CHECK(orders.key_positions.at("limits.max").str() == "/etc/keel/keel.toml:14:1");
+}
+
+TEST_CASE("a plugin table without settings has an empty JSON object", "[config]") {
+  const auto c = parse_ok("[plugin.hello_2]\n");
+  CHECK(c.plugin_sections.at("hello_2").settings_json == "{}");
+  CHECK(c.plugin_sections.at("hello_2").enabled);
+}
+
+TEST_CASE("bad plugin tables are reported", "[config]") {
+  CHECK(single_error("[plugin.Hello]\n") ==
+        "keel.toml:1:9: invalid plugin name 'Hello' in [plugin.Hello]: use only a-z, 0-9 and '_'");
+  CHECK(single_error("[plugin.\"my-plugin\"]\n") ==
+        "keel.toml:1:9: invalid plugin name 'my-plugin' in [plugin.my-plugin]: use only a-z, 0-9 and '_'");
+  CHECK(single_error("[plugin.hello]\nenabled = \"yes\"\n") ==
+        "keel.toml:2:11: [plugin.hello] enabled: expected a boolean, got a string");
+  CHECK(single_error("[plugin]\ndirectory = \"x\"\n") ==
+        "keel.toml:2:1: 'directory' in [plugin] is not a plugin table (got a string); plugin settings go in "
+        "[plugin.<name>] (did you mean 'directory' in [plugins]?)");
+  CHECK(single_error("[[plugin.hello]]\n") ==
+        "keel.toml:1:10: 'hello' in [plugin] is not a plugin table (got an array); plugin settings go in "
+        "[plugin.<name>]");
+  CHECK(single_error("plugin = 1\n") == "keel.toml:1:1: 'plugin' must hold [plugin.<name>] tables, got an integer");
+  CHECK(single_error("[plugin.hello]\nratio = nan\n") ==
+        "keel.toml:2:9: [plugin.hello] ratio: nan and inf cannot be passed to a plugin (JSON has no such numbers)");
+}
+
+TEST_CASE("environment variables do not configure plugin tables", "[config]") {
+  const auto c = parse_ok("[plugin.hello]\nenabled = true\n", {{"KEEL_PLUGIN_HELLO_ENABLED", "false"}});
+  CHECK(c.plugin_sections.at("hello").enabled);
+}
+
+TEST_CASE("load reads a file and resolves paths against its directory", "[config]") {
+  keel::test::TempDir dir;
+  const auto file = dir.write("conf/keel.toml", "[server]\nio_threads = 3\n[plugins]\ndirectory = \"p\"\n");
+  const auto c = cfg::load(file, {{"KEEL_SERVER_IO_THREADS", "5"}});
+  CHECK(c.source == file);
+  CHECK(c.server.io_threads == 5);
+  CHECK(c.plugins.directory == dir.path() / "conf" / "p");
+  CHECK(c.server.data_dir == dir.path() / "conf" / "data");
+}
+
+TEST_CASE("load reports the path and the reason when the file cannot be read", "[config]") {
+  keel::test::TempDir dir;
+  const auto expect_error = [](const std::filesystem::path& path, const std::string& reason) {
+    try {
+      (void)cfg::load(path, {});
+      FAIL("expected ConfigError");
+    } catch (const cfg::ConfigError& e) {
+      REQUIRE(e.diagnostics().size() == 1);
+      CHECK(std::string{e.what()} == path.string() + ": cannot read config file: " + reason);
+    }
+  };
+  expect_error(dir.path() / "missing.toml", "No such file or directory");
+  expect_error(dir.path(), "Is a directory");
+}
+
+TEST_CASE("diagnostics from load carry the file path given", "[config]") {
+  keel::test::TempDir dir;
+  const auto file = dir.write("keel.toml", "[http]\nmax_body_bytes = -1\n");
+  try {
+    (void)cfg::load(file, {});
+    FAIL("expected ConfigError");
+  } catch (const cfg::ConfigError& e) {
+    CHECK(std::string{e.what()} ==
+          file.string() + ":2:18: [http] max_body_bytes: -1 is out of range (must be at least 0)");
+  }
+}
+
+TEST_CASE("current_environment reads the process environment", "[config]") {
+  REQUIRE(::setenv("KEEL_CONFIG_TEST_PROBE", "a=b c", 1) == 0);
+  const auto env = cfg::current_environment();
+  ::unsetenv("KEEL_CONFIG_TEST_PROBE");
+  REQUIRE(env.count("KEEL_CONFIG_TEST_PROBE") == 1);
+  CHECK(env.at("KEEL_CONFIG_TEST_PROBE") == "a=b c");
+}
+
+TEST_CASE("the committed config/keel.toml loads without errors", "[config]") {
+  const auto file = std::filesystem::path(__FILE__).parent_path() / "../../../../config/keel.toml";
+  REQUIRE(std::filesystem::exists(file));
+  const auto c = cfg::load(file, {});
+  const auto dir = file.parent_path();
+  CHECK(c.server.listen == "127.0.0.1:8080");
+  CHECK(c.server.data_dir == dir / "../build/data");
+  CHECK(c.plugins.directory == dir / "../build/plugins");
+  CHECK(c.http.max_body_bytes == 1048576);
+  CHECK(c.log.level == "info");
+  CHECK(c.admin.token.empty());
+  REQUIRE(c.plugin_sections.count("hello") == 1);
+  CHECK(c.plugin_sections.at("hello").enabled);
+  CHECK(c.plugin_sections.at("hello").settings_json == "{}");
+}
+
+TEST_CASE("the committed config/keel.toml states every default", "[config]") {
+  const auto file = std::filesystem::path(__FILE__).parent_path() / "../../../../config/keel.toml";
+  const auto c = cfg::load(file, {});
+  const cfg::Config defaults = parse_ok("");
+  CHECK(c.server.listen == defaults.server.listen);
+  CHECK(c.server.io_threads == defaults.server.io_threads);
+  CHECK(c.server.max_connections == defaults.server.max_connections);
+  CHECK(c.server.drain_timeout == defaults.server.drain_timeout);
+  CHECK(c.http.max_header_bytes == defaults.http.max_header_bytes);
+  CHECK(c.http.max_target_bytes == defaults.http.max_target_bytes);
+  CHECK(c.http.max_body_bytes == defaults.http.max_body_bytes);
+  CHECK(c.http.header_read_timeout == defaults.http.header_read_timeout);
+  CHECK(c.http.idle_timeout == defaults.http.idle_timeout);
+  CHECK(c.http.request_timeout == defaults.http.request_timeout);
+  CHECK(c.http.write_timeout == defaults.http.write_timeout);
+  CHECK(c.log.level == defaults.log.level);
+  CHECK(c.log.format == defaults.log.format);
+  CHECK(c.log.access_log == defaults.log.access_log);
+  CHECK(c.admin.token == defaults.admin.token);
+}
