@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Shared set-up for scripts/run.sh and scripts/test.sh: install the Debian packages Keel needs
+# (only those missing), then configure and build. Sourced, not executed.
+
+KEEL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export KEEL_ROOT
+
+KEEL_PACKAGES=(
+  g++ cmake ninja-build pkg-config
+  libboost1.81-all-dev libsqlitecpp-dev libsqlite3-dev libspdlog-dev catch2
+  libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
+  ccache clang lld abigail-tools shellcheck wrk nginx-light procps
+)
+
+keel_log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+keel_install_packages() {
+  local missing=() pkg
+  for pkg in "${KEEL_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$pkg")
+    fi
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    keel_log "all ${#KEEL_PACKAGES[@]} Debian packages present"
+    return 0
+  fi
+  keel_log "installing missing Debian packages: ${missing[*]}"
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+  "${sudo[@]}" apt-get update
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# keel_build BUILD_DIR BUILD_TYPE [extra cmake args...]
+keel_build() {
+  local dir="$1" type="$2"
+  shift 2
+  keel_log "configuring $dir ($type)"
+  cmake -S "$KEEL_ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" "$@"
+  keel_log "building $dir"
+  cmake --build "$dir" --parallel "$(nproc)"
+}
