@@ -25,7 +25,7 @@ endif()
 
 function(keel_set_warnings target)
   target_compile_options(${target} PRIVATE
-    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wcast-align -Wunused -Woverloaded-virtual -Wconversion -Wnull-dereference -Wformat=2 -Wimplicit-fallthrough>
+    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wcast-align -Wunused -Woverloaded-virtual -Wconversion -Wformat=2 -Wimplicit-fallthrough>
     $<$<COMPILE_LANGUAGE:C>:-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wformat=2>)
   if(KEEL_WARNINGS_AS_ERRORS)
     target_compile_options(${target} PRIVATE -Werror)
