@@ -6,17 +6,34 @@
 #error "KEEL_BINARY must name the keel executable"
 #endif
 #ifndef KEEL_PLUGIN_DIR
-#define KEEL_PLUGIN_DIR "plugins"
+#error "KEEL_PLUGIN_DIR must name the build's plugin directory"
+#endif
+#ifndef KEEL_FIXTURE_DIR
+#error "KEEL_FIXTURE_DIR must name the directory of built fixture plugins"
 #endif
 
 namespace keel::test {
 
+std::filesystem::path fixture(const std::string& name) {
+  return std::filesystem::path(KEEL_FIXTURE_DIR) / (name + ".so");
+}
+
+std::filesystem::path example_plugin(const std::string& name) {
+  return std::filesystem::path(KEEL_PLUGIN_DIR) / (name + ".so");
+}
+
 KeelHost::KeelHost(const HostOptions& options) {
   // Paths go through the environment so that options.config_toml may open any section itself.
   const auto config_file = dir_.write("keel.toml", options.config_toml);
+  plugin_dir_ = KEEL_PLUGIN_DIR;
+  if (!options.plugins.empty()) {
+    plugin_dir_ = dir_.path() / "plugins";
+    std::filesystem::create_directories(plugin_dir_);
+    for (const auto& p : options.plugins) std::filesystem::copy_file(p, plugin_dir_ / p.filename());
+  }
   auto env = options.env;
   env.insert(env.begin(), {"KEEL_SERVER_DATA_DIR=" + (dir_.path() / "data").string(),
-                           std::string("KEEL_PLUGINS_DIRECTORY=") + KEEL_PLUGIN_DIR});
+                           "KEEL_PLUGINS_DIRECTORY=" + plugin_dir_.string()});
   const auto port_file = dir_.path() / "port";
   process_ = std::make_unique<Process>(
       KEEL_BINARY,

@@ -3,6 +3,7 @@
 // through the SIGTERM path. The integration tests' one way to get a running host.
 
 #include <chrono>
+#include <filesystem>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -17,13 +18,20 @@ struct HostOptions {
   std::string config_toml;               ///< extra TOML appended to the generated config
   std::vector<std::string> env;          ///< extra environment ("K=V")
   void (*child_setup)() = nullptr;       ///< runs in the child before exec (e.g. setrlimit)
+  /// Plugin files copied into a private plugin directory; empty = the build's plugins/ directory.
+  std::vector<std::filesystem::path> plugins;
 };
+
+/// Path of a fixture plugin built from tests/integration/fixtures/<name>/.
+std::filesystem::path fixture(const std::string& name);
+/// Path of an example plugin built from plugins/<name>/.
+std::filesystem::path example_plugin(const std::string& name);
 
 class KeelHost {
  public:
   explicit KeelHost(const HostOptions& options);
   /// A host whose config has `config_toml` appended.
-  explicit KeelHost(const std::string& config_toml = {}) : KeelHost(HostOptions{config_toml, {}, nullptr}) {}
+  explicit KeelHost(const std::string& config_toml = {}) : KeelHost(HostOptions{config_toml, {}, nullptr, {}}) {}
   ~KeelHost();
   KeelHost(const KeelHost&) = delete;
   KeelHost& operator=(const KeelHost&) = delete;
@@ -31,6 +39,8 @@ class KeelHost {
   [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
   [[nodiscard]] Process& process() noexcept { return *process_; }
   [[nodiscard]] const TempDir& dir() const noexcept { return dir_; }
+  /// The directory the host scans for plugins.
+  [[nodiscard]] const std::filesystem::path& plugin_dir() const noexcept { return plugin_dir_; }
   /// SIGTERM, then wait up to `timeout`; returns the exit code (nullopt if still running).
   std::optional<int> stop(std::chrono::milliseconds timeout = std::chrono::seconds(15));
 
@@ -38,6 +48,7 @@ class KeelHost {
   TempDir dir_;
   std::unique_ptr<Process> process_;
   std::uint16_t port_ = 0;
+  std::filesystem::path plugin_dir_;
 };
 
 }  // namespace keel::test

@@ -1,5 +1,6 @@
 #include "app/app.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <fstream>
@@ -7,38 +8,164 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "common/timer_queue.hpp"
+#include "common/worker_pool.hpp"
+#include "http/router.hpp"
 #include "http/server.hpp"
 #include "observability/log.hpp"
+#include "plugins/plugin_host.hpp"
 
 namespace keel::host::app {
 namespace {
 
-// Endpoints the host answers itself. Unknown paths get 404; a known path with the wrong
-// method gets 405 with Allow (RFC 9110 §15.5.6).
-class BuiltinHandler final : public http::Handler {
+// CORS (Fetch standard, "CORS protocol"): preflight answers and response headers for allowed
+// origins. Immutable after construction; shared by every I/O thread.
+class Cors {
  public:
-  explicit BuiltinHandler(const std::atomic<bool>& draining) : draining_(draining) {}
+  explicit Cors(const config::CorsConfig& c)
+      : cfg_(c), methods_(join(c.allowed_methods)), headers_(join(c.allowed_headers)), expose_(join(c.expose_headers)) {
+    any_origin_ = std::find(c.allowed_origins.begin(), c.allowed_origins.end(), "*") != c.allowed_origins.end();
+  }
 
-  void handle(const http::Request& req, http::Response& res) override {
-    const bool get = req.method == "GET" || req.method == "HEAD";
-    if (req.path == "/healthz") {
-      if (!get) return method_not_allowed(res);
-      return res.set_json(200, R"({"status":"alive"})");
+  [[nodiscard]] bool enabled() const noexcept { return !cfg_.allowed_origins.empty(); }
+
+  static bool is_preflight(const http::Request& req) {
+    return req.method == "OPTIONS" && !req.header("origin").empty() && !req.header("access-control-request-method").empty();
+  }
+
+  void preflight(const http::Request& req, http::Response& res) const {
+    const auto origin = req.header("origin");
+    const auto method = req.header("access-control-request-method");
+    if (!origin_allowed(origin)) return res.set_error(403, "forbidden", "CORS: origin not allowed");
+    if (!listed(cfg_.allowed_methods, method)) return res.set_error(403, "forbidden", "CORS: method not allowed");
+    for (auto rest = req.header("access-control-request-headers"); !rest.empty();) {
+      const auto comma = rest.find(',');
+      auto name = rest.substr(0, comma);
+      while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+      while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+      if (!name.empty() && !listed(cfg_.allowed_headers, name))
+        return res.set_error(403, "forbidden", "CORS: header '" + std::string(name) + "' not allowed");
+      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
     }
-    if (req.path == "/readyz") {
-      if (!get) return method_not_allowed(res);
-      if (draining_.load(std::memory_order_relaxed))
-        return res.set_error(503, "unavailable", "host is shutting down");
-      return res.set_json(200, R"({"status":"ready","plugins":[]})");
-    }
-    res.set_error(404, "not_found", "no route for this path");
+    res.status = 204;
+    add_origin(origin, res.headers);
+    res.headers.emplace_back("Access-Control-Allow-Methods", methods_);
+    res.headers.emplace_back("Access-Control-Allow-Headers", headers_);
+    res.headers.emplace_back("Access-Control-Max-Age", std::to_string(cfg_.max_age_s));
+    res.headers.emplace_back("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers");
+  }
+
+  /// Headers for an actual (non-preflight) response to `req`; none if no allowed Origin.
+  void decorate(const http::Request& req, std::vector<std::pair<std::string, std::string>>& headers) const {
+    const auto origin = req.header("origin");
+    if (origin.empty() || !origin_allowed(origin)) return;
+    add_origin(origin, headers);
+    if (!expose_.empty()) headers.emplace_back("Access-Control-Expose-Headers", expose_);
+    headers.emplace_back("Vary", "Origin");
   }
 
  private:
-  static void method_not_allowed(http::Response& res) {
-    res.set_error(405, "method_not_allowed", "this path allows GET, HEAD");
-    res.headers.emplace_back("Allow", "GET, HEAD");
+  static std::string join(const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+    return out;
   }
+  static bool listed(const std::vector<std::string>& items, std::string_view v) {
+    return std::any_of(items.begin(), items.end(), [&](const std::string& i) { return http::iequals(i, v); });
+  }
+  bool origin_allowed(std::string_view origin) const {
+    return any_origin_ || std::find(cfg_.allowed_origins.begin(), cfg_.allowed_origins.end(), origin) != cfg_.allowed_origins.end();
+  }
+  void add_origin(std::string_view origin, std::vector<std::pair<std::string, std::string>>& headers) const {
+    // "*" cannot be combined with credentials, so a credentialed wildcard echoes the origin.
+    headers.emplace_back("Access-Control-Allow-Origin", any_origin_ && !cfg_.allow_credentials ? "*" : std::string(origin));
+    if (cfg_.allow_credentials) headers.emplace_back("Access-Control-Allow-Credentials", "true");
+  }
+
+  config::CorsConfig cfg_;
+  std::string methods_, headers_, expose_;
+  bool any_origin_ = false;
+};
+
+// Every request enters here: the host's own endpoints first, then the plugins' route table.
+// Unknown paths get 404; a known path with the wrong method gets 405 with Allow (RFC 9110 §15.5.6).
+class Dispatcher final : public http::Handler {
+ public:
+  Dispatcher(plugins::PluginHost& plugins, const config::CorsConfig& cors, const std::atomic<bool>& draining)
+      : plugins_(plugins), cors_(cors), draining_(draining) {}
+
+  std::optional<http::Deferred> handle(const http::Request& req, http::Response& res) override {
+    if (cors_.enabled()) {
+      if (Cors::is_preflight(req)) {
+        cors_.preflight(req, res);
+        return std::nullopt;
+      }
+      auto deferred = route(req, res);
+      if (deferred) cors_.decorate(req, deferred->reply->extra_headers);
+      else cors_.decorate(req, res.headers);
+      return deferred;
+    }
+    return route(req, res);
+  }
+
+ private:
+  std::optional<http::Deferred> route(const http::Request& req, http::Response& res) {
+    const bool get = req.method == "GET" || req.method == "HEAD";
+    if (req.path == "/healthz") {
+      if (!get) method_not_allowed(res, "GET, HEAD");
+      else res.set_json(200, R"({"status":"alive"})");
+      return std::nullopt;
+    }
+    if (req.path == "/readyz") {
+      if (!get) method_not_allowed(res, "GET, HEAD");
+      else readiness(res);
+      return std::nullopt;
+    }
+    thread_local http::MatchScratch scratch;
+    const auto table = plugins_.route_table();  // keeps the matched route alive for this request
+    const auto match = table->match(req.method, req.path, scratch);
+    switch (match.kind) {
+      case http::MatchResult::Kind::kFound:
+        return plugins_.dispatch(match, scratch, req, res);
+      case http::MatchResult::Kind::kMethodNotAllowed:
+        method_not_allowed(res, match.allow);
+        break;
+      case http::MatchResult::Kind::kBadPath:
+        res.set_error(400, "bad_request", "malformed path: bad percent-encoding or a dot-segment");
+        break;
+      case http::MatchResult::Kind::kNotFound:
+        res.set_error(404, "not_found", "no route for this path");
+        break;
+    }
+    return std::nullopt;
+  }
+
+  void readiness(http::Response& res) const {
+    if (draining_.load(std::memory_order_relaxed)) return res.set_error(503, "unavailable", "host is shutting down");
+    if (const auto reason = plugins_.not_ready_reason(); !reason.empty())
+      return res.set_error(503, "unavailable", reason);
+    std::string body = R"({"status":"ready","plugins":[)";
+    bool first = true;
+    for (const auto& st : plugins_.statuses()) {
+      body += first ? "" : ",";
+      first = false;
+      body += R"({"name":")";
+      observability::append_json_escaped(body, st.name);
+      body += R"(","state":")";
+      body += plugins::to_string(st.state);
+      body += "\"}";
+    }
+    body += "]}";
+    res.set_json(200, std::move(body));
+  }
+
+  static void method_not_allowed(http::Response& res, std::string_view allow) {
+    res.set_error(405, "method_not_allowed", "this path allows " + std::string(allow));
+    res.headers.emplace_back("Allow", std::string(allow));
+  }
+
+  plugins::PluginHost& plugins_;
+  Cors cors_;
   const std::atomic<bool>& draining_;
 };
 
@@ -87,9 +214,13 @@ int App::run(const ServeOptions& options) {
   auto log = observability::logger("keel");
   if (options.listen) config_.server.listen = *options.listen;
   std::atomic<bool> draining{false};
-  BuiltinHandler handler(draining);
-  http::Server server(server_options(config_), handler);
-  server.listen();
+  WorkerPool pool(config_.server.worker_threads, config_.server.worker_queue);
+  TimerQueue timers;
+  plugins::PluginHost plugins(config_, pool, timers);
+  Dispatcher dispatcher(plugins, config_.cors, draining);
+  http::Server server(server_options(config_), dispatcher);
+  server.listen();  // fail fast (port in use) before any plugin code runs
+  plugins.start();
   server.start();
   if (options.port_file) write_port_file(*options.port_file, server.local_port());
   log->info("keel started version={} config={} address={}", KEEL_VERSION, config_.source.string(),
@@ -102,6 +233,7 @@ int App::run(const ServeOptions& options) {
   draining.store(true);
   server.shutdown(config_.server.drain_timeout);
   server.wait();
+  plugins.stop();
   log->info("keel stopped");
   return 0;
 }

@@ -22,6 +22,8 @@
 #include <nlohmann/json.hpp>
 #include <toml++/toml.h>
 
+#include "common/suggest.hpp"
+
 namespace keel::host::config {
 namespace {
 
@@ -40,7 +42,8 @@ struct SectionDef {
 constexpr std::array kServerKeys{
     KeyDef{"listen", Kind::kString},           KeyDef{"io_threads", Kind::kInteger},
     KeyDef{"max_connections", Kind::kInteger}, KeyDef{"drain_timeout_ms", Kind::kInteger},
-    KeyDef{"data_dir", Kind::kString},
+    KeyDef{"data_dir", Kind::kString},         KeyDef{"worker_threads", Kind::kInteger},
+    KeyDef{"worker_queue", Kind::kInteger},
 };
 constexpr std::array kHttpKeys{
     KeyDef{"max_header_bytes", Kind::kInteger},       KeyDef{"max_target_bytes", Kind::kInteger},
@@ -55,11 +58,16 @@ constexpr std::array kLogKeys{
 };
 constexpr std::array kAdminKeys{KeyDef{"token", Kind::kString}};
 constexpr std::array kPluginsKeys{KeyDef{"directory", Kind::kString}};
+constexpr std::array kCorsKeys{
+    KeyDef{"allowed_origins", Kind::kString}, KeyDef{"allowed_methods", Kind::kString},
+    KeyDef{"allowed_headers", Kind::kString}, KeyDef{"expose_headers", Kind::kString},
+    KeyDef{"max_age_s", Kind::kInteger},      KeyDef{"allow_credentials", Kind::kBool},
+};
 
 // Order matters only for messages: suggestions prefer the first of equally close candidates.
 constexpr std::array kSections{
     SectionDef{"server", kServerKeys}, SectionDef{"http", kHttpKeys},       SectionDef{"log", kLogKeys},
-    SectionDef{"admin", kAdminKeys},   SectionDef{"plugins", kPluginsKeys},
+    SectionDef{"admin", kAdminKeys},   SectionDef{"plugins", kPluginsKeys},   SectionDef{"cors", kCorsKeys},
 };
 constexpr std::string_view kPluginSection = "plugin";
 constexpr std::string_view kPluginEnabledKey = "enabled";
@@ -114,54 +122,8 @@ std::string to_lower(std::string_view s) {
   return out;
 }
 
-// Optimal-string-alignment distance (Damerau-Levenshtein without repeated edits of one
-// substring), case-insensitive so `[HTTP]` still suggests `[http]`.
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  const std::size_t n = a.size();
-  const std::size_t m = b.size();
-  std::vector<std::size_t> before_prev(m + 1);
-  std::vector<std::size_t> prev(m + 1);
-  std::vector<std::size_t> cur(m + 1);
-  for (std::size_t j = 0; j <= m; ++j) prev[j] = j;
-  for (std::size_t i = 1; i <= n; ++i) {
-    cur[0] = i;
-    for (std::size_t j = 1; j <= m; ++j) {
-      const std::size_t cost = ascii_lower(a[i - 1]) == ascii_lower(b[j - 1]) ? 0 : 1;
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
-      if (i > 1 && j > 1 && ascii_lower(a[i - 1]) == ascii_lower(b[j - 2]) &&
-          ascii_lower(a[i - 2]) == ascii_lower(b[j - 1])) {
-        cur[j] = std::min(cur[j], before_prev[j - 2] + 1);
-      }
-    }
-    std::swap(before_prev, prev);
-    std::swap(prev, cur);
-  }
-  return prev[m];
-}
-
-// Keeps the closest candidate. Distance must be <= 2 and under half the longer word, so that
-// short unrelated names ("foo" vs "log") are not offered as corrections.
-class Closest {
- public:
-  explicit Closest(std::string_view word) : word_{word} {}
-
-  void consider(std::string_view candidate, std::string_view shown) {
-    const std::size_t d = edit_distance(word_, candidate);
-    if (d > 2 || 2 * d >= std::max(word_.size(), candidate.size())) return;
-    if (!best_ || d < best_distance_) {
-      best_ = std::string{shown};
-      best_distance_ = d;
-    }
-  }
-  void consider(std::string_view candidate) { consider(candidate, candidate); }
-
-  [[nodiscard]] const std::optional<std::string>& best() const { return best_; }
-
- private:
-  std::string_view word_;
-  std::optional<std::string> best_;
-  std::size_t best_distance_ = 0;
-};
+// Suggestions ("did you mean ...?") are shared with the plugin manifest checks.
+using Closest = keel::host::ClosestMatch;
 
 const SectionDef* find_section(std::string_view name) {
   for (const auto& section : kSections) {
@@ -381,6 +343,64 @@ class PluginSettingsConverter {
   std::map<std::string, SourcePos>& positions_;
 };
 
+bool valid_mount(std::string_view m) {
+  if (m.size() < 2 || m.front() != '/' || m.back() == '/') return false;
+  return std::all_of(m.begin(), m.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' || c == '-' ||
+           c == '_' || c == '.' || c == '~';
+  });
+}
+
+// Keys of a [plugin.<name>] table that the host reads itself (besides `enabled`); everything
+// else belongs to the plugin. Returns true when `key` is one of them (valid or not).
+bool host_plugin_key(const std::string& plugin, const std::string& key, const toml::node& value, Context& ctx,
+                     PluginSection& section) {
+  const std::string prefix = "[plugin." + plugin + "] " + key + ": ";
+  if (key == "mount") {
+    const auto* text = value.as_string();
+    if (text == nullptr || !valid_mount(text->get()))
+      ctx.error(ctx.at(value.source()), prefix + "expected a path like \"/orders\" (starts with '/', no trailing '/', "
+                                                 "letters, digits and -._~ only)");
+    else
+      section.mount = text->get();
+    return true;
+  }
+  if (key == "sha256") {
+    const auto* text = value.as_string();
+    const bool ok = text != nullptr && text->get().size() == 64 &&
+                    std::all_of(text->get().begin(), text->get().end(),
+                                [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+    if (!ok) ctx.error(ctx.at(value.source()), prefix + "expected 64 lowercase hex digits (sha256sum output)");
+    else section.sha256 = text->get();
+    return true;
+  }
+  auto duration = [&](const toml::node& v, const std::string& what) -> std::optional<std::chrono::milliseconds> {
+    const auto* n = v.as_integer();
+    if (n == nullptr || n->get() < 1 || n->get() > kMaxDurationMs) {
+      ctx.error(ctx.at(v.source()), what + "expected an integer number of milliseconds in 1.." +
+                                        std::to_string(kMaxDurationMs));
+      return std::nullopt;
+    }
+    return std::chrono::milliseconds(n->get());
+  };
+  if (key == "request_timeout_ms") {
+    section.request_timeout = duration(value, prefix);
+    return true;
+  }
+  if (key == "route_timeouts") {
+    const auto* table = value.as_table();
+    if (table == nullptr) {
+      ctx.error(ctx.at(value.source()), prefix + "expected a table like { \"GET /orders/{id}\" = 500 }");
+      return true;
+    }
+    for (auto&& [route, ms] : *table) {
+      if (auto d = duration(ms, prefix + "\"" + std::string(route.str()) + "\": ")) section.route_timeouts[std::string(route.str())] = *d;
+    }
+    return true;
+  }
+  return false;
+}
+
 void collect_plugins(const toml::key& plugin_key, const toml::node& node, Context& ctx, Config& config) {
   const toml::table* plugins = node.as_table();
   if (plugins == nullptr) {
@@ -419,6 +439,7 @@ void collect_plugins(const toml::key& plugin_key, const toml::node& node, Contex
         }
         continue;
       }
+      if (host_plugin_key(name, setting_name, setting, ctx, section)) continue;
       section.key_positions.insert_or_assign(setting_name, ctx.at(setting_key.source()));
       settings[setting_name] = converter.convert(setting, setting_name);
     }
@@ -635,6 +656,22 @@ std::filesystem::path resolve(const std::filesystem::path& base, const std::file
   return p.is_absolute() ? p : base / p;
 }
 
+// "a, b ,c" -> {"a", "b", "c"}; empty items dropped.
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    auto end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    auto item = std::string_view(text).substr(start, end - start);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (!item.empty()) out.emplace_back(item);
+    start = end + 1;
+  }
+  return out;
+}
+
 void apply(const Settings& settings, Context& ctx, const std::filesystem::path& base, Config& config) {
   Applier a{settings, ctx};
 
@@ -650,6 +687,8 @@ void apply(const Settings& settings, Context& ctx, const std::filesystem::path& 
   a.integer("server", "max_connections", config.server.max_connections, 1, kMaxUint32);
   a.duration("server", "drain_timeout_ms", config.server.drain_timeout);
   a.path("server", "data_dir", config.server.data_dir);
+  a.integer("server", "worker_threads", config.server.worker_threads, 1, 256);
+  a.integer("server", "worker_queue", config.server.worker_queue, 1, 1000000);
 
   const Setting* header = a.integer("http", "max_header_bytes", config.http.max_header_bytes, 1024, 1048576);
   if (a.find("http", "max_target_bytes") != nullptr) {
@@ -675,6 +714,13 @@ void apply(const Settings& settings, Context& ctx, const std::filesystem::path& 
   if (const Setting* token = a.text("admin", "token")) config.admin.token = Applier::string_of(*token);
 
   a.path("plugins", "directory", config.plugins.directory);
+
+  if (const Setting* v = a.text("cors", "allowed_origins")) config.cors.allowed_origins = split_list(Applier::string_of(*v));
+  if (const Setting* v = a.text("cors", "allowed_methods")) config.cors.allowed_methods = split_list(Applier::string_of(*v));
+  if (const Setting* v = a.text("cors", "allowed_headers")) config.cors.allowed_headers = split_list(Applier::string_of(*v));
+  if (const Setting* v = a.text("cors", "expose_headers")) config.cors.expose_headers = split_list(Applier::string_of(*v));
+  a.integer("cors", "max_age_s", config.cors.max_age_s, 0, 86400);
+  a.flag("cors", "allow_credentials", config.cors.allow_credentials);
 
   config.server.data_dir = resolve(base, config.server.data_dir);
   config.plugins.directory = resolve(base, config.plugins.directory);

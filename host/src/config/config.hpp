@@ -42,6 +42,8 @@ class ConfigError : public std::runtime_error {
 enum class LogFormat { kText, kJson };
 
 struct ServerConfig {
+  std::uint32_t worker_threads = 4;      ///< pool for blocking/serialized plugin handlers and plugin calls
+  std::uint32_t worker_queue = 1024;     ///< queued jobs beyond which requests get 503
   std::string listen = "127.0.0.1:8080";          ///< HOST:PORT; port 0 picks an ephemeral port
   std::uint32_t io_threads = 1;                   ///< threads running the HTTP event loops (1..256)
   std::uint32_t max_connections = 10000;          ///< open client connections; more are refused with 503
@@ -73,10 +75,24 @@ struct PluginsConfig {
   std::filesystem::path directory = "plugins";  ///< scanned for *.so (relative to the config file)
 };
 
+/// Cross-origin resource sharing for browser clients; off while allowed_origins is empty.
+struct CorsConfig {
+  std::vector<std::string> allowed_origins;  ///< exact origins ("https://app.example") or "*"
+  std::vector<std::string> allowed_methods{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"};
+  std::vector<std::string> allowed_headers{"Content-Type", "Authorization", "X-Request-Id"};
+  std::vector<std::string> expose_headers{"X-Request-Id"};
+  std::uint32_t max_age_s = 600;  ///< how long a browser may cache a preflight answer
+  bool allow_credentials = false;
+};
+
 /// One [plugin.<name>] table. Host-owned keys are typed; the rest is handed to the plugin.
 struct PluginSection {
   std::string name;
   bool enabled = true;
+  std::string mount;                    ///< URL prefix of its routes; empty = "/api/<name>"
+  std::string sha256;                   ///< if set, the .so must have this SHA-256 (lowercase hex)
+  std::optional<std::chrono::milliseconds> request_timeout;  ///< overrides [http] request_timeout_ms
+  std::map<std::string, std::chrono::milliseconds> route_timeouts;  ///< "GET /greet/{name}" -> timeout
   SourcePos where;                              ///< position of the table header
   std::string settings_json = "{}";             ///< plugin-owned keys as a JSON object
   std::map<std::string, SourcePos> key_positions;  ///< plugin-owned key -> where it was written
@@ -89,6 +105,7 @@ struct Config {
   LogConfig log;
   AdminConfig admin;
   PluginsConfig plugins;
+  CorsConfig cors;
   std::map<std::string, PluginSection> plugin_sections;
 };
 

@@ -33,6 +33,39 @@ void Response::set_error(unsigned http_status, std::string_view code, std::strin
   body += "\"}}";
 }
 
+bool AsyncReply::complete(Response&& response) {
+  std::function<void()> waker;
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ != State::kPending) return false;
+    state_ = State::kCompleted;
+    response_ = std::move(response);
+    waker = std::move(waker_);
+  }
+  if (waker) waker();
+  return true;
+}
+
+bool AsyncReply::expire() noexcept {
+  std::lock_guard lock(mutex_);
+  if (state_ != State::kPending) return state_ == State::kExpired;
+  state_ = State::kExpired;
+  waker_ = nullptr;
+  return true;
+}
+
+bool AsyncReply::set_waker(std::function<void()> waker) {
+  std::lock_guard lock(mutex_);
+  if (state_ != State::kPending) return false;
+  waker_ = std::move(waker);
+  return true;
+}
+
+Response AsyncReply::take() {
+  std::lock_guard lock(mutex_);
+  return std::move(response_);
+}
+
 void Response::set_json(unsigned http_status, std::string json_body) {
   status = http_status;
   content_type = "application/json";

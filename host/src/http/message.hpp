@@ -4,6 +4,10 @@
 // A Response is owned by the connection and reused across requests (clear() keeps capacity).
 
 #include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -50,11 +54,45 @@ struct Response {
   void set_json(unsigned http_status, std::string json_body);
 };
 
+/// A response that a handler will deliver later, from any thread. Created by the handler,
+/// shared with the connection, which waits for it until the deadline. Thread-safe.
+class AsyncReply {
+ public:
+  /// Deliver the response. Returns false (and drops `response`) if the reply was already
+  /// completed or has expired (deadline passed, client gone, shutdown).
+  bool complete(Response&& response);
+  /// Server side: give up waiting. Returns false if a response was delivered first.
+  bool expire() noexcept;
+  /// Server side: `waker` runs once, on the completing thread, when complete() succeeds. If the
+  /// reply is already complete, returns false and does not store it (the caller proceeds).
+  bool set_waker(std::function<void()> waker);
+  /// Server side: after complete() succeeded, move the response out.
+  [[nodiscard]] Response take();
+
+  /// Message of the 504 sent if the deadline passes, e.g. "plugin 'orders' did not answer in 30000 ms".
+  std::string timeout_message = "the handler did not answer in time";
+  /// Fields the server adds to whatever response goes out (e.g. CORS); set before returning it.
+  std::vector<std::pair<std::string, std::string>> extra_headers;
+
+ private:
+  std::mutex mutex_;
+  enum class State { kPending, kCompleted, kExpired } state_ = State::kPending;
+  Response response_;
+  std::function<void()> waker_;
+};
+
+/// A handler's promise to answer later (see AsyncReply); `deadline` bounds the wait (504).
+struct Deferred {
+  std::shared_ptr<AsyncReply> reply;
+  std::chrono::steady_clock::time_point deadline;
+};
+
 /// Where the server sends every well-formed request. Called on the connection's I/O thread.
+/// Either fill `response` and return nullopt, or return a Deferred and complete it later.
 class Handler {
  public:
   virtual ~Handler() = default;
-  virtual void handle(const Request& request, Response& response) = 0;
+  virtual std::optional<Deferred> handle(const Request& request, Response& response) = 0;
 };
 
 /// RFC 9110 reason phrase for `status` ("Unknown" for unregistered codes).

@@ -354,7 +354,7 @@ class Server::Impl {
 
 // One client connection. Lives in its coroutine; registered with its IoThread so the sweeper
 // can enforce deadlines and shutdown can find idle connections.
-class Server::Impl::Session {
+class Server::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
   Session(Impl& server, IoThread& io, tcp::socket socket)
       : server_(server), io_(io), socket_(std::move(socket)),
@@ -395,6 +395,7 @@ class Server::Impl::Session {
     error_code ec;
     socket_.cancel(ec);
     socket_.close(ec);
+    reply_timer_.cancel();
   }
 
  private:
@@ -405,6 +406,7 @@ class Server::Impl::Session {
     timed_out_ = false;
   }
   asio::awaitable<ReadResult> read_some();
+  asio::awaitable<void> await_reply(Deferred& deferred);
   asio::awaitable<bool> write_response(bool head, bool close);
   asio::awaitable<void> fail_and_close(unsigned status, std::string_view reason, bool head);
   asio::awaitable<void> linger_and_close();
@@ -423,6 +425,8 @@ class Server::Impl::Session {
   Impl& server_;
   IoThread& io_;
   tcp::socket socket_;
+  asio::steady_timer reply_timer_{socket_.get_executor()};
+  const AsyncReply* waiting_reply_ = nullptr;
   std::list<Session*>::iterator it_;
   boost::beast::flat_buffer buffer_;
   std::string remote_;
@@ -450,6 +454,31 @@ asio::awaitable<Server::Impl::Session::ReadResult> Server::Impl::Session::read_s
   if (ec == asio::error::operation_aborted && timed_out_) co_return ReadResult::kTimeout;
   if (ec == asio::error::eof) co_return ReadResult::kEof;
   co_return ReadResult::kError;
+}
+
+asio::awaitable<void> Server::Impl::Session::await_reply(Deferred& deferred) {
+  auto& reply = *deferred.reply;
+  // The waker runs on whichever thread completes the reply; it only posts to this connection's
+  // thread, where the timer is cancelled if this session is still waiting for that reply.
+  auto waker = [weak = weak_from_this(), ex = socket_.get_executor(), r = &reply] {
+    asio::post(ex, [weak, r] {
+      if (auto self = weak.lock(); self && self->waiting_reply_ == r) self->reply_timer_.cancel();
+    });
+  };
+  if (reply.set_waker(std::move(waker))) {
+    waiting_reply_ = &reply;
+    deadline_ = Clock::time_point::max();  // the reply deadline below governs this phase
+    reply_timer_.expires_at(deferred.deadline);
+    co_await reply_timer_.async_wait(kAsTuple);
+    waiting_reply_ = nullptr;
+  }
+  if (reply.expire()) {
+    response_.clear();
+    response_.set_error(504, "timeout", reply.timeout_message);
+  } else {
+    response_ = reply.take();
+  }
+  for (const auto& h : reply.extra_headers) response_.headers.push_back(h);
 }
 
 void Server::Impl::Session::log_access(std::size_t bytes_out) {
@@ -667,14 +696,16 @@ asio::awaitable<void> Server::Impl::Session::run() {
     request_.remote_address = remote_;
     request_.deadline = deadline_;
     response_.clear();
+    std::optional<Deferred> deferred;
     try {
-      server_.handler_.handle(request_, response_);
+      deferred = server_.handler_.handle(request_, response_);
     } catch (const std::exception& e) {
       server_.http_log_->error("handler threw req={} target={} error=\"{}\"", request_.request_id, request_.target,
                                e.what());
       response_.clear();
       response_.set_error(500, "internal", "internal error");
     }
+    if (deferred) co_await await_reply(*deferred);
 
     const bool close = !parser.keep_alive() || io_.draining;
     const bool written = co_await write_response(head, close);

@@ -1,0 +1,637 @@
+#!/usr/bin/env bash
+# bench/http.sh: Keel's HTTP benchmarks, measured against nginx and a bare Beast server.
+# Method and results: docs/benchmarks.md.
+#
+#   bash bench/http.sh             build Release, run every scenario (about 4-5 minutes)
+#   bash bench/http.sh --smoke     1 round of 2 s per target: proves the harness runs (CI)
+#   bash bench/http.sh --no-build  reuse the binaries already in $BUILD_DIR
+#
+# Environment (defaults in brackets):
+#   ROUNDS [5]         wrk rounds per target; targets alternate A B C A B C ...
+#   DURATION [5]       seconds per wrk round (whole seconds)
+#   CONNECTIONS [64]   wrk connections (always one wrk thread)
+#   WARMUP [1]         seconds of unmeasured wrk load per target before the rounds
+#   SCENARIOS [hello echo relay startup rss]
+#   CPU [first allowed] the one CPU that every server and wrk are pinned to (taskset -c)
+#   STARTUP_RUNS [5]   starts per configuration in the startup scenario
+#   STARTUP_PLUGINS [100]
+#   BUILD_DIR [build]  configured with -G Ninja -DCMAKE_BUILD_TYPE=Release unless --no-build
+#   KEEP_TMP [0]       1 keeps the temporary directory (configs, server logs, raw wrk output)
+#
+# Every wrk round records requests/s, p50 and p99 latency (wrk --latency) and the server's CPU
+# time per request (utime+stime from /proc/PID/stat around the round, divided by the requests
+# wrk completed). The table shows the median of the rounds for each column; a ratio between two
+# targets is the median of the per-round ratios (round r of A and of B ran seconds apart).
+#
+# Adding a scenario (storage, events, reload, isolation, ...):
+#   1. write scenario_<name>(): start the servers it needs with start_keel / start_nginx /
+#      start_bare (each sets LAST_PID, LAST_PORT; nginx also NGINX_WORKER), then call
+#      run_rounds <scenario> <lua-or-""> "label|url|cpu-pids" ... which alternates the targets,
+#      and stop_server for each pid;
+#   2. add rows with add_row or ratios/targets with check (both feed the final table);
+#   3. add <name> to ALL_SCENARIOS below and document it in docs/benchmarks.md.
+#   Examples: a storage scenario would point wrk at a plugin route that writes through
+#   keel.storage/1 (Lua script for the POST body) with "blocking": true; an events scenario
+#   would publish from a route and count deliveries in a subscriber plugin; a reload scenario
+#   would run wrk while reloading and report errors and the p99 of that round; an isolation
+#   scenario would compare one plugin's req/s alone against the same with a slow neighbour.
+set -euo pipefail
+
+ALL_SCENARIOS="hello echo relay startup rss"
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-5}
+CONNECTIONS=${CONNECTIONS:-64}
+WARMUP=${WARMUP:-1}
+SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
+# Default CPU: the first one this process may run on (CPU 0 unless a cpuset says otherwise).
+CPU=${CPU:-$(taskset -cp $$ | sed -E 's/.*: *([0-9]+).*/\1/')}
+STARTUP_RUNS=${STARTUP_RUNS:-5}
+STARTUP_PLUGINS=${STARTUP_PLUGINS:-100}
+BUILD_DIR=${BUILD_DIR:-build}
+KEEP_TMP=${KEEP_TMP:-0}
+BUILD=1
+SMOKE=0
+
+HELLO_PATH=/api/hello/greet/bench
+HELLO_BODY='{"greeting":"Hello, bench!"}'
+ECHO_PATH=/api/hello/echo
+RELAY_PATH=/api/relay/greet/bench
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+}
+
+while (($# > 0)); do
+  case $1 in
+    --smoke) SMOKE=1 ;;
+    --no-build) BUILD=0 ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "bench/http.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if ((SMOKE)); then
+  ROUNDS=1 DURATION=2 WARMUP=0 STARTUP_RUNS=1
+fi
+for n in ROUNDS DURATION CONNECTIONS WARMUP CPU STARTUP_RUNS STARTUP_PLUGINS; do
+  [[ ${!n} =~ ^[0-9]+$ ]] || { echo "bench/http.sh: $n must be a whole number, not '${!n}'" >&2; exit 2; }
+done
+((ROUNDS >= 1 && DURATION >= 1 && STARTUP_RUNS >= 1)) || { echo "bench/http.sh: ROUNDS, DURATION, STARTUP_RUNS must be >= 1" >&2; exit 2; }
+[[ $BUILD_DIR = /* ]] || BUILD_DIR=$ROOT/$BUILD_DIR
+
+KEEL=$BUILD_DIR/bin/keel
+BARE=$BUILD_DIR/bin/keel_bench_bare_server
+PLUGIN_SRC=$BUILD_DIR/plugins
+CLK_TCK=$(getconf CLK_TCK)
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for tool in wrk nginx taskset curl; do
+  command -v "$tool" >/dev/null || die "$tool not found (apt-get install wrk nginx-light curl util-linux)"
+done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/keel-bench.XXXXXX")
+RESULTS=$TMP/results.tsv # scenario target req/s p50_us p99_us cpu_us/req resp_bytes errors
+CHECKS=$TMP/checks.tsv   # what value target verdict
+: >"$RESULTS"
+: >"$CHECKS"
+STARTED=() # pids this script started; the EXIT trap stops whatever is left
+
+cleanup() {
+  local pid
+  for pid in "${STARTED[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${STARTED[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ $KEEP_TMP = 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------------------------------------
+# Build
+
+build() {
+  log "building Release in $BUILD_DIR"
+  cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >"$TMP/cmake.log" 2>&1 ||
+    { tail -n 30 "$TMP/cmake.log" >&2; die "cmake configure failed"; }
+  # Only what the benchmarks run: the full tree (tests) would take minutes on 2 cores.
+  cmake --build "$BUILD_DIR" --target keel_host keel_plugin_hello keel_plugin_relay keel_bench_bare_server ||
+    die "build failed"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Process helpers
+
+# Sum of utime+stime (clock ticks) of the given pids. /proc/PID/stat fields 14 and 15; the
+# command name in field 2 may hold spaces, so count from the ")" that closes it.
+cpu_ticks() {
+  local pid total=0 rest f
+  for pid in "$@"; do
+    rest=$(<"/proc/$pid/stat")
+    rest=${rest##*) }
+    read -r -a f <<<"$rest"
+    total=$((total + f[11] + f[12]))
+  done
+  echo "$total"
+}
+
+# Sum of a /proc/PID/status field in KiB (VmRSS, VmHWM) over the given pids.
+status_kib() {
+  local field=$1 pid total=0 kib
+  shift
+  for pid in "$@"; do
+    kib=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$pid/status")
+    total=$((total + kib))
+  done
+  echo "$total"
+}
+
+# Waits until FILE holds a port number or PID exits; prints the port.
+wait_port_file() {
+  local file=$1 pid=$2 i
+  for ((i = 0; i < 3000; i++)); do
+    if [[ -s $file ]]; then
+      cat "$file"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.01
+  done
+  return 1
+}
+
+forget_pid() {
+  local pid=$1 i
+  for i in "${!STARTED[@]}"; do
+    [[ ${STARTED[i]} = "$pid" ]] && unset 'STARTED[i]'
+  done
+  STARTED=("${STARTED[@]}")
+}
+
+stop_server() {
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  forget_pid "$pid"
+}
+
+# start_keel NAME PLUGIN_DIR: Keel with io_threads=1, access log off, log level warn.
+# Sets LAST_PID and LAST_PORT.
+start_keel() {
+  local name=$1 plugins=$2 dir=$TMP/keel-$1
+  mkdir -p "$dir"
+  cat >"$dir/keel.toml" <<EOF
+[server]
+listen = "127.0.0.1:0"
+io_threads = 1
+drain_timeout_ms = 1000
+data_dir = "$dir/data"
+
+[log]
+level = "warn"
+access_log = false
+
+[plugins]
+directory = "$plugins"
+EOF
+  rm -f "$dir/port"
+  taskset -c "$CPU" "$KEEL" serve --config "$dir/keel.toml" --listen 127.0.0.1:0 --port-file "$dir/port" \
+    >"$dir/out.log" 2>&1 &
+  LAST_PID=$!
+  STARTED+=("$LAST_PID")
+  LAST_PORT=$(wait_port_file "$dir/port" "$LAST_PID") ||
+    { tail -n 20 "$dir/out.log" >&2; die "keel ($name) did not start"; }
+}
+
+# start_bare NAME: the bare Beast baseline. Sets LAST_PID and LAST_PORT.
+start_bare() {
+  local dir=$TMP/bare-$1
+  mkdir -p "$dir"
+  taskset -c "$CPU" "$BARE" --listen 127.0.0.1:0 --port-file "$dir/port" >"$dir/out.log" 2>&1 &
+  LAST_PID=$!
+  STARTED+=("$LAST_PID")
+  LAST_PORT=$(wait_port_file "$dir/port" "$LAST_PID") ||
+    { tail -n 20 "$dir/out.log" >&2; die "bare server did not start"; }
+}
+
+port_in_use() {
+  local hex
+  hex=$(printf '%04X' "$1")
+  awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p {found = 1} END {exit !found}' \
+    /proc/net/tcp /proc/net/tcp6
+}
+
+# start_nginx NAME: Debian's nginx in the foreground, 1 worker, answering the same bytes as
+# hello (and ECHO_BODY on the echo path). Sets LAST_PID (master), NGINX_WORKER, LAST_PORT.
+start_nginx() {
+  local dir=$TMP/nginx-$1 port attempt i
+  mkdir -p "$dir/tmp"
+  for ((attempt = 0; attempt < 5; attempt++)); do
+    port=$((20000 + RANDOM % 40000))
+    port_in_use "$port" && continue
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  default_type application/json;
+  server {
+    listen 127.0.0.1:$port;
+    location / { return 200 '$HELLO_BODY'; }
+    location = $ECHO_PATH { return 200 '$ECHO_BODY'; }
+  }
+}
+EOF
+    taskset -c "$CPU" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" -g 'daemon off;' \
+      >"$dir/out.log" 2>&1 &
+    LAST_PID=$!
+    STARTED+=("$LAST_PID")
+    for ((i = 0; i < 500; i++)); do
+      kill -0 "$LAST_PID" 2>/dev/null || break
+      NGINX_WORKER=$(pgrep -P "$LAST_PID" | head -n 1 || true)
+      if [[ -n $NGINX_WORKER ]] && curl -fs -o /dev/null "http://127.0.0.1:$port/"; then
+        LAST_PORT=$port
+        return 0
+      fi
+      sleep 0.01
+    done
+    stop_server "$LAST_PID"
+    log "nginx did not come up on port $port, retrying"
+  done
+  cat "$dir/out.log" "$dir/error.log" >&2 2>/dev/null || true
+  die "nginx did not start"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measurement
+
+# Total bytes of one response (status line, header, body), as curl receives them.
+response_bytes() {
+  local url=$1 lua=$2
+  if [[ -n $lua ]]; then
+    curl -s -i -H 'Expect:' -H 'Content-Type: application/json' --data-binary "@$ECHO_FILE" "$url" | wc -c
+  else
+    curl -s -i "$url" | wc -c
+  fi
+}
+
+# Prints "req/s p50_us p99_us requests errors" from wrk --latency output on stdin.
+parse_wrk() {
+  awk '
+    function us(v) {
+      if (v ~ /us$/) return v + 0
+      if (v ~ /ms$/) return (v + 0) * 1000
+      if (v ~ /m$/)  return (v + 0) * 60000000
+      if (v ~ /s$/)  return (v + 0) * 1000000
+      return v + 0
+    }
+    $1 == "50%" { p50 = us($2) }
+    $1 == "99%" { p99 = us($2) }
+    / requests in / { requests = $1 }
+    /^Requests\/sec:/ { rps = $2 }
+    /Socket errors:/ { gsub(",", ""); errors += $4 + $6 + $8 + $10 }
+    /Non-2xx or 3xx responses:/ { errors += $5 }
+    END { printf "%.0f %.0f %.0f %d %d\n", rps, p50, p99, requests, errors }'
+}
+
+# wrk_round URL LUA DURATION: one pinned wrk run; its output goes to stdout.
+wrk_round() {
+  local url=$1 lua=$2 duration=$3
+  local args=(-t1 "-c$CONNECTIONS" "-d${duration}s" --latency)
+  [[ -n $lua ]] && args+=(-s "$lua")
+  taskset -c "$CPU" wrk "${args[@]}" "$url"
+}
+
+# measure SCENARIO LABEL URL LUA PIDS: one round; appends "req/s p50 p99 cpu_us/req errors"
+# to $TMP/raw/SCENARIO.LABEL. PIDS (comma-separated) are the processes whose CPU is counted.
+measure() {
+  local scen=$1 label=$2 url=$3 lua=$4 pids before after out rps p50 p99 requests errors
+  IFS=, read -r -a pids <<<"$5"
+  before=$(cpu_ticks "${pids[@]}")
+  out=$(wrk_round "$url" "$lua" "$DURATION")
+  after=$(cpu_ticks "${pids[@]}")
+  printf '%s\n' "$out" >>"$TMP/raw/$scen.$label.wrk"
+  read -r rps p50 p99 requests errors < <(parse_wrk <<<"$out")
+  ((requests > 0)) || { printf '%s\n' "$out" >&2; die "$scen/$label: wrk completed no requests"; }
+  local cpu
+  cpu=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN {printf "%.2f", t * 1e6 / hz / n}')
+  echo "$rps $p50 $p99 $cpu $errors" >>"$TMP/raw/$scen.$label"
+  log "$scen round: $label $rps req/s, p50 ${p50}us, p99 ${p99}us, ${cpu}us CPU/req, errors $errors"
+}
+
+# Median of column COL (1-based) of FILE.
+median() {
+  sort -n -k "$2,$2" "$1" | awk -v c="$2" '{v[NR] = $c} END {
+    if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# run_rounds SCENARIO LUA "label|url|pids" ...: warm-up, then ROUNDS rounds of every target in
+# turn (A B C A B C ...), then one result row per target with the medians.
+run_rounds() {
+  local scen=$1 lua=$2 spec label url pids r
+  shift 2
+  mkdir -p "$TMP/raw"
+  for spec in "$@"; do
+    IFS='|' read -r label url pids <<<"$spec"
+    rm -f "$TMP/raw/$scen.$label"
+    if ((WARMUP > 0)); then wrk_round "$url" "$lua" "$WARMUP" >/dev/null; fi
+  done
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for spec in "$@"; do
+      IFS='|' read -r label url pids <<<"$spec"
+      measure "$scen" "$label" "$url" "$lua" "$pids"
+    done
+  done
+  for spec in "$@"; do
+    IFS='|' read -r label url pids <<<"$spec"
+    local raw=$TMP/raw/$scen.$label errors
+    errors=$(awk '{s += $5} END {print s + 0}' "$raw")
+    add_row "$scen" "$label" "$(median "$raw" 1)" "$(median "$raw" 2)" "$(median "$raw" 3)" "$(median "$raw" 4)" \
+      "$(response_bytes "$url" "$lua")" "$errors"
+  done
+}
+
+# add_row SCENARIO TARGET REQ/S P50 P99 CPU BYTES ERRORS
+add_row() { printf '%s\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%s\t%s\n' "$@" >>"$RESULTS"; }
+
+# paired_ratio SCENARIO A B COLUMN: median over the rounds of A/B, where round r of A and of B
+# ran seconds apart; steadier than a ratio of medians when the machine drifts. COLUMN of the raw
+# files: 1 = req/s, 4 = CPU us/request.
+paired_ratio() {
+  local a=$TMP/raw/$1.$2 b=$TMP/raw/$1.$3
+  paste -d' ' "$a" "$b" | awk -v c="$4" '{n = split($0, f, " "); d = f[c + n / 2]; if (d > 0) printf "%.4f\n", f[c] / d}' \
+    >"$TMP/ratio"
+  if [[ -s $TMP/ratio ]]; then awk '{printf "%.3f\n", $1}' <<<"$(median "$TMP/ratio" 1)"; else echo n/a; fi
+}
+
+# check WHAT VALUE OP LIMIT [UNIT]: one line of the targets table (OP is >=, <=, <, or "-").
+check() {
+  local what=$1 v=$2 op=$3 limit=$4 unit=${5:-} verdict=info
+  if [[ $op != - ]]; then
+    verdict=$(awk -v v="$v" -v l="$limit" -v op="$op" 'BEGIN {
+      ok = (op == ">=") ? v >= l : (op == "<=") ? v <= l : (op == "<") ? v < l : 0
+      print (v == "n/a") ? "n/a" : ok ? "ok" : "MISS" }')
+  fi
+  printf '%s\t%s%s\t%s\t%s\n' "$what" "$v" "$unit" "$([[ $op = - ]] && echo "-" || echo "$op $limit$unit")" \
+    "$verdict" >>"$CHECKS"
+}
+
+require_ok() {
+  local url=$1 what=$2 code
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$url" || true)
+  [[ $code = 200 ]] || die "$what: GET $url answered ${code:-nothing}, not 200 (is the plugin loader working?)"
+}
+
+plugin_dir() {
+  local dir=$TMP/plugins-$1 p
+  shift
+  mkdir -p "$dir"
+  for p in "$@"; do
+    [[ -f $PLUGIN_SRC/$p.so ]] || die "$PLUGIN_SRC/$p.so not built"
+    cp "$PLUGIN_SRC/$p.so" "$dir/"
+  done
+  echo "$dir"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios: one function each.
+
+# hello: GET /api/hello/greet/bench on Keel, nginx (return 200) and the bare Beast server.
+scenario_hello() {
+  local dir keel nginx nginx_worker bare kp np bp
+  dir=$(plugin_dir hello hello)
+  start_keel hello "$dir"; keel=$LAST_PID kp=$LAST_PORT
+  start_nginx hello; nginx=$LAST_PID nginx_worker=$NGINX_WORKER np=$LAST_PORT
+  start_bare hello; bare=$LAST_PID bp=$LAST_PORT
+  require_ok "http://127.0.0.1:$kp$HELLO_PATH" "keel hello"
+  run_rounds hello "" "keel|http://127.0.0.1:$kp$HELLO_PATH|$keel" \
+    "nginx|http://127.0.0.1:$np$HELLO_PATH|$nginx,$nginx_worker" "bare|http://127.0.0.1:$bp$HELLO_PATH|$bare"
+  stop_server "$keel"; stop_server "$nginx"; stop_server "$bare"
+  check "hello keel/nginx req/s" "$(paired_ratio hello keel nginx 1)" ">=" 0.9
+  check "hello keel/nginx CPU/request" "$(paired_ratio hello keel nginx 4)" "<=" 1.1
+  check "hello keel/bare req/s (dispatch+routing overhead <= 5 %)" \
+    "$(paired_ratio hello keel bare 1)" ">=" 0.95
+  check "hello keel/bare CPU/request" "$(paired_ratio hello keel bare 4)" - -
+}
+
+# echo: POST a 1 KiB JSON body. Keel runs it through hello's /echo; the bare server echoes it
+# too; nginx's `return 200` reads and discards the body and answers a fixed 1 KiB string, so
+# the response sizes match but nginx does not copy the body.
+scenario_echo() {
+  local dir keel nginx nginx_worker bare kp np bp
+  dir=$(plugin_dir hello hello)
+  start_keel echo "$dir"; keel=$LAST_PID kp=$LAST_PORT
+  start_nginx echo; nginx=$LAST_PID nginx_worker=$NGINX_WORKER np=$LAST_PORT
+  start_bare echo; bare=$LAST_PID bp=$LAST_PORT
+  require_ok "http://127.0.0.1:$kp$HELLO_PATH" "keel hello"
+  run_rounds echo "$ECHO_LUA" "keel|http://127.0.0.1:$kp$ECHO_PATH|$keel" \
+    "nginx|http://127.0.0.1:$np$ECHO_PATH|$nginx,$nginx_worker" "bare|http://127.0.0.1:$bp$ECHO_PATH|$bare"
+  stop_server "$keel"; stop_server "$nginx"; stop_server "$bare"
+  check "echo keel/nginx req/s" "$(paired_ratio echo keel nginx 1)" - -
+  check "echo keel/nginx CPU/request" "$(paired_ratio echo keel nginx 4)" - -
+  check "echo keel/bare req/s" "$(paired_ratio echo keel bare 1)" - -
+}
+
+# relay: GET /api/relay/greet/bench (relay calls hello through the host) against GET
+# /api/hello/greet/bench on the same Keel process, alternating.
+scenario_relay() {
+  local dir keel kp
+  dir=$(plugin_dir relay hello relay)
+  start_keel relay "$dir"; keel=$LAST_PID kp=$LAST_PORT
+  require_ok "http://127.0.0.1:$kp$RELAY_PATH" "keel relay"
+  run_rounds relay "" "keel-hello|http://127.0.0.1:$kp$HELLO_PATH|$keel" \
+    "keel-relay|http://127.0.0.1:$kp$RELAY_PATH|$keel"
+  stop_server "$keel"
+  check "relay/hello req/s" "$(paired_ratio relay keel-relay keel-hello 1)" - -
+  check "relay/hello CPU/request" "$(paired_ratio relay keel-relay keel-hello 4)" - -
+}
+
+# Builds STARTUP_PLUGINS distinct copies of bench/startup_plugin.c into $BUILD_DIR/bench-plugins
+# (cached: only missing or outdated ones are compiled).
+build_startup_plugins() {
+  local out=$BUILD_DIR/bench-plugins src=$ROOT/bench/startup_plugin.c hdr=$ROOT/plugin-api/include/keel/plugin.h
+  local jobs i name pids=() built=0
+  mkdir -p "$out"
+  jobs=$(nproc)
+  for ((i = 1; i <= STARTUP_PLUGINS; i++)); do
+    printf -v name 'p%03d' "$i"
+    [[ -f $out/$name.so && $out/$name.so -nt $src && $out/$name.so -nt $hdr ]] && continue
+    "${CC:-cc}" -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror -fPIC -shared -fvisibility=hidden \
+      -Wl,--no-undefined -I"$ROOT/plugin-api/include" -DPLUGIN_NAME="$name" "$src" -o "$out/$name.so" &
+    pids+=($!)
+    built=$((built + 1))
+    if ((${#pids[@]} >= jobs)); then
+      wait "${pids[@]}" || die "compiling startup plugins failed"
+      pids=()
+    fi
+  done
+  if ((${#pids[@]} > 0)); then wait "${pids[@]}" || die "compiling startup plugins failed"; fi
+  ((built == 0)) || log "compiled $built startup plugins into $out"
+}
+
+# One start of Keel with plugin directory DIR: sets STARTUP_MS (milliseconds from launch until
+# the port file exists), STARTUP_PID and STARTUP_PORT. The end time is the port file's mtime (written just before keel's rename), so
+# the poll interval does not count; file timestamps tick with the kernel's coarse clock (one
+# jiffy, up to 4 ms).
+time_start() {
+  local dir=$1 cfg=$TMP/keel-startup t0 pid end
+  mkdir -p "$cfg"
+  cat >"$cfg/keel.toml" <<EOF
+[server]
+listen = "127.0.0.1:0"
+io_threads = 1
+drain_timeout_ms = 1000
+data_dir = "$cfg/data"
+
+[log]
+level = "warn"
+access_log = false
+
+[plugins]
+directory = "$dir"
+EOF
+  rm -f "$cfg/port"
+  t0=$EPOCHREALTIME
+  taskset -c "$CPU" "$KEEL" serve --config "$cfg/keel.toml" --listen 127.0.0.1:0 --port-file "$cfg/port" \
+    >"$cfg/out.log" 2>&1 &
+  pid=$!
+  STARTED+=("$pid")
+  STARTUP_PORT=$(wait_port_file "$cfg/port" "$pid") || { tail -n 20 "$cfg/out.log" >&2; die "keel did not start with $dir"; }
+  end=$(stat -c %.6Y "$cfg/port")
+  STARTUP_PID=$pid
+  STARTUP_MS=$(awk -v a="$t0" -v b="$end" 'BEGIN {printf "%.1f", (b - a) * 1000}')
+}
+
+# startup: time to the port file with STARTUP_PLUGINS tiny C plugins, against no plugins;
+# alternating, median of STARTUP_RUNS each.
+scenario_startup() {
+  local many=$BUILD_DIR/bench-plugins-set none=$TMP/plugins-none r ms i name
+  build_startup_plugins
+  rm -rf "$many"
+  mkdir -p "$many" "$none"
+  for ((i = 1; i <= STARTUP_PLUGINS; i++)); do
+    printf -v name 'p%03d' "$i"
+    ln -s "../bench-plugins/$name.so" "$many/$name.so"
+  done
+  : >"$TMP/startup.none"
+  : >"$TMP/startup.many"
+  for ((r = 1; r <= STARTUP_RUNS; r++)); do
+    time_start "$none"
+    stop_server "$STARTUP_PID"
+    echo "$STARTUP_MS" >>"$TMP/startup.none"
+    time_start "$many"
+    ms=$STARTUP_MS
+    if ((r == 1)); then
+      require_ok "http://127.0.0.1:$STARTUP_PORT/api/p001/ping" "startup plugin p001"
+      printf -v name 'p%03d' "$STARTUP_PLUGINS"
+      require_ok "http://127.0.0.1:$STARTUP_PORT/api/$name/ping" "startup plugin $name"
+    fi
+    stop_server "$STARTUP_PID"
+    echo "$ms" >>"$TMP/startup.many"
+    log "startup round $r: no plugins $(tail -n 1 "$TMP/startup.none") ms, $STARTUP_PLUGINS plugins $ms ms"
+  done
+  local m0 m1
+  m0=$(median "$TMP/startup.none" 1)
+  m1=$(median "$TMP/startup.many" 1)
+  check "startup, no plugins (ms)" "$m0" - -
+  check "startup, $STARTUP_PLUGINS plugins (ms)" "$m1" "<" 200
+  check "startup, per plugin (ms)" "$(awk -v a="$m0" -v b="$m1" -v n="$STARTUP_PLUGINS" 'BEGIN {printf "%.2f", (b - a) / n}')" - -
+}
+
+# rss: idle VmRSS right after start (+0.5 s), VmRSS near the end of one hello round, and the
+# peak (VmHWM) afterwards, for Keel+hello, nginx (master + worker) and the bare server.
+scenario_rss() {
+  local dir pids label idle loaded peak wrk_pid
+  dir=$(plugin_dir rss hello)
+  for label in keel nginx bare; do
+    case $label in
+      keel) start_keel rss "$dir"; pids=("$LAST_PID") ;;
+      nginx) start_nginx rss; pids=("$LAST_PID" "$NGINX_WORKER") ;;
+      bare) start_bare rss; pids=("$LAST_PID") ;;
+    esac
+    sleep 0.5
+    idle=$(status_kib VmRSS "${pids[@]}")
+    wrk_round "http://127.0.0.1:$LAST_PORT$HELLO_PATH" "" "$DURATION" >"$TMP/rss-$label.wrk" &
+    wrk_pid=$!
+    sleep "$(awk -v d="$DURATION" 'BEGIN {print d - 0.5}')"
+    loaded=$(status_kib VmRSS "${pids[@]}")
+    wait "$wrk_pid"
+    peak=$(status_kib VmHWM "${pids[@]}")
+    stop_server "${pids[0]}"
+    check "rss $label idle (MiB)" "$(awk -v k="$idle" 'BEGIN {printf "%.1f", k / 1024}')" \
+      "$([[ $label = keel ]] && echo "<" || echo -)" "$([[ $label = keel ]] && echo 20 || echo -)"
+    check "rss $label under load / peak (MiB)" \
+      "$(awk -v a="$loaded" -v b="$peak" 'BEGIN {printf "%.1f / %.1f", a / 1024, b / 1024}')" - -
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+print_results() {
+  echo
+  echo "== Keel HTTP benchmark: medians of $ROUNDS round(s) x ${DURATION}s, wrk -t1 -c$CONNECTIONS," \
+    "servers and wrk on CPU $CPU =="
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $MACHINE; tree $TREE; load avg before $LOAD_BEFORE, after $LOAD_AFTER"
+  if [[ -s $RESULTS ]]; then
+    {
+      printf 'scenario\ttarget\treq/s\tp50_us\tp99_us\tcpu_us/req\tresp_bytes\terrors\n'
+      cat "$RESULTS"
+    } | column -t -s $'\t'
+    echo
+  fi
+  if [[ -s $CHECKS ]]; then
+    { printf 'measure\tvalue\ttarget\tverdict\n'; cat "$CHECKS"; } | column -t -s $'\t'
+    echo
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Main
+
+for s in $SCENARIOS; do
+  [[ " $ALL_SCENARIOS " = *" $s "* ]] || die "unknown scenario '$s' (known: $ALL_SCENARIOS)"
+done
+((BUILD)) && build
+[[ -x $KEEL && -x $BARE ]] || die "$KEEL or $BARE missing: build first (or drop --no-build)"
+
+# The 1 KiB JSON body of the echo scenario, and the wrk script that POSTs it.
+ECHO_BODY="{\"data\":\"$(printf '%*s' 1013 '' | tr ' ' 'k')\"}"
+ECHO_FILE=$TMP/echo-body.json
+ECHO_LUA=$TMP/echo.lua
+printf '%s' "$ECHO_BODY" >"$ECHO_FILE"
+cat >"$ECHO_LUA" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [[$ECHO_BODY]]
+EOF
+
+TREE=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]]; then TREE="$TREE + local changes"; fi
+MACHINE="$(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log "machine: $MACHINE; tree $TREE"
+log "load before: $LOAD_BEFORE; scenarios: $SCENARIOS; rounds $ROUNDS x ${DURATION}s; CPU $CPU"
+if awk -v l="${LOAD_BEFORE%% *}" 'BEGIN {exit !(l > 1)}'; then
+  log "warning: load average ${LOAD_BEFORE%% *} > 1: other work shares the CPUs, expect noisy numbers"
+fi
+for s in $SCENARIOS; do
+  log "scenario $s"
+  "scenario_$s"
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+print_results

@@ -1,0 +1,25 @@
+#pragma once
+// Reads one named section out of an ELF64 shared object without loading it: the way the host
+// gets a plugin's manifest before running any of the plugin's code. Every offset and size in the
+// file is bounds-checked, so a truncated or hostile file gives an error, never a crash.
+// Pure functions; thread-safe.
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace keel::host::plugins {
+
+struct ElfError {
+  std::string message;  ///< e.g. "not an ELF file", "truncated: section headers end past the file"
+};
+
+/// The bytes of section `section` in `image` (an ELF64 little-endian file's contents), or an error.
+[[nodiscard]] std::variant<std::string, ElfError> read_elf_section(std::string_view image, std::string_view section);
+
+/// Same, from a file on disk.
+[[nodiscard]] std::variant<std::string, ElfError> read_elf_section_from_file(const std::filesystem::path& file,
+                                                                               std::string_view section);
+
+}  // namespace keel::host::plugins

@@ -1,0 +1,785 @@
+#include "plugins/manifest.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "common/suggest.hpp"
+
+namespace keel::host::plugins {
+namespace {
+
+// ordered_json keeps the document's key order, so errors, warnings and Manifest::config come
+// out in the order the author wrote them.
+using Json = nlohmann::ordered_json;
+
+constexpr std::size_t kMaxNameBytes = 64;
+constexpr std::uint64_t kMaxAbiPart = 0xFFFF;  // KEEL_ABI_VERSION packs major and minor into 16 bits each
+// Far beyond any sane manifest; keeps the recursive dump() of a config default off the stack's end.
+constexpr int kMaxDepth = 100;
+
+constexpr std::array<std::string_view, 10> kTopLevelKeys{
+    "name", "version", "abi", "description", "dependencies", "routes", "concurrency", "events", "permissions", "config"};
+constexpr std::array<std::string_view, 2> kDependencyKeys{"name", "version"};
+constexpr std::array<std::string_view, 4> kRouteKeys{"method", "path", "summary", "blocking"};
+constexpr std::array<std::string_view, 2> kEventKeys{"publishes", "subscribes"};
+constexpr std::array<std::string_view, 4> kConfigEntryKeys{"type", "default", "required", "description"};
+constexpr std::array<std::string_view, 2> kConcurrency{"parallel", "serialized"};
+constexpr std::array<std::string_view, 2> kPermissionKinds{"call", "ext"};
+// The host reads `enabled` in [plugin.<name>] itself and never passes it to the plugin.
+constexpr std::string_view kReservedConfigKey = "enabled";
+
+struct TypeName {
+  ConfigType type;
+  std::string_view name;
+  std::string_view phrase;
+};
+constexpr std::array<TypeName, 6> kConfigTypes{{
+    {ConfigType::kString, "string", "a string"},
+    {ConfigType::kInteger, "integer", "an integer"},
+    {ConfigType::kNumber, "number", "a number"},
+    {ConfigType::kBoolean, "boolean", "a boolean"},
+    {ConfigType::kArray, "array", "an array"},
+    {ConfigType::kObject, "object", "an object"},
+}};
+
+class TooDeep {};
+
+std::string in_quotes(std::string_view s) {
+  std::string out = "'";
+  out += s;
+  out += '\'';
+  return out;
+}
+
+template <typename Range>
+std::string one_of(const Range& names) {
+  std::string out;
+  for (const auto name : names) {
+    if (!out.empty()) out += ", ";
+    out += name;
+  }
+  return out;
+}
+
+template <typename Range>
+std::optional<std::string> suggestion(std::string_view word, const Range& candidates) {
+  ClosestMatch closest{word};
+  for (const auto candidate : candidates) closest.consider(candidate);
+  return closest.best();
+}
+
+std::string did_you_mean(const std::optional<std::string>& best) {
+  return best ? " (did you mean " + in_quotes(*best) + "?)" : std::string{};
+}
+
+bool is_lower(char c) { return c >= 'a' && c <= 'z'; }
+bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+std::string_view value_phrase(const Json& v) {
+  switch (v.type()) {
+    case Json::value_t::null: return "null";
+    case Json::value_t::boolean: return "a boolean";
+    case Json::value_t::number_integer:
+    case Json::value_t::number_unsigned: return "an integer";
+    case Json::value_t::number_float: return "a number with a fraction or exponent";
+    case Json::value_t::string: return "a string";
+    case Json::value_t::array: return "an array";
+    case Json::value_t::object: return "an object";
+    case Json::value_t::binary:
+    case Json::value_t::discarded: break;
+  }
+  return "an unsupported value";
+}
+
+std::string mismatch(std::string_view expected, const Json& got) {
+  return "expected " + std::string{expected} + ", got " + std::string{value_phrase(got)};
+}
+
+// JSON path of `key` inside the object at `path`: "config.greeting", or config["a.b"] when the
+// key is not a plain identifier.
+std::string key_path(const std::string& path, std::string_view key) {
+  const bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return is_lower(c) || is_upper(c) || is_digit(c) || c == '_' || c == '-';
+  });
+  if (!plain) return path + "[" + Json(std::string{key}).dump(-1, ' ', false, Json::error_handler_t::replace) + "]";
+  return path.empty() ? std::string{key} : path + "." + std::string{key};
+}
+
+std::string index_path(const std::string& path, std::size_t index) { return path + "[" + std::to_string(index) + "]"; }
+
+// docs/abi.md §7.2: [a-z][a-z0-9_]*, at most 64 bytes.
+bool valid_plugin_name(std::string_view s) {
+  if (s.empty() || s.size() > kMaxNameBytes || !is_lower(s.front())) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return is_lower(c) || is_digit(c) || c == '_'; });
+}
+
+std::string plugin_name_problem(std::string_view s) {
+  if (s.empty()) return "must not be empty";
+  if (s.size() > kMaxNameBytes) return "is " + std::to_string(s.size()) + " bytes long; at most 64 are allowed";
+  return in_quotes(s) + " is not a valid plugin name: use [a-z][a-z0-9_]* (a lower-case letter, then a-z, 0-9, '_')";
+}
+
+// Splits `s` at '.'; empty pieces are kept, so callers can reject "a..b".
+std::vector<std::string_view> split_dots(std::string_view s) {
+  std::vector<std::string_view> out;
+  std::size_t start = 0;
+  while (true) {
+    const auto dot = s.find('.', start);
+    out.push_back(s.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start));
+    if (dot == std::string_view::npos) return out;
+    start = dot + 1;
+  }
+}
+
+bool topic_segment(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return is_lower(c) || is_digit(c) || c == '_'; });
+}
+
+// A published topic: [a-z0-9_]+(\.[a-z0-9_]+)+, e.g. "orders.placed".
+bool valid_topic(std::string_view s) {
+  const auto segments = split_dots(s);
+  return segments.size() >= 2 && std::all_of(segments.begin(), segments.end(), topic_segment);
+}
+
+// A subscription pattern: dot-separated segments, each a topic segment ([a-z0-9_]+), "*"
+// (exactly one segment) or, as the last segment only, "#" (zero or more segments). Topics have
+// at least two segments, so a pattern without '#' needs at least two as well:
+//   "orders.*"  matches "orders.placed", not "orders.item.added"
+//   "orders.#"  matches "orders.placed" and "orders.item.added"
+//   "*.placed"  matches "orders.placed"
+//   "#"         matches every topic
+// Returns what is wrong, or nothing.
+std::optional<std::string> pattern_problem(std::string_view s) {
+  const auto segments = split_dots(s);
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    const auto seg = segments[i];
+    if (seg == "*" || topic_segment(seg)) continue;
+    if (seg == "#") {
+      if (i + 1 == segments.size()) continue;
+      return std::string{"'#' may only be the last segment"};
+    }
+    if (seg.empty()) return std::string{"empty segment"};
+    return "segment " + in_quotes(seg) + " is not [a-z0-9_]+, '*' or a final '#'";
+  }
+  if (segments.size() < 2 && segments.back() != "#") {
+    return std::string{"matches no topic: topics have at least two segments, e.g. 'orders.*'"};
+  }
+  return std::nullopt;
+}
+
+// Extension id "<namespace>.<name>/<revision>", e.g. "keel.storage/1" (CLAP-style ids).
+bool valid_extension_id(std::string_view s) {
+  const auto slash = s.rfind('/');
+  if (slash == std::string_view::npos) return false;
+  const auto revision = s.substr(slash + 1);
+  if (revision.empty() || !std::all_of(revision.begin(), revision.end(), is_digit)) return false;
+  const auto segments = split_dots(s.substr(0, slash));
+  return segments.size() >= 2 && std::all_of(segments.begin(), segments.end(), [](std::string_view seg) {
+           return !seg.empty() && is_lower(seg.front()) && std::all_of(seg.begin(), seg.end(), [](char c) {
+             return is_lower(c) || is_digit(c) || c == '_' || c == '-';
+           });
+         });
+}
+
+// "*" or an upper-case token: a letter, then A-Z, 0-9, '-', '_' (GET, POST, M-SEARCH).
+bool valid_method(std::string_view s) {
+  if (s == "*") return true;
+  if (s.empty() || !is_upper(s.front())) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return is_upper(c) || is_digit(c) || c == '-' || c == '_'; });
+}
+
+// RFC 3986 pchar without '%': templates hold decoded text (same rule as the router).
+bool literal_char(char c) {
+  return is_lower(c) || is_upper(c) || is_digit(c) || std::string_view("-._~!$&'()*+,;=:@").find(c) != std::string_view::npos;
+}
+
+bool param_name(std::string_view s) {
+  if (s.empty() || !(is_lower(s.front()) || s.front() == '_')) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return is_lower(c) || is_digit(c) || c == '_'; });
+}
+
+// docs/abi.md §7.2 routes[].path. On success returns nothing and sets `shape` to the template
+// with parameter names erased ("/orders/{}", "/files/{...}"): two routes with the same method
+// and shape conflict whatever their parameters are called.
+std::optional<std::string> path_problem(std::string_view path, std::string& shape) {
+  if (path.empty() || path.front() != '/') return "must start with '/' (it is mounted below /api/<name>)";
+  shape.clear();
+  std::vector<std::string_view> names;
+  std::size_t pos = 1;
+  while (true) {
+    const auto slash = path.find('/', pos);
+    const bool last = slash == std::string_view::npos;
+    const auto seg = path.substr(pos, last ? std::string_view::npos : slash - pos);
+    shape += '/';
+    if (seg.empty()) {
+      if (!last) return std::string{"empty segment ('//'); only a trailing '/' may be empty"};
+    } else if (seg.front() == '{' || seg.back() == '}') {
+      if (seg.size() < 2 || seg.front() != '{' || seg.back() != '}') {
+        return "segment " + in_quotes(seg) + ": a parameter spans a whole segment, '{name}' or '{name...}'";
+      }
+      auto name = seg.substr(1, seg.size() - 2);
+      const bool tail = name.size() >= 3 && name.substr(name.size() - 3) == "...";
+      if (tail) {
+        name.remove_suffix(3);
+        if (!last) return "'{" + std::string{name} + "...}' must be the last segment";
+      }
+      if (!param_name(name)) return "parameter name " + in_quotes(name) + " is not [a-z_][a-z0-9_]*";
+      if (std::find(names.begin(), names.end(), name) != names.end()) {
+        return "parameter " + in_quotes(name) + " appears twice";
+      }
+      names.push_back(name);
+      shape += tail ? "{...}" : "{}";
+    } else {
+      for (const char c : seg) {
+        if (c == '{' || c == '}') {
+          return "segment " + in_quotes(seg) + ": a parameter spans a whole segment, '{name}' or '{name...}'";
+        }
+        if (!literal_char(c)) {
+          const auto code = static_cast<unsigned char>(c);
+          const bool printable = code > 0x20 && code < 0x7F;
+          return "segment " + in_quotes(seg) + " contains " +
+                 (printable ? in_quotes(std::string_view(&c, 1)) : "byte " + std::to_string(code)) +
+                 ", which is not allowed in a route path";
+        }
+      }
+      if (seg == "." || seg == "..") return std::string{"'.' and '..' are not allowed as segments"};
+      shape += seg;
+    }
+    if (last) return std::nullopt;
+    pos = slash + 1;
+  }
+}
+
+const TypeName* find_type(std::string_view name) {
+  for (const auto& t : kConfigTypes)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+const TypeName& type_info(ConfigType type) {
+  for (const auto& t : kConfigTypes)
+    if (t.type == type) return t;
+  return kConfigTypes.front();
+}
+
+// Why `value` is not of `type`, or nothing. "integer" is a JSON number written without fraction
+// or exponent that fits int64 (docs/abi.md §7.2); "number" accepts integers too.
+std::optional<std::string> type_problem(ConfigType type, const Json& value) {
+  bool ok = false;
+  switch (type) {
+    case ConfigType::kString: ok = value.is_string(); break;
+    case ConfigType::kInteger:
+      if (value.is_number_unsigned() &&
+          value.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+        return std::string{"expected an integer, got an integer outside the signed 64-bit range"};
+      }
+      ok = value.is_number_integer();
+      break;
+    case ConfigType::kNumber: ok = value.is_number(); break;
+    case ConfigType::kBoolean: ok = value.is_boolean(); break;
+    case ConfigType::kArray: ok = value.is_array(); break;
+    case ConfigType::kObject: ok = value.is_object(); break;
+  }
+  if (ok) return std::nullopt;
+  return mismatch(type_info(type).phrase, value);
+}
+
+std::string dump(const Json& value) { return value.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+// nlohmann's parse_error text is "[json.exception.parse_error.101] parse error at line 3,
+// column 7: syntax error while parsing ..."; keep everything after the id, which already names
+// the line and column, and add the byte offset.
+std::string exception_text(const nlohmann::json::exception& e) {
+  std::string_view what = e.what();
+  if (const auto close = what.find("] "); close != std::string_view::npos) what.remove_prefix(close + 2);
+  return std::string{what};
+}
+std::string parse_error_text(const nlohmann::json::parse_error& e) {
+  return exception_text(e) + " (byte " + std::to_string(e.byte) + ")";
+}
+
+// nlohmann's lexer takes a NUL byte for the end of the input and ignores whatever follows, so
+// "{...}\0{...}" would parse as one document; a NUL is never valid in JSON text.
+std::optional<std::string> nul_problem(std::string_view text) {
+  const auto nul = text.find('\0');
+  if (nul == std::string_view::npos) return std::nullopt;
+  return "NUL byte at byte " + std::to_string(nul) + " (JSON text cannot contain one)";
+}
+
+// Parses `text`, refusing documents nested deeper than kMaxDepth. Throws parse_error or TooDeep.
+Json parse_json(std::string_view text) {
+  return Json::parse(text, [](int depth, Json::parse_event_t, Json&) {
+    if (depth > kMaxDepth) throw TooDeep{};
+    return true;
+  });
+}
+
+// Validates one manifest document, collecting every problem.
+class Checker {
+ public:
+  void error(std::string field, std::string message) { errors.push_back({std::move(field), std::move(message)}); }
+  void warn(std::string field, std::string message) { warnings.push_back({std::move(field), std::move(message)}); }
+
+  // Keys not in `known` are warnings, not errors: a newer ABI minor may add keys (docs/abi.md §7.2).
+  template <std::size_t N>
+  void check_keys(const Json& object, const std::string& path, const std::array<std::string_view, N>& known) {
+    for (const auto& [key, value] : object.items()) {
+      if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+      const auto best = suggestion(key, known);
+      warn(key_path(path, key), "unknown key ignored" + (best ? did_you_mean(best) : "; known keys: " + one_of(known)));
+    }
+  }
+
+  // The member `key` of `object` if it is present and passes `is_type`; records an error if it
+  // has another type, or is missing and `required`.
+  template <typename Predicate>
+  const Json* member(const Json& object, const std::string& path, std::string_view key, bool required,
+                     std::string_view expected, Predicate is_type) {
+    const auto it = object.find(std::string{key});
+    const auto field = key_path(path, key);
+    if (it == object.end()) {
+      if (required) error(field, "required key is missing");
+      return nullptr;
+    }
+    if (!is_type(*it)) {
+      error(field, mismatch(expected, *it));
+      return nullptr;
+    }
+    return &*it;
+  }
+  const std::string* string_member(const Json& object, const std::string& path, std::string_view key, bool required) {
+    const Json* v = member(object, path, key, required, "a string", [](const Json& j) { return j.is_string(); });
+    return v == nullptr ? nullptr : v->get_ptr<const std::string*>();
+  }
+  std::optional<bool> bool_member(const Json& object, const std::string& path, std::string_view key) {
+    const Json* v = member(object, path, key, false, "a boolean", [](const Json& j) { return j.is_boolean(); });
+    return v == nullptr ? std::nullopt : std::optional<bool>{v->get<bool>()};
+  }
+  const Json* array_member(const Json& object, const std::string& path, std::string_view key) {
+    return member(object, path, key, false, "an array", [](const Json& j) { return j.is_array(); });
+  }
+  const Json* object_member(const Json& object, const std::string& path, std::string_view key) {
+    return member(object, path, key, false, "an object", [](const Json& j) { return j.is_object(); });
+  }
+
+  // Each element of an array of strings, with its path; non-strings are errors.
+  template <typename Fn>
+  void each_string(const Json& array, const std::string& path, Fn&& fn) {
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      const auto field = index_path(path, i);
+      if (!array[i].is_string()) {
+        error(field, mismatch("a string", array[i]));
+        continue;
+      }
+      fn(array[i].get_ref<const std::string&>(), field);
+    }
+  }
+
+  void check(const Json& root, Manifest& m) {
+    if (!root.is_object()) {
+      error("", "the manifest must be a JSON object, got " + std::string{value_phrase(root)});
+      return;
+    }
+    check_keys(root, "", kTopLevelKeys);
+    check_identity(root, m);
+    check_dependencies(root, m);
+    check_routes(root, m);
+    if (const auto* c = string_member(root, "", "concurrency", false)) {
+      if (*c == "serialized") {
+        m.serialized = true;
+      } else if (*c != "parallel") {
+        error("concurrency", in_quotes(*c) + " is not one of " + one_of(kConcurrency) + did_you_mean(suggestion(*c, kConcurrency)));
+      }
+    }
+    check_events(root, m);
+    check_permissions(root, m);
+    check_config(root, m);
+  }
+
+  std::vector<ManifestError> errors;
+  std::vector<ManifestError> warnings;
+
+ private:
+  void check_identity(const Json& root, Manifest& m) {
+    if (const auto* name = string_member(root, "", "name", true)) {
+      if (valid_plugin_name(*name)) {
+        m.name = *name;
+      } else {
+        error("name", plugin_name_problem(*name));
+      }
+    }
+    if (const auto* version = string_member(root, "", "version", true)) {
+      if (const auto v = parse_version(*version)) {
+        m.version = *v;
+      } else {
+        error("version", in_quotes(*version) + " is not a semantic version (MAJOR.MINOR.PATCH[-pre][+build], e.g. 1.4.2)");
+      }
+    }
+    if (const auto* abi = string_member(root, "", "abi", true)) {
+      if (!parse_abi(*abi, m)) error("abi", in_quotes(*abi) + " is not \"MAJOR.MINOR\" (e.g. \"1.0\", each part 0..65535)");
+    }
+    if (const auto* description = string_member(root, "", "description", false)) m.description = *description;
+  }
+
+  static bool parse_abi(std::string_view s, Manifest& m) {
+    const auto dot = s.find('.');
+    if (dot == std::string_view::npos) return false;
+    std::uint64_t parts[2] = {0, 0};
+    const std::string_view texts[2] = {s.substr(0, dot), s.substr(dot + 1)};
+    for (std::size_t i = 0; i < 2; ++i) {
+      const auto t = texts[i];
+      if (t.empty() || t.size() > 5 || (t.size() > 1 && t.front() == '0')) return false;
+      if (!std::all_of(t.begin(), t.end(), is_digit)) return false;
+      for (const char c : t) parts[i] = parts[i] * 10 + static_cast<std::uint64_t>(c - '0');
+      if (parts[i] > kMaxAbiPart) return false;
+    }
+    m.abi_major = static_cast<std::uint32_t>(parts[0]);
+    m.abi_minor = static_cast<std::uint32_t>(parts[1]);
+    return true;
+  }
+
+  void check_dependencies(const Json& root, Manifest& m) {
+    const Json* deps = array_member(root, "", "dependencies");
+    if (deps == nullptr) return;
+    std::vector<std::pair<std::string, std::string>> seen;  // name -> field of its first mention
+    for (std::size_t i = 0; i < deps->size(); ++i) {
+      const auto path = index_path("dependencies", i);
+      const Json& dep = (*deps)[i];
+      if (!dep.is_object()) {
+        error(path, mismatch("an object {\"name\", \"version\"}", dep));
+        continue;
+      }
+      check_keys(dep, path, kDependencyKeys);
+      Dependency d;
+      bool ok = true;
+      if (const auto* name = string_member(dep, path, "name", true)) {
+        const auto field = path + ".name";
+        if (!valid_plugin_name(*name)) {
+          error(field, plugin_name_problem(*name));
+          ok = false;
+        } else if (!m.name.empty() && *name == m.name) {
+          error(field, "a plugin cannot depend on itself");
+          ok = false;
+        } else if (const auto it = std::find_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == *name; });
+                   it != seen.end()) {
+          error(field, "duplicate dependency " + in_quotes(*name) + " (also " + it->second + ")");
+          ok = false;
+        } else {
+          seen.emplace_back(*name, field);
+          d.name = *name;
+        }
+      } else {
+        ok = false;
+      }
+      if (const auto* range = string_member(dep, path, "version", true)) {
+        if (auto r = VersionRange::parse(*range)) {
+          d.range = std::move(*r);
+        } else {
+          error(path + ".version", in_quotes(*range) +
+                                       " is not a version range (space-separated comparators such as "
+                                       "\">=1.2.0 <2.0.0\", \"^1.4\", \"~1.4.2\", \"1.x\", \"=1.0.0\")");
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+      if (ok) m.dependencies.push_back(std::move(d));
+    }
+  }
+
+  void check_routes(const Json& root, Manifest& m) {
+    const Json* routes = array_member(root, "", "routes");
+    if (routes == nullptr) return;
+    std::vector<std::pair<std::string, std::string>> seen;  // "METHOD shape" -> field of the first
+    for (std::size_t i = 0; i < routes->size(); ++i) {
+      const auto path = index_path("routes", i);
+      const Json& route = (*routes)[i];
+      if (!route.is_object()) {
+        error(path, mismatch("an object {\"method\", \"path\", ...}", route));
+        continue;
+      }
+      check_keys(route, path, kRouteKeys);
+      RouteDecl r;
+      bool ok = true;
+      if (const auto* method = string_member(route, path, "method", true)) {
+        if (valid_method(*method)) {
+          r.method = *method;
+        } else {
+          std::string upper = *method;
+          std::transform(upper.begin(), upper.end(), upper.begin(),
+                         [](char c) { return is_lower(c) ? static_cast<char>(c - 'a' + 'A') : c; });
+          error(path + ".method", in_quotes(*method) + " is not an upper-case method token (e.g. GET, POST) or \"*\"" +
+                                      (valid_method(upper) ? did_you_mean(upper) : std::string{}));
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+      std::string shape;
+      if (const auto* p = string_member(route, path, "path", true)) {
+        if (const auto problem = path_problem(*p, shape)) {
+          error(path + ".path", in_quotes(*p) + ": " + *problem);
+          ok = false;
+        } else {
+          r.path = *p;
+        }
+      } else {
+        ok = false;
+      }
+      if (const auto* summary = string_member(route, path, "summary", false)) r.summary = *summary;
+      if (const auto blocking = bool_member(route, path, "blocking")) r.blocking = *blocking;
+      if (!ok) continue;
+      const auto key = r.method + " " + shape;
+      if (const auto it = std::find_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == key; });
+          it != seen.end()) {
+        error(path, "duplicate route " + r.method + " " + r.path + " (same method and path as " + it->second + ")");
+        continue;
+      }
+      seen.emplace_back(key, path);
+      m.routes.push_back(std::move(r));
+    }
+  }
+
+  void check_events(const Json& root, Manifest& m) {
+    const Json* events = object_member(root, "", "events");
+    if (events == nullptr) return;
+    check_keys(*events, "events", kEventKeys);
+    if (const Json* publishes = array_member(*events, "events", "publishes")) {
+      each_string(*publishes, "events.publishes", [&](const std::string& topic, const std::string& field) {
+        if (valid_topic(topic)) {
+          m.publishes.push_back(topic);
+        } else {
+          error(field, in_quotes(topic) + " is not a topic: two or more dot-separated segments of [a-z0-9_]+, e.g. "
+                                       "'orders.placed'");
+        }
+      });
+    }
+    if (const Json* subscribes = array_member(*events, "events", "subscribes")) {
+      each_string(*subscribes, "events.subscribes", [&](const std::string& pattern, const std::string& field) {
+        if (const auto problem = pattern_problem(pattern)) {
+          error(field, in_quotes(pattern) + " is not a topic pattern: " + *problem);
+        } else {
+          m.subscribes.push_back(pattern);
+        }
+      });
+    }
+  }
+
+  // "call:<plugin>", "call:*" and "ext:<id>". A malformed value of a known kind is an error; a
+  // permission of an unknown kind is not granted and only warned about (docs/abi.md §7.2), so a
+  // newer host can add kinds.
+  void check_permissions(const Json& root, Manifest& m) {
+    const Json* permissions = array_member(root, "", "permissions");
+    if (permissions == nullptr) return;
+    each_string(*permissions, "permissions", [&](const std::string& p, const std::string& field) {
+      const auto colon = p.find(':');
+      const std::string_view kind = std::string_view(p).substr(0, colon);
+      const std::string_view value = colon == std::string::npos ? std::string_view{} : std::string_view(p).substr(colon + 1);
+      if (colon != std::string::npos && kind == "call") {
+        if (value == "*" || valid_plugin_name(value)) {
+          m.permissions.push_back(p);
+        } else {
+          error(field, in_quotes(p) + " is malformed: expected call:<plugin-name> ([a-z][a-z0-9_]*) or call:*");
+        }
+      } else if (colon != std::string::npos && kind == "ext") {
+        if (valid_extension_id(value)) {
+          m.permissions.push_back(p);
+        } else {
+          error(field, in_quotes(p) + " is malformed: expected ext:<namespace>.<name>/<revision>, e.g. ext:keel.storage/1");
+        }
+      } else {
+        std::string message = "unknown permission " + in_quotes(p) + " is not granted; known forms: call:<plugin-name>, "
+                                                                     "call:*, ext:<extension-id>";
+        if (const auto best = suggestion(kind, kPermissionKinds)) {
+          message += " (did you mean " + in_quotes(*best + ":" + std::string{value}) + "?)";
+        }
+        warn(field, std::move(message));
+      }
+    });
+  }
+
+  void check_config(const Json& root, Manifest& m) {
+    const Json* config = object_member(root, "", "config");
+    if (config == nullptr) return;
+    for (const auto& [key, entry] : config->items()) {
+      const auto path = key_path("config", key);
+      if (key.empty()) {
+        error(path, "a config key must not be empty");
+        continue;
+      }
+      if (key == kReservedConfigKey) {
+        error(path, "'enabled' is reserved: the host reads [plugin.<name>] enabled itself");
+        continue;
+      }
+      if (!entry.is_object()) {
+        error(path, mismatch("an object {\"type\", \"default\", \"required\", \"description\"}", entry));
+        continue;
+      }
+      check_keys(entry, path, kConfigEntryKeys);
+      ConfigKey k;
+      k.name = key;
+      bool ok = true;
+      const TypeName* type = nullptr;
+      if (const auto* t = string_member(entry, path, "type", true)) {
+        type = find_type(*t);
+        if (type == nullptr) {
+          std::vector<std::string_view> names;
+          for (const auto& known : kConfigTypes) names.push_back(known.name);
+          error(path + ".type", in_quotes(*t) + " is not one of " + one_of(names) + did_you_mean(suggestion(*t, names)));
+          ok = false;
+        } else {
+          k.type = type->type;
+        }
+      } else {
+        ok = false;
+      }
+      if (const auto required = bool_member(entry, path, "required")) k.required = *required;
+      if (const auto* description = string_member(entry, path, "description", false)) k.description = *description;
+      if (const auto it = entry.find("default"); it != entry.end()) {
+        if (k.required) {
+          error(path + ".required", "a required key cannot have a default (a key with a default is never missing)");
+          ok = false;
+        } else if (type != nullptr) {
+          if (const auto problem = type_problem(type->type, *it)) {
+            error(path + ".default", "does not match type " + in_quotes(type->name) + ": " + *problem);
+            ok = false;
+          } else {
+            k.default_json = dump(*it);
+          }
+        }
+      }
+      if (ok) m.config.push_back(std::move(k));
+    }
+  }
+};
+
+}  // namespace
+
+std::variant<std::string_view, ManifestError> manifest_text_from_section(std::string_view section) {
+  if (section.size() > kMaxManifestBytes) {
+    return ManifestError{"", "the .keel_manifest section is " + std::to_string(section.size()) +
+                                 " bytes; at most " + std::to_string(kMaxManifestBytes) + " are allowed"};
+  }
+  const auto nul = section.find('\0');
+  if (nul == std::string_view::npos) {
+    return ManifestError{"", "the .keel_manifest section is not NUL-terminated"};
+  }
+  if (nul + 1 != section.size()) {
+    return ManifestError{"", "the .keel_manifest section holds more than one document (NUL at byte " +
+                                 std::to_string(nul) + " of " + std::to_string(section.size()) +
+                                 "); was KEEL_PLUGIN_MANIFEST used in two translation units?"};
+  }
+  return section.substr(0, nul);
+}
+
+std::variant<Manifest, std::vector<ManifestError>> parse_manifest(std::string_view json) {
+  if (const auto problem = nul_problem(json)) return std::vector<ManifestError>{{"", "invalid JSON: " + *problem}};
+  Json root;
+  try {
+    root = parse_json(json);
+  } catch (const nlohmann::json::parse_error& e) {
+    return std::vector<ManifestError>{{"", "invalid JSON: " + parse_error_text(e)}};
+  } catch (const nlohmann::json::exception& e) {  // out_of_range.406: a number beyond double, e.g. 1e400
+    return std::vector<ManifestError>{{"", "invalid JSON: " + exception_text(e)}};
+  } catch (const TooDeep&) {
+    return std::vector<ManifestError>{{"", "invalid JSON: nested deeper than " + std::to_string(kMaxDepth) + " levels"}};
+  }
+  Manifest m;
+  Checker checker;
+  checker.check(root, m);
+  if (!checker.errors.empty()) return std::move(checker.errors);
+  m.json = std::string{json};
+  m.warnings = std::move(checker.warnings);
+  return m;
+}
+
+std::variant<std::string, std::vector<ConfigIssue>> apply_config_schema(const Manifest& manifest,
+                                                                       std::string_view settings_json) {
+  std::vector<ConfigIssue> issues;
+  Json settings = Json::object();
+  if (const auto problem = nul_problem(settings_json)) {
+    return std::vector<ConfigIssue>{{"", "settings are not valid JSON: " + *problem}};
+  }
+  if (settings_json.find_first_not_of(" \t\r\n") != std::string_view::npos) {
+    try {
+      settings = parse_json(settings_json);
+    } catch (const nlohmann::json::parse_error& e) {
+      return std::vector<ConfigIssue>{{"", "settings are not valid JSON: " + parse_error_text(e)}};
+    } catch (const nlohmann::json::exception& e) {
+      return std::vector<ConfigIssue>{{"", "settings are not valid JSON: " + exception_text(e)}};
+    } catch (const TooDeep&) {
+      return std::vector<ConfigIssue>{{"", "settings are nested deeper than " + std::to_string(kMaxDepth) + " levels"}};
+    }
+  }
+  if (!settings.is_object()) {
+    return std::vector<ConfigIssue>{{"", "settings must be an object of keys, got " + std::string{value_phrase(settings)}}};
+  }
+
+  auto find_key = [&](std::string_view name) -> const ConfigKey* {
+    for (const auto& k : manifest.config)
+      if (k.name == name) return &k;
+    return nullptr;
+  };
+  for (const auto& [key, value] : settings.items()) {
+    const ConfigKey* k = find_key(key);
+    if (k == nullptr) {
+      std::string message = "unknown key " + in_quotes(key);
+      if (manifest.config.empty()) {
+        message += "; plugin '" + manifest.name + "' accepts no settings";
+      } else {
+        ClosestMatch closest{key};
+        std::string known;
+        for (const auto& candidate : manifest.config) {
+          closest.consider(candidate.name);
+          known += (known.empty() ? "" : ", ") + candidate.name;
+        }
+        message += closest.best() ? did_you_mean(closest.best()) : "; known keys: " + known;
+      }
+      issues.push_back({key, std::move(message)});
+      continue;
+    }
+    if (const auto problem = type_problem(k->type, value)) issues.push_back({key, *problem});
+  }
+  for (const auto& k : manifest.config) {
+    if (k.required && !settings.contains(k.name)) {
+      issues.push_back({k.name, "required key is missing" + (k.description.empty() ? "" : " (" + k.description + ")")});
+    }
+  }
+  if (!issues.empty()) return issues;
+
+  Json effective = Json::object();
+  for (const auto& k : manifest.config) {
+    if (const auto it = settings.find(k.name); it != settings.end()) {
+      effective[k.name] = *it;
+    } else if (!k.default_json.empty()) {
+      // parse_manifest wrote default_json; a hand-built Manifest might not have.
+      auto value = Json::parse(k.default_json, nullptr, false);
+      if (value.is_discarded()) {
+        issues.push_back({k.name, "the manifest's default is not valid JSON: " + k.default_json});
+        continue;
+      }
+      effective[k.name] = std::move(value);
+    }
+  }
+  if (!issues.empty()) return issues;
+  return dump(effective);
+}
+
+bool has_permission(const Manifest& manifest, std::string_view permission) {
+  const auto& granted = manifest.permissions;
+  if (std::find(granted.begin(), granted.end(), permission) != granted.end()) return true;
+  constexpr std::string_view kCall = "call:";
+  if (permission.size() > kCall.size() && permission.substr(0, kCall.size()) == kCall) {
+    return std::find(granted.begin(), granted.end(), "call:*") != granted.end();
+  }
+  return false;
+}
+
+}  // namespace keel::host::plugins

@@ -1,0 +1,91 @@
+#pragma once
+// A plugin's manifest: the JSON document in its ".keel_manifest" ELF section (schema in
+// docs/abi.md), parsed and validated into plain values, and the checking of a plugin's
+// [plugin.<name>] config table against the manifest's config schema. Pure; thread-safe.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "plugins/semver.hpp"
+
+namespace keel::host::plugins {
+
+struct RouteDecl {
+  std::string method;   ///< upper-case token
+  std::string path;     ///< template below the mount, e.g. "/greet/{name}"
+  std::string summary;
+  bool blocking = false;  ///< handler may block: run on the worker pool
+};
+
+struct Dependency {
+  std::string name;
+  VersionRange range;
+};
+
+enum class ConfigType { kString, kInteger, kNumber, kBoolean, kArray, kObject };
+
+struct ConfigKey {
+  std::string name;
+  ConfigType type = ConfigType::kString;
+  bool required = false;
+  std::string default_json;  ///< JSON text of the default; empty when none
+  std::string description;
+};
+
+struct ManifestError {
+  std::string field;    ///< JSON path, e.g. "routes[2].method"
+  std::string message;  ///< what is wrong and what is expected
+  [[nodiscard]] std::string str() const { return field.empty() ? message : field + ": " + message; }
+};
+
+struct Manifest {
+  std::string name;
+  Version version;
+  std::uint32_t abi_major = 0;
+  std::uint32_t abi_minor = 0;
+  std::string description;
+  std::vector<Dependency> dependencies;
+  std::vector<RouteDecl> routes;
+  bool serialized = false;  ///< "concurrency": "serialized"
+  std::vector<std::string> publishes;
+  std::vector<std::string> subscribes;
+  std::vector<std::string> permissions;  ///< well-formed call:/ext: permissions only
+  std::vector<ConfigKey> config;
+  std::string json;  ///< the manifest text as found in the file
+  /// Accepted but worth a `warn` line (docs/abi.md §7.2): unknown keys, which a newer ABI minor
+  /// may have added, and permissions of an unknown kind, which are not granted.
+  std::vector<ManifestError> warnings;
+};
+
+/// Largest ".keel_manifest" section the host accepts (docs/abi.md §7.1 step 3).
+inline constexpr std::size_t kMaxManifestBytes = std::size_t{1} << 20;
+
+/// The JSON text inside a ".keel_manifest" section (docs/abi.md §7.1 steps 3-4): at most
+/// kMaxManifestBytes, exactly one document followed by exactly one NUL. Returns a view into
+/// `section` without the NUL. The error's field is empty.
+[[nodiscard]] std::variant<std::string_view, ManifestError> manifest_text_from_section(std::string_view section);
+
+/// Parse and validate a manifest. Every problem found is returned, not just the first.
+[[nodiscard]] std::variant<Manifest, std::vector<ManifestError>> parse_manifest(std::string_view json);
+
+struct ConfigIssue {
+  std::string key;      ///< the config key, e.g. "greeting"
+  std::string message;  ///< e.g. "expected a string, got an integer"
+};
+
+/// Check `settings_json` (a JSON object from the host config) against `manifest.config`:
+/// unknown keys (with did-you-mean), wrong types, missing required keys. On success returns
+/// the effective config as JSON text, with defaults filled in for absent keys. Empty (or
+/// all-whitespace) settings mean "{}". The result is compact and lists keys in manifest order.
+[[nodiscard]] std::variant<std::string, std::vector<ConfigIssue>> apply_config_schema(const Manifest& manifest,
+                                                                                      std::string_view settings_json);
+
+/// True if `permission` (e.g. "call:orders", "ext:keel.storage/1") is granted by the manifest,
+/// including wildcards ("call:*").
+[[nodiscard]] bool has_permission(const Manifest& manifest, std::string_view permission);
+
+}  // namespace keel::host::plugins

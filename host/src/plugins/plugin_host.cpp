@@ -1,0 +1,1239 @@
+#include "plugins/plugin_host.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <keel/plugin.h>
+
+#include "common/timer_queue.hpp"
+#include "common/worker_pool.hpp"
+#include "observability/log.hpp"
+#include "plugins/elf_reader.hpp"
+#include "plugins/loader.hpp"
+#include "plugins/sha256.hpp"
+#include "plugins/status_mapping.hpp"
+
+namespace keel::host::plugins {
+struct Plugin;
+}
+
+// The opaque per-plugin context of the ABI, completed here: it only leads back to the plugin.
+struct keel_host_ctx {
+  keel::host::plugins::Plugin* plugin;
+};
+
+namespace keel::host::plugins {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+std::int64_t to_mono_ns(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+keel_host_bytes host_bytes(std::string_view s) { return {s.data(), s.size()}; }
+std::string_view view(keel_plugin_bytes b) { return b.len == 0 ? std::string_view{} : std::string_view(b.ptr, b.len); }
+
+bool valid_token(std::string_view s) {
+  if (s.empty()) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || std::strchr("!#$%&'*+-.^_`|~", c);
+  });
+}
+
+bool valid_field_value(std::string_view s) {
+  return std::none_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
+}
+
+// keel_response (plugin-owned) -> http::Response (host-owned copy). Checks what it copies.
+keel_status convert_response(const keel_response* r, http::Response& out, std::uint64_t max_body) {
+  if (r == nullptr || r->struct_size < offsetof(keel_response, body) + sizeof(r->body)) return KEEL_ERR_INVALID_ARGUMENT;
+  if (r->status < 100 || r->status > 599) return KEEL_ERR_INVALID_ARGUMENT;
+  if (r->body.len > max_body) return KEEL_ERR_TOO_LARGE;
+  if ((r->headers.count != 0 && r->headers.items == nullptr) || (r->body.len != 0 && r->body.ptr == nullptr))
+    return KEEL_ERR_INVALID_ARGUMENT;
+  const auto content_type = view(r->content_type);
+  if (!valid_field_value(content_type)) return KEEL_ERR_INVALID_ARGUMENT;
+  for (std::size_t i = 0; i < r->headers.count; ++i) {
+    if (!valid_token(view(r->headers.items[i].name)) || !valid_field_value(view(r->headers.items[i].value)))
+      return KEEL_ERR_INVALID_ARGUMENT;
+  }
+  out.clear();
+  out.status = static_cast<unsigned>(r->status);
+  out.content_type.assign(content_type);
+  out.body.assign(view(r->body));
+  for (std::size_t i = 0; i < r->headers.count; ++i) {
+    const auto name = view(r->headers.items[i].name);
+    // Framing fields belong to the server; a plugin cannot set them.
+    if (http::iequals(name, "content-length") || http::iequals(name, "transfer-encoding") ||
+        http::iequals(name, "connection") || http::iequals(name, "date") || http::iequals(name, "server"))
+      continue;
+    out.headers.emplace_back(std::string(name), std::string(view(r->headers.items[i].value)));
+  }
+  return KEEL_OK;
+}
+
+// Query string -> decoded name/value pairs ('+' is a space in form encoding). Invalid escapes
+// are kept literally: the query is data for the plugin, not routing input.
+void parse_query(std::string_view query, std::string& storage, std::vector<std::pair<std::size_t, std::size_t>>& spans) {
+  storage.clear();
+  spans.clear();
+  storage.reserve(query.size() + 1);
+  auto decode_into = [&storage](std::string_view s) {
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      const char c = s[i];
+      auto hex = [](char h) -> int {
+        if (h >= '0' && h <= '9') return h - '0';
+        if (h >= 'a' && h <= 'f') return h - 'a' + 10;
+        if (h >= 'A' && h <= 'F') return h - 'A' + 10;
+        return -1;
+      };
+      if (c == '+') {
+        storage += ' ';
+      } else if (c == '%' && i + 2 < s.size() + 0 && i + 2 <= s.size() - 1 + 0 && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+        storage += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+        i += 2;
+      } else {
+        storage += c;
+      }
+    }
+  };
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const auto eq = pair.find('=');
+    const auto n0 = storage.size();
+    decode_into(pair.substr(0, eq));
+    const auto n1 = storage.size();
+    if (eq != std::string_view::npos) decode_into(pair.substr(eq + 1));
+    spans.emplace_back(n0, n1);
+    spans.emplace_back(n1, storage.size());
+  }
+}
+
+// Everything a request carries, owned, for handlers that run after the I/O thread moved on
+// (worker pool, serialized queue, plugin-to-plugin calls).
+struct OwnedRequest {
+  std::string method, path, body, remote_address, request_id, caller, traceparent, tracestate;
+  std::vector<std::pair<std::string, std::string>> headers, params, query;
+  std::uint32_t route_index = 0;
+  Clock::time_point deadline;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Responders: integer ids (never pointers) so a stale, repeated or foreign id is detected.
+
+class ResponderTable {
+ public:
+  // id = (sequence << 24) | slot; sequences start at 1 and never repeat within a table.
+  keel_responder acquire_sync(http::Response* target) {
+    std::lock_guard lock(mutex_);
+    auto& s = slot_for_new();
+    s.state = State::kSync;
+    s.sync_target = target;
+    return s.id;
+  }
+
+  keel_responder acquire_async(std::shared_ptr<http::AsyncReply> reply) {
+    std::lock_guard lock(mutex_);
+    auto& s = slot_for_new();
+    s.state = State::kAsync;
+    s.reply = std::move(reply);
+    return s.id;
+  }
+
+  // After on_request returned on the dispatching thread. Returns the reply to wait for, or
+  // nullptr when the response is final (completed synchronously, or the handler failed).
+  std::shared_ptr<http::AsyncReply> finish_sync(keel_responder id, bool failed) {
+    std::lock_guard lock(mutex_);
+    auto* s = find(id);
+    if (s == nullptr || s->state != State::kSync) return nullptr;  // completed: slot already freed
+    if (failed) {
+      release(*s);
+      return nullptr;
+    }
+    s->state = State::kAsync;
+    s->sync_target = nullptr;
+    s->reply = std::make_shared<http::AsyncReply>();
+    return s->reply;
+  }
+
+  keel_status complete(keel_responder id, http::Response&& response) {
+    std::shared_ptr<http::AsyncReply> reply;
+    {
+      std::lock_guard lock(mutex_);
+      auto* s = find(id);
+      if (s == nullptr) return (id >> 24) != 0 && (id >> 24) < next_seq_ ? KEEL_ERR_ALREADY_COMPLETED : KEEL_ERR_NOT_FOUND;
+      if (s->state == State::kSync) {
+        *s->sync_target = std::move(response);
+        release(*s);
+        return KEEL_OK;
+      }
+      reply = std::move(s->reply);
+      release(*s);
+    }
+    return reply->complete(std::move(response)) ? KEEL_OK : KEEL_ERR_TIMEOUT;
+  }
+
+  // The host answers for the plugin (handler failed after deferring, or it is being stopped).
+  void fail(keel_responder id, http::Response&& response) { (void)complete(id, std::move(response)); }
+
+  // Plugin stopped: every pending request is answered 503.
+  void abandon_all() {
+    std::vector<std::shared_ptr<http::AsyncReply>> replies;
+    {
+      std::lock_guard lock(mutex_);
+      for (auto& s : slots_) {
+        if (s.state == State::kAsync && s.reply) replies.push_back(std::move(s.reply));
+        if (s.state != State::kFree) release(s);
+      }
+    }
+    for (auto& r : replies) {
+      http::Response res;
+      res.set_error(503, "unavailable", "plugin stopped before answering");
+      r->complete(std::move(res));
+    }
+  }
+
+ private:
+  enum class State { kFree, kSync, kAsync };
+  struct Slot {
+    keel_responder id = 0;
+    State state = State::kFree;
+    http::Response* sync_target = nullptr;
+    std::shared_ptr<http::AsyncReply> reply;
+  };
+
+  Slot& slot_for_new() {
+    std::uint32_t index;
+    if (!free_.empty()) {
+      index = free_.back();
+      free_.pop_back();
+    } else {
+      index = static_cast<std::uint32_t>(slots_.size());
+      slots_.emplace_back();
+    }
+    auto& s = slots_[index];
+    s.id = (next_seq_++ << 24) | index;
+    return s;
+  }
+  Slot* find(keel_responder id) {
+    const auto index = id & 0xFFFFFFu;
+    if (index >= slots_.size()) return nullptr;
+    auto& s = slots_[index];
+    return s.id == id && s.state != State::kFree ? &s : nullptr;
+  }
+  void release(Slot& s) {
+    s.state = State::kFree;
+    s.sync_target = nullptr;
+    s.reply.reset();
+    free_.push_back(static_cast<std::uint32_t>(s.id & 0xFFFFFFu));
+  }
+
+  std::mutex mutex_;
+  std::vector<Slot> slots_;
+  std::vector<std::uint32_t> free_;
+  std::uint64_t next_seq_ = 1;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+struct Plugin {
+  PluginHost::Impl* host = nullptr;
+  std::size_t index = 0;
+  std::string name;
+  fs::path file;
+  Manifest manifest;
+  PluginState state = PluginState::kDiscovered;
+  std::string reason;
+  std::string mount;
+  std::string config_json = "{}";
+  std::chrono::milliseconds timeout{30000};
+  std::vector<std::chrono::milliseconds> route_timeouts;  // per manifest route; 0 = plugin default
+  std::unique_ptr<Library> library;
+  const keel_plugin* table = nullptr;
+  void* self = nullptr;
+  keel_host_ctx ctx{};
+  std::shared_ptr<spdlog::logger> log;
+  ResponderTable responders;
+  std::shared_ptr<SerialQueue> serial;
+  std::atomic<bool> accepting{false};   // requests and calls may enter
+  std::atomic<std::uint32_t> in_flight{0};
+  std::atomic<std::uint32_t> callbacks_pending{0};
+  std::vector<std::size_t> dependencies;  // indices of plugins this one depends on
+};
+
+// Per-thread description of the request a plugin hook is serving, so call() can propagate the
+// caller's deadline and request id without the plugin passing them.
+struct CurrentRequest {
+  const Plugin* plugin;
+  Clock::time_point deadline;
+  std::string_view request_id;
+  std::string_view traceparent;
+};
+thread_local const CurrentRequest* tl_current = nullptr;
+
+struct CurrentRequestScope {
+  CurrentRequest value;
+  const CurrentRequest* saved;
+  explicit CurrentRequestScope(const CurrentRequest& v) : value(v), saved(tl_current) { tl_current = &value; }
+  ~CurrentRequestScope() { tl_current = saved; }
+  CurrentRequestScope(const CurrentRequestScope&) = delete;
+  CurrentRequestScope& operator=(const CurrentRequestScope&) = delete;
+};
+
+struct PluginHost::Impl {
+  Impl(const config::Config& c, WorkerPool& p, TimerQueue& t)
+      : cfg(c), pool(p), timers(t), log(observability::logger("plugins")) {}
+
+  const config::Config& cfg;
+  WorkerPool& pool;
+  TimerQueue& timers;
+  std::shared_ptr<spdlog::logger> log;
+  std::vector<std::unique_ptr<Plugin>> plugins;
+  std::vector<std::size_t> order;  // start order (dependencies first)
+  std::atomic<std::shared_ptr<const http::RouteTable>> routes;
+  mutable std::mutex status_mutex;
+  bool stopped = false;
+  keel_host_api api{};
+
+  Plugin* find(std::string_view name) {
+    for (auto& p : plugins)
+      if (p->name == name) return p.get();
+    return nullptr;
+  }
+
+  void fail(Plugin& p, std::string reason) {
+    {
+      std::lock_guard lock(status_mutex);
+      p.state = PluginState::kFailed;
+      p.reason = std::move(reason);
+    }
+    log->error("plugin failed name={} file={} reason=\"{}\"", p.name, p.file.string(), p.reason);
+  }
+  void set_state(Plugin& p, PluginState s) {
+    std::lock_guard lock(status_mutex);
+    p.state = s;
+  }
+
+  void load_and_create(Plugin& p);
+  void start_plugin(Plugin& p);
+  void stop_plugin(Plugin& p);
+  void rebuild_routes();
+
+  keel_status run_handler(Plugin& p, const keel_request& req, keel_responder id, bool deferred);
+  std::optional<http::Deferred> dispatch_owned(Plugin& p, std::shared_ptr<OwnedRequest> owned,
+                                               std::shared_ptr<http::AsyncReply> reply, keel_responder id);
+  keel_status call(Plugin& caller, const keel_call_args* args, keel_call_callback cb, void* user);
+};
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// The keel_host_api functions. Each is noexcept: a host failure becomes a status, never a throw.
+
+Plugin& plugin_of(keel_host_ctx* ctx) { return *ctx->plugin; }
+
+void api_log(keel_host_ctx* ctx, keel_log_level level, keel_plugin_bytes message) {
+  if (ctx == nullptr) return;
+  try {
+    const auto lvl = static_cast<spdlog::level::level_enum>(std::clamp<keel_log_level>(level, KEEL_LOG_TRACE, KEEL_LOG_CRITICAL));
+    plugin_of(ctx).log->log(lvl, "{}", view(message));
+  } catch (...) {  // logging never fails the caller
+  }
+}
+
+keel_log_level api_log_level(keel_host_ctx* ctx) {
+  if (ctx == nullptr) return KEEL_LOG_OFF;
+  return static_cast<keel_log_level>(plugin_of(ctx).log->level());
+}
+
+keel_status api_respond(keel_host_ctx* ctx, keel_responder responder, const keel_response* response) {
+  if (ctx == nullptr) return KEEL_ERR_INVALID_ARGUMENT;
+  auto& p = plugin_of(ctx);
+  try {
+    http::Response converted;
+    const auto st = convert_response(response, converted, p.host->cfg.http.max_body_bytes);
+    if (st != KEEL_OK) {
+      p.log->warn("respond refused status={} responder={} reason={}", st, responder,
+                  st == KEEL_ERR_TOO_LARGE ? "body over max_body_bytes" : "malformed response");
+      return st;
+    }
+    const auto result = p.responders.complete(responder, std::move(converted));
+    if (result == KEEL_ERR_ALREADY_COMPLETED)
+      p.log->warn("respond called again for a completed request responder={}", responder);
+    else if (result == KEEL_ERR_TIMEOUT)
+      p.log->warn("late response dropped: the request already timed out responder={}", responder);
+    else if (result == KEEL_ERR_NOT_FOUND)
+      p.log->warn("respond with an unknown responder={}", responder);
+    return result;
+  } catch (...) {
+    return KEEL_ERR_INTERNAL;
+  }
+}
+
+keel_status api_publish(keel_host_ctx* ctx, const keel_publish_args* args) {
+  if (ctx == nullptr || args == nullptr) return KEEL_ERR_INVALID_ARGUMENT;
+  auto& p = plugin_of(ctx);
+  const auto topic = view(args->topic);
+  if (std::find(p.manifest.publishes.begin(), p.manifest.publishes.end(), topic) == p.manifest.publishes.end()) {
+    p.log->warn("publish refused: topic '{}' is not in the manifest's events.publishes", topic);
+    return KEEL_ERR_PERMISSION_DENIED;
+  }
+  // The event bus arrives with the events work (issue 7); until then publishing is refused
+  // explicitly rather than dropped silently.
+  p.log->warn("publish refused: this host has no event bus yet topic={}", topic);
+  return KEEL_ERR_UNSUPPORTED;
+}
+
+keel_status api_call(keel_host_ctx* ctx, const keel_call_args* args, keel_call_callback cb, void* user) {
+  if (ctx == nullptr) return KEEL_ERR_INVALID_ARGUMENT;
+  auto& p = plugin_of(ctx);
+  try {
+    return p.host->call(p, args, cb, user);
+  } catch (const std::exception& e) {
+    p.log->error("call failed inside the host error=\"{}\"", e.what());
+    return KEEL_ERR_INTERNAL;
+  }
+}
+
+const void* api_get_extension(keel_host_ctx* ctx, const char* id) {
+  if (ctx == nullptr || id == nullptr) return nullptr;
+  plugin_of(ctx).log->debug("extension not provided id={}", id);
+  return nullptr;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Pre-flight: everything that can be known from the files and the config, with no plugin code.
+
+namespace {
+
+std::string check_permissions(const fs::path& file) {
+  struct stat st{};
+  if (::stat(file.c_str(), &st) != 0) return "cannot stat: " + std::string(std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return "not a regular file";
+  if ((st.st_mode & S_IWOTH) != 0)
+    return "refused: the file is writable by others (mode " + std::to_string(st.st_mode & 07777) +
+           "); run chmod o-w on it";
+  struct stat dir{};
+  if (::stat(file.parent_path().c_str(), &dir) == 0 && (dir.st_mode & S_IWOTH) != 0 && (dir.st_mode & S_ISVTX) == 0)
+    return "refused: the plugin directory " + file.parent_path().string() + " is writable by others; run chmod o-w on it";
+  return {};
+}
+
+std::string mount_of(const Manifest& m, const config::Config& cfg) {
+  const auto it = cfg.plugin_sections.find(m.name);
+  if (it != cfg.plugin_sections.end() && !it->second.mount.empty()) return it->second.mount;
+  return "/api/" + m.name;
+}
+
+Candidate read_candidate(const fs::path& file, const config::Config& cfg) {
+  Candidate c;
+  c.file = file;
+  if (auto perm = check_permissions(file); !perm.empty()) {
+    c.error = perm;
+    return c;
+  }
+  auto section = read_elf_section_from_file(file, KEEL_MANIFEST_SECTION);
+  if (auto* err = std::get_if<ElfError>(&section)) {
+    c.error = err->message;
+    return c;
+  }
+  auto text = std::get<std::string>(std::move(section));
+  // The section holds one NUL-terminated document (plus alignment padding at most).
+  const auto nul = text.find('\0');
+  if (nul == std::string::npos) {
+    c.error = "manifest section is not NUL-terminated";
+    return c;
+  }
+  if (text.find_first_not_of('\0', nul) != std::string::npos) {
+    c.error = "manifest section holds more than one document (KEEL_PLUGIN_MANIFEST used twice?)";
+    return c;
+  }
+  text.resize(nul);
+  auto parsed = parse_manifest(text);
+  if (auto* errors = std::get_if<std::vector<ManifestError>>(&parsed)) {
+    std::string all = "invalid manifest:";
+    for (const auto& e : *errors) all += " " + e.str() + ";";
+    all.pop_back();
+    c.error = all;
+    return c;
+  }
+  auto manifest = std::get<Manifest>(std::move(parsed));
+  if (manifest.abi_major != KEEL_ABI_VERSION_MAJOR) {
+    c.error = "ABI major mismatch: manifest says ABI " + std::to_string(manifest.abi_major) + "." +
+              std::to_string(manifest.abi_minor) + ", host implements ABI " + abi_to_string(KEEL_ABI_VERSION);
+    c.manifest = std::move(manifest);
+    return c;
+  }
+  const auto section_it = cfg.plugin_sections.find(manifest.name);
+  if (section_it != cfg.plugin_sections.end() && !section_it->second.sha256.empty()) {
+    const auto sum = sha256_file_hex(file);
+    c.sha256 = sum.value_or("");
+    if (!sum || *sum != section_it->second.sha256) {
+      c.error = "sha256 mismatch: config [plugin." + manifest.name + "] expects " + section_it->second.sha256 +
+                ", file has " + c.sha256;
+      c.manifest = std::move(manifest);
+      return c;
+    }
+  }
+  if (section_it != cfg.plugin_sections.end() && !section_it->second.enabled) c.error = "disabled in config";
+  c.manifest = std::move(manifest);
+  return c;
+}
+
+// Cross-file checks over the candidates still in play: names, dependencies, cycles, config,
+// routes. Marks the losers with an error; never throws.
+void check_together(std::vector<Candidate>& all, const config::Config& cfg) {
+  auto ok = [](const Candidate& c) { return c.error.empty() && c.manifest; };
+  std::map<std::string, std::size_t> by_name;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (!all[i].manifest) continue;
+    auto [it, inserted] = by_name.emplace(all[i].manifest->name, i);
+    if (!inserted && all[i].error.empty())
+      all[i].error = "duplicate plugin name '" + all[i].manifest->name + "': already provided by " +
+                     all[it->second].file.filename().string();
+  }
+  for (auto& c : all) {
+    if (!ok(c)) continue;
+    const auto sec = cfg.plugin_sections.find(c.manifest->name);
+    auto applied = apply_config_schema(*c.manifest, sec == cfg.plugin_sections.end() ? "{}" : sec->second.settings_json);
+    if (auto* issues = std::get_if<std::vector<ConfigIssue>>(&applied)) {
+      std::string msg = "invalid config:";
+      for (const auto& i : *issues) {
+        std::string where;
+        if (sec != cfg.plugin_sections.end()) {
+          const auto pos = sec->second.key_positions.find(i.key);
+          where = (pos != sec->second.key_positions.end() ? pos->second : sec->second.where).str() + ": ";
+        }
+        msg += " " + where + "[plugin." + c.manifest->name + "] " + i.key + ": " + i.message + ";";
+      }
+      msg.pop_back();
+      c.error = msg;
+    }
+  }
+  // Dependencies: repeat until stable, so a failure propagates to every dependent.
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (auto& c : all) {
+      if (!ok(c)) continue;
+      for (const auto& dep : c.manifest->dependencies) {
+        const auto it = by_name.find(dep.name);
+        if (it == by_name.end()) {
+          c.error = "missing dependency '" + dep.name + "' (" + dep.range.text() + "): no plugin with that name";
+        } else if (const auto& target = all[it->second]; !ok(target)) {
+          c.error = "dependency '" + dep.name + "' cannot start: " + target.error;
+        } else if (!dep.range.contains(target.manifest->version)) {
+          c.error = "dependency '" + dep.name + "' version " + target.manifest->version.str() +
+                    " is outside the required range '" + dep.range.text() + "'";
+        }
+        if (!c.error.empty()) {
+          changed = true;
+          break;
+        }
+      }
+    }
+  }
+  // Cycles: depth-first search over the remaining graph.
+  std::map<std::string, int> mark;  // 0 new, 1 on stack, 2 done
+  std::vector<std::string> stack;
+  std::function<bool(const std::string&)> visit = [&](const std::string& name) -> bool {
+    auto& m = mark[name];
+    if (m == 2) return false;
+    if (m == 1) {
+      auto start = std::find(stack.begin(), stack.end(), name);
+      std::string cycle;
+      for (auto it = start; it != stack.end(); ++it) cycle += *it + " -> ";
+      cycle += name;
+      for (auto it = start; it != stack.end(); ++it) all[by_name[*it]].error = "dependency cycle: " + cycle;
+      return true;
+    }
+    m = 1;
+    stack.push_back(name);
+    bool found = false;
+    for (const auto& dep : all[by_name[name]].manifest->dependencies)
+      if (by_name.count(dep.name) && ok(all[by_name[dep.name]])) found = visit(dep.name) || found;
+    stack.pop_back();
+    m = 2;
+    return found;
+  };
+  for (auto& c : all)
+    if (ok(c)) visit(c.manifest->name);
+  // A plugin depending on a cycle member fails too.
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (auto& c : all) {
+      if (!ok(c)) continue;
+      for (const auto& dep : c.manifest->dependencies) {
+        const auto it = by_name.find(dep.name);
+        if (it != by_name.end() && !ok(all[it->second])) {
+          c.error = "dependency '" + dep.name + "' cannot start: " + all[it->second].error;
+          changed = true;
+          break;
+        }
+      }
+    }
+  }
+  // Route conflicts, in file order: a later plugin that collides with an earlier one fails.
+  std::vector<http::RouteSpec> accepted;
+  for (auto& c : all) {
+    if (!ok(c)) continue;
+    auto trial = accepted;
+    const auto mount = mount_of(*c.manifest, cfg);
+    for (std::uint32_t r = 0; r < c.manifest->routes.size(); ++r) {
+      const auto& decl = c.manifest->routes[r];
+      trial.push_back({decl.method, mount + decl.path, c.manifest->name, {0, r}});
+    }
+    auto built = http::RouteTable::build(trial);
+    if (auto* conflicts = std::get_if<std::vector<http::RouteConflict>>(&built)) {
+      std::string msg;
+      for (const auto& k : *conflicts) msg += (msg.empty() ? "" : "; ") + k.message;
+      c.error = msg;
+    } else {
+      accepted = std::move(trial);
+    }
+  }
+}
+
+std::vector<fs::path> list_plugin_files(const fs::path& directory) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(directory, ec))
+    if (entry.path().extension() == ".so") files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+}  // namespace
+
+std::vector<Candidate> preflight(const fs::path& directory, const config::Config& cfg) {
+  std::vector<Candidate> all;
+  for (const auto& f : list_plugin_files(directory)) all.push_back(read_candidate(f, cfg));
+  check_together(all, cfg);
+  return all;
+}
+
+Candidate preflight_file(const fs::path& file, const config::Config& cfg) {
+  std::vector<Candidate> all;
+  const auto target = fs::weakly_canonical(file);
+  for (const auto& f : list_plugin_files(cfg.plugins.directory))
+    if (fs::weakly_canonical(f) != target) all.push_back(read_candidate(f, cfg));
+  all.push_back(read_candidate(file, cfg));
+  check_together(all, cfg);
+  return all.back();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle
+
+std::string_view to_string(PluginState state) noexcept {
+  switch (state) {
+    case PluginState::kDiscovered: return "discovered";
+    case PluginState::kLoaded: return "loaded";
+    case PluginState::kCreated: return "created";
+    case PluginState::kStarted: return "started";
+    case PluginState::kStopping: return "stopping";
+    case PluginState::kStopped: return "stopped";
+    case PluginState::kFailed: return "failed";
+    case PluginState::kDisabled: return "disabled";
+  }
+  return "unknown";
+}
+
+PluginHost::PluginHost(const config::Config& cfg, WorkerPool& pool, TimerQueue& timers)
+    : impl_(std::make_unique<Impl>(cfg, pool, timers)) {
+  auto& api = impl_->api;
+  api.struct_size = sizeof(keel_host_api);
+  api.abi_version = KEEL_ABI_VERSION;
+  api.log = api_log;
+  api.log_level = api_log_level;
+  api.respond = api_respond;
+  api.publish = api_publish;
+  api.call = api_call;
+  api.get_extension = api_get_extension;
+  impl_->routes.store(std::get<std::shared_ptr<const http::RouteTable>>(http::RouteTable::build({})));
+}
+
+PluginHost::~PluginHost() { stop(); }
+
+void PluginHost::Impl::load_and_create(Plugin& p) {
+  try {
+    p.library = std::make_unique<Library>(p.file, p.manifest.json);
+  } catch (const PluginLoadError& e) {
+    fail(p, e.reason());
+    return;
+  }
+  p.table = &p.library->table();
+  if (p.table->abi_version != ((p.manifest.abi_major << 16) | p.manifest.abi_minor)) {
+    fail(p, "manifest says ABI " + std::to_string(p.manifest.abi_major) + "." + std::to_string(p.manifest.abi_minor) +
+                " but the plugin table says " + p.library->abi_string());
+    return;
+  }
+  if (!p.manifest.routes.empty() && p.table->on_request == nullptr) {
+    fail(p, "manifest declares routes but the plugin has no on_request hook");
+    return;
+  }
+  set_state(p, PluginState::kLoaded);
+  log->info("plugin loaded name={} version={} abi={} file={}", p.name, p.manifest.version.str(),
+            p.library->abi_string(), p.file.string());
+  p.ctx.plugin = &p;
+  void* self = nullptr;
+  keel_status st = KEEL_ERR_INTERNAL;
+  try {
+    st = p.table->create(&api, &p.ctx, host_bytes(p.config_json), &self);
+  } catch (...) {
+    fail(p, "create() let an exception escape (plugins must not throw across the ABI)");
+    return;
+  }
+  if (st < 0) {
+    fail(p, "create() failed with status " + std::to_string(st) + " (" + std::string(status_name(st)) + ")");
+    return;
+  }
+  p.self = self;
+  set_state(p, PluginState::kCreated);
+}
+
+void PluginHost::Impl::start_plugin(Plugin& p) {
+  keel_status st = KEEL_OK;
+  if (p.table->start != nullptr) {
+    try {
+      st = p.table->start(p.self);
+    } catch (...) {
+      st = KEEL_ERR_INTERNAL;
+    }
+  }
+  if (st < 0) {
+    fail(p, "start() failed with status " + std::to_string(st) + " (" + std::string(status_name(st)) + ")");
+    return;
+  }
+  p.accepting.store(true);
+  set_state(p, PluginState::kStarted);
+  log->info("plugin started name={} version={} mount={} routes={}", p.name, p.manifest.version.str(), p.mount,
+            p.manifest.routes.size());
+}
+
+void PluginHost::Impl::stop_plugin(Plugin& p) {
+  if (p.self == nullptr) return;
+  const bool was_started = p.state == PluginState::kStarted || p.state == PluginState::kFailed;
+  p.accepting.store(false);
+  set_state(p, PluginState::kStopping);
+  // Let hooks already inside the plugin return before stop() (bounded wait).
+  for (int i = 0; i < 5000 && p.in_flight.load() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (was_started && p.table->stop != nullptr) {
+    try {
+      const auto st = p.table->stop(p.self);
+      if (st < 0) log->warn("plugin stop() failed name={} status={}", p.name, st);
+    } catch (...) {
+      log->warn("plugin stop() let an exception escape name={}", p.name);
+    }
+  }
+  p.responders.abandon_all();
+  for (int i = 0; i < 5000 && p.callbacks_pending.load() != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  try {
+    p.table->destroy(p.self);
+  } catch (...) {
+    log->warn("plugin destroy() let an exception escape name={}", p.name);
+  }
+  p.self = nullptr;
+  {
+    std::lock_guard lock(status_mutex);
+    if (p.state == PluginState::kStopping) p.state = PluginState::kStopped;
+  }
+  log->info("plugin stopped name={}", p.name);
+}
+
+void PluginHost::Impl::rebuild_routes() {
+  std::vector<http::RouteSpec> specs;
+  for (auto& p : plugins) {
+    if (p->state != PluginState::kStarted) continue;
+    for (std::uint32_t r = 0; r < p->manifest.routes.size(); ++r) {
+      const auto& decl = p->manifest.routes[r];
+      specs.push_back({decl.method, p->mount + decl.path, p->name, {static_cast<std::uint32_t>(p->index), r}});
+    }
+  }
+  auto built = http::RouteTable::build(std::move(specs));
+  if (auto* table = std::get_if<std::shared_ptr<const http::RouteTable>>(&built)) {
+    routes.store(*table);
+  } else {
+    // Pre-flight removed every conflict; reaching this means a bug, not bad input.
+    for (const auto& c : std::get<std::vector<http::RouteConflict>>(built)) log->critical("route table: {}", c.message);
+  }
+}
+
+void PluginHost::start() {
+  auto& s = *impl_;
+  const auto& cfg = s.cfg;
+  s.log->info("scanning plugins directory={}", cfg.plugins.directory.string());
+  std::error_code ec;
+  if (!fs::is_directory(cfg.plugins.directory, ec))
+    s.log->warn("plugin directory does not exist directory={}; no plugins loaded", cfg.plugins.directory.string());
+  auto candidates = preflight(cfg.plugins.directory, cfg);
+
+  for (auto& c : candidates) {
+    auto p = std::make_unique<Plugin>();
+    p->host = &s;
+    p->index = s.plugins.size();
+    p->file = c.file;
+    p->name = c.manifest ? c.manifest->name : c.file.stem().string();
+    if (c.manifest) p->manifest = *c.manifest;
+    p->log = observability::logger("plugin." + p->name);
+    if (c.error == "disabled in config") {
+      p->state = PluginState::kDisabled;
+      p->reason = c.error;
+      s.log->info("plugin disabled name={} file={}", p->name, c.file.string());
+    } else if (!c.error.empty()) {
+      p->state = PluginState::kFailed;
+      p->reason = c.error;
+      s.log->error("plugin refused file={} reason=\"{}\"", c.file.string(), c.error);
+    } else {
+      p->mount = mount_of(p->manifest, cfg);
+      const auto sec = cfg.plugin_sections.find(p->name);
+      p->timeout = cfg.http.request_timeout;
+      if (sec != cfg.plugin_sections.end() && sec->second.request_timeout) p->timeout = *sec->second.request_timeout;
+      p->route_timeouts.assign(p->manifest.routes.size(), std::chrono::milliseconds(0));
+      if (sec != cfg.plugin_sections.end()) {
+        for (const auto& [key, value] : sec->second.route_timeouts) {
+          bool found = false;
+          for (std::size_t r = 0; r < p->manifest.routes.size(); ++r) {
+            if (p->manifest.routes[r].method + " " + p->manifest.routes[r].path == key) {
+              p->route_timeouts[r] = value;
+              found = true;
+            }
+          }
+          if (!found) s.log->warn("route_timeouts key names no route of plugin name={} key=\"{}\"", p->name, key);
+        }
+      }
+      p->config_json = std::get<std::string>(apply_config_schema(
+          p->manifest, sec == cfg.plugin_sections.end() ? std::string_view("{}") : sec->second.settings_json));
+      if (p->manifest.serialized) p->serial = std::make_shared<SerialQueue>(s.pool, cfg.server.worker_queue);
+    }
+    s.plugins.push_back(std::move(p));
+  }
+  for (const auto& [name, section] : cfg.plugin_sections) {
+    if (s.find(name) == nullptr)
+      s.log->warn("config has [plugin.{}] but no such plugin is in {} ({})", name, cfg.plugins.directory.string(),
+                  section.where.str());
+  }
+
+  // Dependency order: pre-flight guaranteed every dependency of a non-failed plugin is present
+  // and acyclic; a depth-first walk gives a topological order that keeps directory order otherwise.
+  std::vector<int> mark(s.plugins.size(), 0);
+  std::function<void(std::size_t)> visit = [&](std::size_t i) {
+    if (mark[i] != 0) return;
+    mark[i] = 1;
+    auto& p = *s.plugins[i];
+    for (const auto& dep : p.manifest.dependencies) {
+      if (auto* d = s.find(dep.name)) {
+        p.dependencies.push_back(d->index);
+        visit(d->index);
+      }
+    }
+    s.order.push_back(i);
+  };
+  for (std::size_t i = 0; i < s.plugins.size(); ++i)
+    if (s.plugins[i]->state == PluginState::kDiscovered) visit(i);
+
+  auto deps_ok = [&](const Plugin& p, PluginState needed) {
+    for (auto d : p.dependencies) {
+      const auto& dp = *s.plugins[d];
+      if (dp.state != needed) return "dependency '" + dp.name + "' is " + std::string(to_string(dp.state)) +
+                                     (dp.reason.empty() ? "" : " (" + dp.reason + ")");
+    }
+    return std::string{};
+  };
+  for (auto i : s.order) {
+    auto& p = *s.plugins[i];
+    if (auto why = deps_ok(p, PluginState::kCreated); !why.empty()) {
+      s.fail(p, why);
+      continue;
+    }
+    s.load_and_create(p);
+  }
+  for (auto i : s.order) {
+    auto& p = *s.plugins[i];
+    if (p.state != PluginState::kCreated) continue;
+    if (auto why = deps_ok(p, PluginState::kStarted); !why.empty()) {
+      s.fail(p, why);
+      continue;
+    }
+    s.start_plugin(p);
+  }
+  s.rebuild_routes();
+  std::size_t started = 0;
+  for (auto& p : s.plugins) started += p->state == PluginState::kStarted ? 1 : 0;
+  s.log->info("plugins ready started={} total={}", started, s.plugins.size());
+}
+
+void PluginHost::stop() {
+  auto& s = *impl_;
+  if (s.stopped) return;
+  s.stopped = true;
+  s.routes.store(std::get<std::shared_ptr<const http::RouteTable>>(http::RouteTable::build({})));
+  for (auto& p : s.plugins) p->accepting.store(false);
+  for (auto it = s.order.rbegin(); it != s.order.rend(); ++it) s.stop_plugin(*s.plugins[*it]);
+  // Unload only after every plugin is destroyed: a plugin may hold pointers into another's
+  // code only through the host, but completions queued on the pool must have run.
+  s.pool.stop();
+  for (auto it = s.order.rbegin(); it != s.order.rend(); ++it) s.plugins[*it]->library.reset();
+}
+
+std::vector<PluginStatus> PluginHost::statuses() const {
+  std::lock_guard lock(impl_->status_mutex);
+  std::vector<PluginStatus> out;
+  for (const auto& p : impl_->plugins) {
+    PluginStatus st;
+    st.name = p->name;
+    st.version = p->manifest.name.empty() ? "" : p->manifest.version.str();
+    st.abi = p->library ? p->library->abi_string() : "";
+    st.file = p->file;
+    st.state = p->state;
+    st.reason = p->reason;
+    st.mount = p->mount;
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
+std::string PluginHost::not_ready_reason() const {
+  std::string reason;
+  for (const auto& st : statuses()) {
+    if (st.state == PluginState::kStarted || st.state == PluginState::kDisabled) continue;
+    reason += (reason.empty() ? "" : "; ") + ("plugin '" + st.name + "' is " + std::string(to_string(st.state)) +
+                                             (st.reason.empty() ? "" : ": " + st.reason));
+  }
+  return reason;
+}
+
+std::shared_ptr<const http::RouteTable> PluginHost::route_table() const { return impl_->routes.load(); }
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch
+
+keel_status PluginHost::Impl::run_handler(Plugin& p, const keel_request& req, keel_responder id, bool deferred) {
+  const std::string_view request_id(req.request_id.ptr, req.request_id.len);
+  keel_status st;
+  {
+    const CurrentRequestScope scope({&p, Clock::time_point(std::chrono::nanoseconds(req.deadline_mono_ns)), request_id,
+                                     std::string_view(req.traceparent.ptr, req.traceparent.len)});
+    try {
+      st = p.table->on_request(p.self, &req, id);
+    } catch (...) {
+      // Only a plugin that bypasses the SDK can get here; C++ unwinding through a C frame is
+      // not guaranteed, so this is a last resort that keeps the host alive for this request.
+      p.log->error("on_request let an exception escape req={}", request_id);
+      st = KEEL_ERR_INTERNAL;
+    }
+  }
+  if (st < 0) {
+    p.log->warn("request handler failed status={} ({}) req={}", st, status_name(st), request_id);
+    if (deferred) {
+      http::Response res;
+      const auto code = http_status_for(st);
+      res.set_error(code, http::error_code_for(code), "plugin '" + p.name + "' failed: " + std::string(status_name(st)));
+      p.responders.fail(id, std::move(res));
+    }
+  }
+  return st;
+}
+
+namespace {
+
+// Build a keel_request over an OwnedRequest; the vectors hold the kv arrays it points into.
+struct RequestView {
+  keel_request req{};
+  std::vector<keel_host_kv> headers, params, query;
+  explicit RequestView(const OwnedRequest& o) {
+    auto fill = [](std::vector<keel_host_kv>& out, const std::vector<std::pair<std::string, std::string>>& in) {
+      out.reserve(in.size());
+      for (const auto& [n, v] : in) out.push_back({host_bytes(n), host_bytes(v)});
+    };
+    fill(headers, o.headers);
+    fill(params, o.params);
+    fill(query, o.query);
+    req.struct_size = sizeof(keel_request);
+    req.route_index = o.route_index;
+    req.method = host_bytes(o.method);
+    req.path = host_bytes(o.path);
+    req.path_params = {params.data(), params.size()};
+    req.query = {query.data(), query.size()};
+    req.headers = {headers.data(), headers.size()};
+    req.body = host_bytes(o.body);
+    req.remote_address = host_bytes(o.remote_address);
+    req.request_id = host_bytes(o.request_id);
+    req.caller_plugin = host_bytes(o.caller);
+    req.deadline_mono_ns = to_mono_ns(o.deadline);
+    req.traceparent = host_bytes(o.traceparent);
+    req.tracestate = host_bytes(o.tracestate);
+  }
+};
+
+// Reused per I/O thread so the synchronous path builds keel_request without allocating.
+struct DispatchScratch {
+  std::vector<keel_host_kv> headers, params, query;
+  std::string query_storage;
+  std::vector<std::pair<std::size_t, std::size_t>> query_spans;
+};
+thread_local DispatchScratch tl_scratch;
+
+struct InFlight {
+  std::atomic<std::uint32_t>& n;
+  explicit InFlight(std::atomic<std::uint32_t>& c) : n(c) { n.fetch_add(1); }
+  ~InFlight() { n.fetch_sub(1); }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+};
+
+}  // namespace
+
+std::optional<http::Deferred> PluginHost::Impl::dispatch_owned(Plugin& p, std::shared_ptr<OwnedRequest> owned,
+                                                               std::shared_ptr<http::AsyncReply> reply,
+                                                               keel_responder id) {
+  p.callbacks_pending.fetch_add(1);
+  auto job = [this, &p, owned, id] {
+    if (p.accepting.load()) {
+      const InFlight guard(p.in_flight);
+      const RequestView view(*owned);
+      run_handler(p, view.req, id, true);
+    } else {
+      http::Response res;
+      res.set_error(503, "unavailable", "plugin '" + p.name + "' is stopping");
+      p.responders.fail(id, std::move(res));
+    }
+    p.callbacks_pending.fetch_sub(1);
+  };
+  const bool queued = p.serial ? p.serial->post(std::move(job)) : pool.post(std::move(job));
+  if (!queued) {
+    p.callbacks_pending.fetch_sub(1);
+    http::Response res;
+    res.set_error(503, "unavailable", "plugin '" + p.name + "' is overloaded: worker queue full");
+    p.responders.fail(id, std::move(res));
+  }
+  return http::Deferred{std::move(reply), owned->deadline};
+}
+
+std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& match, const http::MatchScratch& params,
+                                                   const http::Request& request, http::Response& response) {
+  auto& s = *impl_;
+  auto& p = *s.plugins.at(match.target.owner);
+  const auto route = match.target.route;
+  if (!p.accepting.load(std::memory_order_acquire)) {
+    response.set_error(503, "unavailable", "plugin '" + p.name + "' is not accepting requests");
+    return std::nullopt;
+  }
+  auto timeout = p.route_timeouts[route].count() != 0 ? p.route_timeouts[route] : p.timeout;
+  const auto deadline = std::min(request.deadline, Clock::now() + timeout);
+  auto& sc = tl_scratch;
+  parse_query(request.query, sc.query_storage, sc.query_spans);
+
+  if (p.serial || p.manifest.routes[route].blocking) {
+    // Off the I/O thread: copy what the handler needs, since it may outlive this call.
+    auto owned = std::make_shared<OwnedRequest>();
+    owned->method.assign(request.method);
+    owned->path.assign(request.path);
+    owned->body.assign(request.body);
+    owned->remote_address.assign(request.remote_address);
+    owned->request_id.assign(request.request_id);
+    owned->traceparent.assign(request.header("traceparent"));
+    owned->tracestate.assign(request.header("tracestate"));
+    for (const auto& h : request.headers) owned->headers.emplace_back(h.name, h.value);
+    for (std::size_t i = 0; i < params.param_count; ++i) owned->params.emplace_back(params.params[i].name, params.params[i].value);
+    for (std::size_t i = 0; i + 1 < sc.query_spans.size(); i += 2) {
+      const auto& q = sc.query_storage;
+      owned->query.emplace_back(q.substr(sc.query_spans[i].first, sc.query_spans[i].second - sc.query_spans[i].first),
+                                q.substr(sc.query_spans[i + 1].first, sc.query_spans[i + 1].second - sc.query_spans[i + 1].first));
+    }
+    owned->route_index = route;
+    owned->deadline = deadline;
+    auto reply = std::make_shared<http::AsyncReply>();
+    reply->timeout_message = "plugin '" + p.name + "' did not answer within " + std::to_string(timeout.count()) + " ms";
+    const auto id = p.responders.acquire_async(reply);
+    return s.dispatch_owned(p, std::move(owned), std::move(reply), id);
+  }
+
+  // The fast path: call the handler right here on the I/O thread; no copies, no thread hop.
+  sc.headers.clear();
+  for (const auto& h : request.headers) sc.headers.push_back({host_bytes(h.name), host_bytes(h.value)});
+  sc.params.clear();
+  for (std::size_t i = 0; i < params.param_count; ++i)
+    sc.params.push_back({host_bytes(params.params[i].name), host_bytes(params.params[i].value)});
+  sc.query.clear();
+  for (std::size_t i = 0; i + 1 < sc.query_spans.size(); i += 2) {
+    const std::string_view q = sc.query_storage;
+    sc.query.push_back({host_bytes(q.substr(sc.query_spans[i].first, sc.query_spans[i].second - sc.query_spans[i].first)),
+                        host_bytes(q.substr(sc.query_spans[i + 1].first,
+                                            sc.query_spans[i + 1].second - sc.query_spans[i + 1].first))});
+  }
+  keel_request req{};
+  req.struct_size = sizeof(keel_request);
+  req.route_index = route;
+  req.method = host_bytes(request.method);
+  req.path = host_bytes(request.path);
+  req.path_params = {sc.params.data(), sc.params.size()};
+  req.query = {sc.query.data(), sc.query.size()};
+  req.headers = {sc.headers.data(), sc.headers.size()};
+  req.body = host_bytes(request.body);
+  req.remote_address = host_bytes(request.remote_address);
+  req.request_id = host_bytes(request.request_id);
+  req.deadline_mono_ns = to_mono_ns(deadline);
+  req.traceparent = host_bytes(request.header("traceparent"));
+  req.tracestate = host_bytes(request.header("tracestate"));
+
+  const auto id = p.responders.acquire_sync(&response);
+  keel_status st;
+  {
+    const InFlight guard(p.in_flight);
+    st = s.run_handler(p, req, id, false);
+  }
+  auto reply = p.responders.finish_sync(id, st < 0);
+  if (reply) {
+    reply->timeout_message = "plugin '" + p.name + "' did not answer within " + std::to_string(timeout.count()) + " ms";
+    return http::Deferred{std::move(reply), deadline};
+  }
+  if (st < 0 && response.status == 200 && response.body.empty() && response.content_type.empty()) {
+    const auto code = http_status_for(st);
+    response.set_error(code, http::error_code_for(code), "plugin '" + p.name + "' failed: " + std::string(status_name(st)));
+  } else if (st < 0) {
+    p.log->warn("handler returned status={} after responding; the response stands req={}", st, request.request_id);
+  }
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plugin-to-plugin calls: routed like HTTP, without a socket, always completed on a worker.
+
+namespace {
+
+struct CallState {
+  std::atomic<bool> done{false};
+  keel_call_callback cb = nullptr;
+  void* user = nullptr;
+  Plugin* caller = nullptr;
+  std::uint64_t timer = 0;
+};
+
+}  // namespace
+
+keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, keel_call_callback cb, void* user) {
+  if (args == nullptr || cb == nullptr || args->struct_size < offsetof(keel_call_args, tracestate) + sizeof(args->tracestate))
+    return KEEL_ERR_INVALID_ARGUMENT;
+  if (!caller.accepting.load() && caller.state != PluginState::kStarted) return KEEL_ERR_UNAVAILABLE;
+  const auto target_name = view(args->target_plugin);
+  const auto method = view(args->method);
+  const auto full = view(args->path);
+  if (!valid_token(method) || full.empty() || full.front() != '/') return KEEL_ERR_INVALID_ARGUMENT;
+  const bool declared = std::any_of(caller.manifest.dependencies.begin(), caller.manifest.dependencies.end(),
+                                    [&](const Dependency& d) { return d.name == target_name; });
+  if (!declared && !has_permission(caller.manifest, "call:" + std::string(target_name))) {
+    caller.log->warn("call refused: '{}' is not a declared dependency of '{}' (add it to the manifest's dependencies)",
+                     target_name, caller.name);
+    return KEEL_ERR_PERMISSION_DENIED;
+  }
+  Plugin* target = find(target_name);
+  if (target == nullptr) return KEEL_ERR_NOT_FOUND;
+  if (!target->accepting.load()) return KEEL_ERR_UNAVAILABLE;
+
+  // Deadline: the call's own timeout, capped by what is left of the caller's current request.
+  const auto now = Clock::now();
+  auto deadline = now + (args->timeout_ms != 0 ? std::chrono::milliseconds(args->timeout_ms) : cfg.http.request_timeout);
+  std::string request_id;
+  std::string traceparent(view(args->traceparent));
+  if (tl_current != nullptr && tl_current->plugin == &caller) {
+    deadline = std::min(deadline, tl_current->deadline);
+    request_id.assign(tl_current->request_id);
+    if (traceparent.empty()) traceparent.assign(tl_current->traceparent);
+  }
+
+  auto owned = std::make_shared<OwnedRequest>();
+  const auto q = full.find('?');
+  owned->method.assign(method);
+  owned->path = target->mount + std::string(full.substr(0, q));
+  owned->body.assign(view(args->body));
+  owned->request_id = request_id;
+  owned->caller = caller.name;
+  owned->traceparent = std::move(traceparent);
+  owned->tracestate.assign(view(args->tracestate));
+  owned->deadline = deadline;
+  for (std::size_t i = 0; i < args->headers.count; ++i)
+    owned->headers.emplace_back(view(args->headers.items[i].name), view(args->headers.items[i].value));
+  std::string query_storage;
+  std::vector<std::pair<std::size_t, std::size_t>> spans;
+  parse_query(q == std::string_view::npos ? std::string_view{} : full.substr(q + 1), query_storage, spans);
+  for (std::size_t i = 0; i + 1 < spans.size(); i += 2)
+    owned->query.emplace_back(query_storage.substr(spans[i].first, spans[i].second - spans[i].first),
+                              query_storage.substr(spans[i + 1].first, spans[i + 1].second - spans[i + 1].first));
+
+  auto state = std::make_shared<CallState>();
+  state->cb = cb;
+  state->user = user;
+  state->caller = &caller;
+  caller.callbacks_pending.fetch_add(1);
+  // Exactly one delivery, always on a worker thread (never inside call()).
+  auto deliver = [this, state](keel_status result, std::shared_ptr<http::Response> response) {
+    if (state->done.exchange(true)) return;
+    if (state->timer != 0) timers.cancel(state->timer);
+    auto job = [state, result, response] {
+      std::vector<keel_host_kv> headers;
+      keel_call_response r{};
+      if (response) {
+        for (const auto& [n, v] : response->headers) headers.push_back({host_bytes(n), host_bytes(v)});
+        r.struct_size = sizeof(keel_call_response);
+        r.status = static_cast<std::int32_t>(response->status);
+        r.headers = {headers.data(), headers.size()};
+        r.content_type = host_bytes(response->content_type);
+        r.body = host_bytes(response->body);
+      }
+      state->cb(state->user, result, response ? &r : nullptr);
+      state->caller->callbacks_pending.fetch_sub(1);
+    };
+    if (!pool.post(job)) std::thread(job).detach();  // pool stopping: still deliver exactly once
+  };
+
+  auto reply = std::make_shared<http::AsyncReply>();
+  reply->set_waker([reply_weak = std::weak_ptr<http::AsyncReply>(reply), deliver] {
+    if (auto r = reply_weak.lock()) deliver(KEEL_OK, std::make_shared<http::Response>(r->take()));
+  });
+  state->timer = timers.schedule(deadline, [reply, deliver] {
+    if (reply->expire()) deliver(KEEL_ERR_TIMEOUT, nullptr);
+  });
+
+  // Route through the same table as HTTP; the route must belong to the target plugin.
+  http::MatchScratch scratch;
+  const auto table = routes.load();
+  const auto match = table->match(owned->method, owned->path, scratch);
+  if (match.kind != http::MatchResult::Kind::kFound || match.target.owner != target->index) {
+    http::Response res;
+    const unsigned code = match.kind == http::MatchResult::Kind::kMethodNotAllowed ? 405
+                          : match.kind == http::MatchResult::Kind::kBadPath        ? 400
+                                                                                   : 404;
+    res.set_error(code, http::error_code_for(code), "no route " + owned->method + " " + std::string(full) +
+                                                        " in plugin '" + target->name + "'");
+    reply->complete(std::move(res));
+    return KEEL_OK;
+  }
+  for (std::size_t i = 0; i < scratch.param_count; ++i)
+    owned->params.emplace_back(scratch.params[i].name, scratch.params[i].value);
+  owned->route_index = match.target.route;
+  caller.log->debug("call target={} method={} path={} req={}", target->name, owned->method, owned->path, owned->request_id);
+  const auto id = target->responders.acquire_async(reply);
+  (void)dispatch_owned(*target, std::move(owned), reply, id);
+  return KEEL_OK;
+}
+
+}  // namespace keel::host::plugins

@@ -1,0 +1,88 @@
+#pragma once
+// PluginHost owns every plugin: discovery in the plugin directory, pre-flight checks (ELF,
+// manifest, ABI, names, dependencies, permissions, checksums, config schema, route conflicts),
+// loading, the lifecycle (discovered -> loaded -> created -> started -> stopping -> stopped, or
+// failed with a reason), the keel_host_api table plugins call, request dispatch across the ABI,
+// and plugin-to-plugin calls. start()/stop() run on the control thread; everything else is
+// thread-safe and called from I/O, worker and plugin-owned threads.
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "http/message.hpp"
+#include "http/router.hpp"
+#include "plugins/manifest.hpp"
+
+namespace keel::host {
+class WorkerPool;
+class TimerQueue;
+}  // namespace keel::host
+
+namespace keel::host::plugins {
+
+enum class PluginState { kDiscovered, kLoaded, kCreated, kStarted, kStopping, kStopped, kFailed, kDisabled };
+[[nodiscard]] std::string_view to_string(PluginState state) noexcept;
+
+/// What pre-flight found about one file in the plugin directory (no plugin code runs).
+struct Candidate {
+  std::filesystem::path file;
+  std::optional<Manifest> manifest;  ///< set when the manifest was read and is valid
+  std::string error;                 ///< non-empty: why this file cannot be loaded
+  std::string sha256;
+};
+
+/// Read and check every *.so in `directory` against `cfg` without loading any of them:
+/// permissions, ELF, manifest, ABI major, duplicate names, sha256 allowlist, dependencies
+/// (presence, version ranges, cycles), config schema and route conflicts. Disabled plugins are
+/// reported with error "disabled in config". Sorted by file name.
+[[nodiscard]] std::vector<Candidate> preflight(const std::filesystem::path& directory, const config::Config& cfg);
+
+/// Same checks for one extra file as if it were dropped into the directory (for `keel plugin inspect`).
+[[nodiscard]] Candidate preflight_file(const std::filesystem::path& file, const config::Config& cfg);
+
+struct PluginStatus {
+  std::string name;
+  std::string version;
+  std::string abi;
+  std::filesystem::path file;
+  PluginState state = PluginState::kDiscovered;
+  std::string reason;  ///< why it failed or is disabled
+  std::string mount;
+};
+
+class PluginHost {
+ public:
+  PluginHost(const config::Config& cfg, WorkerPool& pool, TimerQueue& timers);
+  ~PluginHost();  ///< stop() if still running
+  PluginHost(const PluginHost&) = delete;
+  PluginHost& operator=(const PluginHost&) = delete;
+
+  /// Discover, check, load, create and start every enabled plugin in dependency order. A plugin
+  /// that fails any step is marked failed with a reason and its dependents are not started;
+  /// everything else runs. Never throws for a plugin's failure.
+  void start();
+  /// Stop accepting work, then stop() and destroy() in reverse order, then unload. Idempotent.
+  void stop();
+
+  [[nodiscard]] std::vector<PluginStatus> statuses() const;
+  /// Empty when every enabled plugin has started; otherwise a human-readable reason.
+  [[nodiscard]] std::string not_ready_reason() const;
+
+  /// Route a request (already matched against route_table()) to its plugin.
+  std::optional<http::Deferred> dispatch(const http::MatchResult& match, const http::MatchScratch& params,
+                                         const http::Request& request, http::Response& response);
+  /// The current route table (immutable; replaced atomically as a whole).
+  [[nodiscard]] std::shared_ptr<const http::RouteTable> route_table() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace keel::host::plugins

@@ -1,0 +1,17 @@
+#pragma once
+// The one table that turns a plugin's keel_status into an HTTP status (docs/abi.md lists it).
+
+#include <string_view>
+
+#include <keel/plugin.h>
+
+namespace keel::host::plugins {
+
+/// INVALID_ARGUMENT 400, PERMISSION_DENIED 403, NOT_FOUND 404, TOO_LARGE 413, UNSUPPORTED 501,
+/// BUSY and UNAVAILABLE 503, TIMEOUT 504, everything else below 0 (INTERNAL,
+/// ALREADY_COMPLETED, unknown codes) 500.
+[[nodiscard]] unsigned http_status_for(keel_status status) noexcept;
+/// "invalid_argument", "not_found", ... for logs and error messages.
+[[nodiscard]] std::string_view status_name(keel_status status) noexcept;
+
+}  // namespace keel::host::plugins

@@ -1,0 +1,127 @@
+# keel_add_plugin(): builds a Keel plugin the way the host expects it (docs/plugin-guide.md).
+#
+#   keel_add_plugin(<name>
+#                   [ENTRY <file>]              # the ABI-facing file; default plugin.cpp (plugin.c for C)
+#                   [SOURCES <files...>]        # plain plugin logic, built as a unit-testable library
+#                   [LANGUAGE C|CXX]            # default: C when ENTRY ends in .c, else CXX
+#                   [OUTPUT_DIRECTORY <dir>])   # default: ${CMAKE_BINARY_DIR}/plugins
+#
+# Creates
+#   keel_plugin_<name>_core  STATIC, position-independent, the SOURCES (only when SOURCES are given);
+#                            link it into your unit tests and drive the plugin class with FakeHost.
+#   keel_plugin_<name>       MODULE <name>.so (no "lib" prefix), the ENTRY plus the core library,
+#                            hidden visibility, linked with --no-undefined (a plugin never links
+#                            against the host) and a version script that exports only
+#                            keel_plugin_entry_v1. Hidden visibility alone is not enough: namespace
+#                            std keeps default visibility, so libstdc++ templates that clang emits
+#                            out of line at -O0, and STB_GNU_UNIQUE objects (behind std::to_string
+#                            or std::make_shared), would be exported too.
+# C++ plugins link keel::plugin_sdk (C++20, header-only), C plugins keel::plugin_api (C11).
+# The module installs to ${CMAKE_INSTALL_LIBDIR}/keel/plugins (component keel_plugins).
+#
+# Inside the Keel repository the targets also get keel_set_warnings() and the keel_sanitizers
+# flags, so in-tree plugins are warning-clean and instrumented like the host. Out of tree
+# (find_package(Keel)), neither exists and both are skipped.
+
+include_guard(GLOBAL)
+include(GNUInstallDirs)
+
+function(keel_add_plugin name)
+  cmake_parse_arguments(PARSE_ARGV 1 ARG "" "ENTRY;LANGUAGE;OUTPUT_DIRECTORY" "SOURCES")
+  if(ARG_UNPARSED_ARGUMENTS)
+    message(FATAL_ERROR "keel_add_plugin(${name}): unknown arguments: ${ARG_UNPARSED_ARGUMENTS}")
+  endif()
+  # The manifest name rule (docs/abi.md section 7.2); the file name and the target follow it.
+  if(NOT name MATCHES "^[a-z][a-z0-9_]*$")
+    message(FATAL_ERROR "keel_add_plugin(${name}): the name must match [a-z][a-z0-9_]*")
+  endif()
+
+  set(lang "${ARG_LANGUAGE}")
+  if(lang STREQUAL "" AND ARG_ENTRY MATCHES "\\.c$")
+    set(lang C)
+  elseif(lang STREQUAL "")
+    set(lang CXX)
+  endif()
+  if(NOT lang MATCHES "^(C|CXX)$")
+    message(FATAL_ERROR "keel_add_plugin(${name}): LANGUAGE must be C or CXX, not '${lang}'")
+  endif()
+  get_property(enabled_languages GLOBAL PROPERTY ENABLED_LANGUAGES)
+  if(NOT lang IN_LIST enabled_languages)
+    message(FATAL_ERROR "keel_add_plugin(${name}): language ${lang} is not enabled; add it to project()")
+  endif()
+
+  set(entry "${ARG_ENTRY}")
+  if(entry STREQUAL "")
+    if(lang STREQUAL "C")
+      set(entry plugin.c)
+    else()
+      set(entry plugin.cpp)
+    endif()
+  endif()
+
+  if(lang STREQUAL "C")
+    set(api keel::plugin_api)
+  else()
+    set(api keel::plugin_sdk)
+  endif()
+
+  set(output_dir "${ARG_OUTPUT_DIRECTORY}")
+  if(output_dir STREQUAL "")
+    set(output_dir "${CMAKE_BINARY_DIR}/plugins")
+  endif()
+
+  set(module keel_plugin_${name})
+  add_library(${module} MODULE ${entry})
+  set_target_properties(${module} PROPERTIES
+    PREFIX ""
+    OUTPUT_NAME ${name}
+    # A generator expression stops multi-config generators from appending /<Config>.
+    LIBRARY_OUTPUT_DIRECTORY "$<1:${output_dir}>")
+  target_link_libraries(${module} PRIVATE ${api})
+  _keel_plugin_settings(${module} ${lang})
+
+  _keel_plugin_link_settings(${module} ${lang})
+
+  if(ARG_SOURCES)
+    set(core keel_plugin_${name}_core)
+    add_library(${core} STATIC ${ARG_SOURCES})
+    set_target_properties(${core} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+    target_link_libraries(${core} PUBLIC ${api})
+    _keel_plugin_settings(${core} ${lang})
+    target_link_libraries(${module} PRIVATE ${core})
+  endif()
+
+  install(TARGETS ${module}
+    LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}/keel/plugins" COMPONENT keel_plugins)
+endfunction()
+
+# Link settings of a plugin module: exports and undefined symbols. Also used for the test fixtures.
+function(_keel_plugin_link_settings module lang)
+  set(map "${CMAKE_BINARY_DIR}/keel_plugin_exports.map")
+  file(CONFIGURE OUTPUT "${map}" CONTENT "{\n  global: keel_plugin_entry_v1;\n  local: *;\n};\n")
+  target_link_options(${module} PRIVATE "LINKER:--version-script=${map}")
+  set_property(TARGET ${module} APPEND PROPERTY LINK_DEPENDS "${map}")
+  # clang + ASan/UBSan: the sanitizer runtime is resolved from the host executable at load time,
+  # so --no-undefined cannot hold (TOOLCHAIN.md pitfall 8). g++ links its runtime into the module.
+  if(NOT (CMAKE_${lang}_COMPILER_ID STREQUAL "Clang" AND KEEL_SANITIZE))
+    target_link_options(${module} PRIVATE LINKER:--no-undefined)
+  endif()
+endfunction()
+
+# Compile settings shared by the module and its core library.
+function(_keel_plugin_settings target lang)
+  set_target_properties(${target} PROPERTIES
+    C_VISIBILITY_PRESET hidden
+    CXX_VISIBILITY_PRESET hidden
+    VISIBILITY_INLINES_HIDDEN ON)
+  if(lang STREQUAL "C")
+    # keel/plugin.h is C11; plugins are held to strict ISO C11 (define _POSIX_C_SOURCE for POSIX).
+    set_target_properties(${target} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
+  endif()
+  if(TARGET keel_sanitizers)
+    target_link_libraries(${target} PRIVATE keel_sanitizers)
+  endif()
+  if(COMMAND keel_set_warnings)
+    keel_set_warnings(${target})
+  endif()
+endfunction()

@@ -1,0 +1,740 @@
+#include "plugins/manifest.hpp"
+
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+namespace mp = keel::host::plugins;
+// ordered_json keeps keys in the order written here, like the manifest text the host reads.
+using json = nlohmann::ordered_json;
+
+namespace {
+
+// The example manifest from docs/abi.md §7.2, plus a few optional keys.
+json doc_example() {
+  return json::parse(R"({
+    "name": "orders",
+    "version": "1.4.2",
+    "abi": "1.0",
+    "description": "Order intake and status",
+    "dependencies": [ { "name": "inventory", "version": ">=1.0.0 <2.0.0" } ],
+    "routes": [
+      { "method": "POST", "path": "/orders",             "summary": "place an order" },
+      { "method": "GET",  "path": "/orders/{id}",        "summary": "order status" },
+      { "method": "GET",  "path": "/files/{path...}",    "summary": "attachments", "blocking": true }
+    ],
+    "concurrency": "parallel",
+    "events": { "publishes": ["orders.placed"], "subscribes": ["inventory.*"] },
+    "permissions": ["call:inventory", "ext:keel.storage/1"],
+    "config": {
+      "max_items":  { "type": "integer", "default": 50, "description": "items per order" },
+      "currency":   { "type": "string",  "required": true },
+      "tax_rates":  { "type": "object",  "default": {} }
+    }
+  })");
+}
+
+json minimal() { return json{{"name", "greeter"}, {"version", "0.1.0"}, {"abi", "1.0"}}; }
+
+mp::Manifest parse_text_ok(std::string_view text) {
+  auto result = mp::parse_manifest(text);
+  if (const auto* errors = std::get_if<std::vector<mp::ManifestError>>(&result)) {
+    for (const auto& e : *errors) UNSCOPED_INFO(e.str());
+    FAIL("parse_manifest refused a valid manifest");
+  }
+  return std::get<mp::Manifest>(std::move(result));
+}
+mp::Manifest parse_ok(const json& doc) { return parse_text_ok(doc.dump()); }
+
+std::vector<std::string> text_errors(std::string_view text) {
+  const auto result = mp::parse_manifest(text);
+  const auto* errors = std::get_if<std::vector<mp::ManifestError>>(&result);
+  if (errors == nullptr) FAIL("parse_manifest accepted a manifest that should have been refused");
+  std::vector<std::string> out;
+  for (const auto& e : *errors) out.push_back(e.str());
+  return out;
+}
+std::vector<std::string> errors_of(const json& doc) { return text_errors(doc.dump()); }
+
+std::string single_error(const json& doc) {
+  const auto errors = errors_of(doc);
+  INFO(doc.dump());
+  REQUIRE(errors.size() == 1);
+  return errors.front();
+}
+
+std::vector<std::string> warnings_of(const mp::Manifest& m) {
+  std::vector<std::string> out;
+  for (const auto& w : m.warnings) out.push_back(w.str());
+  return out;
+}
+
+// A manifest with `config` as its config schema.
+mp::Manifest with_config(const json& config) {
+  auto doc = minimal();
+  doc["config"] = config;
+  return parse_ok(doc);
+}
+
+std::string applied(const mp::Manifest& m, std::string_view settings) {
+  auto result = mp::apply_config_schema(m, settings);
+  if (const auto* issues = std::get_if<std::vector<mp::ConfigIssue>>(&result)) {
+    for (const auto& i : *issues) UNSCOPED_INFO(i.key << ": " << i.message);
+    FAIL("apply_config_schema refused valid settings");
+  }
+  return std::get<std::string>(result);
+}
+
+std::vector<std::string> issues_of(const mp::Manifest& m, std::string_view settings) {
+  const auto result = mp::apply_config_schema(m, settings);
+  const auto* issues = std::get_if<std::vector<mp::ConfigIssue>>(&result);
+  if (issues == nullptr) FAIL("apply_config_schema accepted settings that should have been refused");
+  std::vector<std::string> out;
+  for (const auto& i : *issues) out.push_back(i.key + ": " + i.message);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("manifest: the documented example parses into plain values", "[plugins][manifest]") {
+  const std::string text = doc_example().dump(2);
+  const auto m = parse_text_ok(text);
+  CHECK(m.name == "orders");
+  CHECK(m.version.str() == "1.4.2");
+  CHECK(m.abi_major == 1);
+  CHECK(m.abi_minor == 0);
+  CHECK(m.description == "Order intake and status");
+  REQUIRE(m.dependencies.size() == 1);
+  CHECK(m.dependencies[0].name == "inventory");
+  CHECK(m.dependencies[0].range.text() == ">=1.0.0 <2.0.0");
+  CHECK(m.dependencies[0].range.contains(*mp::parse_version("1.5.0")));
+  CHECK_FALSE(m.dependencies[0].range.contains(*mp::parse_version("2.0.0")));
+  REQUIRE(m.routes.size() == 3);
+  CHECK(m.routes[0].method == "POST");
+  CHECK(m.routes[0].path == "/orders");
+  CHECK(m.routes[0].summary == "place an order");
+  CHECK_FALSE(m.routes[0].blocking);
+  CHECK(m.routes[1].path == "/orders/{id}");
+  CHECK(m.routes[2].path == "/files/{path...}");
+  CHECK(m.routes[2].blocking);
+  CHECK_FALSE(m.serialized);
+  CHECK(m.publishes == std::vector<std::string>{"orders.placed"});
+  CHECK(m.subscribes == std::vector<std::string>{"inventory.*"});
+  CHECK(m.permissions == std::vector<std::string>{"call:inventory", "ext:keel.storage/1"});
+  REQUIRE(m.config.size() == 3);  // in document order
+  CHECK(m.config[0].name == "max_items");
+  CHECK(m.config[0].type == mp::ConfigType::kInteger);
+  CHECK(m.config[0].default_json == "50");
+  CHECK_FALSE(m.config[0].required);
+  CHECK(m.config[0].description == "items per order");
+  CHECK(m.config[1].name == "currency");
+  CHECK(m.config[1].type == mp::ConfigType::kString);
+  CHECK(m.config[1].required);
+  CHECK(m.config[1].default_json.empty());
+  CHECK(m.config[2].name == "tax_rates");
+  CHECK(m.config[2].type == mp::ConfigType::kObject);
+  CHECK(m.config[2].default_json == "{}");
+  CHECK(m.json == text);
+  CHECK(m.warnings.empty());
+}
+
+TEST_CASE("manifest: optional keys take their documented defaults", "[plugins][manifest]") {
+  const auto m = parse_ok(minimal());
+  CHECK(m.name == "greeter");
+  CHECK(m.version.str() == "0.1.0");
+  CHECK(m.description.empty());
+  CHECK(m.dependencies.empty());
+  CHECK(m.routes.empty());
+  CHECK_FALSE(m.serialized);
+  CHECK(m.publishes.empty());
+  CHECK(m.subscribes.empty());
+  CHECK(m.permissions.empty());
+  CHECK(m.config.empty());
+  CHECK(m.warnings.empty());
+}
+
+TEST_CASE("manifest: every config type, default kind and concurrency value is accepted", "[plugins][manifest]") {
+  auto doc = minimal();
+  doc["concurrency"] = "serialized";
+  doc["version"] = "2.0.0-rc.1+build.5";
+  doc["abi"] = "65535.65535";
+  doc["name"] = std::string(64, 'a');
+  doc["events"] = {{"publishes", {"greeter.said_hello", "a.b.c", "x1._"}},
+                   {"subscribes", {"#", "orders.#", "*.placed", "a.*.c", "orders.placed", "a.*.#"}}};
+  doc["permissions"] = {"call:*", "call:a9_", "ext:keel.storage/1", "ext:acme.blob-store.v2/10"};
+  doc["routes"] = json::array({
+      {{"method", "*"}, {"path", "/"}},
+      {{"method", "M-SEARCH"}, {"path", "/a/b/"}},
+      {{"method", "GET"}, {"path", "/x/{a}/{b}/{rest...}"}},
+      {{"method", "GET"}, {"path", "/x/{a}"}},
+      {{"method", "POST"}, {"path", "/x/{a}"}},
+      {{"method", "GET"}, {"path", "/lit~!$&'()*+,;=:@-._"}},
+  });
+  doc["config"] = {
+      {"s", {{"type", "string"}, {"default", "héllo"}}},
+      {"i", {{"type", "integer"}, {"default", -9223372036854775807LL - 1}}},
+      {"u", {{"type", "integer"}, {"default", 9223372036854775807ULL}}},
+      {"n", {{"type", "number"}, {"default", 2}}},
+      {"f", {{"type", "number"}, {"default", 2.5}}},
+      {"b", {{"type", "boolean"}, {"default", false}, {"required", false}}},
+      {"a", {{"type", "array"}, {"default", {1, "two"}}}},
+      {"o", {{"type", "object"}, {"default", {{"k", nullptr}}}}},
+      {"r", {{"type", "string"}, {"required", true}, {"description", "needed"}}},
+      {"max-items", {{"type", "integer"}}},
+  };
+  const auto m = parse_ok(doc);
+  CHECK(m.serialized);
+  CHECK(m.version.prerelease == "rc.1");
+  CHECK(m.abi_major == 65535);
+  CHECK(m.abi_minor == 65535);
+  CHECK(m.publishes.size() == 3);
+  CHECK(m.subscribes.size() == 6);
+  CHECK(m.permissions.size() == 4);
+  CHECK(m.routes.size() == 6);
+  REQUIRE(m.config.size() == 10);
+  CHECK(m.config[0].default_json == "\"héllo\"");
+  CHECK(m.config[1].default_json == "-9223372036854775808");
+  CHECK(m.config[2].default_json == "9223372036854775807");
+  CHECK(m.config[6].default_json == "[1,\"two\"]");
+  CHECK(m.config[7].default_json == "{\"k\":null}");
+  CHECK(m.config[9].name == "max-items");
+}
+
+TEST_CASE("manifest: text that is not a JSON object is refused with its position", "[plugins][manifest]") {
+  SECTION("syntax error") {
+    const auto errors = text_errors("{\n  \"name\": \"orders\",\n  \"version\" \"1.0.0\"\n}");
+    CHECK(errors == std::vector<std::string>{"invalid JSON: parse error at line 3, column 19: syntax error while "
+                                             "parsing object separator - unexpected string literal; expected ':' "
+                                             "(byte 41)"});
+  }
+  SECTION("empty text") {
+    const auto errors = text_errors("");
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].rfind("invalid JSON: parse error at line 1, column 1", 0) == 0);
+  }
+  SECTION("a NUL byte, e.g. the section terminator still attached") {
+    // nlohmann's lexer would stop at the NUL and ignore a second document behind it.
+    const std::string text = minimal().dump() + '\0' + "{}";
+    CHECK(text_errors(text) == std::vector<std::string>{"invalid JSON: NUL byte at byte " +
+                                                        std::to_string(minimal().dump().size()) +
+                                                        " (JSON text cannot contain one)"});
+  }
+  SECTION("a number beyond double") {
+    CHECK(text_errors(R"({"name": "x", "big": 1e400})") ==
+          std::vector<std::string>{"invalid JSON: number overflow parsing '1e400'"});
+  }
+  SECTION("invalid UTF-8") {
+    const auto errors = text_errors("{\"name\": \"\xff\"}");
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].find("ill-formed UTF-8") != std::string::npos);
+  }
+  SECTION("not an object") {
+    CHECK(text_errors("[1, 2]") == std::vector<std::string>{"the manifest must be a JSON object, got an array"});
+    CHECK(text_errors("\"orders\"") == std::vector<std::string>{"the manifest must be a JSON object, got a string"});
+    CHECK(text_errors("null") == std::vector<std::string>{"the manifest must be a JSON object, got null"});
+  }
+  SECTION("absurd nesting") {
+    auto doc = minimal().dump();
+    doc.pop_back();
+    doc += ",\"x\":" + std::string(500, '[') + std::string(500, ']') + "}";
+    CHECK(text_errors(doc) == std::vector<std::string>{"invalid JSON: nested deeper than 100 levels"});
+  }
+}
+
+TEST_CASE("manifest: name, version and abi are required and checked", "[plugins][manifest]") {
+  CHECK(text_errors("{}") == std::vector<std::string>{"name: required key is missing", "version: required key is missing",
+                                                    "abi: required key is missing"});
+  auto with = [](std::string_view key, const json& value) {
+    auto doc = minimal();
+    doc[std::string{key}] = value;
+    return single_error(doc);
+  };
+  const std::string bad_name = " is not a valid plugin name: use [a-z][a-z0-9_]* (a lower-case letter, then a-z, 0-9, '_')";
+  CHECK(with("name", "Orders") == "name: 'Orders'" + bad_name);
+  CHECK(with("name", "1orders") == "name: '1orders'" + bad_name);
+  CHECK(with("name", "_orders") == "name: '_orders'" + bad_name);
+  CHECK(with("name", "or-ders") == "name: 'or-ders'" + bad_name);
+  CHECK(with("name", "") == "name: must not be empty");
+  CHECK(with("name", std::string(65, 'a')) == "name: is 65 bytes long; at most 64 are allowed");
+  CHECK(with("name", 42) == "name: expected a string, got an integer");
+  CHECK(with("name", nullptr) == "name: expected a string, got null");
+
+  const std::string bad_version = " is not a semantic version (MAJOR.MINOR.PATCH[-pre][+build], e.g. 1.4.2)";
+  CHECK(with("version", "1.0") == "version: '1.0'" + bad_version);
+  CHECK(with("version", "v1.0.0") == "version: 'v1.0.0'" + bad_version);
+  CHECK(with("version", "1.0.0-01") == "version: '1.0.0-01'" + bad_version);
+  CHECK(with("version", 1.5) == "version: expected a string, got a number with a fraction or exponent");
+
+  const std::string bad_abi = " is not \"MAJOR.MINOR\" (e.g. \"1.0\", each part 0..65535)";
+  for (const auto* abi : {"1", "1.0.0", "01.0", "1.00", "1.x", "1.", ".0", "65536.0", "0.65536", "99999999999.0", "-1.0",
+                          "1 .0", "+1.0"}) {
+    CHECK(with("abi", abi) == "abi: '" + std::string{abi} + "'" + bad_abi);
+  }
+  CHECK(with("abi", 1.0) == "abi: expected a string, got a number with a fraction or exponent");
+  CHECK(with("description", false) == "description: expected a string, got a boolean");
+}
+
+TEST_CASE("manifest: dependencies are checked entry by entry", "[plugins][manifest]") {
+  auto with = [](const json& deps) {
+    auto doc = minimal();
+    doc["dependencies"] = deps;
+    return errors_of(doc);
+  };
+  CHECK(with(json::object()) == std::vector<std::string>{"dependencies: expected an array, got an object"});
+  CHECK(with({"inventory"}) ==
+        std::vector<std::string>{"dependencies[0]: expected an object {\"name\", \"version\"}, got a string"});
+  CHECK(with(json::array({json::object()})) == std::vector<std::string>{"dependencies[0].name: required key is missing",
+                                                           "dependencies[0].version: required key is missing"});
+  CHECK(with({{{"name", "inventory"}, {"version", ">= 1.0.0"}}}) ==
+        std::vector<std::string>{"dependencies[0].version: '>= 1.0.0' is not a version range (space-separated "
+                                 "comparators such as \">=1.2.0 <2.0.0\", \"^1.4\", \"~1.4.2\", \"1.x\", \"=1.0.0\")"});
+  CHECK(with({{{"name", "inventory"}, {"version", 1}}}) ==
+        std::vector<std::string>{"dependencies[0].version: expected a string, got an integer"});
+  CHECK(with({{{"name", "Inventory"}, {"version", "*"}}}) ==
+        std::vector<std::string>{"dependencies[0].name: 'Inventory' is not a valid plugin name: use [a-z][a-z0-9_]* (a "
+                                 "lower-case letter, then a-z, 0-9, '_')"});
+  CHECK(with({{{"name", "greeter"}, {"version", "*"}}}) ==
+        std::vector<std::string>{"dependencies[0].name: a plugin cannot depend on itself"});
+  CHECK(with({{{"name", "inventory"}, {"version", "^1"}},
+              {{"name", "billing"}, {"version", "^2"}},
+              {{"name", "inventory"}, {"version", "^2"}}}) ==
+        std::vector<std::string>{"dependencies[2].name: duplicate dependency 'inventory' (also dependencies[0].name)"});
+
+  auto doc = minimal();
+  doc["dependencies"] = {{{"name", "inventory"}, {"version", ""}}, {{"name", "billing"}, {"version", "1.2"}}};
+  const auto m = parse_ok(doc);
+  REQUIRE(m.dependencies.size() == 2);
+  CHECK(m.dependencies[0].range.contains(*mp::parse_version("9.9.9")));  // "" is any release
+  CHECK(m.dependencies[1].name == "billing");
+  CHECK(m.dependencies[1].range.contains(*mp::parse_version("1.2.7")));
+}
+
+TEST_CASE("manifest: routes are checked entry by entry", "[plugins][manifest]") {
+  auto route_error = [](const json& route) {
+    auto doc = minimal();
+    doc["routes"] = {{{"method", "GET"}, {"path", "/ok"}}, route};
+    return single_error(doc);
+  };
+  CHECK(route_error({{"method", "get"}, {"path", "/x"}}) ==
+        "routes[1].method: 'get' is not an upper-case method token (e.g. GET, POST) or \"*\" (did you mean 'GET'?)");
+  CHECK(route_error({{"method", "G ET"}, {"path", "/x"}}) ==
+        "routes[1].method: 'G ET' is not an upper-case method token (e.g. GET, POST) or \"*\"");
+  CHECK(route_error({{"method", ""}, {"path", "/x"}}) ==
+        "routes[1].method: '' is not an upper-case method token (e.g. GET, POST) or \"*\"");
+  CHECK(route_error({{"method", "**"}, {"path", "/x"}}) ==
+        "routes[1].method: '**' is not an upper-case method token (e.g. GET, POST) or \"*\"");
+  CHECK(route_error({{"path", "/x"}}) == "routes[1].method: required key is missing");
+  CHECK(route_error({{"method", "GET"}}) == "routes[1].path: required key is missing");
+  CHECK(route_error({{"method", "GET"}, {"path", 7}}) == "routes[1].path: expected a string, got an integer");
+  CHECK(route_error({{"method", "GET"}, {"path", "/x"}, {"summary", 1}}) ==
+        "routes[1].summary: expected a string, got an integer");
+  CHECK(route_error({{"method", "GET"}, {"path", "/x"}, {"blocking", "yes"}}) ==
+        "routes[1].blocking: expected a boolean, got a string");
+  CHECK(route_error("GET /x") == "routes[1]: expected an object {\"method\", \"path\", ...}, got a string");
+
+  auto path_error = [&](std::string_view path) {
+    return route_error({{"method", "GET"}, {"path", std::string{path}}});
+  };
+  CHECK(path_error("orders") == "routes[1].path: 'orders': must start with '/' (it is mounted below /api/<name>)");
+  CHECK(path_error("") == "routes[1].path: '': must start with '/' (it is mounted below /api/<name>)");
+  CHECK(path_error("/a//b") == "routes[1].path: '/a//b': empty segment ('//'); only a trailing '/' may be empty");
+  CHECK(path_error("/a/{id") ==
+        "routes[1].path: '/a/{id': segment '{id': a parameter spans a whole segment, '{name}' or '{name...}'");
+  CHECK(path_error("/a/x{id}") ==
+        "routes[1].path: '/a/x{id}': segment 'x{id}': a parameter spans a whole segment, '{name}' or '{name...}'");
+  CHECK(path_error("/a/{}") == "routes[1].path: '/a/{}': parameter name '' is not [a-z_][a-z0-9_]*");
+  CHECK(path_error("/a/{Id}") == "routes[1].path: '/a/{Id}': parameter name 'Id' is not [a-z_][a-z0-9_]*");
+  CHECK(path_error("/a/{...}") == "routes[1].path: '/a/{...}': parameter name '' is not [a-z_][a-z0-9_]*");
+  CHECK(path_error("/{rest...}/x") == "routes[1].path: '/{rest...}/x': '{rest...}' must be the last segment");
+  CHECK(path_error("/{id}/{id}") == "routes[1].path: '/{id}/{id}': parameter 'id' appears twice");
+  CHECK(path_error("/a b") == "routes[1].path: '/a b': segment 'a b' contains byte 32, which is not allowed in a "
+                              "route path");
+  CHECK(path_error("/a?b") == "routes[1].path: '/a?b': segment 'a?b' contains '?', which is not allowed in a route path");
+  CHECK(path_error("/a%20b") ==
+        "routes[1].path: '/a%20b': segment 'a%20b' contains '%', which is not allowed in a route path");
+  CHECK(path_error("/a/../b") == "routes[1].path: '/a/../b': '.' and '..' are not allowed as segments");
+  CHECK(path_error("/.") == "routes[1].path: '/.': '.' and '..' are not allowed as segments");
+}
+
+TEST_CASE("manifest: two routes with the same method and path shape conflict", "[plugins][manifest]") {
+  auto doc = minimal();
+  doc["routes"] = {
+      {{"method", "GET"}, {"path", "/orders/{id}"}},
+      {{"method", "POST"}, {"path", "/orders/{id}"}},
+      {{"method", "GET"}, {"path", "/orders/{order_id}"}},
+      {{"method", "GET"}, {"path", "/files/{a...}"}},
+      {{"method", "GET"}, {"path", "/files/{b}"}},
+      {{"method", "GET"}, {"path", "/files/{c...}"}},
+      {{"method", "GET"}, {"path", "/orders/{id}/"}},
+  };
+  CHECK(errors_of(doc) ==
+        std::vector<std::string>{
+            "routes[2]: duplicate route GET /orders/{order_id} (same method and path as routes[0])",
+            "routes[5]: duplicate route GET /files/{c...} (same method and path as routes[3])",
+        });
+}
+
+TEST_CASE("manifest: concurrency is parallel or serialized", "[plugins][manifest]") {
+  auto doc = minimal();
+  doc["concurrency"] = "serial";
+  CHECK(single_error(doc) == "concurrency: 'serial' is not one of parallel, serialized");
+  doc["concurrency"] = "serialised";
+  CHECK(single_error(doc) == "concurrency: 'serialised' is not one of parallel, serialized (did you mean 'serialized'?)");
+  doc["concurrency"] = true;
+  CHECK(single_error(doc) == "concurrency: expected a string, got a boolean");
+}
+
+TEST_CASE("manifest: event topics and subscription patterns", "[plugins][manifest]") {
+  auto with = [](const json& events) {
+    auto doc = minimal();
+    doc["events"] = events;
+    return errors_of(doc);
+  };
+  CHECK(with(json::array()) == std::vector<std::string>{"events: expected an object, got an array"});
+  CHECK(with({{"publishes", "orders.placed"}}) ==
+        std::vector<std::string>{"events.publishes: expected an array, got a string"});
+  CHECK(with({{"subscribes", {1}}}) ==
+        std::vector<std::string>{"events.subscribes[0]: expected a string, got an integer"});
+
+  const std::string not_topic = " is not a topic: two or more dot-separated segments of [a-z0-9_]+, e.g. 'orders.placed'";
+  for (const auto* topic : {"orders", "Orders.placed", "orders..placed", "orders.placed.", ".orders", "orders.placed/1",
+                            "orders.*", "orders.#", "", "orders .placed"}) {
+    CHECK(with({{"publishes", {"ok.topic", topic}}}) ==
+          std::vector<std::string>{"events.publishes[1]: '" + std::string{topic} + "'" + not_topic});
+  }
+
+  auto pattern_error = [&](std::string_view pattern) {
+    const auto errors = with({{"subscribes", {std::string{pattern}}}});
+    REQUIRE(errors.size() == 1);
+    return errors[0];
+  };
+  CHECK(pattern_error("orders") ==
+        "events.subscribes[0]: 'orders' is not a topic pattern: matches no topic: topics have at least two segments, "
+        "e.g. 'orders.*'");
+  CHECK(pattern_error("*") ==
+        "events.subscribes[0]: '*' is not a topic pattern: matches no topic: topics have at least two segments, e.g. "
+        "'orders.*'");
+  CHECK(pattern_error("orders.#.placed") ==
+        "events.subscribes[0]: 'orders.#.placed' is not a topic pattern: '#' may only be the last segment");
+  CHECK(pattern_error("orders.pl*") ==
+        "events.subscribes[0]: 'orders.pl*' is not a topic pattern: segment 'pl*' is not [a-z0-9_]+, '*' or a final '#'");
+  CHECK(pattern_error("orders..x") == "events.subscribes[0]: 'orders..x' is not a topic pattern: empty segment");
+  CHECK(pattern_error("") == "events.subscribes[0]: '' is not a topic pattern: empty segment");
+  CHECK(pattern_error("Orders.*") ==
+        "events.subscribes[0]: 'Orders.*' is not a topic pattern: segment 'Orders' is not [a-z0-9_]+, '*' or a final "
+        "'#'");
+}
+
+TEST_CASE("manifest: permissions of a known kind must be well formed", "[plugins][manifest]") {
+  auto with = [](const json& permissions) {
+    auto doc = minimal();
+    doc["permissions"] = permissions;
+    return errors_of(doc);
+  };
+  const std::string bad_call = " is malformed: expected call:<plugin-name> ([a-z][a-z0-9_]*) or call:*";
+  const std::string bad_ext = " is malformed: expected ext:<namespace>.<name>/<revision>, e.g. ext:keel.storage/1";
+  for (const auto* p : {"call:", "call:Inventory", "call:inv-entory", "call:**", "call:a:b"}) {
+    CHECK(with({p}) == std::vector<std::string>{"permissions[0]: '" + std::string{p} + "'" + bad_call});
+  }
+  for (const auto* p : {"ext:", "ext:storage/1", "ext:keel.storage", "ext:keel.storage/", "ext:keel.storage/x",
+                        "ext:Keel.storage/1", "ext:keel..storage/1", "ext:keel.storage/1/2"}) {
+    CHECK(with({p}) == std::vector<std::string>{"permissions[0]: '" + std::string{p} + "'" + bad_ext});
+  }
+  CHECK(with("call:*") == std::vector<std::string>{"permissions: expected an array, got a string"});
+  CHECK(with({"call:a", 5}) == std::vector<std::string>{"permissions[1]: expected a string, got an integer"});
+}
+
+TEST_CASE("manifest: permissions of an unknown kind are warned about and not granted", "[plugins][manifest]") {
+  auto doc = minimal();
+  doc["permissions"] = {"cal:inventory", "net:example.com", "call:billing", "everything"};
+  const auto m = parse_ok(doc);
+  CHECK(m.permissions == std::vector<std::string>{"call:billing"});
+  CHECK(warnings_of(m) ==
+        std::vector<std::string>{
+            "permissions[0]: unknown permission 'cal:inventory' is not granted; known forms: call:<plugin-name>, call:*, "
+            "ext:<extension-id> (did you mean 'call:inventory'?)",
+            "permissions[1]: unknown permission 'net:example.com' is not granted; known forms: call:<plugin-name>, "
+            "call:*, ext:<extension-id>",
+            "permissions[3]: unknown permission 'everything' is not granted; known forms: call:<plugin-name>, call:*, "
+            "ext:<extension-id>",
+        });
+  CHECK_FALSE(mp::has_permission(m, "call:inventory"));
+}
+
+TEST_CASE("manifest: the config schema is checked key by key", "[plugins][manifest]") {
+  auto with = [](const json& config) {
+    auto doc = minimal();
+    doc["config"] = config;
+    return errors_of(doc);
+  };
+  auto one = [&](const json& entry) {
+    const auto errors = with({{"k", entry}});
+    REQUIRE(errors.size() == 1);
+    return errors[0];
+  };
+  CHECK(with(json::array()) == std::vector<std::string>{"config: expected an object, got an array"});
+  CHECK(one("string") ==
+        "config.k: expected an object {\"type\", \"default\", \"required\", \"description\"}, got a string");
+  CHECK(one(json::object()) == "config.k.type: required key is missing");
+  CHECK(one({{"type", "int"}}) == "config.k.type: 'int' is not one of string, integer, number, boolean, array, object");
+  CHECK(one({{"type", "strng"}}) ==
+        "config.k.type: 'strng' is not one of string, integer, number, boolean, array, object (did you mean 'string'?)");
+  CHECK(one({{"type", 1}}) == "config.k.type: expected a string, got an integer");
+  CHECK(one({{"type", "string"}, {"required", "yes"}}) == "config.k.required: expected a boolean, got a string");
+  CHECK(one({{"type", "string"}, {"description", 1}}) == "config.k.description: expected a string, got an integer");
+  CHECK(one({{"type", "string"}, {"required", true}, {"default", "x"}}) ==
+        "config.k.required: a required key cannot have a default (a key with a default is never missing)");
+  CHECK(with({{"enabled", {{"type", "boolean"}}}}) ==
+        std::vector<std::string>{"config.enabled: 'enabled' is reserved: the host reads [plugin.<name>] enabled itself"});
+  CHECK(with({{"", {{"type", "string"}}}}) == std::vector<std::string>{"config[\"\"]: a config key must not be empty"});
+  CHECK(with({{"a.b", {{"type", "number"}, {"default", "x"}}}}) ==
+        std::vector<std::string>{
+            "config[\"a.b\"].default: does not match type 'number': expected a number, got a string"});
+}
+
+TEST_CASE("manifest: a config default must match its type", "[plugins][manifest]") {
+  auto default_error = [](std::string_view type, const json& value) {
+    auto doc = minimal();
+    doc["config"] = {{"k", {{"type", std::string{type}}, {"default", value}}}};
+    return single_error(doc);
+  };
+  const std::string prefix = "config.k.default: does not match type ";
+  CHECK(default_error("string", 5) == prefix + "'string': expected a string, got an integer");
+  CHECK(default_error("integer", 1.5) ==
+        prefix + "'integer': expected an integer, got a number with a fraction or exponent");
+  CHECK(default_error("integer", 2.0) ==
+        prefix + "'integer': expected an integer, got a number with a fraction or exponent");
+  CHECK(default_error("integer", "5") == prefix + "'integer': expected an integer, got a string");
+  CHECK(default_error("integer", 9223372036854775808ULL) ==
+        prefix + "'integer': expected an integer, got an integer outside the signed 64-bit range");
+  CHECK(default_error("number", "1.5") == prefix + "'number': expected a number, got a string");
+  CHECK(default_error("boolean", 0) == prefix + "'boolean': expected a boolean, got an integer");
+  CHECK(default_error("array", json::object()) == prefix + "'array': expected an array, got an object");
+  CHECK(default_error("object", json::array()) == prefix + "'object': expected an object, got an array");
+  CHECK(default_error("string", nullptr) == prefix + "'string': expected a string, got null");
+}
+
+TEST_CASE("manifest: unknown keys are warnings with a suggestion", "[plugins][manifest]") {
+  auto doc = minimal();
+  doc["dependecies"] = json::array();
+  doc["route"] = json::array();
+  doc["x_future_feature"] = 1;
+  doc["routes"] = {{{"method", "GET"}, {"path", "/"}, {"sumary", "typo"}}};
+  doc["dependencies"] = {{{"name", "a"}, {"version", "*"}, {"optional", true}}};
+  doc["events"] = {{"publish", {"greeter.hello"}}};
+  doc["config"] = {{"k", {{"type", "string"}, {"defualt", "x"}}}};
+  const auto m = parse_ok(doc);
+  // Top-level keys first, then each section's own keys as that section is checked.
+  CHECK(warnings_of(m) ==
+        std::vector<std::string>{
+            "dependecies: unknown key ignored (did you mean 'dependencies'?)",
+            "route: unknown key ignored (did you mean 'routes'?)",
+            "x_future_feature: unknown key ignored; known keys: name, version, abi, description, dependencies, routes, "
+            "concurrency, events, permissions, config",
+            "dependencies[0].optional: unknown key ignored; known keys: name, version",
+            "routes[0].sumary: unknown key ignored (did you mean 'summary'?)",
+            "events.publish: unknown key ignored (did you mean 'publishes'?)",
+            "config.k.defualt: unknown key ignored (did you mean 'default'?)",
+        });
+  CHECK(m.config.at(0).default_json.empty());
+  CHECK(m.publishes.empty());
+}
+
+TEST_CASE("manifest: every problem is reported, in schema order", "[plugins][manifest]") {
+  const auto errors = text_errors(R"({
+    "name": "Orders",
+    "abi": "1",
+    "dependencies": [ { "name": "inventory", "version": "latest" } ],
+    "routes": [ { "method": "get", "path": "orders" }, { "method": "GET", "path": "/ok" } ],
+    "concurrency": "both",
+    "events": { "publishes": ["orders"], "subscribes": ["orders.#.x"] },
+    "permissions": ["call:", "ext:x"],
+    "config": { "n": { "type": "integer", "default": "ten" }, "enabled": { "type": "boolean" } }
+  })");
+  CHECK(errors == std::vector<std::string>{
+                      "name: 'Orders' is not a valid plugin name: use [a-z][a-z0-9_]* (a lower-case letter, then a-z, "
+                      "0-9, '_')",
+                      "version: required key is missing",
+                      "abi: '1' is not \"MAJOR.MINOR\" (e.g. \"1.0\", each part 0..65535)",
+                      "dependencies[0].version: 'latest' is not a version range (space-separated comparators such as "
+                      "\">=1.2.0 <2.0.0\", \"^1.4\", \"~1.4.2\", \"1.x\", \"=1.0.0\")",
+                      "routes[0].method: 'get' is not an upper-case method token (e.g. GET, POST) or \"*\" (did you "
+                      "mean 'GET'?)",
+                      "routes[0].path: 'orders': must start with '/' (it is mounted below /api/<name>)",
+                      "concurrency: 'both' is not one of parallel, serialized",
+                      "events.publishes[0]: 'orders' is not a topic: two or more dot-separated segments of [a-z0-9_]+, "
+                      "e.g. 'orders.placed'",
+                      "events.subscribes[0]: 'orders.#.x' is not a topic pattern: '#' may only be the last segment",
+                      "permissions[0]: 'call:' is malformed: expected call:<plugin-name> ([a-z][a-z0-9_]*) or call:*",
+                      "permissions[1]: 'ext:x' is malformed: expected ext:<namespace>.<name>/<revision>, e.g. "
+                      "ext:keel.storage/1",
+                      "config.n.default: does not match type 'integer': expected an integer, got a string",
+                      "config.enabled: 'enabled' is reserved: the host reads [plugin.<name>] enabled itself",
+                  });
+}
+
+TEST_CASE("manifest: ManifestError::str joins field and message", "[plugins][manifest]") {
+  CHECK(mp::ManifestError{"routes[2].method", "bad"}.str() == "routes[2].method: bad");
+  CHECK(mp::ManifestError{"", "bad"}.str() == "bad");
+}
+
+TEST_CASE("manifest: the section holds one NUL-terminated document", "[plugins][manifest]") {
+  const std::string text = minimal().dump();
+  SECTION("one document") {
+    const std::string section = text + '\0';
+    const auto result = mp::manifest_text_from_section(section);
+    REQUIRE(std::holds_alternative<std::string_view>(result));
+    CHECK(std::get<std::string_view>(result) == text);
+  }
+  SECTION("missing NUL") {
+    const auto result = mp::manifest_text_from_section(text);
+    REQUIRE(std::holds_alternative<mp::ManifestError>(result));
+    CHECK(std::get<mp::ManifestError>(result).str() == "the .keel_manifest section is not NUL-terminated");
+  }
+  SECTION("two documents") {
+    const std::string section = text + '\0' + text + '\0';
+    const auto result = mp::manifest_text_from_section(section);
+    REQUIRE(std::holds_alternative<mp::ManifestError>(result));
+    CHECK(std::get<mp::ManifestError>(result).str() ==
+          "the .keel_manifest section holds more than one document (NUL at byte " + std::to_string(text.size()) +
+              " of " + std::to_string(section.size()) + "); was KEEL_PLUGIN_MANIFEST used in two translation units?");
+  }
+  SECTION("larger than 1 MiB") {
+    std::string section(mp::kMaxManifestBytes, ' ');
+    section.back() = '\0';
+    CHECK(std::holds_alternative<std::string_view>(mp::manifest_text_from_section(section)));
+    section.push_back('\0');
+    const auto result = mp::manifest_text_from_section(section);
+    REQUIRE(std::holds_alternative<mp::ManifestError>(result));
+    CHECK(std::get<mp::ManifestError>(result).str() ==
+          "the .keel_manifest section is 1048577 bytes; at most 1048576 are allowed");
+  }
+}
+
+TEST_CASE("config schema: defaults fill absent keys", "[plugins][manifest][config]") {
+  const auto m = parse_ok(doc_example());
+  CHECK(applied(m, R"({"currency": "EUR"})") == R"({"max_items":50,"currency":"EUR","tax_rates":{}})");
+  CHECK(applied(m, R"({"tax_rates": {"de": 0.19}, "currency": "EUR", "max_items": 7})") ==
+        R"({"max_items":7,"currency":"EUR","tax_rates":{"de":0.19}})");
+
+  const auto optional_only = with_config({{"greeting", {{"type", "string"}, {"default", "hello"}}},
+                                          {"loud", {{"type", "boolean"}}}});
+  CHECK(applied(optional_only, "{}") == R"({"greeting":"hello"})");
+  CHECK(applied(optional_only, "") == R"({"greeting":"hello"})");
+  CHECK(applied(optional_only, " \n") == R"({"greeting":"hello"})");
+  CHECK(applied(optional_only, R"({"loud": true})") == R"({"greeting":"hello","loud":true})");
+  CHECK(applied(optional_only, R"({"greeting": "grüß dich"})") == R"({"greeting":"grüß dich"})");
+  CHECK(applied(parse_ok(minimal()), "{}") == "{}");
+}
+
+TEST_CASE("config schema: unknown keys are refused with a suggestion", "[plugins][manifest][config]") {
+  const auto m = parse_ok(doc_example());
+  CHECK(issues_of(m, R"({"currency": "EUR", "max_item": 3})") ==
+        std::vector<std::string>{"max_item: unknown key 'max_item' (did you mean 'max_items'?)"});
+  CHECK(issues_of(m, R"({"currency": "EUR", "colour": "red"})") ==
+        std::vector<std::string>{"colour: unknown key 'colour'; known keys: max_items, currency, tax_rates"});
+  CHECK(issues_of(parse_ok(minimal()), R"({"x": 1})") ==
+        std::vector<std::string>{"x: unknown key 'x'; plugin 'greeter' accepts no settings"});
+}
+
+TEST_CASE("config schema: values must have the declared type", "[plugins][manifest][config]") {
+  const auto m = with_config({
+      {"s", {{"type", "string"}}},
+      {"i", {{"type", "integer"}}},
+      {"n", {{"type", "number"}}},
+      {"b", {{"type", "boolean"}}},
+      {"a", {{"type", "array"}}},
+      {"o", {{"type", "object"}}},
+  });
+  CHECK(issues_of(m, R"({"s": 1})") == std::vector<std::string>{"s: expected a string, got an integer"});
+  CHECK(issues_of(m, R"({"i": "5"})") == std::vector<std::string>{"i: expected an integer, got a string"});
+  CHECK(issues_of(m, R"({"i": 1.5})") ==
+        std::vector<std::string>{"i: expected an integer, got a number with a fraction or exponent"});
+  CHECK(issues_of(m, R"({"i": 1e3})") ==
+        std::vector<std::string>{"i: expected an integer, got a number with a fraction or exponent"});
+  CHECK(issues_of(m, R"({"i": 9223372036854775808})") ==
+        std::vector<std::string>{"i: expected an integer, got an integer outside the signed 64-bit range"});
+  CHECK(issues_of(m, R"({"n": true})") == std::vector<std::string>{"n: expected a number, got a boolean"});
+  CHECK(issues_of(m, R"({"b": "true"})") == std::vector<std::string>{"b: expected a boolean, got a string"});
+  CHECK(issues_of(m, R"({"a": {}})") == std::vector<std::string>{"a: expected an array, got an object"});
+  CHECK(issues_of(m, R"({"o": []})") == std::vector<std::string>{"o: expected an object, got an array"});
+  CHECK(issues_of(m, R"({"s": null})") == std::vector<std::string>{"s: expected a string, got null"});
+
+  // "number" accepts integers; "integer" accepts the whole int64 range.
+  CHECK(applied(m, R"({"n": 3})") == R"({"n":3})");
+  CHECK(applied(m, R"({"n": -0.5})") == R"({"n":-0.5})");
+  CHECK(applied(m, R"({"i": -9223372036854775808})") == R"({"i":-9223372036854775808})");
+  CHECK(applied(m, R"({"i": 9223372036854775807})") == R"({"i":9223372036854775807})");
+  CHECK(applied(m, R"({"a": [1, "x"], "o": {"k": [null]}, "b": false, "s": ""})") ==
+        R"({"s":"","b":false,"a":[1,"x"],"o":{"k":[null]}})");
+}
+
+TEST_CASE("config schema: required keys must be set", "[plugins][manifest][config]") {
+  const auto m = parse_ok(doc_example());
+  CHECK(issues_of(m, "{}") == std::vector<std::string>{"currency: required key is missing"});
+  const auto described = with_config({{"token", {{"type", "string"}, {"required", true}, {"description", "API token"}}}});
+  CHECK(issues_of(described, "") == std::vector<std::string>{"token: required key is missing (API token)"});
+}
+
+TEST_CASE("config schema: every issue is reported", "[plugins][manifest][config]") {
+  const auto m = parse_ok(doc_example());
+  CHECK(issues_of(m, R"({"max_items": "many", "tax_rate": {}, "extra": 1})") ==
+        std::vector<std::string>{
+            "max_items: expected an integer, got a string",
+            "tax_rate: unknown key 'tax_rate' (did you mean 'tax_rates'?)",
+            "extra: unknown key 'extra'; known keys: max_items, currency, tax_rates",
+            "currency: required key is missing",
+        });
+}
+
+TEST_CASE("config schema: settings must be a JSON object", "[plugins][manifest][config]") {
+  const auto m = parse_ok(doc_example());
+  CHECK(issues_of(m, "[]") == std::vector<std::string>{": settings must be an object of keys, got an array"});
+  CHECK(issues_of(m, "null") == std::vector<std::string>{": settings must be an object of keys, got null"});
+  const auto errors = issues_of(m, "{\"currency\": }");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].rfind(": settings are not valid JSON: parse error at line 1, column 14", 0) == 0);
+  CHECK(errors[0].find("(byte 14)") != std::string::npos);
+  CHECK(issues_of(m, R"({"currency": 1e999})") ==
+        std::vector<std::string>{": settings are not valid JSON: number overflow parsing '1e999'"});
+  CHECK(issues_of(m, std::string("{}\0{}", 5)) ==
+        std::vector<std::string>{": settings are not valid JSON: NUL byte at byte 2 (JSON text cannot contain one)"});
+}
+
+TEST_CASE("config schema: a hand-built manifest with a broken default is reported, not thrown",
+          "[plugins][manifest][config]") {
+  mp::Manifest m;
+  m.name = "hand_built";
+  m.config.push_back({"k", mp::ConfigType::kString, false, "not json", ""});
+  CHECK(issues_of(m, "{}") == std::vector<std::string>{"k: the manifest's default is not valid JSON: not json"});
+  CHECK(applied(m, R"({"k": "set"})") == R"({"k":"set"})");
+}
+
+TEST_CASE("has_permission: exact match, and call:* grants every call", "[plugins][manifest]") {
+  auto doc = minimal();
+  doc["permissions"] = {"call:inventory", "ext:keel.storage/1"};
+  const auto m = parse_ok(doc);
+  CHECK(mp::has_permission(m, "call:inventory"));
+  CHECK(mp::has_permission(m, "ext:keel.storage/1"));
+  CHECK_FALSE(mp::has_permission(m, "call:billing"));
+  CHECK_FALSE(mp::has_permission(m, "call:*"));
+  CHECK_FALSE(mp::has_permission(m, "ext:keel.storage/2"));
+  CHECK_FALSE(mp::has_permission(m, "ext:keel.storage"));
+  CHECK_FALSE(mp::has_permission(m, "call:inventory2"));
+  CHECK_FALSE(mp::has_permission(m, ""));
+
+  doc["permissions"] = {"call:*"};
+  const auto any = parse_ok(doc);
+  CHECK(mp::has_permission(any, "call:inventory"));
+  CHECK(mp::has_permission(any, "call:billing"));
+  CHECK(mp::has_permission(any, "call:*"));
+  CHECK_FALSE(mp::has_permission(any, "call:"));
+  CHECK_FALSE(mp::has_permission(any, "ext:keel.storage/1"));
+  CHECK_FALSE(mp::has_permission(any, "callx:inventory"));
+
+  CHECK_FALSE(mp::has_permission(parse_ok(minimal()), "call:inventory"));
+}
