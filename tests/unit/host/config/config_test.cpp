@@ -539,7 +539,7 @@ TEST_CASE("the committed config/keel.toml loads without errors", "[config]") {
   CHECK(c.admin.token.empty());
   REQUIRE(c.plugin_sections.count("hello") == 1);
   CHECK(c.plugin_sections.at("hello").enabled);
-  CHECK(c.plugin_sections.at("hello").settings_json == "{}");
+  CHECK(c.plugin_sections.at("hello").settings_json == R"({"greeting":"Hello"})");
 }
 
 TEST_CASE("the committed config/keel.toml states every default", "[config]") {
