@@ -455,18 +455,13 @@ Candidate read_candidate(const fs::path& file, const config::Config& cfg) {
     c.error = err->message;
     return c;
   }
-  auto text = std::get<std::string>(std::move(section));
-  // The section holds one NUL-terminated document (plus alignment padding at most).
-  const auto nul = text.find('\0');
-  if (nul == std::string::npos) {
-    c.error = "manifest section is not NUL-terminated";
+  const auto bytes = std::get<std::string>(std::move(section));
+  auto text_or_error = manifest_text_from_section(bytes);
+  if (auto* err = std::get_if<ManifestError>(&text_or_error)) {
+    c.error = "manifest section: " + err->str();
     return c;
   }
-  if (text.find_first_not_of('\0', nul) != std::string::npos) {
-    c.error = "manifest section holds more than one document (KEEL_PLUGIN_MANIFEST used twice?)";
-    return c;
-  }
-  text.resize(nul);
+  const auto text = std::get<std::string_view>(text_or_error);
   auto parsed = parse_manifest(text);
   if (auto* errors = std::get_if<std::vector<ManifestError>>(&parsed)) {
     std::string all = "invalid manifest:";
@@ -476,6 +471,8 @@ Candidate read_candidate(const fs::path& file, const config::Config& cfg) {
     return c;
   }
   auto manifest = std::get<Manifest>(std::move(parsed));
+  for (const auto& w : manifest.warnings)
+    observability::logger("plugins")->warn("manifest warning file={} {}", file.string(), w.str());
   if (manifest.abi_major != KEEL_ABI_VERSION_MAJOR) {
     c.error = "ABI major mismatch: manifest says ABI " + std::to_string(manifest.abi_major) + "." +
               std::to_string(manifest.abi_minor) + ", host implements ABI " + abi_to_string(KEEL_ABI_VERSION);
