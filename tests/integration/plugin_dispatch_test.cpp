@@ -16,18 +16,8 @@ using keel::test::HostOptions;
 using keel::test::KeelHost;
 using keel::test::RawClient;
 using keel::test::simple_request;
+using keel::test::with_plugins;
 using namespace std::chrono_literals;
-
-namespace {
-
-HostOptions with_plugins(std::vector<std::filesystem::path> plugins, std::string config = {}) {
-  HostOptions o;
-  o.plugins = std::move(plugins);
-  o.config_toml = std::move(config);
-  return o;
-}
-
-}  // namespace
 
 TEST_CASE("hello answers through the ABI with decoded path parameters", "[dispatch][integration]") {
   KeelHost host(with_plugins({example_plugin("hello"), example_plugin("relay")}));

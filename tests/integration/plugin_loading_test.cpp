@@ -17,16 +17,10 @@ using keel::test::fixture;
 using keel::test::HostOptions;
 using keel::test::KeelHost;
 using keel::test::simple_request;
+using keel::test::with_plugins;
 using namespace std::chrono_literals;
 
 namespace {
-
-HostOptions with_plugins(std::vector<std::filesystem::path> plugins, std::string config = {}) {
-  HostOptions o;
-  o.plugins = std::move(plugins);
-  o.config_toml = std::move(config);
-  return o;
-}
 
 // The healthy fixture still answers, proving one bad plugin did not take the host down.
 void expect_no_op_serving(std::uint16_t port) {

@@ -14,6 +14,13 @@
 
 namespace keel::test {
 
+HostOptions with_plugins(std::vector<std::filesystem::path> plugins, std::string config) {
+  HostOptions o;
+  o.plugins = std::move(plugins);
+  o.config_toml = std::move(config);
+  return o;
+}
+
 std::filesystem::path fixture(const std::string& name) {
   return std::filesystem::path(KEEL_FIXTURE_DIR) / (name + ".so");
 }

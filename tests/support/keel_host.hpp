@@ -22,6 +22,9 @@ struct HostOptions {
   std::vector<std::filesystem::path> plugins;
 };
 
+/// Options for a host that loads exactly `plugins`, with `config` appended to its config file.
+HostOptions with_plugins(std::vector<std::filesystem::path> plugins, std::string config = {});
+
 /// Path of a fixture plugin built from tests/integration/fixtures/<name>/.
 std::filesystem::path fixture(const std::string& name);
 /// Path of an example plugin built from plugins/<name>/.
