@@ -272,6 +272,7 @@ struct Plugin {
   ResponderTable responders;
   std::shared_ptr<SerialQueue> serial;
   std::atomic<bool> accepting{false};   // requests and calls may enter
+  std::atomic<bool> may_call{false};    // the plugin may call others: from start() until stop() returns
   std::atomic<std::uint32_t> in_flight{0};
   std::atomic<std::uint32_t> callbacks_pending{0};
   std::vector<std::size_t> dependencies;  // indices of plugins this one depends on
@@ -708,6 +709,7 @@ void PluginHost::Impl::load_and_create(Plugin& p) {
 
 void PluginHost::Impl::start_plugin(Plugin& p) {
   keel_status st = KEEL_OK;
+  p.may_call.store(true);
   if (p.table->start != nullptr) {
     try {
       st = p.table->start(p.self);
@@ -716,11 +718,13 @@ void PluginHost::Impl::start_plugin(Plugin& p) {
     }
   }
   if (st < 0) {
+    p.may_call.store(false);
     fail(p, "start() failed with status " + std::to_string(st) + " (" + std::string(status_name(st)) + ")");
     return;
   }
   p.accepting.store(true);
   set_state(p, PluginState::kStarted);
+  rebuild_routes();  // dependents may call this plugin from their own start()
   log->info("plugin started name={} version={} mount={} routes={}", p.name, p.manifest.version.str(), p.mount,
             p.manifest.routes.size());
 }
@@ -740,6 +744,7 @@ void PluginHost::Impl::stop_plugin(Plugin& p) {
       log->warn("plugin stop() let an exception escape name={}", p.name);
     }
   }
+  p.may_call.store(false);
   p.responders.abandon_all();
   for (int i = 0; i < 5000 && p.callbacks_pending.load() != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -872,7 +877,6 @@ void PluginHost::start() {
     }
     s.start_plugin(p);
   }
-  s.rebuild_routes();
   std::size_t started = 0;
   for (auto& p : s.plugins) started += p->state == PluginState::kStarted ? 1 : 0;
   s.log->info("plugins ready started={} total={}", started, s.plugins.size());
@@ -1130,7 +1134,7 @@ struct CallState {
 keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, keel_call_callback cb, void* user) {
   if (args == nullptr || cb == nullptr || args->struct_size < offsetof(keel_call_args, tracestate) + sizeof(args->tracestate))
     return KEEL_ERR_INVALID_ARGUMENT;
-  if (!caller.accepting.load() && caller.state != PluginState::kStarted) return KEEL_ERR_UNAVAILABLE;
+  if (!caller.may_call.load()) return KEEL_ERR_UNAVAILABLE;
   const auto target_name = view(args->target_plugin);
   const auto method = view(args->method);
   const auto full = view(args->path);
