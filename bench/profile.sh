@@ -119,7 +119,7 @@ first() { awk -v n="$1" 'NR <= n'; }
 top() {
   callgrind_annotate --inclusive="$3" --threshold=100 --auto=no "$1" 2>/dev/null |
     sed -n '/file:function/,$p' | sed '1,2d' |
-    grep -Ev 'PROGRAM TOTALS|:(clone|start_thread|0x[0-9a-f]+|main|__libc_start_main[^ ]*|std::thread::_State_impl.*|boost::asio::detail::scheduler::run\(.*) \[' |
+    grep -Ev 'PROGRAM TOTALS|:(clone|start_thread|0x[0-9a-f]+|main|\(below main\)|__libc_start_main[^ ]*|std::thread::_State_impl.*|boost::asio::detail::scheduler::run\(.*)( \[|$)' |
     first "$TOP" |
     sed -E 's/ \[[^]]*\]$//; s/^ *([0-9,]+)( \([ .0-9%]+\))? +[^ :]*:/\1\t/' |
     while IFS=$'\t' read -r ir name; do

@@ -122,8 +122,8 @@ class Dispatcher final : public http::Handler {
       return std::nullopt;
     }
     thread_local http::MatchScratch scratch;
-    const auto table = plugins_.route_table();  // keeps the matched route alive for this request
-    const auto match = table->match(req.method, req.path, scratch);
+    const auto& table = plugins_.route_table_for_this_thread();  // stays alive for this request
+    const auto match = table.match(req.method, req.path, scratch);
     switch (match.kind) {
       case http::MatchResult::Kind::kFound:
         return plugins_.dispatch(match, scratch, req, res);

@@ -40,6 +40,7 @@ using Clock = std::chrono::steady_clock;
 using error_code = boost::system::error_code;
 using bsv = boost::beast::string_view;
 constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
+using namespace std::string_view_literals;  // literals appended without strlen on the response path
 
 // How often each I/O thread checks connection deadlines. Timeouts are enforced by this sweep
 // instead of one timer per read, so a request costs no timer syscalls (nginx-style coarse timers).
@@ -494,27 +495,27 @@ asio::awaitable<bool> Server::Impl::Session::write_response(bool head, bool clos
   const bool no_body = r.status == 204 || r.status == 304 || (r.status >= 100 && r.status < 200);
   auto& out = head_out_;
   out.clear();
-  out += "HTTP/1.1 ";
+  out += "HTTP/1.1 "sv;
   append_number(out, r.status);
   out += ' ';
   out += reason_phrase(r.status);
-  out += "\r\nDate: ";
+  out += "\r\nDate: "sv;
   out += http_date();
-  out += "\r\nServer: keel\r\n";
+  out += "\r\nServer: keel\r\n"sv;
   if (!no_body) {
     if (!r.content_type.empty() && safe_field_text(r.content_type)) {
-      out += "Content-Type: ";
+      out += "Content-Type: "sv;
       out += r.content_type;
-      out += "\r\n";
+      out += "\r\n"sv;
     }
-    out += "Content-Length: ";
+    out += "Content-Length: "sv;
     append_number(out, r.body.size());
-    out += "\r\n";
+    out += "\r\n"sv;
   }
   if (!request_.request_id.empty()) {
-    out += "X-Request-Id: ";
+    out += "X-Request-Id: "sv;
     out += request_.request_id;
-    out += "\r\n";
+    out += "\r\n"sv;
   }
   for (const auto& [name, value] : r.headers) {
     // Response splitting guard: a field a handler built from user input must not inject lines.
@@ -523,13 +524,13 @@ asio::awaitable<bool> Server::Impl::Session::write_response(bool head, bool clos
       continue;
     }
     out += name;
-    out += ": ";
+    out += ": "sv;
     out += value;
-    out += "\r\n";
+    out += "\r\n"sv;
   }
-  if (close) out += "Connection: close\r\n";
-  else if (request_.version == 10) out += "Connection: keep-alive\r\n";
-  out += "\r\n";
+  if (close) out += "Connection: close\r\n"sv;
+  else if (request_.version == 10) out += "Connection: keep-alive\r\n"sv;
+  out += "\r\n"sv;
 
   set_deadline(server_.options_.write_timeout);
   // One gather write (writev) for header and body; the body is never copied.

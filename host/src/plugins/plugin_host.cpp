@@ -308,6 +308,11 @@ struct PluginHost::Impl {
   std::vector<std::unique_ptr<Plugin>> plugins;
   std::vector<std::size_t> order;  // start order (dependencies first)
   std::atomic<std::shared_ptr<const http::RouteTable>> routes;
+  std::atomic<std::uint64_t> routes_generation{0};  // bumped after every routes.store()
+  void publish_routes(std::shared_ptr<const http::RouteTable> table) {
+    routes.store(std::move(table));
+    routes_generation.fetch_add(1, std::memory_order_acq_rel);
+  }
   mutable std::mutex status_mutex;
   bool stopped = false;
   keel_host_api api{};
@@ -665,7 +670,7 @@ PluginHost::PluginHost(const config::Config& cfg, WorkerPool& pool, TimerQueue& 
   api.publish = api_publish;
   api.call = api_call;
   api.get_extension = api_get_extension;
-  impl_->routes.store(std::get<std::shared_ptr<const http::RouteTable>>(http::RouteTable::build({})));
+  impl_->publish_routes(std::get<std::shared_ptr<const http::RouteTable>>(http::RouteTable::build({})));
 }
 
 PluginHost::~PluginHost() { stop(); }
@@ -772,7 +777,7 @@ void PluginHost::Impl::rebuild_routes() {
   }
   auto built = http::RouteTable::build(std::move(specs));
   if (auto* table = std::get_if<std::shared_ptr<const http::RouteTable>>(&built)) {
-    routes.store(*table);
+    publish_routes(*table);
   } else {
     // Pre-flight removed every conflict; reaching this means a bug, not bad input.
     for (const auto& c : std::get<std::vector<http::RouteConflict>>(built)) log->critical("route table: {}", c.message);
@@ -886,7 +891,7 @@ void PluginHost::stop() {
   auto& s = *impl_;
   if (s.stopped) return;
   s.stopped = true;
-  s.routes.store(std::get<std::shared_ptr<const http::RouteTable>>(http::RouteTable::build({})));
+  s.publish_routes(std::get<std::shared_ptr<const http::RouteTable>>(http::RouteTable::build({})));
   for (auto& p : s.plugins) p->accepting.store(false);
   for (auto it = s.order.rbegin(); it != s.order.rend(); ++it) s.stop_plugin(*s.plugins[*it]);
   // Unload only after every plugin is destroyed: a plugin may hold pointers into another's
@@ -922,7 +927,24 @@ std::string PluginHost::not_ready_reason() const {
   return reason;
 }
 
-std::shared_ptr<const http::RouteTable> PluginHost::route_table() const { return impl_->routes.load(); }
+const http::RouteTable& PluginHost::route_table_for_this_thread() const {
+  // Loading an atomic shared_ptr on every request costs a lock and two reference-count updates;
+  // each thread instead keeps its own reference and reloads only when the generation moved.
+  // The reference it keeps holds an old table alive until that thread's next request.
+  struct Cache {
+    const Impl* owner = nullptr;
+    std::uint64_t generation = 0;
+    std::shared_ptr<const http::RouteTable> table;
+  };
+  thread_local Cache cache;
+  const auto generation = impl_->routes_generation.load(std::memory_order_acquire);
+  if (cache.owner != impl_.get() || cache.generation != generation || !cache.table) {
+    cache.table = impl_->routes.load();
+    cache.generation = generation;
+    cache.owner = impl_.get();
+  }
+  return *cache.table;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Dispatch
@@ -1070,7 +1092,13 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& matc
 
   // The fast path: call the handler right here on the I/O thread; no copies, no thread hop.
   sc.headers.clear();
-  for (const auto& h : request.headers) sc.headers.push_back({host_bytes(h.name), host_bytes(h.value)});
+  std::string_view traceparent, tracestate;
+  for (const auto& h : request.headers) {
+    sc.headers.push_back({host_bytes(h.name), host_bytes(h.value)});
+    // Trace context found in the same pass instead of two more scans of every header.
+    if (h.name.size() == 11 && http::iequals(h.name, "traceparent")) traceparent = h.value;
+    else if (h.name.size() == 10 && http::iequals(h.name, "tracestate")) tracestate = h.value;
+  }
   sc.params.clear();
   for (std::size_t i = 0; i < params.param_count; ++i)
     sc.params.push_back({host_bytes(params.params[i].name), host_bytes(params.params[i].value)});
@@ -1093,8 +1121,8 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& matc
   req.remote_address = host_bytes(request.remote_address);
   req.request_id = host_bytes(request.request_id);
   req.deadline_mono_ns = to_mono_ns(deadline);
-  req.traceparent = host_bytes(request.header("traceparent"));
-  req.tracestate = host_bytes(request.header("tracestate"));
+  req.traceparent = host_bytes(traceparent);
+  req.tracestate = host_bytes(tracestate);
 
   const auto id = p.responders.acquire_sync(&response);
   keel_status st;

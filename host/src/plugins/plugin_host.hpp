@@ -73,11 +73,13 @@ class PluginHost {
   /// Empty when every enabled plugin has started; otherwise a human-readable reason.
   [[nodiscard]] std::string not_ready_reason() const;
 
-  /// Route a request (already matched against route_table()) to its plugin.
+  /// Route a request (already matched against route_table_for_this_thread()) to its plugin.
   std::optional<http::Deferred> dispatch(const http::MatchResult& match, const http::MatchScratch& params,
                                          const http::Request& request, http::Response& response);
-  /// The current route table (immutable; replaced atomically as a whole).
-  [[nodiscard]] std::shared_ptr<const http::RouteTable> route_table() const;
+  /// The current route table (immutable, replaced atomically as a whole), through a per-thread
+  /// cached reference: no atomic reference counting on the request path. Valid until this
+  /// thread's next call (which may switch to a newer table).
+  [[nodiscard]] const http::RouteTable& route_table_for_this_thread() const;
 
   struct Impl;
 
