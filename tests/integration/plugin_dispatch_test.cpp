@@ -221,3 +221,11 @@ TEST_CASE("CORS: preflight answers and headers on actual responses", "[dispatch]
     CHECK_FALSE(other->has_header("Access-Control-Allow-Origin"));
   }
 }
+
+TEST_CASE("query parameters reach the plugin decoded, in order, repeats kept", "[dispatch][integration]") {
+  KeelHost host(with_plugins({fixture("no_op")}));
+  const auto r = simple_request(host.port(), "GET", "/api/no_op/query?a=1&b=x+y&c=%41%2f&a=2&flag&=v&bad=%zz");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->body == "a=1\nb=x y\nc=A/\na=2\nflag=\n=v\nbad=%zz\n");
+}

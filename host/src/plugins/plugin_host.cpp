@@ -100,7 +100,7 @@ void parse_query(std::string_view query, std::string& storage, std::vector<std::
       };
       if (c == '+') {
         storage += ' ';
-      } else if (c == '%' && i + 2 < s.size() + 0 && i + 2 <= s.size() - 1 + 0 && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      } else if (c == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
         storage += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
         i += 2;
       } else {
