@@ -14,6 +14,8 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <keel/sdk/json.hpp>
+
 namespace keel::host::observability {
 namespace {
 
@@ -119,52 +121,6 @@ void shutdown() noexcept {
   s.pool.reset();  // joins the writer thread after it drained the queue
 }
 
-void append_json_escaped(std::string& out, std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
-  const auto* end = p + text.size();
-  while (p < end) {
-    const unsigned char c = *p;
-    if (c < 0x80) {
-      switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default:
-          if (c < 0x20) {
-            out += "\\u00";
-            out += kHex[c >> 4];
-            out += kHex[c & 0xF];
-          } else {
-            out += static_cast<char>(c);
-          }
-      }
-      ++p;
-      continue;
-    }
-    // Validate one UTF-8 sequence (RFC 3629: no overlongs, no surrogates, <= U+10FFFF).
-    std::size_t len = 0;
-    std::uint32_t cp = 0;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1Fu; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0Fu; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07u; }
-    bool ok = len != 0 && static_cast<std::size_t>(end - p) >= len;
-    for (std::size_t i = 1; ok && i < len; ++i) {
-      if ((p[i] & 0xC0u) != 0x80u) ok = false;
-      else cp = (cp << 6) | (p[i] & 0x3Fu);
-    }
-    if (ok && ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))))
-      ok = false;
-    if (!ok) {
-      out += "\xEF\xBF\xBD";
-      ++p;
-      continue;
-    }
-    out.append(reinterpret_cast<const char*>(p), len);
-    p += len;
-  }
-}
+void append_json_escaped(std::string& out, std::string_view text) { sdk::append_json_escaped(out, text); }
 
 }  // namespace keel::host::observability
