@@ -29,7 +29,19 @@ keel_install_packages() {
   local sudo=()
   if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
   "${sudo[@]}" apt-get update
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+  # Packages such as nginx-light start their service on install; Keel only needs the binaries
+  # (bench/ starts its own nginx), so service starts are refused during the install with the
+  # standard policy-rc.d hook, unless the machine already has its own policy.
+  local policy=/usr/sbin/policy-rc.d added_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 755 "$policy"
+    added_policy=1
+  fi
+  local status=0
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}" || status=$?
+  if [ "$added_policy" -eq 1 ]; then "${sudo[@]}" rm -f "$policy"; fi
+  return "$status"
 }
 
 # keel_build BUILD_DIR BUILD_TYPE [extra cmake args...]
