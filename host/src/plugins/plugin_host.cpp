@@ -123,6 +123,11 @@ void parse_query(std::string_view query, std::string& storage, std::vector<std::
   }
 }
 
+// One decoded query name or value: a [begin, end) span of the storage parse_query filled.
+std::string_view span_of(std::string_view storage, std::pair<std::size_t, std::size_t> span) {
+  return storage.substr(span.first, span.second - span.first);
+}
+
 // Everything a request carries, owned, for handlers that run after the I/O thread moved on
 // (worker pool, serialized queue, plugin-to-plugin calls).
 struct OwnedRequest {
@@ -532,67 +537,55 @@ void check_together(std::vector<Candidate>& all, const config::Config& cfg) {
     }
   }
   // Dependencies: repeat until stable, so a failure propagates to every dependent.
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (auto& c : all) {
-      if (!ok(c)) continue;
-      for (const auto& dep : c.manifest->dependencies) {
-        const auto it = by_name.find(dep.name);
-        if (it == by_name.end()) {
-          c.error = "missing dependency '" + dep.name + "' (" + dep.range.text() + "): no plugin with that name";
-        } else if (const auto& target = all[it->second]; !ok(target)) {
-          c.error = "dependency '" + dep.name + "' cannot start: " + target.error;
-        } else if (!dep.range.contains(target.manifest->version)) {
-          c.error = "dependency '" + dep.name + "' version " + target.manifest->version.str() +
-                    " is outside the required range '" + dep.range.text() + "'";
-        }
-        if (!c.error.empty()) {
-          changed = true;
-          break;
+  auto check_dependencies = [&] {
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (auto& c : all) {
+        if (!ok(c)) continue;
+        for (const auto& dep : c.manifest->dependencies) {
+          const auto it = by_name.find(dep.name);
+          if (it == by_name.end()) {
+            c.error = "missing dependency '" + dep.name + "' (" + dep.range.text() + "): no plugin with that name";
+          } else if (const auto& target = all[it->second]; !ok(target)) {
+            c.error = "dependency '" + dep.name + "' cannot start: " + target.error;
+          } else if (!dep.range.contains(target.manifest->version)) {
+            c.error = "dependency '" + dep.name + "' version " + target.manifest->version.str() +
+                      " is outside the required range '" + dep.range.text() + "'";
+          }
+          if (!c.error.empty()) {
+            changed = true;
+            break;
+          }
         }
       }
     }
-  }
+  };
+  check_dependencies();
   // Cycles: depth-first search over the remaining graph.
   std::map<std::string, int> mark;  // 0 new, 1 on stack, 2 done
   std::vector<std::string> stack;
-  std::function<bool(const std::string&)> visit = [&](const std::string& name) -> bool {
+  std::function<void(const std::string&)> visit = [&](const std::string& name) {
     auto& m = mark[name];
-    if (m == 2) return false;
+    if (m == 2) return;
     if (m == 1) {
       auto start = std::find(stack.begin(), stack.end(), name);
       std::string cycle;
       for (auto it = start; it != stack.end(); ++it) cycle += *it + " -> ";
       cycle += name;
       for (auto it = start; it != stack.end(); ++it) all[by_name[*it]].error = "dependency cycle: " + cycle;
-      return true;
+      return;
     }
     m = 1;
     stack.push_back(name);
-    bool found = false;
     for (const auto& dep : all[by_name[name]].manifest->dependencies)
-      if (by_name.count(dep.name) && ok(all[by_name[dep.name]])) found = visit(dep.name) || found;
+      if (by_name.count(dep.name) && ok(all[by_name[dep.name]])) visit(dep.name);
     stack.pop_back();
     m = 2;
-    return found;
   };
   for (auto& c : all)
     if (ok(c)) visit(c.manifest->name);
   // A plugin depending on a cycle member fails too.
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (auto& c : all) {
-      if (!ok(c)) continue;
-      for (const auto& dep : c.manifest->dependencies) {
-        const auto it = by_name.find(dep.name);
-        if (it != by_name.end() && !ok(all[it->second])) {
-          c.error = "dependency '" + dep.name + "' cannot start: " + all[it->second].error;
-          changed = true;
-          break;
-        }
-      }
-    }
-  }
+  check_dependencies();
   // Route conflicts, in file order: a later plugin that collides with an earlier one fails.
   std::vector<http::RouteSpec> accepted;
   for (auto& c : all) {
@@ -1077,11 +1070,8 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& matc
     owned->tracestate.assign(request.header("tracestate"));
     for (const auto& h : request.headers) owned->headers.emplace_back(h.name, h.value);
     for (std::size_t i = 0; i < params.param_count; ++i) owned->params.emplace_back(params.params[i].name, params.params[i].value);
-    for (std::size_t i = 0; i + 1 < sc.query_spans.size(); i += 2) {
-      const auto& q = sc.query_storage;
-      owned->query.emplace_back(q.substr(sc.query_spans[i].first, sc.query_spans[i].second - sc.query_spans[i].first),
-                                q.substr(sc.query_spans[i + 1].first, sc.query_spans[i + 1].second - sc.query_spans[i + 1].first));
-    }
+    for (std::size_t i = 0; i + 1 < sc.query_spans.size(); i += 2)
+      owned->query.emplace_back(span_of(sc.query_storage, sc.query_spans[i]), span_of(sc.query_storage, sc.query_spans[i + 1]));
     owned->route_index = route;
     owned->deadline = deadline;
     auto reply = std::make_shared<http::AsyncReply>();
@@ -1103,12 +1093,9 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& matc
   for (std::size_t i = 0; i < params.param_count; ++i)
     sc.params.push_back({host_bytes(params.params[i].name), host_bytes(params.params[i].value)});
   sc.query.clear();
-  for (std::size_t i = 0; i + 1 < sc.query_spans.size(); i += 2) {
-    const std::string_view q = sc.query_storage;
-    sc.query.push_back({host_bytes(q.substr(sc.query_spans[i].first, sc.query_spans[i].second - sc.query_spans[i].first)),
-                        host_bytes(q.substr(sc.query_spans[i + 1].first,
-                                            sc.query_spans[i + 1].second - sc.query_spans[i + 1].first))});
-  }
+  for (std::size_t i = 0; i + 1 < sc.query_spans.size(); i += 2)
+    sc.query.push_back({host_bytes(span_of(sc.query_storage, sc.query_spans[i])),
+                        host_bytes(span_of(sc.query_storage, sc.query_spans[i + 1]))});
   keel_request req{};
   req.struct_size = sizeof(keel_request);
   req.route_index = route;
@@ -1205,8 +1192,7 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   std::vector<std::pair<std::size_t, std::size_t>> spans;
   parse_query(q == std::string_view::npos ? std::string_view{} : full.substr(q + 1), query_storage, spans);
   for (std::size_t i = 0; i + 1 < spans.size(); i += 2)
-    owned->query.emplace_back(query_storage.substr(spans[i].first, spans[i].second - spans[i].first),
-                              query_storage.substr(spans[i + 1].first, spans[i + 1].second - spans[i + 1].first));
+    owned->query.emplace_back(span_of(query_storage, spans[i]), span_of(query_storage, spans[i + 1]));
 
   auto state = std::make_shared<CallState>();
   state->cb = cb;
