@@ -59,14 +59,17 @@ dump() {
     --headers-dir "$inc" --out-file "$out_dir/$name.xml" "$out_dir/$name.so"
 }
 
-# The released part of the header: every line between a "--- 1.N goes here ---" marker and
-# the closing brace of its struct is dropped.
+# The released part of the headers (plugin.h and the extension headers such as storage.h):
+# every line between a "--- ... goes here ---" marker and the closing brace of its struct is
+# dropped.
 mkdir -p "$out_dir/released/keel"
-sed '/--- [0-9][0-9.]* goes here ---/,/^}/{
-  /--- [0-9][0-9.]* goes here ---/b
+for header in "$include_dir"/keel/*.h; do
+  sed '/--- .* goes here ---/,/^}/{
+  /--- .* goes here ---/b
   /^}/b
   d
-}' "$include_dir/keel/plugin.h" >"$out_dir/released/keel/plugin.h"
+}' "$header" >"$out_dir/released/keel/$(basename "$header")"
+done
 dump "$out_dir/released" released
 
 if [ "$update" -eq 1 ]; then
@@ -86,8 +89,8 @@ if [ "$status" -eq 0 ]; then
   abidiff "$baseline" "$out_dir/released.xml" || status=$?
 fi
 if [ "$status" -ne 0 ]; then
-  echo "abi-check: keel/plugin.h is not ABI-compatible with ${baseline#"$KEEL_ROOT"/} (abidiff status $status)." >&2
+  echo "abi-check: keel/*.h is not ABI-compatible with ${baseline#"$KEEL_ROOT"/} (abidiff status $status)." >&2
   echo "abi-check: within a major, only append members below a struct's '--- 1.N goes here ---' marker (docs/abi.md section 3)." >&2
   exit 1
 fi
-echo "abi-check: ok, keel/plugin.h is compatible with the baseline" >&2
+echo "abi-check: ok, keel/*.h is compatible with the baseline" >&2

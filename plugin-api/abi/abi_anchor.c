@@ -41,3 +41,20 @@ KEEL_EXPORT void keel_abi_anchor_entry_fn(keel_plugin_entry_fn v) { (void)v; }
 
 /* The entry point itself, with the exact declaration plugins implement. */
 KEEL_EXPORT const keel_plugin* keel_plugin_entry_v1(void) { return NULL; }
+
+/* The storage extension, keel.storage/1 (keel/storage.h). */
+#include <keel/storage.h>
+
+KEEL_EXPORT void keel_abi_anchor_sql_param(keel_sql_param v) { (void)v; }
+KEEL_EXPORT void keel_abi_anchor_sql_value(keel_sql_value v) { (void)v; }
+KEEL_EXPORT void keel_abi_anchor_storage_scalars(keel_sql_type type, keel_txn txn) {
+  (void)type;
+  (void)txn;
+}
+KEEL_EXPORT void keel_abi_anchor_sql_row_fn(keel_sql_row_fn v) { (void)v; }
+KEEL_EXPORT void keel_abi_anchor_kv_entry_fn(keel_kv_entry_fn v) { (void)v; }
+KEEL_EXPORT void keel_abi_anchor_sql_result(const keel_sql_result* v) { (void)v; }
+KEEL_EXPORT void keel_abi_anchor_sql_info(const keel_sql_info* v) { (void)v; }
+KEEL_EXPORT void keel_abi_anchor_kv_entry(const keel_kv_entry* v) { (void)v; }
+KEEL_EXPORT void keel_abi_anchor_kv_put_args(const keel_kv_put_args* v) { (void)v; }
+KEEL_EXPORT void keel_abi_anchor_storage_api(const keel_storage_api* v) { (void)v; }

@@ -1,15 +1,25 @@
+#include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <iostream>
+#include <optional>
+#include <set>
+#include <string>
+#include <system_error>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <keel/plugin.h>
+#include <keel/storage.h>
 #include <nlohmann/json.hpp>
 
 #include "app/app.hpp"
 #include "observability/log.hpp"
 #include "plugins/loader.hpp"
 #include "plugins/plugin_host.hpp"
+#include "storage/database.hpp"
+#include "storage/migrations.hpp"
 
 namespace keel::host::app {
 namespace {
@@ -130,6 +140,260 @@ int inspect_plugin(const std::string& file, const std::string& config_file, bool
   return c.error.empty() ? 0 : 1;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Offline storage tools: `keel migrate status` and `keel backup`. Both read the same config as
+// `keel serve`, pre-flight the plugin directory (no plugin code runs) and touch the plugin
+// databases only read-only, so they are safe while the host is running.
+
+namespace fs = std::filesystem;
+
+/// The config for a storage tool, or nullopt after printing every diagnostic (exit 2, as serve).
+std::optional<config::Config> load_tool_config(const std::string& config_file) {
+  try {
+    auto cfg = config::load(config_file, config::current_environment());
+    observability::init(log_options(cfg));
+    std::error_code ec;  // absolute paths in every message; a relative one stays as it is on failure
+    if (auto abs = fs::absolute(cfg.server.data_dir, ec); !ec) cfg.server.data_dir = abs.lexically_normal();
+    if (auto abs = fs::absolute(cfg.plugins.directory, ec); !ec) cfg.plugins.directory = abs.lexically_normal();
+    return cfg;
+  } catch (const config::ConfigError& e) {
+    for (const auto& d : e.diagnostics()) std::fprintf(stderr, "%s\n", d.str().c_str());
+    std::fprintf(stderr, "keel: configuration has errors; fix them and try again (check with: keel config check %s)\n",
+                 config_file.c_str());
+    return std::nullopt;
+  }
+}
+
+bool uses_storage(const plugins::Manifest& m) { return plugins::has_permission(m, "ext:" KEEL_STORAGE_EXTENSION_ID); }
+
+/// The database file the host opens for `plugin` (plugin_host.cpp open_storage()).
+fs::path database_file(const config::Config& cfg, const std::string& plugin) {
+  return cfg.server.data_dir / (plugin + ".db");
+}
+
+std::vector<plugins::Candidate> scan_plugins(const config::Config& cfg, const char* tool) {
+  std::error_code ec;
+  if (!fs::is_directory(cfg.plugins.directory, ec))
+    std::fprintf(stderr, "keel %s: plugin directory %s does not exist; no plugins to check\n", tool,
+                 cfg.plugins.directory.string().c_str());
+  return plugins::preflight(cfg.plugins.directory, cfg);
+}
+
+// `keel migrate status`: every storage plugin's database and the state of each migration.
+// Exit 0 when nothing is changed or unknown (the host would start every plugin's storage),
+// 1 when a migration is changed or unknown or a database cannot be read, 2 on config errors.
+int migrate_status(const std::string& config_file, bool as_json) {
+  const auto cfg = load_tool_config(config_file);
+  if (!cfg) return 2;
+  const auto candidates = scan_plugins(*cfg, "migrate status");
+
+  nlohmann::ordered_json out;
+  out["config"] = config_file;
+  out["data_dir"] = cfg->server.data_dir.string();
+  out["plugins"] = nlohmann::ordered_json::array();
+  std::size_t counts[4] = {0, 0, 0, 0};  // by MigrationState
+  std::size_t unreadable = 0;
+  std::size_t failed = 0;
+  std::size_t with_storage = 0;
+  std::set<std::string> seen;
+  for (const auto& c : candidates) {
+    const bool storage = c.manifest && uses_storage(*c.manifest);
+    if (c.error.empty() && !storage) continue;  // nothing to report about it
+    nlohmann::ordered_json jp;
+    jp["name"] = c.manifest ? nlohmann::ordered_json(c.manifest->name) : nlohmann::ordered_json(nullptr);
+    jp["file"] = c.file.string();
+    jp["preflight"] = c.error.empty() ? "ok" : "failed";
+    if (!c.error.empty()) {
+      jp["error"] = c.error;
+      ++failed;
+    }
+    jp["storage"] = c.manifest ? nlohmann::ordered_json(storage) : nlohmann::ordered_json(nullptr);
+    // A second file with the same name (refused by pre-flight) does not own the database.
+    if (storage && seen.insert(c.manifest->name).second) {
+      ++with_storage;
+      const auto db = database_file(*cfg, c.manifest->name);
+      std::error_code ec;
+      jp["database"] = db.string();
+      jp["database_exists"] = fs::exists(db, ec);
+      try {
+        auto migrations = nlohmann::ordered_json::array();
+        for (const auto& st : storage::migration_status(db, c.manifest->migrations)) {
+          ++counts[static_cast<std::size_t>(st.state)];
+          migrations.push_back({{"version", st.version},
+                                {"state", storage::to_string(st.state)},
+                                {"applied_at", st.applied_at.empty() ? nlohmann::ordered_json(nullptr)
+                                                                     : nlohmann::ordered_json(st.applied_at)},
+                                {"checksum", st.checksum},
+                                {"description", st.description}});
+        }
+        jp["migrations"] = std::move(migrations);
+      } catch (const std::exception& e) {
+        jp["read_error"] = e.what();
+        ++unreadable;
+      }
+    }
+    out["plugins"].push_back(std::move(jp));
+  }
+  const auto drifted = counts[static_cast<std::size_t>(storage::MigrationState::kChanged)] +
+                       counts[static_cast<std::size_t>(storage::MigrationState::kUnknown)];
+  const bool ok = drifted == 0 && unreadable == 0;
+  out["summary"] = {{"plugins_with_storage", with_storage},
+                    {"preflight_failed", failed},
+                    {"applied", counts[static_cast<std::size_t>(storage::MigrationState::kApplied)]},
+                    {"pending", counts[static_cast<std::size_t>(storage::MigrationState::kPending)]},
+                    {"changed", counts[static_cast<std::size_t>(storage::MigrationState::kChanged)]},
+                    {"unknown", counts[static_cast<std::size_t>(storage::MigrationState::kUnknown)]},
+                    {"unreadable", unreadable}};
+  out["ok"] = ok;
+
+  if (as_json) {
+    std::printf("%s\n", out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return ok ? 0 : 1;
+  }
+  auto str = [](const nlohmann::ordered_json& j, const char* key) {
+    const auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string{};
+  };
+  std::printf("data_dir: %s\n", cfg->server.data_dir.string().c_str());
+  for (const auto& jp : out["plugins"]) {
+    const auto name = jp["name"].is_string() ? jp["name"].get<std::string>() : fs::path(str(jp, "file")).filename().string();
+    if (jp["preflight"] == "failed")
+      std::printf("%s (%s): pre-flight failed: %s\n", name.c_str(), str(jp, "file").c_str(), str(jp, "error").c_str());
+    if (!jp.contains("database")) continue;
+    std::printf("%s: %s%s\n", name.c_str(), str(jp, "database").c_str(),
+                jp["database_exists"].get<bool>() ? "" : " (not created yet)");
+    if (jp.contains("read_error")) {
+      std::printf("  cannot read it: %s\n", str(jp, "read_error").c_str());
+      continue;
+    }
+    if (jp["migrations"].empty()) {
+      std::printf("  no migrations\n");
+      continue;
+    }
+    std::printf("  %-8s %-8s %-24s %-12s %s\n", "version", "state", "applied_at", "checksum", "description");
+    for (const auto& m : jp["migrations"]) {
+      const auto applied_at = m["applied_at"].is_string() ? m["applied_at"].get<std::string>() : std::string("-");
+      std::printf("  %-8lld %-8s %-24s %-12s %s\n", static_cast<long long>(m["version"].get<std::int64_t>()),
+                  str(m, "state").c_str(), applied_at.c_str(), str(m, "checksum").substr(0, 12).c_str(),
+                  str(m, "description").c_str());
+    }
+  }
+  const auto& sum = out["summary"];
+  std::printf("%zu plugin(s) with storage: %zu migration(s) applied, %zu pending, %zu changed, %zu unknown\n",
+              with_storage, sum["applied"].get<std::size_t>(), sum["pending"].get<std::size_t>(),
+              sum["changed"].get<std::size_t>(), sum["unknown"].get<std::size_t>());
+  if (sum["changed"].get<std::size_t>() > 0)
+    std::printf("changed: an applied migration's SQL was edited; the host refuses to start that plugin. Restore the "
+                "original SQL and add the change as a new migration\n");
+  if (sum["unknown"].get<std::size_t>() > 0)
+    std::printf("unknown: the database records a migration the manifest no longer declares (an older plugin "
+                "version?); the host refuses to start that plugin\n");
+  if (unreadable > 0) std::printf("%zu database(s) could not be read\n", unreadable);
+  std::printf("result: %s\n", ok ? "ok" : "FAILED");
+  return ok ? 0 : 1;
+}
+
+std::string human_size(std::uintmax_t bytes) {
+  char text[64];
+  if (bytes < 1024) {
+    std::snprintf(text, sizeof text, "%ju bytes", bytes);
+  } else {
+    const double kib = static_cast<double>(bytes) / 1024.0;
+    if (kib < 1024.0) std::snprintf(text, sizeof text, "%ju bytes, %.1f KiB", bytes, kib);
+    else std::snprintf(text, sizeof text, "%ju bytes, %.1f MiB", bytes, kib / 1024.0);
+  }
+  return text;
+}
+
+// `keel backup`: an online, consistent copy of every storage plugin's database into out_dir.
+// Exit 0 when every copy succeeded, 1 when any failed or would overwrite a file without
+// --force, 2 on config errors or an --out that is the data directory itself.
+int backup_databases(const std::string& config_file, const std::string& out_dir, bool force) {
+  const auto cfg = load_tool_config(config_file);
+  if (!cfg) return 2;
+  const fs::path out = out_dir;
+  std::error_code ec;
+  std::error_code ec2;
+  const auto out_canonical = fs::weakly_canonical(out, ec);
+  if (!ec && out_canonical == fs::weakly_canonical(cfg->server.data_dir, ec2) && !ec2) {
+    std::fprintf(stderr, "keel backup: --out %s is the data directory itself; choose another directory\n",
+                 out_dir.c_str());
+    return 2;
+  }
+  const auto candidates = scan_plugins(*cfg, "backup");
+
+  struct Job {
+    std::string plugin;
+    fs::path source;
+    fs::path target;
+  };
+  std::vector<Job> jobs;
+  std::set<std::string> seen;
+  for (const auto& c : candidates) {
+    if (!c.manifest) {
+      std::fprintf(stderr, "keel backup: %s: skipped, its manifest cannot be read (%s)\n", c.file.string().c_str(),
+                   c.error.c_str());
+      continue;
+    }
+    if (!uses_storage(*c.manifest) || !seen.insert(c.manifest->name).second) continue;
+    const auto& name = c.manifest->name;
+    auto source = database_file(*cfg, name);
+    if (!fs::exists(source, ec)) {
+      std::printf("%s: no database yet (%s), skipped\n", name.c_str(), source.string().c_str());
+      continue;
+    }
+    jobs.push_back({name, std::move(source), out / (name + ".db")});
+  }
+
+  if (!fs::create_directories(out, ec) && ec) {
+    std::fprintf(stderr, "keel backup: cannot create %s: %s\n", out_dir.c_str(), ec.message().c_str());
+    return 1;
+  }
+  if (!fs::is_directory(out, ec)) {
+    std::fprintf(stderr, "keel backup: %s is not a directory\n", out_dir.c_str());
+    return 1;
+  }
+  if (!force) {
+    std::size_t existing = 0;
+    for (const auto& j : jobs) {
+      if (!fs::exists(fs::symlink_status(j.target, ec))) continue;
+      ++existing;
+      std::fprintf(stderr, "keel backup: %s: %s already exists; refusing to overwrite it\n", j.plugin.c_str(),
+                   j.target.string().c_str());
+    }
+    if (existing > 0) {
+      std::fprintf(stderr,
+                   "keel backup: nothing was copied; use an empty --out directory, or --force to replace the existing "
+                   "files\n");
+      return 1;
+    }
+  }
+
+  std::size_t failures = 0;
+  for (const auto& j : jobs) {
+    try {
+      // Leftovers of a database that was opened at the target path would be applied to the new
+      // copy by SQLite: remove them first (the copy itself replaces the file atomically).
+      for (const char* suffix : {"-wal", "-shm", "-journal"}) fs::remove(j.target.string() + suffix, ec);
+      storage::backup(j.source, j.target);  // a self-contained file, mode 0600
+      const auto size = fs::file_size(j.target, ec);
+      std::printf("%s: %s -> %s (%s)\n", j.plugin.c_str(), j.source.string().c_str(), j.target.string().c_str(),
+                  ec ? "size unknown" : human_size(size).c_str());
+    } catch (const std::exception& e) {
+      ++failures;
+      std::fflush(stdout);
+      std::fprintf(stderr, "keel backup: %s: FAILED: %s\n", j.plugin.c_str(), e.what());
+    }
+    std::fflush(stdout);
+  }
+  if (failures > 0) {
+    std::fprintf(stderr, "keel backup: %zu of %zu backup(s) failed\n", failures, jobs.size());
+    return 1;
+  }
+  std::printf("backed up %zu database(s) to %s\n", jobs.size(), out_dir.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -164,6 +428,29 @@ int run_cli(int argc, char** argv) {
                           "host configuration to check against (default: the plugin's own directory, no config)");
   inspect_cmd->add_flag("--json", inspect_json, "print JSON");
 
+  auto* migrate_cmd = cli.add_subcommand("migrate", "plugin database migrations");
+  migrate_cmd->require_subcommand(1);
+  auto* status_cmd = migrate_cmd->add_subcommand(
+      "status",
+      "show every storage plugin's migrations (applied, pending, changed, unknown); exit 1 if any is changed or "
+      "unknown. Read-only: safe while the host runs");
+  std::string status_config;
+  bool status_json = false;
+  status_cmd->add_option("--config", status_config, "host configuration file (TOML), the one given to keel serve")
+      ->required();
+  status_cmd->add_flag("--json", status_json, "print JSON");
+
+  auto* backup_cmd = cli.add_subcommand(
+      "backup", "copy every storage plugin's database into a directory (online: safe while the host runs and writes)");
+  std::string backup_config;
+  std::string backup_out;
+  bool backup_force = false;
+  backup_cmd->add_option("--config", backup_config, "host configuration file (TOML), the one given to keel serve")
+      ->required();
+  backup_cmd->add_option("--out", backup_out, "directory for the copies, <plugin>.db each (created if missing)")
+      ->required();
+  backup_cmd->add_flag("--force", backup_force, "replace copies already in --out");
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -181,6 +468,16 @@ int run_cli(int argc, char** argv) {
   }
   if (*check_cmd) return check_config(check_file);
   if (*inspect_cmd) return inspect_plugin(inspect_file, inspect_config, inspect_json);
+  if (*status_cmd) {
+    const int code = migrate_status(status_config, status_json);
+    observability::shutdown();
+    return code;
+  }
+  if (*backup_cmd) {
+    const int code = backup_databases(backup_config, backup_out, backup_force);
+    observability::shutdown();
+    return code;
+  }
   std::cout << cli.help();
   return 2;
 }

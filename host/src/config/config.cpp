@@ -63,11 +63,20 @@ constexpr std::array kCorsKeys{
     KeyDef{"allowed_headers", Kind::kString}, KeyDef{"expose_headers", Kind::kString},
     KeyDef{"max_age_s", Kind::kInteger},      KeyDef{"allow_credentials", Kind::kBool},
 };
+constexpr std::array kStorageKeys{
+    KeyDef{"synchronous", Kind::kString},
+    KeyDef{"busy_timeout_ms", Kind::kInteger},
+    KeyDef{"readers", Kind::kInteger},
+    KeyDef{"statement_cache", Kind::kInteger},
+    KeyDef{"transaction_timeout_ms", Kind::kInteger},
+    KeyDef{"max_db_bytes", Kind::kInteger},
+};
 
 // Order matters only for messages: suggestions prefer the first of equally close candidates.
 constexpr std::array kSections{
     SectionDef{"server", kServerKeys}, SectionDef{"http", kHttpKeys},       SectionDef{"log", kLogKeys},
     SectionDef{"admin", kAdminKeys},   SectionDef{"plugins", kPluginsKeys},   SectionDef{"cors", kCorsKeys},
+    SectionDef{"storage", kStorageKeys},
 };
 constexpr std::string_view kPluginSection = "plugin";
 constexpr std::string_view kPluginEnabledKey = "enabled";
@@ -76,6 +85,7 @@ constexpr std::string_view kNoFileLabel = "<config>";
 
 constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug", "info", "warn", "error", "critical", "off"};
 constexpr std::array<std::string_view, 2> kLogFormats{"text", "json"};
+constexpr std::array<std::string_view, 2> kSyncModes{"normal", "full"};
 
 // A day is far beyond any sane I/O timeout, and the cap keeps `steady_clock::now() + timeout`
 // (nanosecond ticks) from overflowing when the server arms its timers.
@@ -243,7 +253,9 @@ void report_unknown_root_key(std::string_view name, const toml::key& key, const 
     if (closest.best()) {
       message += " (did you mean [" + *closest.best() + "]?)";
     } else {
-      message += "; valid sections: [server], [http], [log], [admin], [plugins], [plugin.<name>]";
+      message += "; valid sections: ";
+      for (const auto& section : kSections) message += "[" + std::string{section.name} + "], ";
+      message += "[plugin.<name>]";
     }
     ctx.error(ctx.at(key.source()), std::move(message));
     return;
@@ -385,6 +397,21 @@ bool host_plugin_key(const std::string& plugin, const std::string& key, const to
   };
   if (key == "request_timeout_ms") {
     section.request_timeout = duration(value, prefix);
+    return true;
+  }
+  // Host-owned because the host sizes the database file (SQLite max_page_count); the plugin
+  // only sees "storage full" when it writes beyond it.
+  if (key == "max_db_bytes") {
+    const auto* n = value.as_integer();
+    if (n == nullptr) {
+      ctx.error(ctx.at(value.source()), prefix + "expected an integer number of bytes (0 = unlimited), got " +
+                                            std::string{type_phrase(value.type())});
+    } else if (n->get() < 0) {
+      ctx.error(ctx.at(value.source()), prefix + std::to_string(n->get()) +
+                                            " is out of range (must be at least 0; 0 = unlimited)");
+    } else {
+      section.max_db_bytes = static_cast<std::uint64_t>(n->get());
+    }
     return true;
   }
   if (key == "route_timeouts") {
@@ -603,9 +630,10 @@ class Applier {
     return setting;
   }
 
-  void duration(std::string_view section, std::string_view key, std::chrono::milliseconds& out) {
+  void duration(std::string_view section, std::string_view key, std::chrono::milliseconds& out, std::int64_t lo = 1,
+                std::int64_t hi = kMaxDurationMs) {
     std::int64_t ms = 0;
-    if (integer(section, key, ms, 1, kMaxDurationMs) != nullptr) out = std::chrono::milliseconds{ms};
+    if (integer(section, key, ms, lo, hi) != nullptr) out = std::chrono::milliseconds{ms};
   }
 
   // The setting if it was given as a string; string_of() then reads it.
@@ -721,6 +749,16 @@ void apply(const Settings& settings, Context& ctx, const std::filesystem::path& 
   if (const Setting* v = a.text("cors", "expose_headers")) config.cors.expose_headers = split_list(Applier::string_of(*v));
   a.integer("cors", "max_age_s", config.cors.max_age_s, 0, 86400);
   a.flag("cors", "allow_credentials", config.cors.allow_credentials);
+
+  if (const std::string* mode = a.choice("storage", "synchronous", kSyncModes)) {
+    config.storage.synchronous = *mode == "full" ? SyncMode::kFull : SyncMode::kNormal;
+  }
+  // 0 is allowed: fail at once instead of waiting when the database is locked.
+  a.duration("storage", "busy_timeout_ms", config.storage.busy_timeout, 0, 600000);
+  a.integer("storage", "readers", config.storage.readers, 1, 64);
+  a.integer("storage", "statement_cache", config.storage.statement_cache, 0, 10000);
+  a.duration("storage", "transaction_timeout_ms", config.storage.transaction_timeout, 100, 3600000);
+  a.integer("storage", "max_db_bytes", config.storage.max_db_bytes, 0, kUnbounded);
 
   config.server.data_dir = resolve(base, config.server.data_dir);
   config.plugins.directory = resolve(base, config.plugins.directory);

@@ -40,6 +40,7 @@ class ConfigError : public std::runtime_error {
 };
 
 enum class LogFormat { kText, kJson };
+enum class SyncMode { kNormal, kFull };
 
 struct ServerConfig {
   std::uint32_t worker_threads = 4;      ///< pool for blocking/serialized plugin handlers and plugin calls
@@ -85,6 +86,22 @@ struct CorsConfig {
   bool allow_credentials = false;
 };
 
+/// Per-plugin SQLite databases (docs/config.md [storage]); one file per plugin under server.data_dir.
+struct StorageConfig {
+  /// "normal" (WAL: survives process crash, kill -9) | "full" (also survives power loss; fsync per commit).
+  SyncMode synchronous = SyncMode::kNormal;
+  /// Key busy_timeout_ms, range 0..600000: how long a writer waits for the database lock / writer slot.
+  std::chrono::milliseconds busy_timeout{5000};
+  std::uint32_t readers = 4;            ///< range 1..64: reader connections per plugin database
+  std::uint32_t statement_cache = 128;  ///< range 0..10000: prepared statements kept per connection
+  /// Key transaction_timeout_ms, range 100..3600000: an open transaction older than this may be
+  /// rolled back by the host when another writer waits.
+  std::chrono::milliseconds transaction_timeout{10000};
+  /// 0 = unlimited; otherwise the database file may not grow beyond this (SQLite max_page_count);
+  /// writes beyond fail with "storage full". [plugin.<name>] max_db_bytes overrides it.
+  std::uint64_t max_db_bytes = 0;
+};
+
 /// One [plugin.<name>] table. Host-owned keys are typed; the rest is handed to the plugin.
 struct PluginSection {
   std::string name;
@@ -93,6 +110,7 @@ struct PluginSection {
   std::string sha256;                   ///< if set, the .so must have this SHA-256 (lowercase hex)
   std::optional<std::chrono::milliseconds> request_timeout;  ///< overrides [http] request_timeout_ms
   std::map<std::string, std::chrono::milliseconds> route_timeouts;  ///< "GET /greet/{name}" -> timeout
+  std::optional<std::uint64_t> max_db_bytes;  ///< overrides [storage] max_db_bytes for this plugin; 0 = unlimited
   SourcePos where;                              ///< position of the table header
   std::string settings_json = "{}";             ///< plugin-owned keys as a JSON object
   std::map<std::string, SourcePos> key_positions;  ///< plugin-owned key -> where it was written
@@ -106,6 +124,7 @@ struct Config {
   AdminConfig admin;
   PluginsConfig plugins;
   CorsConfig cors;
+  StorageConfig storage;
   std::map<std::string, PluginSection> plugin_sections;
 };
 

@@ -23,12 +23,17 @@ constexpr std::uint64_t kMaxAbiPart = 0xFFFF;  // KEEL_ABI_VERSION packs major a
 // Far beyond any sane manifest; keeps the recursive dump() of a config default off the stack's end.
 constexpr int kMaxDepth = 100;
 
-constexpr std::array<std::string_view, 10> kTopLevelKeys{
-    "name", "version", "abi", "description", "dependencies", "routes", "concurrency", "events", "permissions", "config"};
+constexpr std::array<std::string_view, 11> kTopLevelKeys{
+    "name", "version", "abi", "description", "dependencies", "routes",
+    "concurrency", "events", "permissions", "config", "migrations"};
 constexpr std::array<std::string_view, 2> kDependencyKeys{"name", "version"};
 constexpr std::array<std::string_view, 4> kRouteKeys{"method", "path", "summary", "blocking"};
 constexpr std::array<std::string_view, 2> kEventKeys{"publishes", "subscribes"};
 constexpr std::array<std::string_view, 4> kConfigEntryKeys{"type", "default", "required", "description"};
+constexpr std::array<std::string_view, 3> kMigrationKeys{"version", "description", "sql"};
+// Migrations run against the database the storage extension owns, so declaring them without it
+// would be dead text at best.
+constexpr std::string_view kStoragePermission = "ext:keel.storage/1";
 constexpr std::array<std::string_view, 2> kConcurrency{"parallel", "serialized"};
 constexpr std::array<std::string_view, 2> kPermissionKinds{"call", "ext"};
 // The host reads `enabled` in [plugin.<name>] itself and never passes it to the plugin.
@@ -401,6 +406,7 @@ class Checker {
     check_events(root, m);
     check_permissions(root, m);
     check_config(root, m);
+    check_migrations(root, m);
   }
 
   std::vector<ManifestError> errors;
@@ -657,6 +663,80 @@ class Checker {
       }
       if (ok) m.config.push_back(std::move(k));
     }
+  }
+
+  // Runs after check_permissions: a non-empty list needs ext:keel.storage/1.
+  void check_migrations(const Json& root, Manifest& m) {
+    const Json* migrations = array_member(root, "", "migrations");
+    if (migrations == nullptr) return;
+    if (!migrations->empty() && !has_permission(m, kStoragePermission)) {
+      error("migrations", "declaring migrations needs the permission \"" + std::string{kStoragePermission} +
+                              "\" in \"permissions\"");
+    }
+    // The last valid version and where it was; an entry whose version is broken is skipped, so
+    // the next one is compared with the last version that could be read.
+    std::optional<std::pair<std::int64_t, std::string>> previous;
+    for (std::size_t i = 0; i < migrations->size(); ++i) {
+      const auto path = index_path("migrations", i);
+      const Json& entry = (*migrations)[i];
+      if (!entry.is_object()) {
+        error(path, mismatch("an object {\"version\", \"description\"?, \"sql\"}", entry));
+        continue;
+      }
+      check_keys(entry, path, kMigrationKeys);
+      MigrationDecl d;
+      bool ok = true;
+      if (const auto version = version_member(entry, path)) {
+        const auto field = path + ".version";
+        if (previous && *version <= previous->first) {
+          const auto prior = std::to_string(previous->first);
+          const std::string why =
+              *version == previous->first
+                  ? "duplicate version " + prior + " (also " + previous->second + ")"
+                  : "version " + std::to_string(*version) + " is not greater than version " + prior + " of " +
+                        previous->second;
+          error(field, why + "; versions must strictly increase, so append new migrations at the end");
+          ok = false;
+        } else {
+          previous.emplace(*version, path);
+          d.version = *version;
+        }
+      } else {
+        ok = false;
+      }
+      if (const auto* sql = string_member(entry, path, "sql", true)) {
+        if (sql->find_first_not_of(" \t\r\n\f\v") == std::string::npos) {
+          error(path + ".sql", "must not be empty: give one or more SQL statements");
+          ok = false;
+        } else {
+          d.sql = *sql;
+        }
+      } else {
+        ok = false;
+      }
+      if (const auto* description = string_member(entry, path, "description", false)) d.description = *description;
+      if (ok) m.migrations.push_back(std::move(d));
+    }
+  }
+
+  // migrations[i].version: required, an integer >= 1 that fits int64.
+  std::optional<std::int64_t> version_member(const Json& entry, const std::string& path) {
+    const Json* v = member(entry, path, "version", true, "an integer >= 1", [](const Json& j) {
+      return j.is_number_integer();
+    });
+    if (v == nullptr) return std::nullopt;
+    const auto field = path + ".version";
+    if (v->is_number_unsigned() &&
+        v->get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      error(field, "expected an integer >= 1, got an integer outside the signed 64-bit range");
+      return std::nullopt;
+    }
+    const auto version = v->get<std::int64_t>();
+    if (version < 1) {
+      error(field, std::to_string(version) + " is not allowed: versions start at 1");
+      return std::nullopt;
+    }
+    return version;
   }
 };
 

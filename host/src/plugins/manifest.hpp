@@ -36,6 +36,14 @@ struct ConfigKey {
   std::string description;
 };
 
+/// One schema step of the plugin's database (docs/abi.md §7.2 "migrations"); the host applies
+/// the ones not yet recorded in the database, in version order, before `create`.
+struct MigrationDecl {
+  std::int64_t version = 0;   ///< >= 1, strictly increasing through the array
+  std::string description;    ///< optional, may be empty
+  std::string sql;            ///< one or more SQL statements, non-empty
+};
+
 struct ManifestError {
   std::string field;    ///< JSON path, e.g. "routes[2].method"
   std::string message;  ///< what is wrong and what is expected
@@ -55,6 +63,7 @@ struct Manifest {
   std::vector<std::string> subscribes;
   std::vector<std::string> permissions;  ///< well-formed call:/ext: permissions only
   std::vector<ConfigKey> config;
+  std::vector<MigrationDecl> migrations;  ///< in version order; non-empty only with ext:keel.storage/1
   std::string json;  ///< the manifest text as found in the file
   /// Accepted but worth a `warn` line (docs/abi.md §7.2): unknown keys, which a newer ABI minor
   /// may have added, and permissions of an unknown kind, which are not granted.

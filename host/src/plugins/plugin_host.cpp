@@ -18,18 +18,13 @@
 #include "common/worker_pool.hpp"
 #include "observability/log.hpp"
 #include "plugins/elf_reader.hpp"
+#include "plugins/host_ctx.hpp"
 #include "plugins/loader.hpp"
 #include "plugins/sha256.hpp"
 #include "plugins/status_mapping.hpp"
-
-namespace keel::host::plugins {
-struct Plugin;
-}
-
-// The opaque per-plugin context of the ABI, completed here: it only leads back to the plugin.
-struct keel_host_ctx {
-  keel::host::plugins::Plugin* plugin;
-};
+#include "storage/database.hpp"
+#include "storage/migrations.hpp"
+#include "storage/storage_api.hpp"
 
 namespace keel::host::plugins {
 namespace {
@@ -281,6 +276,7 @@ struct Plugin {
   std::atomic<std::uint32_t> in_flight{0};
   std::atomic<std::uint32_t> callbacks_pending{0};
   std::vector<std::size_t> dependencies;  // indices of plugins this one depends on
+  std::unique_ptr<storage::Database> database;  // with ext:keel.storage/1: open from before create() to after destroy()
 };
 
 // Per-thread description of the request a plugin hook is serving, so call() can propagate the
@@ -341,6 +337,12 @@ struct PluginHost::Impl {
     p.state = s;
   }
 
+  bool open_storage(Plugin& p);
+  static void close_storage(Plugin& p) {
+    p.ctx.storage = nullptr;
+    if (p.database) p.database->close();
+    p.database.reset();
+  }
   void load_and_create(Plugin& p);
   void start_plugin(Plugin& p);
   void stop_plugin(Plugin& p);
@@ -424,7 +426,14 @@ keel_status api_call(keel_host_ctx* ctx, const keel_call_args* args, keel_call_c
 
 const void* api_get_extension(keel_host_ctx* ctx, const char* id) {
   if (ctx == nullptr || id == nullptr) return nullptr;
-  plugin_of(ctx).log->debug("extension not provided id={}", id);
+  auto& p = plugin_of(ctx);
+  const std::string_view wanted{id};
+  if (wanted == KEEL_STORAGE_EXTENSION_ID) {
+    if (ctx->storage != nullptr) return &storage::storage_api_table();
+    p.log->warn("extension refused id={}: the manifest lacks the permission \"ext:{}\"", wanted, wanted);
+    return nullptr;
+  }
+  p.log->debug("extension not provided id={}", wanted);
   return nullptr;
 }
 
@@ -668,6 +677,41 @@ PluginHost::PluginHost(const config::Config& cfg, WorkerPool& pool, TimerQueue& 
 
 PluginHost::~PluginHost() { stop(); }
 
+// A plugin with ext:keel.storage/1 gets its database, migrated to the manifest's latest version,
+// before any of its code runs. Returns false (plugin failed) when that is impossible.
+bool PluginHost::Impl::open_storage(Plugin& p) {
+  if (!has_permission(p.manifest, "ext:" KEEL_STORAGE_EXTENSION_ID)) return true;
+  const auto file = cfg.server.data_dir / (p.name + ".db");
+  storage::Options o;
+  o.file = file;
+  o.plugin = p.name;
+  o.synchronous = cfg.storage.synchronous;
+  o.busy_timeout = cfg.storage.busy_timeout;
+  o.readers = cfg.storage.readers;
+  o.statement_cache = cfg.storage.statement_cache;
+  o.transaction_timeout = cfg.storage.transaction_timeout;
+  o.max_bytes = cfg.storage.max_db_bytes;
+  if (const auto sec = cfg.plugin_sections.find(p.name); sec != cfg.plugin_sections.end() && sec->second.max_db_bytes)
+    o.max_bytes = *sec->second.max_db_bytes;
+  try {
+    std::error_code ec;
+    fs::create_directories(cfg.server.data_dir, ec);
+    if (ec) throw std::runtime_error("cannot create data_dir " + cfg.server.data_dir.string() + ": " + ec.message());
+    p.database = std::make_unique<storage::Database>(std::move(o));
+  } catch (const std::exception& e) {
+    fail(p, e.what());
+    return false;
+  }
+  if (auto why = storage::migrate(*p.database, p.manifest.migrations); !why.empty()) {
+    p.database.reset();
+    fail(p, why + " (database " + file.string() + ")");
+    return false;
+  }
+  p.ctx.storage = p.database.get();
+  log->info("plugin database ready name={} file={} migrations={}", p.name, file.string(), p.manifest.migrations.size());
+  return true;
+}
+
 void PluginHost::Impl::load_and_create(Plugin& p) {
   try {
     p.library = std::make_unique<Library>(p.file, p.manifest.json);
@@ -728,7 +772,10 @@ void PluginHost::Impl::start_plugin(Plugin& p) {
 }
 
 void PluginHost::Impl::stop_plugin(Plugin& p) {
-  if (p.self == nullptr) return;
+  if (p.self == nullptr) {
+    close_storage(p);  // opened, but create() failed or never ran
+    return;
+  }
   const bool was_started = p.state == PluginState::kStarted || p.state == PluginState::kFailed;
   p.accepting.store(false);
   set_state(p, PluginState::kStopping);
@@ -752,6 +799,7 @@ void PluginHost::Impl::stop_plugin(Plugin& p) {
     log->warn("plugin destroy() let an exception escape name={}", p.name);
   }
   p.self = nullptr;
+  close_storage(p);
   {
     std::lock_guard lock(status_mutex);
     if (p.state == PluginState::kStopping) p.state = PluginState::kStopped;
@@ -864,7 +912,7 @@ void PluginHost::start() {
       s.fail(p, why);
       continue;
     }
-    s.load_and_create(p);
+    if (s.open_storage(p)) s.load_and_create(p);
   }
   for (auto i : s.order) {
     auto& p = *s.plugins[i];

@@ -7,7 +7,9 @@ unsigned http_status_for(keel_status status) noexcept {
     case KEEL_ERR_INVALID_ARGUMENT: return 400;
     case KEEL_ERR_PERMISSION_DENIED: return 403;
     case KEEL_ERR_NOT_FOUND: return 404;
+    case KEEL_ERR_CONFLICT: return 409;
     case KEEL_ERR_TOO_LARGE: return 413;
+    case KEEL_ERR_STORAGE_FULL: return 507;
     case KEEL_ERR_UNSUPPORTED: return 501;
     case KEEL_ERR_BUSY:
     case KEEL_ERR_UNAVAILABLE: return 503;
@@ -29,6 +31,8 @@ std::string_view status_name(keel_status status) noexcept {
     case KEEL_ERR_UNAVAILABLE: return "unavailable";
     case KEEL_ERR_ALREADY_COMPLETED: return "already_completed";
     case KEEL_ERR_TOO_LARGE: return "too_large";
+    case KEEL_ERR_CONFLICT: return "conflict";
+    case KEEL_ERR_STORAGE_FULL: return "storage_full";
     default: return status >= 0 ? "ok" : "unknown_error";
   }
 }

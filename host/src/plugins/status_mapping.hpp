@@ -7,8 +7,8 @@
 
 namespace keel::host::plugins {
 
-/// INVALID_ARGUMENT 400, PERMISSION_DENIED 403, NOT_FOUND 404, TOO_LARGE 413, UNSUPPORTED 501,
-/// BUSY and UNAVAILABLE 503, TIMEOUT 504, everything else below 0 (INTERNAL,
+/// INVALID_ARGUMENT 400, PERMISSION_DENIED 403, NOT_FOUND 404, CONFLICT 409, TOO_LARGE 413,
+/// UNSUPPORTED 501, BUSY and UNAVAILABLE 503, TIMEOUT 504, STORAGE_FULL 507, everything else below 0 (INTERNAL,
 /// ALREADY_COMPLETED, unknown codes) 500.
 [[nodiscard]] unsigned http_status_for(keel_status status) noexcept;
 /// "invalid_argument", "not_found", ... for logs and error messages.

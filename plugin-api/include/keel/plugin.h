@@ -23,6 +23,8 @@
  *        on_event, health, manifest); keel_host_api (log, log_level, respond, publish, call,
  *        get_extension); keel_request, keel_response, keel_event, keel_publish_args,
  *        keel_call_args, keel_call_response; manifest section ".keel_manifest"
+ *   1.0  status codes KEEL_ERR_CONFLICT, KEEL_ERR_STORAGE_FULL appended (codes need no minor
+ *        bump: older readers treat them as KEEL_ERR_INTERNAL); extension keel/storage.h
  *
  * CONVENTIONS
  *   Versions     KEEL_ABI_VERSION packs major.minor as (major << 16) | minor. A host loads a
@@ -201,6 +203,8 @@ typedef int32_t keel_status;
 #define KEEL_ERR_UNAVAILABLE (-8)        /**< not started yet, stopping, or target down (503) */
 #define KEEL_ERR_ALREADY_COMPLETED (-9)  /**< a once-only handle was used a second time (500) */
 #define KEEL_ERR_TOO_LARGE (-10)         /**< a payload exceeds a configured limit (413) */
+#define KEEL_ERR_CONFLICT (-11)          /**< a uniqueness rule or compare-and-set failed (409) */
+#define KEEL_ERR_STORAGE_FULL (-12)      /**< the disk or a storage quota is full (507) */
 
 /* ------------------------------------------------------------------------------------------
  * Log levels, health states

@@ -6,6 +6,7 @@
  * Built as the OBJECT library keel_abi_c11_check; never linked or run.
  */
 #include <keel/plugin.h>
+#include <keel/storage.h> /* the storage extension header is pure C11 too */
 
 #include <stdlib.h>
 #include <string.h>

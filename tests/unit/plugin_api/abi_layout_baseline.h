@@ -1,5 +1,5 @@
 /*
- * The committed layout baseline of the keel/plugin.h 1.0 structs, asserted at compile time.
+ * The committed layout baseline of the keel/plugin.h 1.0 and keel/storage.h structs, asserted at compile time.
  * Included by abi_c11_check.c (as C11) and abi_layout_test.cpp (as C++20) so both languages
  * check the same numbers. A failing assertion here means a struct was reordered, resized or
  * had a member inserted: that breaks every compiled plugin. Appending a member in a minor
@@ -12,6 +12,7 @@
 #define KEEL_TESTS_ABI_LAYOUT_BASELINE_H
 
 #include <keel/plugin.h>
+#include <keel/storage.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -162,6 +163,46 @@ KEEL_ASSERT_OFFSET(keel_plugin, stop, 40);
 KEEL_ASSERT_OFFSET(keel_plugin, on_request, 48);
 KEEL_ASSERT_OFFSET(keel_plugin, on_event, 56);
 KEEL_ASSERT_OFFSET(keel_plugin, health, 64);
+
+
+/* keel/storage.h, extension keel.storage/1 */
+KEEL_ASSERT_SIZE(keel_sql_param, 40);
+KEEL_ASSERT_OFFSET(keel_sql_param, integer, 8);
+KEEL_ASSERT_OFFSET(keel_sql_param, real, 16);
+KEEL_ASSERT_OFFSET(keel_sql_param, bytes, 24);
+KEEL_ASSERT_SIZE(keel_sql_value, 40);
+KEEL_ASSERT_OFFSET(keel_sql_value, integer, 8);
+KEEL_ASSERT_OFFSET(keel_sql_value, real, 16);
+KEEL_ASSERT_OFFSET(keel_sql_value, bytes, 24);
+KEEL_ASSERT_SIZE(keel_sql_result, 32);
+KEEL_ASSERT_OFFSET(keel_sql_result, changes, 8);
+KEEL_ASSERT_OFFSET(keel_sql_result, last_insert_id, 16);
+KEEL_ASSERT_OFFSET(keel_sql_result, rows, 24);
+KEEL_ASSERT_SIZE(keel_sql_info, 16);
+KEEL_ASSERT_OFFSET(keel_sql_info, param_count, 4);
+KEEL_ASSERT_OFFSET(keel_sql_info, column_count, 8);
+KEEL_ASSERT_OFFSET(keel_sql_info, read_only, 12);
+KEEL_ASSERT_SIZE(keel_kv_entry, 56);
+KEEL_ASSERT_OFFSET(keel_kv_entry, key, 8);
+KEEL_ASSERT_OFFSET(keel_kv_entry, value, 24);
+KEEL_ASSERT_OFFSET(keel_kv_entry, version, 40);
+KEEL_ASSERT_OFFSET(keel_kv_entry, expires_unix_ms, 48);
+KEEL_ASSERT_SIZE(keel_kv_put_args, 56);
+KEEL_ASSERT_OFFSET(keel_kv_put_args, key, 8);
+KEEL_ASSERT_OFFSET(keel_kv_put_args, value, 24);
+KEEL_ASSERT_OFFSET(keel_kv_put_args, expected_version, 40);
+KEEL_ASSERT_OFFSET(keel_kv_put_args, ttl_ms, 48);
+KEEL_ASSERT_SIZE(keel_storage_api, 88);
+KEEL_ASSERT_OFFSET(keel_storage_api, exec, 8);
+KEEL_ASSERT_OFFSET(keel_storage_api, prepare, 16);
+KEEL_ASSERT_OFFSET(keel_storage_api, begin, 24);
+KEEL_ASSERT_OFFSET(keel_storage_api, commit, 32);
+KEEL_ASSERT_OFFSET(keel_storage_api, rollback, 40);
+KEEL_ASSERT_OFFSET(keel_storage_api, kv_get, 48);
+KEEL_ASSERT_OFFSET(keel_storage_api, kv_put, 56);
+KEEL_ASSERT_OFFSET(keel_storage_api, kv_delete, 64);
+KEEL_ASSERT_OFFSET(keel_storage_api, kv_list, 72);
+KEEL_ASSERT_OFFSET(keel_storage_api, error_message, 80);
 
 #endif /* x86_64 */
 

@@ -75,8 +75,8 @@ TEST_CASE("status codes are distinct and only KEEL_OK is non-negative", "[plugin
   const std::set<keel_status> failures{KEEL_ERR_INVALID_ARGUMENT, KEEL_ERR_NOT_FOUND,        KEEL_ERR_UNSUPPORTED,
                                        KEEL_ERR_INTERNAL,         KEEL_ERR_BUSY,             KEEL_ERR_PERMISSION_DENIED,
                                        KEEL_ERR_TIMEOUT,          KEEL_ERR_UNAVAILABLE,      KEEL_ERR_ALREADY_COMPLETED,
-                                       KEEL_ERR_TOO_LARGE};
-  CHECK(failures.size() == 10);
+                                       KEEL_ERR_TOO_LARGE,        KEEL_ERR_CONFLICT,         KEEL_ERR_STORAGE_FULL};
+  CHECK(failures.size() == 12);
   for (keel_status code : failures) CHECK(code < 0);
   CHECK(KEEL_OK == 0);
   // The historical values are part of the ABI: they never change.
@@ -84,6 +84,8 @@ TEST_CASE("status codes are distinct and only KEEL_OK is non-negative", "[plugin
   CHECK(KEEL_ERR_UNSUPPORTED == -3);
   CHECK(KEEL_ERR_INTERNAL == -4);
   CHECK(KEEL_ERR_TOO_LARGE == -10);
+  CHECK(KEEL_ERR_CONFLICT == -11);
+  CHECK(KEEL_ERR_STORAGE_FULL == -12);
   CHECK(KEEL_HEALTH_PASS == 0);
   CHECK(KEEL_HEALTH_FAIL == 2);
 }

@@ -64,6 +64,12 @@ TEST_CASE("an empty document yields the documented defaults", "[config]") {
   CHECK(c.log.access_log);
   CHECK(c.admin.token.empty());
   CHECK(c.plugins.directory == std::filesystem::path("/etc/keel/plugins"));
+  CHECK(c.storage.synchronous == cfg::SyncMode::kNormal);
+  CHECK(c.storage.busy_timeout == 5000ms);
+  CHECK(c.storage.readers == 4);
+  CHECK(c.storage.statement_cache == 128);
+  CHECK(c.storage.transaction_timeout == 10000ms);
+  CHECK(c.storage.max_db_bytes == 0);
   CHECK(c.plugin_sections.empty());
 }
 
@@ -239,7 +245,7 @@ TEST_CASE("unknown sections point at the name and suggest the closest section", 
         "keel.toml:1:2: unknown section [plugn] (did you mean [plugin.<name>]?)");
   CHECK(single_error("[database]\n") ==
         "keel.toml:1:2: unknown section [database]; valid sections: [server], [http], [log], [admin], "
-        "[plugins], [plugin.<name>]");
+        "[plugins], [cors], [storage], [plugin.<name>]");
   CHECK(single_error("listen = \"0.0.0.0:1\"\n") ==
         "keel.toml:1:1: key 'listen' is outside any section (did you mean 'listen' in [server]?)");
 }
@@ -476,6 +482,171 @@ TEST_CASE("bad plugin tables are reported", "[config]") {
         "keel.toml:2:9: [plugin.hello] ratio: nan and inf cannot be passed to a plugin (JSON has no such numbers)");
 }
 
+TEST_CASE("storage keys are read from the file", "[config][storage]") {
+  const auto c = parse_ok(R"([storage]
+synchronous = "full"
+busy_timeout_ms = 250
+readers = 16
+statement_cache = 0
+transaction_timeout_ms = 100
+max_db_bytes = 1073741824
+)");
+  CHECK(c.storage.synchronous == cfg::SyncMode::kFull);
+  CHECK(c.storage.busy_timeout == 250ms);
+  CHECK(c.storage.readers == 16);
+  CHECK(c.storage.statement_cache == 0);
+  CHECK(c.storage.transaction_timeout == 100ms);
+  CHECK(c.storage.max_db_bytes == 1073741824);
+  CHECK(parse_ok("[storage]\nsynchronous = \"normal\"\n").storage.synchronous == cfg::SyncMode::kNormal);
+}
+
+TEST_CASE("storage keys accept the ends of their ranges", "[config][storage]") {
+  const auto low = parse_ok(
+      "[storage]\nbusy_timeout_ms = 0\nreaders = 1\nstatement_cache = 0\ntransaction_timeout_ms = 100\n"
+      "max_db_bytes = 0\n");
+  CHECK(low.storage.busy_timeout == 0ms);
+  CHECK(low.storage.readers == 1);
+  CHECK(low.storage.statement_cache == 0);
+  CHECK(low.storage.transaction_timeout == 100ms);
+  CHECK(low.storage.max_db_bytes == 0);
+  const auto high = parse_ok(
+      "[storage]\nbusy_timeout_ms = 600000\nreaders = 64\nstatement_cache = 10000\n"
+      "transaction_timeout_ms = 3600000\nmax_db_bytes = 9223372036854775807\n");
+  CHECK(high.storage.busy_timeout == 600000ms);
+  CHECK(high.storage.readers == 64);
+  CHECK(high.storage.statement_cache == 10000);
+  CHECK(high.storage.transaction_timeout == 3600000ms);
+  CHECK(high.storage.max_db_bytes == 9223372036854775807ULL);
+}
+
+TEST_CASE("storage keys out of range are reported with the allowed range", "[config][storage]") {
+  const auto errors = errors_of(R"([storage]
+busy_timeout_ms = -1
+readers = 0
+statement_cache = 10001
+transaction_timeout_ms = 99
+max_db_bytes = -1
+)");
+  CHECK(errors == std::vector<std::string>{
+                      "keel.toml:2:19: [storage] busy_timeout_ms: -1 is out of range (allowed 0..600000)",
+                      "keel.toml:3:11: [storage] readers: 0 is out of range (allowed 1..64)",
+                      "keel.toml:4:19: [storage] statement_cache: 10001 is out of range (allowed 0..10000)",
+                      "keel.toml:5:26: [storage] transaction_timeout_ms: 99 is out of range (allowed 100..3600000)",
+                      "keel.toml:6:16: [storage] max_db_bytes: -1 is out of range (must be at least 0)",
+                  });
+  CHECK(single_error("[storage]\nbusy_timeout_ms = 600001\n") ==
+        "keel.toml:2:19: [storage] busy_timeout_ms: 600001 is out of range (allowed 0..600000)");
+  CHECK(single_error("[storage]\nreaders = 65\n") ==
+        "keel.toml:2:11: [storage] readers: 65 is out of range (allowed 1..64)");
+  CHECK(single_error("[storage]\ntransaction_timeout_ms = 3600001\n") ==
+        "keel.toml:2:26: [storage] transaction_timeout_ms: 3600001 is out of range (allowed 100..3600000)");
+}
+
+TEST_CASE("storage synchronous is normal or full", "[config][storage]") {
+  CHECK(single_error("[storage]\nsynchronous = \"off\"\n") ==
+        "keel.toml:2:15: [storage] synchronous: 'off' is not one of normal, full");
+  CHECK(single_error("[storage]\nsynchronous = \"ful\"\n") ==
+        "keel.toml:2:15: [storage] synchronous: 'ful' is not one of normal, full (did you mean 'full'?)");
+  CHECK(single_error("[storage]\nsynchronous = \"FULL\"\n") ==
+        "keel.toml:2:15: [storage] synchronous: 'FULL' is not one of normal, full (did you mean 'full'?)");
+  CHECK(single_error("", {{"KEEL_STORAGE_SYNCHRONOUS", "extra"}}) ==
+        "env KEEL_STORAGE_SYNCHRONOUS: [storage] synchronous: 'extra' is not one of normal, full");
+}
+
+TEST_CASE("storage keys of the wrong type name the expected type", "[config][storage]") {
+  const auto errors = errors_of(R"([storage]
+synchronous = 2
+busy_timeout_ms = "5s"
+readers = 4.0
+statement_cache = true
+transaction_timeout_ms = [1]
+max_db_bytes = "1GB"
+)");
+  CHECK(errors == std::vector<std::string>{
+                      "keel.toml:2:15: [storage] synchronous: expected a string, got an integer",
+                      "keel.toml:3:19: [storage] busy_timeout_ms: expected an integer (milliseconds), got a string",
+                      "keel.toml:4:11: [storage] readers: expected an integer, got a floating-point number",
+                      "keel.toml:5:19: [storage] statement_cache: expected an integer, got a boolean",
+                      "keel.toml:6:26: [storage] transaction_timeout_ms: expected an integer (milliseconds), "
+                      "got an array",
+                      "keel.toml:7:16: [storage] max_db_bytes: expected an integer, got a string",
+                  });
+  CHECK(single_error("storage = 1\n") == "keel.toml:1:11: [storage]: expected a table, got an integer");
+}
+
+TEST_CASE("unknown storage keys suggest the closest valid one", "[config][storage]") {
+  CHECK(single_error("[storage]\nreader = 2\n") ==
+        "keel.toml:2:1: unknown key 'reader' in [storage] (did you mean 'readers'?)");
+  CHECK(single_error("[storage]\nmax_db_byte = 2\n") ==
+        "keel.toml:2:1: unknown key 'max_db_byte' in [storage] (did you mean 'max_db_bytes'?)");
+  CHECK(single_error("[storage]\nbusy_timeout = 5\n") ==
+        "keel.toml:2:1: unknown key 'busy_timeout' in [storage] "
+        "(did you mean 'busy_timeout_ms'? durations are integer milliseconds)");
+  CHECK(single_error("[storage]\njournal_mode = \"wal\"\n") ==
+        "keel.toml:2:1: unknown key 'journal_mode' in [storage]; valid keys: synchronous, busy_timeout_ms, readers, "
+        "statement_cache, transaction_timeout_ms, max_db_bytes");
+  CHECK(single_error("[storag]\n") == "keel.toml:1:2: unknown section [storag] (did you mean [storage]?)");
+  CHECK(single_error("readers = 2\n") ==
+        "keel.toml:1:1: key 'readers' is outside any section (did you mean 'readers' in [storage]?)");
+  CHECK(single_error("", {{"KEEL_STORAGE_READER", "2"}}) ==
+        "env KEEL_STORAGE_READER: unknown key 'reader' in [storage] (did you mean KEEL_STORAGE_READERS?)");
+}
+
+TEST_CASE("environment variables override storage keys", "[config][storage]") {
+  const auto c = parse_ok("[storage]\nreaders = 2\nsynchronous = \"normal\"\n",
+                          {
+                              {"KEEL_STORAGE_READERS", "8"},
+                              {"KEEL_STORAGE_SYNCHRONOUS", "full"},
+                              {"KEEL_STORAGE_BUSY_TIMEOUT_MS", "0"},
+                              {"KEEL_STORAGE_STATEMENT_CACHE", "32"},
+                              {"KEEL_STORAGE_TRANSACTION_TIMEOUT_MS", "60000"},
+                              {"KEEL_STORAGE_MAX_DB_BYTES", "1048576"},
+                          });
+  CHECK(c.storage.readers == 8);
+  CHECK(c.storage.synchronous == cfg::SyncMode::kFull);
+  CHECK(c.storage.busy_timeout == 0ms);
+  CHECK(c.storage.statement_cache == 32);
+  CHECK(c.storage.transaction_timeout == 60000ms);
+  CHECK(c.storage.max_db_bytes == 1048576);
+  CHECK(errors_of("", {{"KEEL_STORAGE_READERS", "0"}, {"KEEL_STORAGE_MAX_DB_BYTES", "1G"}}) ==
+        std::vector<std::string>{
+            "env KEEL_STORAGE_MAX_DB_BYTES: [storage] max_db_bytes: expected a decimal integer, got '1G'",
+            "env KEEL_STORAGE_READERS: [storage] readers: 0 is out of range (allowed 1..64)",
+        });
+}
+
+TEST_CASE("a plugin's max_db_bytes is host-owned and not passed to the plugin", "[config][storage]") {
+  const auto c = parse_ok(R"([plugin.orders]
+max_db_bytes = 65536
+currency = "EUR"
+
+[plugin.audit]
+max_db_bytes = 0
+
+[plugin.hello]
+greeting = "hi"
+)");
+  const auto& orders = c.plugin_sections.at("orders");
+  REQUIRE(orders.max_db_bytes.has_value());
+  CHECK(*orders.max_db_bytes == 65536);
+  CHECK(nlohmann::json::parse(orders.settings_json) == nlohmann::json{{"currency", "EUR"}});
+  CHECK(orders.key_positions.count("max_db_bytes") == 0);
+  const auto& audit = c.plugin_sections.at("audit");
+  REQUIRE(audit.max_db_bytes.has_value());
+  CHECK(*audit.max_db_bytes == 0);
+  CHECK(audit.settings_json == "{}");
+  CHECK_FALSE(c.plugin_sections.at("hello").max_db_bytes.has_value());
+}
+
+TEST_CASE("a bad plugin max_db_bytes is reported at the value", "[config][storage]") {
+  CHECK(errors_of("[plugin.orders]\nmax_db_bytes = -1\n[plugin.audit]\nmax_db_bytes = \"1GB\"\n") ==
+        std::vector<std::string>{
+            "keel.toml:2:16: [plugin.orders] max_db_bytes: -1 is out of range (must be at least 0; 0 = unlimited)",
+            "keel.toml:4:16: [plugin.audit] max_db_bytes: expected an integer number of bytes (0 = unlimited), "
+            "got a string",
+        });
+}
+
 TEST_CASE("environment variables do not configure plugin tables", "[config]") {
   const auto c = parse_ok("[plugin.hello]\nenabled = true\n", {{"KEEL_PLUGIN_HELLO_ENABLED", "false"}});
   CHECK(c.plugin_sections.at("hello").enabled);
@@ -561,4 +732,10 @@ TEST_CASE("the committed config/keel.toml states every default", "[config]") {
   CHECK(c.log.format == defaults.log.format);
   CHECK(c.log.access_log == defaults.log.access_log);
   CHECK(c.admin.token == defaults.admin.token);
+  CHECK(c.storage.synchronous == defaults.storage.synchronous);
+  CHECK(c.storage.busy_timeout == defaults.storage.busy_timeout);
+  CHECK(c.storage.readers == defaults.storage.readers);
+  CHECK(c.storage.statement_cache == defaults.storage.statement_cache);
+  CHECK(c.storage.transaction_timeout == defaults.storage.transaction_timeout);
+  CHECK(c.storage.max_db_bytes == defaults.storage.max_db_bytes);
 }

@@ -1,5 +1,6 @@
 #include "plugins/manifest.hpp"
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -34,7 +35,13 @@ json doc_example() {
       "max_items":  { "type": "integer", "default": 50, "description": "items per order" },
       "currency":   { "type": "string",  "required": true },
       "tax_rates":  { "type": "object",  "default": {} }
-    }
+    },
+    "migrations": [
+      { "version": 1, "description": "orders table",
+        "sql": "CREATE TABLE orders (id INTEGER PRIMARY KEY, status TEXT NOT NULL);" },
+      { "version": 2,
+        "sql": "ALTER TABLE orders ADD COLUMN placed_at INTEGER; CREATE INDEX orders_status ON orders (status);" }
+    ]
   })");
 }
 
@@ -138,6 +145,14 @@ TEST_CASE("manifest: the documented example parses into plain values", "[plugins
   CHECK(m.config[2].name == "tax_rates");
   CHECK(m.config[2].type == mp::ConfigType::kObject);
   CHECK(m.config[2].default_json == "{}");
+  REQUIRE(m.migrations.size() == 2);
+  CHECK(m.migrations[0].version == 1);
+  CHECK(m.migrations[0].description == "orders table");
+  CHECK(m.migrations[0].sql == "CREATE TABLE orders (id INTEGER PRIMARY KEY, status TEXT NOT NULL);");
+  CHECK(m.migrations[1].version == 2);
+  CHECK(m.migrations[1].description.empty());
+  CHECK(m.migrations[1].sql ==
+        "ALTER TABLE orders ADD COLUMN placed_at INTEGER; CREATE INDEX orders_status ON orders (status);");
   CHECK(m.json == text);
   CHECK(m.warnings.empty());
 }
@@ -154,6 +169,7 @@ TEST_CASE("manifest: optional keys take their documented defaults", "[plugins][m
   CHECK(m.subscribes.empty());
   CHECK(m.permissions.empty());
   CHECK(m.config.empty());
+  CHECK(m.migrations.empty());
   CHECK(m.warnings.empty());
 }
 
@@ -534,7 +550,7 @@ TEST_CASE("manifest: unknown keys are warnings with a suggestion", "[plugins][ma
             "dependecies: unknown key ignored (did you mean 'dependencies'?)",
             "route: unknown key ignored (did you mean 'routes'?)",
             "x_future_feature: unknown key ignored; known keys: name, version, abi, description, dependencies, routes, "
-            "concurrency, events, permissions, config",
+            "concurrency, events, permissions, config, migrations",
             "dependencies[0].optional: unknown key ignored; known keys: name, version",
             "routes[0].sumary: unknown key ignored (did you mean 'summary'?)",
             "events.publish: unknown key ignored (did you mean 'publishes'?)",
@@ -575,6 +591,150 @@ TEST_CASE("manifest: every problem is reported, in schema order", "[plugins][man
                       "config.n.default: does not match type 'integer': expected an integer, got a string",
                       "config.enabled: 'enabled' is reserved: the host reads [plugin.<name>] enabled itself",
                   });
+}
+
+namespace {
+
+// A manifest allowed to declare migrations, with `migrations` as its list.
+json with_migrations(const json& migrations) {
+  auto doc = minimal();
+  doc["permissions"] = {"ext:keel.storage/1"};
+  doc["migrations"] = migrations;
+  return doc;
+}
+
+json migration(std::int64_t version, const std::string& sql) { return json{{"version", version}, {"sql", sql}}; }
+
+}  // namespace
+
+TEST_CASE("manifest: migrations parse in order with optional descriptions", "[plugins][manifest][migrations]") {
+  const auto m = parse_ok(with_migrations(json::array({
+      {{"version", 1},
+       {"description", "create products"},
+       {"sql", "CREATE TABLE products (id INTEGER PRIMARY KEY, sku TEXT); CREATE INDEX products_sku ON products (sku);"}},
+      migration(2, "ALTER TABLE products ADD COLUMN price INTEGER"),
+      {{"version", 10}, {"description", ""}, {"sql", "  DROP INDEX products_sku;\n"}},
+  })));
+  REQUIRE(m.migrations.size() == 3);
+  CHECK(m.migrations[0].version == 1);
+  CHECK(m.migrations[0].description == "create products");
+  CHECK(m.migrations[0].sql ==
+        "CREATE TABLE products (id INTEGER PRIMARY KEY, sku TEXT); CREATE INDEX products_sku ON products (sku);");
+  CHECK(m.migrations[1].version == 2);
+  CHECK(m.migrations[1].description.empty());
+  CHECK(m.migrations[2].version == 10);  // gaps are allowed; only the order matters
+  CHECK(m.migrations[2].sql == "  DROP INDEX products_sku;\n");  // kept verbatim
+  CHECK(m.warnings.empty());
+}
+
+TEST_CASE("manifest: an empty migrations list needs no permission", "[plugins][manifest][migrations]") {
+  auto doc = minimal();
+  doc["migrations"] = json::array();
+  const auto m = parse_ok(doc);
+  CHECK(m.migrations.empty());
+  CHECK(m.warnings.empty());
+}
+
+TEST_CASE("manifest: migration versions must strictly increase", "[plugins][manifest][migrations]") {
+  SECTION("out of order") {
+    CHECK(single_error(with_migrations(json::array({migration(1, "A"), migration(3, "B"), migration(2, "C")}))) ==
+          "migrations[2].version: version 2 is not greater than version 3 of migrations[1]; versions must strictly "
+          "increase, so append new migrations at the end");
+  }
+  SECTION("duplicate version") {
+    CHECK(single_error(with_migrations(json::array({migration(1, "A"), migration(2, "B"), migration(2, "C")}))) ==
+          "migrations[2].version: duplicate version 2 (also migrations[1]); versions must strictly increase, so "
+          "append new migrations at the end");
+  }
+  SECTION("a broken version is skipped: the next entry is compared with the last readable one") {
+    const auto doc =
+        with_migrations(json::array({migration(5, "A"), migration(0, "B"), migration(4, "C"), migration(6, "D")}));
+    CHECK(errors_of(doc) ==
+          std::vector<std::string>{
+              "migrations[1].version: 0 is not allowed: versions start at 1",
+              "migrations[2].version: version 4 is not greater than version 5 of migrations[0]; versions must "
+              "strictly increase, so append new migrations at the end",
+          });
+  }
+}
+
+TEST_CASE("manifest: migration versions are integers from 1", "[plugins][manifest][migrations]") {
+  auto version_error = [](const json& version) {
+    return single_error(with_migrations(json::array({json{{"version", version}, {"sql", "SELECT 1"}}})));
+  };
+  CHECK(version_error(0) == "migrations[0].version: 0 is not allowed: versions start at 1");
+  CHECK(version_error(-3) == "migrations[0].version: -3 is not allowed: versions start at 1");
+  CHECK(version_error("1") == "migrations[0].version: expected an integer >= 1, got a string");
+  CHECK(version_error(1.5) ==
+        "migrations[0].version: expected an integer >= 1, got a number with a fraction or exponent");
+  CHECK(version_error(std::uint64_t{9223372036854775808ULL}) ==
+        "migrations[0].version: expected an integer >= 1, got an integer outside the signed 64-bit range");
+  const auto largest = parse_ok(with_migrations(json::array({migration(9223372036854775807LL, "SELECT 1")})));
+  CHECK(largest.migrations.at(0).version == 9223372036854775807LL);
+  CHECK(single_error(with_migrations(json::array({{{"sql", "SELECT 1"}}}))) ==
+        "migrations[0].version: required key is missing");
+}
+
+TEST_CASE("manifest: a migration needs non-empty sql", "[plugins][manifest][migrations]") {
+  CHECK(single_error(with_migrations(json::array({{{"version", 1}, {"description", "no sql"}}}))) ==
+        "migrations[0].sql: required key is missing");
+  CHECK(single_error(with_migrations(json::array({migration(1, "")}))) ==
+        "migrations[0].sql: must not be empty: give one or more SQL statements");
+  CHECK(single_error(with_migrations(json::array({migration(1, " \n\t\r ")}))) ==
+        "migrations[0].sql: must not be empty: give one or more SQL statements");
+  CHECK(single_error(with_migrations(json::array({{{"version", 1}, {"sql", json::array({"SELECT 1"})}}}))) ==
+        "migrations[0].sql: expected a string, got an array");
+  CHECK(single_error(with_migrations(json::array({{{"version", 1}, {"sql", "SELECT 1"}, {"description", 7}}}))) ==
+        "migrations[0].description: expected a string, got an integer");
+}
+
+TEST_CASE("manifest: migrations must be an array of objects", "[plugins][manifest][migrations]") {
+  CHECK(single_error(with_migrations("CREATE TABLE t (x);")) == "migrations: expected an array, got a string");
+  CHECK(single_error(with_migrations(json::object())) == "migrations: expected an array, got an object");
+  CHECK(errors_of(with_migrations(json::array({"CREATE TABLE t (x);", migration(1, "SELECT 1"), nullptr}))) ==
+        std::vector<std::string>{
+            "migrations[0]: expected an object {\"version\", \"description\"?, \"sql\"}, got a string",
+            "migrations[2]: expected an object {\"version\", \"description\"?, \"sql\"}, got null",
+        });
+}
+
+TEST_CASE("manifest: declaring migrations needs the storage permission", "[plugins][manifest][migrations]") {
+  const std::string needs =
+      "migrations: declaring migrations needs the permission \"ext:keel.storage/1\" in \"permissions\"";
+  SECTION("no permissions at all") {
+    auto doc = minimal();
+    doc["migrations"] = json::array({migration(1, "CREATE TABLE t (x)")});
+    CHECK(single_error(doc) == needs);
+  }
+  SECTION("other permissions only") {
+    auto doc = with_migrations(json::array({migration(1, "CREATE TABLE t (x)")}));
+    doc["permissions"] = {"call:*", "ext:keel.storage/2", "ext:keel.cache/1"};
+    CHECK(single_error(doc) == needs);
+  }
+  SECTION("reported together with problems in the entries") {
+    auto doc = minimal();
+    doc["migrations"] = json::array({migration(1, "")});
+    CHECK(errors_of(doc) == std::vector<std::string>{
+                                needs,
+                                "migrations[0].sql: must not be empty: give one or more SQL statements",
+                            });
+  }
+}
+
+TEST_CASE("manifest: unknown keys in a migration are warnings", "[plugins][manifest][migrations]") {
+  const auto m = parse_ok(with_migrations(json::array({
+      {{"version", 1}, {"sql", "SELECT 1"}, {"descripton", "typo"}, {"checksum", "abc"}},
+  })));
+  CHECK(warnings_of(m) == std::vector<std::string>{
+                              "migrations[0].descripton: unknown key ignored (did you mean 'description'?)",
+                              "migrations[0].checksum: unknown key ignored; known keys: version, description, sql",
+                          });
+  REQUIRE(m.migrations.size() == 1);
+  CHECK(m.migrations[0].description.empty());
+  auto doc = minimal();
+  doc["migration"] = json::array();
+  CHECK(warnings_of(parse_ok(doc)) ==
+        std::vector<std::string>{"migration: unknown key ignored (did you mean 'migrations'?)"});
 }
 
 TEST_CASE("manifest: ManifestError::str joins field and message", "[plugins][manifest]") {

@@ -1,0 +1,151 @@
+#include "storage/storage_api.hpp"
+
+#include <exception>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "plugins/host_ctx.hpp"
+#include "storage/database.hpp"
+
+namespace keel::host::storage {
+namespace {
+
+std::string_view view(keel_plugin_bytes b) noexcept {
+  return b.len == 0 ? std::string_view{} : std::string_view(b.ptr, b.len);
+}
+
+thread_local std::string tl_api_error;  // messages of failures found before reaching a Database
+
+/// keel/plugin.h: a NULL ptr is allowed only with len 0. Sets the message when `b` breaks that.
+bool malformed(keel_plugin_bytes b, const char* what) {
+  if (b.ptr != nullptr || b.len == 0) return false;
+  tl_api_error = std::string(what) + " has a NULL pointer and length " + std::to_string(b.len);
+  return true;
+}
+
+// How a table finds the Database of a ctx: the host's ctx carries it; plugin unit tests with a
+// fake host register their (foreign) ctx in a map instead.
+Database* from_ctx(keel_host_ctx* ctx) noexcept { return ctx != nullptr ? ctx->storage : nullptr; }
+
+std::mutex bound_mutex;
+std::unordered_map<keel_host_ctx*, Database*> bound;
+
+Database* from_binding(keel_host_ctx* ctx) noexcept {
+  std::lock_guard lock(bound_mutex);
+  const auto it = bound.find(ctx);
+  return it == bound.end() ? nullptr : it->second;
+}
+
+using Resolver = Database* (*)(keel_host_ctx*) noexcept;
+
+/// The extension's functions over one way of finding the database.
+template <Resolver Find>
+struct Api {
+  /// Runs `fn(db)` for the ctx's database; a missing database or an exception becomes a status.
+  template <class F>
+  static keel_status with_db(keel_host_ctx* ctx, F&& fn) noexcept {
+    tl_api_error.clear();
+    Database* db = Find(ctx);
+    if (db == nullptr) {
+      tl_api_error = "this plugin has no database (its manifest lacks the permission ext:keel.storage/1)";
+      return KEEL_ERR_PERMISSION_DENIED;
+    }
+    try {
+      return fn(*db);
+    } catch (const std::exception& e) {
+      tl_api_error = std::string("storage failed inside the host: ") + e.what();
+    } catch (...) {
+      tl_api_error = "storage failed inside the host";
+    }
+    return KEEL_ERR_INTERNAL;
+  }
+
+  static keel_status exec(keel_host_ctx* ctx, keel_txn txn, keel_plugin_bytes sql, const keel_sql_param* params,
+                          size_t count, keel_sql_row_fn on_row, void* user, keel_sql_result* out) {
+    return with_db(ctx, [&](Database& db) {
+      if (params == nullptr && count != 0) {
+        tl_api_error = "exec: params is NULL but param_count is " + std::to_string(count);
+        return KEEL_ERR_INVALID_ARGUMENT;
+      }
+      if (malformed(sql, "exec: sql")) return KEEL_ERR_INVALID_ARGUMENT;
+      return db.exec(txn, view(sql), std::span<const keel_sql_param>(params, count), {on_row, user}, out);
+    });
+  }
+
+  static keel_status prepare(keel_host_ctx* ctx, keel_plugin_bytes sql, keel_sql_info* out) {
+    return with_db(ctx, [&](Database& db) {
+      return malformed(sql, "prepare: sql") ? KEEL_ERR_INVALID_ARGUMENT : db.prepare(view(sql), out);
+    });
+  }
+
+  static keel_status begin(keel_host_ctx* ctx, keel_txn parent, keel_txn* out) {
+    return with_db(ctx, [&](Database& db) { return db.begin(parent, out); });
+  }
+
+  static keel_status commit(keel_host_ctx* ctx, keel_txn txn) {
+    return with_db(ctx, [&](Database& db) { return db.commit(txn); });
+  }
+
+  static keel_status rollback(keel_host_ctx* ctx, keel_txn txn) {
+    return with_db(ctx, [&](Database& db) { return db.rollback(txn); });
+  }
+
+  static keel_status kv_get(keel_host_ctx* ctx, keel_txn txn, keel_plugin_bytes key, keel_kv_entry* out) {
+    return with_db(ctx, [&](Database& db) {
+      return malformed(key, "kv_get: key") ? KEEL_ERR_INVALID_ARGUMENT : db.kv_get(txn, view(key), out);
+    });
+  }
+
+  static keel_status kv_put(keel_host_ctx* ctx, keel_txn txn, const keel_kv_put_args* args, int64_t* out_version) {
+    return with_db(ctx, [&](Database& db) {
+      if (args == nullptr || args->struct_size < sizeof(keel_kv_put_args)) {
+        tl_api_error = "kv_put needs a keel_kv_put_args with struct_size set";
+        return KEEL_ERR_INVALID_ARGUMENT;
+      }
+      return db.kv_put(txn, *args, out_version);
+    });
+  }
+
+  static keel_status kv_delete(keel_host_ctx* ctx, keel_txn txn, keel_plugin_bytes key, int64_t expected_version) {
+    return with_db(ctx, [&](Database& db) {
+      return malformed(key, "kv_delete: key") ? KEEL_ERR_INVALID_ARGUMENT
+                                              : db.kv_delete(txn, view(key), expected_version);
+    });
+  }
+
+  static keel_status kv_list(keel_host_ctx* ctx, keel_txn txn, keel_plugin_bytes prefix, keel_plugin_bytes start_after,
+                             uint32_t limit, keel_kv_entry_fn on_entry, void* user, uint32_t* out_more) {
+    return with_db(ctx, [&](Database& db) {
+      if (malformed(prefix, "kv_list: prefix") || malformed(start_after, "kv_list: start_after"))
+        return KEEL_ERR_INVALID_ARGUMENT;
+      return db.kv_list(txn, view(prefix), view(start_after), limit, on_entry, user, out_more);
+    });
+  }
+
+  static keel_host_bytes error_message(keel_host_ctx*) {
+    const auto& message = tl_api_error.empty() ? last_error() : tl_api_error;
+    return {message.data(), message.size()};
+  }
+
+  static constexpr keel_storage_api kTable{
+      sizeof(keel_storage_api), 0,        exec,   prepare,   begin,   commit, rollback,
+      kv_get,                   kv_put,   kv_delete, kv_list, error_message,
+  };
+};
+
+}  // namespace
+
+const keel_storage_api& storage_api_table() noexcept { return Api<from_ctx>::kTable; }
+
+const keel_storage_api& bound_storage_api_table() noexcept { return Api<from_binding>::kTable; }
+
+void bind_storage(keel_host_ctx* ctx, Database* db) {
+  std::lock_guard lock(bound_mutex);
+  if (db == nullptr) bound.erase(ctx);
+  else bound[ctx] = db;
+}
+
+}  // namespace keel::host::storage

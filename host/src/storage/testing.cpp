@@ -1,0 +1,33 @@
+#include "storage/testing.hpp"
+
+#include <stdexcept>
+#include <variant>
+
+#include "plugins/manifest.hpp"
+#include "storage/migrations.hpp"
+#include "storage/storage_api.hpp"
+
+namespace keel::host::storage {
+
+TestDatabase::TestDatabase(keel_host_ctx* ctx, const std::filesystem::path& file, std::string_view manifest_json)
+    : ctx_(ctx) {
+  auto parsed = plugins::parse_manifest(manifest_json);
+  if (auto* errors = std::get_if<std::vector<plugins::ManifestError>>(&parsed))
+    throw std::runtime_error("TestDatabase: invalid manifest: " + errors->front().str());
+  const auto& manifest = std::get<plugins::Manifest>(parsed);
+  Options options;
+  options.file = file;
+  options.plugin = manifest.name;
+  db_ = std::make_unique<Database>(std::move(options));
+  if (auto why = migrate(*db_, manifest.migrations); !why.empty()) throw std::runtime_error("TestDatabase: " + why);
+  bind_storage(ctx_, db_.get());
+}
+
+TestDatabase::~TestDatabase() {
+  bind_storage(ctx_, nullptr);
+  db_->close();
+}
+
+const keel_storage_api& TestDatabase::table() const noexcept { return bound_storage_api_table(); }
+
+}  // namespace keel::host::storage

@@ -1,0 +1,41 @@
+#pragma once
+// Real storage for plugin unit tests that run a plugin in keel::sdk::testing::FakeHost (no
+// keel binary, no dlopen): a storage::Database in a file of the test's choosing, migrated from
+// the plugin's manifest, offered to the plugin as "keel.storage/1". Link keel_host_core.
+//
+//   keel::sdk::testing::FakeHost host;
+//   keel::host::storage::TestDatabase db{host.ctx(), dir / "notes.db", NOTES_MANIFEST};
+//   host.add_extension(KEEL_STORAGE_EXTENSION_ID, &db.table());
+//   REQUIRE(host.load<Notes>(...).ok());
+
+#include <filesystem>
+#include <memory>
+#include <string_view>
+
+#include <keel/storage.h>
+
+#include "storage/database.hpp"
+
+namespace keel::host::storage {
+
+class TestDatabase {
+ public:
+  /// Opens (creating) `file`, applies the "migrations" of `manifest_json` (throws
+  /// std::runtime_error with the reason if the manifest is invalid or a migration fails) and
+  /// binds the database to `ctx`.
+  TestDatabase(keel_host_ctx* ctx, const std::filesystem::path& file, std::string_view manifest_json);
+  ~TestDatabase();  ///< unbinds and closes
+  TestDatabase(const TestDatabase&) = delete;
+  TestDatabase& operator=(const TestDatabase&) = delete;
+
+  /// The table to offer through the fake host's get_extension.
+  [[nodiscard]] const keel_storage_api& table() const noexcept;
+  /// The database itself, to seed or inspect data from the test.
+  [[nodiscard]] Database& database() noexcept { return *db_; }
+
+ private:
+  keel_host_ctx* ctx_;
+  std::unique_ptr<Database> db_;
+};
+
+}  // namespace keel::host::storage
