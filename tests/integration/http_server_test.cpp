@@ -342,7 +342,7 @@ void limit_fds() {
 }  // namespace
 
 TEST_CASE("running out of file descriptors does not spin the acceptor", "[http][integration][limits]") {
-  KeelHost host(HostOptions{"", {}, &limit_fds, {}});
+  KeelHost host(HostOptions{"", {}, &limit_fds, {}, {}, {}});
   RawClient keeper(host.port());
   REQUIRE(keeper.send(kGet));
   REQUIRE(keeper.read_response());
@@ -440,6 +440,6 @@ TEST_CASE("access log and JSON log format", "[http][integration][logging]") {
 }
 
 TEST_CASE("environment variables override the config file", "[http][integration][config]") {
-  KeelHost host(HostOptions{"[http]\nmax_body_bytes = 1000\n", {"KEEL_HTTP_MAX_BODY_BYTES=3"}, nullptr, {}});
+  KeelHost host(HostOptions{"[http]\nmax_body_bytes = 1000\n", {"KEEL_HTTP_MAX_BODY_BYTES=3"}, nullptr, {}, {}, {}});
   expect_rejected(host.port(), "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd", 413);
 }

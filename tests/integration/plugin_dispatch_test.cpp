@@ -87,7 +87,7 @@ TEST_CASE("responders: completed from another thread, twice, or never", "[dispat
   }
 }
 
-TEST_CASE("deadlines: per-plugin and per-route timeouts give 504; a late answer is dropped", "[dispatch][integration]") {
+TEST_CASE("deadlines: per-plugin and per-route timeouts give 504, a late answer is dropped", "[dispatch][integration]") {
   KeelHost host(with_plugins({fixture("slow_handler")},
                              "[plugin.slow_handler]\nroute_timeouts = { \"GET /slow\" = 300 }\n"));
   const auto start = std::chrono::steady_clock::now();

@@ -41,7 +41,7 @@ void expect_not_ready(std::uint16_t port, const std::string& plugin, const std::
 
 }  // namespace
 
-TEST_CASE("healthy plugins load, start and serve; readyz lists them", "[plugins][integration]") {
+TEST_CASE("healthy plugins load, start and serve, readyz lists them", "[plugins][integration]") {
   KeelHost host(with_plugins({fixture("no_op"), example_plugin("hello")}));
   expect_no_op_serving(host.port());
   const auto hello = simple_request(host.port(), "GET", "/api/hello/greet/Ada%20L");

@@ -38,15 +38,19 @@ KeelHost::KeelHost(const HostOptions& options) {
     std::filesystem::create_directories(plugin_dir_);
     for (const auto& p : options.plugins) std::filesystem::copy_file(p, plugin_dir_ / p.filename());
   }
+  data_dir_ = options.data_dir.empty() ? dir_.path() / "data" : options.data_dir;
   auto env = options.env;
-  env.insert(env.begin(), {"KEEL_SERVER_DATA_DIR=" + (dir_.path() / "data").string(),
-                           "KEEL_PLUGINS_DIRECTORY=" + plugin_dir_.string()});
+  env.insert(env.begin(), {"KEEL_SERVER_DATA_DIR=" + data_dir_.string(), "KEEL_PLUGINS_DIRECTORY=" + plugin_dir_.string()});
   const auto port_file = dir_.path() / "port";
-  process_ = std::make_unique<Process>(
-      KEEL_BINARY,
-      std::vector<std::string>{"serve", "--config", config_file.string(), "--listen", "127.0.0.1:0", "--port-file",
-                               port_file.string()},
-      dir_.path() / "keel.log", env, options.child_setup);
+  std::vector<std::string> args{"serve", "--config", config_file.string(), "--listen", "127.0.0.1:0", "--port-file",
+                                port_file.string()};
+  std::string binary = KEEL_BINARY;
+  if (!options.wrapper.empty()) {
+    args.insert(args.begin(), binary);
+    args.insert(args.begin(), options.wrapper.begin() + 1, options.wrapper.end());
+    binary = options.wrapper.front();
+  }
+  process_ = std::make_unique<Process>(binary, args, dir_.path() / "keel.log", env, options.child_setup);
   port_ = wait_for_port_file(port_file, *process_);
 }
 

@@ -20,6 +20,10 @@ struct HostOptions {
   void (*child_setup)() = nullptr;       ///< runs in the child before exec (e.g. setrlimit)
   /// Plugin files copied into a private plugin directory; empty = the build's plugins/ directory.
   std::vector<std::filesystem::path> plugins;
+  /// [server] data_dir; empty = "data" in the host's temp dir. Set it to restart on the same data.
+  std::filesystem::path data_dir;
+  /// Command words put before the keel binary (e.g. {"unshare", ...}); empty = run it directly.
+  std::vector<std::string> wrapper;
 };
 
 /// Options for a host that loads exactly `plugins`, with `config` appended to its config file.
@@ -34,7 +38,7 @@ class KeelHost {
  public:
   explicit KeelHost(const HostOptions& options);
   /// A host whose config has `config_toml` appended.
-  explicit KeelHost(const std::string& config_toml = {}) : KeelHost(HostOptions{config_toml, {}, nullptr, {}}) {}
+  explicit KeelHost(const std::string& config_toml = {}) : KeelHost(HostOptions{config_toml, {}, nullptr, {}, {}, {}}) {}
   ~KeelHost();
   KeelHost(const KeelHost&) = delete;
   KeelHost& operator=(const KeelHost&) = delete;
@@ -44,6 +48,10 @@ class KeelHost {
   [[nodiscard]] const TempDir& dir() const noexcept { return dir_; }
   /// The directory the host scans for plugins.
   [[nodiscard]] const std::filesystem::path& plugin_dir() const noexcept { return plugin_dir_; }
+  /// The host's [server] data_dir (plugin databases live there).
+  [[nodiscard]] const std::filesystem::path& data_dir() const noexcept { return data_dir_; }
+  /// The config file the host was started with.
+  [[nodiscard]] std::filesystem::path config_file() const { return dir_.path() / "keel.toml"; }
   /// SIGTERM, then wait up to `timeout`; returns the exit code (nullopt if still running).
   std::optional<int> stop(std::chrono::milliseconds timeout = std::chrono::seconds(15));
 
@@ -52,6 +60,7 @@ class KeelHost {
   std::unique_ptr<Process> process_;
   std::uint16_t port_ = 0;
   std::filesystem::path plugin_dir_;
+  std::filesystem::path data_dir_;
 };
 
 }  // namespace keel::test

@@ -680,5 +680,7 @@ TEST_CASE("status carries a code, a name and a message", "[plugin_api][sdk]") {
   CHECK_FALSE(sdk::Status::already_completed().ok());
   CHECK(sdk::status_name(static_cast<sdk::StatusCode>(-99)) == "unknown");
   CHECK(static_cast<std::int32_t>(sdk::StatusCode::kTooLarge) == KEEL_ERR_TOO_LARGE);
+  CHECK(static_cast<std::int32_t>(sdk::StatusCode::kConflict) == KEEL_ERR_CONFLICT);
+  CHECK(static_cast<std::int32_t>(sdk::StatusCode::kStorageFull) == KEEL_ERR_STORAGE_FULL);
   CHECK(static_cast<std::int32_t>(sdk::LogLevel::kCritical) == KEEL_LOG_CRITICAL);
 }

@@ -130,6 +130,10 @@ class Host {
     }
   }
 
+  /// The plugin's context, for the functions of an extension table from get_extension (they
+  /// take it as their first argument). Opaque: never dereference it.
+  [[nodiscard]] keel_host_ctx* ctx_for_extensions() const noexcept { return ref_.ctx; }
+
   /// The plugin's config table as JSON text ("{}" when the host config has none).
   [[nodiscard]] std::string_view config_json() const noexcept { return config_; }
   /// ABI major of the running host.

@@ -26,6 +26,8 @@ enum class StatusCode : std::int32_t {
   kUnavailable = KEEL_ERR_UNAVAILABLE,
   kAlreadyCompleted = KEEL_ERR_ALREADY_COMPLETED,
   kTooLarge = KEEL_ERR_TOO_LARGE,
+  kConflict = KEEL_ERR_CONFLICT,
+  kStorageFull = KEEL_ERR_STORAGE_FULL,
 };
 
 /// Stable lowercase name of a code, e.g. "permission_denied"; "unknown" for codes this SDK
@@ -43,6 +45,8 @@ enum class StatusCode : std::int32_t {
     case StatusCode::kUnavailable: return "unavailable";
     case StatusCode::kAlreadyCompleted: return "already_completed";
     case StatusCode::kTooLarge: return "too_large";
+    case StatusCode::kConflict: return "conflict";
+    case StatusCode::kStorageFull: return "storage_full";
   }
   return static_cast<std::int32_t>(code) >= 0 ? "ok" : "unknown";
 }
@@ -78,6 +82,10 @@ class [[nodiscard]] Status {
   static Status already_completed(std::string message = {}) noexcept { return {StatusCode::kAlreadyCompleted, std::move(message)}; }
   /// A payload exceeds a configured limit (413).
   static Status too_large(std::string message = {}) noexcept { return {StatusCode::kTooLarge, std::move(message)}; }
+  /// A uniqueness rule or a compare-and-set failed (409).
+  static Status conflict(std::string message = {}) noexcept { return {StatusCode::kConflict, std::move(message)}; }
+  /// The disk or a storage quota is full (507).
+  static Status storage_full(std::string message = {}) noexcept { return {StatusCode::kStorageFull, std::move(message)}; }
 
   /// True for success (code >= 0).
   [[nodiscard]] constexpr bool ok() const noexcept { return static_cast<std::int32_t>(code_) >= 0; }
