@@ -11,7 +11,7 @@
 #   DURATION [5]       seconds per wrk round (whole seconds)
 #   CONNECTIONS [64]   wrk connections (always one wrk thread)
 #   WARMUP [1]         seconds of unmeasured wrk load per target before the rounds
-#   SCENARIOS [hello echo relay startup rss]
+#   SCENARIOS [hello echo relay storage startup rss]
 #   CPU [first allowed] the one CPU that every server and wrk are pinned to (taskset -c)
 #   STARTUP_RUNS [5]   starts per configuration in the startup scenario
 #   STARTUP_PLUGINS [100]
@@ -30,14 +30,13 @@
 #      and stop_server for each pid;
 #   2. add rows with add_row or ratios/targets with check (both feed the final table);
 #   3. add <name> to ALL_SCENARIOS below and document it in docs/benchmarks.md.
-#   Examples: a storage scenario would point wrk at a plugin route that writes through
-#   keel.storage/1 (Lua script for the POST body) with "blocking": true; an events scenario
+#   Examples: an events scenario
 #   would publish from a route and count deliveries in a subscriber plugin; a reload scenario
 #   would run wrk while reloading and report errors and the p99 of that round; an isolation
 #   scenario would compare one plugin's req/s alone against the same with a slow neighbour.
 set -euo pipefail
 
-ALL_SCENARIOS="hello echo relay startup rss"
+ALL_SCENARIOS="hello echo relay storage startup rss"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-5}
@@ -120,7 +119,8 @@ build() {
   cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >"$TMP/cmake.log" 2>&1 ||
     { tail -n 30 "$TMP/cmake.log" >&2; die "cmake configure failed"; }
   # Only what the benchmarks run: the full tree (tests) would take minutes on 2 cores.
-  cmake --build "$BUILD_DIR" --target keel_host keel_plugin_hello keel_plugin_relay keel_bench_bare_server ||
+  cmake --build "$BUILD_DIR" --target keel_host keel_plugin_hello keel_plugin_relay keel_bench_bare_server \
+    keel_fixture_store ||
     die "build failed"
 }
 
@@ -183,7 +183,7 @@ stop_server() {
 # start_keel NAME PLUGIN_DIR: Keel with io_threads=1, access log off, log level warn.
 # Sets LAST_PID and LAST_PORT.
 start_keel() {
-  local name=$1 plugins=$2 dir=$TMP/keel-$1
+  local name=$1 plugins=$2 extra=${3:-} dir=$TMP/keel-$1
   mkdir -p "$dir"
   cat >"$dir/keel.toml" <<EOF
 [server]
@@ -198,6 +198,7 @@ access_log = false
 
 [plugins]
 directory = "$plugins"
+$extra
 EOF
   rm -f "$dir/port"
   taskset -c "$CPU" "$KEEL" serve --config "$dir/keel.toml" --listen 127.0.0.1:0 --port-file "$dir/port" \
@@ -460,6 +461,32 @@ scenario_relay() {
   check "relay/hello CPU/request" "$(paired_ratio relay keel-relay keel-hello 4)" - -
 }
 
+# storage: the store fixture plugin (tests/integration/fixtures/store) reads one row by primary
+# key (GET /api/store/items/1) and inserts one row (POST /api/store/items, autocommit) through
+# keel.storage/1, both "blocking" routes on the worker pool. References in the same process:
+# hello's GET /greet (reads) and POST /echo with the same body (writes). Writes are measured with
+# [storage] synchronous = "normal" (the default) and "full" (fsync per commit).
+scenario_storage() {
+  local dir keel kp full fp
+  dir=$(plugin_dir storage hello)
+  [[ -f $BUILD_DIR/fixtures/store.so ]] || die "$BUILD_DIR/fixtures/store.so not built"
+  cp "$BUILD_DIR/fixtures/store.so" "$dir/"
+  start_keel storage "$dir"; keel=$LAST_PID kp=$LAST_PORT
+  start_keel storage-full "$dir" $'[storage]\nsynchronous = "full"'; full=$LAST_PID fp=$LAST_PORT
+  curl -s -o /dev/null -X POST --data 'a row to read' "http://127.0.0.1:$kp/api/store/items"
+  require_ok "http://127.0.0.1:$kp/api/store/items/1" "keel store read"
+  run_rounds storage "" "hello|http://127.0.0.1:$kp$HELLO_PATH|$keel" \
+    "db-read|http://127.0.0.1:$kp/api/store/items/1|$keel"
+  run_rounds storage "$WRITE_LUA" "echo|http://127.0.0.1:$kp$ECHO_PATH|$keel" \
+    "db-write|http://127.0.0.1:$kp/api/store/items|$keel" "db-write-full|http://127.0.0.1:$fp/api/store/items|$full"
+  stop_server "$keel"; stop_server "$full"
+  check "storage db-read/hello req/s" "$(paired_ratio storage db-read hello 1)" - -
+  check "storage db-read/hello CPU/request" "$(paired_ratio storage db-read hello 4)" - -
+  check "storage db-write/echo req/s" "$(paired_ratio storage db-write echo 1)" - -
+  check "storage db-write/echo CPU/request" "$(paired_ratio storage db-write echo 4)" - -
+  check "storage db-write-full/db-write req/s" "$(paired_ratio storage db-write-full db-write 1)" - -
+}
+
 # Builds STARTUP_PLUGINS distinct copies of bench/startup_plugin.c into $BUILD_DIR/bench-plugins
 # (cached: only missing or outdated ones are compiled).
 build_startup_plugins() {
@@ -618,6 +645,14 @@ cat >"$ECHO_LUA" <<EOF
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = [[$ECHO_BODY]]
+EOF
+
+# The small text body the storage write scenario inserts (and echo returns).
+WRITE_LUA=$TMP/write.lua
+cat >"$WRITE_LUA" <<'EOF'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "text/plain"
+wrk.body = "order 12345: 2 x widget, 1 x gadget"
 EOF
 
 TREE=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
