@@ -204,7 +204,12 @@ TEST_CASE("storage: kill -9 during a write loop loses no acknowledged write", "[
       writers.emplace_back([&, t] {
         for (int i = 0; i < 100000 && !stop; ++i) {
           const auto body = "w" + std::to_string(t) + "-" + std::to_string(i);
-          const auto r = simple_request(host.port(), "POST", "/api/store/items", body);
+          std::optional<keel::test::RawResponse> r;
+          try {
+            r = simple_request(host.port(), "POST", "/api/store/items", body);
+          } catch (const std::exception&) {  // connection refused: the host is gone
+            break;
+          }
           if (!r) break;  // the host is gone
           if (r->status == 201) {
             std::lock_guard lock(mutex);
