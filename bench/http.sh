@@ -11,7 +11,7 @@
 #   DURATION [5]       seconds per wrk round (whole seconds)
 #   CONNECTIONS [64]   wrk connections (always one wrk thread)
 #   WARMUP [1]         seconds of unmeasured wrk load per target before the rounds
-#   SCENARIOS [hello echo relay storage startup rss]
+#   SCENARIOS [hello echo relay storage events startup rss]
 #   CPU [first allowed] the one CPU that every server and wrk are pinned to (taskset -c)
 #   STARTUP_RUNS [5]   starts per configuration in the startup scenario
 #   STARTUP_PLUGINS [100]
@@ -36,7 +36,7 @@
 #   scenario would compare one plugin's req/s alone against the same with a slow neighbour.
 set -euo pipefail
 
-ALL_SCENARIOS="hello echo relay storage startup rss"
+ALL_SCENARIOS="hello echo relay storage events startup rss"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-5}
@@ -120,7 +120,7 @@ build() {
     { tail -n 30 "$TMP/cmake.log" >&2; die "cmake configure failed"; }
   # Only what the benchmarks run: the full tree (tests) would take minutes on 2 cores.
   cmake --build "$BUILD_DIR" --target keel_host keel_plugin_hello keel_plugin_relay keel_bench_bare_server \
-    keel_fixture_store ||
+    keel_fixture_store keel_fixture_events_pub keel_fixture_events_sub ||
     die "build failed"
 }
 
@@ -485,6 +485,101 @@ scenario_storage() {
   check "storage db-write/echo req/s" "$(paired_ratio storage db-write echo 1)" - -
   check "storage db-write/echo CPU/request" "$(paired_ratio storage db-write echo 4)" - -
   check "storage db-write-full/db-write req/s" "$(paired_ratio storage db-write-full db-write 1)" - -
+}
+
+# events: events delivered per second through the event bus, Keel and its plugins pinned to one
+# CPU. The events_pub fixture (tests/integration/fixtures/events_pub) publishes N events per
+# request from one client (curl, pinned to the same CPU) for DURATION seconds; the events_sub
+# fixture counts them in memory ([plugin.events_sub] record = false: the bus is measured, not a
+# subscriber's database). A round ends when the subscriber has every accepted event; delivered/s
+# = accepted events / (publish start .. last delivery). Targets:
+#   memory       POST /memory/N   in-memory topic (inbox per subscriber, [events] queue_capacity
+#                                 raised so the publisher is not refused; refusals are counted)
+#   durable      POST /durable/N  durable topic, Host::publish: one outbox commit per event
+#   durable-txn  POST /txn/N/commit  durable topic, Transaction::publish: N events per commit
+# The result rows put delivered events/s in the req/s column, CPU time of the Keel process per
+# delivered event in cpu_us/req and busy refusals in errors; latency and bytes do not apply (0).
+EVENTS_MEMORY_N=50000
+EVENTS_DURABLE_N=2000
+EVENTS_TXN_N=10000
+
+# events_round LABEL PATH N TOPIC PORT PID: one round; appends "events/s cpu_us/event busy" to
+# $TMP/raw/events.LABEL.
+events_round() {
+  local label=$1 path=$2 n=$3 topic=$4 port=$5 pid=$6 base out a b before got want t0 t1 end deadline
+  local accepted=0 busy=0 ticks0 ticks1 requests=0
+  base=http://127.0.0.1:$port
+  before=$(curl -fsS "$base/api/events_sub/count?topic=$topic") || die "events: GET count failed"
+  ticks0=$(cpu_ticks "$pid")
+  t0=${EPOCHREALTIME/./}
+  end=$((t0 + DURATION * 1000000))
+  while ((${EPOCHREALTIME/./} < end)); do
+    out=$(taskset -c "$CPU" curl -fsS -X POST "$base$path") || die "events/$label: POST $path failed"
+    case $out in
+      accepted=*) a=${out#accepted=} a=${a%% *} b=${out##*busy=} ;;
+      committed) a=$n b=0 ;;
+      *) a=$out b=0 ;;
+    esac
+    [[ $a =~ ^[0-9]+$ && $b =~ ^[0-9]+$ ]] || die "events/$label: unexpected answer '$out'"
+    accepted=$((accepted + a)) busy=$((busy + b)) requests=$((requests + 1))
+  done
+  want=$((before + accepted))
+  deadline=$((${EPOCHREALTIME/./} + 120000000))
+  while :; do
+    got=$(curl -fsS "$base/api/events_sub/count?topic=$topic") || die "events/$label: GET count failed"
+    ((got < want)) || break
+    if ((${EPOCHREALTIME/./} >= deadline)); then
+      log "events/$label: only $((got - before)) of $accepted events delivered after 120 s"
+      break
+    fi
+    sleep 0.005
+  done
+  t1=${EPOCHREALTIME/./}
+  ticks1=$(cpu_ticks "$pid")
+  mkdir -p "$TMP/raw"
+  awk -v d=$((got - before)) -v us=$((t1 - t0)) -v t=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v busy="$busy" \
+    'BEGIN {printf "%.0f %.3f %d\n", d * 1e6 / us, (d > 0 ? t * 1e6 / hz / d : 0), busy}' >>"$TMP/raw/events.$label"
+  log "events round: $label $(tail -n 1 "$TMP/raw/events.$label" | awk '{print $1}') delivered/s" \
+    "($((got - before)) of $accepted in $(((t1 - t0) / 1000)) ms, $requests requests, busy $busy," \
+    "$(tail -n 1 "$TMP/raw/events.$label" | awk '{print $2}') us CPU/event)"
+}
+
+scenario_events() {
+  local dir keel kp r spec label path n topic raw p
+  dir=$(plugin_dir events)
+  for p in events_pub events_sub; do
+    [[ -f $BUILD_DIR/fixtures/$p.so ]] || die "$BUILD_DIR/fixtures/$p.so not built"
+    cp "$BUILD_DIR/fixtures/$p.so" "$dir/"
+  done
+  start_keel events "$dir" $'[events]\nqueue_capacity = 1000000\n[plugin.events_sub]\nrecord = false'
+  keel=$LAST_PID kp=$LAST_PORT
+  require_ok "http://127.0.0.1:$kp/api/events_sub/count" "keel events_sub"
+  local targets=("memory|/api/events_pub/memory/$EVENTS_MEMORY_N?busy=count|$EVENTS_MEMORY_N|demo.memory"
+    "durable|/api/events_pub/durable/$EVENTS_DURABLE_N|$EVENTS_DURABLE_N|demo.durable"
+    "durable-txn|/api/events_pub/txn/$EVENTS_TXN_N/commit|$EVENTS_TXN_N|demo.durable")
+  for spec in "${targets[@]}"; do
+    IFS='|' read -r label path n topic <<<"$spec"
+    rm -f "$TMP/raw/events.$label"
+  done
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for spec in "${targets[@]}"; do
+      IFS='|' read -r label path n topic <<<"$spec"
+      events_round "$label" "$path" "$n" "$topic" "$kp" "$keel"
+    done
+  done
+  stop_server "$keel"
+  for spec in "${targets[@]}"; do
+    IFS='|' read -r label path n topic <<<"$spec"
+    raw=$TMP/raw/events.$label
+    add_row events "$label" "$(median "$raw" 1)" 0 0 "$(median "$raw" 2)" 0 "$(awk '{s += $3} END {print s + 0}' "$raw")"
+  done
+  check "events in-memory delivered/s" "$(median "$TMP/raw/events.memory" 1)" ">=" 1000000
+  check "events durable delivered/s" "$(median "$TMP/raw/events.durable" 1)" ">=" 50000
+  check "events durable delivered/s, $EVENTS_TXN_N per transaction" "$(median "$TMP/raw/events.durable-txn" 1)" \
+    ">=" 50000
+  check "events in-memory CPU us/event" "$(median "$TMP/raw/events.memory" 2)" - -
+  check "events durable CPU us/event" "$(median "$TMP/raw/events.durable" 2)" - -
+  check "events durable-txn CPU us/event" "$(median "$TMP/raw/events.durable-txn" 2)" - -
 }
 
 # Builds STARTUP_PLUGINS distinct copies of bench/startup_plugin.c into $BUILD_DIR/bench-plugins

@@ -64,8 +64,8 @@ dump() {
 # dropped.
 mkdir -p "$out_dir/released/keel"
 for header in "$include_dir"/keel/*.h; do
-  sed '/--- .* goes here ---/,/^}/{
-  /--- .* goes here ---/b
+  sed '/--- .* go.* here ---/,/^}/{
+  /--- .* go.* here ---/b
   /^}/b
   d
 }' "$header" >"$out_dir/released/keel/$(basename "$header")"

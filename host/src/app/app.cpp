@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "app/admin.hpp"
 #include "common/timer_queue.hpp"
 #include "common/worker_pool.hpp"
 #include "http/router.hpp"
@@ -91,8 +92,8 @@ class Cors {
 // Unknown paths get 404; a known path with the wrong method gets 405 with Allow (RFC 9110 §15.5.6).
 class Dispatcher final : public http::Handler {
  public:
-  Dispatcher(plugins::PluginHost& plugins, const config::CorsConfig& cors, const std::atomic<bool>& draining)
-      : plugins_(plugins), cors_(cors), draining_(draining) {}
+  Dispatcher(plugins::PluginHost& plugins, const config::Config& config, const std::atomic<bool>& draining)
+      : plugins_(plugins), cors_(config.cors), admin_(config.admin), draining_(draining) {}
 
   std::optional<http::Deferred> handle(const http::Request& req, http::Response& res) override {
     if (cors_.enabled()) {
@@ -119,6 +120,10 @@ class Dispatcher final : public http::Handler {
     if (req.path == "/readyz") {
       if (!get) method_not_allowed(res, "GET, HEAD");
       else readiness(res);
+      return std::nullopt;
+    }
+    if (is_admin_path(req.path)) {
+      handle_admin(req, res, admin_, plugins_);
       return std::nullopt;
     }
     thread_local http::MatchScratch scratch;
@@ -166,6 +171,7 @@ class Dispatcher final : public http::Handler {
 
   plugins::PluginHost& plugins_;
   Cors cors_;
+  const config::AdminConfig& admin_;
   const std::atomic<bool>& draining_;
 };
 
@@ -217,7 +223,7 @@ int App::run(const ServeOptions& options) {
   WorkerPool pool(config_.server.worker_threads, config_.server.worker_queue);
   TimerQueue timers;
   plugins::PluginHost plugins(config_, pool, timers);
-  Dispatcher dispatcher(plugins, config_.cors, draining);
+  Dispatcher dispatcher(plugins, config_, draining);
   http::Server server(server_options(config_), dispatcher);
   server.listen();  // fail fast (port in use) before any plugin code runs
   plugins.start();

@@ -71,12 +71,21 @@ constexpr std::array kStorageKeys{
     KeyDef{"transaction_timeout_ms", Kind::kInteger},
     KeyDef{"max_db_bytes", Kind::kInteger},
 };
+constexpr std::array kEventsKeys{
+    KeyDef{"queue_capacity", Kind::kInteger},
+    KeyDef{"max_attempts", Kind::kInteger},
+    KeyDef{"retry_base_ms", Kind::kInteger},
+    KeyDef{"retry_max_ms", Kind::kInteger},
+    KeyDef{"retention_ms", Kind::kInteger},
+    KeyDef{"batch", Kind::kInteger},
+    KeyDef{"dead_letter_capacity", Kind::kInteger},
+};
 
 // Order matters only for messages: suggestions prefer the first of equally close candidates.
 constexpr std::array kSections{
     SectionDef{"server", kServerKeys}, SectionDef{"http", kHttpKeys},       SectionDef{"log", kLogKeys},
     SectionDef{"admin", kAdminKeys},   SectionDef{"plugins", kPluginsKeys},   SectionDef{"cors", kCorsKeys},
-    SectionDef{"storage", kStorageKeys},
+    SectionDef{"storage", kStorageKeys}, SectionDef{"events", kEventsKeys},
 };
 constexpr std::string_view kPluginSection = "plugin";
 constexpr std::string_view kPluginEnabledKey = "enabled";
@@ -90,6 +99,8 @@ constexpr std::array<std::string_view, 2> kSyncModes{"normal", "full"};
 // A day is far beyond any sane I/O timeout, and the cap keeps `steady_clock::now() + timeout`
 // (nanosecond ticks) from overflowing when the server arms its timers.
 constexpr std::int64_t kMaxDurationMs = 86'400'000;
+// Retention is not a timer: it only dates rows for deletion, so it may exceed the timer cap (a year).
+constexpr std::int64_t kMaxRetentionMs = 31'536'000'000;
 constexpr std::int64_t kUnbounded = std::numeric_limits<std::int64_t>::max();
 constexpr std::int64_t kMaxUint32 = std::numeric_limits<std::uint32_t>::max();
 
@@ -195,11 +206,16 @@ std::string env_name(std::string_view section, std::string_view key) {
   return std::string{kEnvPrefix} + to_upper(section) + "_" + to_upper(key);
 }
 
-// hi_name names the key an upper bound comes from, when it is another setting.
-std::string range_phrase(std::int64_t lo, std::int64_t hi, std::string_view hi_name) {
-  if (hi == kUnbounded) return "must be at least " + std::to_string(lo);
-  if (!hi_name.empty()) return "allowed " + std::to_string(lo) + ".." + std::string{hi_name} + " = " + std::to_string(hi);
-  return "allowed " + std::to_string(lo) + ".." + std::to_string(hi);
+// "100", or "retry_base_ms = 100" when the bound comes from another setting.
+std::string bound_phrase(std::int64_t value, std::string_view name) {
+  if (name.empty()) return std::to_string(value);
+  return std::string{name} + " = " + std::to_string(value);
+}
+
+// lo_name and hi_name name the key a bound comes from, when it is another setting.
+std::string range_phrase(std::int64_t lo, std::int64_t hi, std::string_view lo_name, std::string_view hi_name) {
+  if (hi == kUnbounded) return "must be at least " + bound_phrase(lo, lo_name);
+  return "allowed " + bound_phrase(lo, lo_name) + ".." + bound_phrase(hi, hi_name);
 }
 
 struct Context {
@@ -617,23 +633,25 @@ class Applier {
 
   template <typename Int>
   const Setting* integer(std::string_view section, std::string_view key, Int& out, std::int64_t lo, std::int64_t hi,
-                         std::string_view hi_name = {}) {
+                         std::string_view hi_name = {}, std::string_view lo_name = {}) {
     const Setting* setting = find(section, key);
     const auto* number = setting == nullptr ? nullptr : std::get_if<std::int64_t>(&setting->value);
     if (number == nullptr) return nullptr;
     if (*number < lo || *number > hi) {
       ctx_.error(setting->where, section_key(section, key) + ": " + std::to_string(*number) +
-                                     " is out of range (" + range_phrase(lo, hi, hi_name) + ")");
+                                     " is out of range (" + range_phrase(lo, hi, lo_name, hi_name) + ")");
       return nullptr;
     }
     out = static_cast<Int>(*number);
     return setting;
   }
 
-  void duration(std::string_view section, std::string_view key, std::chrono::milliseconds& out, std::int64_t lo = 1,
-                std::int64_t hi = kMaxDurationMs) {
+  const Setting* duration(std::string_view section, std::string_view key, std::chrono::milliseconds& out,
+                          std::int64_t lo = 1, std::int64_t hi = kMaxDurationMs, std::string_view lo_name = {}) {
     std::int64_t ms = 0;
-    if (integer(section, key, ms, lo, hi) != nullptr) out = std::chrono::milliseconds{ms};
+    const Setting* setting = integer(section, key, ms, lo, hi, {}, lo_name);
+    if (setting != nullptr) out = std::chrono::milliseconds{ms};
+    return setting;
   }
 
   // The setting if it was given as a string; string_of() then reads it.
@@ -759,6 +777,24 @@ void apply(const Settings& settings, Context& ctx, const std::filesystem::path& 
   a.integer("storage", "statement_cache", config.storage.statement_cache, 0, 10000);
   a.duration("storage", "transaction_timeout_ms", config.storage.transaction_timeout, 100, 3600000);
   a.integer("storage", "max_db_bytes", config.storage.max_db_bytes, 0, kUnbounded);
+
+  a.integer("events", "queue_capacity", config.events.queue_capacity, 1, 10000000);
+  a.integer("events", "max_attempts", config.events.max_attempts, 1, 1000);
+  const Setting* retry_base = a.duration("events", "retry_base_ms", config.events.retry_base, 1, 600000);
+  // The cap may not undercut the first delay; as with max_target_bytes, the error goes to the key
+  // that was written, naming the other one.
+  if (a.find("events", "retry_max_ms") != nullptr) {
+    a.duration("events", "retry_max_ms", config.events.retry_max, config.events.retry_base.count(), 3600000,
+               "retry_base_ms");
+  } else if (retry_base != nullptr && config.events.retry_base > config.events.retry_max) {
+    a.error(*retry_base, "[events] retry_base_ms: " + std::to_string(config.events.retry_base.count()) +
+                             " is more than retry_max_ms (" + std::to_string(config.events.retry_max.count()) +
+                             ", the default); lower it or set retry_max_ms higher");
+  }
+  // 0 is allowed: delete a durable event as soon as every subscriber has it.
+  a.duration("events", "retention_ms", config.events.retention, 0, kMaxRetentionMs);
+  a.integer("events", "batch", config.events.batch, 1, 100000);
+  a.integer("events", "dead_letter_capacity", config.events.dead_letter_capacity, 0, 1000000);
 
   config.server.data_dir = resolve(base, config.server.data_dir);
   config.plugins.directory = resolve(base, config.plugins.directory);

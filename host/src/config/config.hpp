@@ -102,6 +102,26 @@ struct StorageConfig {
   std::uint64_t max_db_bytes = 0;
 };
 
+/// The event bus (docs/config.md [events]): per-subscriber queues, retries, dead letters, and the
+/// retention of durable (outbox) events.
+struct EventsConfig {
+  /// Range 1..10000000: events waiting per subscriber (in-memory topics); a publish that would
+  /// exceed it gets KEEL_ERR_BUSY.
+  std::uint32_t queue_capacity = 10000;
+  /// Range 1..1000: deliveries of one event to one subscriber before it is dead-lettered.
+  std::uint32_t max_attempts = 5;
+  /// Key retry_base_ms, range 1..600000: first retry delay; doubles per attempt.
+  std::chrono::milliseconds retry_base{100};
+  /// Key retry_max_ms, range 1..3600000: cap of the retry delay (must be >= retry_base_ms: error otherwise).
+  std::chrono::milliseconds retry_max{30000};
+  /// Key retention_ms, range 0..31536000000: delivered durable events are kept this long after
+  /// they were published, then deleted (0 = delete once every subscriber has it).
+  std::chrono::milliseconds retention{86400000};
+  std::uint32_t batch = 256;  ///< range 1..100000: durable events read and acknowledged per delivery batch
+  /// Range 0..1000000: dead letters of in-memory topics kept (oldest dropped).
+  std::uint32_t dead_letter_capacity = 1000;
+};
+
 /// One [plugin.<name>] table. Host-owned keys are typed; the rest is handed to the plugin.
 struct PluginSection {
   std::string name;
@@ -125,6 +145,7 @@ struct Config {
   PluginsConfig plugins;
   CorsConfig cors;
   StorageConfig storage;
+  EventsConfig events;
   std::map<std::string, PluginSection> plugin_sections;
 };
 

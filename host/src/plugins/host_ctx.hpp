@@ -4,14 +4,25 @@
 
 #include <keel/plugin.h>
 
+#include <string_view>
+
 namespace keel::host::plugins {
 struct Plugin;
 }
 namespace keel::host::storage {
 class Database;
 }
+namespace keel::host::events {
+class Bus;
+}
+namespace keel::host::plugins {
+/// The request id of the request the calling thread is serving inside a plugin hook, or empty.
+[[nodiscard]] std::string_view current_request_id() noexcept;
+}  // namespace keel::host::plugins
 
 struct keel_host_ctx {
   keel::host::plugins::Plugin* plugin = nullptr;
   keel::host::storage::Database* storage = nullptr;  ///< the plugin's database; nullptr without ext:keel.storage/1
+  keel::host::events::Bus* bus = nullptr;             ///< where the plugin's events go
+  std::string_view name;                              ///< the plugin's manifest name
 };

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/suggest.hpp"
+#include "events/topic.hpp"
 
 namespace keel::host::plugins {
 namespace {
@@ -17,6 +18,10 @@ namespace {
 // ordered_json keeps the document's key order, so errors, warnings and Manifest::config come
 // out in the order the author wrote them.
 using Json = nlohmann::ordered_json;
+
+// The topic grammar is the event bus's; the manifest only reports against it.
+using events::pattern_problem;
+using events::valid_topic;
 
 constexpr std::size_t kMaxNameBytes = 64;
 constexpr std::uint64_t kMaxAbiPart = 0xFFFF;  // KEEL_ABI_VERSION packs major and minor into 16 bits each
@@ -28,12 +33,14 @@ constexpr std::array<std::string_view, 11> kTopLevelKeys{
     "concurrency", "events", "permissions", "config", "migrations"};
 constexpr std::array<std::string_view, 2> kDependencyKeys{"name", "version"};
 constexpr std::array<std::string_view, 4> kRouteKeys{"method", "path", "summary", "blocking"};
-constexpr std::array<std::string_view, 2> kEventKeys{"publishes", "subscribes"};
+constexpr std::array<std::string_view, 3> kEventKeys{"publishes", "subscribes", "durable"};
 constexpr std::array<std::string_view, 4> kConfigEntryKeys{"type", "default", "required", "description"};
 constexpr std::array<std::string_view, 3> kMigrationKeys{"version", "description", "sql"};
 // Migrations run against the database the storage extension owns, so declaring them without it
-// would be dead text at best.
+// would be dead text at best. Durable topics live there too: the publisher's outbox table.
 constexpr std::string_view kStoragePermission = "ext:keel.storage/1";
+constexpr char kNotATopic[] =
+    " is not a topic: two or more dot-separated segments of [a-z0-9_]+, e.g. 'orders.placed'";
 constexpr std::array<std::string_view, 2> kConcurrency{"parallel", "serialized"};
 constexpr std::array<std::string_view, 2> kPermissionKinds{"call", "ext"};
 // The host reads `enabled` in [plugin.<name>] itself and never passes it to the plugin.
@@ -141,42 +148,6 @@ std::vector<std::string_view> split_dots(std::string_view s) {
     if (dot == std::string_view::npos) return out;
     start = dot + 1;
   }
-}
-
-bool topic_segment(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return is_lower(c) || is_digit(c) || c == '_'; });
-}
-
-// A published topic: [a-z0-9_]+(\.[a-z0-9_]+)+, e.g. "orders.placed".
-bool valid_topic(std::string_view s) {
-  const auto segments = split_dots(s);
-  return segments.size() >= 2 && std::all_of(segments.begin(), segments.end(), topic_segment);
-}
-
-// A subscription pattern: dot-separated segments, each a topic segment ([a-z0-9_]+), "*"
-// (exactly one segment) or, as the last segment only, "#" (zero or more segments). Topics have
-// at least two segments, so a pattern without '#' needs at least two as well:
-//   "orders.*"  matches "orders.placed", not "orders.item.added"
-//   "orders.#"  matches "orders.placed" and "orders.item.added"
-//   "*.placed"  matches "orders.placed"
-//   "#"         matches every topic
-// Returns what is wrong, or nothing.
-std::optional<std::string> pattern_problem(std::string_view s) {
-  const auto segments = split_dots(s);
-  for (std::size_t i = 0; i < segments.size(); ++i) {
-    const auto seg = segments[i];
-    if (seg == "*" || topic_segment(seg)) continue;
-    if (seg == "#") {
-      if (i + 1 == segments.size()) continue;
-      return std::string{"'#' may only be the last segment"};
-    }
-    if (seg.empty()) return std::string{"empty segment"};
-    return "segment " + in_quotes(seg) + " is not [a-z0-9_]+, '*' or a final '#'";
-  }
-  if (segments.size() < 2 && segments.back() != "#") {
-    return std::string{"matches no topic: topics have at least two segments, e.g. 'orders.*'"};
-  }
-  return std::nullopt;
 }
 
 // Extension id "<namespace>.<name>/<revision>", e.g. "keel.storage/1" (CLAP-style ids).
@@ -405,6 +376,7 @@ class Checker {
     }
     check_events(root, m);
     check_permissions(root, m);
+    check_durable_permission(m);
     check_config(root, m);
     check_migrations(root, m);
   }
@@ -413,6 +385,8 @@ class Checker {
   std::vector<ManifestError> warnings;
 
  private:
+  bool durable_declared_ = false;  // a non-empty events.durable; needs kStoragePermission
+
   void check_identity(const Json& root, Manifest& m) {
     if (const auto* name = string_member(root, "", "name", true)) {
       if (valid_plugin_name(*name)) {
@@ -562,8 +536,7 @@ class Checker {
         if (valid_topic(topic)) {
           m.publishes.push_back(topic);
         } else {
-          error(field, in_quotes(topic) + " is not a topic: two or more dot-separated segments of [a-z0-9_]+, e.g. "
-                                       "'orders.placed'");
+          error(field, in_quotes(topic) + kNotATopic);
         }
       });
     }
@@ -575,6 +548,28 @@ class Checker {
           m.subscribes.push_back(pattern);
         }
       });
+    }
+    // After publishes: every durable topic must be one of them.
+    if (const Json* durable = array_member(*events, "events", "durable")) {
+      durable_declared_ = !durable->empty();
+      each_string(*durable, "events.durable", [&](const std::string& topic, const std::string& field) {
+        if (!valid_topic(topic)) {
+          error(field, in_quotes(topic) + kNotATopic);
+        } else if (std::find(m.publishes.begin(), m.publishes.end(), topic) == m.publishes.end()) {
+          error(field, in_quotes(topic) + " is not in events.publishes");
+        } else {
+          m.durable.push_back(topic);
+        }
+      });
+    }
+  }
+
+  // Runs after check_permissions: durable events are rows of an outbox table in the publisher's
+  // own database, which only the storage extension provides.
+  void check_durable_permission(const Manifest& m) {
+    if (durable_declared_ && !has_permission(m, kStoragePermission)) {
+      error("events.durable", "durable topics are stored in the publisher's database: add the permission \"" +
+                                  std::string{kStoragePermission} + "\"");
     }
   }
 

@@ -61,6 +61,9 @@ struct Manifest {
   bool serialized = false;  ///< "concurrency": "serialized"
   std::vector<std::string> publishes;
   std::vector<std::string> subscribes;
+  /// "events.durable": topics published through the outbox in the publisher's database; each is
+  /// also in `publishes`, and a non-empty list comes with the permission "ext:keel.storage/1".
+  std::vector<std::string> durable;
   std::vector<std::string> permissions;  ///< well-formed call:/ext: permissions only
   std::vector<ConfigKey> config;
   std::vector<MigrationDecl> migrations;  ///< in version order; non-empty only with ext:keel.storage/1

@@ -16,6 +16,7 @@
 
 #include "common/timer_queue.hpp"
 #include "common/worker_pool.hpp"
+#include "events/bus.hpp"
 #include "observability/log.hpp"
 #include "plugins/elf_reader.hpp"
 #include "plugins/host_ctx.hpp"
@@ -271,6 +272,7 @@ struct Plugin {
   std::shared_ptr<spdlog::logger> log;
   ResponderTable responders;
   std::shared_ptr<SerialQueue> serial;
+  std::shared_ptr<SerialQueue> events;  // event deliveries: one at a time (the serial queue if "serialized")
   std::atomic<bool> accepting{false};   // requests and calls may enter
   std::atomic<bool> may_call{false};    // the plugin may call others: from start() until stop() returns
   std::atomic<std::uint32_t> in_flight{0};
@@ -298,14 +300,26 @@ struct CurrentRequestScope {
   CurrentRequestScope& operator=(const CurrentRequestScope&) = delete;
 };
 
+// Counts a hook running inside a plugin; stop_plugin() waits until none is.
+struct InFlight {
+  std::atomic<std::uint32_t>& n;
+  explicit InFlight(std::atomic<std::uint32_t>& c) : n(c) { n.fetch_add(1); }
+  ~InFlight() { n.fetch_sub(1); }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+};
+
+std::string_view current_request_id() noexcept { return tl_current != nullptr ? tl_current->request_id : std::string_view{}; }
+
 struct PluginHost::Impl {
   Impl(const config::Config& c, WorkerPool& p, TimerQueue& t)
-      : cfg(c), pool(p), timers(t), log(observability::logger("plugins")) {}
+      : cfg(c), pool(p), timers(t), log(observability::logger("plugins")), bus(c.events, p, t) {}
 
   const config::Config& cfg;
   WorkerPool& pool;
   TimerQueue& timers;
   std::shared_ptr<spdlog::logger> log;
+  events::Bus bus;
   std::vector<std::unique_ptr<Plugin>> plugins;
   std::vector<std::size_t> order;  // start order (dependencies first)
   std::atomic<std::shared_ptr<const http::RouteTable>> routes;
@@ -348,6 +362,8 @@ struct PluginHost::Impl {
   void stop_plugin(Plugin& p);
   void rebuild_routes();
 
+  void connect_events();
+  keel_status deliver_event(Plugin& p, const events::EventRecord& e, std::uint32_t attempt);
   keel_status run_handler(Plugin& p, const keel_request& req, keel_responder id, bool deferred);
   std::optional<http::Deferred> dispatch_owned(Plugin& p, std::shared_ptr<OwnedRequest> owned,
                                                std::shared_ptr<http::AsyncReply> reply, keel_responder id);
@@ -400,17 +416,22 @@ keel_status api_respond(keel_host_ctx* ctx, keel_responder responder, const keel
 }
 
 keel_status api_publish(keel_host_ctx* ctx, const keel_publish_args* args) {
-  if (ctx == nullptr || args == nullptr) return KEEL_ERR_INVALID_ARGUMENT;
+  if (ctx == nullptr || args == nullptr || args->struct_size < sizeof(keel_publish_args)) return KEEL_ERR_INVALID_ARGUMENT;
   auto& p = plugin_of(ctx);
-  const auto topic = view(args->topic);
-  if (std::find(p.manifest.publishes.begin(), p.manifest.publishes.end(), topic) == p.manifest.publishes.end()) {
-    p.log->warn("publish refused: topic '{}' is not in the manifest's events.publishes", topic);
-    return KEEL_ERR_PERMISSION_DENIED;
+  if (!p.may_call.load(std::memory_order_acquire)) return KEEL_ERR_UNAVAILABLE;
+  try {
+    std::string error;
+    const auto st = p.host->bus.publish(p.name, *args, KEEL_TXN_NONE, current_request_id(), error);
+    if (st < 0) {
+      // A full queue is back-pressure the publisher handles; everything else is a mistake to see.
+      if (st == KEEL_ERR_BUSY) p.log->debug("publish refused topic={} error=\"{}\"", view(args->topic), error);
+      else p.log->warn("publish refused topic={} status={} error=\"{}\"", view(args->topic), status_name(st), error);
+    }
+    return st;
+  } catch (const std::exception& e) {
+    p.log->error("publish failed inside the host error=\"{}\"", e.what());
+    return KEEL_ERR_INTERNAL;
   }
-  // The event bus arrives with the events work (issue 7); until then publishing is refused
-  // explicitly rather than dropped silently.
-  p.log->warn("publish refused: this host has no event bus yet topic={}", topic);
-  return KEEL_ERR_UNSUPPORTED;
 }
 
 keel_status api_call(keel_host_ctx* ctx, const keel_call_args* args, keel_call_callback cb, void* user) {
@@ -733,6 +754,8 @@ void PluginHost::Impl::load_and_create(Plugin& p) {
   log->info("plugin loaded name={} version={} abi={} file={}", p.name, p.manifest.version.str(),
             p.library->abi_string(), p.file.string());
   p.ctx.plugin = &p;
+  p.ctx.bus = &bus;
+  p.ctx.name = p.name;
   void* self = nullptr;
   keel_status st = KEEL_ERR_INTERNAL;
   try {
@@ -805,6 +828,69 @@ void PluginHost::Impl::stop_plugin(Plugin& p) {
     if (p.state == PluginState::kStopping) p.state = PluginState::kStopped;
   }
   log->info("plugin stopped name={}", p.name);
+}
+
+// Every created plugin that publishes or subscribes joins the event bus; the bus then accepts
+// publishes (from start() on) and delivers once every plugin has started.
+void PluginHost::Impl::connect_events() {
+  for (auto i : order) {
+    auto& p = *plugins[i];
+    if (p.state != PluginState::kCreated) continue;
+    try {
+      if (!p.manifest.publishes.empty())
+        bus.add_publisher({p.name, p.manifest.publishes, p.manifest.durable, p.database.get()});
+    } catch (const std::exception& e) {
+      fail(p, e.what());
+      continue;
+    }
+    if (!p.manifest.subscribes.empty() && p.table->on_event != nullptr) {
+      // Every delivery job of this subscriber (in-memory inbox and durable streams alike) runs
+      // on one serial queue: the plugin receives one event at a time, as plugin.h promises.
+      p.events = p.serial ? p.serial : std::make_shared<SerialQueue>(pool, cfg.server.worker_queue);
+      Plugin* pp = &p;
+      bus.add_subscriber({p.name, p.manifest.subscribes,
+                          [this, pp](const events::EventRecord& e, std::uint32_t attempt) {
+                            return deliver_event(*pp, e, attempt);
+                          },
+                          [pp](std::function<void()> job) { return pp->events->post(std::move(job)); }});
+    }
+  }
+  bus.start();
+}
+
+keel_status PluginHost::Impl::deliver_event(Plugin& p, const events::EventRecord& e, std::uint32_t attempt) {
+  const InFlight guard(p.in_flight);  // before the check: stop_plugin() waits for it
+  if (!p.accepting.load(std::memory_order_acquire)) return KEEL_ERR_UNAVAILABLE;
+  keel_event ev{};
+  ev.struct_size = sizeof(keel_event);
+  ev.delivery_attempt = attempt;
+  ev.topic = host_bytes(e.topic);
+  ev.payload = host_bytes(e.payload);
+  ev.content_type = host_bytes(e.content_type);
+  ev.event_id = host_bytes(e.event_id);
+  ev.publisher = host_bytes(e.publisher);
+  ev.timestamp_unix_ns = e.published_unix_ns;
+  ev.traceparent = host_bytes(e.traceparent);
+  ev.tracestate = host_bytes(e.tracestate);
+  const auto start = Clock::now();
+  keel_status st = KEEL_ERR_INTERNAL;
+  {
+    // Calls and publishes made by the handler carry the publishing request's id and trace.
+    const CurrentRequestScope scope({&p, start + p.timeout, e.request_id, e.traceparent});
+    try {
+      st = p.table->on_event(p.self, &ev);
+    } catch (...) {
+      p.log->error("on_event let an exception escape topic={} id={}", e.topic, e.event_id);
+    }
+  }
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+  if (st < 0)
+    p.log->warn("event handler failed topic={} id={} publisher={} attempt={} status={} req={} us={}", e.topic,
+                e.event_id, e.publisher, attempt, status_name(st), e.request_id, us);
+  else
+    p.log->debug("event delivered topic={} id={} publisher={} attempt={} req={} us={}", e.topic, e.event_id,
+                 e.publisher, attempt, e.request_id, us);
+  return st;
 }
 
 void PluginHost::Impl::rebuild_routes() {
@@ -914,6 +1000,7 @@ void PluginHost::start() {
     }
     if (s.open_storage(p)) s.load_and_create(p);
   }
+  s.connect_events();
   for (auto i : s.order) {
     auto& p = *s.plugins[i];
     if (p.state != PluginState::kCreated) continue;
@@ -923,6 +1010,7 @@ void PluginHost::start() {
     }
     s.start_plugin(p);
   }
+  s.bus.begin_delivery();
   std::size_t started = 0;
   for (auto& p : s.plugins) started += p->state == PluginState::kStarted ? 1 : 0;
   s.log->info("plugins ready started={} total={}", started, s.plugins.size());
@@ -933,6 +1021,7 @@ void PluginHost::stop() {
   if (s.stopped) return;
   s.stopped = true;
   s.publish_routes(std::get<std::shared_ptr<const http::RouteTable>>(http::RouteTable::build({})));
+  s.bus.stop(s.cfg.server.drain_timeout);
   for (auto& p : s.plugins) p->accepting.store(false);
   for (auto it = s.order.rbegin(); it != s.order.rend(); ++it) s.stop_plugin(*s.plugins[*it]);
   // Unload only after every plugin is destroyed: a plugin may hold pointers into another's
@@ -940,6 +1029,8 @@ void PluginHost::stop() {
   s.pool.stop();
   for (auto it = s.order.rbegin(); it != s.order.rend(); ++it) s.plugins[*it]->library.reset();
 }
+
+events::Bus& PluginHost::bus() noexcept { return impl_->bus; }
 
 std::vector<PluginStatus> PluginHost::statuses() const {
   std::lock_guard lock(impl_->status_mutex);
@@ -1055,14 +1146,6 @@ struct DispatchScratch {
   std::vector<std::pair<std::size_t, std::size_t>> query_spans;
 };
 thread_local DispatchScratch tl_scratch;
-
-struct InFlight {
-  std::atomic<std::uint32_t>& n;
-  explicit InFlight(std::atomic<std::uint32_t>& c) : n(c) { n.fetch_add(1); }
-  ~InFlight() { n.fetch_sub(1); }
-  InFlight(const InFlight&) = delete;
-  InFlight& operator=(const InFlight&) = delete;
-};
 
 }  // namespace
 

@@ -23,6 +23,10 @@ class WorkerPool;
 class TimerQueue;
 }  // namespace keel::host
 
+namespace keel::host::events {
+class Bus;
+}
+
 namespace keel::host::plugins {
 
 enum class PluginState { kDiscovered, kLoaded, kCreated, kStarted, kStopping, kStopped, kFailed, kDisabled };
@@ -80,6 +84,9 @@ class PluginHost {
   /// cached reference: no atomic reference counting on the request path. Valid until this
   /// thread's next call (which may switch to a newer table).
   [[nodiscard]] const http::RouteTable& route_table_for_this_thread() const;
+
+  /// The event bus between the plugins (for the admin API).
+  [[nodiscard]] events::Bus& bus() noexcept;
 
   struct Impl;
 

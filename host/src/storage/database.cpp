@@ -347,6 +347,8 @@ struct Database::Impl {
   std::unordered_set<keel_txn> expired;  // rolled back by the host after transaction_timeout
   bool closed = false;
   std::uint64_t next_txn = 1;
+  bool notify_pending = false;               // the open transaction wants the commit listener
+  std::function<void()> commit_listener;
 
   // Readers: checked out one per autocommit read.
   std::mutex readers_mutex;
@@ -392,6 +394,7 @@ struct Database::Impl {
   /// Ends the open transaction (the SQL side is already done).
   void finish_open() {
     open.clear();
+    notify_pending = false;
     writer_free.notify_all();
   }
 
@@ -796,6 +799,7 @@ keel_status Database::commit(keel_txn txn) {
   auto st = s.find_open(txn, depth);
   if (st >= 0 && depth == 0) {
     st = s.writer->script("COMMIT", true);
+    if (st >= 0 && s.notify_pending && s.commit_listener) s.commit_listener();
     if (st < 0) {
       // A failed COMMIT (full disk, I/O error) may leave the transaction active: end it.
       if (sqlite3_get_autocommit(s.writer->handle()) == 0) static_cast<void>(s.writer->script("ROLLBACK", true));
@@ -808,6 +812,16 @@ keel_status Database::commit(keel_txn txn) {
   }
   s.record(start, st);
   return st;
+}
+
+void Database::set_commit_listener(std::function<void()> fn) {
+  std::lock_guard lock(impl_->writer_mutex);
+  impl_->commit_listener = std::move(fn);
+}
+
+void Database::notify_on_commit(keel_txn txn) {
+  std::lock_guard lock(impl_->writer_mutex);
+  if (std::find(impl_->open.begin(), impl_->open.end(), txn) != impl_->open.end()) impl_->notify_pending = true;
 }
 
 keel_status Database::rollback(keel_txn txn) {

@@ -91,6 +91,13 @@ class Database {
   keel_status exec_host(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
                         keel_sql_result* out);
 
+  /// `fn` runs after every top-level commit of a transaction marked with notify_on_commit(),
+  /// on the committing thread (keep it short). Set it before the database is shared.
+  void set_commit_listener(std::function<void()> fn);
+  /// Marks the open transaction `txn` (or the one its savepoint belongs to) for the listener.
+  /// A rollback clears the mark.
+  void notify_on_commit(keel_txn txn);
+
   /// Rolls back an open transaction and closes every connection; later calls get
   /// KEEL_ERR_UNAVAILABLE. Idempotent.
   void close();

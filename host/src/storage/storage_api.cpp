@@ -7,6 +7,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "events/bus.hpp"
 #include "plugins/host_ctx.hpp"
 #include "storage/database.hpp"
 
@@ -130,9 +131,28 @@ struct Api {
     return {message.data(), message.size()};
   }
 
+  static keel_status publish(keel_host_ctx* ctx, keel_txn txn, const keel_publish_args* args) {
+    return with_db(ctx, [&](Database&) {
+      if constexpr (Find != &from_ctx) {
+        // A foreign ctx (a test double) has no bus members to read.
+        tl_api_error = "transactional publish needs the real host (the test double has no event bus)";
+        return KEEL_ERR_UNSUPPORTED;
+      }
+      if (args == nullptr || args->struct_size < sizeof(keel_publish_args)) {
+        tl_api_error = "publish needs a keel_publish_args with struct_size set";
+        return KEEL_ERR_INVALID_ARGUMENT;
+      }
+      if (ctx->bus == nullptr) {
+        tl_api_error = "this host has no event bus for the plugin (a test double?)";
+        return KEEL_ERR_UNSUPPORTED;
+      }
+      return ctx->bus->publish(ctx->name, *args, txn, plugins::current_request_id(), tl_api_error);
+    });
+  }
+
   static constexpr keel_storage_api kTable{
-      sizeof(keel_storage_api), 0,        exec,   prepare,   begin,   commit, rollback,
-      kv_get,                   kv_put,   kv_delete, kv_list, error_message,
+      sizeof(keel_storage_api), 0,      exec,      prepare, begin,         commit, rollback,
+      kv_get,                   kv_put, kv_delete, kv_list, error_message, publish,
   };
 };
 

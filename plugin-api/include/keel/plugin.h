@@ -628,8 +628,9 @@ typedef struct keel_plugin {
    * one plugin in publish order per topic, one at a time.
    * @param self  the instance.
    * @param event the event.
-   * @return >= 0: handled. < 0: failed; durable topics redeliver it (delivery_attempt + 1),
-   *         others drop it; the host logs a warning either way.
+   * @return >= 0: handled. < 0: failed; the host logs a warning and delivers it again later
+   *         (delivery_attempt + 1, exponential backoff) up to [events] max_attempts, then
+   *         dead-letters it (docs/events.md).
    * OWNERSHIP: event and its bytes: host, until on_event returns.
    * [worker] Concurrent with on_request unless "concurrency": "serialized". Optional only
    * when the manifest subscribes to nothing.

@@ -43,6 +43,7 @@
  * EXTENSION HISTORY (one line per change, never edited)
  *   keel.storage/1 struct_size 1: exec, prepare, begin, commit, rollback, kv_get, kv_put,
  *                  kv_delete, kv_list, error_message
+ *   keel.storage/1 publish appended (test KEEL_HAS_FN(api, keel_storage_api, publish))
  */
 #ifndef KEEL_STORAGE_H
 #define KEEL_STORAGE_H
@@ -332,6 +333,22 @@ typedef struct keel_storage_api {
   keel_host_bytes (*error_message)(keel_host_ctx* ctx);
 
   /* --- later members go here --- */
+
+  /**
+   * Publishes an event of a durable topic (manifest "events.durable") inside a transaction: the
+   * event is written to this plugin's outbox in the same database transaction as the plugin's
+   * own changes, so both commit or neither does, and it is delivered (at least once) only after
+   * the commit. With txn KEEL_TXN_NONE it is written on its own, like keel_host_api.publish.
+   * Member added after the first release of keel.storage/1: check KEEL_HAS_FN first.
+   * @param txn  an open transaction or savepoint, or KEEL_TXN_NONE.
+   * @param args as for keel_host_api.publish.
+   * @return KEEL_OK (written; delivered after commit); KEEL_ERR_PERMISSION_DENIED when the topic
+   *         is not in "events.publishes"; KEEL_ERR_INVALID_ARGUMENT when it is an in-memory topic
+   *         (publish those with keel_host_api.publish after the commit) or flags are not 0;
+   *         KEEL_ERR_NOT_FOUND for an unknown txn; storage errors of the outbox write.
+   * OWNERSHIP: args and its bytes: plugin, copied before return. [any-thread]
+   */
+  keel_status (*publish)(keel_host_ctx* ctx, keel_txn txn, const keel_publish_args* args);
 } keel_storage_api;
 
 #ifdef __cplusplus

@@ -192,7 +192,7 @@ KEEL_ASSERT_OFFSET(keel_kv_put_args, key, 8);
 KEEL_ASSERT_OFFSET(keel_kv_put_args, value, 24);
 KEEL_ASSERT_OFFSET(keel_kv_put_args, expected_version, 40);
 KEEL_ASSERT_OFFSET(keel_kv_put_args, ttl_ms, 48);
-KEEL_ASSERT_SIZE(keel_storage_api, 88);
+KEEL_ASSERT_SIZE(keel_storage_api, 96);
 KEEL_ASSERT_OFFSET(keel_storage_api, exec, 8);
 KEEL_ASSERT_OFFSET(keel_storage_api, prepare, 16);
 KEEL_ASSERT_OFFSET(keel_storage_api, begin, 24);
@@ -203,6 +203,7 @@ KEEL_ASSERT_OFFSET(keel_storage_api, kv_put, 56);
 KEEL_ASSERT_OFFSET(keel_storage_api, kv_delete, 64);
 KEEL_ASSERT_OFFSET(keel_storage_api, kv_list, 72);
 KEEL_ASSERT_OFFSET(keel_storage_api, error_message, 80);
+KEEL_ASSERT_OFFSET(keel_storage_api, publish, 88); /* appended: transactional publish */
 
 #endif /* x86_64 */
 

@@ -84,8 +84,8 @@ class Plugin {
     return Status::unsupported("plugin declares no request handler");
   }
 
-  /// Handles one event matching a manifest "events.subscribes" pattern. An error makes
-  /// durable topics redeliver it (Event::delivery_attempt() grows).
+  /// Handles one event matching a manifest "events.subscribes" pattern. An error makes the
+  /// host deliver it again later (Event::delivery_attempt() grows), then dead-letter it.
   /// @warning Runs on host threads, concurrently with on_request unless "serialized";
   /// events reach this plugin one at a time. `event` is valid only until this returns.
   virtual Status on_event(const Event& event) {

@@ -446,6 +446,24 @@ class Transaction : public SqlOps {
   }
   /// A nested savepoint: its own commit/rollback, inside this transaction.
   Result<Transaction> savepoint() const noexcept { return begin_under(ref_, ref_.txn()); }
+
+  /// Publishes an event of a durable topic (manifest "events.durable") as part of this
+  /// transaction: it is delivered, at least once, if and only if the transaction commits.
+  /// @return ok; kInvalidArgument for an in-memory topic (publish it with Host::publish after
+  /// the commit); kPermissionDenied for an undeclared topic; kUnsupported on an older host.
+  Status publish(std::string_view topic, std::string_view payload, std::string_view content_type = kApplicationJson,
+                 TraceContext trace = {}) const noexcept {
+    if (!KEEL_HAS_FN(ref_.api(), keel_storage_api, publish))
+      return detail::make_status(KEEL_ERR_UNSUPPORTED, "host lacks transactional publish");
+    keel_publish_args args{};
+    args.struct_size = static_cast<std::uint32_t>(sizeof(keel_publish_args));
+    args.topic = detail::lend(topic);
+    args.payload = detail::lend(payload);
+    args.content_type = detail::lend(content_type);
+    args.traceparent = detail::lend(trace.traceparent);
+    args.tracestate = detail::lend(trace.tracestate);
+    return ref_.result(ref_.api()->publish(ref_.ctx(), ref_.txn(), &args));
+  }
   [[nodiscard]] bool open() const noexcept { return open_; }
   /// The ABI id, e.g. to publish an event in this transaction.
   [[nodiscard]] keel_txn id() const noexcept { return ref_.txn(); }
@@ -464,6 +482,31 @@ class Transaction : public SqlOps {
 
   bool open_ = false;
 };
+
+/// Deduplicates event deliveries (durable topics are at-least-once): records `event_id` in the
+/// key-value store (key "keel.delivered/<id>", kept for `remember`) and sets `first` to true the
+/// first time, false for a redelivery. Call it inside the transaction that applies the event,
+/// so the record and the effect commit together: a redelivered event then changes nothing.
+///
+///   auto tx = db.begin();  bool first = false;
+///   KEEL_TRY(keel::sdk::first_delivery(*tx, event.event_id(), first));
+///   if (first) { ...apply the event... }
+///   KEEL_TRY(tx->commit());
+inline Status first_delivery(const SqlOps& ops, std::string_view event_id, bool& first,
+                             std::chrono::milliseconds remember = std::chrono::hours(24 * 7)) noexcept {
+  first = false;
+  try {
+    std::string key{"keel.delivered/"};
+    key.append(event_id);
+    const Status st = ops.kv_put(key, {}, KvPut{0, remember});
+    if (st.code() == StatusCode::kConflict) return {};
+    if (!st.ok()) return st;
+    first = true;
+    return {};
+  } catch (...) {
+    return detail::make_status(KEEL_ERR_INTERNAL, "out of memory");
+  }
+}
 
 /// The plugin's database. Construct it from the Host (in the plugin constructor); it needs
 /// "ext:keel.storage/1" in the manifest permissions. Without it every call returns the reason.

@@ -70,6 +70,13 @@ TEST_CASE("an empty document yields the documented defaults", "[config]") {
   CHECK(c.storage.statement_cache == 128);
   CHECK(c.storage.transaction_timeout == 10000ms);
   CHECK(c.storage.max_db_bytes == 0);
+  CHECK(c.events.queue_capacity == 10000);
+  CHECK(c.events.max_attempts == 5);
+  CHECK(c.events.retry_base == 100ms);
+  CHECK(c.events.retry_max == 30000ms);
+  CHECK(c.events.retention == 86400000ms);
+  CHECK(c.events.batch == 256);
+  CHECK(c.events.dead_letter_capacity == 1000);
   CHECK(c.plugin_sections.empty());
 }
 
@@ -245,7 +252,7 @@ TEST_CASE("unknown sections point at the name and suggest the closest section", 
         "keel.toml:1:2: unknown section [plugn] (did you mean [plugin.<name>]?)");
   CHECK(single_error("[database]\n") ==
         "keel.toml:1:2: unknown section [database]; valid sections: [server], [http], [log], [admin], "
-        "[plugins], [cors], [storage], [plugin.<name>]");
+        "[plugins], [cors], [storage], [events], [plugin.<name>]");
   CHECK(single_error("listen = \"0.0.0.0:1\"\n") ==
         "keel.toml:1:1: key 'listen' is outside any section (did you mean 'listen' in [server]?)");
 }
@@ -647,6 +654,182 @@ TEST_CASE("a bad plugin max_db_bytes is reported at the value", "[config][storag
         });
 }
 
+TEST_CASE("events keys are read from the file", "[config][events]") {
+  const auto c = parse_ok(R"([events]
+queue_capacity = 500
+max_attempts = 3
+retry_base_ms = 250
+retry_max_ms = 60000
+retention_ms = 3600000
+batch = 64
+dead_letter_capacity = 10
+)");
+  CHECK(c.events.queue_capacity == 500);
+  CHECK(c.events.max_attempts == 3);
+  CHECK(c.events.retry_base == 250ms);
+  CHECK(c.events.retry_max == 60000ms);
+  CHECK(c.events.retention == 3600000ms);
+  CHECK(c.events.batch == 64);
+  CHECK(c.events.dead_letter_capacity == 10);
+}
+
+TEST_CASE("events keys accept the ends of their ranges", "[config][events]") {
+  const auto low = parse_ok(
+      "[events]\nqueue_capacity = 1\nmax_attempts = 1\nretry_base_ms = 1\nretry_max_ms = 1\nretention_ms = 0\n"
+      "batch = 1\ndead_letter_capacity = 0\n");
+  CHECK(low.events.queue_capacity == 1);
+  CHECK(low.events.max_attempts == 1);
+  CHECK(low.events.retry_base == 1ms);
+  CHECK(low.events.retry_max == 1ms);
+  CHECK(low.events.retention == 0ms);
+  CHECK(low.events.batch == 1);
+  CHECK(low.events.dead_letter_capacity == 0);
+  const auto high = parse_ok(
+      "[events]\nqueue_capacity = 10000000\nmax_attempts = 1000\nretry_base_ms = 600000\nretry_max_ms = 3600000\n"
+      "retention_ms = 31536000000\nbatch = 100000\ndead_letter_capacity = 1000000\n");
+  CHECK(high.events.queue_capacity == 10000000);
+  CHECK(high.events.max_attempts == 1000);
+  CHECK(high.events.retry_base == 600000ms);
+  CHECK(high.events.retry_max == 3600000ms);
+  CHECK(high.events.retention == 31536000000ms);  // a year: not a timer, so beyond the one-day cap
+  CHECK(high.events.batch == 100000);
+  CHECK(high.events.dead_letter_capacity == 1000000);
+}
+
+TEST_CASE("events keys out of range are reported with the allowed range", "[config][events]") {
+  const auto errors = errors_of(R"([events]
+queue_capacity = 0
+max_attempts = 0
+retry_base_ms = 0
+retention_ms = -1
+batch = 0
+dead_letter_capacity = -1
+)");
+  CHECK(errors == std::vector<std::string>{
+                      "keel.toml:2:18: [events] queue_capacity: 0 is out of range (allowed 1..10000000)",
+                      "keel.toml:3:16: [events] max_attempts: 0 is out of range (allowed 1..1000)",
+                      "keel.toml:4:17: [events] retry_base_ms: 0 is out of range (allowed 1..600000)",
+                      "keel.toml:5:16: [events] retention_ms: -1 is out of range (allowed 0..31536000000)",
+                      "keel.toml:6:9: [events] batch: 0 is out of range (allowed 1..100000)",
+                      "keel.toml:7:24: [events] dead_letter_capacity: -1 is out of range (allowed 0..1000000)",
+                  });
+  const auto high = errors_of(R"([events]
+queue_capacity = 10000001
+max_attempts = 1001
+retry_base_ms = 600001
+retention_ms = 31536000001
+batch = 100001
+dead_letter_capacity = 1000001
+)");
+  CHECK(high == std::vector<std::string>{
+                    "keel.toml:2:18: [events] queue_capacity: 10000001 is out of range (allowed 1..10000000)",
+                    "keel.toml:3:16: [events] max_attempts: 1001 is out of range (allowed 1..1000)",
+                    "keel.toml:4:17: [events] retry_base_ms: 600001 is out of range (allowed 1..600000)",
+                    "keel.toml:5:16: [events] retention_ms: 31536000001 is out of range (allowed 0..31536000000)",
+                    "keel.toml:6:9: [events] batch: 100001 is out of range (allowed 1..100000)",
+                    "keel.toml:7:24: [events] dead_letter_capacity: 1000001 is out of range (allowed 0..1000000)",
+                });
+  CHECK(single_error("[events]\nretry_max_ms = 3600001\n") ==
+        "keel.toml:2:16: [events] retry_max_ms: 3600001 is out of range (allowed retry_base_ms = 100..3600000)");
+}
+
+TEST_CASE("retry_max_ms may not be less than retry_base_ms", "[config][events]") {
+  SECTION("both set: the error is at retry_max_ms and names retry_base_ms") {
+    CHECK(single_error("[events]\nretry_base_ms = 5000\nretry_max_ms = 4999\n") ==
+          "keel.toml:3:16: [events] retry_max_ms: 4999 is out of range (allowed retry_base_ms = 5000..3600000)");
+    CHECK(single_error("[events]\nretry_max_ms = 0\n") ==
+          "keel.toml:2:16: [events] retry_max_ms: 0 is out of range (allowed retry_base_ms = 100..3600000)");
+  }
+  SECTION("only retry_base_ms set, above the default cap") {
+    CHECK(single_error("[events]\nretry_base_ms = 30001\n") ==
+          "keel.toml:2:17: [events] retry_base_ms: 30001 is more than retry_max_ms (30000, the default); lower it "
+          "or set retry_max_ms higher");
+  }
+  SECTION("equal is allowed: every retry waits the same") {
+    const auto c = parse_ok("[events]\nretry_base_ms = 30000\n");
+    CHECK(c.events.retry_base == 30000ms);
+    CHECK(c.events.retry_max == 30000ms);
+    const auto both = parse_ok("[events]\nretry_base_ms = 600000\nretry_max_ms = 600000\n");
+    CHECK(both.events.retry_base == 600000ms);
+    CHECK(both.events.retry_max == 600000ms);
+  }
+  SECTION("the environment takes part in the comparison") {
+    CHECK(single_error("[events]\nretry_max_ms = 1000\n", {{"KEEL_EVENTS_RETRY_BASE_MS", "2000"}}) ==
+          "keel.toml:2:16: [events] retry_max_ms: 1000 is out of range (allowed retry_base_ms = 2000..3600000)");
+    const auto c = parse_ok("[events]\nretry_base_ms = 60000\n", {{"KEEL_EVENTS_RETRY_MAX_MS", "120000"}});
+    CHECK(c.events.retry_base == 60000ms);
+    CHECK(c.events.retry_max == 120000ms);
+  }
+}
+
+TEST_CASE("events keys of the wrong type name the expected type", "[config][events]") {
+  const auto errors = errors_of(R"([events]
+queue_capacity = "10k"
+max_attempts = 5.0
+retry_base_ms = "100ms"
+retry_max_ms = true
+retention_ms = [1]
+batch = {}
+dead_letter_capacity = "none"
+)");
+  CHECK(errors == std::vector<std::string>{
+                      "keel.toml:2:18: [events] queue_capacity: expected an integer, got a string",
+                      "keel.toml:3:16: [events] max_attempts: expected an integer, got a floating-point number",
+                      "keel.toml:4:17: [events] retry_base_ms: expected an integer (milliseconds), got a string",
+                      "keel.toml:5:16: [events] retry_max_ms: expected an integer (milliseconds), got a boolean",
+                      "keel.toml:6:16: [events] retention_ms: expected an integer (milliseconds), got an array",
+                      "keel.toml:7:9: [events] batch: expected an integer, got a table",
+                      "keel.toml:8:24: [events] dead_letter_capacity: expected an integer, got a string",
+                  });
+  CHECK(single_error("events = 1\n") == "keel.toml:1:10: [events]: expected a table, got an integer");
+}
+
+TEST_CASE("unknown events keys suggest the closest valid one", "[config][events]") {
+  CHECK(single_error("[events]\nqueue_capacty = 2\n") ==
+        "keel.toml:2:1: unknown key 'queue_capacty' in [events] (did you mean 'queue_capacity'?)");
+  CHECK(single_error("[events]\nbatches = 2\n") ==
+        "keel.toml:2:1: unknown key 'batches' in [events] (did you mean 'batch'?)");
+  CHECK(single_error("[events]\nretention = 5\n") ==
+        "keel.toml:2:1: unknown key 'retention' in [events] "
+        "(did you mean 'retention_ms'? durations are integer milliseconds)");
+  CHECK(single_error("[events]\nretry_base = 5\n") ==
+        "keel.toml:2:1: unknown key 'retry_base' in [events] "
+        "(did you mean 'retry_base_ms'? durations are integer milliseconds)");
+  CHECK(single_error("[events]\ndurable = true\n") ==
+        "keel.toml:2:1: unknown key 'durable' in [events]; valid keys: queue_capacity, max_attempts, retry_base_ms, "
+        "retry_max_ms, retention_ms, batch, dead_letter_capacity");
+  CHECK(single_error("[event]\n") == "keel.toml:1:2: unknown section [event] (did you mean [events]?)");
+  CHECK(single_error("max_attempts = 2\n") ==
+        "keel.toml:1:1: key 'max_attempts' is outside any section (did you mean 'max_attempts' in [events]?)");
+  CHECK(single_error("", {{"KEEL_EVENTS_MAX_ATTEMPT", "2"}}) ==
+        "env KEEL_EVENTS_MAX_ATTEMPT: unknown key 'max_attempt' in [events] (did you mean KEEL_EVENTS_MAX_ATTEMPTS?)");
+}
+
+TEST_CASE("environment variables override events keys", "[config][events]") {
+  const auto c = parse_ok("[events]\nqueue_capacity = 2\nbatch = 8\n",
+                          {
+                              {"KEEL_EVENTS_QUEUE_CAPACITY", "20000"},
+                              {"KEEL_EVENTS_MAX_ATTEMPTS", "7"},
+                              {"KEEL_EVENTS_RETRY_BASE_MS", "50"},
+                              {"KEEL_EVENTS_RETRY_MAX_MS", "5000"},
+                              {"KEEL_EVENTS_RETENTION_MS", "0"},
+                              {"KEEL_EVENTS_BATCH", "512"},
+                              {"KEEL_EVENTS_DEAD_LETTER_CAPACITY", "0"},
+                          });
+  CHECK(c.events.queue_capacity == 20000);
+  CHECK(c.events.max_attempts == 7);
+  CHECK(c.events.retry_base == 50ms);
+  CHECK(c.events.retry_max == 5000ms);
+  CHECK(c.events.retention == 0ms);
+  CHECK(c.events.batch == 512);
+  CHECK(c.events.dead_letter_capacity == 0);
+  CHECK(errors_of("", {{"KEEL_EVENTS_BATCH", "0"}, {"KEEL_EVENTS_RETENTION_MS", "1d"}}) ==
+        std::vector<std::string>{
+            "env KEEL_EVENTS_BATCH: [events] batch: 0 is out of range (allowed 1..100000)",
+            "env KEEL_EVENTS_RETENTION_MS: [events] retention_ms: expected a decimal integer, got '1d'",
+        });
+}
+
 TEST_CASE("environment variables do not configure plugin tables", "[config]") {
   const auto c = parse_ok("[plugin.hello]\nenabled = true\n", {{"KEEL_PLUGIN_HELLO_ENABLED", "false"}});
   CHECK(c.plugin_sections.at("hello").enabled);
@@ -738,4 +921,11 @@ TEST_CASE("the committed config/keel.toml states every default", "[config]") {
   CHECK(c.storage.statement_cache == defaults.storage.statement_cache);
   CHECK(c.storage.transaction_timeout == defaults.storage.transaction_timeout);
   CHECK(c.storage.max_db_bytes == defaults.storage.max_db_bytes);
+  CHECK(c.events.queue_capacity == defaults.events.queue_capacity);
+  CHECK(c.events.max_attempts == defaults.events.max_attempts);
+  CHECK(c.events.retry_base == defaults.events.retry_base);
+  CHECK(c.events.retry_max == defaults.events.retry_max);
+  CHECK(c.events.retention == defaults.events.retention);
+  CHECK(c.events.batch == defaults.events.batch);
+  CHECK(c.events.dead_letter_capacity == defaults.events.dead_letter_capacity);
 }

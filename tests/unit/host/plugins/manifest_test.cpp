@@ -29,7 +29,7 @@ json doc_example() {
       { "method": "GET",  "path": "/files/{path...}",    "summary": "attachments", "blocking": true }
     ],
     "concurrency": "parallel",
-    "events": { "publishes": ["orders.placed"], "subscribes": ["inventory.*"] },
+    "events": { "publishes": ["orders.placed"], "subscribes": ["inventory.*"], "durable": ["orders.placed"] },
     "permissions": ["call:inventory", "ext:keel.storage/1"],
     "config": {
       "max_items":  { "type": "integer", "default": 50, "description": "items per order" },
@@ -131,6 +131,7 @@ TEST_CASE("manifest: the documented example parses into plain values", "[plugins
   CHECK_FALSE(m.serialized);
   CHECK(m.publishes == std::vector<std::string>{"orders.placed"});
   CHECK(m.subscribes == std::vector<std::string>{"inventory.*"});
+  CHECK(m.durable == std::vector<std::string>{"orders.placed"});
   CHECK(m.permissions == std::vector<std::string>{"call:inventory", "ext:keel.storage/1"});
   REQUIRE(m.config.size() == 3);  // in document order
   CHECK(m.config[0].name == "max_items");
@@ -167,6 +168,7 @@ TEST_CASE("manifest: optional keys take their documented defaults", "[plugins][m
   CHECK_FALSE(m.serialized);
   CHECK(m.publishes.empty());
   CHECK(m.subscribes.empty());
+  CHECK(m.durable.empty());
   CHECK(m.permissions.empty());
   CHECK(m.config.empty());
   CHECK(m.migrations.empty());
@@ -180,7 +182,8 @@ TEST_CASE("manifest: every config type, default kind and concurrency value is ac
   doc["abi"] = "65535.65535";
   doc["name"] = std::string(64, 'a');
   doc["events"] = {{"publishes", {"greeter.said_hello", "a.b.c", "x1._"}},
-                   {"subscribes", {"#", "orders.#", "*.placed", "a.*.c", "orders.placed", "a.*.#"}}};
+                   {"subscribes", {"#", "orders.#", "*.placed", "a.*.c", "orders.placed", "a.*.#"}},
+                   {"durable", {"a.b.c", "x1._"}}};
   doc["permissions"] = {"call:*", "call:a9_", "ext:keel.storage/1", "ext:acme.blob-store.v2/10"};
   doc["routes"] = json::array({
       {{"method", "*"}, {"path", "/"}},
@@ -209,6 +212,7 @@ TEST_CASE("manifest: every config type, default kind and concurrency value is ac
   CHECK(m.abi_minor == 65535);
   CHECK(m.publishes.size() == 3);
   CHECK(m.subscribes.size() == 6);
+  CHECK(m.durable.size() == 2);
   CHECK(m.permissions.size() == 4);
   CHECK(m.routes.size() == 6);
   REQUIRE(m.config.size() == 10);
@@ -443,6 +447,104 @@ TEST_CASE("manifest: event topics and subscription patterns", "[plugins][manifes
   CHECK(pattern_error("Orders.*") ==
         "events.subscribes[0]: 'Orders.*' is not a topic pattern: segment 'Orders' is not [a-z0-9_]+, '*' or a final "
         "'#'");
+}
+
+namespace {
+
+// A manifest with the storage permission and `events` as its events object.
+json with_events(const json& events) {
+  auto doc = minimal();
+  doc["permissions"] = {"ext:keel.storage/1"};
+  doc["events"] = events;
+  return doc;
+}
+
+}  // namespace
+
+TEST_CASE("manifest: durable topics are published topics stored in the outbox", "[plugins][manifest]") {
+  const auto m = parse_ok(with_events({{"publishes", {"orders.placed", "orders.cancelled", "orders.viewed"}},
+                                       {"durable", {"orders.placed", "orders.cancelled"}}}));
+  CHECK(m.publishes == std::vector<std::string>{"orders.placed", "orders.cancelled", "orders.viewed"});
+  CHECK(m.durable == std::vector<std::string>{"orders.placed", "orders.cancelled"});
+  CHECK(m.warnings.empty());
+
+  SECTION("an empty list needs no permission") {
+    auto doc = minimal();
+    doc["events"] = {{"publishes", {"orders.placed"}}, {"durable", json::array()}};
+    CHECK(parse_ok(doc).durable.empty());
+  }
+  SECTION("the key order inside events does not matter") {
+    const auto reordered =
+        parse_ok(with_events({{"durable", {"orders.placed"}}, {"publishes", {"orders.placed"}}}));
+    CHECK(reordered.durable == std::vector<std::string>{"orders.placed"});
+  }
+}
+
+TEST_CASE("manifest: every durable topic must be in events.publishes", "[plugins][manifest]") {
+  CHECK(single_error(with_events({{"publishes", {"orders.placed"}}, {"durable", {"orders.shipped"}}})) ==
+        "events.durable[0]: 'orders.shipped' is not in events.publishes");
+  CHECK(single_error(with_events({{"durable", {"orders.placed"}}})) ==
+        "events.durable[0]: 'orders.placed' is not in events.publishes");
+  CHECK(errors_of(with_events({{"publishes", {"a.b"}}, {"durable", {"a.b", "a.c", "a.b.c"}}})) ==
+        std::vector<std::string>{
+            "events.durable[1]: 'a.c' is not in events.publishes",
+            "events.durable[2]: 'a.b.c' is not in events.publishes",
+        });
+}
+
+TEST_CASE("manifest: durable entries are topics, not patterns", "[plugins][manifest]") {
+  const std::string not_topic =
+      " is not a topic: two or more dot-separated segments of [a-z0-9_]+, e.g. 'orders.placed'";
+  for (const auto* topic : {"orders", "orders.*", "orders.#", "#", "Orders.placed", "orders..placed", ""}) {
+    CHECK(single_error(with_events({{"publishes", {"orders.placed"}}, {"durable", {topic}}})) ==
+          "events.durable[0]: '" + std::string{topic} + "'" + not_topic);
+  }
+  // An invalid publishes entry is reported once there, and once more where durable repeats it.
+  CHECK(errors_of(with_events({{"publishes", {"Orders.placed"}}, {"durable", {"Orders.placed"}}})) ==
+        std::vector<std::string>{
+            "events.publishes[0]: 'Orders.placed'" + not_topic,
+            "events.durable[0]: 'Orders.placed'" + not_topic,
+        });
+  CHECK(single_error(with_events({{"publishes", {"a.b"}}, {"durable", "a.b"}})) ==
+        "events.durable: expected an array, got a string");
+  CHECK(single_error(with_events({{"publishes", {"a.b"}}, {"durable", {"a.b", 7}}})) ==
+        "events.durable[1]: expected a string, got an integer");
+}
+
+TEST_CASE("manifest: durable topics need the storage permission", "[plugins][manifest]") {
+  const std::string needs =
+      "events.durable: durable topics are stored in the publisher's database: add the permission "
+      "\"ext:keel.storage/1\"";
+  SECTION("no permissions at all") {
+    auto doc = minimal();
+    doc["events"] = {{"publishes", {"orders.placed"}}, {"durable", {"orders.placed"}}};
+    CHECK(single_error(doc) == needs);
+  }
+  SECTION("other permissions only") {
+    auto doc = with_events({{"publishes", {"orders.placed"}}, {"durable", {"orders.placed"}}});
+    doc["permissions"] = {"call:*", "ext:keel.storage/2", "ext:keel.events/1"};
+    CHECK(single_error(doc) == needs);
+  }
+  SECTION("reported after the entries' own problems and the permissions'") {
+    auto doc = minimal();
+    doc["events"] = {{"publishes", {"orders.placed"}}, {"durable", {"orders.shipped"}}};
+    doc["permissions"] = {"ext:x"};
+    CHECK(errors_of(doc) == std::vector<std::string>{
+                                "events.durable[0]: 'orders.shipped' is not in events.publishes",
+                                "permissions[0]: 'ext:x' is malformed: expected ext:<namespace>.<name>/<revision>, "
+                                "e.g. ext:keel.storage/1",
+                                needs,
+                            });
+  }
+}
+
+TEST_CASE("manifest: an unknown key in events suggests durable", "[plugins][manifest]") {
+  const auto m = parse_ok(with_events({{"publishes", {"a.b"}}, {"durables", {"a.b"}}}));
+  CHECK(warnings_of(m) == std::vector<std::string>{"events.durables: unknown key ignored (did you mean 'durable'?)"});
+  CHECK(m.durable.empty());
+  const auto other = parse_ok(with_events({{"retries", 3}}));
+  CHECK(warnings_of(other) ==
+        std::vector<std::string>{"events.retries: unknown key ignored; known keys: publishes, subscribes, durable"});
 }
 
 TEST_CASE("manifest: permissions of a known kind must be well formed", "[plugins][manifest]") {

@@ -1,0 +1,140 @@
+#include "app/admin.hpp"
+
+#include <charconv>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "events/bus.hpp"
+#include "observability/log.hpp"
+#include "plugins/plugin_host.hpp"
+#include "plugins/status_mapping.hpp"
+
+namespace keel::host::app {
+namespace {
+
+using Json = nlohmann::json;
+
+void reply(http::Response& res, unsigned status, const Json& body) {
+  res.set_json(status, body.dump(-1, ' ', false, Json::error_handler_t::replace));
+}
+
+std::vector<std::string_view> segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  std::size_t start = 1;
+  while (start <= path.size()) {
+    const auto slash = path.find('/', start);
+    const auto end = slash == std::string_view::npos ? path.size() : slash;
+    if (end > start) out.push_back(path.substr(start, end - start));
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return out;
+}
+
+Json event_json(const events::EventRecord& e) {
+  return Json{{"event_id", e.event_id},       {"topic", e.topic},           {"publisher", e.publisher},
+              {"content_type", e.content_type}, {"payload", e.payload},     {"published_unix_ns", e.published_unix_ns},
+              {"traceparent", e.traceparent}, {"request_id", e.request_id}};
+}
+
+void events_api(const http::Request& req, http::Response& res, const std::vector<std::string_view>& seg,
+                events::Bus& bus) {
+  const bool get = req.method == "GET" || req.method == "HEAD";
+  if (seg.size() == 3 && seg[2] == "topics") {
+    if (!get) return res.set_error(405, "method_not_allowed", "this path allows GET, HEAD");
+    Json out = Json::array();
+    for (const auto& t : bus.topics())
+      out.push_back({{"topic", t.topic}, {"durable", t.durable}, {"published", t.published}, {"refused", t.refused}});
+    return reply(res, 200, out);
+  }
+  if (seg.size() == 3 && seg[2] == "subscriptions") {
+    if (!get) return res.set_error(405, "method_not_allowed", "this path allows GET, HEAD");
+    Json out = Json::array();
+    for (const auto& s : bus.subscriptions())
+      out.push_back({{"kind", s.publisher.empty() ? "memory" : "durable"},
+                     {"publisher", s.publisher},
+                     {"subscriber", s.subscriber},
+                     {"delivered", s.delivered},
+                     {"failed", s.failed},
+                     {"retried", s.retried},
+                     {"dead_lettered", s.dead_lettered},
+                     {"queued", s.queued},
+                     {"lag", s.lag}});
+    return reply(res, 200, out);
+  }
+  if (seg.size() == 3 && seg[2] == "dead-letters") {
+    if (!get) return res.set_error(405, "method_not_allowed", "this path allows GET, HEAD");
+    Json out = Json::array();
+    for (const auto& d : bus.dead_letters()) {
+      Json j = event_json(d.event);
+      j["kind"] = d.durable ? "durable" : "memory";
+      j["subscriber"] = d.subscriber;
+      j["seq"] = d.seq;
+      j["attempts"] = d.attempts;
+      j["last_status"] = plugins::status_name(d.last_status);
+      j["failed_unix_ms"] = d.failed_unix_ms;
+      out.push_back(std::move(j));
+    }
+    return reply(res, 200, out);
+  }
+  // /admin/events/dead-letters/{kind}/{publisher}/{subscriber}/{seq}[/resubmit]
+  if ((seg.size() == 7 || seg.size() == 8) && seg[2] == "dead-letters") {
+    const auto kind = seg[3];
+    std::int64_t seq = 0;
+    const auto [end, ec] = std::from_chars(seg[6].data(), seg[6].data() + seg[6].size(), seq);
+    if ((kind != "durable" && kind != "memory") || ec != std::errc{} || end != seg[6].data() + seg[6].size())
+      return res.set_error(400, "bad_request", "expected /admin/events/dead-letters/{durable|memory}/{publisher}/{subscriber}/{seq}");
+    const bool durable = kind == "durable";
+    keel_status st = KEEL_OK;
+    if (seg.size() == 8) {
+      if (seg[7] != "resubmit") return res.set_error(404, "not_found", "no such admin path");
+      if (req.method != "POST") return res.set_error(405, "method_not_allowed", "this path allows POST");
+      st = bus.resubmit(seg[4], seg[5], seq, durable);
+    } else {
+      if (req.method != "DELETE") return res.set_error(405, "method_not_allowed", "this path allows DELETE");
+      st = bus.discard(seg[4], seg[5], seq, durable);
+    }
+    if (st == KEEL_ERR_NOT_FOUND) return res.set_error(404, "not_found", "no such dead letter");
+    if (st < 0) return res.set_error(plugins::http_status_for(st), "error", std::string(plugins::status_name(st)));
+    return reply(res, 200, Json{{"status", seg.size() == 8 ? "resubmitted" : "discarded"}});
+  }
+  res.set_error(404, "not_found", "no such admin path");
+}
+
+}  // namespace
+
+bool constant_time_equals(std::string_view a, std::string_view b) noexcept {
+  // Compare over the longer length so the time does not reveal where the first difference is.
+  const std::size_t n = a.size() > b.size() ? a.size() : b.size();
+  unsigned diff = a.size() == b.size() ? 0u : 1u;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0u;
+    const auto y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0u;
+    diff |= x ^ y;
+  }
+  return diff == 0;
+}
+
+void handle_admin(const http::Request& req, http::Response& res, const config::AdminConfig& admin,
+                  plugins::PluginHost& plugins) {
+  if (admin.token.empty())
+    return res.set_error(404, "not_found", "the admin API is off: set [admin] token (or KEEL_ADMIN_TOKEN) to enable it");
+  constexpr std::string_view kBearer = "Bearer ";
+  const auto auth = req.header("authorization");
+  const bool ok = auth.size() > kBearer.size() && auth.substr(0, kBearer.size()) == kBearer &&
+                  constant_time_equals(auth.substr(kBearer.size()), admin.token);
+  if (!ok) {
+    observability::logger("admin")->warn("admin request refused: missing or wrong bearer token path={} from={} req={}",
+                                         req.path, req.remote_address, req.request_id);
+    res.set_error(401, "unauthorized", "send Authorization: Bearer <[admin] token>");
+    res.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"keel-admin\"");
+    return;
+  }
+  const auto seg = segments(req.path);
+  if (seg.size() >= 2 && seg[1] == "events") return events_api(req, res, seg, plugins.bus());
+  res.set_error(404, "not_found", "no such admin path");
+}
+
+}  // namespace keel::host::app

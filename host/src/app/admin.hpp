@@ -1,0 +1,30 @@
+#pragma once
+// The operator API under /admin/ (docs/events.md "Admin API"; docs/operations.md grows with the
+// observability work). Every request needs "Authorization: Bearer <[admin] token>", compared in
+// constant time; without a configured token the API is off (404). Runs on the I/O thread: the
+// handlers only read counters and small admin queries.
+
+#include <string_view>
+
+#include "config/config.hpp"
+#include "http/message.hpp"
+
+namespace keel::host::plugins {
+class PluginHost;
+}
+
+namespace keel::host::app {
+
+/// True when `path` is under /admin/ (the caller then lets handle_admin answer).
+[[nodiscard]] inline bool is_admin_path(std::string_view path) noexcept {
+  return path == "/admin" || path.starts_with("/admin/");
+}
+
+/// Answers one /admin/ request into `res`.
+void handle_admin(const http::Request& req, http::Response& res, const config::AdminConfig& admin,
+                  plugins::PluginHost& plugins);
+
+/// Constant-time equality of two byte strings (the time depends only on their lengths).
+[[nodiscard]] bool constant_time_equals(std::string_view a, std::string_view b) noexcept;
+
+}  // namespace keel::host::app

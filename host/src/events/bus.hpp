@@ -1,0 +1,152 @@
+#pragma once
+// events::Bus routes events from publishing plugins to subscribing plugins (docs/events.md).
+//
+// In-memory topics: publish copies the event once and queues a reference in the inbox of every
+// subscriber whose patterns match (bounded: KEEL_ERR_BUSY when an inbox is full, nothing queued);
+// a drain job on the subscriber's executor delivers inbox events one at a time, in order.
+// Durable topics: the event is a row of the publisher's outbox table (_keel_outbox, in the
+// publisher's own database, inside the publisher's transaction when there is one). One stream
+// per (publisher, subscriber) reads committed rows after its persisted cursor, delivers them in
+// order, and persists the cursor after each batch: at-least-once, across crashes.
+// Failures are retried with exponential backoff (the subscriber's stream waits, keeping order),
+// then dead-lettered. Every member is thread-safe.
+//
+// The transport seam: the bus talks to plugins only through Endpoint (deliver one event, run a
+// job on the subscriber's executor) and stores durable events only through storage::Database,
+// so a bridge to an external broker can replace the local fan-out without touching plugins.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <keel/plugin.h>
+#include <keel/storage.h>
+
+#include "config/config.hpp"
+
+namespace keel::host {
+class WorkerPool;
+class TimerQueue;
+}  // namespace keel::host
+
+namespace keel::host::storage {
+class Database;
+}
+
+namespace keel::host::events {
+
+/// One published event as the bus keeps it.
+struct EventRecord {
+  std::string event_id;  ///< UUIDv7 text, unique, stable across redeliveries
+  std::string topic;
+  std::string payload;
+  std::string content_type;
+  std::string publisher;
+  std::string traceparent;
+  std::string tracestate;
+  std::string request_id;  ///< of the request that published it; empty outside a request
+  std::int64_t published_unix_ns = 0;
+  std::int64_t seq = 0;  ///< outbox row (durable); 0 for in-memory events
+};
+
+/// How the bus reaches one subscribing plugin.
+struct Endpoint {
+  std::string name;
+  std::vector<std::string> patterns;
+  /// Calls the plugin's on_event; returns its status. KEEL_ERR_UNAVAILABLE means "not
+  /// accepting now" (stopping): durable delivery pauses, in-memory events are dropped.
+  std::function<keel_status(const EventRecord&, std::uint32_t attempt)> deliver;
+  /// Runs a job where the plugin's hooks may run (the worker pool, or its serial queue).
+  std::function<bool(std::function<void()>)> execute;
+};
+
+/// One publishing plugin.
+struct Publisher {
+  std::string name;
+  std::vector<std::string> topics;   ///< manifest events.publishes
+  std::vector<std::string> durable;  ///< manifest events.durable
+  storage::Database* database = nullptr;  ///< the outbox's home; required when durable is non-empty
+};
+
+/// Counters for metrics (issue 8 exports them).
+struct TopicStats {
+  std::string topic;
+  bool durable = false;
+  std::uint64_t published = 0;
+  std::uint64_t refused = 0;  ///< undeclared, busy or too large
+};
+struct SubscriptionStats {
+  std::string publisher;   ///< durable streams: the publisher; in-memory inbox: empty
+  std::string subscriber;
+  std::uint64_t delivered = 0;
+  std::uint64_t failed = 0;        ///< handler failures (each attempt)
+  std::uint64_t retried = 0;
+  std::uint64_t dead_lettered = 0;
+  std::uint64_t queued = 0;        ///< in-memory events waiting
+  std::int64_t lag = 0;            ///< durable events committed but not yet delivered
+};
+
+/// A dead letter, durable (in the publisher's database) or in memory.
+struct DeadLetter {
+  std::string publisher;
+  std::string subscriber;
+  std::int64_t seq = 0;  ///< durable: the outbox row; in-memory: a counter
+  bool durable = false;
+  EventRecord event;
+  std::uint32_t attempts = 0;
+  keel_status last_status = KEEL_OK;
+  std::int64_t failed_unix_ms = 0;
+};
+
+class Bus {
+ public:
+  Bus(const config::EventsConfig& cfg, WorkerPool& pool, TimerQueue& timers);
+  ~Bus();  ///< stop()
+  Bus(const Bus&) = delete;
+  Bus& operator=(const Bus&) = delete;
+
+  // --- set-up, before start() ---
+  /// Registers a publisher; creates the outbox tables when it has durable topics. Throws
+  /// std::runtime_error (naming the plugin) if they cannot be created.
+  void add_publisher(Publisher publisher);
+  void add_subscriber(Endpoint endpoint);
+  /// Computes who receives what and accepts publishes; in-memory events queue up. Idempotent.
+  void start();
+  /// Starts delivering (once every subscriber is started): queued events and durable backlogs.
+  void begin_delivery();
+  /// Stops delivering; waits (bounded by `drain`) for deliveries in progress. Idempotent.
+  void stop(std::chrono::milliseconds drain = std::chrono::milliseconds(5000));
+
+  /// Publishes an event. `txn` (durable topics only) writes it into that storage transaction:
+  /// it is delivered if and only if the transaction commits.
+  /// @return KEEL_OK; KEEL_ERR_PERMISSION_DENIED (topic not declared); KEEL_ERR_BUSY (an inbox is
+  /// full); KEEL_ERR_INVALID_ARGUMENT (txn with an in-memory topic, bad flags);
+  /// KEEL_ERR_UNAVAILABLE (not started or stopped); storage errors of the outbox write.
+  /// `error` receives a message on failure.
+  keel_status publish(std::string_view publisher, const keel_publish_args& args, keel_txn txn,
+                      std::string_view request_id, std::string& error);
+
+  // --- inspection and admin ---
+  [[nodiscard]] std::vector<TopicStats> topics() const;
+  [[nodiscard]] std::vector<SubscriptionStats> subscriptions() const;
+  [[nodiscard]] std::vector<DeadLetter> dead_letters(std::size_t limit = 1000) const;
+  /// Puts a dead letter back in line for its subscriber (same event id); removes it from the
+  /// dead letters. KEEL_ERR_NOT_FOUND if there is no such dead letter.
+  keel_status resubmit(std::string_view publisher, std::string_view subscriber, std::int64_t seq, bool durable);
+  /// Deletes a dead letter. KEEL_ERR_NOT_FOUND if there is none.
+  keel_status discard(std::string_view publisher, std::string_view subscriber, std::int64_t seq, bool durable);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+/// A new event id: a UUIDv7 (time-ordered, 74 random bits), e.g. "0190f5a4-8c1e-7b3a-9d2f-...".
+[[nodiscard]] std::string new_event_id();
+
+}  // namespace keel::host::events
