@@ -139,12 +139,21 @@ TEST_CASE("events: a one-segment pattern skips deeper topics and a trailing hash
 
 TEST_CASE("events: an undeclared topic is refused with 403 and an in-memory topic inside a transaction with 400",
           "[events][integration]") {
-  KeelHost host(with_plugins({fixture("events_pub"), fixture("events_sub")}));
+  KeelHost host(with_plugins({fixture("events_pub"), fixture("events_sub")}, "[admin]\ntoken = \"secret\"\n"));
   const auto undeclared = post(host, "/api/events_pub/undeclared");
   CHECK(status_of(undeclared) == 403);
   CHECK(text_of(undeclared).find("\"code\":") != std::string::npos);
   CHECK(host.process().wait_for_output("demo.nope", std::chrono::seconds(5)));
   CHECK(status_of(post(host, "/api/events_pub/memory-in-txn")) == 400);
+  // Both refusals are counted: the undeclared one per publisher, the other on its topic.
+  std::uint64_t undeclared_refused = 0, memory_refused = 0;
+  for (const auto& t : admin_json(host, "/admin/events/topics")) {
+    if (t.value("publisher", "") != "events_pub") continue;
+    if (t["topic"].is_null()) undeclared_refused = t.value("refused", 0u);
+    else if (t["topic"] == "demo.memory") memory_refused = t.value("refused", 0u);
+  }
+  CHECK(undeclared_refused == 1);
+  CHECK(memory_refused == 1);
   // Neither refusal published anything.
   REQUIRE(text_of(post(host, "/api/events_pub/memory/1", "after")) == "1");
   CHECK(eventually([&] { return count(host, "events_sub") == "1"; }));

@@ -46,7 +46,11 @@ void events_api(const http::Request& req, http::Response& res, const std::vector
     if (!get) return res.set_error(405, "method_not_allowed", "this path allows GET, HEAD");
     Json out = Json::array();
     for (const auto& t : bus.topics())
-      out.push_back({{"topic", t.topic}, {"durable", t.durable}, {"published", t.published}, {"refused", t.refused}});
+      out.push_back({{"publisher", t.publisher},
+                     {"topic", t.topic.empty() ? Json(nullptr) : Json(t.topic)},
+                     {"durable", t.durable},
+                     {"published", t.published},
+                     {"refused", t.refused}});
     return reply(res, 200, out);
   }
   if (seg.size() == 3 && seg[2] == "subscriptions") {

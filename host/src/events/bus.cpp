@@ -10,6 +10,7 @@
 #include <set>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -87,9 +88,11 @@ struct DeliveryCounters {
 
 }  // namespace
 
-std::string new_event_id() {
-  thread_local std::mt19937_64 rng{std::random_device{}() ^ static_cast<std::uint64_t>(unix_ns())};
-  const auto ms = static_cast<std::uint64_t>(unix_ns() / 1000000);
+std::string new_event_id() { return new_event_id(unix_ns()); }
+
+std::string new_event_id(std::int64_t now_unix_ns) {
+  thread_local std::mt19937_64 rng{std::random_device{}() ^ static_cast<std::uint64_t>(now_unix_ns)};
+  const auto ms = static_cast<std::uint64_t>(now_unix_ns / 1000000);
   const std::uint64_t r1 = rng(), r2 = rng();
   // UUIDv7: 48-bit Unix milliseconds, version 7, 12 random bits, variant 10, 62 random bits.
   const std::uint64_t hi = (ms << 16) | 0x7000u | (r1 & 0x0FFFu);
@@ -149,6 +152,7 @@ struct Bus::Impl {
     StringMap<std::unique_ptr<Topic>> topics;
     std::vector<std::unique_ptr<Stream>> streams;
     std::atomic<std::int64_t> last_sweep_ns{0};
+    Counter undeclared;  // publishes of topics not in the manifest, refused
   };
   StringMap<std::unique_ptr<Pub>> pubs;
 
@@ -244,49 +248,57 @@ struct Bus::Impl {
   }
 
   void drain_inbox(Sub& sub) {
-    for (int n = 0; n < 256; ++n) {
-      std::shared_ptr<const EventRecord> head;
-      std::uint32_t attempt = 0;
-      {
-        std::lock_guard lock(sub.mutex);
-        if (sub.inbox.empty()) {
-          sub.scheduled = false;
-          return;
-        }
-        head = sub.inbox.front();
-        attempt = sub.attempt + 1;
+    // Take up to a batch from the inbox under one lock, deliver it in order, and put back what
+    // is left if a delivery fails (only this drain reads the inbox front, so order is kept).
+    std::vector<std::shared_ptr<const EventRecord>> batch;
+    std::uint32_t head_attempts = 0;
+    {
+      std::lock_guard lock(sub.mutex);
+      if (sub.inbox.empty()) {
+        sub.scheduled = false;
+        return;
       }
-      const keel_status st = sub.ep.deliver(*head, attempt);
+      const auto n = std::min<std::size_t>(sub.inbox.size(), 256);
+      batch.assign(std::make_move_iterator(sub.inbox.begin()), std::make_move_iterator(sub.inbox.begin() + static_cast<std::ptrdiff_t>(n)));
+      sub.inbox.erase(sub.inbox.begin(), sub.inbox.begin() + static_cast<std::ptrdiff_t>(n));
+      head_attempts = std::exchange(sub.attempt, 0);
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const auto& e = *batch[i];
+      const std::uint32_t attempt = (i == 0 ? head_attempts : 0) + 1;
+      const keel_status st = sub.ep.deliver(e, attempt);
       if (st >= 0 || st == KEEL_ERR_UNAVAILABLE) {
         if (st >= 0) sub.counters.delivered.add();
-        pop_inbox(sub);
+        sub.reserved.fetch_sub(1, std::memory_order_relaxed);
         continue;
       }
       sub.counters.failed.add();
       if (attempt >= cfg.max_attempts) {
-        bury(sub.ep.name, *head, attempt, st);
+        bury(sub.ep.name, e, attempt, st);
         sub.counters.dead_lettered.add();
-        pop_inbox(sub);
+        sub.reserved.fetch_sub(1, std::memory_order_relaxed);
         continue;
-      }
-      {
-        std::lock_guard lock(sub.mutex);
-        sub.attempt = attempt;
       }
       sub.counters.retried.add();
       log->debug("event delivery failed subscriber={} topic={} id={} attempt={} status={}; retrying", sub.ep.name,
-                 head->topic, head->event_id, attempt, plugins::status_name(st));
+                 e.topic, e.event_id, attempt, plugins::status_name(st));
+      {
+        std::lock_guard lock(sub.mutex);
+        sub.inbox.insert(sub.inbox.begin(), std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(i)),
+                         std::make_move_iterator(batch.end()));
+        sub.attempt = attempt;
+      }
       after(backoff(attempt), [this, &sub] { schedule_inbox(sub); });
       return;  // stays scheduled: the retry continues the drain
     }
-    schedule_inbox(sub);  // more than a batch: yield the thread, continue later
-  }
-
-  void pop_inbox(Sub& sub) {
-    std::lock_guard lock(sub.mutex);
-    sub.inbox.pop_front();
-    sub.attempt = 0;
-    sub.reserved.fetch_sub(1, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(sub.mutex);
+      if (sub.inbox.empty()) {
+        sub.scheduled = false;
+        return;
+      }
+    }
+    schedule_inbox(sub);  // more arrived: continue in a new job, so other work gets the thread
   }
 
   void bury(const std::string& subscriber, const EventRecord& e, std::uint32_t attempts, keel_status st) {
@@ -652,6 +664,7 @@ keel_status Bus::publish(std::string_view publisher, const keel_publish_args& ar
     if (auto t = pit->second->topics.find(topic_name); t != pit->second->topics.end()) topic = t->second.get();
   }
   if (topic == nullptr) {
+    if (pit != s.pubs.end()) pit->second->undeclared.add();
     error = "topic '" + std::string(topic_name) + "' is not in the manifest's events.publishes";
     return KEEL_ERR_PERMISSION_DENIED;
   }
@@ -667,7 +680,8 @@ keel_status Bus::publish(std::string_view publisher, const keel_publish_args& ar
     return KEEL_ERR_INVALID_ARGUMENT;
   }
   EventRecord e;
-  e.event_id = new_event_id();
+  const auto now = unix_ns();
+  e.event_id = new_event_id(now);
   e.topic = topic->name;
   e.payload = view(args.payload);
   e.content_type = view(args.content_type);
@@ -675,7 +689,7 @@ keel_status Bus::publish(std::string_view publisher, const keel_publish_args& ar
   e.traceparent = view(args.traceparent);
   e.tracestate = view(args.tracestate);
   e.request_id = request_id;
-  e.published_unix_ns = unix_ns();
+  e.published_unix_ns = now;
   // A durable event only needs the outbox: it is delivered after the next start if the bus is
   // stopped. An in-memory one needs a running bus.
   if (topic->durable) return s.publish_durable(*pit->second, *topic, e, txn, error);
@@ -688,10 +702,13 @@ keel_status Bus::publish(std::string_view publisher, const keel_publish_args& ar
 
 std::vector<TopicStats> Bus::topics() const {
   std::vector<TopicStats> out;
-  for (const auto& [name, pub] : impl_->pubs)
+  for (const auto& [name, pub] : impl_->pubs) {
     for (const auto& [t, topic] : pub->topics)
-      out.push_back({t, topic->durable, topic->published.get(), topic->refused.get()});
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.topic < b.topic; });
+      out.push_back({name, t, topic->durable, topic->published.get(), topic->refused.get()});
+    if (const auto n = pub->undeclared.get(); n > 0) out.push_back({name, "", false, 0, n});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return std::tie(a.publisher, a.topic) < std::tie(b.publisher, b.topic); });
   return out;
 }
 

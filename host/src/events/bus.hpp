@@ -74,7 +74,8 @@ struct Publisher {
 
 /// Counters for metrics (issue 8 exports them).
 struct TopicStats {
-  std::string topic;
+  std::string publisher;
+  std::string topic;  ///< "" for the publisher's refused publishes of undeclared topics
   bool durable = false;
   std::uint64_t published = 0;
   std::uint64_t refused = 0;  ///< undeclared, busy or too large
@@ -148,5 +149,7 @@ class Bus {
 
 /// A new event id: a UUIDv7 (time-ordered, 74 random bits), e.g. "0190f5a4-8c1e-7b3a-9d2f-...".
 [[nodiscard]] std::string new_event_id();
+/// The same for a given time (nanoseconds since the Unix epoch).
+[[nodiscard]] std::string new_event_id(std::int64_t now_unix_ns);
 
 }  // namespace keel::host::events
