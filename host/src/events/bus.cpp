@@ -327,11 +327,15 @@ struct Bus::Impl {
     if (topic.subs.empty()) return KEEL_OK;
     auto shared = std::make_shared<const EventRecord>(std::move(e));
     for (auto* sub : topic.subs) {
+      bool schedule = false;
       {
+        // `delivering` is read under the inbox lock: begin_delivery() sets it before it checks
+        // each inbox under the same lock, so an event is never left unscheduled.
         std::lock_guard lock(sub->mutex);
         sub->inbox.push_back(shared);
+        if (!sub->scheduled && delivering.load(std::memory_order_acquire)) schedule = sub->scheduled = true;
       }
-      kick_inbox(*sub);
+      if (schedule) schedule_inbox(*sub);
     }
     return KEEL_OK;
   }
