@@ -2,7 +2,7 @@
 # bench/http.sh: Keel's HTTP benchmarks, measured against nginx and a bare Beast server.
 # Method and results: docs/benchmarks.md.
 #
-#   bash bench/http.sh             build Release, run every scenario (about 4-5 minutes)
+#   bash bench/http.sh             build Release, run every scenario (about 8-10 minutes)
 #   bash bench/http.sh --smoke     1 round of 2 s per target: proves the harness runs (CI)
 #   bash bench/http.sh --no-build  reuse the binaries already in $BUILD_DIR
 #
@@ -23,17 +23,16 @@
 # wrk completed). The table shows the median of the rounds for each column; a ratio between two
 # targets is the median of the per-round ratios (round r of A and of B ran seconds apart).
 #
-# Adding a scenario (storage, events, reload, isolation, ...):
+# Adding a scenario (reload, isolation, ...):
 #   1. write scenario_<name>(): start the servers it needs with start_keel / start_nginx /
 #      start_bare (each sets LAST_PID, LAST_PORT; nginx also NGINX_WORKER), then call
 #      run_rounds <scenario> <lua-or-""> "label|url|cpu-pids" ... which alternates the targets,
 #      and stop_server for each pid;
 #   2. add rows with add_row or ratios/targets with check (both feed the final table);
 #   3. add <name> to ALL_SCENARIOS below and document it in docs/benchmarks.md.
-#   Examples: an events scenario
-#   would publish from a route and count deliveries in a subscriber plugin; a reload scenario
-#   would run wrk while reloading and report errors and the p99 of that round; an isolation
-#   scenario would compare one plugin's req/s alone against the same with a slow neighbour.
+#   Examples: a reload scenario would run wrk while reloading and report errors and the p99 of
+#   that round; an isolation scenario would compare one plugin's req/s alone against the same
+#   with a slow neighbour.
 set -euo pipefail
 
 ALL_SCENARIOS="hello echo relay storage events startup rss"
