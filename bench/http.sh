@@ -498,9 +498,9 @@ scenario_storage() {
 #   durable-txn  POST /txn/N/commit  durable topic, Transaction::publish: N events per commit
 # The result rows put delivered events/s in the req/s column, CPU time of the Keel process per
 # delivered event in cpu_us/req and busy refusals in errors; latency and bytes do not apply (0).
-EVENTS_MEMORY_N=50000
-EVENTS_DURABLE_N=2000
-EVENTS_TXN_N=10000
+EVENTS_MEMORY_N=${EVENTS_MEMORY_N:-200000}
+EVENTS_DURABLE_N=${EVENTS_DURABLE_N:-2000}
+EVENTS_TXN_N=${EVENTS_TXN_N:-10000}
 
 # events_round LABEL PATH N TOPIC PORT PID: one round; appends "events/s cpu_us/event busy" to
 # $TMP/raw/events.LABEL.

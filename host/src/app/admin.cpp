@@ -34,9 +34,10 @@ std::vector<std::string_view> segments(std::string_view path) {
 }
 
 Json event_json(const events::EventRecord& e) {
-  return Json{{"event_id", e.event_id},       {"topic", e.topic},           {"publisher", e.publisher},
-              {"content_type", e.content_type}, {"payload", e.payload},     {"published_unix_ns", e.published_unix_ns},
-              {"traceparent", e.traceparent}, {"request_id", e.request_id}};
+  return Json{{"event_id", e.event_id()},         {"topic", e.topic()},
+              {"publisher", e.publisher()},       {"content_type", e.content_type()},
+              {"payload", e.payload()},           {"published_unix_ns", e.published_unix_ns},
+              {"traceparent", e.traceparent()},   {"request_id", e.request_id()}};
 }
 
 void events_api(const http::Request& req, http::Response& res, const std::vector<std::string_view>& seg,

@@ -61,19 +61,15 @@ constexpr const char* kOutboxSchema =
 constexpr std::string_view kEventColumns =
     "seq, event_id, topic, payload, content_type, published_ns, traceparent, tracestate, request_id";
 
-/// Reads an EventRecord from a row of kEventColumns (publisher filled by the caller).
-EventRecord record_from(const keel_sql_value* v) {
-  EventRecord e;
-  e.seq = v[0].integer;
-  e.event_id = text(v[1]);
-  e.topic = text(v[2]);
-  e.payload = text(v[3]);
-  e.content_type = text(v[4]);
-  e.published_unix_ns = v[5].integer;
-  e.traceparent = text(v[6]);
-  e.tracestate = text(v[7]);
-  e.request_id = text(v[8]);
-  return e;
+std::string_view text_view(const keel_sql_value& v) {
+  return v.bytes.len == 0 ? std::string_view{} : std::string_view(v.bytes.ptr, v.bytes.len);
+}
+
+/// Reads an EventRecord from a row of kEventColumns.
+EventRecord record_from(const keel_sql_value* v, std::string_view publisher) {
+  return EventRecord({text_view(v[1]), text_view(v[2]), text_view(v[3]), text_view(v[4]), publisher, text_view(v[6]),
+                      text_view(v[7]), text_view(v[8])},
+                     v[5].integer, v[0].integer);
 }
 
 struct Counter {
@@ -88,9 +84,30 @@ struct DeliveryCounters {
 
 }  // namespace
 
+EventRecord::EventRecord(const Parts& parts, std::int64_t published, std::int64_t sequence)
+    : published_unix_ns(published), seq(sequence) {
+  const std::array<std::string_view, 8> fields{parts.event_id,    parts.topic,       parts.payload,
+                                               parts.content_type, parts.publisher,  parts.traceparent,
+                                               parts.tracestate,   parts.request_id};
+  std::size_t total = 0;
+  for (const auto f : fields) total += f.size();
+  if (total > UINT32_MAX) throw std::length_error("event larger than 4 GiB");
+  buf_.reserve(total);
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    buf_.append(fields[i]);
+    end_[i] = static_cast<std::uint32_t>(buf_.size());
+  }
+}
+
 std::string new_event_id() { return new_event_id(unix_ns()); }
 
 std::string new_event_id(std::int64_t now_unix_ns) {
+  char out[36];
+  write_event_id(now_unix_ns, out);
+  return std::string(out, sizeof out);
+}
+
+void write_event_id(std::int64_t now_unix_ns, char (&out)[36]) {
   thread_local std::mt19937_64 rng{std::random_device{}() ^ static_cast<std::uint64_t>(now_unix_ns)};
   const auto ms = static_cast<std::uint64_t>(now_unix_ns / 1000000);
   const std::uint64_t r1 = rng(), r2 = rng();
@@ -98,7 +115,6 @@ std::string new_event_id(std::int64_t now_unix_ns) {
   const std::uint64_t hi = (ms << 16) | 0x7000u | (r1 & 0x0FFFu);
   const std::uint64_t lo = (r2 & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;
   // 8-4-4-4-12 lowercase hex digits, written directly (this runs once per published event).
-  char out[36];
   constexpr char kHex[] = "0123456789abcdef";
   int pos = 0;
   auto put = [&](std::uint64_t v, int digits) {
@@ -113,7 +129,6 @@ std::string new_event_id(std::int64_t now_unix_ns) {
   put(lo >> 48, 4);
   out[pos++] = '-';
   put(lo & 0xFFFFFFFFFFFFull, 12);
-  return std::string(out, sizeof out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -281,7 +296,7 @@ struct Bus::Impl {
       }
       sub.counters.retried.add();
       log->debug("event delivery failed subscriber={} topic={} id={} attempt={} status={}; retrying", sub.ep.name,
-                 e.topic, e.event_id, attempt, plugins::status_name(st));
+                 e.topic(), e.event_id(), attempt, plugins::status_name(st));
       {
         std::lock_guard lock(sub.mutex);
         sub.inbox.insert(sub.inbox.begin(), std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(i)),
@@ -302,17 +317,17 @@ struct Bus::Impl {
   }
 
   void bury(const std::string& subscriber, const EventRecord& e, std::uint32_t attempts, keel_status st) {
-    log->warn("event dead-lettered subscriber={} topic={} id={} attempts={} status={}", subscriber, e.topic, e.event_id,
+    log->warn("event dead-lettered subscriber={} topic={} id={} attempts={} status={}", subscriber, e.topic(), e.event_id(),
               attempts, plugins::status_name(st));
     if (cfg.dead_letter_capacity == 0) return;
     std::lock_guard lock(dead_mutex);
-    DeadLetter d{e.publisher, subscriber, next_dead++, false, e, attempts, st,
+    DeadLetter d{std::string(e.publisher()), subscriber, next_dead++, false, e, attempts, st,
                  unix_ns() / 1000000};
     dead.push_back(std::move(d));
     while (dead.size() > cfg.dead_letter_capacity) dead.pop_front();
   }
 
-  keel_status publish_memory(Topic& topic, EventRecord&& e, std::string& error) {
+  keel_status publish_memory(Topic& topic, const EventRecord::Parts& parts, std::int64_t now, std::string& error) {
     // Reserve a slot in every inbox first, so the event goes to all subscribers or to none.
     for (std::size_t i = 0; i < topic.subs.size(); ++i) {
       if (topic.subs[i]->reserved.fetch_add(1, std::memory_order_relaxed) >= cfg.queue_capacity) {
@@ -325,7 +340,7 @@ struct Bus::Impl {
     }
     topic.published.add();
     if (topic.subs.empty()) return KEEL_OK;
-    auto shared = std::make_shared<const EventRecord>(std::move(e));
+    auto shared = std::make_shared<const EventRecord>(parts, now, 0);
     for (auto* sub : topic.subs) {
       bool schedule = false;
       {
@@ -356,7 +371,10 @@ struct Bus::Impl {
       }
       s.scheduled = true;
     }
-    run_on(*s.sub, [this, &s] { drain_stream(s); });
+    // Start the drain a moment later rather than at once: a publisher committing events one by
+    // one then hands the stream a batch instead of one event per thread switch (1 ms of latency
+    // for several times the throughput on a busy core).
+    after(std::chrono::milliseconds(1), [this, &s] { run_on(*s.sub, [this, &s] { drain_stream(s); }); });
   }
 
   keel_status persist_cursor(Stream& s) {
@@ -408,7 +426,7 @@ struct Bus::Impl {
     s.cursor = s.persisted = e.seq;
     s.persisted_seen.store(e.seq, std::memory_order_relaxed);
     log->warn("event dead-lettered publisher={} subscriber={} topic={} id={} seq={} attempts={} status={}",
-              s.pub->decl.name, s.sub->ep.name, e.topic, e.event_id, e.seq, attempts, plugins::status_name(status));
+              s.pub->decl.name, s.sub->ep.name, e.topic(), e.event_id(), e.seq, attempts, plugins::status_name(status));
     return KEEL_OK;
   }
 
@@ -421,18 +439,22 @@ struct Bus::Impl {
     std::vector<EventRecord> batch;
     const keel_sql_param p[3] = {int_param(s.cursor), bytes_param(s.sub->ep.name),
                                  int_param(static_cast<std::int64_t>(cfg.batch))};
+    struct Read {
+      std::vector<EventRecord>* batch;
+      std::string_view publisher;
+    } read{&batch, s.pub->decl.name};
     auto sink = [](void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) -> int32_t {
-      static_cast<std::vector<EventRecord>*>(user)->push_back(record_from(v));
+      auto& r = *static_cast<Read*>(user);
+      r.batch->push_back(record_from(v, r.publisher));
       return 0;
     };
-    if (db.exec_host(KEEL_TXN_NONE, s.select_sql, p, {sink, &batch}, nullptr) < 0) {
+    if (db.exec_host(KEEL_TXN_NONE, s.select_sql, p, {sink, &read}, nullptr) < 0) {
       log->error("cannot read the outbox publisher={} subscriber={} error=\"{}\"; retrying in 1 s", s.pub->decl.name,
                  s.sub->ep.name, storage::last_error());
       after(std::chrono::seconds(1), [this, &s] { run_on(*s.sub, [this, &s] { drain_stream(s); }); });
       return;
     }
     for (auto& e : batch) {
-      e.publisher = s.pub->decl.name;
       const auto attempt = s.attempt + 1;
       const keel_status st = s.sub->ep.deliver(e, attempt);
       if (st >= 0) {
@@ -510,10 +532,10 @@ struct Bus::Impl {
 
   keel_status publish_durable(Pub& pub, Topic& topic, const EventRecord& e, keel_txn txn, std::string& error) {
     auto& db = *pub.decl.database;
-    const keel_sql_param p[8] = {bytes_param(e.event_id),    bytes_param(e.topic),
-                                 bytes_param(e.payload, KEEL_SQL_BLOB), bytes_param(e.content_type),
-                                 int_param(e.published_unix_ns), bytes_param(e.traceparent),
-                                 bytes_param(e.tracestate), bytes_param(e.request_id)};
+    const keel_sql_param p[8] = {bytes_param(e.event_id()),    bytes_param(e.topic()),
+                                 bytes_param(e.payload(), KEEL_SQL_BLOB), bytes_param(e.content_type()),
+                                 int_param(e.published_unix_ns), bytes_param(e.traceparent()),
+                                 bytes_param(e.tracestate()), bytes_param(e.request_id())};
     const auto st = db.exec_host(txn,
                                  "INSERT INTO _keel_outbox (event_id, topic, payload, content_type, published_ns,"
                                  " traceparent, tracestate, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -683,25 +705,20 @@ keel_status Bus::publish(std::string_view publisher, const keel_publish_args& ar
             "transaction; publish it after the commit";
     return KEEL_ERR_INVALID_ARGUMENT;
   }
-  EventRecord e;
   const auto now = unix_ns();
-  e.event_id = new_event_id(now);
-  e.topic = topic->name;
-  e.payload = view(args.payload);
-  e.content_type = view(args.content_type);
-  e.publisher = pit->second->decl.name;
-  e.traceparent = view(args.traceparent);
-  e.tracestate = view(args.tracestate);
-  e.request_id = request_id;
-  e.published_unix_ns = now;
+  char id[36];
+  write_event_id(now, id);
+  const EventRecord::Parts parts{std::string_view(id, sizeof id), topic->name,          view(args.payload),
+                                 view(args.content_type),         pit->second->decl.name, view(args.traceparent),
+                                 view(args.tracestate),           request_id};
   // A durable event only needs the outbox: it is delivered after the next start if the bus is
   // stopped. An in-memory one needs a running bus.
-  if (topic->durable) return s.publish_durable(*pit->second, *topic, e, txn, error);
+  if (topic->durable) return s.publish_durable(*pit->second, *topic, EventRecord(parts, now, 0), txn, error);
   if (!s.running.load(std::memory_order_acquire)) {
     error = "the event bus is not running (stopping, or not started yet)";
     return KEEL_ERR_UNAVAILABLE;
   }
-  return s.publish_memory(*topic, std::move(e), error);
+  return s.publish_memory(*topic, parts, now, error);
 }
 
 std::vector<TopicStats> Bus::topics() const {
@@ -776,8 +793,7 @@ std::vector<DeadLetter> Bus::dead_letters(std::size_t limit) const {
       DeadLetter d;
       d.publisher = *c.publisher;
       d.subscriber = text(v[0]);
-      d.event = record_from(v + 1);
-      d.event.publisher = *c.publisher;
+      d.event = record_from(v + 1, *c.publisher);
       d.seq = d.event.seq;
       d.durable = true;
       d.attempts = static_cast<std::uint32_t>(v[10].integer);

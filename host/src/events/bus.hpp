@@ -15,6 +15,7 @@
 // job on the subscriber's executor) and stores durable events only through storage::Database,
 // so a bridge to an external broker can replace the local fan-out without touching plugins.
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -39,18 +40,42 @@ class Database;
 
 namespace keel::host::events {
 
-/// One published event as the bus keeps it.
-struct EventRecord {
-  std::string event_id;  ///< UUIDv7 text, unique, stable across redeliveries
-  std::string topic;
-  std::string payload;
-  std::string content_type;
-  std::string publisher;
-  std::string traceparent;
-  std::string tracestate;
-  std::string request_id;  ///< of the request that published it; empty outside a request
+/// One published event as the bus keeps it. Its text fields share one buffer (one allocation
+/// per event on the in-memory fast path); the accessors view into it while the record lives.
+class EventRecord {
+ public:
+  struct Parts {
+    std::string_view event_id;  ///< UUIDv7 text, unique, stable across redeliveries
+    std::string_view topic;
+    std::string_view payload;
+    std::string_view content_type;
+    std::string_view publisher;
+    std::string_view traceparent;
+    std::string_view tracestate;
+    std::string_view request_id;  ///< of the request that published it; empty outside a request
+  };
+  EventRecord() = default;
+  EventRecord(const Parts& parts, std::int64_t published_unix_ns, std::int64_t seq);
+
+  [[nodiscard]] std::string_view event_id() const noexcept { return field(0); }
+  [[nodiscard]] std::string_view topic() const noexcept { return field(1); }
+  [[nodiscard]] std::string_view payload() const noexcept { return field(2); }
+  [[nodiscard]] std::string_view content_type() const noexcept { return field(3); }
+  [[nodiscard]] std::string_view publisher() const noexcept { return field(4); }
+  [[nodiscard]] std::string_view traceparent() const noexcept { return field(5); }
+  [[nodiscard]] std::string_view tracestate() const noexcept { return field(6); }
+  [[nodiscard]] std::string_view request_id() const noexcept { return field(7); }
+
   std::int64_t published_unix_ns = 0;
   std::int64_t seq = 0;  ///< outbox row (durable); 0 for in-memory events
+
+ private:
+  [[nodiscard]] std::string_view field(std::size_t i) const noexcept {
+    const std::uint32_t begin = i == 0 ? 0 : end_[i - 1];
+    return {buf_.data() + begin, end_[i] - begin};
+  }
+  std::string buf_;
+  std::array<std::uint32_t, 8> end_{};
 };
 
 /// How the bus reaches one subscribing plugin.
@@ -151,5 +176,7 @@ class Bus {
 [[nodiscard]] std::string new_event_id();
 /// The same for a given time (nanoseconds since the Unix epoch).
 [[nodiscard]] std::string new_event_id(std::int64_t now_unix_ns);
+/// Writes the id for `now_unix_ns` into `out` (no allocation).
+void write_event_id(std::int64_t now_unix_ns, char (&out)[36]);
 
 }  // namespace keel::host::events

@@ -864,32 +864,32 @@ keel_status PluginHost::Impl::deliver_event(Plugin& p, const events::EventRecord
   keel_event ev{};
   ev.struct_size = sizeof(keel_event);
   ev.delivery_attempt = attempt;
-  ev.topic = host_bytes(e.topic);
-  ev.payload = host_bytes(e.payload);
-  ev.content_type = host_bytes(e.content_type);
-  ev.event_id = host_bytes(e.event_id);
-  ev.publisher = host_bytes(e.publisher);
+  ev.topic = host_bytes(e.topic());
+  ev.payload = host_bytes(e.payload());
+  ev.content_type = host_bytes(e.content_type());
+  ev.event_id = host_bytes(e.event_id());
+  ev.publisher = host_bytes(e.publisher());
   ev.timestamp_unix_ns = e.published_unix_ns;
-  ev.traceparent = host_bytes(e.traceparent);
-  ev.tracestate = host_bytes(e.tracestate);
+  ev.traceparent = host_bytes(e.traceparent());
+  ev.tracestate = host_bytes(e.tracestate());
   const auto start = Clock::now();
   keel_status st = KEEL_ERR_INTERNAL;
   {
     // Calls and publishes made by the handler carry the publishing request's id and trace.
-    const CurrentRequestScope scope({&p, start + p.timeout, e.request_id, e.traceparent});
+    const CurrentRequestScope scope({&p, start + p.timeout, e.request_id(), e.traceparent()});
     try {
       st = p.table->on_event(p.self, &ev);
     } catch (...) {
-      p.log->error("on_event let an exception escape topic={} id={}", e.topic, e.event_id);
+      p.log->error("on_event let an exception escape topic={} id={}", e.topic(), e.event_id());
     }
   }
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
   if (st < 0)
-    p.log->warn("event handler failed topic={} id={} publisher={} attempt={} status={} req={} us={}", e.topic,
-                e.event_id, e.publisher, attempt, status_name(st), e.request_id, us);
+    p.log->warn("event handler failed topic={} id={} publisher={} attempt={} status={} req={} us={}", e.topic(),
+                e.event_id(), e.publisher(), attempt, status_name(st), e.request_id(), us);
   else
-    p.log->debug("event delivered topic={} id={} publisher={} attempt={} req={} us={}", e.topic, e.event_id,
-                 e.publisher, attempt, e.request_id, us);
+    p.log->debug("event delivered topic={} id={} publisher={} attempt={} req={} us={}", e.topic(), e.event_id(),
+                 e.publisher(), attempt, e.request_id(), us);
   return st;
 }
 
