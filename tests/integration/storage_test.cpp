@@ -124,7 +124,7 @@ TEST_CASE("storage: concurrent creates of one key over HTTP: exactly one wins, t
 
 TEST_CASE("storage: a full quota answers 507 with a JSON error, writes work again once space is freed",
           "[storage][integration]") {
-  KeelHost host(with_plugins({fixture("store")}, "[plugin.store]\nmax_db_bytes = 262144\n"));
+  KeelHost host(with_plugins({fixture("store")}, "[plugin.store]\nmax_db_bytes = 262144\n[admin]\ntoken = \"t\"\n"));
   int stored = 0;
   std::optional<keel::test::RawResponse> full;
   for (int i = 0; i < 100 && !full; ++i) {
@@ -138,6 +138,13 @@ TEST_CASE("storage: a full quota answers 507 with a JSON error, writes work agai
   CHECK(full->header("content-type") == "application/json");
   CHECK(full->body.find("\"code\":\"insufficient_storage\"") != std::string::npos);
   CHECK(host.process().wait_for_output("storage full plugin=store", std::chrono::seconds(5)));
+  // The refusal is counted in the plugin's storage metrics (admin API).
+  const auto stats = simple_request(host.port(), "GET", "/admin/storage", {}, "Authorization: Bearer t\r\n");
+  REQUIRE(status_of(stats) == 200);
+  INFO(stats->body);
+  CHECK(stats->body.find("\"plugin\":\"store\"") != std::string::npos);
+  CHECK(stats->body.find("\"full\":0") == std::string::npos);
+  CHECK(stats->body.find("\"statements\":0") == std::string::npos);
   // Reads still work while full; freeing space makes writes succeed again without a restart.
   CHECK(status_of(simple_request(host.port(), "GET", "/api/store/count")) == 200);
   REQUIRE(status_of(simple_request(host.port(), "DELETE", "/api/store/blob")) == 200);

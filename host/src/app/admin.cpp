@@ -139,6 +139,20 @@ void handle_admin(const http::Request& req, http::Response& res, const config::A
   }
   const auto seg = segments(req.path);
   if (seg.size() >= 2 && seg[1] == "events") return events_api(req, res, seg, plugins.bus());
+  if (seg.size() == 2 && seg[1] == "storage") {
+    if (req.method != "GET" && req.method != "HEAD") return res.set_error(405, "method_not_allowed", "this path allows GET, HEAD");
+    Json out = Json::array();
+    for (const auto& [name, st] : plugins.storage_stats()) {
+      Json buckets = Json::array();
+      for (std::size_t i = 0; i < st.buckets.size(); ++i)
+        buckets.push_back({{"le", i < storage::Stats::kBucketBounds.size() ? Json(storage::Stats::kBucketBounds[i]) : Json("+Inf")},
+                           {"count", st.buckets[i]}});
+      out.push_back({{"plugin", name},         {"statements", st.statements}, {"errors", st.errors},
+                     {"busy", st.busy},        {"full", st.full},             {"seconds_total", st.seconds_total},
+                     {"db_bytes", st.db_bytes}, {"wal_bytes", st.wal_bytes}, {"latency_buckets", std::move(buckets)}});
+    }
+    return reply(res, 200, out);
+  }
   res.set_error(404, "not_found", "no such admin path");
 }
 

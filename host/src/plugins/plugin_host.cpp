@@ -352,9 +352,10 @@ struct PluginHost::Impl {
   }
 
   bool open_storage(Plugin& p);
-  static void close_storage(Plugin& p) {
+  void close_storage(Plugin& p) {
     p.ctx.storage = nullptr;
     if (p.database) p.database->close();
+    std::lock_guard lock(status_mutex);  // storage_stats() reads p.database under it
     p.database.reset();
   }
   void load_and_create(Plugin& p);
@@ -1031,6 +1032,14 @@ void PluginHost::stop() {
 }
 
 events::Bus& PluginHost::bus() noexcept { return impl_->bus; }
+
+std::vector<std::pair<std::string, storage::Stats>> PluginHost::storage_stats() const {
+  std::lock_guard lock(impl_->status_mutex);
+  std::vector<std::pair<std::string, storage::Stats>> out;
+  for (const auto& p : impl_->plugins)
+    if (p->database) out.emplace_back(p->name, p->database->stats());
+  return out;
+}
 
 std::vector<PluginStatus> PluginHost::statuses() const {
   std::lock_guard lock(impl_->status_mutex);

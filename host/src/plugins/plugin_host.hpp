@@ -17,6 +17,7 @@
 #include "http/message.hpp"
 #include "http/router.hpp"
 #include "plugins/manifest.hpp"
+#include "storage/database.hpp"
 
 namespace keel::host {
 class WorkerPool;
@@ -87,6 +88,8 @@ class PluginHost {
 
   /// The event bus between the plugins (for the admin API).
   [[nodiscard]] events::Bus& bus() noexcept;
+  /// Storage counters of every plugin that has an open database, by plugin name.
+  [[nodiscard]] std::vector<std::pair<std::string, storage::Stats>> storage_stats() const;
 
   struct Impl;
 
