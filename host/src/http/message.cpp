@@ -35,23 +35,48 @@ void Response::set_error(unsigned http_status, std::string_view code, std::strin
 
 bool AsyncReply::complete(Response&& response) {
   std::function<void()> waker;
+  std::function<void(unsigned, std::size_t)> finish;
   {
     std::lock_guard lock(mutex_);
     if (state_ != State::kPending) return false;
     state_ = State::kCompleted;
+    finished_status_ = response.status;
+    finished_bytes_ = response.body.size();
     response_ = std::move(response);
     waker = std::move(waker_);
+    finish = std::move(on_finish_);
   }
+  if (finish) finish(finished_status_, finished_bytes_);
   if (waker) waker();
   return true;
 }
 
 bool AsyncReply::expire() noexcept {
-  std::lock_guard lock(mutex_);
-  if (state_ != State::kPending) return state_ == State::kExpired;
-  state_ = State::kExpired;
-  waker_ = nullptr;
+  std::function<void(unsigned, std::size_t)> finish;
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ != State::kPending) return state_ == State::kExpired;
+    state_ = State::kExpired;
+    finished_status_ = 504;
+    waker_ = nullptr;
+    finish = std::move(on_finish_);
+  }
+  try {
+    if (finish) finish(504, 0);
+  } catch (...) {  // metrics never fail the server
+  }
   return true;
+}
+
+void AsyncReply::on_finish(std::function<void(unsigned, std::size_t)> fn) {
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ == State::kPending) {
+      on_finish_ = std::move(fn);
+      return;
+    }
+  }
+  fn(finished_status_, finished_bytes_);
 }
 
 bool AsyncReply::set_waker(std::function<void()> waker) {

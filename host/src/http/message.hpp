@@ -68,6 +68,10 @@ class AsyncReply {
   bool set_waker(std::function<void()> waker);
   /// Server side: after complete() succeeded, move the response out.
   [[nodiscard]] Response take();
+  /// Runs `fn(status, body_bytes)` once when the reply completes (the response's status) or
+  /// expires (504, 0): on the thread that does it, or at once if that already happened. For
+  /// metrics; `fn` must be quick and must not touch this reply.
+  void on_finish(std::function<void(unsigned, std::size_t)> fn);
 
   /// Message of the 504 sent if the deadline passes, e.g. "plugin 'orders' did not answer in 30000 ms".
   std::string timeout_message = "the handler did not answer in time";
@@ -79,6 +83,9 @@ class AsyncReply {
   enum class State { kPending, kCompleted, kExpired } state_ = State::kPending;
   Response response_;
   std::function<void()> waker_;
+  std::function<void(unsigned, std::size_t)> on_finish_;
+  unsigned finished_status_ = 0;
+  std::size_t finished_bytes_ = 0;
 };
 
 /// A handler's promise to answer later (see AsyncReply); `deadline` bounds the wait (504).

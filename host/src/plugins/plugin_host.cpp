@@ -253,6 +253,48 @@ class ResponderTable {
 
 // ---------------------------------------------------------------------------------------------
 
+/// Lock-free counters behind RouteStats and CallStats: relaxed atomics, recorded on the request
+/// path without any shared lock.
+struct DurationCounters {
+  std::array<std::atomic<std::uint64_t>, kHttpBuckets.size() + 1> buckets{};
+  std::atomic<std::uint64_t> nanos{0};
+  void observe(Clock::duration d) noexcept {
+    const auto ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+    nanos.fetch_add(ns, std::memory_order_relaxed);
+    const double seconds = static_cast<double>(ns) / 1e9;
+    std::size_t b = 0;
+    while (b < kHttpBuckets.size() && seconds > kHttpBuckets[b]) ++b;
+    buckets[b].fetch_add(1, std::memory_order_relaxed);
+  }
+  void snapshot(std::vector<std::uint64_t>& out, double& seconds) const {
+    out.clear();
+    for (const auto& b : buckets) out.push_back(b.load(std::memory_order_relaxed));
+    seconds = static_cast<double>(nanos.load(std::memory_order_relaxed)) / 1e9;
+  }
+};
+
+struct RouteCounters {
+  std::array<std::atomic<std::uint64_t>, 5> by_class{};
+  DurationCounters duration;
+  std::atomic<std::uint64_t> in_flight{0}, request_bytes{0}, response_bytes{0};
+  void begin(std::size_t body_bytes) noexcept {
+    in_flight.fetch_add(1, std::memory_order_relaxed);
+    request_bytes.fetch_add(body_bytes, std::memory_order_relaxed);
+  }
+  void finish(Clock::time_point start, unsigned status, std::size_t body_bytes) noexcept {
+    const auto cls = std::clamp<unsigned>(status / 100, 1, 5) - 1;
+    by_class[cls].fetch_add(1, std::memory_order_relaxed);
+    response_bytes.fetch_add(body_bytes, std::memory_order_relaxed);
+    duration.observe(Clock::now() - start);
+    in_flight.fetch_sub(1, std::memory_order_relaxed);
+  }
+};
+
+struct CallCounters {
+  std::atomic<std::uint64_t> calls{0}, errors{0};
+  DurationCounters duration;
+};
+
 struct Plugin {
   PluginHost::Impl* host = nullptr;
   std::size_t index = 0;
@@ -279,6 +321,8 @@ struct Plugin {
   std::atomic<std::uint32_t> callbacks_pending{0};
   std::vector<std::size_t> dependencies;  // indices of plugins this one depends on
   std::unique_ptr<storage::Database> database;  // with ext:keel.storage/1: open from before create() to after destroy()
+  std::unique_ptr<RouteCounters[]> route_counters;  // one per manifest route
+  std::unique_ptr<CallCounters[]> call_counters;    // one per plugin of the host, by index: calls made to it
 };
 
 // Per-thread description of the request a plugin hook is serving, so call() can propagate the
@@ -961,6 +1005,10 @@ void PluginHost::start() {
     }
     s.plugins.push_back(std::move(p));
   }
+  for (auto& p : s.plugins) {
+    p->route_counters = std::make_unique<RouteCounters[]>(p->manifest.routes.size());
+    p->call_counters = std::make_unique<CallCounters[]>(s.plugins.size());
+  }
   for (const auto& [name, section] : cfg.plugin_sections) {
     if (s.find(name) == nullptr)
       s.log->warn("config has [plugin.{}] but no such plugin is in {} ({})", name, cfg.plugins.directory.string(),
@@ -1032,6 +1080,48 @@ void PluginHost::stop() {
 }
 
 events::Bus& PluginHost::bus() noexcept { return impl_->bus; }
+
+std::vector<RouteStats> PluginHost::route_stats() const {
+  std::vector<RouteStats> out;
+  for (const auto& p : impl_->plugins) {
+    if (!p->route_counters) continue;
+    for (std::size_t r = 0; r < p->manifest.routes.size(); ++r) {
+      const auto& c = p->route_counters[r];
+      RouteStats st;
+      st.plugin = p->name;
+      st.method = p->manifest.routes[r].method;
+      st.route = p->manifest.routes[r].path;
+      for (std::size_t i = 0; i < st.by_class.size(); ++i) st.by_class[i] = c.by_class[i].load(std::memory_order_relaxed);
+      c.duration.snapshot(st.buckets, st.seconds_total);
+      st.in_flight = c.in_flight.load(std::memory_order_relaxed);
+      st.request_bytes = c.request_bytes.load(std::memory_order_relaxed);
+      st.response_bytes = c.response_bytes.load(std::memory_order_relaxed);
+      out.push_back(std::move(st));
+    }
+  }
+  return out;
+}
+
+std::vector<CallStats> PluginHost::call_stats() const {
+  std::vector<CallStats> out;
+  const auto& all = impl_->plugins;
+  for (const auto& p : all) {
+    if (!p->call_counters) continue;
+    for (std::size_t t = 0; t < all.size(); ++t) {
+      const auto& c = p->call_counters[t];
+      const auto calls = c.calls.load(std::memory_order_relaxed);
+      if (calls == 0) continue;
+      CallStats st;
+      st.caller = p->name;
+      st.target = all[t]->name;
+      st.calls = calls;
+      st.errors = c.errors.load(std::memory_order_relaxed);
+      c.duration.snapshot(st.buckets, st.seconds_total);
+      out.push_back(std::move(st));
+    }
+  }
+  return out;
+}
 
 std::vector<std::pair<std::string, storage::Stats>> PluginHost::storage_stats() const {
   std::lock_guard lock(impl_->status_mutex);
@@ -1189,8 +1279,15 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& matc
   auto& s = *impl_;
   auto& p = *s.plugins.at(match.target.owner);
   const auto route = match.target.route;
+  const auto start = Clock::now();
+  auto& counters = p.route_counters[route];
+  counters.begin(request.body.size());
+  auto count_when_done = [&counters, start](http::AsyncReply& reply) {
+    reply.on_finish([&counters, start](unsigned status, std::size_t bytes) { counters.finish(start, status, bytes); });
+  };
   if (!p.accepting.load(std::memory_order_acquire)) {
     response.set_error(503, "unavailable", "plugin '" + p.name + "' is not accepting requests");
+    counters.finish(start, response.status, response.body.size());
     return std::nullopt;
   }
   auto timeout = p.route_timeouts[route].count() != 0 ? p.route_timeouts[route] : p.timeout;
@@ -1216,6 +1313,7 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& matc
     owned->deadline = deadline;
     auto reply = std::make_shared<http::AsyncReply>();
     reply->timeout_message = "plugin '" + p.name + "' did not answer within " + std::to_string(timeout.count()) + " ms";
+    count_when_done(*reply);
     const auto id = p.responders.acquire_async(reply);
     return s.dispatch_owned(p, std::move(owned), std::move(reply), id);
   }
@@ -1260,6 +1358,7 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& matc
   auto reply = p.responders.finish_sync(id, st < 0);
   if (reply) {
     reply->timeout_message = "plugin '" + p.name + "' did not answer within " + std::to_string(timeout.count()) + " ms";
+    count_when_done(*reply);
     return http::Deferred{std::move(reply), deadline};
   }
   if (st < 0 && response.status == 200 && response.body.empty() && response.content_type.empty()) {
@@ -1268,6 +1367,7 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& matc
   } else if (st < 0) {
     p.log->warn("handler returned status={} after responding; the response stands req={}", st, request.request_id);
   }
+  counters.finish(start, response.status, response.body.size());
   return std::nullopt;
 }
 
@@ -1281,6 +1381,8 @@ struct CallState {
   keel_call_callback cb = nullptr;
   void* user = nullptr;
   Plugin* caller = nullptr;
+  CallCounters* counters = nullptr;
+  Clock::time_point start{};
   std::uint64_t timer = 0;
 };
 
@@ -1338,11 +1440,16 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   state->cb = cb;
   state->user = user;
   state->caller = &caller;
+  state->counters = &caller.call_counters[target->index];
+  state->start = Clock::now();
   caller.callbacks_pending.fetch_add(1);
   // Exactly one delivery, always on a worker thread (never inside call()).
   auto deliver = [this, state](keel_status result, std::shared_ptr<http::Response> response) {
     if (state->done.exchange(true)) return;
     if (state->timer != 0) timers.cancel(state->timer);
+    state->counters->calls.fetch_add(1, std::memory_order_relaxed);
+    if (result < 0 || (response && response->status >= 500)) state->counters->errors.fetch_add(1, std::memory_order_relaxed);
+    state->counters->duration.observe(Clock::now() - state->start);
     auto job = [state, result, response] {
       std::vector<keel_host_kv> headers;
       keel_call_response r{};

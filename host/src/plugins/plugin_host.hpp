@@ -6,7 +6,9 @@
 // and plugin-to-plugin calls. start()/stop() run on the control thread; everything else is
 // thread-safe and called from I/O, worker and plugin-owned threads.
 
+#include <array>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -50,6 +52,27 @@ struct Candidate {
 /// Same checks for one extra file as if it were dropped into the directory (for `keel plugin inspect`).
 [[nodiscard]] Candidate preflight_file(const std::filesystem::path& file, const config::Config& cfg);
 
+/// Upper bounds (seconds) of the HTTP and call duration histograms; a final +Inf bucket follows.
+inline constexpr std::array<double, 14> kHttpBuckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                     0.1,    0.25,  0.5,    1,     2.5,  5,    10};
+
+/// Counters of one plugin route served over HTTP (a snapshot; monotonic except in_flight).
+struct RouteStats {
+  std::string plugin, method, route;        ///< route = the manifest path template
+  std::array<std::uint64_t, 5> by_class{};  ///< responses 1xx..5xx
+  std::vector<std::uint64_t> buckets;       ///< non-cumulative counts, bounds kHttpBuckets + final +Inf
+  double seconds_total = 0;
+  std::uint64_t in_flight = 0, request_bytes = 0, response_bytes = 0;  ///< body bytes
+};
+
+/// Counters of plugin-to-plugin calls from one caller to one target.
+struct CallStats {
+  std::string caller, target;
+  std::uint64_t calls = 0, errors = 0;  ///< errors: no answer (timeout, unavailable...) or a 5xx answer
+  std::vector<std::uint64_t> buckets;   ///< same bounds as RouteStats
+  double seconds_total = 0;
+};
+
 struct PluginStatus {
   std::string name;
   std::string version;
@@ -88,6 +111,10 @@ class PluginHost {
 
   /// The event bus between the plugins (for the admin API).
   [[nodiscard]] events::Bus& bus() noexcept;
+  /// HTTP counters of every route of every started plugin.
+  [[nodiscard]] std::vector<RouteStats> route_stats() const;
+  /// Plugin-to-plugin call counters, one entry per (caller, target) pair that made calls.
+  [[nodiscard]] std::vector<CallStats> call_stats() const;
   /// Storage counters of every plugin that has an open database, by plugin name.
   [[nodiscard]] std::vector<std::pair<std::string, storage::Stats>> storage_stats() const;
 
