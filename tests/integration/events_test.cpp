@@ -10,7 +10,6 @@
 #include <functional>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -20,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "keel_host.hpp"
+#include "load.hpp"
 #include "raw_client.hpp"
 
 using keel::test::fixture;
@@ -323,32 +323,16 @@ TEST_CASE("events: kill -9 while durable events are being published loses no ack
     auto opts = with_plugins({fixture("events_pub"), fixture("events_sub")}, "[server]\nworker_threads = 4\n");
     opts.data_dir = data.path();
     KeelHost host(opts);
-    std::atomic<bool> stop{false};
-    std::vector<std::thread> writers;
-    for (int t = 0; t < 3; ++t) {
-      writers.emplace_back([&, t] {
-        for (int i = 0; i < 100000 && !stop; ++i) {
-          const auto body = "w" + std::to_string(t) + "-" + std::to_string(i) + "-";
-          std::optional<keel::test::RawResponse> r;
-          try {
-            r = simple_request(host.port(), "POST", "/api/events_pub/durable/1", body);
-          } catch (const std::exception&) {  // connection refused: the host is gone
-            break;
-          }
-          if (!r) break;  // the host is gone
-          if (r->status == 200) {
-            std::lock_guard lock(mutex);
-            acknowledged.insert(body + "0");
-          }
-        }
-      });
-    }
-    std::mt19937 rng(std::random_device{}());
-    std::this_thread::sleep_for(std::chrono::milliseconds(300 + rng() % 500));
-    host.process().signal(SIGKILL);
-    REQUIRE(host.process().wait(std::chrono::seconds(10)) == 128 + SIGKILL);
-    stop = true;
-    for (auto& w : writers) w.join();
+    keel::test::WriteLoop writers(
+        host.port(), "/api/events_pub/durable/1", 3,
+        [](int t, int i) { return "w" + std::to_string(t) + "-" + std::to_string(i) + "-"; },
+        [&](const std::string& body, const keel::test::RawResponse& r) {
+          if (r.status != 200) return;
+          std::lock_guard lock(mutex);
+          acknowledged.insert(body + "0");
+        });
+    REQUIRE(host.kill_at_random(std::chrono::milliseconds(300), std::chrono::milliseconds(800)) == 128 + SIGKILL);
+    writers.stop();
   }
   REQUIRE(acknowledged.size() > 10);
   auto opts = with_plugins({fixture("events_pub"), fixture("events_sub")});

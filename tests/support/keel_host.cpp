@@ -1,6 +1,9 @@
 #include "keel_host.hpp"
 
+#include <algorithm>
 #include <csignal>
+#include <random>
+#include <thread>
 
 #ifndef KEEL_BINARY
 #error "KEEL_BINARY must name the keel executable"
@@ -56,6 +59,14 @@ KeelHost::KeelHost(const HostOptions& options) {
 
 KeelHost::~KeelHost() {
   if (!stop()) process_->signal(SIGKILL);
+}
+
+std::optional<int> KeelHost::kill_at_random(std::chrono::milliseconds lo, std::chrono::milliseconds hi) {
+  std::mt19937 rng(std::random_device{}());
+  const auto span = static_cast<std::uint32_t>(std::max<std::int64_t>(hi.count() - lo.count(), 1));
+  std::this_thread::sleep_for(lo + std::chrono::milliseconds(rng() % span));
+  process_->signal(SIGKILL);
+  return process_->wait(std::chrono::seconds(10));
 }
 
 std::optional<int> KeelHost::stop(std::chrono::milliseconds timeout) {

@@ -54,6 +54,8 @@ class KeelHost {
   [[nodiscard]] std::filesystem::path config_file() const { return dir_.path() / "keel.toml"; }
   /// SIGTERM, then wait up to `timeout`; returns the exit code (nullopt if still running).
   std::optional<int> stop(std::chrono::milliseconds timeout = std::chrono::seconds(15));
+  /// Sleeps a random time in [lo, hi), then SIGKILL; returns the exit code (128 + 9 when killed).
+  std::optional<int> kill_at_random(std::chrono::milliseconds lo, std::chrono::milliseconds hi);
 
  private:
   TempDir dir_;

@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "app/admin.hpp"
+#include "app/metrics_endpoint.hpp"
 #include "common/timer_queue.hpp"
 #include "common/worker_pool.hpp"
 #include "http/router.hpp"
@@ -120,6 +121,11 @@ class Dispatcher final : public http::Handler {
     if (req.path == "/readyz") {
       if (!get) method_not_allowed(res, "GET, HEAD");
       else readiness(res);
+      return std::nullopt;
+    }
+    if (req.path == "/metrics") {
+      if (!get) method_not_allowed(res, "GET, HEAD");
+      else handle_metrics(res, plugins_);
       return std::nullopt;
     }
     if (is_admin_path(req.path)) {

@@ -43,7 +43,10 @@ void TimerQueue::run() {
     }
     const auto first = order_.begin();
     if (Clock::now() < first->first) {
-      cv_.wait_until(lock, first->first);
+      // A copy: wait_until reads the deadline again after waking, and cancel() may have freed
+      // this node while the lock was released.
+      const auto when = first->first;
+      cv_.wait_until(lock, when);
       continue;
     }
     const auto id = first->second;

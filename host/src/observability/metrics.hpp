@@ -1,0 +1,112 @@
+#pragma once
+// Metrics for GET /metrics: a writer of the Prometheus text exposition format 0.0.4 and the
+// process figures read from /proc/self. The writer appends to a caller-owned string (the
+// response body, whose capacity is reused between scrapes) and allocates nothing else per
+// sample. An Exposition is used by one thread; read_process_stats() is thread-safe.
+
+#include <concepts>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace keel::host::observability {
+
+/// The Content-Type of the text exposition format.
+inline constexpr std::string_view kExpositionContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+enum class MetricType { kCounter, kGauge, kHistogram };
+
+/// One label of a sample; the value is escaped (and invalid UTF-8 replaced) on output.
+struct Label {
+  std::string_view name;
+  std::string_view value;
+};
+using Labels = std::initializer_list<Label>;
+
+/// Writes metric families in the text exposition format 0.0.4
+/// (https://prometheus.io/docs/instrumenting/exposition_formats/). A family is started with
+/// family() and its samples follow; its # HELP and # TYPE lines are written with its first
+/// sample, so a family without samples leaves nothing. Names that break the format (a metric or
+/// label name outside [a-zA-Z_:][a-zA-Z0-9_:]* resp. [a-zA-Z_][a-zA-Z0-9_]*, a reserved "__"
+/// label, a duplicate label, "le" on a histogram, a family written twice, a sample of the wrong
+/// kind) are bugs in the caller and throw std::invalid_argument.
+class Exposition {
+ public:
+  /// Appends to `out`, which must outlive this writer.
+  explicit Exposition(std::string& out) noexcept : out_(out) {}
+
+  /// Starts the family `name`; the samples that follow belong to it.
+  void family(std::string_view name, MetricType type, std::string_view help);
+
+  /// A counter or gauge sample of the current family. Integers are written exactly; doubles
+  /// in the shortest form that reads back to the same value, "+Inf", "-Inf" or "NaN".
+  template <std::integral T>
+  void sample(Labels labels, T value) {
+    if constexpr (std::is_signed_v<T>) write_sample(labels, Number::of_signed(static_cast<std::int64_t>(value)));
+    else write_sample(labels, Number::of_unsigned(static_cast<std::uint64_t>(value)));
+  }
+  void sample(Labels labels, double value) { write_sample(labels, Number::of_double(value)); }
+
+  /// One histogram series of the current (histogram) family: cumulative _bucket{le} samples
+  /// ending with le="+Inf", then _sum and _count. `counts` are per-bucket (not cumulative):
+  /// counts[i] observations fell in (bounds[i-1], bounds[i]], and counts[bounds.size()] above
+  /// the last bound. A shorter `counts` means zeros for the missing buckets; a longer one throws.
+  void histogram(Labels labels, std::span<const double> bounds, std::span<const std::uint64_t> counts, double sum);
+
+ private:
+  struct Number {
+    enum class Kind { kUnsigned, kSigned, kDouble } kind;
+    std::uint64_t u = 0;
+    std::int64_t i = 0;
+    double d = 0;
+    static Number of_unsigned(std::uint64_t v) noexcept { return {Kind::kUnsigned, v, 0, 0}; }
+    static Number of_signed(std::int64_t v) noexcept { return {Kind::kSigned, 0, v, 0}; }
+    static Number of_double(double v) noexcept { return {Kind::kDouble, 0, 0, v}; }
+  };
+  void write_sample(Labels labels, Number value);
+  void begin_sample(Labels labels, bool histogram);
+  void write_series(std::string_view suffix, Labels labels, std::string_view le, Number value);
+  void write_number(Number value);
+
+  std::string& out_;
+  std::string name_;  ///< the current family
+  std::string help_;
+  MetricType type_ = MetricType::kGauge;
+  bool open_ = false;     ///< family() was called
+  bool written_ = false;  ///< the current family's HELP and TYPE are out
+  /// Where the names of the written families sit in out_ (offset, length), to refuse repeats.
+  std::vector<std::pair<std::size_t, std::size_t>> written_names_;
+};
+
+/// Appends `value` to `out` escaped as a label value: backslash, double quote and line feed
+/// become \\, \" and \n; bytes that are not UTF-8 become U+FFFD (Prometheus refuses them).
+void append_label_value(std::string& out, std::string_view value);
+
+/// True if `name` is a valid metric name: [a-zA-Z_:][a-zA-Z0-9_:]*.
+[[nodiscard]] bool valid_metric_name(std::string_view name) noexcept;
+/// True if `name` is a valid label name: [a-zA-Z_][a-zA-Z0-9_]*.
+[[nodiscard]] bool valid_label_name(std::string_view name) noexcept;
+
+/// This process as the standard process_* metrics describe it (Linux, from /proc/self).
+struct ProcessStats {
+  double start_time_seconds = 0;  ///< since the Unix epoch
+  double uptime_seconds = 0;      ///< since the process started (boot-time clock, not wall clock)
+  double cpu_seconds = 0;         ///< user + system
+  std::uint64_t resident_bytes = 0;
+  std::uint64_t virtual_bytes = 0;
+  std::uint64_t threads = 0;
+  std::optional<std::uint64_t> open_fds;  ///< unset when /proc/self/fd cannot be listed
+  std::optional<std::uint64_t> max_fds;   ///< soft RLIMIT_NOFILE; unset when unlimited
+};
+
+/// Reads /proc/self/stat (and /proc/stat's btime once per process); nullopt when it cannot.
+/// Cheap enough for every scrape: a few system calls, no allocation.
+[[nodiscard]] std::optional<ProcessStats> read_process_stats() noexcept;
+
+}  // namespace keel::host::observability
