@@ -229,3 +229,14 @@ TEST_CASE("query parameters reach the plugin decoded, in order, repeats kept", "
   CHECK(r->status == 200);
   CHECK(r->body == "a=1\nb=x y\nc=A/\na=2\nflag=\n=v\nbad=%zz\n");
 }
+
+TEST_CASE("a plugin's log_level raises or lowers its logger alone", "[dispatch][integration]") {
+  KeelHost host(with_plugins({example_plugin("hello"), example_plugin("relay")},
+                             "[log]\nlevel = \"info\"\n[plugin.relay]\nlog_level = \"debug\"\n"));
+  const auto r = simple_request(host.port(), "GET", "/api/relay/greet/Ann", {}, "X-Request-Id: lvl-1\r\n");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  // relay's logger records its debug line for the call; the host's own loggers stay at info.
+  CHECK(host.process().wait_for_output("[plugin.relay] call target=hello", 5s));
+  CHECK(host.process().output().find("debug [plugins]") == std::string::npos);
+}

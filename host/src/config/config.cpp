@@ -393,6 +393,15 @@ bool host_plugin_key(const std::string& plugin, const std::string& key, const to
       section.mount = text->get();
     return true;
   }
+  if (key == "log_level") {
+    const auto* text = value.as_string();
+    const auto* it = text == nullptr ? kLogLevels.end() : std::find(kLogLevels.begin(), kLogLevels.end(), text->get());
+    if (it == kLogLevels.end())
+      ctx.error(ctx.at(value.source()), prefix + "expected one of trace, debug, info, warn, error, critical, off");
+    else
+      section.log_level = text->get();
+    return true;
+  }
   if (key == "sha256") {
     const auto* text = value.as_string();
     const bool ok = text != nullptr && text->get().size() == 64 &&

@@ -128,6 +128,7 @@ struct PluginSection {
   bool enabled = true;
   std::string mount;                    ///< URL prefix of its routes; empty = "/api/<name>"
   std::string sha256;                   ///< if set, the .so must have this SHA-256 (lowercase hex)
+  std::string log_level;                ///< level of logger plugin.<name>; empty = [log] level
   std::optional<std::chrono::milliseconds> request_timeout;  ///< overrides [http] request_timeout_ms
   std::map<std::string, std::chrono::milliseconds> route_timeouts;  ///< "GET /greet/{name}" -> timeout
   std::optional<std::uint64_t> max_db_bytes;  ///< overrides [storage] max_db_bytes for this plugin; 0 = unlimited

@@ -973,6 +973,9 @@ void PluginHost::start() {
     p->name = c.manifest ? c.manifest->name : c.file.stem().string();
     if (c.manifest) p->manifest = *c.manifest;
     p->log = observability::logger("plugin." + p->name);
+    if (const auto sec = cfg.plugin_sections.find(p->name);
+        sec != cfg.plugin_sections.end() && !sec->second.log_level.empty())
+      p->log->set_level(spdlog::level::from_str(sec->second.log_level));  // [plugin.<name>] log_level
     if (c.error == "disabled in config") {
       p->state = PluginState::kDisabled;
       p->reason = c.error;

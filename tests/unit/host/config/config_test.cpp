@@ -654,6 +654,16 @@ TEST_CASE("a bad plugin max_db_bytes is reported at the value", "[config][storag
         });
 }
 
+TEST_CASE("a plugin's log_level is host-owned and checked", "[config]") {
+  const auto c = parse_ok("[plugin.orders]\nlog_level = \"debug\"\ncurrency = \"EUR\"\n");
+  const auto& orders = c.plugin_sections.at("orders");
+  CHECK(orders.log_level == "debug");
+  CHECK(nlohmann::json::parse(orders.settings_json) == nlohmann::json{{"currency", "EUR"}});
+  CHECK(errors_of("[plugin.orders]\nlog_level = \"verbose\"\n") ==
+        std::vector<std::string>{"keel.toml:2:13: [plugin.orders] log_level: expected one of trace, debug, info, warn, "
+                                 "error, critical, off"});
+}
+
 TEST_CASE("events keys are read from the file", "[config][events]") {
   const auto c = parse_ok(R"([events]
 queue_capacity = 500
