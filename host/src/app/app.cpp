@@ -10,6 +10,7 @@
 
 #include "app/admin.hpp"
 #include "app/metrics_endpoint.hpp"
+#include "app/openapi.hpp"
 #include "common/timer_queue.hpp"
 #include "common/worker_pool.hpp"
 #include "http/router.hpp"
@@ -121,6 +122,11 @@ class Dispatcher final : public http::Handler {
     if (req.path == "/readyz") {
       if (!get) method_not_allowed(res, "GET, HEAD");
       else readiness(res);
+      return std::nullopt;
+    }
+    if (req.path == "/openapi.json") {
+      if (!get) method_not_allowed(res, "GET, HEAD");
+      else handle_openapi(res, plugins_);
       return std::nullopt;
     }
     if (req.path == "/metrics") {

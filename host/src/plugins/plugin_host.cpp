@@ -1084,6 +1084,20 @@ void PluginHost::stop() {
 
 events::Bus& PluginHost::bus() noexcept { return impl_->bus; }
 
+std::vector<ApiRoute> PluginHost::api_routes() const {
+  std::lock_guard lock(impl_->status_mutex);
+  std::vector<ApiRoute> out;
+  for (const auto& p : impl_->plugins) {
+    if (p->state != PluginState::kStarted) continue;
+    for (std::uint32_t r = 0; r < p->manifest.routes.size(); ++r) {
+      const auto& decl = p->manifest.routes[r];
+      out.push_back({p->name, p->manifest.version.str(), p->manifest.description, decl.method, p->mount + decl.path,
+                     decl.summary, r});
+    }
+  }
+  return out;
+}
+
 std::vector<RouteStats> PluginHost::route_stats() const {
   std::vector<RouteStats> out;
   for (const auto& p : impl_->plugins) {

@@ -73,6 +73,15 @@ struct CallStats {
   double seconds_total = 0;
 };
 
+/// One route as the API documentation shows it.
+struct ApiRoute {
+  std::string plugin, plugin_version, plugin_description;
+  std::string method;
+  std::string path;     ///< full path template: mount + manifest path, e.g. "/api/hello/greet/{name}"
+  std::string summary;
+  std::uint32_t index = 0;  ///< position in the manifest's routes
+};
+
 struct PluginStatus {
   std::string name;
   std::string version;
@@ -111,6 +120,8 @@ class PluginHost {
 
   /// The event bus between the plugins (for the admin API).
   [[nodiscard]] events::Bus& bus() noexcept;
+  /// Every route of every started plugin, in plugin then manifest order.
+  [[nodiscard]] std::vector<ApiRoute> api_routes() const;
   /// HTTP counters of every route of every started plugin.
   [[nodiscard]] std::vector<RouteStats> route_stats() const;
   /// Plugin-to-plugin call counters, one entry per (caller, target) pair that made calls.
