@@ -228,3 +228,23 @@ TEST_CASE("storage: kill -9 during a write loop loses no acknowledged write", "[
   REQUIRE(again.stop() == 0);
   CHECK(inspect(data.path() / "store.db").first == "ok");
 }
+
+TEST_CASE("plugin health: readyz aggregates the health hooks and admin plugins shows each result",
+          "[plugins][integration]") {
+  KeelHost host(with_plugins({fixture("store"), fixture("store_b")}, "[admin]\ntoken = \"t\"\n"));
+  const std::string auth = "Authorization: Bearer t\r\n";
+  CHECK(status_of(simple_request(host.port(), "GET", "/readyz")) == 200);
+  REQUIRE(status_of(simple_request(host.port(), "POST", "/api/store/health/warn")) == 200);
+  CHECK(status_of(simple_request(host.port(), "GET", "/readyz")) == 200);  // warn still serves
+  auto plugins = simple_request(host.port(), "GET", "/admin/plugins", {}, auth);
+  REQUIRE(status_of(plugins) == 200);
+  CHECK(plugins->body.find(R"("health":{"detail":"marked warn by POST /health/warn","status":"warn"})") != std::string::npos);
+  CHECK(plugins->body.find(R"("name":"store_b")") != std::string::npos);
+  REQUIRE(status_of(simple_request(host.port(), "POST", "/api/store/health/fail")) == 200);
+  const auto ready = simple_request(host.port(), "GET", "/readyz");
+  CHECK(status_of(ready) == 503);
+  CHECK(text_of(ready).find("plugin 'store' reports health fail: marked failing") != std::string::npos);
+  REQUIRE(status_of(simple_request(host.port(), "POST", "/api/store/health/pass")) == 200);
+  CHECK(status_of(simple_request(host.port(), "GET", "/readyz")) == 200);
+  CHECK(status_of(simple_request(host.port(), "GET", "/admin/plugins")) == 401);
+}

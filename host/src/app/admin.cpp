@@ -139,6 +139,19 @@ void handle_admin(const http::Request& req, http::Response& res, const config::A
   }
   const auto seg = segments(req.path);
   if (seg.size() >= 2 && seg[1] == "events") return events_api(req, res, seg, plugins.bus());
+  if (seg.size() == 2 && seg[1] == "plugins") {
+    if (req.method != "GET" && req.method != "HEAD") return res.set_error(405, "method_not_allowed", "this path allows GET, HEAD");
+    Json out = Json::array();
+    for (const auto& st : plugins.statuses_with_health()) {
+      Json j{{"name", st.name},   {"version", st.version}, {"abi", st.abi},   {"file", st.file.string()},
+             {"state", plugins::to_string(st.state)},      {"mount", st.mount}};
+      if (!st.reason.empty()) j["reason"] = st.reason;
+      if (!st.health.empty()) j["health"] = {{"status", st.health}, {"detail", st.health_detail}};
+      j["manifest"] = st.manifest_json.empty() ? Json(nullptr) : Json::parse(st.manifest_json, nullptr, false);
+      out.push_back(std::move(j));
+    }
+    return reply(res, 200, out);
+  }
   if (seg.size() == 2 && seg[1] == "storage") {
     if (req.method != "GET" && req.method != "HEAD") return res.set_error(405, "method_not_allowed", "this path allows GET, HEAD");
     Json out = Json::array();

@@ -314,6 +314,7 @@ struct Plugin {
   std::shared_ptr<spdlog::logger> log;
   ResponderTable responders;
   std::shared_ptr<SerialQueue> serial;
+  std::mutex health_mutex;              // health() is never called concurrently for one instance
   std::shared_ptr<SerialQueue> events;  // event deliveries: one at a time (the serial queue if "serialized")
   std::atomic<bool> accepting{false};   // requests and calls may enter
   std::atomic<bool> may_call{false};    // the plugin may call others: from start() until stop() returns
@@ -1160,17 +1161,47 @@ std::vector<PluginStatus> PluginHost::statuses() const {
     st.state = p->state;
     st.reason = p->reason;
     st.mount = p->mount;
+    st.manifest_json = p->manifest.json;
     out.push_back(std::move(st));
+  }
+  return out;
+}
+
+std::vector<PluginStatus> PluginHost::statuses_with_health() const {
+  auto out = statuses();
+  for (std::size_t i = 0; i < out.size() && i < impl_->plugins.size(); ++i) {
+    auto& p = *impl_->plugins[i];
+    if (out[i].state != PluginState::kStarted) continue;
+    keel_health h = KEEL_HEALTH_PASS;
+    std::string detail;
+    if (p.table != nullptr && p.table->health != nullptr) {
+      const InFlight guard(p.in_flight);  // before the check: stop_plugin() waits for it
+      if (!p.accepting.load(std::memory_order_acquire)) continue;
+      std::lock_guard lock(p.health_mutex);
+      keel_plugin_bytes out_detail{};
+      try {
+        h = p.table->health(p.self, &out_detail);
+      } catch (...) {
+        h = KEEL_HEALTH_FAIL;
+        detail = "health() let an exception escape";
+      }
+      if (detail.empty()) detail.assign(view(out_detail));
+    }
+    out[i].health = h == KEEL_HEALTH_PASS ? "pass" : h == KEEL_HEALTH_WARN ? "warn" : "fail";
+    out[i].health_detail = std::move(detail);
   }
   return out;
 }
 
 std::string PluginHost::not_ready_reason() const {
   std::string reason;
-  for (const auto& st : statuses()) {
-    if (st.state == PluginState::kStarted || st.state == PluginState::kDisabled) continue;
-    reason += (reason.empty() ? "" : "; ") + ("plugin '" + st.name + "' is " + std::string(to_string(st.state)) +
-                                             (st.reason.empty() ? "" : ": " + st.reason));
+  for (const auto& st : statuses_with_health()) {
+    std::string why;
+    if (st.state != PluginState::kStarted && st.state != PluginState::kDisabled)
+      why = "plugin '" + st.name + "' is " + std::string(to_string(st.state)) + (st.reason.empty() ? "" : ": " + st.reason);
+    else if (st.health == "fail")
+      why = "plugin '" + st.name + "' reports health fail" + (st.health_detail.empty() ? "" : ": " + st.health_detail);
+    if (!why.empty()) reason += (reason.empty() ? "" : "; ") + why;
   }
   return reason;
 }

@@ -90,6 +90,9 @@ struct PluginStatus {
   PluginState state = PluginState::kDiscovered;
   std::string reason;  ///< why it failed or is disabled
   std::string mount;
+  std::string manifest_json;  ///< the manifest as found in the file; empty if it could not be read
+  std::string health;         ///< "pass", "warn", "fail"; empty unless the plugin is started
+  std::string health_detail;  ///< the plugin's explanation, if any
 };
 
 class PluginHost {
@@ -107,7 +110,11 @@ class PluginHost {
   void stop();
 
   [[nodiscard]] std::vector<PluginStatus> statuses() const;
-  /// Empty when every enabled plugin has started; otherwise a human-readable reason.
+  /// statuses() plus each started plugin's health hook result (called now; never concurrently
+  /// with another health call of the same plugin; a plugin without the hook passes).
+  [[nodiscard]] std::vector<PluginStatus> statuses_with_health() const;
+  /// Empty when every enabled plugin has started and none reports health "fail"; otherwise a
+  /// human-readable reason.
   [[nodiscard]] std::string not_ready_reason() const;
 
   /// Route a request (already matched against route_table_for_this_thread()) to its plugin.
