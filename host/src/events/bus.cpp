@@ -99,14 +99,6 @@ EventRecord::EventRecord(const Parts& parts, std::int64_t published, std::int64_
   }
 }
 
-std::string new_event_id() { return new_event_id(unix_ns()); }
-
-std::string new_event_id(std::int64_t now_unix_ns) {
-  char out[36];
-  write_event_id(now_unix_ns, out);
-  return std::string(out, sizeof out);
-}
-
 void write_event_id(std::int64_t now_unix_ns, char (&out)[36]) {
   thread_local std::mt19937_64 rng{std::random_device{}() ^ static_cast<std::uint64_t>(now_unix_ns)};
   const auto ms = static_cast<std::uint64_t>(now_unix_ns / 1000000);

@@ -172,11 +172,8 @@ class Bus {
   std::unique_ptr<Impl> impl_;
 };
 
-/// A new event id: a UUIDv7 (time-ordered, 74 random bits), e.g. "0190f5a4-8c1e-7b3a-9d2f-...".
-[[nodiscard]] std::string new_event_id();
-/// The same for a given time (nanoseconds since the Unix epoch).
-[[nodiscard]] std::string new_event_id(std::int64_t now_unix_ns);
-/// Writes the id for `now_unix_ns` into `out` (no allocation).
+/// Writes a new event id for the time `now_unix_ns` (nanoseconds since the Unix epoch) into
+/// `out`: a UUIDv7 (time-ordered, 74 random bits), e.g. "0190f5a4-8c1e-7b3a-9d2f-...". No allocation.
 void write_event_id(std::int64_t now_unix_ns, char (&out)[36]);
 
 }  // namespace keel::host::events
