@@ -166,11 +166,6 @@ std::optional<config::Config> load_tool_config(const std::string& config_file) {
 
 bool uses_storage(const plugins::Manifest& m) { return plugins::has_permission(m, "ext:" KEEL_STORAGE_EXTENSION_ID); }
 
-/// The database file the host opens for `plugin` (plugin_host.cpp open_storage()).
-fs::path database_file(const config::Config& cfg, const std::string& plugin) {
-  return cfg.server.data_dir / (plugin + ".db");
-}
-
 std::vector<plugins::Candidate> scan_plugins(const config::Config& cfg, const char* tool) {
   std::error_code ec;
   if (!fs::is_directory(cfg.plugins.directory, ec))
@@ -211,7 +206,7 @@ int migrate_status(const std::string& config_file, bool as_json) {
     // A second file with the same name (refused by pre-flight) does not own the database.
     if (storage && seen.insert(c.manifest->name).second) {
       ++with_storage;
-      const auto db = database_file(*cfg, c.manifest->name);
+      const auto db = storage::database_file(cfg->server.data_dir, c.manifest->name);
       std::error_code ec;
       jp["database"] = db.string();
       jp["database_exists"] = fs::exists(db, ec);
@@ -337,7 +332,7 @@ int backup_databases(const std::string& config_file, const std::string& out_dir,
     }
     if (!uses_storage(*c.manifest) || !seen.insert(c.manifest->name).second) continue;
     const auto& name = c.manifest->name;
-    auto source = database_file(*cfg, name);
+    auto source = storage::database_file(cfg->server.data_dir, name);
     if (!fs::exists(source, ec)) {
       std::printf("%s: no database yet (%s), skipped\n", name.c_str(), source.string().c_str());
       continue;

@@ -748,7 +748,7 @@ PluginHost::~PluginHost() { stop(); }
 // before any of its code runs. Returns false (plugin failed) when that is impossible.
 bool PluginHost::Impl::open_storage(Plugin& p) {
   if (!has_permission(p.manifest, "ext:" KEEL_STORAGE_EXTENSION_ID)) return true;
-  const auto file = cfg.server.data_dir / (p.name + ".db");
+  const auto file = storage::database_file(cfg.server.data_dir, p.name);
   storage::Options o;
   o.file = file;
   o.plugin = p.name;

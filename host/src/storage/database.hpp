@@ -27,6 +27,11 @@
 
 namespace keel::host::storage {
 
+/// Where the host keeps `plugin`'s database: <data_dir>/<plugin>.db (plus -wal and -shm).
+[[nodiscard]] inline std::filesystem::path database_file(const std::filesystem::path& data_dir, std::string_view plugin) {
+  return data_dir / (std::string(plugin) + ".db");
+}
+
 /// The message of the last failure of a Database member on this thread (empty after success).
 [[nodiscard]] const std::string& last_error() noexcept;
 
