@@ -44,7 +44,7 @@ void events_api(const http::Request& req, http::Response& res, const std::vector
                 events::Bus& bus) {
   const bool get = req.method == "GET" || req.method == "HEAD";
   if (seg.size() == 3 && seg[2] == "topics") {
-    if (!get) return res.set_error(405, "method_not_allowed", "this path allows GET, HEAD");
+    if (!get) return res.set_method_not_allowed("GET, HEAD");
     Json out = Json::array();
     for (const auto& t : bus.topics())
       out.push_back({{"publisher", t.publisher},
@@ -55,7 +55,7 @@ void events_api(const http::Request& req, http::Response& res, const std::vector
     return reply(res, 200, out);
   }
   if (seg.size() == 3 && seg[2] == "subscriptions") {
-    if (!get) return res.set_error(405, "method_not_allowed", "this path allows GET, HEAD");
+    if (!get) return res.set_method_not_allowed("GET, HEAD");
     Json out = Json::array();
     for (const auto& s : bus.subscriptions())
       out.push_back({{"kind", s.publisher.empty() ? "memory" : "durable"},
@@ -70,7 +70,7 @@ void events_api(const http::Request& req, http::Response& res, const std::vector
     return reply(res, 200, out);
   }
   if (seg.size() == 3 && seg[2] == "dead-letters") {
-    if (!get) return res.set_error(405, "method_not_allowed", "this path allows GET, HEAD");
+    if (!get) return res.set_method_not_allowed("GET, HEAD");
     Json out = Json::array();
     for (const auto& d : bus.dead_letters()) {
       Json j = event_json(d.event);
@@ -95,10 +95,10 @@ void events_api(const http::Request& req, http::Response& res, const std::vector
     keel_status st = KEEL_OK;
     if (seg.size() == 8) {
       if (seg[7] != "resubmit") return res.set_error(404, "not_found", "no such admin path");
-      if (req.method != "POST") return res.set_error(405, "method_not_allowed", "this path allows POST");
+      if (req.method != "POST") return res.set_method_not_allowed("POST");
       st = bus.resubmit(seg[4], seg[5], seq, durable);
     } else {
-      if (req.method != "DELETE") return res.set_error(405, "method_not_allowed", "this path allows DELETE");
+      if (req.method != "DELETE") return res.set_method_not_allowed("DELETE");
       st = bus.discard(seg[4], seg[5], seq, durable);
     }
     if (st == KEEL_ERR_NOT_FOUND) return res.set_error(404, "not_found", "no such dead letter");
@@ -140,7 +140,7 @@ void handle_admin(const http::Request& req, http::Response& res, const config::A
   const auto seg = segments(req.path);
   if (seg.size() >= 2 && seg[1] == "events") return events_api(req, res, seg, plugins.bus());
   if (seg.size() == 2 && seg[1] == "plugins") {
-    if (req.method != "GET" && req.method != "HEAD") return res.set_error(405, "method_not_allowed", "this path allows GET, HEAD");
+    if (req.method != "GET" && req.method != "HEAD") return res.set_method_not_allowed("GET, HEAD");
     Json out = Json::array();
     for (const auto& st : plugins.statuses_with_health()) {
       Json j{{"name", st.name},   {"version", st.version}, {"abi", st.abi},   {"file", st.file.string()},
@@ -153,7 +153,7 @@ void handle_admin(const http::Request& req, http::Response& res, const config::A
     return reply(res, 200, out);
   }
   if (seg.size() == 2 && seg[1] == "storage") {
-    if (req.method != "GET" && req.method != "HEAD") return res.set_error(405, "method_not_allowed", "this path allows GET, HEAD");
+    if (req.method != "GET" && req.method != "HEAD") return res.set_method_not_allowed("GET, HEAD");
     Json out = Json::array();
     for (const auto& [name, st] : plugins.storage_stats()) {
       Json buckets = Json::array();

@@ -115,22 +115,22 @@ class Dispatcher final : public http::Handler {
   std::optional<http::Deferred> route(const http::Request& req, http::Response& res) {
     const bool get = req.method == "GET" || req.method == "HEAD";
     if (req.path == "/healthz") {
-      if (!get) method_not_allowed(res, "GET, HEAD");
+      if (!get) res.set_method_not_allowed("GET, HEAD");
       else res.set_json(200, R"({"status":"alive"})");
       return std::nullopt;
     }
     if (req.path == "/readyz") {
-      if (!get) method_not_allowed(res, "GET, HEAD");
+      if (!get) res.set_method_not_allowed("GET, HEAD");
       else readiness(res);
       return std::nullopt;
     }
     if (req.path == "/openapi.json") {
-      if (!get) method_not_allowed(res, "GET, HEAD");
+      if (!get) res.set_method_not_allowed("GET, HEAD");
       else handle_openapi(res, plugins_);
       return std::nullopt;
     }
     if (req.path == "/metrics") {
-      if (!get) method_not_allowed(res, "GET, HEAD");
+      if (!get) res.set_method_not_allowed("GET, HEAD");
       else handle_metrics(res, plugins_);
       return std::nullopt;
     }
@@ -145,7 +145,7 @@ class Dispatcher final : public http::Handler {
       case http::MatchResult::Kind::kFound:
         return plugins_.dispatch(match, scratch, req, res);
       case http::MatchResult::Kind::kMethodNotAllowed:
-        method_not_allowed(res, match.allow);
+        res.set_method_not_allowed(match.allow);
         break;
       case http::MatchResult::Kind::kBadPath:
         res.set_error(400, "bad_request", "malformed path: bad percent-encoding or a dot-segment");
@@ -176,10 +176,6 @@ class Dispatcher final : public http::Handler {
     res.set_json(200, std::move(body));
   }
 
-  static void method_not_allowed(http::Response& res, std::string_view allow) {
-    res.set_error(405, "method_not_allowed", "this path allows " + std::string(allow));
-    res.headers.emplace_back("Allow", std::string(allow));
-  }
 
   plugins::PluginHost& plugins_;
   Cors cors_;

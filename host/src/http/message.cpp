@@ -91,6 +91,11 @@ Response AsyncReply::take() {
   return std::move(response_);
 }
 
+void Response::set_method_not_allowed(std::string_view allow) {
+  set_error(405, "method_not_allowed", "this path allows " + std::string(allow));
+  headers.emplace_back("Allow", std::string(allow));
+}
+
 void Response::set_json(unsigned http_status, std::string json_body) {
   status = http_status;
   content_type = "application/json";

@@ -52,6 +52,8 @@ struct Response {
   /// Fill with Keel's standard error body: {"error":{"code":"...","message":"..."}}.
   void set_error(unsigned http_status, std::string_view code, std::string_view message);
   void set_json(unsigned http_status, std::string json_body);
+  /// 405 with the standard error body and the Allow field (RFC 9110 section 15.5.6).
+  void set_method_not_allowed(std::string_view allow);
 };
 
 /// A response that a handler will deliver later, from any thread. Created by the handler,
