@@ -1339,7 +1339,7 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& matc
     return std::nullopt;
   }
   auto timeout = p.route_timeouts[route].count() != 0 ? p.route_timeouts[route] : p.timeout;
-  const auto deadline = std::min(request.deadline, Clock::now() + timeout);
+  const auto deadline = std::min(request.deadline, start + timeout);
   auto& sc = tl_scratch;
   parse_query(request.query, sc.query_storage, sc.query_spans);
 
