@@ -58,6 +58,25 @@ constexpr const char* kOutboxSchema =
     " attempts INTEGER NOT NULL, last_status INTEGER NOT NULL, failed_ms INTEGER NOT NULL,"
     " PRIMARY KEY (subscriber, seq))";
 
+constexpr std::string_view kSaveCursor =
+    "INSERT INTO _keel_outbox_cursors (subscriber, delivered_seq) VALUES (?1, ?2)"
+    " ON CONFLICT (subscriber) DO UPDATE SET delivered_seq = excluded.delivered_seq";
+
+/// Runs `steps(txn)` in one transaction of `db`: commits if they succeed, rolls back otherwise.
+/// On failure `error` holds the failing step's message (the rollback would clear last_error()).
+template <class F>
+keel_status in_transaction(storage::Database& db, std::string& error, F&& steps) {
+  keel_txn txn = KEEL_TXN_NONE;
+  auto st = db.begin(KEEL_TXN_NONE, &txn);
+  if (st >= 0) st = steps(txn);
+  if (st >= 0) st = db.commit(txn);  // a failed commit ends the transaction itself
+  if (st < 0) {
+    error = storage::last_error();
+    if (txn != KEEL_TXN_NONE) static_cast<void>(db.rollback(txn));
+  }
+  return st;
+}
+
 constexpr std::string_view kEventColumns =
     "seq, event_id, topic, payload, content_type, published_ns, traceparent, tracestate, request_id";
 
@@ -372,11 +391,7 @@ struct Bus::Impl {
   keel_status persist_cursor(Stream& s) {
     if (s.cursor == s.persisted) return KEEL_OK;
     const keel_sql_param p[2] = {bytes_param(s.sub->ep.name), int_param(s.cursor)};
-    const auto st = s.pub->decl.database->exec_host(
-        KEEL_TXN_NONE,
-        "INSERT INTO _keel_outbox_cursors (subscriber, delivered_seq) VALUES (?1, ?2)"
-        " ON CONFLICT (subscriber) DO UPDATE SET delivered_seq = excluded.delivered_seq",
-        p, {}, nullptr);
+    const auto st = s.pub->decl.database->exec_host(KEEL_TXN_NONE, kSaveCursor, p, {}, nullptr);
     if (st >= 0) {
       s.persisted = s.cursor;
       s.persisted_at = Clock::now();
@@ -391,30 +406,23 @@ struct Bus::Impl {
 
   /// Moves a durable event that exhausted its attempts to the dead letters and past the cursor,
   /// in one transaction.
-  keel_status bury_durable(Stream& s, const EventRecord& e, std::uint32_t attempts, keel_status status) {
+  keel_status bury_durable(Stream& s, const EventRecord& e, std::uint32_t attempts, keel_status status,
+                           std::string& error) {
     auto& db = *s.pub->decl.database;
-    keel_txn txn = KEEL_TXN_NONE;
-    if (auto st = db.begin(KEEL_TXN_NONE, &txn); st < 0) return st;
-    const keel_sql_param p[6] = {bytes_param(s.sub->ep.name), int_param(e.seq), int_param(attempts),
-                                 int_param(status), int_param(unix_ns() / 1000000), int_param(e.seq)};
-    auto st = db.exec_host(txn,
-                           "INSERT OR REPLACE INTO _keel_dead_letters (subscriber, seq, event_id, topic, payload,"
-                           " content_type, published_ns, traceparent, tracestate, request_id, attempts, last_status,"
-                           " failed_ms) SELECT ?1, seq, event_id, topic, payload, content_type, published_ns,"
-                           " traceparent, tracestate, request_id, ?3, ?4, ?5 FROM _keel_outbox WHERE seq = ?6",
-                           std::span<const keel_sql_param>(p, 6), {}, nullptr);
-    if (st >= 0) {
+    const auto st = in_transaction(db, error, [&](keel_txn txn) {
+      const keel_sql_param p[6] = {bytes_param(s.sub->ep.name), int_param(e.seq), int_param(attempts),
+                                   int_param(status), int_param(unix_ns() / 1000000), int_param(e.seq)};
+      auto rc = db.exec_host(txn,
+                             "INSERT OR REPLACE INTO _keel_dead_letters (subscriber, seq, event_id, topic, payload,"
+                             " content_type, published_ns, traceparent, tracestate, request_id, attempts, last_status,"
+                             " failed_ms) SELECT ?1, seq, event_id, topic, payload, content_type, published_ns,"
+                             " traceparent, tracestate, request_id, ?3, ?4, ?5 FROM _keel_outbox WHERE seq = ?6",
+                             std::span<const keel_sql_param>(p, 6), {}, nullptr);
       const keel_sql_param c[2] = {bytes_param(s.sub->ep.name), int_param(e.seq)};
-      st = db.exec_host(txn,
-                        "INSERT INTO _keel_outbox_cursors (subscriber, delivered_seq) VALUES (?1, ?2)"
-                        " ON CONFLICT (subscriber) DO UPDATE SET delivered_seq = excluded.delivered_seq",
-                        c, {}, nullptr);
-    }
-    if (st >= 0) st = db.commit(txn);
-    if (st < 0) {
-      static_cast<void>(db.rollback(txn));
-      return st;
-    }
+      if (rc >= 0) rc = db.exec_host(txn, kSaveCursor, c, {}, nullptr);
+      return rc;
+    });
+    if (st < 0) return st;
     s.cursor = s.persisted = e.seq;
     s.persisted_seen.store(e.seq, std::memory_order_relaxed);
     log->warn("event dead-lettered publisher={} subscriber={} topic={} id={} seq={} attempts={} status={}",
@@ -464,9 +472,10 @@ struct Bus::Impl {
       s.counters.failed.add();
       if (attempt >= cfg.max_attempts) {
         static_cast<void>(persist_cursor(s));
-        if (bury_durable(s, e, attempt, st) < 0) {
+        std::string error;
+        if (bury_durable(s, e, attempt, st, error) < 0) {
           log->error("cannot dead-letter event publisher={} subscriber={} seq={} error=\"{}\"; retrying in 1 s",
-                     s.pub->decl.name, s.sub->ep.name, e.seq, storage::last_error());
+                     s.pub->decl.name, s.sub->ep.name, e.seq, error);
           after(std::chrono::seconds(1), [this, &s] { run_on(*s.sub, [this, &s] { drain_stream(s); }); });
           return;
         }
@@ -561,22 +570,21 @@ void Bus::add_publisher(Publisher publisher) {
   if (!publisher.durable.empty()) {
     if (publisher.database == nullptr)
       throw std::runtime_error("plugin '" + publisher.name + "' declares durable topics but has no database");
-    keel_txn txn = KEEL_TXN_NONE;
     auto& db = *publisher.database;
-    auto st = db.begin(KEEL_TXN_NONE, &txn);
-    // The schema is a script of the host's own tables: run it statement by statement in host mode.
-    std::string_view rest = kOutboxSchema;
-    while (st >= 0 && !rest.empty()) {
-      const auto end = rest.find(';');
-      const auto stmt = rest.substr(0, end);
-      rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
-      st = db.exec_host(txn, stmt, {}, {}, nullptr);
-    }
-    if (st >= 0) st = db.commit(txn);
-    if (st < 0) {
-      static_cast<void>(db.rollback(txn));
-      throw std::runtime_error("plugin '" + publisher.name + "': cannot create the event outbox: " + storage::last_error());
-    }
+    std::string error;
+    const auto st = in_transaction(db, error, [&](keel_txn txn) {
+      // The schema is a script of the host's own tables: run it statement by statement in host mode.
+      std::string_view rest = kOutboxSchema;
+      keel_status rc = KEEL_OK;
+      while (rc >= 0 && !rest.empty()) {
+        const auto end = rest.find(';');
+        const auto stmt = rest.substr(0, end);
+        rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+        rc = db.exec_host(txn, stmt, {}, {}, nullptr);
+      }
+      return rc;
+    });
+    if (st < 0) throw std::runtime_error("plugin '" + publisher.name + "': cannot create the event outbox: " + error);
     Impl::Pub* raw = pub.get();
     db.set_commit_listener([this, raw] { impl_->wake_streams(*raw); });
   }
@@ -833,24 +841,26 @@ keel_status Bus::resubmit(std::string_view publisher, std::string_view subscribe
   const auto pit = s.pubs.find(publisher);
   if (pit == s.pubs.end() || pit->second->decl.durable.empty()) return KEEL_ERR_NOT_FOUND;
   auto& db = *pit->second->decl.database;
-  keel_txn txn = KEEL_TXN_NONE;
-  if (auto st = db.begin(KEEL_TXN_NONE, &txn); st < 0) return st;
-  const keel_sql_param p[2] = {bytes_param(subscriber), int_param(seq)};
-  keel_sql_result r{};
-  r.struct_size = sizeof r;
-  // The same event (same id) again, addressed to this subscriber only, at the end of the outbox.
-  auto st = db.exec_host(txn,
-                         "INSERT INTO _keel_outbox (event_id, topic, payload, content_type, published_ns, traceparent,"
-                         " tracestate, request_id, target) SELECT event_id, topic, payload, content_type, published_ns,"
-                         " traceparent, tracestate, request_id, subscriber FROM _keel_dead_letters"
-                         " WHERE subscriber = ?1 AND seq = ?2",
-                         p, {}, &r);
-  if (st >= 0 && r.changes == 0) st = KEEL_ERR_NOT_FOUND;
-  if (st >= 0)
-    st = db.exec_host(txn, "DELETE FROM _keel_dead_letters WHERE subscriber = ?1 AND seq = ?2", p, {}, nullptr);
-  if (st >= 0) st = db.commit(txn);
+  std::string error;
+  const auto st = in_transaction(db, error, [&](keel_txn txn) {
+    const keel_sql_param p[2] = {bytes_param(subscriber), int_param(seq)};
+    keel_sql_result r{};
+    r.struct_size = sizeof r;
+    // The same event (same id) again, addressed to this subscriber only, at the end of the outbox.
+    auto rc = db.exec_host(txn,
+                           "INSERT INTO _keel_outbox (event_id, topic, payload, content_type, published_ns, traceparent,"
+                           " tracestate, request_id, target) SELECT event_id, topic, payload, content_type, published_ns,"
+                           " traceparent, tracestate, request_id, subscriber FROM _keel_dead_letters"
+                           " WHERE subscriber = ?1 AND seq = ?2",
+                           p, {}, &r);
+    if (rc >= 0 && r.changes == 0) rc = KEEL_ERR_NOT_FOUND;
+    if (rc >= 0)
+      rc = db.exec_host(txn, "DELETE FROM _keel_dead_letters WHERE subscriber = ?1 AND seq = ?2", p, {}, nullptr);
+    return rc;
+  });
   if (st < 0) {
-    static_cast<void>(db.rollback(txn));
+    if (st != KEEL_ERR_NOT_FOUND) s.log->warn("dead letter not resubmitted publisher={} subscriber={} seq={} error=\"{}\"",
+                                              publisher, subscriber, seq, error);
     return st;
   }
   s.log->info("dead letter resubmitted publisher={} subscriber={} seq={}", publisher, subscriber, seq);
