@@ -1,8 +1,12 @@
-// The keel command line: --version, config check, and start-up failures with clear messages.
+// The keel command line: --version, config check, plugin inspect, and start-up failures with clear messages.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "keel_host.hpp"
 #include "process.hpp"
 #include "temp_dir.hpp"
 
@@ -71,5 +75,54 @@ TEST_CASE("keel serve refuses a bad config and a busy port with a clear message"
     const auto r = run_keel(dir, {"serve", "--config", file.string(), "--listen", "nowhere"});
     CHECK(r.code == 1);
     CHECK(r.output.find("nowhere") != std::string::npos);
+  }
+}
+
+TEST_CASE("keel plugin inspect shows the documentation keys of the hello plugin's routes", "[cli][plugins]") {
+  TempDir dir;
+  const auto plugins = dir.path() / "plugins";
+  std::filesystem::create_directories(plugins);
+  const auto file = plugins / "hello.so";
+  std::filesystem::copy_file(keel::test::example_plugin("hello"), file);
+
+  SECTION("--json: request, responses and query of each route, schemas as JSON objects") {
+    const auto r = run_keel(dir, {"plugin", "inspect", file.string(), "--json"});
+    CHECK(r.code == 0);
+    const auto out = nlohmann::json::parse(r.output, nullptr, false);
+    REQUIRE(out.is_object());
+    CHECK(out["ok"] == true);
+    const auto& routes = out["manifest"]["routes"];
+    REQUIRE(routes.size() == 2);
+
+    const auto& greet = routes[0];
+    CHECK(greet["path"] == "/greet/{name}");
+    CHECK_FALSE(greet.contains("request"));
+    REQUIRE(greet["query"].size() == 1);
+    CHECK(greet["query"][0]["name"] == "greeting");
+    CHECK(greet["query"][0]["type"] == "string");
+    CHECK(greet["query"][0]["required"] == false);
+    CHECK_FALSE(greet["query"][0]["description"].get<std::string>().empty());
+    const auto& ok = greet["responses"]["200"];
+    CHECK(ok["description"] == "the greeting");
+    CHECK(ok["content_type"] == "application/json");  // a schema without content_type means JSON
+    REQUIRE(ok["schema"].is_object());
+    CHECK(ok["schema"]["properties"]["greeting"]["type"] == "string");
+
+    const auto& echo = routes[1];
+    CHECK(echo["path"] == "/echo");
+    CHECK_FALSE(echo.contains("query"));
+    REQUIRE(echo["request"].is_object());
+    CHECK(echo["request"]["content_type"] == "application/json");
+    REQUIRE(echo["request"]["schema"].is_object());
+    CHECK(echo["request"]["schema"]["description"] == "any JSON value");
+    CHECK(echo["responses"]["200"]["schema"].is_object());
+  }
+  SECTION("text: one marker line per declared key under its route") {
+    const auto r = run_keel(dir, {"plugin", "inspect", file.string()});
+    CHECK(r.code == 0);
+    CHECK(r.output.find("route: GET /greet/{name}  JSON greeting for {name}\n  responses: 200\n  query: greeting\n") !=
+          std::string::npos);
+    CHECK(r.output.find("route: POST /echo  the request body, with its Content-Type\n  request: application/json\n"
+                        "  responses: 200\n") != std::string::npos);
   }
 }

@@ -18,11 +18,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eventually.hpp"
 #include "keel_host.hpp"
 #include "load.hpp"
 #include "raw_client.hpp"
 
 using keel::test::fixture;
+using keel::test::eventually;
 using keel::test::KeelHost;
 using keel::test::simple_request;
 using keel::test::with_plugins;
@@ -42,16 +44,6 @@ std::optional<keel::test::RawResponse> get(const KeelHost& h, const std::string&
 std::optional<keel::test::RawResponse> post(const KeelHost& h, const std::string& path, std::string_view body = {},
                                             std::string_view headers = {}) {
   return simple_request(h.port(), "POST", path, body, headers);
-}
-
-/// Polls `done` every 20 ms until it holds or `limit` passes; true when it held.
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (true) {
-    if (done()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
 }
 
 /// "0,1,...,n-1" with an optional prefix on every item.

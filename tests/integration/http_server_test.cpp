@@ -421,7 +421,7 @@ TEST_CASE("access log and JSON log format", "[http][integration][logging]") {
   KeelHost host("[log]\nformat = \"json\"\naccess_log = true\n");
   const auto r = simple_request(host.port(), "GET", "/healthz", {}, "X-Request-Id: trace-me-1\r\n");
   REQUIRE(r);
-  REQUIRE(host.process().wait_for_output("req=trace-me-1", 5s));
+  REQUIRE(host.process().wait_for_output(R"("request_id":"trace-me-1")", 5s));
   const auto out = host.process().output();
   CHECK(out.find(R"("logger":"access")") != std::string::npos);
   CHECK(out.find("method=GET target=/healthz status=200") != std::string::npos);

@@ -15,12 +15,14 @@
 #include <string>
 #include <thread>
 
+#include "eventually.hpp"
 #include "keel_host.hpp"
 #include "prometheus.hpp"
 #include "raw_client.hpp"
 
 using keel::test::example_plugin;
 using keel::test::fixture;
+using keel::test::eventually;
 using keel::test::KeelHost;
 using keel::test::RawClient;
 using keel::test::simple_request;
@@ -46,15 +48,6 @@ prom::Scrape scrape(const KeelHost& host, std::string* raw = nullptr) {
     FAIL(e.what());
   }
   return {};
-}
-
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
 }
 
 /// What `keel --version` prints after "keel ".

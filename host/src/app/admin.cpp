@@ -1,11 +1,13 @@
 #include "app/admin.hpp"
 
+#include <array>
 #include <charconv>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "app/migration_report.hpp"
 #include "events/bus.hpp"
 #include "observability/log.hpp"
 #include "plugins/plugin_host.hpp"
@@ -16,8 +18,62 @@ namespace {
 
 using Json = nlohmann::json;
 
-void reply(http::Response& res, unsigned status, const Json& body) {
-  res.set_json(status, body.dump(-1, ' ', false, Json::error_handler_t::replace));
+template <typename J>
+void reply(http::Response& res, unsigned status, const J& body) {
+  res.set_json(status, body.dump(-1, ' ', false, J::error_handler_t::replace));
+}
+
+struct BuiltinRoute {
+  std::string_view method, path, summary;
+};
+
+// The host's own endpoints, as the Dispatcher in app.cpp and handle_admin() below serve them
+// (keep in step). Every GET also answers HEAD.
+constexpr std::array kBuiltinRoutes{
+    BuiltinRoute{"GET", "/healthz", "liveness: the process is up and serving HTTP"},
+    BuiltinRoute{"GET", "/readyz", "readiness: every enabled plugin started and none reports health fail"},
+    BuiltinRoute{"GET", "/metrics", "Prometheus text exposition of the host's counters"},
+    BuiltinRoute{"GET", "/openapi.json", "OpenAPI document of the plugin routes"},
+    BuiltinRoute{"GET", "/admin/plugins", "every plugin: state, version, ABI, manifest, health, failure reason"},
+    BuiltinRoute{"GET", "/admin/routes", "every route the host serves, built-in and plugin"},
+    BuiltinRoute{"GET", "/admin/storage", "per-plugin storage counters, latency, database and WAL size"},
+    BuiltinRoute{"GET", "/admin/migrations", "per storage plugin: declared and applied migrations with state"},
+    BuiltinRoute{"GET", "/admin/config", "the effective configuration, secrets redacted"},
+    BuiltinRoute{"GET", "/admin/events/topics", "published and refused events per topic"},
+    BuiltinRoute{"GET", "/admin/events/subscriptions", "delivery counters, queue depth and lag per subscription"},
+    BuiltinRoute{"GET", "/admin/events/dead-letters", "events given up on after the last retry"},
+    BuiltinRoute{"POST", "/admin/events/dead-letters/{kind}/{publisher}/{subscriber}/{seq}/resubmit",
+                 "deliver a dead letter again"},
+    BuiltinRoute{"DELETE", "/admin/events/dead-letters/{kind}/{publisher}/{subscriber}/{seq}", "discard a dead letter"},
+};
+
+nlohmann::ordered_json routes_json(const plugins::PluginHost& plugins) {
+  auto out = nlohmann::ordered_json::array();
+  for (const auto& r : kBuiltinRoutes)
+    out.push_back({{"plugin", nullptr}, {"builtin", true}, {"method", r.method}, {"path", r.path}, {"summary", r.summary}});
+  for (const auto& r : plugins.api_routes())
+    out.push_back({{"plugin", r.plugin}, {"builtin", false}, {"method", r.method}, {"path", r.path}, {"summary", r.summary}});
+  return out;
+}
+
+// Reads each storage plugin's _keel_migrations on this I/O thread: a read-only connection of its
+// own per database (what `keel migrate status` does against a running host), a few small rows.
+nlohmann::ordered_json migrations_json(const plugins::PluginHost& plugins) {
+  using OrderedJson = nlohmann::ordered_json;
+  MigrationReport report;
+  OrderedJson out;
+  out["data_dir"] = plugins.config().server.data_dir.string();
+  out["plugins"] = OrderedJson::array();
+  for (const auto& p : plugins.storage_plugins()) {
+    OrderedJson jp;
+    jp["name"] = p.name;
+    jp["state"] = plugins::to_string(p.state);
+    report.add_database(jp, p.database, p.migrations);
+    out["plugins"].push_back(std::move(jp));
+  }
+  out["summary"] = report.summary();
+  out["ok"] = report.ok();
+  return out;
 }
 
 std::vector<std::string_view> segments(std::string_view path) {
@@ -108,36 +164,8 @@ void events_api(const http::Request& req, http::Response& res, const std::vector
   res.set_error(404, "not_found", "no such admin path");
 }
 
-}  // namespace
-
-bool constant_time_equals(std::string_view a, std::string_view b) noexcept {
-  // Compare over the longer length so the time does not reveal where the first difference is.
-  const std::size_t n = a.size() > b.size() ? a.size() : b.size();
-  unsigned diff = a.size() == b.size() ? 0u : 1u;
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0u;
-    const auto y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0u;
-    diff |= x ^ y;
-  }
-  return diff == 0;
-}
-
-void handle_admin(const http::Request& req, http::Response& res, const config::AdminConfig& admin,
-                  plugins::PluginHost& plugins) {
-  if (admin.token.empty())
-    return res.set_error(404, "not_found", "the admin API is off: set [admin] token (or KEEL_ADMIN_TOKEN) to enable it");
-  constexpr std::string_view kBearer = "Bearer ";
-  const auto auth = req.header("authorization");
-  const bool ok = auth.size() > kBearer.size() && auth.substr(0, kBearer.size()) == kBearer &&
-                  constant_time_equals(auth.substr(kBearer.size()), admin.token);
-  if (!ok) {
-    observability::logger("admin")->warn("admin request refused: missing or wrong bearer token path={} from={} req={}",
-                                         req.path, req.remote_address, req.request_id);
-    res.set_error(401, "unauthorized", "send Authorization: Bearer <[admin] token>");
-    res.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"keel-admin\"");
-    return;
-  }
-  const auto seg = segments(req.path);
+void admin_read(const http::Request& req, http::Response& res, const std::vector<std::string_view>& seg,
+                plugins::PluginHost& plugins) {
   if (seg.size() >= 2 && seg[1] == "events") return events_api(req, res, seg, plugins.bus());
   if (seg.size() == 2 && seg[1] == "plugins") {
     if (req.method != "GET" && req.method != "HEAD") return res.set_method_not_allowed("GET, HEAD");
@@ -148,9 +176,21 @@ void handle_admin(const http::Request& req, http::Response& res, const config::A
       if (!st.reason.empty()) j["reason"] = st.reason;
       if (!st.health.empty()) j["health"] = {{"status", st.health}, {"detail", st.health_detail}};
       j["manifest"] = st.manifest_json.empty() ? Json(nullptr) : Json::parse(st.manifest_json, nullptr, false);
+      Json routes = Json::array();  // "METHOD /full/path" as served (mount + manifest path)
+      if (j["manifest"].is_object() && j["manifest"].contains("routes") && j["manifest"]["routes"].is_array())
+        for (const auto& r : j["manifest"]["routes"])
+          if (r.is_object() && r.value("method", "") != "" && r.value("path", "") != "")
+            routes.push_back(r.value("method", "") + " " + st.mount + r.value("path", ""));
+      j["routes"] = std::move(routes);
       out.push_back(std::move(j));
     }
     return reply(res, 200, out);
+  }
+  if (seg.size() == 2 && (seg[1] == "routes" || seg[1] == "migrations" || seg[1] == "config")) {
+    if (req.method != "GET" && req.method != "HEAD") return res.set_method_not_allowed("GET, HEAD");
+    if (seg[1] == "routes") return reply(res, 200, routes_json(plugins));
+    if (seg[1] == "migrations") return reply(res, 200, migrations_json(plugins));
+    return res.set_json(200, config::to_json(plugins.config(), plugins.secret_config_keys()));
   }
   if (seg.size() == 2 && seg[1] == "storage") {
     if (req.method != "GET" && req.method != "HEAD") return res.set_method_not_allowed("GET, HEAD");
@@ -167,6 +207,82 @@ void handle_admin(const http::Request& req, http::Response& res, const config::A
     return reply(res, 200, out);
   }
   res.set_error(404, "not_found", "no such admin path");
+}
+
+
+// POST /admin/plugins/{name}/disable|enable: blocks (drains, runs the plugin's hooks), so it
+// runs on the worker pool and answers through a Deferred.
+std::optional<http::Deferred> plugin_action(const http::Request& req, http::Response& res, std::string name,
+                                            bool disable, plugins::PluginHost& plugins) {
+  auto reply_later = std::make_shared<http::AsyncReply>();
+  reply_later->timeout_message = "the admin action on plugin '" + name + "' did not finish in time; see the log";
+  auto log = observability::logger("admin");
+  log->info("admin {} plugin={} from={} req={}", disable ? "disable" : "enable", name, req.remote_address,
+            req.request_id);
+  const bool queued = plugins.post_admin_job([&plugins, reply_later, log, name, disable] {
+    const auto result = disable ? plugins.disable(name) : plugins.enable(name);
+    http::Response out;
+    if (result.status == 200) {
+      std::string state;
+      for (const auto& st : plugins.statuses())
+        if (st.name == name) state = std::string(plugins::to_string(st.state));
+      out.set_json(200, Json{{"name", name}, {"state", state}, {"message", result.message}}.dump());
+      log->info("admin {} done plugin={} state={}", disable ? "disable" : "enable", name, state);
+    } else {
+      out.set_error(result.status, http::error_code_for(result.status), result.message);
+      log->warn("admin {} refused plugin={} status={} reason=\"{}\"", disable ? "disable" : "enable", name,
+                result.status, result.message);
+    }
+    reply_later->complete(std::move(out));
+  });
+  if (!queued) {
+    res.set_error(503, "unavailable", "the worker pool is full or stopping; try again");
+    return std::nullopt;
+  }
+  return http::Deferred{std::move(reply_later), req.deadline};
+}
+
+}  // namespace
+
+bool constant_time_equals(std::string_view a, std::string_view b) noexcept {
+  // Compare over the longer length so the time does not reveal where the first difference is.
+  const std::size_t n = a.size() > b.size() ? a.size() : b.size();
+  unsigned diff = a.size() == b.size() ? 0u : 1u;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0u;
+    const auto y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0u;
+    diff |= x ^ y;
+  }
+  return diff == 0;
+}
+
+std::optional<http::Deferred> handle_admin(const http::Request& req, http::Response& res,
+                                           const config::AdminConfig& admin, plugins::PluginHost& plugins) {
+  if (admin.token.empty()) {
+    res.set_error(404, "not_found", "the admin API is off: set [admin] token (or KEEL_ADMIN_TOKEN) to enable it");
+    return std::nullopt;
+  }
+  constexpr std::string_view kBearer = "Bearer ";
+  const auto auth = req.header("authorization");
+  const bool ok = auth.size() > kBearer.size() && auth.substr(0, kBearer.size()) == kBearer &&
+                  constant_time_equals(auth.substr(kBearer.size()), admin.token);
+  if (!ok) {
+    observability::logger("admin")->warn("admin request refused: missing or wrong bearer token path={} from={} req={}",
+                                         req.path, req.remote_address, req.request_id);
+    res.set_error(401, "unauthorized", "send Authorization: Bearer <[admin] token>");
+    res.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"keel-admin\"");
+    return std::nullopt;
+  }
+  const auto seg = segments(req.path);
+  if (seg.size() == 4 && seg[1] == "plugins" && (seg[3] == "disable" || seg[3] == "enable")) {
+    if (req.method != "POST") {
+      res.set_method_not_allowed("POST");
+      return std::nullopt;
+    }
+    return plugin_action(req, res, std::string(seg[2]), seg[3] == "disable", plugins);
+  }
+  admin_read(req, res, seg, plugins);
+  return std::nullopt;
 }
 
 }  // namespace keel::host::app

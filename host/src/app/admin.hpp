@@ -1,9 +1,10 @@
 #pragma once
-// The operator API under /admin/ (docs/events.md "Admin API"; docs/operations.md grows with the
-// observability work). Every request needs "Authorization: Bearer <[admin] token>", compared in
-// constant time; without a configured token the API is off (404). Runs on the I/O thread: the
-// handlers only read counters and small admin queries.
+// The operator API under /admin/ (docs/operations.md "Admin API"). Every request needs
+// "Authorization: Bearer <[admin] token>", compared in constant time; without a configured token
+// the API is off (404). Runs on the I/O thread: the handlers only read counters, small admin
+// queries and, for /admin/migrations, the few rows of each plugin database's migration table.
 
+#include <optional>
 #include <string_view>
 
 #include "config/config.hpp"
@@ -20,9 +21,10 @@ namespace keel::host::app {
   return path == "/admin" || path.starts_with("/admin/");
 }
 
-/// Answers one /admin/ request into `res`.
-void handle_admin(const http::Request& req, http::Response& res, const config::AdminConfig& admin,
-                  plugins::PluginHost& plugins);
+/// Answers one /admin/ request into `res`, or returns a Deferred for actions that block
+/// (disable, enable), which run on the worker pool.
+[[nodiscard]] std::optional<http::Deferred> handle_admin(const http::Request& req, http::Response& res,
+                                                         const config::AdminConfig& admin, plugins::PluginHost& plugins);
 
 /// Constant-time equality of two byte strings (the time depends only on their lengths).
 [[nodiscard]] bool constant_time_equals(std::string_view a, std::string_view b) noexcept;

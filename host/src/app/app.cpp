@@ -135,8 +135,7 @@ class Dispatcher final : public http::Handler {
       return std::nullopt;
     }
     if (is_admin_path(req.path)) {
-      handle_admin(req, res, admin_, plugins_);
-      return std::nullopt;
+      return handle_admin(req, res, admin_, plugins_);
     }
     thread_local http::MatchScratch scratch;
     const auto& table = plugins_.route_table_for_this_thread();  // stays alive for this request

@@ -15,18 +15,19 @@
 #include <nlohmann/json.hpp>
 
 #include "app/app.hpp"
+#include "app/migration_report.hpp"
 #include "observability/log.hpp"
 #include "plugins/loader.hpp"
 #include "plugins/plugin_host.hpp"
 #include "storage/database.hpp"
-#include "storage/migrations.hpp"
 
 namespace keel::host::app {
 namespace {
 
 observability::LogOptions log_options(const config::Config& c) {
-  return {c.log.level, c.log.format == config::LogFormat::kJson ? observability::LogFormat::kJson
-                                                                : observability::LogFormat::kText};
+  return {c.log.level,
+          c.log.format == config::LogFormat::kJson ? observability::LogFormat::kJson : observability::LogFormat::kText,
+          c.log.file, c.log.max_file_bytes, c.log.max_files};
 }
 
 int serve(const std::string& config_file, const ServeOptions& options) {
@@ -73,6 +74,52 @@ std::string_view type_name(plugins::ConfigType t) {
   return "?";
 }
 
+/// A schema the manifest parser stored as compact JSON text, as a JSON value (null if unreadable).
+nlohmann::ordered_json schema_value(const std::string& schema_json) {
+  auto schema = nlohmann::ordered_json::parse(schema_json, nullptr, false);
+  return schema.is_discarded() ? nlohmann::ordered_json(nullptr) : schema;
+}
+
+/// One route of `keel plugin inspect --json`; "request", "responses" and "query" only when declared.
+nlohmann::ordered_json route_json(const plugins::RouteDecl& r) {
+  nlohmann::ordered_json jr{{"method", r.method}, {"path", r.path}, {"summary", r.summary}, {"blocking", r.blocking}};
+  if (r.request) {
+    nlohmann::ordered_json jq{{"content_type", r.request->content_type}, {"description", r.request->description}};
+    if (!r.request->schema_json.empty()) jq["schema"] = schema_value(r.request->schema_json);
+    jr["request"] = std::move(jq);
+  }
+  if (!r.responses.empty()) {
+    auto& responses = jr["responses"] = nlohmann::ordered_json::object();
+    for (const auto& d : r.responses) {
+      nlohmann::ordered_json jd{{"description", d.description}};
+      if (!d.content_type.empty()) jd["content_type"] = d.content_type;  // empty: no body
+      if (!d.schema_json.empty()) jd["schema"] = schema_value(d.schema_json);
+      responses[d.status] = std::move(jd);
+    }
+  }
+  if (!r.query.empty()) {
+    auto& query = jr["query"] = nlohmann::ordered_json::array();
+    for (const auto& q : r.query)
+      query.push_back({{"name", q.name}, {"type", q.type}, {"required", q.required}, {"description", q.description}});
+  }
+  return jr;
+}
+
+/// The documentation lines under a route in `keel plugin inspect`: "  request: application/json",
+/// "  responses: 200, 404", "  query: greeting, page (required)"; nothing for what is not declared.
+void print_route_docs(const plugins::RouteDecl& r) {
+  if (r.request) std::printf("  request: %s\n", r.request->content_type.c_str());
+  const auto print_list = [](const char* label, const auto& items, const auto& text) {
+    if (items.empty()) return;
+    std::string line;
+    for (const auto& item : items) line += (line.empty() ? "" : ", ") + text(item);
+    std::printf("  %s: %s\n", label, line.c_str());
+  };
+  print_list("responses", r.responses, [](const plugins::ResponseDecl& d) { return d.status; });
+  print_list("query", r.query,
+             [](const plugins::QueryParamDecl& q) { return q.required ? q.name + " (required)" : q.name; });
+}
+
 // `keel plugin inspect`: reads the manifest from the file and pre-flights it against a config,
 // without loading the library (no plugin code runs, not even static constructors).
 int inspect_plugin(const std::string& file, const std::string& config_file, bool as_json) {
@@ -101,8 +148,7 @@ int inspect_plugin(const std::string& file, const std::string& config_file, bool
     jm["dependencies"] = nlohmann::json::array();
     for (const auto& d : m.dependencies) jm["dependencies"].push_back({{"name", d.name}, {"version", d.range.text()}});
     jm["routes"] = nlohmann::json::array();
-    for (const auto& r : m.routes)
-      jm["routes"].push_back({{"method", r.method}, {"path", r.path}, {"summary", r.summary}, {"blocking", r.blocking}});
+    for (const auto& r : m.routes) jm["routes"].push_back(route_json(r));
     jm["events"] = {{"publishes", m.publishes}, {"subscribes", m.subscribes}};
     jm["permissions"] = m.permissions;
     jm["config"] = nlohmann::ordered_json::object();
@@ -124,9 +170,11 @@ int inspect_plugin(const std::string& file, const std::string& config_file, bool
                   jm["abi"].get<std::string>().c_str(), jm["host_abi"].get<std::string>().c_str(),
                   jm["description"].get<std::string>().c_str(), jm["concurrency"].get<std::string>().c_str());
       for (const auto& d : c.manifest->dependencies) std::printf("depends on: %s %s\n", d.name.c_str(), d.range.text().c_str());
-      for (const auto& r : c.manifest->routes)
+      for (const auto& r : c.manifest->routes) {
         std::printf("route: %s %s%s%s\n", r.method.c_str(), r.path.c_str(), r.blocking ? " (blocking)" : "",
                     r.summary.empty() ? "" : ("  " + r.summary).c_str());
+        print_route_docs(r);
+      }
       for (const auto& t : c.manifest->publishes) std::printf("publishes: %s\n", t.c_str());
       for (const auto& t : c.manifest->subscribes) std::printf("subscribes: %s\n", t.c_str());
       for (const auto& p : c.manifest->permissions) std::printf("permission: %s\n", p.c_str());
@@ -186,10 +234,8 @@ int migrate_status(const std::string& config_file, bool as_json) {
   out["config"] = config_file;
   out["data_dir"] = cfg->server.data_dir.string();
   out["plugins"] = nlohmann::ordered_json::array();
-  std::size_t counts[4] = {0, 0, 0, 0};  // by MigrationState
-  std::size_t unreadable = 0;
+  MigrationReport report;
   std::size_t failed = 0;
-  std::size_t with_storage = 0;
   std::set<std::string> seen;
   for (const auto& c : candidates) {
     const bool storage = c.manifest && uses_storage(*c.manifest);
@@ -204,41 +250,14 @@ int migrate_status(const std::string& config_file, bool as_json) {
     }
     jp["storage"] = c.manifest ? nlohmann::ordered_json(storage) : nlohmann::ordered_json(nullptr);
     // A second file with the same name (refused by pre-flight) does not own the database.
-    if (storage && seen.insert(c.manifest->name).second) {
-      ++with_storage;
-      const auto db = storage::database_file(cfg->server.data_dir, c.manifest->name);
-      std::error_code ec;
-      jp["database"] = db.string();
-      jp["database_exists"] = fs::exists(db, ec);
-      try {
-        auto migrations = nlohmann::ordered_json::array();
-        for (const auto& st : storage::migration_status(db, c.manifest->migrations)) {
-          ++counts[static_cast<std::size_t>(st.state)];
-          migrations.push_back({{"version", st.version},
-                                {"state", storage::to_string(st.state)},
-                                {"applied_at", st.applied_at.empty() ? nlohmann::ordered_json(nullptr)
-                                                                     : nlohmann::ordered_json(st.applied_at)},
-                                {"checksum", st.checksum},
-                                {"description", st.description}});
-        }
-        jp["migrations"] = std::move(migrations);
-      } catch (const std::exception& e) {
-        jp["read_error"] = e.what();
-        ++unreadable;
-      }
-    }
+    if (storage && seen.insert(c.manifest->name).second)
+      report.add_database(jp, storage::database_file(cfg->server.data_dir, c.manifest->name), c.manifest->migrations);
     out["plugins"].push_back(std::move(jp));
   }
-  const auto drifted = counts[static_cast<std::size_t>(storage::MigrationState::kChanged)] +
-                       counts[static_cast<std::size_t>(storage::MigrationState::kUnknown)];
-  const bool ok = drifted == 0 && unreadable == 0;
-  out["summary"] = {{"plugins_with_storage", with_storage},
-                    {"preflight_failed", failed},
-                    {"applied", counts[static_cast<std::size_t>(storage::MigrationState::kApplied)]},
-                    {"pending", counts[static_cast<std::size_t>(storage::MigrationState::kPending)]},
-                    {"changed", counts[static_cast<std::size_t>(storage::MigrationState::kChanged)]},
-                    {"unknown", counts[static_cast<std::size_t>(storage::MigrationState::kUnknown)]},
-                    {"unreadable", unreadable}};
+  const bool ok = report.ok();
+  const std::size_t with_storage = report.databases();
+  const std::size_t unreadable = report.unreadable();
+  out["summary"] = report.summary(failed);
   out["ok"] = ok;
 
   if (as_json) {

@@ -7,6 +7,7 @@
 #include <keel/plugin.h>
 
 #include "events/bus.hpp"
+#include "observability/log.hpp"
 #include "observability/metrics.hpp"
 #include "plugins/plugin_host.hpp"
 
@@ -26,6 +27,18 @@ void build_and_process(Exposition& m) {
   static const std::string abi = std::to_string(KEEL_ABI_VERSION_MAJOR) + "." + std::to_string(KEEL_ABI_VERSION_MINOR);
   m.family("keel_build_info", MetricType::kGauge, "Always 1; the labels name the host version and its plugin ABI.");
   m.sample({{"version", KEEL_VERSION}, {"abi", abi}}, 1);
+
+  const auto log = observability::log_stats();
+  m.family("keel_log_lines_total", MetricType::kCounter, "Log lines written to the log target.");
+  m.sample({}, log.lines);
+  m.family("keel_log_dropped_total", MetricType::kCounter,
+           "Log lines dropped because the writer's queue was full (a request never waits for the log).");
+  m.sample({}, log.dropped);
+  m.family("keel_log_write_errors_total", MetricType::kCounter,
+           "Log lines lost to failed writes (disk full, I/O error); requests are unaffected.");
+  m.sample({}, log.write_errors);
+  m.family("keel_log_rotations_total", MetricType::kCounter, "Log file rotations ([log] max_file_bytes).");
+  m.sample({}, log.rotations);
 
   const auto p = observability::read_process_stats();
   if (!p) return;

@@ -55,6 +55,10 @@ constexpr std::array kLogKeys{
     KeyDef{"level", Kind::kString},
     KeyDef{"format", Kind::kString},
     KeyDef{"access_log", Kind::kBool},
+    KeyDef{"spans", Kind::kBool},
+    KeyDef{"file", Kind::kString},
+    KeyDef{"max_file_bytes", Kind::kInteger},
+    KeyDef{"max_files", Kind::kInteger},
 };
 constexpr std::array kAdminKeys{KeyDef{"token", Kind::kString}};
 constexpr std::array kPluginsKeys{KeyDef{"directory", Kind::kString}};
@@ -765,6 +769,10 @@ void apply(const Settings& settings, Context& ctx, const std::filesystem::path& 
     config.log.format = *format == "json" ? LogFormat::kJson : LogFormat::kText;
   }
   a.flag("log", "access_log", config.log.access_log);
+  a.flag("log", "spans", config.log.spans);
+  a.path("log", "file", config.log.file);
+  a.integer("log", "max_file_bytes", config.log.max_file_bytes, 0, kUnbounded);
+  a.integer("log", "max_files", config.log.max_files, 0, 1000);
 
   if (const Setting* token = a.text("admin", "token")) config.admin.token = Applier::string_of(*token);
 
@@ -807,6 +815,7 @@ void apply(const Settings& settings, Context& ctx, const std::filesystem::path& 
 
   config.server.data_dir = resolve(base, config.server.data_dir);
   config.plugins.directory = resolve(base, config.plugins.directory);
+  if (!config.log.file.empty()) config.log.file = resolve(base, config.log.file);
 }
 
 std::string join(const std::vector<Diagnostic>& diagnostics) {
@@ -855,6 +864,57 @@ void sort_diagnostics(std::vector<Diagnostic>& diagnostics) {
     if (a_env) return a.where.file < b.where.file;
     return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);
   });
+}
+
+constexpr std::array<std::string_view, 8> kSecretWords{"password", "passwd",  "secret",      "token",
+                                                      "api_key",  "apikey", "private_key", "credential"};
+
+using OrderedJson = nlohmann::ordered_json;
+
+OrderedJson optional_text(const std::string& s) { return s.empty() ? OrderedJson(nullptr) : OrderedJson(s); }
+
+// An empty string stays "": it tells the operator the secret is unset without revealing anything.
+OrderedJson redacted(const OrderedJson& value) {
+  if (value.is_string() && value.get_ref<const std::string&>().empty()) return value;
+  return std::string{kRedacted};
+}
+
+// Plugin settings may nest ([plugin.x.db] password = ...): redact secret-looking names at any depth.
+void redact_nested(OrderedJson& value) {
+  if (value.is_object()) {
+    for (auto& item : value.items()) {
+      if (looks_secret(item.key())) item.value() = redacted(item.value());
+      else redact_nested(item.value());
+    }
+  } else if (value.is_array()) {
+    for (auto& element : value) redact_nested(element);
+  }
+}
+
+OrderedJson plugin_section_json(const PluginSection& s, const std::vector<std::string>* declared_secrets) {
+  OrderedJson p;
+  p["enabled"] = s.enabled;
+  p["mount"] = optional_text(s.mount);
+  p["sha256"] = optional_text(s.sha256);
+  p["log_level"] = optional_text(s.log_level);
+  p["request_timeout_ms"] = s.request_timeout ? OrderedJson(s.request_timeout->count()) : OrderedJson(nullptr);
+  auto routes = OrderedJson::object();
+  for (const auto& [route, timeout] : s.route_timeouts) routes[route] = timeout.count();
+  p["route_timeouts"] = std::move(routes);
+  p["max_db_bytes"] = s.max_db_bytes ? OrderedJson(*s.max_db_bytes) : OrderedJson(nullptr);
+  // settings_json was written by collect_plugins(), so it is a valid object; a discarded parse
+  // would only drop the plugin-owned keys, never show them unredacted.
+  auto settings = OrderedJson::parse(s.settings_json, nullptr, false);
+  if (!settings.is_object()) return p;
+  for (auto& item : settings.items()) {
+    OrderedJson value = std::move(item.value());
+    const bool declared = declared_secrets != nullptr && std::find(declared_secrets->begin(), declared_secrets->end(),
+                                                                   item.key()) != declared_secrets->end();
+    if (declared || looks_secret(item.key())) value = redacted(value);
+    else redact_nested(value);
+    p[item.key()] = std::move(value);
+  }
+  return p;
 }
 
 }  // namespace
@@ -910,6 +970,73 @@ Config parse(std::string_view text, const std::filesystem::path& name, const Env
     throw ConfigError(std::move(ctx.diagnostics));
   }
   return config;
+}
+
+bool looks_secret(std::string_view key) noexcept {
+  // Case-insensitive substring search without allocating (the words are lowercase ASCII).
+  const auto contains = [key](std::string_view word) {
+    for (std::size_t i = 0; i + word.size() <= key.size(); ++i) {
+      std::size_t j = 0;
+      while (j < word.size() && ascii_lower(key[i + j]) == word[j]) ++j;
+      if (j == word.size()) return true;
+    }
+    return false;
+  };
+  return std::any_of(kSecretWords.begin(), kSecretWords.end(), contains);
+}
+
+std::string to_json(const Config& c, const SecretKeys& secret_keys) {
+  OrderedJson out;
+  out["source"] = c.source.string();
+  out["server"] = {{"listen", c.server.listen},
+                   {"io_threads", c.server.io_threads},
+                   {"max_connections", c.server.max_connections},
+                   {"drain_timeout_ms", c.server.drain_timeout.count()},
+                   {"data_dir", c.server.data_dir.string()},
+                   {"worker_threads", c.server.worker_threads},
+                   {"worker_queue", c.server.worker_queue}};
+  out["http"] = {{"max_header_bytes", c.http.max_header_bytes},
+                 {"max_target_bytes", c.http.max_target_bytes},
+                 {"max_body_bytes", c.http.max_body_bytes},
+                 {"header_read_timeout_ms", c.http.header_read_timeout.count()},
+                 {"idle_timeout_ms", c.http.idle_timeout.count()},
+                 {"request_timeout_ms", c.http.request_timeout.count()},
+                 {"write_timeout_ms", c.http.write_timeout.count()}};
+  out["log"] = {{"level", c.log.level},
+                {"format", c.log.format == LogFormat::kJson ? "json" : "text"},
+                {"access_log", c.log.access_log},
+                {"spans", c.log.spans},
+                {"file", c.log.file.string()},  // "" = standard error
+                {"max_file_bytes", c.log.max_file_bytes},
+                {"max_files", c.log.max_files}};
+  out["admin"] = {{"token", c.admin.token.empty() ? std::string{} : std::string{kRedacted}}};
+  out["plugins"] = {{"directory", c.plugins.directory.string()}};
+  out["cors"] = {{"allowed_origins", c.cors.allowed_origins},
+                 {"allowed_methods", c.cors.allowed_methods},
+                 {"allowed_headers", c.cors.allowed_headers},
+                 {"expose_headers", c.cors.expose_headers},
+                 {"max_age_s", c.cors.max_age_s},
+                 {"allow_credentials", c.cors.allow_credentials}};
+  out["storage"] = {{"synchronous", c.storage.synchronous == SyncMode::kFull ? "full" : "normal"},
+                    {"busy_timeout_ms", c.storage.busy_timeout.count()},
+                    {"readers", c.storage.readers},
+                    {"statement_cache", c.storage.statement_cache},
+                    {"transaction_timeout_ms", c.storage.transaction_timeout.count()},
+                    {"max_db_bytes", c.storage.max_db_bytes}};
+  out["events"] = {{"queue_capacity", c.events.queue_capacity},
+                   {"max_attempts", c.events.max_attempts},
+                   {"retry_base_ms", c.events.retry_base.count()},
+                   {"retry_max_ms", c.events.retry_max.count()},
+                   {"retention_ms", c.events.retention.count()},
+                   {"batch", c.events.batch},
+                   {"dead_letter_capacity", c.events.dead_letter_capacity}};
+  auto plugins = OrderedJson::object();
+  for (const auto& [name, section] : c.plugin_sections) {
+    const auto secrets = secret_keys.find(name);
+    plugins[name] = plugin_section_json(section, secrets == secret_keys.end() ? nullptr : &secrets->second);
+  }
+  out["plugin"] = std::move(plugins);
+  return out.dump(-1, ' ', false, OrderedJson::error_handler_t::replace);
 }
 
 }  // namespace keel::host::config

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -66,6 +67,10 @@ struct LogConfig {
   std::string level = "info";  ///< trace, debug, info, warn, error, critical, off
   LogFormat format = LogFormat::kText;
   bool access_log = true;      ///< one line per request on logger "access"
+  bool spans = true;           ///< one line per plugin call and event delivery on logger "trace"
+  std::filesystem::path file;  ///< log file (relative to the config file); empty = standard error
+  std::uint64_t max_file_bytes = 0;  ///< rotate the file before it grows past this; 0 = never
+  std::uint32_t max_files = 5;       ///< rotated files kept: <file>.1 .. <file>.<max_files>
 };
 
 struct AdminConfig {
@@ -160,5 +165,23 @@ using Environment = std::map<std::string, std::string>;
 
 /// Same as load() but from text; `name` is used in diagnostics and to resolve relative paths.
 [[nodiscard]] Config parse(std::string_view text, const std::filesystem::path& name, const Environment& env);
+
+/// What to_json() writes instead of a secret value.
+inline constexpr std::string_view kRedacted = "<redacted>";
+
+/// True when a setting's name suggests a secret: it contains, ignoring case, password, passwd,
+/// secret, token, api_key, apikey, private_key or credential.
+[[nodiscard]] bool looks_secret(std::string_view key) noexcept;
+
+/// Per plugin name, the [plugin.<name>] keys whose manifest config schema says "secret": true.
+using SecretKeys = std::map<std::string, std::vector<std::string>, std::less<>>;
+
+/// `config` as one JSON object (compact text) with a member per section and key, as the file and
+/// docs/config.md name them: durations as integer `_ms`, lists as arrays, enums as their names,
+/// resolved paths, and under "plugin" one object per [plugin.<name>] table (host-owned keys, null
+/// when unset, then the plugin-owned keys as written). Secret values become kRedacted (an empty
+/// string stays ""): [admin] token; plugin-owned keys listed in `secret_keys` for that plugin;
+/// plugin-owned keys, at any depth, whose name looks_secret().
+[[nodiscard]] std::string to_json(const Config& config, const SecretKeys& secret_keys = {});
 
 }  // namespace keel::host::config

@@ -661,6 +661,13 @@ void Bus::begin_delivery() {
   for (auto& [name, pub] : s.pubs) s.wake_streams(*pub);
 }
 
+void Bus::resume_subscriber(std::string_view subscriber) {
+  auto& s = *impl_;
+  for (auto& [name, pub] : s.pubs)
+    for (auto& stream : pub->streams)
+      if (stream->sub->ep.name == subscriber) s.wake(*stream);
+}
+
 void Bus::stop(std::chrono::milliseconds drain) {
   auto& s = *impl_;
   if (!s.running.exchange(false)) return;

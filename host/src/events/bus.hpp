@@ -144,6 +144,9 @@ class Bus {
   void start();
   /// Starts delivering (once every subscriber is started): queued events and durable backlogs.
   void begin_delivery();
+  /// Durable deliveries to `subscriber` paused because it was not accepting (KEEL_ERR_UNAVAILABLE)
+  /// start again from their saved cursors. Call when it accepts again.
+  void resume_subscriber(std::string_view subscriber);
   /// Stops delivering; waits (bounded by `drain`) for deliveries in progress. Idempotent.
   void stop(std::chrono::milliseconds drain = std::chrono::milliseconds(5000));
 

@@ -30,6 +30,8 @@ struct Request {
   std::span<const Header> headers;
   std::string_view body;
   std::string_view request_id;
+  std::string_view traceparent;  ///< this request's span as handlers receive it: "00-<trace>-<span>-<flags>"
+  std::string_view tracestate;   ///< the client's tracestate when its traceparent was valid; else empty
   std::string_view remote_address;  ///< "127.0.0.1:53412"
   std::chrono::steady_clock::time_point deadline;
 

@@ -29,6 +29,7 @@
 
 #include "http/header_scanner.hpp"
 #include "observability/log.hpp"
+#include "observability/trace.hpp"
 
 namespace keel::host::http {
 namespace {
@@ -412,15 +413,30 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<void> fail_and_close(unsigned status, std::string_view reason, bool head);
   asio::awaitable<void> linger_and_close();
   void log_access(std::size_t bytes_out);
-  void assign_request_id() {
+  // The request id (the client's X-Request-Id when valid, else a new one) and the request's
+  // span (W3C: continues the client's trace when exactly one valid traceparent came).
+  void assign_request_ids() {
+    request_.request_id = {};
+    std::string_view traceparent, tracestate;
+    int traceparents = 0;
     for (const auto& h : headers_) {
-      if (iequals(h.name, "x-request-id") && valid_request_id(h.value)) {
+      if (h.name.size() == 12 && request_.request_id.empty() && iequals(h.name, "x-request-id") &&
+          valid_request_id(h.value)) {
         request_.request_id = h.value;
-        return;
+      } else if (h.name.size() == 11 && iequals(h.name, "traceparent")) {
+        traceparent = h.value;
+        ++traceparents;
+      } else if (h.name.size() == 10 && iequals(h.name, "tracestate")) {
+        tracestate = h.value;
       }
     }
-    generate_request_id(generated_id_);
-    request_.request_id = {generated_id_.data(), generated_id_.size()};
+    if (request_.request_id.empty()) {
+      generate_request_id(generated_id_);
+      request_.request_id = {generated_id_.data(), generated_id_.size()};
+    }
+    span_ = observability::Span::start(traceparents == 1 ? traceparent : std::string_view{});
+    request_.traceparent = span_.traceparent();
+    request_.tracestate = span_.parent_id().empty() ? std::string_view{} : tracestate;
   }
 
   Impl& server_;
@@ -443,6 +459,7 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session> {
   Response response_;
   Request request_;
   std::array<char, 16> generated_id_{};
+  observability::Span span_;
   Clock::time_point started_at_{};
 };
 
@@ -485,9 +502,15 @@ asio::awaitable<void> Server::Impl::Session::await_reply(Deferred& deferred) {
 void Server::Impl::Session::log_access(std::size_t bytes_out) {
   if (!server_.options_.access_log) return;
   const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_at_).count();
-  server_.access_log_->info("request method={} target={} status={} bytes={} duration_us={} req={} peer={}",
-                            request_.method, request_.target, response_.status, bytes_out, micros,
-                            request_.request_id, remote_);
+  // The request's span: the scope adds req=, trace_id= and span_id= (JSON: fields).
+  const observability::LogScope scope({request_.request_id, span_.trace_id(), span_.span_id()});
+  if (span_.parent_id().empty())
+    server_.access_log_->info("request method={} target={} status={} bytes={} duration_us={} peer={}", request_.method,
+                              request_.target, response_.status, bytes_out, micros, remote_);
+  else
+    server_.access_log_->info("request method={} target={} status={} bytes={} duration_us={} peer={} parent_id={}",
+                              request_.method, request_.target, response_.status, bytes_out, micros, remote_,
+                              span_.parent_id());
 }
 
 asio::awaitable<bool> Server::Impl::Session::write_response(bool head, bool close) {
@@ -645,7 +668,7 @@ asio::awaitable<void> Server::Impl::Session::run() {
     request_.target = parser.target();
     request_.version = parser.version();
     const bool head = request_.method == "HEAD";
-    assign_request_id();
+    assign_request_ids();
     if (ec) {
       const auto failure = parser.failure().status != 0 ? parser.failure() : map_parse_error(ec, header_block_);
       co_await fail_and_close(failure.status, failure.reason, head);

@@ -32,9 +32,16 @@ constexpr std::array<std::string_view, 11> kTopLevelKeys{
     "name", "version", "abi", "description", "dependencies", "routes",
     "concurrency", "events", "permissions", "config", "migrations"};
 constexpr std::array<std::string_view, 2> kDependencyKeys{"name", "version"};
-constexpr std::array<std::string_view, 4> kRouteKeys{"method", "path", "summary", "blocking"};
+constexpr std::array<std::string_view, 7> kRouteKeys{"method",  "path",      "summary", "blocking",
+                                                     "request", "responses", "query"};
+constexpr std::array<std::string_view, 3> kRequestKeys{"content_type", "schema", "description"};
+constexpr std::array<std::string_view, 3> kResponseKeys{"description", "content_type", "schema"};
+constexpr std::array<std::string_view, 4> kQueryKeys{"name", "type", "description", "required"};
+// JSON Schema type names a query parameter may have: a query string carries scalars only.
+constexpr std::array<std::string_view, 4> kQueryTypes{"string", "integer", "number", "boolean"};
+constexpr std::string_view kDefaultContentType = "application/json";
 constexpr std::array<std::string_view, 3> kEventKeys{"publishes", "subscribes", "durable"};
-constexpr std::array<std::string_view, 4> kConfigEntryKeys{"type", "default", "required", "description"};
+constexpr std::array<std::string_view, 5> kConfigEntryKeys{"type", "default", "required", "description", "secret"};
 constexpr std::array<std::string_view, 3> kMigrationKeys{"version", "description", "sql"};
 // Migrations run against the database the storage extension owns, so declaring them without it
 // would be dead text at best. Durable topics live there too: the publisher's outbox table.
@@ -174,6 +181,43 @@ bool valid_method(std::string_view s) {
 // RFC 3986 pchar without '%': templates hold decoded text (same rule as the router).
 bool literal_char(char c) {
   return is_lower(c) || is_upper(c) || is_digit(c) || std::string_view("-._~!$&'()*+,;=:@").find(c) != std::string_view::npos;
+}
+
+// RFC 9110 §5.6.2 tchar.
+bool token_char(char c) {
+  return is_lower(c) || is_upper(c) || is_digit(c) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// A media type or range as OpenAPI keys its content maps: "type/subtype" of tokens (RFC 9110
+// §8.3.1), "*/*" and "text/*" included, then optionally "; parameters" of printable ASCII.
+bool valid_media_type(std::string_view s) {
+  const auto semicolon = s.find(';');
+  auto essence = s.substr(0, semicolon);
+  if (semicolon != std::string_view::npos) {
+    while (!essence.empty() && essence.back() == ' ') essence.remove_suffix(1);
+    const auto parameters = s.substr(semicolon);
+    if (!std::all_of(parameters.begin(), parameters.end(), [](char c) { return c >= 0x20 && c < 0x7F; })) return false;
+  }
+  const auto slash = essence.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 == essence.size()) return false;
+  const auto type = essence.substr(0, slash);
+  const auto subtype = essence.substr(slash + 1);
+  if (type == "*" && subtype != "*") return false;  // "*/json" is no media range
+  return std::all_of(type.begin(), type.end(), token_char) && std::all_of(subtype.begin(), subtype.end(), token_char);
+}
+
+// "100".."599" (RFC 9110 §15: three digits, first 1-5) or "default", the keys of an OpenAPI
+// Responses object this host documents.
+bool valid_status_key(std::string_view s) {
+  if (s == "default") return true;
+  return s.size() == 3 && s[0] >= '1' && s[0] <= '5' && is_digit(s[1]) && is_digit(s[2]);
+}
+
+// RFC 3986 unreserved characters: a name that needs no percent-encoding in a query string.
+bool valid_query_name(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return is_lower(c) || is_upper(c) || is_digit(c) || c == '-' || c == '.' || c == '_' || c == '~';
+  });
 }
 
 bool param_name(std::string_view s) {
@@ -515,6 +559,9 @@ class Checker {
       }
       if (const auto* summary = string_member(route, path, "summary", false)) r.summary = *summary;
       if (const auto blocking = bool_member(route, path, "blocking")) r.blocking = *blocking;
+      check_route_request(route, path, r);
+      check_route_responses(route, path, r);
+      check_route_query(route, path, r);
       if (!ok) continue;
       const auto key = r.method + " " + shape;
       if (const auto it = std::find_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == key; });
@@ -525,6 +572,107 @@ class Checker {
       seen.emplace_back(key, path);
       m.routes.push_back(std::move(r));
     }
+  }
+
+  // The documentation keys of a route (docs/abi.md §7.2): "request", "responses", "query". They
+  // only feed GET /openapi.json, so a problem in them never affects routing, but it is still
+  // an error: a wrong declaration would publish wrong API documentation.
+  void check_route_request(const Json& route, const std::string& path, RouteDecl& r) {
+    const Json* request = object_member(route, path, "request");
+    if (request == nullptr) return;
+    const auto field = path + ".request";
+    check_keys(*request, field, kRequestKeys);
+    RequestDecl d;
+    if (const auto* content_type = content_type_member(*request, field)) d.content_type = *content_type;
+    if (const Json* schema = schema_member(*request, field)) d.schema_json = dump(*schema);
+    if (const auto* description = string_member(*request, field, "description", false)) d.description = *description;
+    r.request = std::move(d);
+  }
+
+  void check_route_responses(const Json& route, const std::string& path, RouteDecl& r) {
+    const Json* responses = object_member(route, path, "responses");
+    if (responses == nullptr) return;
+    for (const auto& [status, response] : responses->items()) {
+      const auto field = key_path(path + ".responses", status);
+      if (!valid_status_key(status)) {
+        error(field, "expected a status code 100..599 or \"default\"");
+        continue;
+      }
+      if (!response.is_object()) {
+        error(field, mismatch("an object {\"description\"?, \"content_type\"?, \"schema\"?}", response));
+        continue;
+      }
+      check_keys(response, field, kResponseKeys);
+      ResponseDecl d;
+      d.status = status;
+      if (const auto* description = string_member(response, field, "description", false)) d.description = *description;
+      if (const auto* content_type = content_type_member(response, field)) d.content_type = *content_type;
+      if (const Json* schema = schema_member(response, field)) {
+        d.schema_json = dump(*schema);
+        if (d.content_type.empty()) d.content_type = kDefaultContentType;
+      }
+      r.responses.push_back(std::move(d));
+    }
+  }
+
+  void check_route_query(const Json& route, const std::string& path, RouteDecl& r) {
+    const Json* query = array_member(route, path, "query");
+    if (query == nullptr) return;
+    std::vector<std::pair<std::string, std::string>> seen;  // name -> field of its first mention
+    for (std::size_t i = 0; i < query->size(); ++i) {
+      const auto field = index_path(path + ".query", i);
+      const Json& entry = (*query)[i];
+      if (!entry.is_object()) {
+        error(field, mismatch("an object {\"name\", \"type\"?, \"description\"?, \"required\"?}", entry));
+        continue;
+      }
+      check_keys(entry, field, kQueryKeys);
+      QueryParamDecl d;
+      bool ok = true;
+      if (const auto* name = string_member(entry, field, "name", true)) {
+        if (!valid_query_name(*name)) {
+          error(field + ".name", in_quotes(*name) + " is not a query parameter name: use A-Z, a-z, 0-9, '-', '.', '_', '~'");
+          ok = false;
+        } else if (const auto it = std::find_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == *name; });
+                   it != seen.end()) {
+          error(field + ".name", "duplicate query parameter " + in_quotes(*name) + " (also " + it->second + ")");
+          ok = false;
+        } else {
+          seen.emplace_back(*name, field);
+          d.name = *name;
+        }
+      } else {
+        ok = false;
+      }
+      if (const auto* type = string_member(entry, field, "type", false)) {
+        if (std::find(kQueryTypes.begin(), kQueryTypes.end(), *type) == kQueryTypes.end()) {
+          error(field + ".type",
+                in_quotes(*type) + " is not one of " + one_of(kQueryTypes) + did_you_mean(suggestion(*type, kQueryTypes)));
+          ok = false;
+        } else {
+          d.type = *type;
+        }
+      }
+      if (const auto* description = string_member(entry, field, "description", false)) d.description = *description;
+      if (const auto required = bool_member(entry, field, "required")) d.required = *required;
+      if (ok) r.query.push_back(std::move(d));
+    }
+  }
+
+  // "content_type" of a request or response: a string that is a media type or range.
+  const std::string* content_type_member(const Json& object, const std::string& path) {
+    const auto* content_type = string_member(object, path, "content_type", false);
+    if (content_type == nullptr || valid_media_type(*content_type)) return content_type;
+    error(path + ".content_type", in_quotes(*content_type) +
+                                      " is not a media type: expected type/subtype, e.g. \"application/json\" or "
+                                      "\"text/*\", optionally followed by \"; parameters\"");
+    return nullptr;
+  }
+
+  // "schema": a JSON Schema, which the host copies into the OpenAPI document as is. Only the
+  // object form is accepted (not the boolean schemas true/false).
+  const Json* schema_member(const Json& object, const std::string& path) {
+    return member(object, path, "schema", false, "a JSON Schema object", [](const Json& j) { return j.is_object(); });
   }
 
   void check_events(const Json& root, Manifest& m) {
@@ -620,7 +768,7 @@ class Checker {
         continue;
       }
       if (!entry.is_object()) {
-        error(path, mismatch("an object {\"type\", \"default\", \"required\", \"description\"}", entry));
+        error(path, mismatch("an object {\"type\", \"default\", \"required\", \"description\", \"secret\"}", entry));
         continue;
       }
       check_keys(entry, path, kConfigEntryKeys);
@@ -642,6 +790,7 @@ class Checker {
         ok = false;
       }
       if (const auto required = bool_member(entry, path, "required")) k.required = *required;
+      if (const auto secret = bool_member(entry, path, "secret")) k.secret = *secret;
       if (const auto* description = string_member(entry, path, "description", false)) k.description = *description;
       if (const auto it = entry.find("default"); it != entry.end()) {
         if (k.required) {

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -14,11 +15,41 @@
 
 namespace keel::host::plugins {
 
+/// The request body a route documents ("routes[].request"). Documentation only: the host
+/// does not check requests against it.
+struct RequestDecl {
+  std::string content_type = "application/json";  ///< media type or range, e.g. "text/*"
+  std::string schema_json;  ///< compact JSON text of a JSON Schema object; empty when none is declared
+  std::string description;
+};
+
+/// One documented answer of a route ("routes[].responses.<status>"). Documentation only.
+struct ResponseDecl {
+  std::string status;  ///< "100".."599" or "default"
+  std::string description;
+  /// Media type of the body: the declared one, "application/json" when only a schema is declared,
+  /// empty when neither is (a response without a body, e.g. 204).
+  std::string content_type;
+  std::string schema_json;  ///< compact JSON text of a JSON Schema object; empty when none is declared
+};
+
+/// One documented query parameter ("routes[].query[]"). Documentation only.
+struct QueryParamDecl {
+  std::string name;           ///< unreserved URL characters: A-Z a-z 0-9 - . _ ~
+  std::string type = "string";  ///< JSON Schema type: "string", "integer", "number" or "boolean"
+  std::string description;
+  bool required = false;
+};
+
 struct RouteDecl {
   std::string method;   ///< upper-case token
   std::string path;     ///< template below the mount, e.g. "/greet/{name}"
   std::string summary;
   bool blocking = false;  ///< handler may block: run on the worker pool
+  // For GET /openapi.json only; routing ignores them.
+  std::optional<RequestDecl> request;   ///< "request": the body the route expects, if declared
+  std::vector<ResponseDecl> responses;  ///< "responses", in manifest order
+  std::vector<QueryParamDecl> query;    ///< "query", in manifest order; names are unique
 };
 
 struct Dependency {
@@ -34,6 +65,7 @@ struct ConfigKey {
   bool required = false;
   std::string default_json;  ///< JSON text of the default; empty when none
   std::string description;
+  bool secret = false;  ///< "secret": true — the value is redacted wherever the host shows config
 };
 
 /// One schema step of the plugin's database (docs/abi.md §7.2 "migrations"); the host applies

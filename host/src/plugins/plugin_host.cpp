@@ -18,6 +18,7 @@
 #include "common/worker_pool.hpp"
 #include "events/bus.hpp"
 #include "observability/log.hpp"
+#include "observability/trace.hpp"
 #include "plugins/elf_reader.hpp"
 #include "plugins/host_ctx.hpp"
 #include "plugins/loader.hpp"
@@ -336,10 +337,21 @@ struct CurrentRequest {
 };
 thread_local const CurrentRequest* tl_current = nullptr;
 
+// The trace and span ids inside a valid traceparent (the host only hands out valid ones).
+observability::LogContext log_context(std::string_view request_id, std::string_view traceparent) noexcept {
+  if (traceparent.size() < observability::Span::kLength) return {request_id, {}, {}};
+  return {request_id, traceparent.substr(3, 32), traceparent.substr(36, 16)};
+}
+
+// While a hook runs: what call() and publish() propagate, and what the hook's log lines carry.
 struct CurrentRequestScope {
   CurrentRequest value;
   const CurrentRequest* saved;
-  explicit CurrentRequestScope(const CurrentRequest& v) : value(v), saved(tl_current) { tl_current = &value; }
+  observability::LogScope log_scope;
+  explicit CurrentRequestScope(const CurrentRequest& v)
+      : value(v), saved(tl_current), log_scope(log_context(v.request_id, v.traceparent)) {
+    tl_current = &value;
+  }
   ~CurrentRequestScope() { tl_current = saved; }
   CurrentRequestScope(const CurrentRequestScope&) = delete;
   CurrentRequestScope& operator=(const CurrentRequestScope&) = delete;
@@ -355,15 +367,22 @@ struct InFlight {
 };
 
 std::string_view current_request_id() noexcept { return tl_current != nullptr ? tl_current->request_id : std::string_view{}; }
+std::string_view current_traceparent() noexcept { return tl_current != nullptr ? tl_current->traceparent : std::string_view{}; }
 
 struct PluginHost::Impl {
   Impl(const config::Config& c, WorkerPool& p, TimerQueue& t)
-      : cfg(c), pool(p), timers(t), log(observability::logger("plugins")), bus(c.events, p, t) {}
+      : cfg(c),
+        pool(p),
+        timers(t),
+        log(observability::logger("plugins")),
+        span_log(c.log.spans ? observability::logger("trace") : nullptr),
+        bus(c.events, p, t) {}
 
   const config::Config& cfg;
   WorkerPool& pool;
   TimerQueue& timers;
   std::shared_ptr<spdlog::logger> log;
+  std::shared_ptr<spdlog::logger> span_log;  // "trace": one line per call and event span; null when [log] spans = false
   events::Bus bus;
   std::vector<std::unique_ptr<Plugin>> plugins;
   std::vector<std::size_t> order;  // start order (dependencies first)
@@ -404,8 +423,10 @@ struct PluginHost::Impl {
     p.database.reset();
   }
   void load_and_create(Plugin& p);
+  bool create_plugin(Plugin& p);
   void start_plugin(Plugin& p);
-  void stop_plugin(Plugin& p);
+  void stop_plugin(Plugin& p, bool keep_storage = false);
+  std::mutex admin_mutex;  // one disable/enable at a time
   void rebuild_routes();
 
   void connect_events();
@@ -467,7 +488,7 @@ keel_status api_publish(keel_host_ctx* ctx, const keel_publish_args* args) {
   if (!p.may_call.load(std::memory_order_acquire)) return KEEL_ERR_UNAVAILABLE;
   try {
     std::string error;
-    const auto st = p.host->bus.publish(p.name, *args, KEEL_TXN_NONE, current_request_id(), error);
+    const auto st = p.host->bus.publish(p.name, with_current_trace(*args), KEEL_TXN_NONE, current_request_id(), error);
     if (st < 0) {
       // A full queue is back-pressure the publisher handles; everything else is a mistake to see.
       if (st == KEEL_ERR_BUSY) p.log->debug("publish refused topic={} error=\"{}\"", view(args->topic), error);
@@ -802,20 +823,26 @@ void PluginHost::Impl::load_and_create(Plugin& p) {
   p.ctx.plugin = &p;
   p.ctx.bus = &bus;
   p.ctx.name = p.name;
+  (void)create_plugin(p);
+}
+
+// create() on the loaded library; false (plugin failed) when it fails.
+bool PluginHost::Impl::create_plugin(Plugin& p) {
   void* self = nullptr;
   keel_status st = KEEL_ERR_INTERNAL;
   try {
     st = p.table->create(&api, &p.ctx, host_bytes(p.config_json), &self);
   } catch (...) {
     fail(p, "create() let an exception escape (plugins must not throw across the ABI)");
-    return;
+    return false;
   }
   if (st < 0) {
     fail(p, "create() failed with status " + std::to_string(st) + " (" + std::string(status_name(st)) + ")");
-    return;
+    return false;
   }
   p.self = self;
   set_state(p, PluginState::kCreated);
+  return true;
 }
 
 void PluginHost::Impl::start_plugin(Plugin& p) {
@@ -840,9 +867,11 @@ void PluginHost::Impl::start_plugin(Plugin& p) {
             p.manifest.routes.size());
 }
 
-void PluginHost::Impl::stop_plugin(Plugin& p) {
+// keep_storage: the database stays open (a plugin disabled at run time: the event bus may still
+// read its outbox, and enable() creates it again on the same database).
+void PluginHost::Impl::stop_plugin(Plugin& p, bool keep_storage) {
   if (p.self == nullptr) {
-    close_storage(p);  // opened, but create() failed or never ran
+    if (!keep_storage) close_storage(p);  // opened, but create() failed or never ran
     return;
   }
   const bool was_started = p.state == PluginState::kStarted || p.state == PluginState::kFailed;
@@ -868,7 +897,7 @@ void PluginHost::Impl::stop_plugin(Plugin& p) {
     log->warn("plugin destroy() let an exception escape name={}", p.name);
   }
   p.self = nullptr;
-  close_storage(p);
+  if (!keep_storage) close_storage(p);
   {
     std::lock_guard lock(status_mutex);
     if (p.state == PluginState::kStopping) p.state = PluginState::kStopped;
@@ -916,13 +945,15 @@ keel_status PluginHost::Impl::deliver_event(Plugin& p, const events::EventRecord
   ev.event_id = host_bytes(e.event_id());
   ev.publisher = host_bytes(e.publisher());
   ev.timestamp_unix_ns = e.published_unix_ns;
-  ev.traceparent = host_bytes(e.traceparent());
+  // The delivery is a span: a child of the publisher's span, the parent of the handler's calls.
+  const auto span = observability::Span::start(e.traceparent());
+  ev.traceparent = host_bytes(span.traceparent());
   ev.tracestate = host_bytes(e.tracestate());
   const auto start = Clock::now();
   keel_status st = KEEL_ERR_INTERNAL;
   {
-    // Calls and publishes made by the handler carry the publishing request's id and trace.
-    const CurrentRequestScope scope({&p, start + p.timeout, e.request_id(), e.traceparent()});
+    // Calls and publishes made by the handler carry the publishing request's id and this span.
+    const CurrentRequestScope scope({&p, start + p.timeout, e.request_id(), span.traceparent()});
     try {
       st = p.table->on_event(p.self, &ev);
     } catch (...) {
@@ -930,12 +961,15 @@ keel_status PluginHost::Impl::deliver_event(Plugin& p, const events::EventRecord
     }
   }
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+  const observability::LogScope log_scope({e.request_id(), span.trace_id(), span.span_id()});
   if (st < 0)
-    p.log->warn("event handler failed topic={} id={} publisher={} attempt={} status={} req={} us={}", e.topic(),
-                e.event_id(), e.publisher(), attempt, status_name(st), e.request_id(), us);
-  else
-    p.log->debug("event delivered topic={} id={} publisher={} attempt={} req={} us={}", e.topic(), e.event_id(),
-                 e.publisher(), attempt, e.request_id(), us);
+    p.log->warn("event handler failed topic={} id={} publisher={} attempt={} status={} duration_us={}", e.topic(),
+                e.event_id(), e.publisher(), attempt, status_name(st), us);
+  if (span_log)
+    span_log->info("span kind=event topic={} publisher={} subscriber={} event_id={} attempt={} status={} duration_us={}"
+                   "{}{}",
+                   e.topic(), e.publisher(), p.name, e.event_id(), attempt, status_name(st), us,
+                   span.parent_id().empty() ? "" : " parent_id=", span.parent_id());
   return st;
 }
 
@@ -1071,8 +1105,11 @@ void PluginHost::start() {
 
 void PluginHost::stop() {
   auto& s = *impl_;
-  if (s.stopped) return;
-  s.stopped = true;
+  {
+    std::lock_guard admin(s.admin_mutex);  // a disable or enable in progress finishes first
+    if (s.stopped) return;
+    s.stopped = true;  // later ones are refused (they may be queued on the pool stopped below)
+  }
   s.publish_routes(std::get<std::shared_ptr<const http::RouteTable>>(http::RouteTable::build({})));
   s.bus.stop(s.cfg.server.drain_timeout);
   for (auto& p : s.plugins) p->accepting.store(false);
@@ -1081,6 +1118,67 @@ void PluginHost::stop() {
   // code only through the host, but completions queued on the pool must have run.
   s.pool.stop();
   for (auto it = s.order.rbegin(); it != s.order.rend(); ++it) s.plugins[*it]->library.reset();
+}
+
+bool PluginHost::post_admin_job(std::function<void()> job) { return impl_->pool.post(std::move(job)); }
+
+PluginHost::AdminResult PluginHost::disable(std::string_view name) {
+  auto& s = *impl_;
+  std::lock_guard admin(s.admin_mutex);
+  if (s.stopped) return {503, "the host is shutting down"};
+  Plugin* p = s.find(name);
+  if (p == nullptr) return {404, "no plugin named '" + std::string(name) + "'"};
+  if (p->state != PluginState::kStarted)
+    return {409, "plugin '" + p->name + "' is " + std::string(to_string(p->state)) + "; only a started plugin can be disabled"};
+  std::string dependents;
+  for (const auto& other : s.plugins) {
+    if (other->state != PluginState::kStarted) continue;
+    for (auto d : other->dependencies)
+      if (d == p->index) dependents += (dependents.empty() ? "" : ", ") + other->name;
+  }
+  if (!dependents.empty())
+    return {409, "plugin '" + p->name + "' is a dependency of started plugins (" + dependents + "); disable them first"};
+  s.log->info("plugin disabling name={} (admin API)", p->name);
+  p->accepting.store(false);
+  s.set_state(*p, PluginState::kStopping);
+  s.rebuild_routes();  // its routes answer 404 from now on; requests already inside finish
+  s.stop_plugin(*p, /*keep_storage=*/true);
+  {
+    std::lock_guard lock(s.status_mutex);
+    p->state = PluginState::kDisabled;
+    p->reason = "disabled through the admin API";
+  }
+  return {200, "plugin '" + p->name + "' disabled"};
+}
+
+PluginHost::AdminResult PluginHost::enable(std::string_view name) {
+  auto& s = *impl_;
+  std::lock_guard admin(s.admin_mutex);
+  if (s.stopped) return {503, "the host is shutting down"};
+  Plugin* p = s.find(name);
+  if (p == nullptr) return {404, "no plugin named '" + std::string(name) + "'"};
+  if (p->state == PluginState::kStarted) return {200, "plugin '" + p->name + "' is already started"};
+  if (p->state != PluginState::kDisabled || p->library == nullptr)
+    return {409, "plugin '" + p->name + "' is " + std::string(to_string(p->state)) +
+                     (p->reason.empty() ? "" : " (" + p->reason + ")") +
+                     "; only a plugin disabled through the admin API can be enabled (change the config and restart "
+                     "for the others)"};
+  for (auto d : p->dependencies) {
+    const auto& dep = *s.plugins[d];
+    if (dep.state != PluginState::kStarted)
+      return {409, "plugin '" + p->name + "' depends on '" + dep.name + "', which is " + std::string(to_string(dep.state)) +
+                       "; enable it first"};
+  }
+  s.log->info("plugin enabling name={} (admin API)", p->name);
+  {
+    std::lock_guard lock(s.status_mutex);
+    p->reason.clear();
+  }
+  if (!s.create_plugin(*p)) return {500, "plugin '" + p->name + "' failed to start again: " + p->reason};
+  s.start_plugin(*p);
+  if (p->state != PluginState::kStarted) return {500, "plugin '" + p->name + "' failed to start again: " + p->reason};
+  s.bus.resume_subscriber(p->name);  // durable deliveries paused while it was disabled
+  return {200, "plugin '" + p->name + "' enabled"};
 }
 
 events::Bus& PluginHost::bus() noexcept { return impl_->bus; }
@@ -1093,7 +1191,7 @@ std::vector<ApiRoute> PluginHost::api_routes() const {
     for (std::uint32_t r = 0; r < p->manifest.routes.size(); ++r) {
       const auto& decl = p->manifest.routes[r];
       out.push_back({p->name, p->manifest.version.str(), p->manifest.description, decl.method, p->mount + decl.path,
-                     decl.summary, r});
+                     decl.summary, r, decl.request, decl.responses, decl.query});
     }
   }
   return out;
@@ -1351,8 +1449,8 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& matc
     owned->body.assign(request.body);
     owned->remote_address.assign(request.remote_address);
     owned->request_id.assign(request.request_id);
-    owned->traceparent.assign(request.header("traceparent"));
-    owned->tracestate.assign(request.header("tracestate"));
+    owned->traceparent.assign(request.traceparent);
+    owned->tracestate.assign(request.tracestate);
     for (const auto& h : request.headers) owned->headers.emplace_back(h.name, h.value);
     for (std::size_t i = 0; i < params.param_count; ++i) owned->params.emplace_back(params.params[i].name, params.params[i].value);
     for (std::size_t i = 0; i + 1 < sc.query_spans.size(); i += 2)
@@ -1368,13 +1466,7 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& matc
 
   // The fast path: call the handler right here on the I/O thread; no copies, no thread hop.
   sc.headers.clear();
-  std::string_view traceparent, tracestate;
-  for (const auto& h : request.headers) {
-    sc.headers.push_back({host_bytes(h.name), host_bytes(h.value)});
-    // Trace context found in the same pass instead of two more scans of every header.
-    if (h.name.size() == 11 && http::iequals(h.name, "traceparent")) traceparent = h.value;
-    else if (h.name.size() == 10 && http::iequals(h.name, "tracestate")) tracestate = h.value;
-  }
+  for (const auto& h : request.headers) sc.headers.push_back({host_bytes(h.name), host_bytes(h.value)});
   sc.params.clear();
   for (std::size_t i = 0; i < params.param_count; ++i)
     sc.params.push_back({host_bytes(params.params[i].name), host_bytes(params.params[i].value)});
@@ -1394,8 +1486,8 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& matc
   req.remote_address = host_bytes(request.remote_address);
   req.request_id = host_bytes(request.request_id);
   req.deadline_mono_ns = to_mono_ns(deadline);
-  req.traceparent = host_bytes(traceparent);
-  req.tracestate = host_bytes(tracestate);
+  req.traceparent = host_bytes(request.traceparent);
+  req.tracestate = host_bytes(request.tracestate);
 
   const auto id = p.responders.acquire_sync(&response);
   keel_status st;
@@ -1432,6 +1524,12 @@ struct CallState {
   CallCounters* counters = nullptr;
   Clock::time_point start{};
   std::uint64_t timer = 0;
+  observability::Span span;  // the call: child of the caller's span, parent of the target's handler
+  // The completion continues the caller's work: it runs with the caller's request id, deadline
+  // and span, so what it calls or publishes stays in the same trace.
+  std::string request_id, caller_traceparent;
+  Clock::time_point deadline{};
+  std::string target, method, path;  // for the span's log line
 };
 
 }  // namespace
@@ -1459,12 +1557,15 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   const auto now = Clock::now();
   auto deadline = now + (args->timeout_ms != 0 ? std::chrono::milliseconds(args->timeout_ms) : cfg.http.request_timeout);
   std::string request_id;
-  std::string traceparent(view(args->traceparent));
+  std::string_view parent_span = view(args->traceparent);
   if (tl_current != nullptr && tl_current->plugin == &caller) {
     deadline = std::min(deadline, tl_current->deadline);
     request_id.assign(tl_current->request_id);
-    if (traceparent.empty()) traceparent.assign(tl_current->traceparent);
+    if (parent_span.empty()) parent_span = tl_current->traceparent;
   }
+  auto state = std::make_shared<CallState>();
+  state->span = observability::Span::start(parent_span);
+  state->caller_traceparent.assign(parent_span);
 
   auto owned = std::make_shared<OwnedRequest>();
   const auto q = full.find('?');
@@ -1473,7 +1574,7 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   owned->body.assign(view(args->body));
   owned->request_id = request_id;
   owned->caller = caller.name;
-  owned->traceparent = std::move(traceparent);
+  owned->traceparent.assign(state->span.traceparent());
   owned->tracestate.assign(view(args->tracestate));
   owned->deadline = deadline;
   for (std::size_t i = 0; i < args->headers.count; ++i)
@@ -1484,12 +1585,18 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   for (std::size_t i = 0; i + 1 < spans.size(); i += 2)
     owned->query.emplace_back(span_of(query_storage, spans[i]), span_of(query_storage, spans[i + 1]));
 
-  auto state = std::make_shared<CallState>();
   state->cb = cb;
   state->user = user;
   state->caller = &caller;
   state->counters = &caller.call_counters[target->index];
   state->start = Clock::now();
+  state->request_id = owned->request_id;
+  state->deadline = deadline;
+  if (span_log) {
+    state->target = target->name;
+    state->method = owned->method;
+    state->path = owned->path;
+  }
   caller.callbacks_pending.fetch_add(1);
   // Exactly one delivery, always on a worker thread (never inside call()).
   auto deliver = [this, state](keel_status result, std::shared_ptr<http::Response> response) {
@@ -1497,7 +1604,17 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
     if (state->timer != 0) timers.cancel(state->timer);
     state->counters->calls.fetch_add(1, std::memory_order_relaxed);
     if (result < 0 || (response && response->status >= 500)) state->counters->errors.fetch_add(1, std::memory_order_relaxed);
-    state->counters->duration.observe(Clock::now() - state->start);
+    const auto elapsed = Clock::now() - state->start;
+    state->counters->duration.observe(elapsed);
+    if (span_log) {
+      const auto& sp = state->span;
+      const observability::LogScope scope({state->request_id, sp.trace_id(), sp.span_id()});
+      span_log->info("span kind=call caller={} target={} method={} path={} status={} duration_us={}{}{}",
+                     state->caller->name, state->target, state->method, state->path,
+                     response ? std::to_string(response->status) : std::string(status_name(result)),
+                     std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count(),
+                     sp.parent_id().empty() ? "" : " parent_id=", sp.parent_id());
+    }
     auto job = [state, result, response] {
       std::vector<keel_host_kv> headers;
       keel_call_response r{};
@@ -1509,7 +1626,10 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
         r.content_type = host_bytes(response->content_type);
         r.body = host_bytes(response->body);
       }
-      state->cb(state->user, result, response ? &r : nullptr);
+      {
+        const CurrentRequestScope scope({state->caller, state->deadline, state->request_id, state->caller_traceparent});
+        state->cb(state->user, result, response ? &r : nullptr);
+      }
       state->caller->callbacks_pending.fetch_sub(1);
     };
     if (!pool.post(job)) std::thread(job).detach();  // pool stopping: still deliver exactly once
@@ -1545,5 +1665,28 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   (void)dispatch_owned(*target, std::move(owned), reply, id);
   return KEEL_OK;
 }
+
+std::vector<PluginHost::StoragePlugin> PluginHost::storage_plugins() const {
+  std::lock_guard lock(impl_->status_mutex);
+  std::vector<StoragePlugin> out;
+  std::set<std::string_view> seen;
+  for (const auto& p : impl_->plugins) {
+    // A file whose manifest could not be read has an empty manifest and no permissions.
+    if (!has_permission(p->manifest, "ext:" KEEL_STORAGE_EXTENSION_ID) || !seen.insert(p->name).second) continue;
+    out.push_back({p->name, p->state, storage::database_file(impl_->cfg.server.data_dir, p->name), p->manifest.migrations});
+  }
+  return out;
+}
+
+config::SecretKeys PluginHost::secret_config_keys() const {
+  config::SecretKeys out;
+  for (const auto& p : impl_->plugins) {
+    for (const auto& k : p->manifest.config)
+      if (k.secret) out[p->name].push_back(k.name);
+  }
+  return out;
+}
+
+const config::Config& PluginHost::config() const noexcept { return impl_->cfg; }
 
 }  // namespace keel::host::plugins

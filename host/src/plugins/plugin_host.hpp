@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -80,6 +81,11 @@ struct ApiRoute {
   std::string path;     ///< full path template: mount + manifest path, e.g. "/api/hello/greet/{name}"
   std::string summary;
   std::uint32_t index = 0;  ///< position in the manifest's routes
+  // Copies of the manifest's documentation keys (RouteDecl), so the caller holds no pointer
+  // into a plugin that may be unloaded.
+  std::optional<RequestDecl> request;
+  std::vector<ResponseDecl> responses;
+  std::vector<QueryParamDecl> query;
 };
 
 struct PluginStatus {
@@ -125,6 +131,22 @@ class PluginHost {
   /// thread's next call (which may switch to a newer table).
   [[nodiscard]] const http::RouteTable& route_table_for_this_thread() const;
 
+  /// Outcome of an admin action: an HTTP status (200, 404 unknown plugin, 409 wrong state or
+  /// dependents/dependencies in the way, 500 the plugin failed) and a message for the operator.
+  struct AdminResult {
+    unsigned status = 200;
+    std::string message;
+  };
+  /// Stops a started plugin at run time (admin API): its routes go away, requests already inside
+  /// it finish (bounded), then stop() and destroy(); the library stays loaded and its database
+  /// open. Refused while a started plugin depends on it. Blocks: never call on an I/O thread.
+  AdminResult disable(std::string_view name);
+  /// create() and start() again a plugin disable() stopped; its routes come back and durable
+  /// event deliveries to it resume where they paused. Needs its dependencies started. Blocks.
+  AdminResult enable(std::string_view name);
+  /// Runs `job` on the worker pool (for admin actions that block). False when the pool refuses.
+  bool post_admin_job(std::function<void()> job);
+
   /// The event bus between the plugins (for the admin API).
   [[nodiscard]] events::Bus& bus() noexcept;
   /// Every route of every started plugin, in plugin then manifest order.
@@ -137,6 +159,21 @@ class PluginHost {
   [[nodiscard]] std::vector<std::pair<std::string, storage::Stats>> storage_stats() const;
 
   struct Impl;
+
+  /// A plugin whose manifest asks for storage (ext:keel.storage/1), for GET /admin/migrations.
+  struct StoragePlugin {
+    std::string name;
+    PluginState state = PluginState::kDiscovered;
+    std::filesystem::path database;         ///< its database file in [server] data_dir
+    std::vector<MigrationDecl> migrations;  ///< as its manifest declares them
+  };
+  /// Every plugin with storage, whatever its state (the first file of a duplicated name), in
+  /// directory order. Touches no database: read them with storage::migration_status().
+  [[nodiscard]] std::vector<StoragePlugin> storage_plugins() const;
+  /// Per plugin, the [plugin.<name>] keys its manifest config schema marks "secret": true.
+  [[nodiscard]] config::SecretKeys secret_config_keys() const;
+  /// The configuration the host runs with (file, environment and command-line overrides applied).
+  [[nodiscard]] const config::Config& config() const noexcept;
 
  private:
   std::unique_ptr<Impl> impl_;

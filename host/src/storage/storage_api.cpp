@@ -146,7 +146,8 @@ struct Api {
         tl_api_error = "this host has no event bus for the plugin (a test double?)";
         return KEEL_ERR_UNSUPPORTED;
       }
-      return ctx->bus->publish(ctx->name, *args, txn, plugins::current_request_id(), tl_api_error);
+      return ctx->bus->publish(ctx->name, plugins::with_current_trace(*args), txn, plugins::current_request_id(),
+                               tl_api_error);
     });
   }
 

@@ -400,7 +400,8 @@ typedef struct keel_publish_args {
   keel_plugin_bytes payload;      /**< [any-thread] plugin-owned; opaque bytes */
   keel_plugin_bytes content_type; /**< [any-thread] plugin-owned; e.g. "application/json" */
   keel_plugin_bytes traceparent;  /**< [any-thread] plugin-owned; W3C traceparent to propagate
-                                       (usually the request's); empty = start none */
+                                       (usually the request's); empty = the span of the hook the
+                                       calling thread runs in (none outside hooks) */
   keel_plugin_bytes tracestate;   /**< [any-thread] plugin-owned; W3C tracestate; may be empty */
   /* --- 1.1 goes here --- */
 } keel_publish_args;
@@ -420,7 +421,9 @@ typedef struct keel_call_args {
                                        percent-encoded, may carry "?query": "/stock/42?x=1" */
   keel_plugin_kv_list headers;    /**< [any-thread] plugin-owned; request headers */
   keel_plugin_bytes body;         /**< [any-thread] plugin-owned; request body */
-  keel_plugin_bytes traceparent;  /**< [any-thread] plugin-owned; W3C traceparent to propagate */
+  keel_plugin_bytes traceparent;  /**< [any-thread] plugin-owned; W3C traceparent of the caller's
+                                       span; empty = the span of the hook the calling thread runs
+                                       in. The host starts the call's span as its child. */
   keel_plugin_bytes tracestate;   /**< [any-thread] plugin-owned; W3C tracestate */
   /* --- 1.1 goes here --- */
 } keel_call_args;

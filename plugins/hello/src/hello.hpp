@@ -1,7 +1,8 @@
 #pragma once
-// hello: the minimal Keel example plugin. GET /greet/{name} answers a JSON greeting, POST /echo
-// returns the request body with its Content-Type. Header-only, so tests/unit/plugins/hello
-// drives the class through FakeHost without linking anything; plugin.cpp only declares it.
+// hello: the minimal Keel example plugin. GET /greet/{name}[?greeting=...] answers a JSON
+// greeting, POST /echo returns the request body with its Content-Type. Header-only, so
+// tests/unit/plugins/hello drives the class through FakeHost without linking anything;
+// plugin.cpp only declares it.
 // Thread-safety: the configuration is read once in the constructor and never written again,
 // so on_request runs concurrently with itself without locks.
 
@@ -16,13 +17,22 @@
 
 /// The manifest (docs/abi.md section 7), for KEEL_PLUGIN in plugin.cpp and for the tests. One raw
 /// string per line so the macro can span lines. The order of "routes" is hello::Route's order.
-#define HELLO_MANIFEST                                                                              \
-  R"({"name": "hello", "version": "0.1.0", "abi": "1.0",)"                                          \
-  R"( "description": "minimal example plugin: greets by name and echoes request bodies",)"          \
-  R"( "routes": [)"                                                                                 \
-  R"(   {"method": "GET", "path": "/greet/{name}", "summary": "JSON greeting for {name}"},)"        \
-  R"(   {"method": "POST", "path": "/echo", "summary": "the request body, with its Content-Type"}],)" \
-  R"( "config": {)"                                                                                 \
+#define HELLO_MANIFEST                                                                                               \
+  R"({"name": "hello", "version": "0.1.0", "abi": "1.0",)"                                                           \
+  R"( "description": "minimal example plugin: greets by name and echoes request bodies",)"                           \
+  R"( "routes": [)"                                                                                                  \
+  R"(   {"method": "GET", "path": "/greet/{name}", "summary": "JSON greeting for {name}",)"                          \
+  R"(    "query": [{"name": "greeting", "type": "string",)"                                                          \
+  R"(               "description": "word put before the name in this answer, instead of the configured one"}],)"     \
+  R"(    "responses": {"200": {"description": "the greeting", "schema": {)"                                          \
+  R"(      "type": "object", "required": ["greeting"], "additionalProperties": false,)"                              \
+  R"(      "properties": {"greeting": {"type": "string", "examples": ["Hello, Ada!"]}}}}}},)"                        \
+  R"(   {"method": "POST", "path": "/echo", "summary": "the request body, with its Content-Type",)"                  \
+  R"(    "request": {"content_type": "application/json", "schema": {"description": "any JSON value"},)"              \
+  R"(                "description": "the body to echo; any media type is accepted and answered unchanged"},)"        \
+  R"(    "responses": {"200": {"content_type": "application/json", "schema": {"description": "the request body"},)"  \
+  R"(                          "description": "the request body, with its Content-Type, if it had one"}}}],)"         \
+  R"( "config": {)"                                                                                                  \
   R"(   "greeting": {"type": "string", "default": "Hello", "description": "word put before the name"}}})"
 
 namespace hello {
@@ -53,7 +63,9 @@ class HelloPlugin final : public keel::sdk::Plugin {
       case kGreet: {
         const auto name = req.path_param("name");
         if (!name) return keel::sdk::Status::invalid_argument("greet: missing path parameter name");
-        return res.json(200, greeting_json(greeting_, *name));
+        // ?greeting=Hi overrides the configured word for this answer; an empty value does not.
+        const auto greeting = req.query("greeting").value_or(std::string_view{});
+        return res.json(200, greeting_json(greeting.empty() ? std::string_view{greeting_} : greeting, *name));
       }
       case kEcho:
         // No Content-Type in the request means none in the response (an empty content type).

@@ -398,6 +398,222 @@ TEST_CASE("manifest: two routes with the same method and path shape conflict", "
         });
 }
 
+TEST_CASE("manifest: routes may document a request body, responses and query parameters", "[plugins][manifest]") {
+  auto doc = minimal();
+  doc["routes"] = json::parse(R"([
+    { "method": "POST", "path": "/orders", "summary": "place an order",
+      "request": { "content_type": "application/json", "description": "the order",
+                   "schema": { "type": "object",  "required": ["sku"],
+                               "properties": { "sku": { "type": "string" } } } },
+      "responses": {
+        "201": { "description": "placed", "schema": { "type": "object" } },
+        "409": { "description": "out of stock" },
+        "204": { },
+        "200": { "content_type": "text/csv; charset=utf-8" },
+        "default": { "description": "anything else", "content_type": "*/*" }
+      } },
+    { "method": "GET", "path": "/orders",
+      "query": [ { "name": "limit", "type": "integer", "description": "page size", "required": true },
+                 { "name": "cursor" },
+                 { "name": "sort.by-x_y~", "type": "boolean" },
+                 { "name": "min", "type": "number", "required": false } ],
+      "request": { } }
+  ])");
+  const auto m = parse_ok(doc);
+  CHECK(m.warnings.empty());
+  REQUIRE(m.routes.size() == 2);
+  const auto& post = m.routes[0];
+  REQUIRE(post.request);
+  CHECK(post.request->content_type == "application/json");
+  CHECK(post.request->description == "the order");
+  // Compact JSON text, in the order written.
+  CHECK(post.request->schema_json == R"({"type":"object","required":["sku"],"properties":{"sku":{"type":"string"}}})");
+  REQUIRE(post.responses.size() == 5);  // manifest order
+  CHECK(post.responses[0].status == "201");
+  CHECK(post.responses[0].description == "placed");
+  CHECK(post.responses[0].content_type == "application/json");  // a schema without content_type: JSON
+  CHECK(post.responses[0].schema_json == R"({"type":"object"})");
+  CHECK(post.responses[1].status == "409");
+  CHECK(post.responses[1].description == "out of stock");
+  CHECK(post.responses[1].content_type.empty());  // neither declared: no body of its own
+  CHECK(post.responses[1].schema_json.empty());
+  CHECK(post.responses[2].status == "204");
+  CHECK(post.responses[2].description.empty());
+  CHECK(post.responses[2].content_type.empty());
+  CHECK(post.responses[3].status == "200");
+  CHECK(post.responses[3].content_type == "text/csv; charset=utf-8");
+  CHECK(post.responses[3].schema_json.empty());
+  CHECK(post.responses[4].status == "default");
+  CHECK(post.responses[4].content_type == "*/*");
+  CHECK(post.query.empty());
+
+  const auto& get = m.routes[1];
+  REQUIRE(get.request);  // declared, even if empty: a JSON body without a schema
+  CHECK(get.request->content_type == "application/json");
+  CHECK(get.request->schema_json.empty());
+  CHECK(get.request->description.empty());
+  CHECK(get.responses.empty());
+  REQUIRE(get.query.size() == 4);
+  CHECK(get.query[0].name == "limit");
+  CHECK(get.query[0].type == "integer");
+  CHECK(get.query[0].description == "page size");
+  CHECK(get.query[0].required);
+  CHECK(get.query[1].name == "cursor");
+  CHECK(get.query[1].type == "string");  // the default
+  CHECK(get.query[1].description.empty());
+  CHECK_FALSE(get.query[1].required);
+  CHECK(get.query[2].name == "sort.by-x_y~");
+  CHECK(get.query[2].type == "boolean");
+  CHECK(get.query[3].type == "number");
+  CHECK_FALSE(get.query[3].required);
+}
+
+TEST_CASE("manifest: routes without documentation keys document nothing", "[plugins][manifest]") {
+  const auto m = parse_ok(doc_example());
+  for (const auto& r : m.routes) {
+    CHECK_FALSE(r.request);
+    CHECK(r.responses.empty());
+    CHECK(r.query.empty());
+  }
+}
+
+TEST_CASE("manifest: a route's request body declaration is checked", "[plugins][manifest]") {
+  auto request_error = [](const json& request) {
+    auto doc = minimal();
+    doc["routes"] = {{{"method", "GET"}, {"path", "/ok"}}, {{"method", "POST"}, {"path", "/x"}, {"request", request}}};
+    return single_error(doc);
+  };
+  CHECK(request_error("application/json") == "routes[1].request: expected an object, got a string");
+  CHECK(request_error(json::array()) == "routes[1].request: expected an object, got an array");
+  CHECK(request_error({{"schema", true}}) == "routes[1].request.schema: expected a JSON Schema object, got a boolean");
+  CHECK(request_error({{"schema", "{\"type\":\"object\"}"}}) ==
+        "routes[1].request.schema: expected a JSON Schema object, got a string");
+  CHECK(request_error({{"schema", json::array()}}) ==
+        "routes[1].request.schema: expected a JSON Schema object, got an array");
+  CHECK(request_error({{"description", 3}}) == "routes[1].request.description: expected a string, got an integer");
+  CHECK(request_error({{"content_type", 1}}) == "routes[1].request.content_type: expected a string, got an integer");
+  const std::string not_media = " is not a media type: expected type/subtype, e.g. \"application/json\" or \"text/*\", "
+                                "optionally followed by \"; parameters\"";
+  for (const auto* bad : {"json", "application/", "/json", "", "application json/x", "a/b/c", "*/json", "text/plain;\tx",
+                          "application/json\n"}) {
+    CHECK(request_error({{"content_type", bad}}) ==
+          "routes[1].request.content_type: '" + std::string{bad} + "'" + not_media);
+  }
+}
+
+TEST_CASE("manifest: a route's responses are keyed by status code", "[plugins][manifest]") {
+  auto responses_errors = [](const json& responses) {
+    auto doc = minimal();
+    doc["routes"] = {{{"method", "GET"}, {"path", "/ok"}}, {{"method", "GET"}, {"path", "/x"}, {"responses", responses}}};
+    return errors_of(doc);
+  };
+  const std::string bad_status = ": expected a status code 100..599 or \"default\"";
+  CHECK(responses_errors({{"20x", json::object()}}) == std::vector<std::string>{"routes[1].responses.20x" + bad_status});
+  for (const auto* key : {"099", "600", "2XX", "20", "2000", "DEFAULT", "", " 200"}) {
+    INFO(key);
+    const auto errors = responses_errors({{key, json::object()}});
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].ends_with(bad_status));
+  }
+  CHECK(responses_errors({{"", json::object()}}) == std::vector<std::string>{"routes[1].responses[\"\"]" + bad_status});
+  auto valid = minimal();
+  valid["routes"] = {{{"method", "GET"},
+                      {"path", "/x"},
+                      {"responses", {{"100", json::object()}, {"599", json::object()}, {"default", json::object()}}}}};
+  CHECK(parse_ok(valid).routes.at(0).responses.size() == 3);
+  CHECK(responses_errors(json::array()) == std::vector<std::string>{"routes[1].responses: expected an object, got an array"});
+  CHECK(responses_errors({{"200", "OK"}}) ==
+        std::vector<std::string>{
+            "routes[1].responses.200: expected an object {\"description\"?, \"content_type\"?, \"schema\"?}, got a string"});
+  CHECK(responses_errors({{"200", {{"schema", nullptr}}}}) ==
+        std::vector<std::string>{"routes[1].responses.200.schema: expected a JSON Schema object, got null"});
+  CHECK(responses_errors({{"200", {{"description", false}}}}) ==
+        std::vector<std::string>{"routes[1].responses.200.description: expected a string, got a boolean"});
+  CHECK(responses_errors({{"404", {{"content_type", "text"}}}}) ==
+        std::vector<std::string>{"routes[1].responses.404.content_type: 'text' is not a media type: expected "
+                                 "type/subtype, e.g. \"application/json\" or \"text/*\", optionally followed by \"; "
+                                 "parameters\""});
+  // Every bad entry is reported.
+  CHECK(responses_errors({{"2oo", json::object()}, {"200", {{"schema", 1}}}, {"500", 1}}) ==
+        std::vector<std::string>{
+            "routes[1].responses.2oo" + bad_status,
+            "routes[1].responses.200.schema: expected a JSON Schema object, got an integer",
+            "routes[1].responses.500: expected an object {\"description\"?, \"content_type\"?, \"schema\"?}, got an "
+            "integer",
+        });
+}
+
+TEST_CASE("manifest: a route's query parameters are checked entry by entry", "[plugins][manifest]") {
+  auto query_errors = [](const json& query) {
+    auto doc = minimal();
+    doc["routes"] = {{{"method", "GET"}, {"path", "/ok"}}, {{"method", "GET"}, {"path", "/x"}, {"query", query}}};
+    return errors_of(doc);
+  };
+  auto one = [&](const json& entry) {
+    const auto errors = query_errors(json::array({entry}));
+    INFO(entry.dump());
+    REQUIRE(errors.size() == 1);
+    return errors[0];
+  };
+  CHECK(query_errors({{"name", "limit"}}) ==
+        std::vector<std::string>{"routes[1].query: expected an array, got an object"});
+  CHECK(one("limit") ==
+        "routes[1].query[0]: expected an object {\"name\", \"type\"?, \"description\"?, \"required\"?}, got a string");
+  CHECK(one(json::object()) == "routes[1].query[0].name: required key is missing");
+  CHECK(one({{"name", 1}}) == "routes[1].query[0].name: expected a string, got an integer");
+  const std::string bad_name = " is not a query parameter name: use A-Z, a-z, 0-9, '-', '.', '_', '~'";
+  CHECK(one({{"name", ""}}) == "routes[1].query[0].name: ''" + bad_name);
+  CHECK(one({{"name", "a b"}}) == "routes[1].query[0].name: 'a b'" + bad_name);
+  CHECK(one({{"name", "a&b"}}) == "routes[1].query[0].name: 'a&b'" + bad_name);
+  CHECK(one({{"name", "tags[]"}}) == "routes[1].query[0].name: 'tags[]'" + bad_name);
+  CHECK(one({{"name", "q"}, {"type", "int"}}) ==
+        "routes[1].query[0].type: 'int' is not one of string, integer, number, boolean");
+  CHECK(one({{"name", "q"}, {"type", "integr"}}) ==
+        "routes[1].query[0].type: 'integr' is not one of string, integer, number, boolean (did you mean 'integer'?)");
+  CHECK(one({{"name", "q"}, {"type", "array"}}) ==
+        "routes[1].query[0].type: 'array' is not one of string, integer, number, boolean");
+  CHECK(one({{"name", "q"}, {"type", true}}) == "routes[1].query[0].type: expected a string, got a boolean");
+  CHECK(one({{"name", "q"}, {"required", "no"}}) == "routes[1].query[0].required: expected a boolean, got a string");
+  CHECK(one({{"name", "q"}, {"description", json::object()}}) ==
+        "routes[1].query[0].description: expected a string, got an object");
+  CHECK(query_errors({{{"name", "a"}}, {{"name", "b"}}, {{"name", "a"}, {"type", "integer"}}}) ==
+        std::vector<std::string>{"routes[1].query[2].name: duplicate query parameter 'a' (also routes[1].query[0])"});
+  // Names are case-sensitive, like the query strings they describe.
+  auto valid = minimal();
+  valid["routes"] = {{{"method", "GET"}, {"path", "/x"}, {"query", {{{"name", "a"}}, {{"name", "A"}}}}}};
+  CHECK(parse_ok(valid).routes.at(0).query.size() == 2);
+}
+
+TEST_CASE("manifest: unknown keys in route documentation are warnings", "[plugins][manifest]") {
+  auto doc = minimal();
+  doc["routes"] = json::parse(R"([
+    { "method": "POST", "path": "/x", "requestBody": {}, "respones": {},
+      "request": { "contentType": "text/plain", "required": true },
+      "responses": { "200": { "descripton": "ok", "headers": {} } },
+      "query": [ { "name": "q", "in": "query", "requird": true } ] }
+  ])");
+  const auto m = parse_ok(doc);
+  CHECK(warnings_of(m) ==
+        std::vector<std::string>{
+            "routes[0].requestBody: unknown key ignored; known keys: method, path, summary, blocking, request, "
+            "responses, query",
+            "routes[0].respones: unknown key ignored (did you mean 'responses'?)",
+            "routes[0].request.contentType: unknown key ignored (did you mean 'content_type'?)",
+            "routes[0].request.required: unknown key ignored; known keys: content_type, schema, description",
+            "routes[0].responses.200.descripton: unknown key ignored (did you mean 'description'?)",
+            "routes[0].responses.200.headers: unknown key ignored; known keys: description, content_type, schema",
+            "routes[0].query[0].in: unknown key ignored; known keys: name, type, description, required",
+            "routes[0].query[0].requird: unknown key ignored (did you mean 'required'?)",
+        });
+  REQUIRE(m.routes.size() == 1);
+  REQUIRE(m.routes[0].request);
+  CHECK(m.routes[0].request->content_type == "application/json");  // contentType was ignored
+  REQUIRE(m.routes[0].responses.size() == 1);
+  CHECK(m.routes[0].responses[0].description.empty());
+  REQUIRE(m.routes[0].query.size() == 1);
+  CHECK_FALSE(m.routes[0].query[0].required);
+}
+
 TEST_CASE("manifest: concurrency is parallel or serialized", "[plugins][manifest]") {
   auto doc = minimal();
   doc["concurrency"] = "serial";
@@ -596,7 +812,7 @@ TEST_CASE("manifest: the config schema is checked key by key", "[plugins][manife
   };
   CHECK(with(json::array()) == std::vector<std::string>{"config: expected an object, got an array"});
   CHECK(one("string") ==
-        "config.k: expected an object {\"type\", \"default\", \"required\", \"description\"}, got a string");
+        "config.k: expected an object {\"type\", \"default\", \"required\", \"description\", \"secret\"}, got a string");
   CHECK(one(json::object()) == "config.k.type: required key is missing");
   CHECK(one({{"type", "int"}}) == "config.k.type: 'int' is not one of string, integer, number, boolean, array, object");
   CHECK(one({{"type", "strng"}}) ==
@@ -634,6 +850,22 @@ TEST_CASE("manifest: a config default must match its type", "[plugins][manifest]
   CHECK(default_error("array", json::object()) == prefix + "'array': expected an array, got an object");
   CHECK(default_error("object", json::array()) == prefix + "'object': expected an object, got an array");
   CHECK(default_error("string", nullptr) == prefix + "'string': expected a string, got null");
+}
+
+TEST_CASE("manifest: a config key may be marked secret", "[plugins][manifest]") {
+  const auto m = with_config({{"token", {{"type", "string"}, {"secret", true}}},
+                              {"region", {{"type", "string"}, {"secret", false}}},
+                              {"port", {{"type", "integer"}, {"default", 80}}}});
+  CHECK(m.warnings.empty());
+  REQUIRE(m.config.size() == 3);
+  CHECK(m.config[0].secret);
+  CHECK_FALSE(m.config[1].secret);
+  CHECK_FALSE(m.config[2].secret);  // the default
+  auto doc = minimal();
+  doc["config"] = {{"token", {{"type", "string"}, {"secret", "yes"}}}};
+  CHECK(single_error(doc) == "config.token.secret: expected a boolean, got a string");
+  doc["config"] = {{"token", {{"type", "string"}, {"secret", 1}}}};
+  CHECK(single_error(doc) == "config.token.secret: expected a boolean, got an integer");
 }
 
 TEST_CASE("manifest: unknown keys are warnings with a suggestion", "[plugins][manifest]") {

@@ -61,6 +61,33 @@ TEST_CASE("hello takes its greeting from config key greeting", "[hello]") {
   }
 }
 
+TEST_CASE("hello takes the greeting for one answer from query parameter greeting", "[hello]") {
+  FakeHost host;
+  REQUIRE(host.load<hello::HelloPlugin>(R"({"greeting": "Bonjour"})", HELLO_MANIFEST).ok());
+  const auto greet_with = [&](std::string value) {
+    auto spec = greet("Ada");
+    spec.query = {{"greeting", std::move(value)}};
+    auto pending = host.request(std::move(spec));
+    REQUIRE(pending.returned().ok());
+    const auto response = pending.response();
+    REQUIRE(response);
+    CHECK(response->status == 200);
+    CHECK(response->content_type == "application/json");
+    return response->body;
+  };
+  SECTION("?greeting=Hi replaces the configured greeting") {
+    CHECK(greet_with("Hi") == R"({"greeting":"Hi, Ada!"})");
+    // Only for that answer: the next request without it uses the configured one again.
+    CHECK(greeting_of(host, "Ada") == R"({"greeting":"Bonjour, Ada!"})");
+  }
+  SECTION("an empty ?greeting= keeps the configured greeting") {
+    CHECK(greet_with("") == R"({"greeting":"Bonjour, Ada!"})");
+  }
+  SECTION("the query value is JSON-escaped like the name") {
+    CHECK(greet_with(R"(Hi "there")") == R"({"greeting":"Hi \"there\", Ada!"})");
+  }
+}
+
 TEST_CASE("hello refuses to load with an invalid config", "[hello]") {
   FakeHost host;
   SECTION("greeting is not a string") {

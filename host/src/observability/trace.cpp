@@ -1,0 +1,93 @@
+#include "observability/trace.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <thread>
+
+namespace keel::host::observability {
+namespace {
+
+bool lower_hex(std::string_view s) noexcept {
+  for (const char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+bool all_zero(std::string_view s) noexcept { return s.find_first_not_of('0') == std::string_view::npos; }
+
+// xoshiro256** seeded per thread from the OS: fast, and ids from two threads never share a stream.
+class IdGenerator {
+ public:
+  IdGenerator() {
+    std::random_device rd;
+    std::seed_seq seq{rd(), rd(), rd(), rd(),
+                      static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())),
+                      static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count())};
+    std::uint32_t words[8];
+    seq.generate(std::begin(words), std::end(words));
+    for (int i = 0; i < 4; ++i) s_[i] = (std::uint64_t{words[2 * i]} << 32) | words[2 * i + 1];
+    if ((s_[0] | s_[1] | s_[2] | s_[3]) == 0) s_[0] = 1;
+  }
+  std::uint64_t next() noexcept {
+    const auto result = rotl(s_[1] * 5, 7) * 9;
+    const auto t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = rotl(s_[3], 45);
+    return result;
+  }
+  // A non-zero 64-bit id (W3C: an all-zero id is invalid).
+  std::uint64_t nonzero() noexcept {
+    for (;;)
+      if (const auto v = next(); v != 0) return v;
+  }
+
+ private:
+  static std::uint64_t rotl(std::uint64_t x, int k) noexcept { return (x << k) | (x >> (64 - k)); }
+  std::uint64_t s_[4];
+};
+
+thread_local IdGenerator tl_ids;
+
+void write_hex(char* out, std::uint64_t v) noexcept {
+  constexpr char kDigits[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; --i, v >>= 4) out[i] = kDigits[v & 0xF];
+}
+
+}  // namespace
+
+bool valid_traceparent(std::string_view tp) noexcept {
+  if (tp.size() < Span::kLength) return false;
+  const auto version = tp.substr(0, 2);
+  if (!lower_hex(version) || version == "ff") return false;
+  if (version == "00" ? tp.size() != Span::kLength : tp.size() > Span::kLength && tp[Span::kLength] != '-') return false;
+  if (tp[2] != '-' || tp[35] != '-' || tp[52] != '-') return false;
+  const auto trace = tp.substr(3, 32), parent = tp.substr(36, 16), flags = tp.substr(53, 2);
+  return lower_hex(trace) && lower_hex(parent) && lower_hex(flags) && !all_zero(trace) && !all_zero(parent);
+}
+
+Span Span::start(std::string_view parent) noexcept {
+  Span s;
+  std::memcpy(s.text_, "00-", 3);
+  s.text_[35] = '-';
+  s.text_[52] = '-';
+  if (valid_traceparent(parent)) {
+    std::memcpy(s.text_ + 3, parent.data() + 3, 32);   // same trace
+    std::memcpy(s.parent_, parent.data() + 36, 16);     // the caller's span is the parent
+    std::memcpy(s.text_ + 53, parent.data() + 53, 2);   // flags as received (version 00 layout)
+    s.has_parent_ = true;
+  } else {
+    write_hex(s.text_ + 3, tl_ids.nonzero());
+    write_hex(s.text_ + 19, tl_ids.next());
+    std::memcpy(s.text_ + 53, "01", 2);  // the host records every span: sampled
+  }
+  write_hex(s.text_ + 36, tl_ids.nonzero());
+  return s;
+}
+
+}  // namespace keel::host::observability

@@ -1,0 +1,188 @@
+// config::to_json(): the effective configuration as GET /admin/config shows it, every section
+// and key, with secrets redacted by section ([admin] token), by the plugin's config schema and by
+// the look of a key's name.
+#include <set>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "config/config.hpp"
+
+namespace cfg = keel::host::config;
+using Json = nlohmann::json;
+
+namespace {
+
+Json json_of(const cfg::Config& c, const cfg::SecretKeys& secrets = {}) {
+  const auto text = cfg::to_json(c, secrets);
+  auto j = Json::parse(text, nullptr, false);
+  INFO(text);
+  REQUIRE(j.is_object());
+  return j;
+}
+
+// The list parse() gives after `marker` in its message about `toml` (an unknown name close to no
+// valid one, so the message lists every valid one), split at ", ".
+std::set<std::string> listed_in_error(const std::string& toml, std::string_view marker) {
+  std::string message;
+  try {
+    (void)cfg::parse(toml, "keel.toml", {});
+  } catch (const cfg::ConfigError& e) {
+    REQUIRE(e.diagnostics().size() == 1);
+    message = e.diagnostics().front().message;
+  }
+  const auto at = message.find(marker);
+  INFO(message);
+  REQUIRE(at != std::string::npos);
+  std::set<std::string> items;
+  const std::string rest = message.substr(at + marker.size());
+  for (std::size_t start = 0;;) {
+    const auto comma = rest.find(", ", start);
+    items.insert(rest.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 2;
+  }
+  return items;
+}
+
+}  // namespace
+
+TEST_CASE("config to_json has a member for every key the parser accepts, and no other", "[config][admin]") {
+  // Guards against a key added to the parser (config.cpp kSections) but not to to_json().
+  auto j = json_of(cfg::parse("", "keel.toml", {}));
+  std::set<std::string> sections;  // as the parser's message writes them: "[server]"
+  for (const auto& [name, value] : j.items())
+    if (name != "source") sections.insert(name == "plugin" ? "[plugin.<name>]" : "[" + name + "]");
+  CHECK(sections == listed_in_error("[qqqqqqqqqqqqqqqqqqqq]\nx = 1\n", "; valid sections: "));
+  for (const auto& [section, members] : j.items()) {
+    if (section == "source" || section == "plugin") continue;
+    INFO(section);
+    std::set<std::string> shown;
+    for (const auto& [key, value] : members.items()) shown.insert(key);
+    CHECK(shown == listed_in_error("[" + section + "]\nqqqqqqqqqqqqqqqqqqqq = 1\n", "; valid keys: "));
+  }
+}
+
+TEST_CASE("config to_json writes every section and key with the effective values", "[config][admin]") {
+  const auto c = cfg::parse("[server]\nio_threads = 3\n[log]\nformat = \"json\"\n[cors]\nallowed_origins = \"https://a, https://b\"\n"
+                            "[storage]\nsynchronous = \"full\"\n",
+                            "/etc/keel/keel.toml", {{"KEEL_HTTP_MAX_BODY_BYTES", "65536"}, {"KEEL_EVENTS_BATCH", "9"}});
+  auto j = json_of(c);
+  CHECK(j["source"] == "/etc/keel/keel.toml");
+  CHECK(j["server"] == Json{{"listen", "127.0.0.1:8080"},
+                            {"io_threads", 3},
+                            {"max_connections", 10000},
+                            {"drain_timeout_ms", 10000},
+                            {"data_dir", "/etc/keel/data"},
+                            {"worker_threads", 4},
+                            {"worker_queue", 1024}});
+  CHECK(j["http"] == Json{{"max_header_bytes", 16384},
+                          {"max_target_bytes", 8192},
+                          {"max_body_bytes", 65536},
+                          {"header_read_timeout_ms", 10000},
+                          {"idle_timeout_ms", 60000},
+                          {"request_timeout_ms", 30000},
+                          {"write_timeout_ms", 30000}});
+  CHECK(j["log"]["level"] == "info");
+  CHECK(j["log"]["format"] == "json");
+  CHECK(j["log"]["access_log"] == true);
+  CHECK(j["admin"] == Json{{"token", ""}});  // unset: shown empty, nothing to hide
+  CHECK(j["plugins"] == Json{{"directory", "/etc/keel/plugins"}});
+  CHECK(j["cors"]["allowed_origins"] == Json{"https://a", "https://b"});
+  CHECK(j["cors"]["allowed_methods"] == Json{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"});
+  CHECK(j["cors"]["max_age_s"] == 600);
+  CHECK(j["cors"]["allow_credentials"] == false);
+  CHECK(j["storage"] == Json{{"synchronous", "full"},
+                             {"busy_timeout_ms", 5000},
+                             {"readers", 4},
+                             {"statement_cache", 128},
+                             {"transaction_timeout_ms", 10000},
+                             {"max_db_bytes", 0}});
+  CHECK(j["events"] == Json{{"queue_capacity", 10000},
+                            {"max_attempts", 5},
+                            {"retry_base_ms", 100},
+                            {"retry_max_ms", 30000},
+                            {"retention_ms", 86400000},
+                            {"batch", 9},
+                            {"dead_letter_capacity", 1000}});
+  CHECK(j["plugin"] == Json::object());
+  // Sections in the order of the file and docs/config.md.
+  const auto text = cfg::to_json(c);
+  CHECK(text.find("\"server\"") < text.find("\"http\""));
+  CHECK(text.find("\"storage\"") < text.find("\"events\""));
+}
+
+TEST_CASE("config to_json redacts the admin token from the file and from the environment", "[config][admin]") {
+  SECTION("file") {
+    auto j = json_of(cfg::parse("[admin]\ntoken = \"s3cr3t\"\n", "keel.toml", {}));
+    CHECK(j["admin"]["token"] == "<redacted>");
+  }
+  SECTION("environment") {
+    const auto c = cfg::parse("", "keel.toml", {{"KEEL_ADMIN_TOKEN", "from-env"}});
+    CHECK(json_of(c)["admin"]["token"] == "<redacted>");
+    CHECK(cfg::to_json(c).find("from-env") == std::string::npos);
+  }
+}
+
+TEST_CASE("config to_json redacts plugin keys declared secret or named like secrets", "[config][admin]") {
+  const auto c = cfg::parse(R"([plugin.orders]
+mount = "/orders"
+request_timeout_ms = 250
+route_timeouts = { "GET /token/{id}" = 100 }
+currency = "EUR"
+signing_seed = "by-schema"
+DB_Password = "by-name"
+github_ApiKey = 42
+empty_token = ""
+tokens = ["a", "b"]
+db.host = "db.local"
+db.passwd = "nested"
+auth.private_key = { pem = "-----BEGIN" }
+servers = [{ name = "a", credential = "in-array" }]
+
+[plugin.other]
+signing_seed = "not-declared-here"
+)",
+                            "keel.toml", {});
+  const cfg::SecretKeys secrets{{"orders", {"signing_seed", "currency_never_set"}}};
+  const auto text = cfg::to_json(c, secrets);
+  for (const char* leaked : {"by-schema", "by-name", "nested", "BEGIN", "in-array"}) {
+    INFO(leaked);
+    CHECK(text.find(leaked) == std::string::npos);
+  }
+  auto j = json_of(c, secrets);
+  auto& orders = j["plugin"]["orders"];
+  // Host-owned keys: shown, never judged by their look.
+  CHECK(orders["enabled"] == true);
+  CHECK(orders["mount"] == "/orders");
+  CHECK(orders["sha256"].is_null());
+  CHECK(orders["log_level"].is_null());
+  CHECK(orders["request_timeout_ms"] == 250);
+  CHECK(orders["route_timeouts"] == Json{{"GET /token/{id}", 100}});
+  CHECK(orders["max_db_bytes"].is_null());
+  // Plugin-owned keys.
+  CHECK(orders["currency"] == "EUR");
+  CHECK(orders["signing_seed"] == "<redacted>");   // the schema says so
+  CHECK(orders["DB_Password"] == "<redacted>");    // the name says so, whatever the case
+  CHECK(orders["github_ApiKey"] == "<redacted>");  // whatever the type
+  CHECK(orders["empty_token"] == "");              // unset secrets stay visibly unset
+  CHECK(orders["tokens"] == "<redacted>");         // a whole array under a secret name
+  CHECK(orders["db"] == Json{{"host", "db.local"}, {"passwd", "<redacted>"}});
+  CHECK(orders["auth"] == Json{{"private_key", "<redacted>"}});
+  CHECK(orders["servers"] == Json::array({Json{{"credential", "<redacted>"}, {"name", "a"}}}));
+  // The schema's secrets belong to one plugin: another plugin's key of the same name is shown.
+  CHECK(j["plugin"]["other"]["signing_seed"] == "not-declared-here");
+}
+
+TEST_CASE("looks_secret matches the secret words anywhere in a name, ignoring case", "[config][admin]") {
+  for (const char* name : {"password", "db_password", "PASSWD", "client_secret", "Token", "refresh_token_ttl",
+                           "api_key", "ApiKey", "PRIVATE_KEY", "aws_credentials"}) {
+    INFO(name);
+    CHECK(cfg::looks_secret(name));
+  }
+  for (const char* name : {"", "user", "pass", "key", "private", "currency", "api-key", "tok_en"}) {
+    INFO(name);
+    CHECK_FALSE(cfg::looks_secret(name));
+  }
+}

@@ -1,0 +1,69 @@
+#include <set>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "observability/trace.hpp"
+
+using keel::host::observability::Span;
+using keel::host::observability::valid_traceparent;
+
+namespace {
+constexpr std::string_view kExample = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+}
+
+TEST_CASE("traceparent validation follows W3C Trace Context", "[trace]") {
+  CHECK(valid_traceparent(kExample));
+  CHECK(valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"));
+  // A later version may append fields after a '-'.
+  CHECK(valid_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future"));
+  CHECK(valid_traceparent("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+
+  CHECK_FALSE(valid_traceparent(""));
+  CHECK_FALSE(valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"));  // 00: exact length
+  CHECK_FALSE(valid_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x"));       // no '-' after
+  CHECK_FALSE(valid_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));        // forbidden version
+  CHECK_FALSE(valid_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"));        // upper case
+  CHECK_FALSE(valid_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));        // zero trace
+  CHECK_FALSE(valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"));        // zero parent
+  CHECK_FALSE(valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g"));        // flags not hex
+  CHECK_FALSE(valid_traceparent("00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));        // delimiter
+  CHECK_FALSE(valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01"));        // shifted
+  CHECK_FALSE(valid_traceparent(kExample.substr(0, 54)));
+}
+
+TEST_CASE("a span continues a valid incoming trace as its child", "[trace]") {
+  const auto span = Span::start(kExample);
+  CHECK(valid_traceparent(span.traceparent()));
+  CHECK(span.trace_id() == "4bf92f3577b34da6a3ce929d0e0e4736");
+  CHECK(span.parent_id() == "00f067aa0ba902b7");
+  CHECK(span.span_id() != "00f067aa0ba902b7");
+  CHECK(span.traceparent().substr(0, 3) == "00-");
+  CHECK(span.traceparent().substr(53) == "01");
+  CHECK(span.traceparent().substr(36, 16) == span.span_id());
+
+  // A child of the child: same trace, the first span as parent.
+  const auto grandchild = Span::start(span.traceparent());
+  CHECK(grandchild.trace_id() == span.trace_id());
+  CHECK(grandchild.parent_id() == span.span_id());
+
+  // A later version is continued, and re-emitted as version 00.
+  const auto from_v1 = Span::start("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-x");
+  CHECK(from_v1.trace_id() == "4bf92f3577b34da6a3ce929d0e0e4736");
+  CHECK(from_v1.traceparent().substr(0, 3) == "00-");
+  CHECK(from_v1.traceparent().substr(53) == "00");
+}
+
+TEST_CASE("a span without a valid parent starts a new trace", "[trace]") {
+  std::set<std::string> traces, spans;
+  for (const auto* bad : {"", "garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"}) {
+    const auto span = Span::start(bad);
+    CHECK(valid_traceparent(span.traceparent()));
+    CHECK(span.parent_id().empty());
+    CHECK(span.traceparent().substr(53) == "01");
+    traces.emplace(span.trace_id());
+  }
+  for (int i = 0; i < 1000; ++i) spans.emplace(Span::start(kExample).span_id());
+  CHECK(traces.size() == 3);
+  CHECK(spans.size() == 1000);
+}
