@@ -174,6 +174,10 @@ void admin_read(const http::Request& req, http::Response& res, const std::vector
       Json j{{"name", st.name},   {"version", st.version}, {"abi", st.abi},   {"file", st.file.string()},
              {"state", plugins::to_string(st.state)},      {"mount", st.mount}};
       if (!st.reason.empty()) j["reason"] = st.reason;
+      j["generation"] = st.generation;
+      if (!st.sha256.empty()) j["sha256"] = st.sha256;
+      j["reloads"] = {{"succeeded", st.reloads_succeeded}, {"refused", st.reloads_refused}};
+      if (!st.last_reload_error.empty()) j["reloads"]["last_error"] = st.last_reload_error;
       if (!st.health.empty()) j["health"] = {{"status", st.health}, {"detail", st.health_detail}};
       j["manifest"] = st.manifest_json.empty() ? Json(nullptr) : Json::parse(st.manifest_json, nullptr, false);
       Json routes = Json::array();  // "METHOD /full/path" as served (mount + manifest path)
@@ -209,29 +213,32 @@ void admin_read(const http::Request& req, http::Response& res, const std::vector
   res.set_error(404, "not_found", "no such admin path");
 }
 
-
-// POST /admin/plugins/{name}/disable|enable: blocks (drains, runs the plugin's hooks), so it
-// runs on the worker pool and answers through a Deferred.
+// POST /admin/plugins/{name}/disable|enable|reload: blocks (drains, runs the plugin's hooks), so
+// it runs on the worker pool and answers through a Deferred.
 std::optional<http::Deferred> plugin_action(const http::Request& req, http::Response& res, std::string name,
-                                            bool disable, plugins::PluginHost& plugins) {
+                                            std::string action, plugins::PluginHost& plugins) {
   auto reply_later = std::make_shared<http::AsyncReply>();
   reply_later->timeout_message = "the admin action on plugin '" + name + "' did not finish in time; see the log";
   auto log = observability::logger("admin");
-  log->info("admin {} plugin={} from={} req={}", disable ? "disable" : "enable", name, req.remote_address,
-            req.request_id);
-  const bool queued = plugins.post_admin_job([&plugins, reply_later, log, name, disable] {
-    const auto result = disable ? plugins.disable(name) : plugins.enable(name);
+  log->info("admin {} plugin={} from={} req={}", action, name, req.remote_address, req.request_id);
+  const bool queued = plugins.post_admin_job([&plugins, reply_later, log, name, action] {
+    const auto result = action == "disable" ? plugins.disable(name)
+                        : action == "enable" ? plugins.enable(name)
+                                             : plugins.reload(name);
     http::Response out;
     if (result.status == 200) {
-      std::string state;
-      for (const auto& st : plugins.statuses())
-        if (st.name == name) state = std::string(plugins::to_string(st.state));
-      out.set_json(200, Json{{"name", name}, {"state", state}, {"message", result.message}}.dump());
-      log->info("admin {} done plugin={} state={}", disable ? "disable" : "enable", name, state);
+      Json body{{"name", name}, {"message", result.message}};
+      for (const auto& st : plugins.statuses()) {
+        if (st.name != name) continue;
+        body["state"] = plugins::to_string(st.state);
+        body["version"] = st.version;
+        body["generation"] = st.generation;
+      }
+      out.set_json(200, body.dump());
+      log->info("admin {} done plugin={} message=\"{}\"", action, name, result.message);
     } else {
       out.set_error(result.status, http::error_code_for(result.status), result.message);
-      log->warn("admin {} refused plugin={} status={} reason=\"{}\"", disable ? "disable" : "enable", name,
-                result.status, result.message);
+      log->warn("admin {} refused plugin={} status={} reason=\"{}\"", action, name, result.status, result.message);
     }
     reply_later->complete(std::move(out));
   });
@@ -274,12 +281,12 @@ std::optional<http::Deferred> handle_admin(const http::Request& req, http::Respo
     return std::nullopt;
   }
   const auto seg = segments(req.path);
-  if (seg.size() == 4 && seg[1] == "plugins" && (seg[3] == "disable" || seg[3] == "enable")) {
+  if (seg.size() == 4 && seg[1] == "plugins" && (seg[3] == "disable" || seg[3] == "enable" || seg[3] == "reload")) {
     if (req.method != "POST") {
       res.set_method_not_allowed("POST");
       return std::nullopt;
     }
-    return plugin_action(req, res, std::string(seg[2]), seg[3] == "disable", plugins);
+    return plugin_action(req, res, std::string(seg[2]), std::string(seg[3]), plugins);
   }
   admin_read(req, res, seg, plugins);
   return std::nullopt;

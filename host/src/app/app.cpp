@@ -221,6 +221,7 @@ int App::run(const ServeOptions& options) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -240,7 +241,14 @@ int App::run(const ServeOptions& options) {
             server.local_address());
 
   int signal = 0;
-  sigwait(&signals, &signal);
+  for (;;) {
+    sigwait(&signals, &signal);
+    if (signal != SIGHUP) break;
+    // SIGHUP: bring the plugins in line with the plugin directory now (on a worker: it blocks).
+    log->info("SIGHUP: re-reading the plugin directory {}", config_.plugins.directory.string());
+    if (!plugins.post_admin_job([&plugins] { plugins.sync_directory(); }))
+      log->warn("SIGHUP ignored: the worker pool is full or stopping");
+  }
   log->info("shutdown requested signal={} drain_timeout_ms={} connections={}", strsignal(signal),
             config_.server.drain_timeout.count(), server.connection_count());
   draining.store(true);

@@ -87,6 +87,24 @@ void plugin_states(Exposition& m, const std::vector<plugins::PluginStatus>& stat
   m.family("keel_plugin_info", MetricType::kGauge, "Always 1; the labels name the plugin's version and ABI.");
   for (const auto& st : statuses)
     if (first(st)) m.sample({{"plugin", st.name}, {"version", st.version}, {"abi", st.abi}}, 1);
+  seen.clear();
+  m.family("keel_plugin_generation", MetricType::kGauge,
+           "Generation of the plugin's running code: 1 when first loaded, +1 per reload; 0 if never loaded.");
+  for (const auto& st : statuses)
+    if (first(st)) m.sample({{"plugin", st.name}}, st.generation);
+  seen.clear();
+  m.family("keel_plugin_reloads_total", MetricType::kCounter,
+           "Reloads of the plugin by result: succeeded (a new generation serves) or refused (the old one kept serving).");
+  for (const auto& st : statuses) {
+    if (!first(st)) continue;
+    m.sample({{"plugin", st.name}, {"result", "succeeded"}}, st.reloads_succeeded);
+    m.sample({{"plugin", st.name}, {"result", "refused"}}, st.reloads_refused);
+  }
+  seen.clear();
+  m.family("keel_plugin_drain_duration_seconds", MetricType::kHistogram,
+           "Time a retired generation took from the switch until it was stopped and destroyed, in seconds.");
+  for (const auto& st : statuses)
+    if (first(st)) m.histogram({{"plugin", st.name}}, plugins::kHttpBuckets, st.drain_buckets, st.drain_seconds_total);
 }
 
 void http_metrics(Exposition& m, const std::vector<plugins::RouteStats>& routes) {

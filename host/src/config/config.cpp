@@ -61,7 +61,12 @@ constexpr std::array kLogKeys{
     KeyDef{"max_files", Kind::kInteger},
 };
 constexpr std::array kAdminKeys{KeyDef{"token", Kind::kString}};
-constexpr std::array kPluginsKeys{KeyDef{"directory", Kind::kString}};
+constexpr std::array kPluginsKeys{
+    KeyDef{"directory", Kind::kString},
+    KeyDef{"watch", Kind::kBool},
+    KeyDef{"watch_debounce_ms", Kind::kInteger},
+    KeyDef{"watch_rescan_ms", Kind::kInteger},
+};
 constexpr std::array kCorsKeys{
     KeyDef{"allowed_origins", Kind::kString}, KeyDef{"allowed_methods", Kind::kString},
     KeyDef{"allowed_headers", Kind::kString}, KeyDef{"expose_headers", Kind::kString},
@@ -777,6 +782,9 @@ void apply(const Settings& settings, Context& ctx, const std::filesystem::path& 
   if (const Setting* token = a.text("admin", "token")) config.admin.token = Applier::string_of(*token);
 
   a.path("plugins", "directory", config.plugins.directory);
+  a.flag("plugins", "watch", config.plugins.watch);
+  a.duration("plugins", "watch_debounce_ms", config.plugins.watch_debounce, 0, 60000);
+  a.duration("plugins", "watch_rescan_ms", config.plugins.watch_rescan, 100, 3600000);
 
   if (const Setting* v = a.text("cors", "allowed_origins")) config.cors.allowed_origins = split_list(Applier::string_of(*v));
   if (const Setting* v = a.text("cors", "allowed_methods")) config.cors.allowed_methods = split_list(Applier::string_of(*v));
@@ -1010,7 +1018,10 @@ std::string to_json(const Config& c, const SecretKeys& secret_keys) {
                 {"max_file_bytes", c.log.max_file_bytes},
                 {"max_files", c.log.max_files}};
   out["admin"] = {{"token", c.admin.token.empty() ? std::string{} : std::string{kRedacted}}};
-  out["plugins"] = {{"directory", c.plugins.directory.string()}};
+  out["plugins"] = {{"directory", c.plugins.directory.string()},
+                    {"watch", c.plugins.watch},
+                    {"watch_debounce_ms", c.plugins.watch_debounce.count()},
+                    {"watch_rescan_ms", c.plugins.watch_rescan.count()}};
   out["cors"] = {{"allowed_origins", c.cors.allowed_origins},
                  {"allowed_methods", c.cors.allowed_methods},
                  {"allowed_headers", c.cors.allowed_headers},

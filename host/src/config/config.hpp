@@ -79,6 +79,9 @@ struct AdminConfig {
 
 struct PluginsConfig {
   std::filesystem::path directory = "plugins";  ///< scanned for *.so (relative to the config file)
+  bool watch = true;                            ///< follow the directory: start, reload and stop plugins as files change
+  std::chrono::milliseconds watch_debounce{500};  ///< quiet time after a change before acting on it
+  std::chrono::milliseconds watch_rescan{2000};   ///< full scan interval (the poll interval without inotify)
 };
 
 /// Cross-origin resource sharing for browser clients; off while allowed_origins is empty.

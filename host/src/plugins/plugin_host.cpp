@@ -24,6 +24,7 @@
 #include "plugins/loader.hpp"
 #include "plugins/sha256.hpp"
 #include "plugins/status_mapping.hpp"
+#include "plugins/watcher.hpp"
 #include "storage/database.hpp"
 #include "storage/migrations.hpp"
 #include "storage/storage_api.hpp"
@@ -194,6 +195,12 @@ class ResponderTable {
   // The host answers for the plugin (handler failed after deferring, or it is being stopped).
   void fail(keel_responder id, http::Response&& response) { (void)complete(id, std::move(response)); }
 
+  // Requests acquired and not yet answered.
+  std::size_t pending() {
+    std::lock_guard lock(mutex_);
+    return slots_.size() - free_.size();
+  }
+
   // Plugin stopped: every pending request is answered 503.
   void abandon_all() {
     std::vector<std::shared_ptr<http::AsyncReply>> replies;
@@ -296,6 +303,12 @@ struct CallCounters {
   DurationCounters duration;
 };
 
+struct ReloadCounters {
+  std::atomic<std::uint64_t> succeeded{0}, refused{0};
+  DurationCounters drain;  // retired generation: from the switch until it was destroyed
+  std::string last_error;  // why the last refused reload was refused (under status_mutex)
+};
+
 struct Plugin {
   PluginHost::Impl* host = nullptr;
   std::size_t index = 0;
@@ -322,9 +335,22 @@ struct Plugin {
   std::atomic<std::uint32_t> in_flight{0};
   std::atomic<std::uint32_t> callbacks_pending{0};
   std::vector<std::size_t> dependencies;  // indices of plugins this one depends on
-  std::unique_ptr<storage::Database> database;  // with ext:keel.storage/1: open from before create() to after destroy()
-  std::unique_ptr<RouteCounters[]> route_counters;  // one per manifest route
-  std::unique_ptr<CallCounters[]> call_counters;    // one per plugin of the host, by index: calls made to it
+  // With ext:keel.storage/1: open from before the first generation's create() to after the last
+  // one's destroy(); every generation of the plugin shares it.
+  std::shared_ptr<storage::Database> database;
+  // Counters outlive a reload: a new generation takes over the old one's (routes by method and
+  // path), so Prometheus counters never go backwards.
+  std::vector<std::shared_ptr<RouteCounters>> route_counters;  // one per manifest route
+  std::shared_ptr<CallCounters[]> call_counters;  // one per plugin of the host, by index: calls made to it
+  std::shared_ptr<ReloadCounters> reloads;
+
+  // Generations: a reload builds a new Plugin for the same index; the old one is retired (it
+  // drains, stops and is destroyed) while the new one serves.
+  std::uint32_t generation = 1;
+  std::atomic<bool> retired{false};  // replaced by a newer generation
+  bool on_bus = false;               // registered with the event bus (at start-up)
+  bool loaded = false;               // its code was loaded (it may have been unloaded since)
+  std::string sha256;                // of the file this generation was loaded from
 };
 
 // Per-thread description of the request a plugin hook is serving, so call() can propagate the
@@ -357,15 +383,6 @@ struct CurrentRequestScope {
   CurrentRequestScope& operator=(const CurrentRequestScope&) = delete;
 };
 
-// Counts a hook running inside a plugin; stop_plugin() waits until none is.
-struct InFlight {
-  std::atomic<std::uint32_t>& n;
-  explicit InFlight(std::atomic<std::uint32_t>& c) : n(c) { n.fetch_add(1); }
-  ~InFlight() { n.fetch_sub(1); }
-  InFlight(const InFlight&) = delete;
-  InFlight& operator=(const InFlight&) = delete;
-};
-
 std::string_view current_request_id() noexcept { return tl_current != nullptr ? tl_current->request_id : std::string_view{}; }
 std::string_view current_traceparent() noexcept { return tl_current != nullptr ? tl_current->traceparent : std::string_view{}; }
 
@@ -384,17 +401,64 @@ struct PluginHost::Impl {
   std::shared_ptr<spdlog::logger> log;
   std::shared_ptr<spdlog::logger> span_log;  // "trace": one line per call and event span; null when [log] spans = false
   events::Bus bus;
-  std::vector<std::unique_ptr<Plugin>> plugins;
+  // The current generation of every plugin, by index. Replaced only under admin_mutex and
+  // status_mutex (a reload); readers on the request path use a RouteSnapshot instead.
+  std::vector<std::shared_ptr<Plugin>> plugins;
+  std::vector<std::shared_ptr<Plugin>> unmapped_later;  // retired generations whose code must stay mapped until stop()
   std::vector<std::size_t> order;  // start order (dependencies first)
-  std::atomic<std::shared_ptr<const http::RouteTable>> routes;
+  // What requests, calls and events are routed by: the route table and, by plugin index, the
+  // generation its routes lead to. Replaced as a whole; a thread keeps its own reference.
+  struct RouteSnapshot {
+    std::shared_ptr<const http::RouteTable> table;
+    std::vector<std::shared_ptr<Plugin>> gens;
+  };
+  std::atomic<std::shared_ptr<const RouteSnapshot>> routes;
   std::atomic<std::uint64_t> routes_generation{0};  // bumped after every routes.store()
   void publish_routes(std::shared_ptr<const http::RouteTable> table) {
-    routes.store(std::move(table));
+    auto snap = std::make_shared<RouteSnapshot>();
+    snap->table = std::move(table);
+    {
+      std::lock_guard lock(status_mutex);
+      snap->gens = plugins;
+    }
+    routes.store(std::move(snap));
     routes_generation.fetch_add(1, std::memory_order_acq_rel);
   }
+  /// The snapshot this thread routes by: reloaded only when a newer one was published (or
+  /// `fresh`), so the request path does no atomic reference counting.
+  const RouteSnapshot& snapshot_for_this_thread(bool fresh = false) const;
+
+  /// Lets one request, call or event delivery into generation `p`: true when it may run; the
+  /// caller then holds one in_flight count until the work is done. A generation that stopped
+  /// accepting (stopping, disabled, or retired by a reload) admits nothing. The count is taken
+  /// before `accepting` is read (both sequentially consistent), so a drain that cleared
+  /// `accepting` and then sees in_flight == 0 knows nothing can still enter.
+  static bool admit(Plugin& p) {
+    p.in_flight.fetch_add(1);
+    if (p.accepting.load()) return true;
+    p.in_flight.fetch_sub(1);
+    return false;
+  }
+  /// Releases an admission when it goes out of scope, unless transferred to a job.
+  struct Admission {
+    Plugin* p;
+    explicit Admission(Plugin* admitted) : p(admitted) {}
+    ~Admission() {
+      if (p != nullptr) p->in_flight.fetch_sub(1);
+    }
+    Admission(const Admission&) = delete;
+    Admission& operator=(const Admission&) = delete;
+    Plugin* transfer() { return std::exchange(p, nullptr); }
+  };
   mutable std::mutex status_mutex;
   bool stopped = false;
   keel_host_api api{};
+
+  /// A copy of `plugins` (the current generations), for readers off the control thread.
+  std::vector<std::shared_ptr<Plugin>> current_generations() const {
+    std::lock_guard lock(status_mutex);
+    return plugins;
+  }
 
   Plugin* find(std::string_view name) {
     for (auto& p : plugins)
@@ -424,13 +488,20 @@ struct PluginHost::Impl {
   }
   void load_and_create(Plugin& p);
   bool create_plugin(Plugin& p);
-  void start_plugin(Plugin& p);
+  void configure(Plugin& p);
+  std::shared_ptr<spdlog::logger> plugin_logger(const std::string& name) const;
+  PluginHost::AdminResult install(const std::shared_ptr<Plugin>& old, const fs::path& file);
+  void remove(const std::shared_ptr<Plugin>& p);
+  // Plugins added at run time get an index below this (call counters are sized by it).
+  static constexpr std::size_t kMaxPlugins = 256;
+  std::unique_ptr<DirectoryWatcher> watcher;
+  void start_plugin(Plugin& p, bool publish_routes = true);
   void stop_plugin(Plugin& p, bool keep_storage = false);
   std::mutex admin_mutex;  // one disable/enable at a time
   void rebuild_routes();
 
   void connect_events();
-  keel_status deliver_event(Plugin& p, const events::EventRecord& e, std::uint32_t attempt);
+  keel_status deliver_event(std::size_t index, const events::EventRecord& e, std::uint32_t attempt);
   keel_status run_handler(Plugin& p, const keel_request& req, keel_responder id, bool deferred);
   std::optional<http::Deferred> dispatch_owned(Plugin& p, std::shared_ptr<OwnedRequest> owned,
                                                std::shared_ptr<http::AsyncReply> reply, keel_responder id);
@@ -785,7 +856,7 @@ bool PluginHost::Impl::open_storage(Plugin& p) {
     std::error_code ec;
     fs::create_directories(cfg.server.data_dir, ec);
     if (ec) throw std::runtime_error("cannot create data_dir " + cfg.server.data_dir.string() + ": " + ec.message());
-    p.database = std::make_unique<storage::Database>(std::move(o));
+    p.database = std::make_shared<storage::Database>(std::move(o));
   } catch (const std::exception& e) {
     fail(p, e.what());
     return false;
@@ -800,13 +871,32 @@ bool PluginHost::Impl::open_storage(Plugin& p) {
   return true;
 }
 
+// Code is mapped from a private copy (<data_dir>/.keel-load/<name>.<generation>.<pid>.so,
+// removed as soon as it is mapped): the dynamic loader never hands back an older mapping of a
+// file replaced in place (it dedupes by path and inode), and the plugin directory's file may
+// be rewritten while this generation runs. The copy is also what the sha256 describes.
 void PluginHost::Impl::load_and_create(Plugin& p) {
+  const auto dir = cfg.server.data_dir / ".keel-load";
+  const auto copy = dir / (p.name + "." + std::to_string(p.generation) + "." + std::to_string(::getpid()) + ".so");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (!ec) fs::permissions(dir, fs::perms::owner_all, ec);
+  if (!ec) fs::copy_file(p.file, copy, fs::copy_options::overwrite_existing, ec);
+  if (ec) {
+    fail(p, "cannot copy " + p.file.string() + " to " + copy.string() + " for loading: " + ec.message() +
+                " (check that [server] data_dir is writable)");
+    return;
+  }
+  p.sha256 = sha256_file_hex(copy).value_or("");
   try {
-    p.library = std::make_unique<Library>(p.file, p.manifest.json);
+    p.library = std::make_unique<Library>(copy, p.manifest.json);
   } catch (const PluginLoadError& e) {
+    fs::remove(copy, ec);
     fail(p, e.reason());
     return;
   }
+  fs::remove(copy, ec);
+  p.loaded = true;
   p.table = &p.library->table();
   if (p.table->abi_version != ((p.manifest.abi_major << 16) | p.manifest.abi_minor)) {
     fail(p, "manifest says ABI " + std::to_string(p.manifest.abi_major) + "." + std::to_string(p.manifest.abi_minor) +
@@ -845,7 +935,7 @@ bool PluginHost::Impl::create_plugin(Plugin& p) {
   return true;
 }
 
-void PluginHost::Impl::start_plugin(Plugin& p) {
+void PluginHost::Impl::start_plugin(Plugin& p, bool publish_routes) {
   keel_status st = KEEL_OK;
   p.may_call.store(true);
   if (p.table->start != nullptr) {
@@ -862,7 +952,7 @@ void PluginHost::Impl::start_plugin(Plugin& p) {
   }
   p.accepting.store(true);
   set_state(p, PluginState::kStarted);
-  rebuild_routes();  // dependents may call this plugin from their own start()
+  if (publish_routes) rebuild_routes();  // dependents may call this plugin from their own start()
   log->info("plugin started name={} version={} mount={} routes={}", p.name, p.manifest.version.str(), p.mount,
             p.manifest.routes.size());
 }
@@ -911,6 +1001,7 @@ void PluginHost::Impl::connect_events() {
   for (auto i : order) {
     auto& p = *plugins[i];
     if (p.state != PluginState::kCreated) continue;
+    p.on_bus = true;
     try {
       if (!p.manifest.publishes.empty())
         bus.add_publisher({p.name, p.manifest.publishes, p.manifest.durable, p.database.get()});
@@ -921,21 +1012,27 @@ void PluginHost::Impl::connect_events() {
     if (!p.manifest.subscribes.empty() && p.table->on_event != nullptr) {
       // Every delivery job of this subscriber (in-memory inbox and durable streams alike) runs
       // on one serial queue: the plugin receives one event at a time, as plugin.h promises.
+      // The queue stays with the plugin across reloads (deliveries stay one at a time); each
+      // delivery goes to the generation current when it runs.
       p.events = p.serial ? p.serial : std::make_shared<SerialQueue>(pool, cfg.server.worker_queue);
-      Plugin* pp = &p;
       bus.add_subscriber({p.name, p.manifest.subscribes,
-                          [this, pp](const events::EventRecord& e, std::uint32_t attempt) {
-                            return deliver_event(*pp, e, attempt);
+                          [this, index = p.index](const events::EventRecord& e, std::uint32_t attempt) {
+                            return deliver_event(index, e, attempt);
                           },
-                          [pp](std::function<void()> job) { return pp->events->post(std::move(job)); }});
+                          [queue = p.events](std::function<void()> job) { return queue->post(std::move(job)); }});
     }
   }
   bus.start();
 }
 
-keel_status PluginHost::Impl::deliver_event(Plugin& p, const events::EventRecord& e, std::uint32_t attempt) {
-  const InFlight guard(p.in_flight);  // before the check: stop_plugin() waits for it
-  if (!p.accepting.load(std::memory_order_acquire)) return KEEL_ERR_UNAVAILABLE;
+keel_status PluginHost::Impl::deliver_event(std::size_t index, const events::EventRecord& e, std::uint32_t attempt) {
+  Plugin* pp = snapshot_for_this_thread().gens.at(index).get();
+  for (int tries = 1; !admit(*pp); ++tries) {
+    if (!pp->retired.load() || tries > 3) return KEEL_ERR_UNAVAILABLE;  // stopping or disabled: the bus pauses
+    pp = snapshot_for_this_thread(/*fresh=*/true).gens.at(index).get();
+  }
+  const Admission admission(pp);
+  auto& p = *pp;
   keel_event ev{};
   ev.struct_size = sizeof(keel_event);
   ev.delivery_attempt = attempt;
@@ -991,6 +1088,39 @@ void PluginHost::Impl::rebuild_routes() {
   }
 }
 
+// Logger plugin.<name>, at [plugin.<name>] log_level when set.
+std::shared_ptr<spdlog::logger> PluginHost::Impl::plugin_logger(const std::string& name) const {
+  auto named = observability::logger("plugin." + name);
+  if (const auto sec = cfg.plugin_sections.find(name); sec != cfg.plugin_sections.end() && !sec->second.log_level.empty())
+    named->set_level(spdlog::level::from_str(sec->second.log_level));
+  return named;
+}
+
+// Mount, timeouts, config and queues from the config for a plugin whose manifest pre-flight
+// accepted (so the config schema applies).
+void PluginHost::Impl::configure(Plugin& p) {
+  p.mount = mount_of(p.manifest, cfg);
+  const auto sec = cfg.plugin_sections.find(p.name);
+  p.timeout = cfg.http.request_timeout;
+  if (sec != cfg.plugin_sections.end() && sec->second.request_timeout) p.timeout = *sec->second.request_timeout;
+  p.route_timeouts.assign(p.manifest.routes.size(), std::chrono::milliseconds(0));
+  if (sec != cfg.plugin_sections.end()) {
+    for (const auto& [key, value] : sec->second.route_timeouts) {
+      bool found = false;
+      for (std::size_t r = 0; r < p.manifest.routes.size(); ++r) {
+        if (p.manifest.routes[r].method + " " + p.manifest.routes[r].path == key) {
+          p.route_timeouts[r] = value;
+          found = true;
+        }
+      }
+      if (!found) log->warn("route_timeouts key names no route of plugin name={} key=\"{}\"", p.name, key);
+    }
+  }
+  p.config_json = std::get<std::string>(apply_config_schema(
+      p.manifest, sec == cfg.plugin_sections.end() ? std::string_view("{}") : sec->second.settings_json));
+  if (p.manifest.serialized) p.serial = std::make_shared<SerialQueue>(pool, cfg.server.worker_queue);
+}
+
 void PluginHost::start() {
   auto& s = *impl_;
   const auto& cfg = s.cfg;
@@ -1001,16 +1131,13 @@ void PluginHost::start() {
   auto candidates = preflight(cfg.plugins.directory, cfg);
 
   for (auto& c : candidates) {
-    auto p = std::make_unique<Plugin>();
+    auto p = std::make_shared<Plugin>();
     p->host = &s;
     p->index = s.plugins.size();
     p->file = c.file;
     p->name = c.manifest ? c.manifest->name : c.file.stem().string();
     if (c.manifest) p->manifest = *c.manifest;
-    p->log = observability::logger("plugin." + p->name);
-    if (const auto sec = cfg.plugin_sections.find(p->name);
-        sec != cfg.plugin_sections.end() && !sec->second.log_level.empty())
-      p->log->set_level(spdlog::level::from_str(sec->second.log_level));  // [plugin.<name>] log_level
+    p->log = s.plugin_logger(p->name);
     if (c.error == "disabled in config") {
       p->state = PluginState::kDisabled;
       p->reason = c.error;
@@ -1020,32 +1147,14 @@ void PluginHost::start() {
       p->reason = c.error;
       s.log->error("plugin refused file={} reason=\"{}\"", c.file.string(), c.error);
     } else {
-      p->mount = mount_of(p->manifest, cfg);
-      const auto sec = cfg.plugin_sections.find(p->name);
-      p->timeout = cfg.http.request_timeout;
-      if (sec != cfg.plugin_sections.end() && sec->second.request_timeout) p->timeout = *sec->second.request_timeout;
-      p->route_timeouts.assign(p->manifest.routes.size(), std::chrono::milliseconds(0));
-      if (sec != cfg.plugin_sections.end()) {
-        for (const auto& [key, value] : sec->second.route_timeouts) {
-          bool found = false;
-          for (std::size_t r = 0; r < p->manifest.routes.size(); ++r) {
-            if (p->manifest.routes[r].method + " " + p->manifest.routes[r].path == key) {
-              p->route_timeouts[r] = value;
-              found = true;
-            }
-          }
-          if (!found) s.log->warn("route_timeouts key names no route of plugin name={} key=\"{}\"", p->name, key);
-        }
-      }
-      p->config_json = std::get<std::string>(apply_config_schema(
-          p->manifest, sec == cfg.plugin_sections.end() ? std::string_view("{}") : sec->second.settings_json));
-      if (p->manifest.serialized) p->serial = std::make_shared<SerialQueue>(s.pool, cfg.server.worker_queue);
+      s.configure(*p);
     }
     s.plugins.push_back(std::move(p));
   }
   for (auto& p : s.plugins) {
-    p->route_counters = std::make_unique<RouteCounters[]>(p->manifest.routes.size());
-    p->call_counters = std::make_unique<CallCounters[]>(s.plugins.size());
+    for (std::size_t r = 0; r < p->manifest.routes.size(); ++r) p->route_counters.push_back(std::make_shared<RouteCounters>());
+    p->call_counters = std::shared_ptr<CallCounters[]>(new CallCounters[std::max(s.plugins.size(), Impl::kMaxPlugins)]());
+    p->reloads = std::make_shared<ReloadCounters>();
   }
   for (const auto& [name, section] : cfg.plugin_sections) {
     if (s.find(name) == nullptr)
@@ -1098,6 +1207,12 @@ void PluginHost::start() {
     s.start_plugin(p);
   }
   s.bus.begin_delivery();
+  if (cfg.plugins.watch) {
+    s.watcher = std::make_unique<DirectoryWatcher>(
+        WatchOptions{cfg.plugins.directory, cfg.plugins.watch_debounce, cfg.plugins.watch_rescan, false},
+        [this] { sync_directory(); });
+    s.log->info("watching plugins directory={} ({})", cfg.plugins.directory.string(), s.watcher->start());
+  }
   std::size_t started = 0;
   for (auto& p : s.plugins) started += p->state == PluginState::kStarted ? 1 : 0;
   s.log->info("plugins ready started={} total={}", started, s.plugins.size());
@@ -1105,6 +1220,7 @@ void PluginHost::start() {
 
 void PluginHost::stop() {
   auto& s = *impl_;
+  if (s.watcher) s.watcher->stop();  // before admin_mutex: a sync in progress holds it
   {
     std::lock_guard admin(s.admin_mutex);  // a disable or enable in progress finishes first
     if (s.stopped) return;
@@ -1118,9 +1234,262 @@ void PluginHost::stop() {
   // code only through the host, but completions queued on the pool must have run.
   s.pool.stop();
   for (auto it = s.order.rbegin(); it != s.order.rend(); ++it) s.plugins[*it]->library.reset();
+  for (auto& g : s.unmapped_later) g->library.reset();
 }
 
 bool PluginHost::post_admin_job(std::function<void()> job) { return impl_->pool.post(std::move(job)); }
+
+PluginHost::AdminResult PluginHost::reload(std::string_view name) {
+  auto& s = *impl_;
+  std::lock_guard admin(s.admin_mutex);
+  if (s.stopped) return {503, "the host is shutting down"};
+  Plugin* found = s.find(name);
+  if (found == nullptr) return {404, "no plugin named '" + std::string(name) + "'"};
+  const std::shared_ptr<Plugin> old = s.current_generations()[found->index];
+  if (old->state != PluginState::kStarted)
+    return {409, "plugin '" + old->name + "' is " + std::string(to_string(old->state)) +
+                     "; only a started plugin can be reloaded (fix the file or the config and restart for the others)"};
+  return s.install(old, old->file);
+}
+
+// A started plugin whose file was removed: drained, stopped and destroyed like a retired
+// generation; its database stays open (the bus may still read its outbox). Under admin_mutex.
+void PluginHost::Impl::remove(const std::shared_ptr<Plugin>& p) {
+  log->info("plugin file removed name={} file={}: draining and stopping it", p->name, p->file.string());
+  p->accepting.store(false);
+  set_state(*p, PluginState::kStopping);
+  rebuild_routes();
+  const auto deadline = Clock::now() + cfg.server.drain_timeout;
+  while ((p->in_flight.load() != 0 || p->responders.pending() != 0) && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  stop_plugin(*p, /*keep_storage=*/true);
+  {
+    std::lock_guard lock(status_mutex);
+    p->state = PluginState::kStopped;
+    p->reason = "its file " + p->file.string() + " was removed";
+  }
+  if (p->in_flight.load() == 0 && p->callbacks_pending.load() == 0) p->library.reset();
+  else unmapped_later.push_back(p);
+}
+
+void PluginHost::sync_directory() {
+  auto& s = *impl_;
+  std::lock_guard admin(s.admin_mutex);
+  if (s.stopped) return;
+  const auto files = list_plugin_files(s.cfg.plugins.directory);
+  const auto gens = s.current_generations();
+  auto is_present = [&](const fs::path& f) { return std::find(files.begin(), files.end(), f) != files.end(); };
+  for (const auto& g : gens) {
+    if (g->state != PluginState::kStarted) continue;
+    if (!is_present(g->file)) {
+      std::string dependents;
+      for (const auto& other : gens)
+        for (auto d : other->dependencies)
+          if (d == g->index && other->state == PluginState::kStarted) dependents += (dependents.empty() ? "" : ", ") + other->name;
+      if (dependents.empty()) s.remove(g);
+      else s.log->error("plugin file removed name={} file={}, but started plugins depend on it ({}): it keeps running "
+                        "from its loaded copy", g->name, g->file.string(), dependents);
+      continue;
+    }
+    if (sha256_file_hex(g->file).value_or(g->sha256) != g->sha256) static_cast<void>(s.install(g, g->file));
+  }
+  // Files no started plugin runs: a plugin that failed, stopped or whose file came back, or a new one.
+  for (const auto& f : files) {
+    const auto running = std::any_of(gens.begin(), gens.end(), [&](const auto& g) {
+      return g->file == f && g->state == PluginState::kStarted;
+    });
+    if (running) continue;
+    const auto candidate = read_candidate(f, s.cfg);
+    const auto name = candidate.manifest ? candidate.manifest->name : f.stem().string();
+    const auto slot = std::find_if(gens.begin(), gens.end(), [&](const auto& g) { return g->name == name; });
+    if (slot != gens.end()) {
+      const auto& g = *slot;
+      // Disabled (config or admin API), or running from another file: left alone.
+      if (g->state == PluginState::kStarted || g->state == PluginState::kDisabled) continue;
+      if (g->file != f && is_present(g->file)) continue;
+      static_cast<void>(s.install(g, f));
+    } else {
+      static_cast<void>(s.install(nullptr, f));
+    }
+  }
+}
+
+// Starts what `file` holds as the next generation of `old` (a started plugin: reload; a stopped
+// or failed one: start again) or, with `old` null, as a new plugin. Pre-flights it against the
+// plugins running now; any failure leaves everything as it was. Under admin_mutex.
+PluginHost::AdminResult PluginHost::Impl::install(const std::shared_ptr<Plugin>& old, const fs::path& file) {
+  auto& s = *this;
+  const bool running = old && old->state == PluginState::kStarted;
+  auto refuse = [&](unsigned status, const std::string& why) {
+    if (old) {
+      old->reloads->refused.fetch_add(1, std::memory_order_relaxed);
+      std::lock_guard lock(s.status_mutex);
+      old->reloads->last_error = why;
+    }
+    if (running) {
+      s.log->error("plugin reload refused name={} file={} reason=\"{}\"; version {} keeps serving", old->name,
+                   file.string(), why, old->manifest.version.str());
+      return AdminResult{status, "reload refused: " + why + "; version " + old->manifest.version.str() +
+                                     " (generation " + std::to_string(old->generation) + ") keeps serving"};
+    }
+    s.log->error("plugin not started file={} reason=\"{}\"", file.string(), why);
+    return AdminResult{status, "not started: " + why};
+  };
+
+  // Pre-flight the file as it is now, against the plugins that run now.
+  const auto c = read_candidate(file, s.cfg);
+  if (!c.error.empty() || !c.manifest) return refuse(422, c.file.string() + ": " + c.error);
+  const Manifest& m = *c.manifest;
+  if (old && m.name != old->name) return refuse(422, file.string() + " now declares plugin '" + m.name + "'");
+  const bool has_events = !m.publishes.empty() || !m.subscribes.empty();
+  if (old && old->on_bus) {
+    if (m.publishes != old->manifest.publishes || m.durable != old->manifest.durable ||
+        m.subscribes != old->manifest.subscribes)
+      return refuse(409, "its events declarations changed; restart the host to apply them");
+  } else if (has_events) {
+    return refuse(409, "it declares events, and the event bus takes new publishers and subscribers only at start-up; "
+                       "restart the host to add it");
+  }
+  const auto storage_permission = "ext:" KEEL_STORAGE_EXTENSION_ID;
+  if (old && old->database && !has_permission(m, storage_permission))
+    return refuse(409, "its storage permission was removed; restart the host to apply it");
+  const auto gens = s.current_generations();
+  if (!old) {
+    const auto same = std::find_if(gens.begin(), gens.end(), [&](const auto& g) { return g->name == m.name; });
+    if (same != gens.end()) return refuse(409, "plugin '" + m.name + "' is already provided by " + (*same)->file.string());
+    if (gens.size() >= kMaxPlugins) return refuse(409, "the host runs at most " + std::to_string(kMaxPlugins) + " plugins");
+  }
+  std::vector<std::size_t> dependencies;
+  for (const auto& dep : m.dependencies) {
+    const auto it = std::find_if(gens.begin(), gens.end(), [&](const auto& g) { return g->name == dep.name; });
+    if (it == gens.end() || (*it)->state != PluginState::kStarted)
+      return refuse(409, "dependency '" + dep.name + "' is not started");
+    if (!dep.range.contains((*it)->manifest.version))
+      return refuse(409, "dependency '" + dep.name + "' version " + (*it)->manifest.version.str() +
+                             " is outside the required range '" + dep.range.text() + "'");
+    for (const auto& back : (*it)->manifest.dependencies)
+      if (back.name == m.name) return refuse(409, "dependency cycle: " + m.name + " -> " + dep.name + " -> " + m.name);
+    dependencies.push_back((*it)->index);
+  }
+  for (const auto& g : gens) {
+    if (g->state != PluginState::kStarted || g.get() == old.get()) continue;
+    for (const auto& dep : g->manifest.dependencies)
+      if (dep.name == m.name && !dep.range.contains(m.version))
+        return refuse(409, "version " + m.version.str() + " is outside the range '" + dep.range.text() +
+                               "' that plugin '" + g->name + "' requires");
+  }
+  const auto sec = s.cfg.plugin_sections.find(m.name);
+  const auto applied = apply_config_schema(m, sec == s.cfg.plugin_sections.end() ? "{}" : sec->second.settings_json);
+  if (const auto* issues = std::get_if<std::vector<ConfigIssue>>(&applied)) {
+    std::string msg = "invalid config for the new version:";
+    for (const auto& i : *issues) msg += " [plugin." + m.name + "] " + i.key + ": " + i.message + ";";
+    msg.pop_back();
+    return refuse(422, msg);
+  }
+  {
+    std::vector<http::RouteSpec> specs;
+    for (const auto& g : gens) {
+      if (g->state != PluginState::kStarted || g.get() == old.get()) continue;
+      for (std::uint32_t r = 0; r < g->manifest.routes.size(); ++r)
+        specs.push_back({g->manifest.routes[r].method, g->mount + g->manifest.routes[r].path, g->name, {0, r}});
+    }
+    for (std::uint32_t r = 0; r < m.routes.size(); ++r)
+      specs.push_back({m.routes[r].method, mount_of(m, s.cfg) + m.routes[r].path, m.name, {0, r}});
+    const auto built = http::RouteTable::build(specs);
+    if (const auto* conflicts = std::get_if<std::vector<http::RouteConflict>>(&built)) {
+      std::string msg;
+      for (const auto& k : *conflicts) msg += (msg.empty() ? "" : "; ") + k.message;
+      return refuse(409, msg);
+    }
+  }
+
+  // The new generation: the same index, logger, database, event queue and counters.
+  auto next = std::make_shared<Plugin>();
+  next->host = &s;
+  next->index = old ? old->index : gens.size();
+  next->name = m.name;
+  next->file = file;
+  next->manifest = m;
+  next->log = old ? old->log : plugin_logger(m.name);
+  next->generation = old ? old->generation + 1 : 1;
+  next->dependencies = std::move(dependencies);
+  s.configure(*next);
+  next->on_bus = old && old->on_bus;
+  next->events = old ? old->events : nullptr;
+  next->database = old ? old->database : nullptr;
+  next->ctx.storage = next->database.get();
+  next->call_counters = old ? old->call_counters : std::shared_ptr<CallCounters[]>(new CallCounters[kMaxPlugins]());
+  next->reloads = old ? old->reloads : std::make_shared<ReloadCounters>();
+  for (const auto& decl : m.routes) {
+    std::shared_ptr<RouteCounters> counters;
+    for (std::size_t r = 0; old && r < old->manifest.routes.size() && !counters; ++r)
+      if (old->manifest.routes[r].method == decl.method && old->manifest.routes[r].path == decl.path)
+        counters = old->route_counters[r];
+    next->route_counters.push_back(counters ? counters : std::make_shared<RouteCounters>());
+  }
+  if (next->database) {
+    if (auto why = storage::migrate(*next->database, m.migrations); !why.empty()) return refuse(422, why);
+  } else if (has_permission(m, storage_permission) && !s.open_storage(*next)) {
+    return refuse(422, next->reason);
+  }
+  s.load_and_create(*next);
+  if (next->state != PluginState::kCreated) {
+    if (!old || !old->database) s.close_storage(*next);
+    return refuse(422, next->reason);
+  }
+  s.start_plugin(*next, /*publish_routes=*/false);
+  if (next->state != PluginState::kStarted) {
+    const auto why = next->reason;
+    s.stop_plugin(*next, /*keep_storage=*/old && old->database);
+    return refuse(422, why);
+  }
+
+  // Switch: from the next snapshot on, requests, calls and events go to the new generation; a
+  // thread still routing by an older snapshot finds the old one retired and routes again.
+  // The new snapshot is published before the old generation stops admitting, so a retry always
+  // finds the new one.
+  {
+    std::lock_guard lock(s.status_mutex);
+    if (old) s.plugins[old->index] = next;
+    else s.plugins.push_back(next);
+    next->reloads->last_error.clear();
+  }
+  s.rebuild_routes();
+  if (next->on_bus) s.bus.resume_subscriber(next->name);  // durable deliveries paused while it was stopped
+  if (!running) {
+    if (old) {
+      old->retired.store(true);
+      old->library.reset();  // stopped or never started: no code of it can run
+    }
+    s.log->info("plugin started name={} version={} generation={} file={} sha256={}", next->name,
+                next->manifest.version.str(), next->generation, file.string(), next->sha256);
+    return {200, "plugin '" + next->name + "' started: version " + next->manifest.version.str() + ", generation " +
+                     std::to_string(next->generation)};
+  }
+  old->retired.store(true);
+  old->accepting.store(false);
+  const auto switched = Clock::now();
+
+  // Drain the old generation: what it admitted finishes, bounded by [server] drain_timeout.
+  const auto drain_deadline = switched + s.cfg.server.drain_timeout;
+  while ((old->in_flight.load() != 0 || old->responders.pending() != 0) && Clock::now() < drain_deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  s.stop_plugin(*old, /*keep_storage=*/true);
+  old->reloads->drain.observe(Clock::now() - switched);
+  if (old->in_flight.load() == 0 && old->callbacks_pending.load() == 0) {
+    old->library.reset();  // no call into its code can be in flight: unmap it
+  } else {
+    s.log->warn("plugin generation kept mapped name={} generation={}: work still inside it after the drain", old->name,
+                old->generation);
+    s.unmapped_later.push_back(old);
+  }
+  old->reloads->succeeded.fetch_add(1, std::memory_order_relaxed);
+  const auto drain_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - switched).count();
+  s.log->info("plugin reloaded name={} version={} -> {} generation={} sha256={} drain_ms={}", next->name,
+              old->manifest.version.str(), next->manifest.version.str(), next->generation, next->sha256, drain_ms);
+  return {200, "plugin '" + next->name + "' reloaded: version " + old->manifest.version.str() + " -> " +
+                   next->manifest.version.str() + ", generation " + std::to_string(next->generation)};
+}
 
 PluginHost::AdminResult PluginHost::disable(std::string_view name) {
   auto& s = *impl_;
@@ -1199,10 +1568,9 @@ std::vector<ApiRoute> PluginHost::api_routes() const {
 
 std::vector<RouteStats> PluginHost::route_stats() const {
   std::vector<RouteStats> out;
-  for (const auto& p : impl_->plugins) {
-    if (!p->route_counters) continue;
-    for (std::size_t r = 0; r < p->manifest.routes.size(); ++r) {
-      const auto& c = p->route_counters[r];
+  for (const auto& p : impl_->current_generations()) {
+    for (std::size_t r = 0; r < p->route_counters.size(); ++r) {
+      const auto& c = *p->route_counters[r];
       RouteStats st;
       st.plugin = p->name;
       st.method = p->manifest.routes[r].method;
@@ -1220,7 +1588,7 @@ std::vector<RouteStats> PluginHost::route_stats() const {
 
 std::vector<CallStats> PluginHost::call_stats() const {
   std::vector<CallStats> out;
-  const auto& all = impl_->plugins;
+  const auto all = impl_->current_generations();
   for (const auto& p : all) {
     if (!p->call_counters) continue;
     for (std::size_t t = 0; t < all.size(); ++t) {
@@ -1260,6 +1628,14 @@ std::vector<PluginStatus> PluginHost::statuses() const {
     st.reason = p->reason;
     st.mount = p->mount;
     st.manifest_json = p->manifest.json;
+    st.generation = p->loaded ? p->generation : 0;
+    st.sha256 = p->sha256;
+    if (p->reloads) {
+      st.reloads_succeeded = p->reloads->succeeded.load(std::memory_order_relaxed);
+      st.reloads_refused = p->reloads->refused.load(std::memory_order_relaxed);
+      st.last_reload_error = p->reloads->last_error;
+      p->reloads->drain.snapshot(st.drain_buckets, st.drain_seconds_total);
+    }
     out.push_back(std::move(st));
   }
   return out;
@@ -1267,14 +1643,15 @@ std::vector<PluginStatus> PluginHost::statuses() const {
 
 std::vector<PluginStatus> PluginHost::statuses_with_health() const {
   auto out = statuses();
-  for (std::size_t i = 0; i < out.size() && i < impl_->plugins.size(); ++i) {
-    auto& p = *impl_->plugins[i];
+  const auto gens = impl_->current_generations();
+  for (std::size_t i = 0; i < out.size() && i < gens.size(); ++i) {
+    auto& p = *gens[i];
     if (out[i].state != PluginState::kStarted) continue;
     keel_health h = KEEL_HEALTH_PASS;
     std::string detail;
     if (p.table != nullptr && p.table->health != nullptr) {
-      const InFlight guard(p.in_flight);  // before the check: stop_plugin() waits for it
-      if (!p.accepting.load(std::memory_order_acquire)) continue;
+      if (!Impl::admit(p)) continue;
+      const Impl::Admission admission(&p);
       std::lock_guard lock(p.health_mutex);
       keel_plugin_bytes out_detail{};
       try {
@@ -1304,23 +1681,28 @@ std::string PluginHost::not_ready_reason() const {
   return reason;
 }
 
-const http::RouteTable& PluginHost::route_table_for_this_thread() const {
+const PluginHost::Impl::RouteSnapshot& PluginHost::Impl::snapshot_for_this_thread(bool fresh) const {
   // Loading an atomic shared_ptr on every request costs a lock and two reference-count updates;
   // each thread instead keeps its own reference and reloads only when the generation moved.
-  // The reference it keeps holds an old table alive until that thread's next request.
+  // The reference it keeps holds an old snapshot (and the retired generations in it, never
+  // their code: that is unloaded on its own schedule) alive until that thread's next request.
   struct Cache {
     const Impl* owner = nullptr;
     std::uint64_t generation = 0;
-    std::shared_ptr<const http::RouteTable> table;
+    std::shared_ptr<const RouteSnapshot> snapshot;
   };
   thread_local Cache cache;
-  const auto generation = impl_->routes_generation.load(std::memory_order_acquire);
-  if (cache.owner != impl_.get() || cache.generation != generation || !cache.table) {
-    cache.table = impl_->routes.load();
+  const auto generation = routes_generation.load(std::memory_order_acquire);
+  if (fresh || cache.owner != this || cache.generation != generation || !cache.snapshot) {
+    cache.snapshot = routes.load();
     cache.generation = generation;
-    cache.owner = impl_.get();
+    cache.owner = this;
   }
-  return *cache.table;
+  return *cache.snapshot;
+}
+
+const http::RouteTable& PluginHost::route_table_for_this_thread() const {
+  return *impl_->snapshot_for_this_thread().table;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1394,25 +1776,21 @@ thread_local DispatchScratch tl_scratch;
 
 }  // namespace
 
+// `p` must have admitted the request (admit()); the job releases that admission after the
+// handler ran, so a draining generation waits for requests queued to it, not only running ones.
 std::optional<http::Deferred> PluginHost::Impl::dispatch_owned(Plugin& p, std::shared_ptr<OwnedRequest> owned,
                                                                std::shared_ptr<http::AsyncReply> reply,
                                                                keel_responder id) {
-  p.callbacks_pending.fetch_add(1);
   auto job = [this, &p, owned, id] {
-    if (p.accepting.load()) {
-      const InFlight guard(p.in_flight);
+    {
       const RequestView view(*owned);
       run_handler(p, view.req, id, true);
-    } else {
-      http::Response res;
-      res.set_error(503, "unavailable", "plugin '" + p.name + "' is stopping");
-      p.responders.fail(id, std::move(res));
     }
-    p.callbacks_pending.fetch_sub(1);
+    p.in_flight.fetch_sub(1);
   };
   const bool queued = p.serial ? p.serial->post(std::move(job)) : pool.post(std::move(job));
   if (!queued) {
-    p.callbacks_pending.fetch_sub(1);
+    p.in_flight.fetch_sub(1);
     http::Response res;
     res.set_error(503, "unavailable", "plugin '" + p.name + "' is overloaded: worker queue full");
     p.responders.fail(id, std::move(res));
@@ -1420,22 +1798,53 @@ std::optional<http::Deferred> PluginHost::Impl::dispatch_owned(Plugin& p, std::s
   return http::Deferred{std::move(reply), owned->deadline};
 }
 
-std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& match, const http::MatchScratch& params,
-                                                   const http::Request& request, http::Response& response) {
+std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& first_match,
+                                                   const http::MatchScratch& first_params, const http::Request& request,
+                                                   http::Response& response) {
   auto& s = *impl_;
-  auto& p = *s.plugins.at(match.target.owner);
-  const auto route = match.target.route;
   const auto start = Clock::now();
-  auto& counters = p.route_counters[route];
-  counters.begin(request.body.size());
-  auto count_when_done = [&counters, start](http::AsyncReply& reply) {
-    reply.on_finish([&counters, start](unsigned status, std::size_t bytes) { counters.finish(start, status, bytes); });
-  };
-  if (!p.accepting.load(std::memory_order_acquire)) {
-    response.set_error(503, "unavailable", "plugin '" + p.name + "' is not accepting requests");
-    counters.finish(start, response.status, response.body.size());
-    return std::nullopt;
+  // The generation the thread's snapshot routes to; if a reload retired it since, match again on
+  // the current snapshot (its routes may differ) instead of failing the request.
+  const http::MatchResult* matched = &first_match;
+  const http::MatchScratch* matched_params = &first_params;
+  thread_local http::MatchScratch retry_scratch;
+  http::MatchResult retry_match;
+  Plugin* pp = s.snapshot_for_this_thread().gens.at(matched->target.owner).get();
+  for (int attempt = 1; !Impl::admit(*pp); ++attempt) {
+    if (!pp->retired.load() || attempt > 3) {
+      auto& c = *pp->route_counters.at(matched->target.route);
+      c.begin(request.body.size());
+      response.set_error(503, "unavailable", "plugin '" + pp->name + "' is not accepting requests");
+      c.finish(start, response.status, response.body.size());
+      return std::nullopt;
+    }
+    const auto& fresh = s.snapshot_for_this_thread(/*fresh=*/true);
+    retry_match = fresh.table->match(request.method, request.path, retry_scratch);
+    if (retry_match.kind == http::MatchResult::Kind::kMethodNotAllowed) {
+      response.set_method_not_allowed(retry_match.allow);
+      return std::nullopt;
+    }
+    if (retry_match.kind != http::MatchResult::Kind::kFound) {
+      response.set_error(404, "not_found", "no route for this path (plugin '" + pp->name + "' was reloaded)");
+      return std::nullopt;
+    }
+    matched = &retry_match;
+    matched_params = &retry_scratch;
+    pp = fresh.gens.at(matched->target.owner).get();
   }
+  // Admitted: p cannot be stopped until this request is answered or handed to a job.
+  Impl::Admission admission(pp);
+  auto& p = *pp;
+  const auto& match = *matched;
+  const auto& params = *matched_params;
+  const auto route = match.target.route;
+  auto& counters = *p.route_counters[route];
+  counters.begin(request.body.size());
+  auto count_when_done = [&p, route, start](http::AsyncReply& reply) {
+    reply.on_finish([counters = p.route_counters[route], start](unsigned status, std::size_t bytes) {
+      counters->finish(start, status, bytes);
+    });
+  };
   auto timeout = p.route_timeouts[route].count() != 0 ? p.route_timeouts[route] : p.timeout;
   const auto deadline = std::min(request.deadline, start + timeout);
   auto& sc = tl_scratch;
@@ -1461,6 +1870,7 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& matc
     reply->timeout_message = "plugin '" + p.name + "' did not answer within " + std::to_string(timeout.count()) + " ms";
     count_when_done(*reply);
     const auto id = p.responders.acquire_async(reply);
+    static_cast<void>(admission.transfer());  // released by the job
     return s.dispatch_owned(p, std::move(owned), std::move(reply), id);
   }
 
@@ -1490,11 +1900,7 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& matc
   req.tracestate = host_bytes(request.tracestate);
 
   const auto id = p.responders.acquire_sync(&response);
-  keel_status st;
-  {
-    const InFlight guard(p.in_flight);
-    st = s.run_handler(p, req, id, false);
-  }
+  const keel_status st = s.run_handler(p, req, id, false);
   auto reply = p.responders.finish_sync(id, st < 0);
   if (reply) {
     reply->timeout_message = "plugin '" + p.name + "' did not answer within " + std::to_string(timeout.count()) + " ms";
@@ -1549,9 +1955,18 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
                      target_name, caller.name);
     return KEEL_ERR_PERMISSION_DENIED;
   }
-  Plugin* target = find(target_name);
-  if (target == nullptr) return KEEL_ERR_NOT_FOUND;
-  if (!target->accepting.load()) return KEEL_ERR_UNAVAILABLE;
+  // The target's current generation, admitted; one a reload retired meanwhile is looked up again.
+  Plugin* target = nullptr;
+  const RouteSnapshot* snap = &snapshot_for_this_thread();
+  for (int attempt = 1;; ++attempt) {
+    const auto it = std::find_if(snap->gens.begin(), snap->gens.end(), [&](const auto& g) { return g->name == target_name; });
+    if (it == snap->gens.end()) return KEEL_ERR_NOT_FOUND;
+    target = it->get();
+    if (admit(*target)) break;
+    if (!target->retired.load() || attempt > 3) return KEEL_ERR_UNAVAILABLE;
+    snap = &snapshot_for_this_thread(/*fresh=*/true);
+  }
+  Admission admission(target);
 
   // Deadline: the call's own timeout, capped by what is left of the caller's current request.
   const auto now = Clock::now();
@@ -1588,7 +2003,7 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   state->cb = cb;
   state->user = user;
   state->caller = &caller;
-  state->counters = &caller.call_counters[target->index];
+  state->counters = &caller.call_counters[target->index];  // the array outlives the caller's generation
   state->start = Clock::now();
   state->request_id = owned->request_id;
   state->deadline = deadline;
@@ -1645,8 +2060,7 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
 
   // Route through the same table as HTTP; the route must belong to the target plugin.
   http::MatchScratch scratch;
-  const auto table = routes.load();
-  const auto match = table->match(owned->method, owned->path, scratch);
+  const auto match = snap->table->match(owned->method, owned->path, scratch);
   if (match.kind != http::MatchResult::Kind::kFound || match.target.owner != target->index) {
     http::Response res;
     const unsigned code = match.kind == http::MatchResult::Kind::kMethodNotAllowed ? 405
@@ -1662,6 +2076,7 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   owned->route_index = match.target.route;
   caller.log->debug("call target={} method={} path={} req={}", target->name, owned->method, owned->path, owned->request_id);
   const auto id = target->responders.acquire_async(reply);
+  static_cast<void>(admission.transfer());  // released by the job
   (void)dispatch_owned(*target, std::move(owned), reply, id);
   return KEEL_OK;
 }
@@ -1680,7 +2095,7 @@ std::vector<PluginHost::StoragePlugin> PluginHost::storage_plugins() const {
 
 config::SecretKeys PluginHost::secret_config_keys() const {
   config::SecretKeys out;
-  for (const auto& p : impl_->plugins) {
+  for (const auto& p : impl_->current_generations()) {
     for (const auto& k : p->manifest.config)
       if (k.secret) out[p->name].push_back(k.name);
   }

@@ -99,6 +99,12 @@ struct PluginStatus {
   std::string manifest_json;  ///< the manifest as found in the file; empty if it could not be read
   std::string health;         ///< "pass", "warn", "fail"; empty unless the plugin is started
   std::string health_detail;  ///< the plugin's explanation, if any
+  std::uint32_t generation = 0;         ///< 1 when first loaded, +1 per reload; 0 if never loaded
+  std::string sha256;                   ///< of the code the current generation runs
+  std::uint64_t reloads_succeeded = 0, reloads_refused = 0;
+  std::string last_reload_error;        ///< why the last reload was refused; cleared by a success
+  std::vector<std::uint64_t> drain_buckets;  ///< drain durations of retired generations (kHttpBuckets + +Inf)
+  double drain_seconds_total = 0;
 };
 
 class PluginHost {
@@ -144,6 +150,20 @@ class PluginHost {
   /// create() and start() again a plugin disable() stopped; its routes come back and durable
   /// event deliveries to it resume where they paused. Needs its dependencies started. Blocks.
   AdminResult enable(std::string_view name);
+  /// Replaces a started plugin with what its file holds now, without dropping a request: the
+  /// new generation is pre-flighted (manifest, dependencies both ways, config, routes; events
+  /// declarations and the storage permission must not change), loaded from a private copy,
+  /// migrated, created and started while the old one serves; then routes, calls and event
+  /// deliveries switch to it at once, and the old generation drains (bounded by [server]
+  /// drain_timeout), stops, is destroyed and unmapped. Any failure leaves the old generation
+  /// serving (status 409/422 with the reason). Blocks: never call on an I/O thread.
+  AdminResult reload(std::string_view name);
+  /// Brings the running plugins in line with the plugin directory: a changed file (new content
+  /// hash) is reloaded, a removed one drained and stopped (unless started plugins depend on it),
+  /// a new one or one that failed or was removed before is pre-flighted and started. Refusals
+  /// are logged and counted; what runs keeps running. Called by the directory watcher and on
+  /// SIGHUP. Blocks: never call on an I/O thread.
+  void sync_directory();
   /// Runs `job` on the worker pool (for admin actions that block). False when the pool refuses.
   bool post_admin_job(std::function<void()> job);
 

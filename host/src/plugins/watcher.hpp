@@ -1,0 +1,40 @@
+#pragma once
+// Watches the plugin directory for *.so files that appear, change or disappear, and reports
+// them once they have been quiet for a debounce interval (a file still being written is not
+// reported until its writer stops). inotify when the kernel offers it, with a periodic full scan
+// as a safety net (missed events, queue overflow); polling only when inotify is unavailable.
+// The callback runs on the watcher's own thread, never concurrently with itself.
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+
+namespace keel::host::plugins {
+
+struct WatchOptions {
+  std::filesystem::path directory;
+  std::chrono::milliseconds debounce{500};  ///< quiet time after the last change before reporting
+  std::chrono::milliseconds rescan{2000};   ///< full scan interval (the poll interval without inotify)
+  bool force_polling = false;               ///< tests: behave as if inotify were unavailable
+};
+
+class DirectoryWatcher {
+ public:
+  /// `on_change` is called with no arguments after a debounced change; it re-reads the directory.
+  DirectoryWatcher(WatchOptions options, std::function<void()> on_change);
+  ~DirectoryWatcher();  ///< stop()
+  DirectoryWatcher(const DirectoryWatcher&) = delete;
+  DirectoryWatcher& operator=(const DirectoryWatcher&) = delete;
+
+  /// Starts the thread. Returns a description of the mechanism ("inotify" or "polling every N ms").
+  std::string start();
+  /// Stops and joins the thread (waits for a callback in progress). Idempotent.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace keel::host::plugins
