@@ -6,15 +6,22 @@
 #   bash bench/http.sh --smoke     1 round of 2 s per target: proves the harness runs (CI)
 #   bash bench/http.sh --no-build  reuse the binaries already in $BUILD_DIR
 #
+# Exit status: 1 if something did not work (a server does not start, a route is not 200, wrk
+# completes no requests, and in the reload scenario any non-2xx response, socket error, refused
+# reload or wrong answer after a reload), with or without --smoke; timing figures and targets
+# (MISS in the table) never fail the run.
+#
 # Environment (defaults in brackets):
 #   ROUNDS [5]         wrk rounds per target; targets alternate A B C A B C ...
 #   DURATION [5]       seconds per wrk round (whole seconds)
 #   CONNECTIONS [64]   wrk connections (always one wrk thread)
 #   WARMUP [1]         seconds of unmeasured wrk load per target before the rounds
-#   SCENARIOS [hello echo relay storage events startup rss]
+#   SCENARIOS [hello echo relay storage events startup rss reload]
 #   CPU [first allowed] the one CPU that every server and wrk are pinned to (taskset -c)
 #   STARTUP_RUNS [5]   starts per configuration in the startup scenario
 #   STARTUP_PLUGINS [100]
+#   RELOAD_INTERVAL_MS [0]  pause between reloads in the reload scenario (0: back to back)
+#   RELOAD_CPU [another CPU than CPU, if any]  the CPU the reload scenario's deploy loop runs on
 #   BUILD_DIR [build]  configured with -G Ninja -DCMAKE_BUILD_TYPE=Release unless --no-build
 #   KEEP_TMP [0]       1 keeps the temporary directory (configs, server logs, raw wrk output)
 #
@@ -30,12 +37,12 @@
 #      and stop_server for each pid;
 #   2. add rows with add_row or ratios/targets with check (both feed the final table);
 #   3. add <name> to ALL_SCENARIOS below and document it in docs/benchmarks.md.
-#   Examples: a reload scenario would run wrk while reloading and report errors and the p99 of
-#   that round; an isolation scenario would compare one plugin's req/s alone against the same
-#   with a slow neighbour.
+#   Example: scenario_reload (its own loop instead of run_rounds, because half of its rounds
+#   run a deploy loop next to wrk); an isolation scenario would compare one plugin's req/s
+#   alone against the same with a slow neighbour.
 set -euo pipefail
 
-ALL_SCENARIOS="hello echo relay storage events startup rss"
+ALL_SCENARIOS="hello echo relay storage events startup rss reload"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-5}
@@ -47,6 +54,13 @@ SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 CPU=${CPU:-$(taskset -cp $$ | sed -E 's/.*: *([0-9]+).*/\1/')}
 STARTUP_RUNS=${STARTUP_RUNS:-5}
 STARTUP_PLUGINS=${STARTUP_PLUGINS:-100}
+RELOAD_INTERVAL_MS=${RELOAD_INTERVAL_MS:-0}
+# Default RELOAD_CPU: another allowed CPU than CPU, so the deploy loop does not take CPU time
+# from the server and wrk; CPU itself when it is the only one.
+RELOAD_CPU=${RELOAD_CPU:-$(taskset -cp $$ | sed -E 's/.*: *//' | tr ',' '\n' |
+  awk -F- -v c="$CPU" '{for (i = $1; i <= ($2 == "" ? $1 : $2); i++) if (i != c) {print i; exit}}
+    END {if (!NR) print c}')}
+RELOAD_CPU=${RELOAD_CPU:-$CPU}
 BUILD_DIR=${BUILD_DIR:-build}
 KEEP_TMP=${KEEP_TMP:-0}
 BUILD=1
@@ -73,7 +87,7 @@ done
 if ((SMOKE)); then
   ROUNDS=1 DURATION=2 WARMUP=0 STARTUP_RUNS=1
 fi
-for n in ROUNDS DURATION CONNECTIONS WARMUP CPU STARTUP_RUNS STARTUP_PLUGINS; do
+for n in ROUNDS DURATION CONNECTIONS WARMUP CPU STARTUP_RUNS STARTUP_PLUGINS RELOAD_INTERVAL_MS RELOAD_CPU; do
   [[ ${!n} =~ ^[0-9]+$ ]] || { echo "bench/http.sh: $n must be a whole number, not '${!n}'" >&2; exit 2; }
 done
 ((ROUNDS >= 1 && DURATION >= 1 && STARTUP_RUNS >= 1)) || { echo "bench/http.sh: ROUNDS, DURATION, STARTUP_RUNS must be >= 1" >&2; exit 2; }
@@ -94,8 +108,10 @@ done
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/keel-bench.XXXXXX")
 RESULTS=$TMP/results.tsv # scenario target req/s p50_us p99_us cpu_us/req resp_bytes errors
 CHECKS=$TMP/checks.tsv   # what value target verdict
+FAILURES=$TMP/failures   # one line per fail_later: the run exits 1 at the end
 : >"$RESULTS"
 : >"$CHECKS"
+: >"$FAILURES"
 STARTED=() # pids this script started; the EXIT trap stops whatever is left
 
 cleanup() {
@@ -119,7 +135,7 @@ build() {
     { tail -n 30 "$TMP/cmake.log" >&2; die "cmake configure failed"; }
   # Only what the benchmarks run: the full tree (tests) would take minutes on 2 cores.
   cmake --build "$BUILD_DIR" --target keel_host keel_plugin_hello keel_plugin_relay keel_bench_bare_server \
-    keel_fixture_store keel_fixture_events_pub keel_fixture_events_sub ||
+    keel_fixture_store keel_fixture_events_pub keel_fixture_events_sub keel_fixture_reload_v1 keel_fixture_reload_v2 ||
     die "build failed"
 }
 
@@ -388,6 +404,13 @@ check() {
   fi
   printf '%s\t%s%s\t%s\t%s\n' "$what" "$v" "$unit" "$([[ $op = - ]] && echo "-" || echo "$op $limit$unit")" \
     "$verdict" >>"$CHECKS"
+}
+
+# fail_later MESSAGE: something did not work (not a timing miss); the run goes on, prints the
+# table, then exits 1.
+fail_later() {
+  log "FAIL: $*"
+  echo "$*" >>"$FAILURES"
 }
 
 require_ok() {
@@ -673,6 +696,137 @@ scenario_startup() {
   check "startup, per plugin (ms)" "$(awk -v a="$m0" -v b="$m1" -v n="$STARTUP_PLUGINS" 'BEGIN {printf "%.2f", (b - a) / n}')" - -
 }
 
+# reload: GET /api/reloadable/version (the reloadable fixture, tests/integration/fixtures/reload_v1)
+# on one Keel process, in rounds that alternate "quiet" (no reloads) and "reloading": while wrk
+# runs, a loop deploys reload_v2.so and reload_v1.so in turn the way reload_test.cpp does (copy
+# next to the target under a temporary name, rename over it) and POSTs
+# /admin/plugins/reloadable/reload, the next deploy as soon as the previous answer arrives
+# (RELOAD_INTERVAL_MS adds a pause). The loop (cp, mv, curl: ~70 ms of CPU per reload on the
+# 2-CPU VM, mostly fork+exec) runs on RELOAD_CPU, another CPU than the server's when there is
+# one; Keel's own reload work runs in Keel, on CPU, and counts in its CPU/request. Each round
+# ends with a check that the route answers what was deployed last. Any failed request (non-2xx,
+# socket error), any refused reload or a wrong answer fails the whole run (exit 1, after the
+# table), in --smoke too; the timing figures are only reported.
+RELOAD_PATH=/api/reloadable/version
+
+# reload_loop DIR PORT TOKEN LOG STOPFILE: deploys and reloads until STOPFILE exists; one line per
+# reload in LOG: "<http status> <ms> <build>" (status 000: no answer); its CPU time in LOG.cpu.
+reload_loop() {
+  local dir=$1 port=$2 token=$3 log=$4 stop=$5 n=0 build code ms t0
+  while [[ ! -e $stop ]]; do
+    build=$((n % 2 == 0 ? 2 : 1))
+    t0=${EPOCHREALTIME/./}
+    if cp "$BUILD_DIR/fixtures/reload_v$build.so" "$dir/.deploy-reloadable.so" &&
+      mv -f "$dir/.deploy-reloadable.so" "$dir/reloadable.so"; then
+      code=$(curl -s -o "$log.body" -w '%{http_code}' -X POST -H "Authorization: Bearer $token" \
+        "http://127.0.0.1:$port/admin/plugins/reloadable/reload" || true)
+    else
+      code=deploy-failed
+    fi
+    ms=$(((${EPOCHREALTIME/./} - t0) / 1000))
+    echo "${code:-000} $ms v$build" >>"$log"
+    [[ $code = 200 ]] || { echo "v$build: HTTP ${code:-000}: $(cat "$log.body" 2>/dev/null)" >>"$log.refused"; }
+    n=$((n + 1))
+    if ((RELOAD_INTERVAL_MS > 0)); then sleep "$(awk -v m="$RELOAD_INTERVAL_MS" 'BEGIN {print m / 1000}')"; fi
+  done
+  times >"$log.cpu" # the loop's own CPU and its children's (cp, mv, curl): the client's cost
+}
+
+# Prints "requests non2xx socket_errors", summed over every wrk output in FILE. wrk prints the
+# "Non-2xx or 3xx responses: N" and "Socket errors: connect A, read B, write C, timeout D"
+# lines only when they are not zero.
+wrk_failures() {
+  awk '
+    / requests in / { requests += $1 }
+    /Non-2xx or 3xx responses:/ { non2xx += $NF }
+    /Socket errors:/ {
+      line = $0; sub(/.*Socket errors:/, "", line)
+      n = split(line, f, /[^0-9]+/)
+      for (i = 1; i <= n; i++) socket += f[i]
+    }
+    END { printf "%d %d %d\n", requests, non2xx, socket }' "$1"
+}
+
+scenario_reload() {
+  local dir keel kp token url r raw loop stop log t0 t1 want got label bytes extra=""
+  local reloads=0 refused=0 seconds=0 requests non2xx socket
+  for r in 1 2; do
+    [[ -f $BUILD_DIR/fixtures/reload_v$r.so ]] || die "$BUILD_DIR/fixtures/reload_v$r.so not built"
+  done
+  dir=$(plugin_dir reload)
+  cp "$BUILD_DIR/fixtures/reload_v1.so" "$dir/reloadable.so"
+  mkdir -p "$TMP/raw" "$TMP/reload"
+  # Only the POSTed reloads: the directory watcher would also reload on each rename.
+  extra="watch = false"
+  token=bench-$RANDOM$RANDOM$RANDOM
+  KEEL_ADMIN_TOKEN=$token start_keel reload "$dir" "$extra"; keel=$LAST_PID kp=$LAST_PORT
+  url=http://127.0.0.1:$kp$RELOAD_PATH
+  require_ok "$url" "keel reloadable"
+  for label in quiet reloading; do rm -f "$TMP/raw/reload.$label" "$TMP/raw/reload.$label.wrk"; done
+  if ((WARMUP > 0)); then wrk_round "$url" "" "$WARMUP" >/dev/null; fi
+  for ((r = 1; r <= ROUNDS; r++)); do
+    measure reload quiet "$url" "" "$keel"
+    log=$TMP/reload/round-$r.log stop=$TMP/reload/stop
+    : >"$log"
+    rm -f "$stop"
+    t0=${EPOCHREALTIME/./}
+    taskset -c "$RELOAD_CPU" true 2>/dev/null || die "reload: cannot run on RELOAD_CPU=$RELOAD_CPU"
+    (taskset -cp "$RELOAD_CPU" "$BASHPID" >/dev/null && reload_loop "$dir" "$kp" "$token" "$log" "$stop") &
+    loop=$!
+    STARTED+=("$loop")
+    measure reload reloading "$url" "" "$keel"
+    touch "$stop"
+    wait "$loop" || die "reload: the deploy loop failed"
+    t1=${EPOCHREALTIME/./}
+    forget_pid "$loop"
+    want=$(tail -n 1 "$log" | awk '{print $3}')
+    got=$(curl -s "$url" || true)
+    [[ -z $want || $got = "$want" ]] ||
+      fail_later "reload round $r: GET $RELOAD_PATH answered '$got' after the last deploy of $want"
+    reloads=$((reloads + $(awk '$1 == 200' "$log" | wc -l)))
+    refused=$((refused + $(awk '$1 != 200' "$log" | wc -l)))
+    seconds=$(awk -v s="$seconds" -v us=$((t1 - t0)) 'BEGIN {print s + us / 1e6}')
+    log "reload round: $(wc -l <"$log") reloads in $(((t1 - t0) / 1000)) ms, median" \
+      "$(awk '{print $2}' "$log" | sort -n | awk '{v[NR] = $1} END {print (NR ? v[int((NR + 1) / 2)] : 0)}') ms each," \
+      "refused $(awk '$1 != 200' "$log" | wc -l)"
+  done
+  bytes=$(response_bytes "$url" "")
+  stop_server "$keel"
+  for label in quiet reloading; do
+    raw=$TMP/raw/reload.$label
+    add_row reload "$label" "$(median "$raw" 1)" "$(median "$raw" 2)" "$(median "$raw" 3)" "$(median "$raw" 4)" \
+      "$bytes" "$(awk '{s += $5} END {print s + 0}' "$raw")"
+  done
+  read -r requests non2xx socket < <(wrk_failures "$TMP/raw/reload.reloading.wrk")
+  check "reload: requests served quiet / reloading" \
+    "$(wrk_failures "$TMP/raw/reload.quiet.wrk" | awk '{print $1}') / $requests" - -
+  check "reload: reloading/quiet req/s" "$(paired_ratio reload reloading quiet 1)" - -
+  check "reload: reloading/quiet CPU/request" "$(paired_ratio reload reloading quiet 4)" - -
+  check "reload: p99 quiet / reloading (us)" \
+    "$(median "$TMP/raw/reload.quiet" 3) / $(median "$TMP/raw/reload.reloading" 3)" - -
+  check "reload: reloads done" "$reloads" - -
+  check "reload: reloads per second" "$(awk -v n="$reloads" -v s="$seconds" 'BEGIN {printf "%.1f", (s > 0 ? n / s : 0)}')" - -
+  check "reload: median ms per deploy + reload (p90)" \
+    "$(cat "$TMP"/reload/round-*.log | awk '{print $2}' | sort -n | awk '{v[NR] = $1} END {
+      if (NR) printf "%d (%d)", v[int((NR + 1) / 2)], v[int((NR * 9 + 9) / 10)]; else print "n/a" }')" - -
+  check "reload: deploy loop CPU ms per reload (cp, mv, curl; not Keel)" \
+    "$(cat "$TMP"/reload/round-*.log.cpu | tr ' ' '\n' | sed -E 's/^([0-9]+)m([0-9.]+)s$/\1 \2/' |
+      awk -v n="$reloads" '{s += $1 * 60 + $2} END {printf "%.1f", (n > 0 ? s * 1000 / n : 0)}')" - -
+  check "reload: Keel CPU ms per reload (CPU/request delta x requests / reloads)" \
+    "$(awk -v a="$(median "$TMP/raw/reload.quiet" 4)" -v b="$(median "$TMP/raw/reload.reloading" 4)" \
+      -v n="$requests" -v r="$reloads" 'BEGIN {printf "%.1f", (r > 0 ? (b - a) * n / r / 1000 : 0)}')" - -
+  check "reload: reloads refused" "$refused" "<=" 0
+  check "reload: non-2xx responses while reloading" "$non2xx" "<=" 0
+  check "reload: socket errors while reloading" "$socket" "<=" 0
+  ((reloads > 0)) || fail_later "reload: no reload completed while wrk ran"
+  ((refused == 0)) || fail_later "reload: $refused reload(s) refused; first: $(cat "$TMP"/reload/round-*.log.refused 2>/dev/null | head -n 1)"
+  ((non2xx == 0 && socket == 0)) ||
+    fail_later "reload: $non2xx non-2xx responses and $socket socket errors while reloading"
+  read -r requests non2xx socket < <(wrk_failures "$TMP/raw/reload.quiet.wrk")
+  ((non2xx == 0 && socket == 0)) ||
+    fail_later "reload: $non2xx non-2xx responses and $socket socket errors without reloads"
+}
+
 # rss: idle VmRSS right after start (+0.5 s), VmRSS near the end of one hello round, and the
 # peak (VmHWM) afterwards, for Keel+hello, nginx (master + worker) and the bare server.
 scenario_rss() {
@@ -764,3 +918,8 @@ for s in $SCENARIOS; do
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 print_results
+if [[ -s $FAILURES ]]; then
+  echo "FAILED (something did not work; timing figures are never a failure):"
+  sed 's/^/  /' "$FAILURES"
+  exit 1
+fi

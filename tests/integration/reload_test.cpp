@@ -285,7 +285,49 @@ TEST_CASE("reload: the watched plugin directory starts, reloads and stops plugin
   CHECK(body_of(host, "/api/events_sub/count") == "status 404");
 
   CHECK(kill(host.process().pid(), SIGHUP) == 0);  // SIGHUP: the same pass, on demand
-  CHECK(host.process().wait_for_output("SIGHUP: re-reading the plugin directory", std::chrono::seconds(5)));
+  CHECK(host.process().wait_for_output("SIGHUP: configuration ", std::chrono::seconds(5)));
   CHECK(body_of(host, "/api/reloadable/version") == "v1");
+  CHECK(host.stop() == 0);
+}
+
+TEST_CASE("reload: SIGHUP applies plugin settings, refuses an invalid config and names what needs a restart",
+          "[reload]") {
+  auto o = reload_options({keel::test::example_plugin("hello")});
+  o.config_toml = "[plugin.hello]\ngreeting = \"Hello\"\n";
+  KeelHost host(o);
+  const auto file = host.config_file();
+  auto rewrite = [&](const std::string& from, const std::string& to) {
+    std::ifstream in(file);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    text.replace(at, from.size(), to);
+    std::ofstream(file, std::ios::trunc) << text;
+  };
+  auto hup = [&] { REQUIRE(kill(host.process().pid(), SIGHUP) == 0); };
+  REQUIRE(body_of(host, "/api/hello/greet/ada").find("Hello, ada!") != std::string::npos);
+
+  rewrite("greeting = \"Hello\"", "greeting = \"Hi\"");
+  hup();
+  CHECK(eventually([&] { return body_of(host, "/api/hello/greet/ada").find("Hi, ada!") != std::string::npos; }));
+  CHECK(plugin_entry(host, "hello")["generation"] == 2);
+
+  rewrite("greeting = \"Hi\"", "greeting = 42");  // the manifest says string: this version refuses it
+  hup();
+  CHECK(host.process().wait_for_output("invalid config for the new version", std::chrono::seconds(10)));
+  CHECK(body_of(host, "/api/hello/greet/ada").find("Hi, ada!") != std::string::npos);
+
+  rewrite("greeting = 42", "greeting = \"Hey\"\nnot a toml line");
+  hup();
+  CHECK(host.process().wait_for_output("has errors; the running configuration stays", std::chrono::seconds(10)));
+  CHECK(body_of(host, "/api/hello/greet/ada").find("Hi, ada!") != std::string::npos);
+
+  rewrite("greeting = \"Hey\"\nnot a toml line", "greeting = \"Hey\"\nenabled = false");
+  hup();
+  CHECK(eventually([&] { return body_of(host, "/api/hello/greet/ada") == "status 404"; }));
+  CHECK(plugin_entry(host, "hello")["state"] == "disabled");
+  rewrite("enabled = false", "enabled = true");
+  hup();
+  CHECK(eventually([&] { return body_of(host, "/api/hello/greet/ada").find("Hey, ada!") != std::string::npos; }));
   CHECK(host.stop() == 0);
 }

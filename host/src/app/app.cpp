@@ -18,6 +18,8 @@
 #include "observability/log.hpp"
 #include "plugins/plugin_host.hpp"
 
+#include <nlohmann/json.hpp>
+
 namespace keel::host::app {
 namespace {
 
@@ -212,6 +214,45 @@ void write_port_file(const std::filesystem::path& file, std::uint16_t port) {
 
 }  // namespace
 
+observability::LogOptions log_options(const config::Config& c) {
+  return {c.log.level,
+          c.log.format == config::LogFormat::kJson ? observability::LogFormat::kJson : observability::LogFormat::kText,
+          c.log.file, c.log.max_file_bytes, c.log.max_files};
+}
+
+namespace {
+
+// SIGHUP: the config file again. Applies what can change while running; says what cannot.
+void reload_config(const config::Config& running, std::optional<std::string> listen, plugins::PluginHost& plugins) {
+  auto log = observability::logger("keel");
+  config::Config next;
+  try {
+    next = config::load(running.source, config::current_environment());
+  } catch (const config::ConfigError& e) {
+    for (const auto& d : e.diagnostics()) log->error("SIGHUP: {}", d.str());
+    log->error("SIGHUP: {} has errors; the running configuration stays", running.source.string());
+    return;
+  } catch (const std::exception& e) {
+    log->error("SIGHUP: cannot read {}: {}; the running configuration stays", running.source.string(), e.what());
+    return;
+  }
+  if (listen) next.server.listen = *listen;
+  try {
+    observability::init(log_options(next));  // level, format, file (reopened: also for logrotate)
+  } catch (const std::exception& e) {
+    log->error("SIGHUP: {}; logging stays as it was", e.what());
+  }
+  const auto before = nlohmann::json::parse(config::to_json(running));
+  const auto after = nlohmann::json::parse(config::to_json(next));
+  for (const auto& [section, value] : after.items())
+    if (section != "plugin" && section != "log" && section != "source" && before.value(section, nlohmann::json()) != value)
+      log->warn("SIGHUP: [{}] changed; restart the host to apply it", section);
+  plugins.apply_config(next);
+  log->info("SIGHUP: configuration {} applied", running.source.string());
+}
+
+}  // namespace
+
 App::App(config::Config config) : config_(std::move(config)) {}
 
 int App::run(const ServeOptions& options) {
@@ -244,9 +285,13 @@ int App::run(const ServeOptions& options) {
   for (;;) {
     sigwait(&signals, &signal);
     if (signal != SIGHUP) break;
-    // SIGHUP: bring the plugins in line with the plugin directory now (on a worker: it blocks).
-    log->info("SIGHUP: re-reading the plugin directory {}", config_.plugins.directory.string());
-    if (!plugins.post_admin_job([&plugins] { plugins.sync_directory(); }))
+    // SIGHUP: the config file, then the plugin directory (on a worker: both block).
+    log->info("SIGHUP: re-reading {} and the plugin directory {}", config_.source.string(),
+              config_.plugins.directory.string());
+    if (!plugins.post_admin_job([this, &plugins, listen = options.listen] {
+          reload_config(config_, listen, plugins);
+          plugins.sync_directory();
+        }))
       log->warn("SIGHUP ignored: the worker pool is full or stopping");
   }
   log->info("shutdown requested signal={} drain_timeout_ms={} connections={}", strsignal(signal),

@@ -8,8 +8,12 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "observability/log.hpp"
 
 namespace keel::host::app {
+
+/// The logging set-up a config asks for ([log] level, format, file, rotation).
+[[nodiscard]] observability::LogOptions log_options(const config::Config& c);
 
 struct ServeOptions {
   std::optional<std::string> listen;               ///< overrides [server] listen
@@ -20,6 +24,9 @@ class App {
  public:
   explicit App(config::Config config);
   /// Serve until SIGINT or SIGTERM, then drain and return 0. Throws on start-up failure.
+  /// SIGHUP re-reads the config file (an invalid one is refused and the running one stays):
+  /// logging and the [plugin.*] sections apply at once, other changes wait for a restart; then
+  /// the plugin directory is re-read (PluginHost::sync_directory).
   int run(const ServeOptions& options);
 
  private:

@@ -24,12 +24,6 @@
 namespace keel::host::app {
 namespace {
 
-observability::LogOptions log_options(const config::Config& c) {
-  return {c.log.level,
-          c.log.format == config::LogFormat::kJson ? observability::LogFormat::kJson : observability::LogFormat::kText,
-          c.log.file, c.log.max_file_bytes, c.log.max_files};
-}
-
 int serve(const std::string& config_file, const ServeOptions& options) {
   try {
     auto cfg = config::load(config_file, config::current_environment());

@@ -395,7 +395,9 @@ struct PluginHost::Impl {
         span_log(c.log.spans ? observability::logger("trace") : nullptr),
         bus(c.events, p, t) {}
 
-  const config::Config& cfg;
+  // A copy: the [plugin.<name>] sections change on SIGHUP (apply_config, under admin_mutex and
+  // status_mutex); every other part is fixed for the process.
+  config::Config cfg;
   WorkerPool& pool;
   TimerQueue& timers;
   std::shared_ptr<spdlog::logger> log;
@@ -491,7 +493,8 @@ struct PluginHost::Impl {
   void configure(Plugin& p);
   std::shared_ptr<spdlog::logger> plugin_logger(const std::string& name) const;
   PluginHost::AdminResult install(const std::shared_ptr<Plugin>& old, const fs::path& file);
-  void remove(const std::shared_ptr<Plugin>& p);
+  void remove(const std::shared_ptr<Plugin>& p, const std::string& reason);
+  std::string started_dependents(const Plugin& p) const;
   // Plugins added at run time get an index below this (call counters are sized by it).
   static constexpr std::size_t kMaxPlugins = 256;
   std::unique_ptr<DirectoryWatcher> watcher;
@@ -1252,10 +1255,20 @@ PluginHost::AdminResult PluginHost::reload(std::string_view name) {
   return s.install(old, old->file);
 }
 
-// A started plugin whose file was removed: drained, stopped and destroyed like a retired
-// generation; its database stays open (the bus may still read its outbox). Under admin_mutex.
-void PluginHost::Impl::remove(const std::shared_ptr<Plugin>& p) {
-  log->info("plugin file removed name={} file={}: draining and stopping it", p->name, p->file.string());
+// Names of the started plugins that depend on `p`, comma-separated; empty if none.
+std::string PluginHost::Impl::started_dependents(const Plugin& p) const {
+  std::string out;
+  for (const auto& other : current_generations())
+    for (auto d : other->dependencies)
+      if (d == p.index && other->state == PluginState::kStarted) out += (out.empty() ? "" : ", ") + other->name;
+  return out;
+}
+
+// A started plugin whose file was removed or that the config disabled: drained, stopped and
+// destroyed like a retired generation (state stopped, or disabled for "disabled in config"); its
+// database stays open (the bus may still read its outbox). Under admin_mutex.
+void PluginHost::Impl::remove(const std::shared_ptr<Plugin>& p, const std::string& reason) {
+  log->info("plugin stopping name={} file={}: {}", p->name, p->file.string(), reason);
   p->accepting.store(false);
   set_state(*p, PluginState::kStopping);
   rebuild_routes();
@@ -1265,8 +1278,8 @@ void PluginHost::Impl::remove(const std::shared_ptr<Plugin>& p) {
   stop_plugin(*p, /*keep_storage=*/true);
   {
     std::lock_guard lock(status_mutex);
-    p->state = PluginState::kStopped;
-    p->reason = "its file " + p->file.string() + " was removed";
+    p->state = reason == "disabled in config" ? PluginState::kDisabled : PluginState::kStopped;
+    p->reason = reason;
   }
   if (p->in_flight.load() == 0 && p->callbacks_pending.load() == 0) p->library.reset();
   else unmapped_later.push_back(p);
@@ -1282,34 +1295,38 @@ void PluginHost::sync_directory() {
   for (const auto& g : gens) {
     if (g->state != PluginState::kStarted) continue;
     if (!is_present(g->file)) {
-      std::string dependents;
-      for (const auto& other : gens)
-        for (auto d : other->dependencies)
-          if (d == g->index && other->state == PluginState::kStarted) dependents += (dependents.empty() ? "" : ", ") + other->name;
-      if (dependents.empty()) s.remove(g);
+      const auto dependents = s.started_dependents(*g);
+      if (dependents.empty()) s.remove(g, "its file " + g->file.string() + " was removed");
       else s.log->error("plugin file removed name={} file={}, but started plugins depend on it ({}): it keeps running "
                         "from its loaded copy", g->name, g->file.string(), dependents);
       continue;
     }
     if (sha256_file_hex(g->file).value_or(g->sha256) != g->sha256) static_cast<void>(s.install(g, g->file));
   }
-  // Files no started plugin runs: a plugin that failed, stopped or whose file came back, or a new one.
-  for (const auto& f : files) {
-    const auto running = std::any_of(gens.begin(), gens.end(), [&](const auto& g) {
-      return g->file == f && g->state == PluginState::kStarted;
-    });
-    if (running) continue;
-    const auto candidate = read_candidate(f, s.cfg);
-    const auto name = candidate.manifest ? candidate.manifest->name : f.stem().string();
-    const auto slot = std::find_if(gens.begin(), gens.end(), [&](const auto& g) { return g->name == name; });
-    if (slot != gens.end()) {
-      const auto& g = *slot;
-      // Disabled (config or admin API), or running from another file: left alone.
-      if (g->state == PluginState::kStarted || g->state == PluginState::kDisabled) continue;
-      if (g->file != f && is_present(g->file)) continue;
-      static_cast<void>(s.install(g, f));
-    } else {
-      static_cast<void>(s.install(nullptr, f));
+  // Files no started plugin runs: a plugin that failed, stopped or whose file came back, or a new
+  // one. Again while a pass started something: a dependency may come after its dependent.
+  for (bool progress = true; progress;) {
+    progress = false;
+    const auto now = s.current_generations();
+    for (const auto& f : files) {
+      const auto running = std::any_of(now.begin(), now.end(), [&](const auto& g) {
+        return g->file == f && g->state == PluginState::kStarted;
+      });
+      if (running) continue;
+      const auto candidate = read_candidate(f, s.cfg);
+      const auto name = candidate.manifest ? candidate.manifest->name : f.stem().string();
+      const auto slot = std::find_if(now.begin(), now.end(), [&](const auto& g) { return g->name == name; });
+      AdminResult result{0, {}};
+      if (slot == now.end()) {
+        result = s.install(nullptr, f);
+      } else {
+        const auto& g = *slot;
+        // Disabled (config or admin API), or running from another file: left alone.
+        if (g->state == PluginState::kStarted || g->state == PluginState::kDisabled) continue;
+        if (g->file != f && is_present(g->file)) continue;
+        result = s.install(g, f);
+      }
+      progress = progress || result.status == 200;
     }
   }
 }
@@ -2102,6 +2119,61 @@ config::SecretKeys PluginHost::secret_config_keys() const {
   return out;
 }
 
-const config::Config& PluginHost::config() const noexcept { return impl_->cfg; }
+config::Config PluginHost::config() const {
+  std::lock_guard lock(impl_->status_mutex);
+  return impl_->cfg;
+}
+
+namespace {
+bool same_section(const config::PluginSection& a, const config::PluginSection& b) {
+  return a.enabled == b.enabled && a.mount == b.mount && a.sha256 == b.sha256 && a.log_level == b.log_level &&
+         a.request_timeout == b.request_timeout && a.route_timeouts == b.route_timeouts &&
+         a.max_db_bytes == b.max_db_bytes && a.settings_json == b.settings_json;
+}
+}  // namespace
+
+void PluginHost::apply_config(const config::Config& next) {
+  auto& s = *impl_;
+  std::lock_guard admin(s.admin_mutex);
+  if (s.stopped) return;
+  std::set<std::string> changed;
+  for (const auto& [name, section] : next.plugin_sections) {
+    const auto it = s.cfg.plugin_sections.find(name);
+    if (it == s.cfg.plugin_sections.end() || !same_section(it->second, section)) changed.insert(name);
+  }
+  for (const auto& [name, section] : s.cfg.plugin_sections)
+    if (next.plugin_sections.count(name) == 0) changed.insert(name);
+  {
+    std::lock_guard lock(s.status_mutex);
+    s.cfg.plugin_sections = next.plugin_sections;
+    s.cfg.log.level = next.log.level;
+  }
+  for (const auto& name : changed) {
+    s.log->info("config: [plugin.{}] changed", name);
+    const auto sec = s.cfg.plugin_sections.find(name);
+    const bool enabled = sec == s.cfg.plugin_sections.end() || sec->second.enabled;
+    auto logger = s.plugin_logger(name);
+    if (sec == s.cfg.plugin_sections.end() || sec->second.log_level.empty())
+      logger->set_level(spdlog::level::from_str(s.cfg.log.level));
+    const auto gens = s.current_generations();
+    const auto it = std::find_if(gens.begin(), gens.end(), [&](const auto& g) { return g->name == name; });
+    if (it == gens.end()) continue;  // no such plugin (yet): the directory pass starts it when it comes
+    const auto& g = *it;
+    if (g->state == PluginState::kStarted && !enabled) {
+      const auto dependents = s.started_dependents(*g);
+      if (!dependents.empty()) {
+        s.log->error("config: [plugin.{}] enabled = false ignored: started plugins depend on it ({})", name, dependents);
+        continue;
+      }
+      s.remove(g, "disabled in config");
+    } else if (g->state == PluginState::kStarted) {
+      static_cast<void>(s.install(g, g->file));  // its new settings take effect in a new generation
+    } else if (enabled && (g->state == PluginState::kDisabled || g->state == PluginState::kFailed ||
+                           g->state == PluginState::kStopped) &&
+               g->reason != "disabled through the admin API") {
+      static_cast<void>(s.install(g, g->file));
+    }
+  }
+}
 
 }  // namespace keel::host::plugins

@@ -192,8 +192,13 @@ class PluginHost {
   [[nodiscard]] std::vector<StoragePlugin> storage_plugins() const;
   /// Per plugin, the [plugin.<name>] keys its manifest config schema marks "secret": true.
   [[nodiscard]] config::SecretKeys secret_config_keys() const;
-  /// The configuration the host runs with (file, environment and command-line overrides applied).
-  [[nodiscard]] const config::Config& config() const noexcept;
+  /// The configuration the plugins run with (a copy: [plugin.*] sections change on SIGHUP).
+  [[nodiscard]] config::Config config() const;
+  /// SIGHUP with a valid config: takes the new [plugin.<name>] sections and [log] level. A
+  /// started plugin whose section changed is reloaded with it (refused: the old generation
+  /// keeps running), one now `enabled = false` is drained and stopped (unless started plugins
+  /// depend on it), one enabled again is started. Blocks: never call on an I/O thread.
+  void apply_config(const config::Config& next);
 
  private:
   std::unique_ptr<Impl> impl_;
