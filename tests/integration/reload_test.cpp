@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -73,15 +74,18 @@ std::size_t open_fds(pid_t pid) {
   return n;
 }
 
-/// Distinct files mapped by the process whose path contains `needle`.
+/// Distinct files (inodes) mapped by the process whose path contains `needle`.
 std::size_t mapped_files(pid_t pid, const std::string& needle) {
   std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
-  std::set<std::string> files;
+  std::set<std::string> inodes;
   for (std::string line; std::getline(maps, line);) {
-    const auto slash = line.find('/');
-    if (slash != std::string::npos && line.find(needle) != std::string::npos) files.insert(line.substr(slash));
+    if (line.find(needle) == std::string::npos) continue;
+    std::istringstream fields(line);
+    std::string range, perms, offset, dev, inode;
+    fields >> range >> perms >> offset >> dev >> inode;
+    inodes.insert(dev + ":" + inode);
   }
-  return files.size();
+  return inodes.size();
 }
 
 }  // namespace
@@ -118,7 +122,7 @@ TEST_CASE("reload: 50 swaps under load drop no request and never serve stale cod
     // Right after the reload answered, every new request gets the new code.
     CHECK(body_of(host, "/api/reloadable/version") == last);
     if (i == 1) fds_after_first = open_fds(host.process().pid());
-    mapped_max = std::max(mapped_max, mapped_files(host.process().pid(), ".keel-load"));
+    mapped_max = std::max(mapped_max, mapped_files(host.process().pid(), "memfd:keel:reloadable"));
   }
   stop = true;
   for (auto& c : clients) c.join();
@@ -136,7 +140,7 @@ TEST_CASE("reload: 50 swaps under load drop no request and never serve stale cod
   // The old generation is unmapped when its drain ends: one copy mapped at a time, and the
   // descriptors do not grow with the number of reloads.
   CHECK(mapped_max == 1);
-  CHECK(mapped_files(host.process().pid(), ".keel-load") == 1);
+  CHECK(mapped_files(host.process().pid(), "memfd:keel:reloadable") == 1);
   CHECK(open_fds(host.process().pid()) <= fds_after_first + 8);
 
   const auto entry = plugin_entry(host, "reloadable");

@@ -243,7 +243,7 @@ std::optional<http::Deferred> plugin_action(const http::Request& req, http::Resp
     reply_later->complete(std::move(out));
   });
   if (!queued) {
-    res.set_error(503, "unavailable", "the worker pool is full or stopping; try again");
+    res.set_error(503, "unavailable", "the host is shutting down");
     return std::nullopt;
   }
   return http::Deferred{std::move(reply_later), req.deadline};

@@ -223,7 +223,8 @@ observability::LogOptions log_options(const config::Config& c) {
 namespace {
 
 // SIGHUP: the config file again. Applies what can change while running; says what cannot.
-void reload_config(const config::Config& running, std::optional<std::string> listen, plugins::PluginHost& plugins) {
+// `running` is the configuration applied last; on success it becomes the new one.
+void reload_config(config::Config& running, std::optional<std::string> listen, plugins::PluginHost& plugins) {
   auto log = observability::logger("keel");
   config::Config next;
   try {
@@ -249,6 +250,7 @@ void reload_config(const config::Config& running, std::optional<std::string> lis
       log->warn("SIGHUP: [{}] changed; restart the host to apply it", section);
   plugins.apply_config(next);
   log->info("SIGHUP: configuration {} applied", running.source.string());
+  running = std::move(next);
 }
 
 }  // namespace
@@ -281,6 +283,7 @@ int App::run(const ServeOptions& options) {
   log->info("keel started version={} config={} address={}", KEEL_VERSION, config_.source.string(),
             server.local_address());
 
+  config::Config applied = config_;  // what SIGHUP compares with; touched only by the admin thread
   int signal = 0;
   for (;;) {
     sigwait(&signals, &signal);
@@ -288,11 +291,11 @@ int App::run(const ServeOptions& options) {
     // SIGHUP: the config file, then the plugin directory (on a worker: both block).
     log->info("SIGHUP: re-reading {} and the plugin directory {}", config_.source.string(),
               config_.plugins.directory.string());
-    if (!plugins.post_admin_job([this, &plugins, listen = options.listen] {
-          reload_config(config_, listen, plugins);
+    if (!plugins.post_admin_job([&applied, &plugins, listen = options.listen] {
+          reload_config(applied, listen, plugins);
           plugins.sync_directory();
         }))
-      log->warn("SIGHUP ignored: the worker pool is full or stopping");
+      log->warn("SIGHUP ignored: the host is shutting down");
   }
   log->info("shutdown requested signal={} drain_timeout_ms={} connections={}", strsignal(signal),
             config_.server.drain_timeout.count(), server.connection_count());

@@ -2,13 +2,17 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
 #include <thread>
 #include <unordered_map>
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -321,6 +325,14 @@ struct Plugin {
   std::string config_json = "{}";
   std::chrono::milliseconds timeout{30000};
   std::vector<std::chrono::milliseconds> route_timeouts;  // per manifest route; 0 = plugin default
+  struct OwnedFd {
+    int fd = -1;
+    void close() noexcept {
+      if (fd >= 0) ::close(fd);
+      fd = -1;
+    }
+    ~OwnedFd() { close(); }
+  } code_fd;  // the in-memory copy, when it must stay open (declared before library: closed after it)
   std::unique_ptr<Library> library;
   const keel_plugin* table = nullptr;
   void* self = nullptr;
@@ -332,8 +344,14 @@ struct Plugin {
   std::shared_ptr<SerialQueue> events;  // event deliveries: one at a time (the serial queue if "serialized")
   std::atomic<bool> accepting{false};   // requests and calls may enter
   std::atomic<bool> may_call{false};    // the plugin may call others: from start() until stop() returns
+  std::atomic<bool> hooks_closed{false};  // stop_plugin() began: queued work is answered, not run
   std::atomic<std::uint32_t> in_flight{0};
   std::atomic<std::uint32_t> callbacks_pending{0};
+  // Calls this generation made that have not completed: stop_plugin() completes them at once
+  // (KEEL_ERR_UNAVAILABLE) so every completion runs before destroy(), as plugin.h promises.
+  std::mutex calls_mutex;
+  std::map<std::uint64_t, std::function<void()>> live_calls;  // call id -> complete it now
+  std::uint64_t next_call = 0;
   std::vector<std::size_t> dependencies;  // indices of plugins this one depends on
   // With ext:keel.storage/1: open from before the first generation's create() to after the last
   // one's destroy(); every generation of the plugin shares it.
@@ -429,6 +447,9 @@ struct PluginHost::Impl {
   /// The snapshot this thread routes by: reloaded only when a newer one was published (or
   /// `fresh`), so the request path does no atomic reference counting.
   const RouteSnapshot& snapshot_for_this_thread(bool fresh = false) const;
+  /// The snapshot this thread last loaded, without looking for a newer one.
+  const RouteSnapshot& pinned_snapshot_for_this_thread() const { return snapshot_cache(false, true); }
+  const RouteSnapshot& snapshot_cache(bool fresh, bool pinned) const;
 
   /// Lets one request, call or event delivery into generation `p`: true when it may run; the
   /// caller then holds one in_flight count until the work is done. A generation that stopped
@@ -494,10 +515,51 @@ struct PluginHost::Impl {
   std::shared_ptr<spdlog::logger> plugin_logger(const std::string& name) const;
   PluginHost::AdminResult install(const std::shared_ptr<Plugin>& old, const fs::path& file);
   void remove(const std::shared_ptr<Plugin>& p, const std::string& reason);
+  void unload(const std::shared_ptr<Plugin>& p);
   std::string started_dependents(const Plugin& p) const;
   // Plugins added at run time get an index below this (call counters are sized by it).
   static constexpr std::size_t kMaxPlugins = 256;
   std::unique_ptr<DirectoryWatcher> watcher;
+
+  // Admin actions (reload, disable, enable, SIGHUP) block for a drain: they run on a thread of
+  // their own, not on the worker pool whose queued requests the drain waits for.
+  struct AdminQueue {
+    std::mutex mutex;
+    std::condition_variable ready;
+    std::deque<std::function<void()>> jobs;
+    bool stopping = false;
+    std::thread thread;
+  } admin_queue;
+  bool post_admin(std::function<void()> job) {
+    auto& q = admin_queue;
+    std::lock_guard lock(q.mutex);
+    if (q.stopping) return false;
+    q.jobs.push_back(std::move(job));
+    if (!q.thread.joinable()) {
+      q.thread = std::thread([&q] {
+        std::unique_lock l(q.mutex);
+        for (;;) {
+          q.ready.wait(l, [&q] { return q.stopping || !q.jobs.empty(); });
+          if (q.jobs.empty()) return;  // stopping, and every job ran
+          auto next = std::move(q.jobs.front());
+          q.jobs.pop_front();
+          l.unlock();
+          next();
+          l.lock();
+        }
+      });
+    }
+    q.ready.notify_one();
+    return true;
+  }
+  void stop_admin_queue() {
+    {
+      std::lock_guard lock(admin_queue.mutex);
+      admin_queue.stopping = true;
+    }
+    admin_queue.ready.notify_one();
+    if (admin_queue.thread.joinable()) admin_queue.thread.join();
+  }
   void start_plugin(Plugin& p, bool publish_routes = true);
   void stop_plugin(Plugin& p, bool keep_storage = false);
   std::mutex admin_mutex;  // one disable/enable at a time
@@ -778,6 +840,42 @@ void check_together(std::vector<Candidate>& all, const config::Config& cfg) {
   }
 }
 
+// The bytes of `file` in an anonymous in-memory file; its fd, or -1 with `error`.
+int memory_copy(const fs::path& file, const std::string& name, std::string& error) {
+  const int in = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) {
+    error = std::strerror(errno);
+    return -1;
+  }
+  const int out = ::memfd_create(("keel:" + name).c_str(), MFD_CLOEXEC);
+  if (out < 0) {
+    error = std::string("memfd_create: ") + std::strerror(errno);
+    ::close(in);
+    return -1;
+  }
+  char buf[65536];
+  for (;;) {
+    const auto n = ::read(in, buf, sizeof buf);
+    if (n == 0) break;
+    if (n < 0 && errno == EINTR) continue;
+    bool ok = n > 0;
+    for (ssize_t done = 0; ok && done < n;) {
+      const auto w = ::write(out, buf + done, static_cast<std::size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      ok = w > 0;
+      done += w > 0 ? w : 0;
+    }
+    if (!ok) {
+      error = std::strerror(errno);
+      ::close(in);
+      ::close(out);
+      return -1;
+    }
+  }
+  ::close(in);
+  return out;
+}
+
 std::vector<fs::path> list_plugin_files(const fs::path& directory) {
   std::vector<fs::path> files;
   std::error_code ec;
@@ -874,31 +972,49 @@ bool PluginHost::Impl::open_storage(Plugin& p) {
   return true;
 }
 
-// Code is mapped from a private copy (<data_dir>/.keel-load/<name>.<generation>.<pid>.so,
-// removed as soon as it is mapped): the dynamic loader never hands back an older mapping of a
-// file replaced in place (it dedupes by path and inode), and the plugin directory's file may
-// be rewritten while this generation runs. The copy is also what the sha256 describes.
+// Code is mapped from a private in-memory copy (a memfd), reached through a symlink with a name
+// never used before (<data_dir>/.keel-load/<name>.<generation>.<pid>.<n>.so, removed once
+// mapped). The dynamic loader recognises an already loaded library by path and by inode, so it
+// never hands back an older mapping of a file replaced in place; the plugin directory's file may
+// be rewritten while this generation runs; and no disk space is used. The copy is also what the
+// sha256 describes and the allowlist checks.
 void PluginHost::Impl::load_and_create(Plugin& p) {
+  std::string error;
+  p.code_fd.fd = memory_copy(p.file, p.name, error);
+  if (p.code_fd.fd < 0) {
+    fail(p, "cannot copy " + p.file.string() + " into memory for loading: " + error);
+    return;
+  }
+  const std::string fd_path = "/proc/self/fd/" + std::to_string(p.code_fd.fd);
+  p.sha256 = sha256_file_hex(fd_path).value_or("");
+  // The allowlist is checked on the bytes that get mapped, not on the file as pre-flight saw it.
+  if (const auto sec = cfg.plugin_sections.find(p.name);
+      sec != cfg.plugin_sections.end() && !sec->second.sha256.empty() && sec->second.sha256 != p.sha256) {
+    fail(p, "sha256 mismatch: config [plugin." + p.name + "] expects " + sec->second.sha256 + ", file has " + p.sha256);
+    return;
+  }
+  static std::atomic<std::uint64_t> loads{0};
   const auto dir = cfg.server.data_dir / ".keel-load";
-  const auto copy = dir / (p.name + "." + std::to_string(p.generation) + "." + std::to_string(::getpid()) + ".so");
+  const auto link = dir / (p.name + "." + std::to_string(p.generation) + "." + std::to_string(::getpid()) + "." +
+                           std::to_string(loads.fetch_add(1)) + ".so");
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (!ec) fs::permissions(dir, fs::perms::owner_all, ec);
-  if (!ec) fs::copy_file(p.file, copy, fs::copy_options::overwrite_existing, ec);
-  if (ec) {
-    fail(p, "cannot copy " + p.file.string() + " to " + copy.string() + " for loading: " + ec.message() +
-                " (check that [server] data_dir is writable)");
-    return;
-  }
-  p.sha256 = sha256_file_hex(copy).value_or("");
+  if (!ec) fs::create_symlink(fd_path, link, ec);
+  // Without the link (data_dir not writable), the fd path itself: unique while the fd stays open,
+  // which it then does for as long as this generation exists.
+  const fs::path load_path = ec ? fs::path(fd_path) : link;
   try {
-    p.library = std::make_unique<Library>(copy, p.manifest.json);
+    p.library = std::make_unique<Library>(load_path, p.manifest.json);
   } catch (const PluginLoadError& e) {
-    fs::remove(copy, ec);
+    if (!ec) fs::remove(link, ec);
     fail(p, e.reason());
     return;
   }
-  fs::remove(copy, ec);
+  if (!ec) {
+    fs::remove(link, ec);
+    p.code_fd.close();  // mapped: the memory stays while the mapping does
+  }
   p.loaded = true;
   p.table = &p.library->table();
   if (p.table->abi_version != ((p.manifest.abi_major << 16) | p.manifest.abi_minor)) {
@@ -969,6 +1085,7 @@ void PluginHost::Impl::stop_plugin(Plugin& p, bool keep_storage) {
   }
   const bool was_started = p.state == PluginState::kStarted || p.state == PluginState::kFailed;
   p.accepting.store(false);
+  p.hooks_closed.store(true);
   set_state(p, PluginState::kStopping);
   // Let hooks already inside the plugin return before stop() (bounded wait).
   for (int i = 0; i < 5000 && p.in_flight.load() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -982,6 +1099,12 @@ void PluginHost::Impl::stop_plugin(Plugin& p, bool keep_storage) {
   }
   p.may_call.store(false);
   p.responders.abandon_all();
+  std::map<std::uint64_t, std::function<void()>> calls;
+  {
+    std::lock_guard lock(p.calls_mutex);
+    calls.swap(p.live_calls);
+  }
+  for (auto& [id, complete_now] : calls) complete_now();  // each posts its completion to a worker
   for (int i = 0; i < 5000 && p.callbacks_pending.load() != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   try {
@@ -1036,6 +1159,7 @@ keel_status PluginHost::Impl::deliver_event(std::size_t index, const events::Eve
   }
   const Admission admission(pp);
   auto& p = *pp;
+  if (p.table->on_event == nullptr) return KEEL_ERR_UNSUPPORTED;
   keel_event ev{};
   ev.struct_size = sizeof(keel_event);
   ev.delivery_attempt = attempt;
@@ -1224,6 +1348,7 @@ void PluginHost::start() {
 void PluginHost::stop() {
   auto& s = *impl_;
   if (s.watcher) s.watcher->stop();  // before admin_mutex: a sync in progress holds it
+  s.stop_admin_queue();               // queued admin actions run first
   {
     std::lock_guard admin(s.admin_mutex);  // a disable or enable in progress finishes first
     if (s.stopped) return;
@@ -1240,7 +1365,7 @@ void PluginHost::stop() {
   for (auto& g : s.unmapped_later) g->library.reset();
 }
 
-bool PluginHost::post_admin_job(std::function<void()> job) { return impl_->pool.post(std::move(job)); }
+bool PluginHost::post_admin_job(std::function<void()> job) { return impl_->post_admin(std::move(job)); }
 
 PluginHost::AdminResult PluginHost::reload(std::string_view name) {
   auto& s = *impl_;
@@ -1253,6 +1378,23 @@ PluginHost::AdminResult PluginHost::reload(std::string_view name) {
     return {409, "plugin '" + old->name + "' is " + std::string(to_string(old->state)) +
                      "; only a started plugin can be reloaded (fix the file or the config and restart for the others)"};
   return s.install(old, old->file);
+}
+
+// Unmaps a generation that no hook can enter any more, once nothing is inside it; otherwise keeps
+// it mapped until the host stops. The library is moved out under status_mutex (statuses() reads
+// it) and destroyed outside it.
+void PluginHost::Impl::unload(const std::shared_ptr<Plugin>& p) {
+  if (p->self != nullptr) stop_plugin(*p, /*keep_storage=*/true);  // e.g. failed in start(): destroy() first
+  if (p->in_flight.load() != 0 || p->callbacks_pending.load() != 0) {
+    log->warn("plugin generation kept mapped name={} generation={}: work still inside it", p->name, p->generation);
+    unmapped_later.push_back(p);
+    return;
+  }
+  std::unique_ptr<Library> library;
+  {
+    std::lock_guard lock(status_mutex);
+    library = std::move(p->library);
+  }
 }
 
 // Names of the started plugins that depend on `p`, comma-separated; empty if none.
@@ -1281,8 +1423,7 @@ void PluginHost::Impl::remove(const std::shared_ptr<Plugin>& p, const std::strin
     p->state = reason == "disabled in config" ? PluginState::kDisabled : PluginState::kStopped;
     p->reason = reason;
   }
-  if (p->in_flight.load() == 0 && p->callbacks_pending.load() == 0) p->library.reset();
-  else unmapped_later.push_back(p);
+  unload(p);
 }
 
 void PluginHost::sync_directory() {
@@ -1368,6 +1509,8 @@ PluginHost::AdminResult PluginHost::Impl::install(const std::shared_ptr<Plugin>&
                        "restart the host to add it");
   }
   const auto storage_permission = "ext:" KEEL_STORAGE_EXTENSION_ID;
+  if (old && old->on_bus && m.serialized != old->manifest.serialized)
+    return refuse(409, "its \"concurrency\" changed; restart the host to apply it");
   if (old && old->database && !has_permission(m, storage_permission))
     return refuse(409, "its storage permission was removed; restart the host to apply it");
   const auto gens = s.current_generations();
@@ -1433,6 +1576,7 @@ PluginHost::AdminResult PluginHost::Impl::install(const std::shared_ptr<Plugin>&
   s.configure(*next);
   next->on_bus = old && old->on_bus;
   next->events = old ? old->events : nullptr;
+  if (old && old->serial && next->serial) next->serial = old->serial;  // one queue for requests and events
   next->database = old ? old->database : nullptr;
   next->ctx.storage = next->database.get();
   next->call_counters = old ? old->call_counters : std::shared_ptr<CallCounters[]>(new CallCounters[kMaxPlugins]());
@@ -1453,6 +1597,10 @@ PluginHost::AdminResult PluginHost::Impl::install(const std::shared_ptr<Plugin>&
   if (next->state != PluginState::kCreated) {
     if (!old || !old->database) s.close_storage(*next);
     return refuse(422, next->reason);
+  }
+  if (next->on_bus && !m.subscribes.empty() && next->table->on_event == nullptr) {
+    s.stop_plugin(*next, /*keep_storage=*/true);
+    return refuse(422, "it subscribes to events but has no on_event hook");
   }
   s.start_plugin(*next, /*publish_routes=*/false);
   if (next->state != PluginState::kStarted) {
@@ -1476,8 +1624,9 @@ PluginHost::AdminResult PluginHost::Impl::install(const std::shared_ptr<Plugin>&
   if (!running) {
     if (old) {
       old->retired.store(true);
-      old->library.reset();  // stopped or never started: no code of it can run
+      unload(old);  // stopped, failed or never started
     }
+    if (!old) order.push_back(next->index);  // stopped at shutdown like the others
     s.log->info("plugin started name={} version={} generation={} file={} sha256={}", next->name,
                 next->manifest.version.str(), next->generation, file.string(), next->sha256);
     return {200, "plugin '" + next->name + "' started: version " + next->manifest.version.str() + ", generation " +
@@ -1493,13 +1642,7 @@ PluginHost::AdminResult PluginHost::Impl::install(const std::shared_ptr<Plugin>&
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   s.stop_plugin(*old, /*keep_storage=*/true);
   old->reloads->drain.observe(Clock::now() - switched);
-  if (old->in_flight.load() == 0 && old->callbacks_pending.load() == 0) {
-    old->library.reset();  // no call into its code can be in flight: unmap it
-  } else {
-    s.log->warn("plugin generation kept mapped name={} generation={}: work still inside it after the drain", old->name,
-                old->generation);
-    s.unmapped_later.push_back(old);
-  }
+  s.unload(old);  // no call into its code can be in flight any more: unmapped
   old->reloads->succeeded.fetch_add(1, std::memory_order_relaxed);
   const auto drain_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - switched).count();
   s.log->info("plugin reloaded name={} version={} -> {} generation={} sha256={} drain_ms={}", next->name,
@@ -1560,6 +1703,7 @@ PluginHost::AdminResult PluginHost::enable(std::string_view name) {
     std::lock_guard lock(s.status_mutex);
     p->reason.clear();
   }
+  p->hooks_closed.store(false);
   if (!s.create_plugin(*p)) return {500, "plugin '" + p->name + "' failed to start again: " + p->reason};
   s.start_plugin(*p);
   if (p->state != PluginState::kStarted) return {500, "plugin '" + p->name + "' failed to start again: " + p->reason};
@@ -1666,9 +1810,9 @@ std::vector<PluginStatus> PluginHost::statuses_with_health() const {
     if (out[i].state != PluginState::kStarted) continue;
     keel_health h = KEEL_HEALTH_PASS;
     std::string detail;
+    if (!Impl::admit(p)) continue;  // before touching its table: admitted, its code stays mapped
+    const Impl::Admission admission(&p);
     if (p.table != nullptr && p.table->health != nullptr) {
-      if (!Impl::admit(p)) continue;
-      const Impl::Admission admission(&p);
       std::lock_guard lock(p.health_mutex);
       keel_plugin_bytes out_detail{};
       try {
@@ -1699,6 +1843,10 @@ std::string PluginHost::not_ready_reason() const {
 }
 
 const PluginHost::Impl::RouteSnapshot& PluginHost::Impl::snapshot_for_this_thread(bool fresh) const {
+  return snapshot_cache(fresh, false);
+}
+
+const PluginHost::Impl::RouteSnapshot& PluginHost::Impl::snapshot_cache(bool fresh, bool pinned) const {
   // Loading an atomic shared_ptr on every request costs a lock and two reference-count updates;
   // each thread instead keeps its own reference and reloads only when the generation moved.
   // The reference it keeps holds an old snapshot (and the retired generations in it, never
@@ -1709,6 +1857,7 @@ const PluginHost::Impl::RouteSnapshot& PluginHost::Impl::snapshot_for_this_threa
     std::shared_ptr<const RouteSnapshot> snapshot;
   };
   thread_local Cache cache;
+  if (pinned && cache.owner == this && cache.snapshot) return *cache.snapshot;
   const auto generation = routes_generation.load(std::memory_order_acquire);
   if (fresh || cache.owner != this || cache.generation != generation || !cache.snapshot) {
     cache.snapshot = routes.load();
@@ -1799,7 +1948,11 @@ std::optional<http::Deferred> PluginHost::Impl::dispatch_owned(Plugin& p, std::s
                                                                std::shared_ptr<http::AsyncReply> reply,
                                                                keel_responder id) {
   auto job = [this, &p, owned, id] {
-    {
+    if (p.hooks_closed.load()) {  // stopped while this waited in the queue: it cannot run any more
+      http::Response res;
+      res.set_error(503, "unavailable", "plugin '" + p.name + "' stopped before handling the request");
+      p.responders.fail(id, std::move(res));
+    } else {
       const RequestView view(*owned);
       run_handler(p, view.req, id, true);
     }
@@ -1826,7 +1979,10 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& firs
   const http::MatchScratch* matched_params = &first_params;
   thread_local http::MatchScratch retry_scratch;
   http::MatchResult retry_match;
-  Plugin* pp = s.snapshot_for_this_thread().gens.at(matched->target.owner).get();
+  // The snapshot `first_match` came from (route_table_for_this_thread() on this thread, with
+  // nothing in between): its route indices and parameter views belong to it.
+  std::shared_ptr<const Impl::RouteSnapshot> pinned;
+  Plugin* pp = s.pinned_snapshot_for_this_thread().gens.at(matched->target.owner).get();
   for (int attempt = 1; !Impl::admit(*pp); ++attempt) {
     if (!pp->retired.load() || attempt > 3) {
       auto& c = *pp->route_counters.at(matched->target.route);
@@ -1835,19 +1991,22 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& firs
       c.finish(start, response.status, response.body.size());
       return std::nullopt;
     }
-    const auto& fresh = s.snapshot_for_this_thread(/*fresh=*/true);
-    retry_match = fresh.table->match(request.method, request.path, retry_scratch);
+    // Retired by a reload: match again on the current snapshot, held here (not in the thread's
+    // cache, which the matched table's views and the caller's table reference depend on).
+    const std::string name = pp->name;
+    pinned = s.routes.load();
+    retry_match = pinned->table->match(request.method, request.path, retry_scratch);
     if (retry_match.kind == http::MatchResult::Kind::kMethodNotAllowed) {
       response.set_method_not_allowed(retry_match.allow);
       return std::nullopt;
     }
     if (retry_match.kind != http::MatchResult::Kind::kFound) {
-      response.set_error(404, "not_found", "no route for this path (plugin '" + pp->name + "' was reloaded)");
+      response.set_error(404, "not_found", "no route for this path (plugin '" + name + "' was reloaded)");
       return std::nullopt;
     }
     matched = &retry_match;
     matched_params = &retry_scratch;
-    pp = fresh.gens.at(matched->target.owner).get();
+    pp = pinned->gens.at(matched->target.owner).get();
   }
   // Admitted: p cannot be stopped until this request is answered or handed to a job.
   Impl::Admission admission(pp);
@@ -1953,6 +2112,7 @@ struct CallState {
   std::string request_id, caller_traceparent;
   Clock::time_point deadline{};
   std::string target, method, path;  // for the span's log line
+  std::uint64_t id = 0;              // in caller->live_calls
 };
 
 }  // namespace
@@ -1973,15 +2133,17 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
     return KEEL_ERR_PERMISSION_DENIED;
   }
   // The target's current generation, admitted; one a reload retired meanwhile is looked up again.
+  // A snapshot of its own: the thread's cached one may be what the calling handler's request
+  // parameters point into (the fast path on an I/O thread).
   Plugin* target = nullptr;
-  const RouteSnapshot* snap = &snapshot_for_this_thread();
+  auto snap = routes.load();
   for (int attempt = 1;; ++attempt) {
     const auto it = std::find_if(snap->gens.begin(), snap->gens.end(), [&](const auto& g) { return g->name == target_name; });
     if (it == snap->gens.end()) return KEEL_ERR_NOT_FOUND;
     target = it->get();
     if (admit(*target)) break;
     if (!target->retired.load() || attempt > 3) return KEEL_ERR_UNAVAILABLE;
-    snap = &snapshot_for_this_thread(/*fresh=*/true);
+    snap = routes.load();
   }
   Admission admission(target);
 
@@ -2033,6 +2195,10 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   // Exactly one delivery, always on a worker thread (never inside call()).
   auto deliver = [this, state](keel_status result, std::shared_ptr<http::Response> response) {
     if (state->done.exchange(true)) return;
+    {
+      std::lock_guard lock(state->caller->calls_mutex);
+      state->caller->live_calls.erase(state->id);
+    }
     if (state->timer != 0) timers.cancel(state->timer);
     state->counters->calls.fetch_add(1, std::memory_order_relaxed);
     if (result < 0 || (response && response->status >= 500)) state->counters->errors.fetch_add(1, std::memory_order_relaxed);
@@ -2067,6 +2233,11 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
     if (!pool.post(job)) std::thread(job).detach();  // pool stopping: still deliver exactly once
   };
 
+  {
+    std::lock_guard lock(caller.calls_mutex);
+    state->id = ++caller.next_call;
+    caller.live_calls.emplace(state->id, [deliver] { deliver(KEEL_ERR_UNAVAILABLE, nullptr); });
+  }
   auto reply = std::make_shared<http::AsyncReply>();
   reply->set_waker([reply_weak = std::weak_ptr<http::AsyncReply>(reply), deliver] {
     if (auto r = reply_weak.lock()) deliver(KEEL_OK, std::make_shared<http::Response>(r->take()));
@@ -2148,6 +2319,9 @@ void PluginHost::apply_config(const config::Config& next) {
     s.cfg.plugin_sections = next.plugin_sections;
     s.cfg.log.level = next.log.level;
   }
+  // observability::init() just set every logger to [log] level: the per-plugin levels again.
+  for (const auto& [name, section] : s.cfg.plugin_sections)
+    if (!section.log_level.empty()) static_cast<void>(s.plugin_logger(name));
   for (const auto& name : changed) {
     s.log->info("config: [plugin.{}] changed", name);
     const auto sec = s.cfg.plugin_sections.find(name);

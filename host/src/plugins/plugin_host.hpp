@@ -164,7 +164,8 @@ class PluginHost {
   /// are logged and counted; what runs keeps running. Called by the directory watcher and on
   /// SIGHUP. Blocks: never call on an I/O thread.
   void sync_directory();
-  /// Runs `job` on the worker pool (for admin actions that block). False when the pool refuses.
+  /// Runs `job` on the admin thread (admin actions block for a drain; the worker pool must stay
+  /// free for the requests being drained). False once stop() began.
   bool post_admin_job(std::function<void()> job);
 
   /// The event bus between the plugins (for the admin API).
