@@ -335,3 +335,18 @@ TEST_CASE("reload: SIGHUP applies plugin settings, refuses an invalid config and
   CHECK(eventually([&] { return body_of(host, "/api/hello/greet/ada").find("Hey, ada!") != std::string::npos; }));
   CHECK(host.stop() == 0);
 }
+
+TEST_CASE("reload: the drain does not wait for an answer nobody awaits any more", "[reload]") {
+  auto o = reload_options({fixture("async_responder")});
+  o.config_toml = "[server]\ndrain_timeout_ms = 30000\n[plugin.async_responder]\nrequest_timeout_ms = 200\n";
+  KeelHost host(o);
+  // Deferred and never answered: the client got its 504, the responder stays open in the plugin.
+  CHECK(body_of(host, "/api/async_responder/never") == "status 504");
+  REQUIRE(reload(host, "async_responder").first == 200);
+  // The drain ended well before [server] drain_timeout_ms (30 s), in the lowest buckets.
+  const auto metrics = simple_request(host.port(), "GET", "/metrics");
+  REQUIRE(metrics);
+  const auto scrape = keel::test::prometheus::parse(metrics->body);
+  CHECK(scrape.value("keel_plugin_drain_duration_seconds_bucket", {{"plugin", "async_responder"}, {"le", "10"}}) == 1);
+  CHECK(host.stop() == 0);
+}

@@ -51,6 +51,11 @@ bool AsyncReply::complete(Response&& response) {
   return true;
 }
 
+bool AsyncReply::awaited() {
+  std::lock_guard lock(mutex_);
+  return state_ == State::kPending;
+}
+
 bool AsyncReply::expire() noexcept {
   std::function<void(unsigned, std::size_t)> finish;
   {

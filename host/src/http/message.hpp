@@ -67,6 +67,8 @@ class AsyncReply {
   bool complete(Response&& response);
   /// Server side: give up waiting. Returns false if a response was delivered first.
   bool expire() noexcept;
+  /// True while neither completed nor expired: someone still waits for the answer.
+  [[nodiscard]] bool awaited();
   /// Server side: `waker` runs once, on the completing thread, when complete() succeeds. If the
   /// reply is already complete, returns false and does not store it (the caller proceeds).
   bool set_waker(std::function<void()> waker);

@@ -199,10 +199,14 @@ class ResponderTable {
   // The host answers for the plugin (handler failed after deferring, or it is being stopped).
   void fail(keel_responder id, http::Response&& response) { (void)complete(id, std::move(response)); }
 
-  // Requests acquired and not yet answered.
+  // Requests acquired, not yet answered and still awaited (a drain need not wait for an answer
+  // whose client already got a 504).
   std::size_t pending() {
     std::lock_guard lock(mutex_);
-    return slots_.size() - free_.size();
+    std::size_t n = 0;
+    for (const auto& s : slots_)
+      if (s.state == State::kSync || (s.state == State::kAsync && s.reply && s.reply->awaited())) ++n;
+    return n;
   }
 
   // Plugin stopped: every pending request is answered 503.
