@@ -242,6 +242,10 @@ TEST_CASE("catalog answers 400 for a body that is not one JSON object", "[catalo
     INFO(body);
     check_malformed(c.create_raw(body));
   }
+  // Deep nesting is parsed without recursion: no stack overflow, just an unknown field.
+  const std::string deep = std::string{"{\"x\":"} + std::string(200000, '[') + std::string(200000, ']') + "}";
+  check_invalid(c.create_raw(deep), "x");
+  check_malformed(c.create_raw(std::string{"{\"x\":"} + std::string(200000, '[')));
   const auto dup = c.create_raw(R"({"sku":"A","sku":"B"})");
   CHECK(dup.json["error"]["message"] == "request body: duplicate key \"sku\"");
   CHECK(c.list().json["items"].empty());
