@@ -31,13 +31,59 @@ bool malformed(keel_plugin_bytes b, const char* what) {
 // fake host register their (foreign) ctx in a map instead.
 Database* from_ctx(keel_host_ctx* ctx) noexcept { return ctx != nullptr ? ctx->storage : nullptr; }
 
+// A bound ctx: its database and, for transactional publishes, what receives them once their
+// transaction committed. Events wait per transaction; a savepoint's move to its parent when it
+// is released and are dropped when it rolls back.
+struct PendingEvent {
+  std::string topic, payload, content_type, traceparent, tracestate;
+};
+struct Binding {
+  Database* db = nullptr;
+  CommittedPublish on_publish;
+  std::mutex mutex;
+  std::unordered_map<keel_txn, keel_txn> parent;  // savepoint -> the transaction it is inside
+  std::unordered_map<keel_txn, std::vector<PendingEvent>> events;
+};
+
 std::mutex bound_mutex;
-std::unordered_map<keel_host_ctx*, Database*> bound;
+std::unordered_map<keel_host_ctx*, std::shared_ptr<Binding>> bound;
+
+std::shared_ptr<Binding> binding_of(keel_host_ctx* ctx) {
+  std::lock_guard lock(bound_mutex);
+  const auto it = bound.find(ctx);
+  return it == bound.end() ? nullptr : it->second;
+}
 
 Database* from_binding(keel_host_ctx* ctx) noexcept {
   std::lock_guard lock(bound_mutex);
   const auto it = bound.find(ctx);
-  return it == bound.end() ? nullptr : it->second;
+  return it == bound.end() ? nullptr : it->second->db;
+}
+
+keel_status forward(const Binding& b, const PendingEvent& e) {
+  auto bytes = [](const std::string& s) { return keel_plugin_bytes{s.data(), s.size()}; };
+  keel_publish_args args{};
+  args.struct_size = sizeof(keel_publish_args);
+  args.topic = bytes(e.topic);
+  args.payload = bytes(e.payload);
+  args.content_type = bytes(e.content_type);
+  args.traceparent = bytes(e.traceparent);
+  args.tracestate = bytes(e.tracestate);
+  return b.on_publish(args);
+}
+
+// Forgets `txn`'s events and those of the savepoints inside it. Under Binding::mutex.
+void drop_events(Binding& b, keel_txn txn) {
+  b.events.erase(txn);
+  for (auto it = b.parent.begin(); it != b.parent.end();) {
+    if (it->second == txn) {
+      const auto child = it->first;
+      it = b.parent.erase(it);
+      drop_events(b, child);
+    } else {
+      ++it;
+    }
+  }
 }
 
 using Resolver = Database* (*)(keel_host_ctx*) noexcept;
@@ -83,15 +129,56 @@ struct Api {
   }
 
   static keel_status begin(keel_host_ctx* ctx, keel_txn parent, keel_txn* out) {
-    return with_db(ctx, [&](Database& db) { return db.begin(parent, out); });
+    return with_db(ctx, [&](Database& db) {
+      const auto st = db.begin(parent, out);
+      if constexpr (Find == &from_binding) {
+        if (st >= 0 && parent != KEEL_TXN_NONE && out != nullptr) {
+          const auto b = binding_of(ctx);
+          std::lock_guard lock(b->mutex);
+          b->parent[*out] = parent;
+        }
+      }
+      return st;
+    });
   }
 
   static keel_status commit(keel_host_ctx* ctx, keel_txn txn) {
-    return with_db(ctx, [&](Database& db) { return db.commit(txn); });
+    return with_db(ctx, [&](Database& db) {
+      const auto st = db.commit(txn);
+      if constexpr (Find == &from_binding) {
+        if (st >= 0) {
+          const auto b = binding_of(ctx);
+          std::vector<PendingEvent> committed;
+          {
+            std::lock_guard lock(b->mutex);
+            auto events = std::move(b->events[txn]);
+            b->events.erase(txn);
+            if (const auto p = b->parent.find(txn); p != b->parent.end()) {  // a savepoint: to its parent
+              auto& into = b->events[p->second];
+              into.insert(into.end(), std::make_move_iterator(events.begin()), std::make_move_iterator(events.end()));
+              b->parent.erase(p);
+            } else {
+              committed = std::move(events);
+            }
+          }
+          for (const auto& e : committed) static_cast<void>(forward(*b, e));
+        }
+      }
+      return st;
+    });
   }
 
   static keel_status rollback(keel_host_ctx* ctx, keel_txn txn) {
-    return with_db(ctx, [&](Database& db) { return db.rollback(txn); });
+    return with_db(ctx, [&](Database& db) {
+      const auto st = db.rollback(txn);
+      if constexpr (Find == &from_binding) {
+        const auto b = binding_of(ctx);
+        std::lock_guard lock(b->mutex);
+        drop_events(*b, txn);
+        b->parent.erase(txn);
+      }
+      return st;
+    });
   }
 
   static keel_status kv_get(keel_host_ctx* ctx, keel_txn txn, keel_plugin_bytes key, keel_kv_entry* out) {
@@ -133,21 +220,36 @@ struct Api {
 
   static keel_status publish(keel_host_ctx* ctx, keel_txn txn, const keel_publish_args* args) {
     return with_db(ctx, [&](Database&) {
-      if constexpr (Find != &from_ctx) {
-        // A foreign ctx (a test double) has no bus members to read.
-        tl_api_error = "transactional publish needs the real host (the test double has no event bus)";
-        return KEEL_ERR_UNSUPPORTED;
-      }
       if (args == nullptr || args->struct_size < sizeof(keel_publish_args)) {
         tl_api_error = "publish needs a keel_publish_args with struct_size set";
         return KEEL_ERR_INVALID_ARGUMENT;
       }
+      if constexpr (Find == &from_binding) {
+        // A test double: the event waits for its transaction's commit, then goes to on_publish.
+        const auto b = binding_of(ctx);
+        if (!b->on_publish) {
+          tl_api_error = "transactional publish: this test database was bound without a publish receiver";
+          return KEEL_ERR_UNSUPPORTED;
+        }
+        PendingEvent e{std::string(view(args->topic)), std::string(view(args->payload)),
+                       std::string(view(args->content_type)), std::string(view(args->traceparent)),
+                       std::string(view(args->tracestate))};
+        if (e.topic.empty()) {
+          tl_api_error = "publish needs a topic";
+          return KEEL_ERR_INVALID_ARGUMENT;
+        }
+        if (txn == KEEL_TXN_NONE) return forward(*b, e);
+        std::lock_guard lock(b->mutex);
+        b->events[txn].push_back(std::move(e));
+        return KEEL_OK;
+      } else {
       if (ctx->bus == nullptr) {
         tl_api_error = "this host has no event bus for the plugin (a test double?)";
         return KEEL_ERR_UNSUPPORTED;
       }
       return ctx->bus->publish(ctx->name, plugins::with_current_trace(*args), txn, plugins::current_request_id(),
                                tl_api_error);
+      }
     });
   }
 
@@ -163,10 +265,16 @@ const keel_storage_api& storage_api_table() noexcept { return Api<from_ctx>::kTa
 
 const keel_storage_api& bound_storage_api_table() noexcept { return Api<from_binding>::kTable; }
 
-void bind_storage(keel_host_ctx* ctx, Database* db) {
+void bind_storage(keel_host_ctx* ctx, Database* db, CommittedPublish on_publish) {
   std::lock_guard lock(bound_mutex);
-  if (db == nullptr) bound.erase(ctx);
-  else bound[ctx] = db;
+  if (db == nullptr) {
+    bound.erase(ctx);
+    return;
+  }
+  auto b = std::make_shared<Binding>();
+  b->db = db;
+  b->on_publish = std::move(on_publish);
+  bound[ctx] = std::move(b);
 }
 
 }  // namespace keel::host::storage

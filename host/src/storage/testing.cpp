@@ -9,7 +9,8 @@
 
 namespace keel::host::storage {
 
-TestDatabase::TestDatabase(keel_host_ctx* ctx, const std::filesystem::path& file, std::string_view manifest_json)
+TestDatabase::TestDatabase(keel_host_ctx* ctx, const std::filesystem::path& file, std::string_view manifest_json,
+                           const keel_host_api* host)
     : ctx_(ctx) {
   auto parsed = plugins::parse_manifest(manifest_json);
   if (auto* errors = std::get_if<std::vector<plugins::ManifestError>>(&parsed))
@@ -20,7 +21,10 @@ TestDatabase::TestDatabase(keel_host_ctx* ctx, const std::filesystem::path& file
   options.plugin = manifest.name;
   db_ = std::make_unique<Database>(std::move(options));
   if (auto why = migrate(*db_, manifest.migrations); !why.empty()) throw std::runtime_error("TestDatabase: " + why);
-  bind_storage(ctx_, db_.get());
+  CommittedPublish on_publish;
+  if (host != nullptr && host->publish != nullptr)
+    on_publish = [host, ctx](const keel_publish_args& args) { return host->publish(ctx, &args); };
+  bind_storage(ctx_, db_.get(), std::move(on_publish));
 }
 
 TestDatabase::~TestDatabase() {

@@ -4,7 +4,7 @@
 // the plugin's manifest, offered to the plugin as "keel.storage/1". Link keel_host_core.
 //
 //   keel::sdk::testing::FakeHost host;
-//   keel::host::storage::TestDatabase db{host.ctx(), dir / "notes.db", NOTES_MANIFEST};
+//   keel::host::storage::TestDatabase db{host.ctx(), dir / "notes.db", NOTES_MANIFEST, &host.api()};
 //   host.add_extension(KEEL_STORAGE_EXTENSION_ID, &db.table());
 //   REQUIRE(host.load<Notes>(...).ok());
 
@@ -12,6 +12,7 @@
 #include <memory>
 #include <string_view>
 
+#include <keel/plugin.h>
 #include <keel/storage.h>
 
 #include "storage/database.hpp"
@@ -22,8 +23,12 @@ class TestDatabase {
  public:
   /// Opens (creating) `file`, applies the "migrations" of `manifest_json` (throws
   /// std::runtime_error with the reason if the manifest is invalid or a migration fails) and
-  /// binds the database to `ctx`.
-  TestDatabase(keel_host_ctx* ctx, const std::filesystem::path& file, std::string_view manifest_json);
+  /// binds the database to `ctx`. With `host` (the fake host's table), events the plugin
+  /// publishes in a transaction reach host->publish when that transaction commits — as the real
+  /// host's outbox would deliver them — and never if it rolls back; without it such a publish
+  /// answers KEEL_ERR_UNSUPPORTED.
+  TestDatabase(keel_host_ctx* ctx, const std::filesystem::path& file, std::string_view manifest_json,
+               const keel_host_api* host = nullptr);
   ~TestDatabase();  ///< unbinds and closes
   TestDatabase(const TestDatabase&) = delete;
   TestDatabase& operator=(const TestDatabase&) = delete;

@@ -216,3 +216,69 @@ TEST_CASE("sdk storage: KEEL_TRY returns the first failure", "[sdk][storage]") {
   };
   CHECK(run().code() == sdk::StatusCode::kConflict);
 }
+
+TEST_CASE("sdk storage: a test database hands transactional publishes to the fake host on commit only",
+          "[sdk][storage]") {
+  keel::test::TempDir dir;
+  FakeHost host;
+  keel::host::storage::TestDatabase storage{host.ctx(), dir.path() / "probe.db", PROBE_MANIFEST, &host.api()};
+  host.add_extension(KEEL_STORAGE_EXTENSION_ID, &storage.table());
+  REQUIRE(host.load<Probe>("{}", PROBE_MANIFEST).ok());
+  auto& db = Probe::instance->db;
+  auto topics = [&] {
+    std::string out;
+    for (const auto& e : host.published()) out += e.topic + "=" + e.payload + ";";
+    return out;
+  };
+
+  {  // committed: published after the commit, not before
+    auto tx = db.begin();
+    REQUIRE(tx.ok());
+    REQUIRE(tx->exec("INSERT INTO t (name) VALUES ('a')").ok());
+    REQUIRE(tx->publish("orders.placed", "1", "text/plain").ok());
+    CHECK(host.published().empty());
+    REQUIRE(tx->commit().ok());
+    CHECK(topics() == "orders.placed=1;");
+  }
+  {  // rolled back: never published
+    auto tx = db.begin();
+    REQUIRE(tx.ok());
+    REQUIRE(tx->publish("orders.placed", "2", "text/plain").ok());
+    REQUIRE(tx->rollback().ok());
+    CHECK(topics() == "orders.placed=1;");
+  }
+  {  // savepoints: a released one's events go with the outer commit, a rolled-back one's never
+    auto tx = db.begin();
+    REQUIRE(tx.ok());
+    {
+      auto kept = tx->savepoint();
+      REQUIRE(kept.ok());
+      REQUIRE(kept->publish("orders.paid", "3", "text/plain").ok());
+      REQUIRE(kept->commit().ok());
+    }
+    {
+      auto dropped = tx->savepoint();
+      REQUIRE(dropped.ok());
+      REQUIRE(dropped->publish("orders.paid", "4", "text/plain").ok());
+      REQUIRE(dropped->rollback().ok());
+    }
+    CHECK(topics() == "orders.placed=1;");
+    REQUIRE(tx->commit().ok());
+    CHECK(topics() == "orders.placed=1;orders.paid=3;");
+  }
+  {  // destroyed without commit: the RAII rollback drops the event too
+    auto tx = db.begin();
+    REQUIRE(tx.ok());
+    REQUIRE(tx->publish("orders.placed", "5", "text/plain").ok());
+  }
+  CHECK(topics() == "orders.placed=1;orders.paid=3;");
+}
+
+TEST_CASE("sdk storage: without a publish receiver a transactional publish is unsupported", "[sdk][storage]") {
+  Fixture f;
+  auto tx = f.db().begin();
+  REQUIRE(tx.ok());
+  const auto st = tx->publish("orders.placed", "1");
+  CHECK(st.code() == sdk::StatusCode::kUnsupported);
+  CHECK(st.message().find("publish receiver") != std::string::npos);
+}
