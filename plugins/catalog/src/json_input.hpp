@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 namespace catalog::json {
@@ -26,7 +27,7 @@ struct Parsed {
 
 /// Parses `text` as exactly one JSON object with unique keys at every level.
 [[nodiscard]] inline Parsed parse_object(std::string_view text) {
-  std::vector<std::vector<std::string>> open_objects;  // keys seen so far, per open object
+  std::vector<std::unordered_set<std::string>> open_objects;  // keys seen so far, per open object
   std::optional<std::string> duplicate;
   const Value::parser_callback_t on_event = [&](int, Value::parse_event_t event, Value& parsed) {
     switch (event) {
@@ -34,13 +35,9 @@ struct Parsed {
       case Value::parse_event_t::object_end:
         if (!open_objects.empty()) open_objects.pop_back();
         break;
-      case Value::parse_event_t::key: {
-        auto& keys = open_objects.back();
+      case Value::parse_event_t::key: {  // a hash set: many keys cost linear time, not quadratic
         const auto& key = parsed.get_ref<const std::string&>();
-        for (const auto& k : keys) {
-          if (k == key && !duplicate) duplicate = key;
-        }
-        keys.push_back(key);
+        if (!open_objects.back().insert(key).second && !duplicate) duplicate = key;
         break;
       }
       default: break;

@@ -653,4 +653,12 @@ TEST_CASE("catalog JSON input keeps int64 exact and refuses duplicate keys at an
   CHECK(nested.error == "duplicate key \"q\"");
   // The same key in sibling objects is fine.
   CHECK(catalog::json::parse_object(R"({"items": [{"q": 1}, {"q": 2}], "q": 3})").value);
+  // Many keys (a 1 MiB body holds ~60,000): every one checked, the repeat found at the end.
+  std::string many = "{";
+  for (int i = 0; i < 60000; ++i) many += "\"k" + std::to_string(i) + "\":0,";
+  const auto unique = catalog::json::parse_object(many.substr(0, many.size() - 1) + "}");
+  CHECK(unique.value);
+  const auto repeated = catalog::json::parse_object(many + "\"k31337\":1}");
+  CHECK_FALSE(repeated.value);
+  CHECK(repeated.error == "duplicate key \"k31337\"");
 }
