@@ -518,7 +518,18 @@ struct PluginHost::Impl {
   void configure(Plugin& p);
   std::shared_ptr<spdlog::logger> plugin_logger(const std::string& name) const;
   PluginHost::AdminResult install(const std::shared_ptr<Plugin>& old, const fs::path& file);
-  void remove(const std::shared_ptr<Plugin>& p, const std::string& reason);
+  void remove(const std::shared_ptr<Plugin>& p, PluginState final_state, const std::string& reason);
+  void drain(Plugin& p, Clock::time_point since) const;
+  /// Runs `action(plugin)` for the admin API under admin_mutex: 503 once the host is stopping,
+  /// 404 for a name no plugin has.
+  template <class F>
+  PluginHost::AdminResult with_plugin(std::string_view name, F&& action) {
+    std::lock_guard admin(admin_mutex);
+    if (stopped) return {503, "the host is shutting down"};
+    Plugin* p = find(name);
+    if (p == nullptr) return {404, "no plugin named '" + std::string(name) + "'"};
+    return action(*p);
+  }
   void unload(const std::shared_ptr<Plugin>& p);
   std::string started_dependents(const Plugin& p) const;
   // Plugins added at run time get an index below this (call counters are sized by it).
@@ -1373,15 +1384,13 @@ bool PluginHost::post_admin_job(std::function<void()> job) { return impl_->post_
 
 PluginHost::AdminResult PluginHost::reload(std::string_view name) {
   auto& s = *impl_;
-  std::lock_guard admin(s.admin_mutex);
-  if (s.stopped) return {503, "the host is shutting down"};
-  Plugin* found = s.find(name);
-  if (found == nullptr) return {404, "no plugin named '" + std::string(name) + "'"};
-  const std::shared_ptr<Plugin> old = s.current_generations()[found->index];
-  if (old->state != PluginState::kStarted)
-    return {409, "plugin '" + old->name + "' is " + std::string(to_string(old->state)) +
-                     "; only a started plugin can be reloaded (fix the file or the config and restart for the others)"};
-  return s.install(old, old->file);
+  return s.with_plugin(name, [&s](Plugin& found) -> AdminResult {
+    const std::shared_ptr<Plugin> old = s.current_generations()[found.index];
+    if (old->state != PluginState::kStarted)
+      return {409, "plugin '" + old->name + "' is " + std::string(to_string(old->state)) +
+                       "; only a started plugin can be reloaded (fix the file or the config and restart for the others)"};
+    return s.install(old, old->file);
+  });
 }
 
 // Unmaps a generation that no hook can enter any more, once nothing is inside it; otherwise keeps
@@ -1410,21 +1419,27 @@ std::string PluginHost::Impl::started_dependents(const Plugin& p) const {
   return out;
 }
 
+// Waits until what `p` admitted has finished (work running or queued for it, deferred answers a
+// client still waits for), at most [server] drain_timeout after `since`. `p` admits nothing new.
+void PluginHost::Impl::drain(Plugin& p, Clock::time_point since) const {
+  const auto deadline = since + cfg.server.drain_timeout;
+  while ((p.in_flight.load() != 0 || p.responders.pending() != 0) && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
 // A started plugin whose file was removed or that the config disabled: drained, stopped and
-// destroyed like a retired generation (state stopped, or disabled for "disabled in config"); its
-// database stays open (the bus may still read its outbox). Under admin_mutex.
-void PluginHost::Impl::remove(const std::shared_ptr<Plugin>& p, const std::string& reason) {
+// destroyed like a retired generation, then left in `final_state` with `reason`; its database
+// stays open (the bus may still read its outbox). Under admin_mutex.
+void PluginHost::Impl::remove(const std::shared_ptr<Plugin>& p, PluginState final_state, const std::string& reason) {
   log->info("plugin stopping name={} file={}: {}", p->name, p->file.string(), reason);
   p->accepting.store(false);
   set_state(*p, PluginState::kStopping);
   rebuild_routes();
-  const auto deadline = Clock::now() + cfg.server.drain_timeout;
-  while ((p->in_flight.load() != 0 || p->responders.pending() != 0) && Clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  drain(*p, Clock::now());
   stop_plugin(*p, /*keep_storage=*/true);
   {
     std::lock_guard lock(status_mutex);
-    p->state = reason == "disabled in config" ? PluginState::kDisabled : PluginState::kStopped;
+    p->state = final_state;
     p->reason = reason;
   }
   unload(p);
@@ -1441,7 +1456,7 @@ void PluginHost::sync_directory() {
     if (g->state != PluginState::kStarted) continue;
     if (!is_present(g->file)) {
       const auto dependents = s.started_dependents(*g);
-      if (dependents.empty()) s.remove(g, "its file " + g->file.string() + " was removed");
+      if (dependents.empty()) s.remove(g, PluginState::kStopped, "its file " + g->file.string() + " was removed");
       else s.log->error("plugin file removed name={} file={}, but started plugins depend on it ({}): it keeps running "
                         "from its loaded copy", g->name, g->file.string(), dependents);
       continue;
@@ -1640,10 +1655,7 @@ PluginHost::AdminResult PluginHost::Impl::install(const std::shared_ptr<Plugin>&
   old->accepting.store(false);
   const auto switched = Clock::now();
 
-  // Drain the old generation: what it admitted finishes, bounded by [server] drain_timeout.
-  const auto drain_deadline = switched + s.cfg.server.drain_timeout;
-  while ((old->in_flight.load() != 0 || old->responders.pending() != 0) && Clock::now() < drain_deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  s.drain(*old, switched);
   s.stop_plugin(*old, /*keep_storage=*/true);
   old->reloads->drain.observe(Clock::now() - switched);
   s.unload(old);  // no call into its code can be in flight any more: unmapped
@@ -1657,62 +1669,52 @@ PluginHost::AdminResult PluginHost::Impl::install(const std::shared_ptr<Plugin>&
 
 PluginHost::AdminResult PluginHost::disable(std::string_view name) {
   auto& s = *impl_;
-  std::lock_guard admin(s.admin_mutex);
-  if (s.stopped) return {503, "the host is shutting down"};
-  Plugin* p = s.find(name);
-  if (p == nullptr) return {404, "no plugin named '" + std::string(name) + "'"};
-  if (p->state != PluginState::kStarted)
-    return {409, "plugin '" + p->name + "' is " + std::string(to_string(p->state)) + "; only a started plugin can be disabled"};
-  std::string dependents;
-  for (const auto& other : s.plugins) {
-    if (other->state != PluginState::kStarted) continue;
-    for (auto d : other->dependencies)
-      if (d == p->index) dependents += (dependents.empty() ? "" : ", ") + other->name;
-  }
-  if (!dependents.empty())
-    return {409, "plugin '" + p->name + "' is a dependency of started plugins (" + dependents + "); disable them first"};
-  s.log->info("plugin disabling name={} (admin API)", p->name);
-  p->accepting.store(false);
-  s.set_state(*p, PluginState::kStopping);
-  s.rebuild_routes();  // its routes answer 404 from now on; requests already inside finish
-  s.stop_plugin(*p, /*keep_storage=*/true);
-  {
-    std::lock_guard lock(s.status_mutex);
-    p->state = PluginState::kDisabled;
-    p->reason = "disabled through the admin API";
-  }
-  return {200, "plugin '" + p->name + "' disabled"};
+  return s.with_plugin(name, [&s](Plugin& p) -> AdminResult {
+    if (p.state != PluginState::kStarted)
+      return {409, "plugin '" + p.name + "' is " + std::string(to_string(p.state)) + "; only a started plugin can be disabled"};
+    if (const auto dependents = s.started_dependents(p); !dependents.empty())
+      return {409, "plugin '" + p.name + "' is a dependency of started plugins (" + dependents + "); disable them first"};
+    s.log->info("plugin disabling name={} (admin API)", p.name);
+    p.accepting.store(false);
+    s.set_state(p, PluginState::kStopping);
+    s.rebuild_routes();  // its routes answer 404 from now on; requests already inside finish
+    s.stop_plugin(p, /*keep_storage=*/true);
+    {
+      std::lock_guard lock(s.status_mutex);
+      p.state = PluginState::kDisabled;
+      p.reason = "disabled through the admin API";
+    }
+    return {200, "plugin '" + p.name + "' disabled"};
+  });
 }
 
 PluginHost::AdminResult PluginHost::enable(std::string_view name) {
   auto& s = *impl_;
-  std::lock_guard admin(s.admin_mutex);
-  if (s.stopped) return {503, "the host is shutting down"};
-  Plugin* p = s.find(name);
-  if (p == nullptr) return {404, "no plugin named '" + std::string(name) + "'"};
-  if (p->state == PluginState::kStarted) return {200, "plugin '" + p->name + "' is already started"};
-  if (p->state != PluginState::kDisabled || p->library == nullptr)
-    return {409, "plugin '" + p->name + "' is " + std::string(to_string(p->state)) +
-                     (p->reason.empty() ? "" : " (" + p->reason + ")") +
-                     "; only a plugin disabled through the admin API can be enabled (change the config and restart "
-                     "for the others)"};
-  for (auto d : p->dependencies) {
-    const auto& dep = *s.plugins[d];
-    if (dep.state != PluginState::kStarted)
-      return {409, "plugin '" + p->name + "' depends on '" + dep.name + "', which is " + std::string(to_string(dep.state)) +
-                       "; enable it first"};
-  }
-  s.log->info("plugin enabling name={} (admin API)", p->name);
-  {
-    std::lock_guard lock(s.status_mutex);
-    p->reason.clear();
-  }
-  p->hooks_closed.store(false);
-  if (!s.create_plugin(*p)) return {500, "plugin '" + p->name + "' failed to start again: " + p->reason};
-  s.start_plugin(*p);
-  if (p->state != PluginState::kStarted) return {500, "plugin '" + p->name + "' failed to start again: " + p->reason};
-  s.bus.resume_subscriber(p->name);  // durable deliveries paused while it was disabled
-  return {200, "plugin '" + p->name + "' enabled"};
+  return s.with_plugin(name, [&s](Plugin& p) -> AdminResult {
+    if (p.state == PluginState::kStarted) return {200, "plugin '" + p.name + "' is already started"};
+    if (p.state != PluginState::kDisabled || p.library == nullptr)
+      return {409, "plugin '" + p.name + "' is " + std::string(to_string(p.state)) +
+                       (p.reason.empty() ? "" : " (" + p.reason + ")") +
+                       "; only a plugin disabled through the admin API can be enabled (change the config and restart "
+                       "for the others)"};
+    for (auto d : p.dependencies) {
+      const auto& dep = *s.plugins[d];
+      if (dep.state != PluginState::kStarted)
+        return {409, "plugin '" + p.name + "' depends on '" + dep.name + "', which is " +
+                         std::string(to_string(dep.state)) + "; enable it first"};
+    }
+    s.log->info("plugin enabling name={} (admin API)", p.name);
+    {
+      std::lock_guard lock(s.status_mutex);
+      p.reason.clear();
+    }
+    p.hooks_closed.store(false);
+    if (!s.create_plugin(p)) return {500, "plugin '" + p.name + "' failed to start again: " + p.reason};
+    s.start_plugin(p);
+    if (p.state != PluginState::kStarted) return {500, "plugin '" + p.name + "' failed to start again: " + p.reason};
+    s.bus.resume_subscriber(p.name);  // durable deliveries paused while it was disabled
+    return {200, "plugin '" + p.name + "' enabled"};
+  });
 }
 
 events::Bus& PluginHost::bus() noexcept { return impl_->bus; }
@@ -2343,7 +2345,7 @@ void PluginHost::apply_config(const config::Config& next) {
         s.log->error("config: [plugin.{}] enabled = false ignored: started plugins depend on it ({})", name, dependents);
         continue;
       }
-      s.remove(g, "disabled in config");
+      s.remove(g, PluginState::kDisabled, "disabled in config");
     } else if (g->state == PluginState::kStarted) {
       static_cast<void>(s.install(g, g->file));  // its new settings take effect in a new generation
     } else if (enabled && (g->state == PluginState::kDisabled || g->state == PluginState::kFailed ||
