@@ -99,6 +99,8 @@ TEST_CASE("admin: GET /admin/routes lists the built-in endpoints and every plugi
   CHECK(find_route(routes, "POST", "/admin/events/dead-letters/{kind}/{publisher}/{subscriber}/{seq}/resubmit")
             .is_object());
   CHECK(find_route(routes, "DELETE", "/admin/events/dead-letters/{kind}/{publisher}/{subscriber}/{seq}").is_object());
+  for (const char* action : {"disable", "enable", "reload"})
+    CHECK(find_route(routes, "POST", std::string("/admin/plugins/{name}/") + action).is_object());
 
   // Every built-in GET listed is served (the list in admin.cpp follows the dispatcher in app.cpp).
   for (auto& r : routes) {
