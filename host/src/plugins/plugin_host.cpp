@@ -375,6 +375,13 @@ struct Plugin {
   std::string sha256;                // of the file this generation was loaded from
 };
 
+using Generations = std::vector<std::shared_ptr<Plugin>>;
+
+// The plugin named `name` in `gens` (the first: pre-flight refuses a later file with that name).
+Generations::const_iterator find_named(const Generations& gens, std::string_view name) {
+  return std::find_if(gens.begin(), gens.end(), [name](const auto& g) { return g->name == name; });
+}
+
 // Per-thread description of the request a plugin hook is serving, so call() can propagate the
 // caller's deadline and request id without the plugin passing them.
 struct CurrentRequest {
@@ -488,9 +495,8 @@ struct PluginHost::Impl {
   }
 
   Plugin* find(std::string_view name) {
-    for (auto& p : plugins)
-      if (p->name == name) return p.get();
-    return nullptr;
+    const auto it = find_named(plugins, name);
+    return it == plugins.end() ? nullptr : it->get();
   }
 
   void fail(Plugin& p, std::string reason) {
@@ -1475,7 +1481,7 @@ void PluginHost::sync_directory() {
       if (running) continue;
       const auto candidate = read_candidate(f, s.cfg);
       const auto name = candidate.manifest ? candidate.manifest->name : f.stem().string();
-      const auto slot = std::find_if(now.begin(), now.end(), [&](const auto& g) { return g->name == name; });
+      const auto slot = find_named(now, name);
       AdminResult result{0, {}};
       if (slot == now.end()) {
         result = s.install(nullptr, f);
@@ -1534,13 +1540,13 @@ PluginHost::AdminResult PluginHost::Impl::install(const std::shared_ptr<Plugin>&
     return refuse(409, "its storage permission was removed; restart the host to apply it");
   const auto gens = s.current_generations();
   if (!old) {
-    const auto same = std::find_if(gens.begin(), gens.end(), [&](const auto& g) { return g->name == m.name; });
+    const auto same = find_named(gens, m.name);
     if (same != gens.end()) return refuse(409, "plugin '" + m.name + "' is already provided by " + (*same)->file.string());
     if (gens.size() >= kMaxPlugins) return refuse(409, "the host runs at most " + std::to_string(kMaxPlugins) + " plugins");
   }
   std::vector<std::size_t> dependencies;
   for (const auto& dep : m.dependencies) {
-    const auto it = std::find_if(gens.begin(), gens.end(), [&](const auto& g) { return g->name == dep.name; });
+    const auto it = find_named(gens, dep.name);
     if (it == gens.end() || (*it)->state != PluginState::kStarted)
       return refuse(409, "dependency '" + dep.name + "' is not started");
     if (!dep.range.contains((*it)->manifest.version))
@@ -2144,7 +2150,7 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   Plugin* target = nullptr;
   auto snap = routes.load();
   for (int attempt = 1;; ++attempt) {
-    const auto it = std::find_if(snap->gens.begin(), snap->gens.end(), [&](const auto& g) { return g->name == target_name; });
+    const auto it = find_named(snap->gens, target_name);
     if (it == snap->gens.end()) return KEEL_ERR_NOT_FOUND;
     target = it->get();
     if (admit(*target)) break;
@@ -2336,7 +2342,7 @@ void PluginHost::apply_config(const config::Config& next) {
     if (sec == s.cfg.plugin_sections.end() || sec->second.log_level.empty())
       logger->set_level(spdlog::level::from_str(s.cfg.log.level));
     const auto gens = s.current_generations();
-    const auto it = std::find_if(gens.begin(), gens.end(), [&](const auto& g) { return g->name == name; });
+    const auto it = find_named(gens, name);
     if (it == gens.end()) continue;  // no such plugin (yet): the directory pass starts it when it comes
     const auto& g = *it;
     if (g->state == PluginState::kStarted && !enabled) {
