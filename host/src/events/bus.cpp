@@ -6,8 +6,10 @@
 #include <deque>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
@@ -15,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "common/published.hpp"
 #include "common/timer_queue.hpp"
 #include "common/worker_pool.hpp"
 #include "events/topic.hpp"
@@ -56,7 +59,10 @@ constexpr const char* kOutboxSchema =
     " event_id TEXT NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL, content_type TEXT NOT NULL,"
     " published_ns INTEGER NOT NULL, traceparent TEXT NOT NULL, tracestate TEXT NOT NULL, request_id TEXT NOT NULL,"
     " attempts INTEGER NOT NULL, last_status INTEGER NOT NULL, failed_ms INTEGER NOT NULL,"
-    " PRIMARY KEY (subscriber, seq))";
+    " PRIMARY KEY (subscriber, seq));"
+    // Every topic ever durable in this outbox: streams select them, so the events of a topic a
+    // reload stopped declaring (or made in-memory) are still delivered.
+    "CREATE TABLE IF NOT EXISTS _keel_outbox_topics (topic TEXT PRIMARY KEY)";
 
 constexpr std::string_view kSaveCursor =
     "INSERT INTO _keel_outbox_cursors (subscriber, delivered_seq) VALUES (?1, ?2)"
@@ -153,9 +159,9 @@ struct Bus::Impl {
   TimerQueue& timers;
   std::shared_ptr<spdlog::logger> log;
 
-  // --- subscribers and their in-memory inboxes ---
+  // --- subscribers and their in-memory inboxes (one per subscriber name, for the bus's life) ---
   struct Sub {
-    Endpoint ep;
+    Endpoint ep;  // patterns change under `membership`; name, deliver and execute never
     std::mutex mutex;
     std::deque<std::shared_ptr<const EventRecord>> inbox;
     std::atomic<std::uint32_t> reserved{0};  // inbox size plus publishes about to push
@@ -163,32 +169,24 @@ struct Bus::Impl {
     std::uint32_t attempt = 0;               // failed deliveries of the inbox head
     DeliveryCounters counters;
   };
-  std::vector<std::unique_ptr<Sub>> subs;
 
   // --- publishers, their topics and durable streams ---
-  struct Stream;
-  struct Topic {
+  struct Pub;
+  struct Topic {  // counters of one declared topic; kept when the declaration goes
     std::string name;
-    bool durable = false;
-    std::vector<Sub*> subs;  // in-memory fan-out
+    std::atomic<bool> durable{false};  // as declared last
     Counter published, refused;
   };
-  struct Pub {
-    Publisher decl;
-    StringMap<std::unique_ptr<Topic>> topics;
-    std::vector<std::unique_ptr<Stream>> streams;
-    std::atomic<std::int64_t> last_sweep_ns{0};
-    Counter undeclared;  // publishes of topics not in the manifest, refused
-  };
-  StringMap<std::unique_ptr<Pub>> pubs;
 
   /// One durable (publisher, subscriber) pair: the subscriber's matching durable topics.
   struct Stream {
     Pub* pub = nullptr;
     Sub* sub = nullptr;
-    std::vector<std::string> topics;
-    std::string select_sql;  // the next batch after a cursor
     std::mutex mutex;
+    // Set by rebuild() under `mutex`; a drain copies them when it starts.
+    bool active = false;                       // the subscriber matches durable topics here
+    std::string select_sql;                    // the next batch after a cursor
+    std::shared_ptr<storage::Database> db;     // the publisher's outbox
     bool scheduled = false;
     bool wake = false;
     std::int64_t cursor = 0;     // delivered; only the drain job touches it
@@ -198,6 +196,41 @@ struct Bus::Impl {
     std::uint32_t attempt = 0;
     DeliveryCounters counters;
   };
+
+  struct Pub {
+    std::string name;
+    std::vector<std::string> topics, durable;    // as declared now
+    std::shared_ptr<storage::Database> database;  // the attached outbox; null: none
+    std::vector<std::string> known_durable;       // _keel_outbox_topics: every topic ever durable here
+    StringMap<std::unique_ptr<Topic>> topic_stats;
+    StringMap<std::unique_ptr<Stream>> streams;   // by subscriber
+    std::atomic<std::int64_t> last_sweep_ns{0};
+    Counter undeclared;  // publishes of topics not in the manifest, refused
+  };
+
+  // Everything the bus ever knew, under `membership`; elements are never destroyed before the
+  // bus, so jobs and the fan-out table may point at them.
+  mutable std::mutex membership;
+  std::vector<std::unique_ptr<Sub>> subs;
+  StringMap<std::unique_ptr<Pub>> pubs;
+
+  /// Who receives what, rebuilt under `membership` on every change and swapped in at once.
+  struct Routing {
+    struct TopicRoute {
+      Topic* stats = nullptr;
+      bool durable = false;
+      std::vector<Sub*> subs;  // in-memory fan-out
+    };
+    struct PubRoute {
+      Pub* pub = nullptr;
+      StringMap<TopicRoute> topics;
+      std::shared_ptr<storage::Database> database;
+      std::vector<Stream*> streams;  // active
+    };
+    StringMap<PubRoute> pubs;
+    std::vector<Sub*> subs;  // with patterns
+  };
+  Published<Routing> routing{std::make_shared<const Routing>()};
 
   std::atomic<bool> running{false};     // publishes accepted (in-memory ones queue up)
   std::atomic<bool> delivering{false};  // drains run: from begin_delivery() until stop()
@@ -213,6 +246,145 @@ struct Bus::Impl {
   std::condition_variable jobs_done;
   std::size_t jobs = 0;
   std::set<std::uint64_t> pending_timers;
+
+  // --- membership ---
+
+  static bool matches_any(const std::vector<std::string>& patterns, std::string_view topic) {
+    return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) { return topic_matches(p, topic); });
+  }
+
+  Sub* find_sub(std::string_view name) const {
+    const auto it = std::find_if(subs.begin(), subs.end(), [&](const auto& s) { return s->ep.name == name; });
+    return it == subs.end() ? nullptr : it->get();
+  }
+
+  /// Prepares `db`'s outbox for `pub` (tables, the topics ever durable there, the commit
+  /// listener) and returns the known durable topics; nullopt when `db` has no outbox and none
+  /// is needed. Throws std::runtime_error when the tables cannot be written.
+  std::optional<std::vector<std::string>> prepare_outbox(const std::string& pub, storage::Database& db,
+                                                         const std::vector<std::string>& durable) {
+    auto table_exists = [&](std::string_view table) {
+      const keel_sql_param p[1] = {bytes_param(table)};
+      bool found = false;
+      auto sink = [](void* user, const keel_sql_value*, const keel_host_bytes*, std::size_t) -> int32_t {
+        *static_cast<bool*>(user) = true;
+        return 1;
+      };
+      if (db.exec_host(KEEL_TXN_NONE, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", p,
+                       {sink, &found}, nullptr) < 0)
+        throw std::runtime_error("plugin '" + pub + "': cannot read its database schema: " + storage::last_error());
+      return found;
+    };
+    const bool had_outbox = table_exists("_keel_outbox");
+    if (!had_outbox && durable.empty()) return std::nullopt;
+    const bool had_topics = had_outbox && table_exists("_keel_outbox_topics");
+    std::vector<std::string> known;
+    std::string error;
+    const auto st = in_transaction(db, error, [&](keel_txn txn) {
+      // The schema is a script of the host's own tables: run it statement by statement in host mode.
+      std::string_view rest = kOutboxSchema;
+      keel_status rc = KEEL_OK;
+      while (rc >= 0 && !rest.empty()) {
+        const auto end = rest.find(';');
+        const auto stmt = rest.substr(0, end);
+        rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+        rc = db.exec_host(txn, stmt, {}, {}, nullptr);
+      }
+      // An outbox written before the topics were recorded: its rows name them.
+      if (rc >= 0 && had_outbox && !had_topics)
+        rc = db.exec_host(txn, "INSERT OR IGNORE INTO _keel_outbox_topics (topic) SELECT DISTINCT topic FROM _keel_outbox",
+                          {}, {}, nullptr);
+      for (const auto& t : durable) {
+        const keel_sql_param p[1] = {bytes_param(t)};
+        if (rc >= 0) rc = db.exec_host(txn, "INSERT OR IGNORE INTO _keel_outbox_topics (topic) VALUES (?1)", p, {}, nullptr);
+      }
+      auto sink = [](void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) -> int32_t {
+        static_cast<std::vector<std::string>*>(user)->push_back(text(v[0]));
+        return 0;
+      };
+      if (rc >= 0)
+        rc = db.exec_host(txn, "SELECT topic FROM _keel_outbox_topics ORDER BY topic", {}, {sink, &known}, nullptr);
+      return rc;
+    });
+    if (st < 0) throw std::runtime_error("plugin '" + pub + "': cannot prepare the event outbox: " + error);
+    return known;
+  }
+
+  Stream& stream_for(Pub& pub, Sub& sub, const std::shared_ptr<storage::Database>& db) {
+    auto& slot = pub.streams[sub.ep.name];
+    if (slot) return *slot;
+    slot = std::make_unique<Stream>();
+    slot->pub = &pub;
+    slot->sub = &sub;
+    const keel_sql_param p[1] = {bytes_param(sub.ep.name)};
+    std::int64_t cursor = 0;
+    auto sink = [](void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) -> int32_t {
+      *static_cast<std::int64_t*>(user) = v[0].integer;
+      return 1;
+    };
+    if (db->exec_host(KEEL_TXN_NONE, "SELECT delivered_seq FROM _keel_outbox_cursors WHERE subscriber = ?1", p,
+                      {sink, &cursor}, nullptr) < 0)
+      log->error("cannot read the event cursor publisher={} subscriber={} error=\"{}\"; starting from the "
+                 "beginning of the outbox",
+                 pub.name, sub.ep.name, storage::last_error());
+    slot->cursor = slot->persisted = cursor;
+    slot->persisted_seen.store(cursor);
+    return *slot;
+  }
+
+  /// Builds the fan-out table from the members and swaps it in; then wakes every active stream
+  /// (one new to its subscriber or with new topics may have a backlog). Under `membership`.
+  void rebuild() {
+    auto next = std::make_shared<Routing>();
+    for (const auto& sub : subs)
+      if (!sub->ep.patterns.empty()) next->subs.push_back(sub.get());
+    for (auto& [name, pub] : pubs) {
+      auto& route = next->pubs[name];
+      route.pub = pub.get();
+      route.database = pub->database;
+      for (const auto& t : pub->topics) {
+        const bool durable = std::find(pub->durable.begin(), pub->durable.end(), t) != pub->durable.end();
+        auto& stats = pub->topic_stats[t];
+        if (!stats) {
+          stats = std::make_unique<Topic>();
+          stats->name = t;
+        }
+        stats->durable.store(durable, std::memory_order_relaxed);
+        Routing::TopicRoute r{stats.get(), durable, {}};
+        if (!durable)
+          for (auto* sub : next->subs)
+            if (matches_any(sub->ep.patterns, t)) r.subs.push_back(sub);
+        route.topics.emplace(t, std::move(r));
+      }
+      for (const auto& sub : subs) {
+        std::string in;  // the known durable topics it matches; topics are [a-z0-9_.]
+        if (pub->database)
+          for (const auto& t : pub->known_durable)
+            if (matches_any(sub->ep.patterns, t)) in += (in.empty() ? "'" : ", '") + t + "'";
+        const auto existing = pub->streams.find(sub->ep.name);
+        if (in.empty()) {
+          if (existing != pub->streams.end()) {
+            std::lock_guard lock(existing->second->mutex);
+            existing->second->active = false;
+          }
+          continue;
+        }
+        auto& stream = stream_for(*pub, *sub, pub->database);
+        {
+          std::lock_guard lock(stream.mutex);
+          stream.active = true;
+          stream.db = pub->database;
+          stream.select_sql = fmt::format(
+              "SELECT {} FROM _keel_outbox WHERE seq > ?1 AND (target IS NULL OR target = ?2) AND topic IN ({})"
+              " ORDER BY seq LIMIT ?3",
+              kEventColumns, in);
+        }
+        route.streams.push_back(&stream);
+      }
+    }
+    routing.publish(next);
+    for (const auto& [name, route] : next->pubs) wake_streams(route);
+  }
 
   // --- scheduling ---
 
@@ -338,18 +510,19 @@ struct Bus::Impl {
     while (dead.size() > cfg.dead_letter_capacity) dead.pop_front();
   }
 
-  keel_status publish_memory(Topic& topic, const EventRecord::Parts& parts, std::int64_t now, std::string& error) {
+  keel_status publish_memory(const Routing::TopicRoute& topic, const EventRecord::Parts& parts, std::int64_t now,
+                             std::string& error) {
     // Reserve a slot in every inbox first, so the event goes to all subscribers or to none.
     for (std::size_t i = 0; i < topic.subs.size(); ++i) {
       if (topic.subs[i]->reserved.fetch_add(1, std::memory_order_relaxed) >= cfg.queue_capacity) {
         for (std::size_t j = 0; j <= i; ++j) topic.subs[j]->reserved.fetch_sub(1, std::memory_order_relaxed);
-        topic.refused.add();
+        topic.stats->refused.add();
         error = "subscriber '" + topic.subs[i]->ep.name + "' has " + std::to_string(cfg.queue_capacity) +
                 " events waiting ([events] queue_capacity); retry later";
         return KEEL_ERR_BUSY;
       }
     }
-    topic.published.add();
+    topic.stats->published.add();
     if (topic.subs.empty()) return KEEL_OK;
     auto shared = std::make_shared<const EventRecord>(parts, now, 0);
     for (auto* sub : topic.subs) {
@@ -368,8 +541,14 @@ struct Bus::Impl {
 
   // --- durable delivery ---
 
-  void wake_streams(Pub& pub) {
-    for (auto& s : pub.streams) wake(*s);
+  void wake_streams(const Routing::PubRoute& route) {
+    for (auto* s : route.streams) wake(*s);
+  }
+
+  /// Wakes the streams of the publisher named `name` (its commit listener: any thread).
+  void wake_publisher(std::string_view name) {
+    const auto r = routing.load();  // owned: this runs inside a plugin's commit, at any depth
+    if (const auto it = r->pubs.find(name); it != r->pubs.end()) wake_streams(it->second);
   }
 
   void wake(Stream& s) {
@@ -388,10 +567,10 @@ struct Bus::Impl {
     after(std::chrono::milliseconds(1), [this, &s] { run_on(*s.sub, [this, &s] { drain_stream(s); }); });
   }
 
-  keel_status persist_cursor(Stream& s) {
+  keel_status persist_cursor(Stream& s, storage::Database& db) {
     if (s.cursor == s.persisted) return KEEL_OK;
     const keel_sql_param p[2] = {bytes_param(s.sub->ep.name), int_param(s.cursor)};
-    const auto st = s.pub->decl.database->exec_host(KEEL_TXN_NONE, kSaveCursor, p, {}, nullptr);
+    const auto st = db.exec_host(KEEL_TXN_NONE, kSaveCursor, p, {}, nullptr);
     if (st >= 0) {
       s.persisted = s.cursor;
       s.persisted_at = Clock::now();
@@ -399,16 +578,15 @@ struct Bus::Impl {
     } else {
       log->warn("event cursor not saved publisher={} subscriber={} seq={} error=\"{}\" (events after the last saved "
                 "cursor will be delivered again)",
-                s.pub->decl.name, s.sub->ep.name, s.cursor, storage::last_error());
+                s.pub->name, s.sub->ep.name, s.cursor, storage::last_error());
     }
     return st;
   }
 
   /// Moves a durable event that exhausted its attempts to the dead letters and past the cursor,
   /// in one transaction.
-  keel_status bury_durable(Stream& s, const EventRecord& e, std::uint32_t attempts, keel_status status,
-                           std::string& error) {
-    auto& db = *s.pub->decl.database;
+  keel_status bury_durable(Stream& s, storage::Database& db, const EventRecord& e, std::uint32_t attempts,
+                           keel_status status, std::string& error) {
     const auto st = in_transaction(db, error, [&](keel_txn txn) {
       const keel_sql_param p[6] = {bytes_param(s.sub->ep.name), int_param(e.seq), int_param(attempts),
                                    int_param(status), int_param(unix_ns() / 1000000), int_param(e.seq)};
@@ -426,32 +604,43 @@ struct Bus::Impl {
     s.cursor = s.persisted = e.seq;
     s.persisted_seen.store(e.seq, std::memory_order_relaxed);
     log->warn("event dead-lettered publisher={} subscriber={} topic={} id={} seq={} attempts={} status={}",
-              s.pub->decl.name, s.sub->ep.name, e.topic(), e.event_id(), e.seq, attempts, plugins::status_name(status));
+              s.pub->name, s.sub->ep.name, e.topic(), e.event_id(), e.seq, attempts, plugins::status_name(status));
     return KEEL_OK;
   }
 
+  void drain_later(Stream& s, std::chrono::milliseconds delay) {
+    after(delay, [this, &s] { run_on(*s.sub, [this, &s] { drain_stream(s); }); });
+  }
+
   void drain_stream(Stream& s) {
+    std::string select_sql;
+    std::shared_ptr<storage::Database> db;
     {
       std::lock_guard lock(s.mutex);
       s.wake = false;
+      if (!s.active) {  // its subscriber no longer matches: the cursor stays where it is
+        s.scheduled = false;
+        return;
+      }
+      select_sql = s.select_sql;
+      db = s.db;
     }
-    auto& db = *s.pub->decl.database;
     std::vector<EventRecord> batch;
     const keel_sql_param p[3] = {int_param(s.cursor), bytes_param(s.sub->ep.name),
                                  int_param(static_cast<std::int64_t>(cfg.batch))};
     struct Read {
       std::vector<EventRecord>* batch;
       std::string_view publisher;
-    } read{&batch, s.pub->decl.name};
+    } read{&batch, s.pub->name};
     auto sink = [](void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) -> int32_t {
       auto& r = *static_cast<Read*>(user);
       r.batch->push_back(record_from(v, r.publisher));
       return 0;
     };
-    if (db.exec_host(KEEL_TXN_NONE, s.select_sql, p, {sink, &read}, nullptr) < 0) {
-      log->error("cannot read the outbox publisher={} subscriber={} error=\"{}\"; retrying in 1 s", s.pub->decl.name,
+    if (db->exec_host(KEEL_TXN_NONE, select_sql, p, {sink, &read}, nullptr) < 0) {
+      log->error("cannot read the outbox publisher={} subscriber={} error=\"{}\"; retrying in 1 s", s.pub->name,
                  s.sub->ep.name, storage::last_error());
-      after(std::chrono::seconds(1), [this, &s] { run_on(*s.sub, [this, &s] { drain_stream(s); }); });
+      drain_later(s, std::chrono::seconds(1));
       return;
     }
     for (auto& e : batch) {
@@ -464,19 +653,19 @@ struct Bus::Impl {
         continue;
       }
       if (st == KEEL_ERR_UNAVAILABLE) {  // the subscriber is stopping: resume after a restart
-        static_cast<void>(persist_cursor(s));
+        static_cast<void>(persist_cursor(s, *db));
         std::lock_guard lock(s.mutex);
         s.scheduled = false;
         return;
       }
       s.counters.failed.add();
       if (attempt >= cfg.max_attempts) {
-        static_cast<void>(persist_cursor(s));
+        static_cast<void>(persist_cursor(s, *db));
         std::string error;
-        if (bury_durable(s, e, attempt, st, error) < 0) {
+        if (bury_durable(s, *db, e, attempt, st, error) < 0) {
           log->error("cannot dead-letter event publisher={} subscriber={} seq={} error=\"{}\"; retrying in 1 s",
-                     s.pub->decl.name, s.sub->ep.name, e.seq, error);
-          after(std::chrono::seconds(1), [this, &s] { run_on(*s.sub, [this, &s] { drain_stream(s); }); });
+                     s.pub->name, s.sub->ep.name, e.seq, error);
+          drain_later(s, std::chrono::seconds(1));
           return;
         }
         s.counters.dead_lettered.add();
@@ -485,8 +674,8 @@ struct Bus::Impl {
       }
       s.attempt = attempt;
       s.counters.retried.add();
-      static_cast<void>(persist_cursor(s));
-      after(backoff(attempt), [this, &s] { run_on(*s.sub, [this, &s] { drain_stream(s); }); });
+      static_cast<void>(persist_cursor(s, *db));
+      drain_later(s, backoff(attempt));
       return;
     }
     // Save the cursor when the stream goes idle, or every batch / 100 ms while events keep
@@ -500,8 +689,8 @@ struct Bus::Impl {
     }
     if (!(more || pending) || s.cursor - s.persisted >= static_cast<std::int64_t>(cfg.batch) ||
         Clock::now() - s.persisted_at >= std::chrono::milliseconds(100))
-      static_cast<void>(persist_cursor(s));
-    sweep(*s.pub);
+      static_cast<void>(persist_cursor(s, *db));
+    sweep(*s.pub, *db);
     if (more) {
       run_on(*s.sub, [this, &s] { drain_stream(s); });
       return;
@@ -516,23 +705,28 @@ struct Bus::Impl {
   }
 
   /// Deletes delivered durable events older than the retention, at most every 10 s per publisher.
-  void sweep(Pub& pub) {
+  /// Delivered means: by every active stream of the publisher (a stream whose subscriber left
+  /// does not hold the outbox back).
+  void sweep(Pub& pub, storage::Database& db) {
     const auto now = unix_ns();
     auto last = pub.last_sweep_ns.load();
     if (now - last < 10'000'000'000 || !pub.last_sweep_ns.compare_exchange_strong(last, now)) return;
+    const auto r = routing.load();
+    const auto route = r->pubs.find(pub.name);
+    if (route == r->pubs.end() || route->second.database.get() != &db) return;
     std::int64_t min_cursor = std::numeric_limits<std::int64_t>::max();
-    for (auto& s : pub.streams) min_cursor = std::min(min_cursor, s->persisted_seen.load());
+    for (auto* s : route->second.streams) min_cursor = std::min(min_cursor, s->persisted_seen.load());
     const keel_sql_param p[2] = {int_param(min_cursor), int_param(now - cfg.retention.count() * 1000000)};
-    keel_sql_result r{};
-    r.struct_size = sizeof r;
-    if (pub.decl.database->exec_host(KEEL_TXN_NONE, "DELETE FROM _keel_outbox WHERE seq <= ?1 AND published_ns < ?2",
-                                     p, {}, &r) >= 0 &&
-        r.changes > 0)
-      log->debug("outbox retention publisher={} deleted={}", pub.decl.name, r.changes);
+    keel_sql_result res{};
+    res.struct_size = sizeof res;
+    if (db.exec_host(KEEL_TXN_NONE, "DELETE FROM _keel_outbox WHERE seq <= ?1 AND published_ns < ?2", p, {}, &res) >= 0 &&
+        res.changes > 0)
+      log->debug("outbox retention publisher={} deleted={}", pub.name, res.changes);
   }
 
-  keel_status publish_durable(Pub& pub, Topic& topic, const EventRecord& e, keel_txn txn, std::string& error) {
-    auto& db = *pub.decl.database;
+  keel_status publish_durable(const Routing::PubRoute& route, const Routing::TopicRoute& topic, const EventRecord& e,
+                              keel_txn txn, std::string& error) {
+    auto& db = *route.database;
     const keel_sql_param p[8] = {bytes_param(e.event_id()),    bytes_param(e.topic()),
                                  bytes_param(e.payload(), KEEL_SQL_BLOB), bytes_param(e.content_type()),
                                  int_param(e.published_unix_ns), bytes_param(e.traceparent()),
@@ -542,14 +736,14 @@ struct Bus::Impl {
                                  " traceparent, tracestate, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                                  p, {}, nullptr);
     if (st < 0) {
-      topic.refused.add();
+      topic.stats->refused.add();
       error = "outbox write failed: " + storage::last_error();
       return st;
     }
-    topic.published.add();
+    topic.stats->published.add();
     if (txn == KEEL_TXN_NONE) {
-      wake_streams(pub);
-      sweep(pub);  // also keeps the outbox of a publisher without subscribers bounded
+      wake_streams(route);
+      sweep(*route.pub, db);  // also keeps the outbox of a publisher without subscribers bounded
     } else {
       db.notify_on_commit(txn);  // (no sweep here: this thread holds the writer in its transaction)
     }
@@ -564,107 +758,69 @@ Bus::Bus(const config::EventsConfig& cfg, WorkerPool& pool, TimerQueue& timers)
 
 Bus::~Bus() { stop(); }
 
-void Bus::add_publisher(Publisher publisher) {
+void Bus::set_publisher(Publisher publisher) {
   auto& s = *impl_;
-  auto pub = std::make_unique<Impl::Pub>();
-  if (!publisher.durable.empty()) {
-    if (publisher.database == nullptr)
-      throw std::runtime_error("plugin '" + publisher.name + "' declares durable topics but has no database");
-    auto& db = *publisher.database;
-    std::string error;
-    const auto st = in_transaction(db, error, [&](keel_txn txn) {
-      // The schema is a script of the host's own tables: run it statement by statement in host mode.
-      std::string_view rest = kOutboxSchema;
-      keel_status rc = KEEL_OK;
-      while (rc >= 0 && !rest.empty()) {
-        const auto end = rest.find(';');
-        const auto stmt = rest.substr(0, end);
-        rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
-        rc = db.exec_host(txn, stmt, {}, {}, nullptr);
-      }
-      return rc;
-    });
-    if (st < 0) throw std::runtime_error("plugin '" + publisher.name + "': cannot create the event outbox: " + error);
-    Impl::Pub* raw = pub.get();
-    db.set_commit_listener([this, raw] { impl_->wake_streams(*raw); });
+  if (!publisher.durable.empty() && publisher.database == nullptr)
+    throw std::runtime_error("plugin '" + publisher.name + "' declares durable topics but has no database");
+  std::lock_guard lock(s.membership);
+  auto& slot = s.pubs[publisher.name];
+  if (!slot) {
+    slot = std::make_unique<Impl::Pub>();
+    slot->name = publisher.name;
   }
-  for (const auto& t : publisher.topics) {
-    auto topic = std::make_unique<Impl::Topic>();
-    topic->name = t;
-    topic->durable = std::find(publisher.durable.begin(), publisher.durable.end(), t) != publisher.durable.end();
-    pub->topics.emplace(t, std::move(topic));
+  auto& pub = *slot;
+  std::optional<std::vector<std::string>> known;
+  if (publisher.database) known = s.prepare_outbox(pub.name, *publisher.database, publisher.durable);  // may throw
+  if (publisher.database != pub.database) {
+    if (known) {
+      const auto name = pub.name;
+      publisher.database->set_commit_listener([impl = &s, name] { impl->wake_publisher(name); });
+    }
   }
-  pub->decl = std::move(publisher);
-  s.pubs.emplace(pub->decl.name, std::move(pub));
+  pub.database = known ? std::move(publisher.database) : nullptr;
+  pub.known_durable = known.value_or(std::vector<std::string>{});
+  pub.topics = std::move(publisher.topics);
+  pub.durable = std::move(publisher.durable);
+  s.rebuild();
 }
 
-void Bus::add_subscriber(Endpoint endpoint) {
-  auto sub = std::make_unique<Impl::Sub>();
-  sub->ep = std::move(endpoint);
-  impl_->subs.push_back(std::move(sub));
+void Bus::set_subscriber(Endpoint endpoint) {
+  auto& s = *impl_;
+  std::lock_guard lock(s.membership);
+  if (auto* existing = s.find_sub(endpoint.name)) {
+    existing->ep.patterns = std::move(endpoint.patterns);
+  } else {
+    auto sub = std::make_unique<Impl::Sub>();
+    sub->ep = std::move(endpoint);
+    s.subs.push_back(std::move(sub));
+  }
+  s.rebuild();
 }
 
 void Bus::start() {
   auto& s = *impl_;
+  std::lock_guard lock(s.membership);
   if (s.started) return;
   s.started = true;
   s.running.store(true);
-  for (auto& [name, pub] : s.pubs) {
-    for (auto& [topic_name, topic] : pub->topics) {
-      for (auto& sub : s.subs) {
-        const bool match = std::any_of(sub->ep.patterns.begin(), sub->ep.patterns.end(),
-                                       [&](const std::string& p) { return topic_matches(p, topic_name); });
-        if (match && !topic->durable) topic->subs.push_back(sub.get());
-      }
-    }
-    // Durable streams: one per subscriber with at least one matching durable topic.
-    for (auto& sub : s.subs) {
-      auto stream = std::make_unique<Impl::Stream>();
-      for (const auto& t : pub->decl.durable)
-        if (std::any_of(sub->ep.patterns.begin(), sub->ep.patterns.end(),
-                        [&](const std::string& p) { return topic_matches(p, t); }))
-          stream->topics.push_back(t);
-      if (stream->topics.empty()) continue;
-      stream->pub = pub.get();
-      stream->sub = sub.get();
-      std::string in;
-      for (const auto& t : stream->topics) in += (in.empty() ? "'" : ", '") + t + "'";  // topics are [a-z0-9_.]
-      stream->select_sql = fmt::format(
-          "SELECT {} FROM _keel_outbox WHERE seq > ?1 AND (target IS NULL OR target = ?2) AND topic IN ({})"
-          " ORDER BY seq LIMIT ?3",
-          kEventColumns, in);
-      const keel_sql_param p[1] = {bytes_param(sub->ep.name)};
-      std::int64_t cursor = 0;
-      auto sink = [](void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) -> int32_t {
-        *static_cast<std::int64_t*>(user) = v[0].integer;
-        return 1;
-      };
-      if (pub->decl.database->exec_host(KEEL_TXN_NONE,
-                                        "SELECT delivered_seq FROM _keel_outbox_cursors WHERE subscriber = ?1", p,
-                                        {sink, &cursor}, nullptr) < 0)
-        s.log->error("cannot read the event cursor publisher={} subscriber={} error=\"{}\"; starting from the "
-                     "beginning of the outbox",
-                     name, sub->ep.name, storage::last_error());
-      stream->cursor = stream->persisted = cursor;
-      stream->persisted_seen.store(cursor);
-      pub->streams.push_back(std::move(stream));
-    }
-  }
   s.log->info("event bus started publishers={} subscribers={}", s.pubs.size(), s.subs.size());
 }
 
 void Bus::begin_delivery() {
   auto& s = *impl_;
   if (!s.running.load() || s.delivering.exchange(true)) return;
+  std::lock_guard lock(s.membership);
   for (auto& sub : s.subs) s.kick_inbox(*sub);
   // Deliver what was committed but not delivered before the last stop or crash.
-  for (auto& [name, pub] : s.pubs) s.wake_streams(*pub);
+  const auto r = s.routing.load();
+  for (const auto& [name, route] : r->pubs) s.wake_streams(route);
 }
 
 void Bus::resume_subscriber(std::string_view subscriber) {
   auto& s = *impl_;
-  for (auto& [name, pub] : s.pubs)
-    for (auto& stream : pub->streams)
+  const auto r = s.routing.load();
+  for (const auto& [name, route] : r->pubs)
+    for (auto* stream : route.streams)
       if (stream->sub->ep.name == subscriber) s.wake(*stream);
 }
 
@@ -672,14 +828,17 @@ void Bus::stop(std::chrono::milliseconds drain) {
   auto& s = *impl_;
   if (!s.running.exchange(false)) return;
   s.delivering.store(false);
-  std::unique_lock lock(s.jobs_mutex);
-  for (auto id : s.pending_timers) s.timers.cancel(id);
-  s.pending_timers.clear();
-  if (!s.jobs_done.wait_for(lock, drain, [&] { return s.jobs == 0; }))
-    s.log->warn("event deliveries still running after drain_ms={} jobs={}", drain.count(), s.jobs);
-  // Queued jobs that did not run yet return at once (running is false); wait for them too, so
-  // no job outlives the bus.
-  s.jobs_done.wait(lock, [&] { return s.jobs == 0; });
+  {
+    std::unique_lock lock(s.jobs_mutex);
+    for (auto id : s.pending_timers) s.timers.cancel(id);
+    s.pending_timers.clear();
+    if (!s.jobs_done.wait_for(lock, drain, [&] { return s.jobs == 0; }))
+      s.log->warn("event deliveries still running after drain_ms={} jobs={}", drain.count(), s.jobs);
+    // Queued jobs that did not run yet return at once (running is false); wait for them too, so
+    // no job outlives the bus.
+    s.jobs_done.wait(lock, [&] { return s.jobs == 0; });
+  }
+  std::lock_guard members(s.membership);
   for (auto& sub : s.subs) {
     std::lock_guard l(sub->mutex);
     if (!sub->inbox.empty())
@@ -690,37 +849,40 @@ void Bus::stop(std::chrono::milliseconds drain) {
 keel_status Bus::publish(std::string_view publisher, const keel_publish_args& args, keel_txn txn,
                          std::string_view request_id, std::string& error) {
   auto& s = *impl_;
-  const auto pit = s.pubs.find(publisher);
+  // This thread's copy of the fan-out table; nothing below reads it again, so the reference
+  // stays valid to the end (Published::current).
+  const auto& r = s.routing.current();
+  const auto pit = r.pubs.find(publisher);
   const auto topic_name = view(args.topic);
-  Impl::Topic* topic = nullptr;
-  if (pit != s.pubs.end()) {
-    if (auto t = pit->second->topics.find(topic_name); t != pit->second->topics.end()) topic = t->second.get();
+  const Impl::Routing::TopicRoute* topic = nullptr;
+  if (pit != r.pubs.end()) {
+    if (auto t = pit->second.topics.find(topic_name); t != pit->second.topics.end()) topic = &t->second;
   }
   if (topic == nullptr) {
-    if (pit != s.pubs.end()) pit->second->undeclared.add();
+    if (pit != r.pubs.end()) pit->second.pub->undeclared.add();
     error = "topic '" + std::string(topic_name) + "' is not in the manifest's events.publishes";
     return KEEL_ERR_PERMISSION_DENIED;
   }
   if (args.flags != 0) {
-    topic->refused.add();
+    topic->stats->refused.add();
     error = "publish flags must be 0";
     return KEEL_ERR_INVALID_ARGUMENT;
   }
   if (txn != KEEL_TXN_NONE && !topic->durable) {
-    topic->refused.add();
-    error = "topic '" + topic->name + "' is in-memory: only durable topics (events.durable) can be published in a "
-            "transaction; publish it after the commit";
+    topic->stats->refused.add();
+    error = "topic '" + topic->stats->name + "' is in-memory: only durable topics (events.durable) can be published in "
+            "a transaction; publish it after the commit";
     return KEEL_ERR_INVALID_ARGUMENT;
   }
   const auto now = unix_ns();
   char id[36];
   write_event_id(now, id);
-  const EventRecord::Parts parts{std::string_view(id, sizeof id), topic->name,          view(args.payload),
-                                 view(args.content_type),         pit->second->decl.name, view(args.traceparent),
+  const EventRecord::Parts parts{std::string_view(id, sizeof id), topic->stats->name, view(args.payload),
+                                 view(args.content_type),         pit->second.pub->name, view(args.traceparent),
                                  view(args.tracestate),           request_id};
   // A durable event only needs the outbox: it is delivered after the next start if the bus is
   // stopped. An in-memory one needs a running bus.
-  if (topic->durable) return s.publish_durable(*pit->second, *topic, EventRecord(parts, now, 0), txn, error);
+  if (topic->durable) return s.publish_durable(pit->second, *topic, EventRecord(parts, now, 0), txn, error);
   if (!s.running.load(std::memory_order_acquire)) {
     error = "the event bus is not running (stopping, or not started yet)";
     return KEEL_ERR_UNAVAILABLE;
@@ -730,9 +892,11 @@ keel_status Bus::publish(std::string_view publisher, const keel_publish_args& ar
 
 std::vector<TopicStats> Bus::topics() const {
   std::vector<TopicStats> out;
+  std::lock_guard lock(impl_->membership);
   for (const auto& [name, pub] : impl_->pubs) {
-    for (const auto& [t, topic] : pub->topics)
-      out.push_back({name, t, topic->durable, topic->published.get(), topic->refused.get()});
+    for (const auto& [t, topic] : pub->topic_stats)
+      out.push_back({name, t, topic->durable.load(std::memory_order_relaxed), topic->published.get(),
+                     topic->refused.get()});
     if (const auto n = pub->undeclared.get(); n > 0) out.push_back({name, "", false, 0, n});
   }
   std::sort(out.begin(), out.end(),
@@ -743,7 +907,8 @@ std::vector<TopicStats> Bus::topics() const {
 std::vector<SubscriptionStats> Bus::subscriptions() const {
   auto& s = *impl_;
   std::vector<SubscriptionStats> out;
-  for (const auto& sub : s.subs) {
+  const auto r = s.routing.load();
+  for (const auto* sub : r->subs) {
     SubscriptionStats st;
     st.subscriber = sub->ep.name;
     st.delivered = sub->counters.delivered.get();
@@ -753,8 +918,8 @@ std::vector<SubscriptionStats> Bus::subscriptions() const {
     st.queued = sub->reserved.load(std::memory_order_relaxed);
     out.push_back(std::move(st));
   }
-  for (const auto& [name, pub] : s.pubs) {
-    for (const auto& stream : pub->streams) {
+  for (const auto& [name, route] : r->pubs) {
+    for (auto* stream : route.streams) {
       SubscriptionStats st;
       st.publisher = name;
       st.subscriber = stream->sub->ep.name;
@@ -763,7 +928,11 @@ std::vector<SubscriptionStats> Bus::subscriptions() const {
       st.retried = stream->counters.retried.get();
       st.dead_lettered = stream->counters.dead_lettered.get();
       // Lag: committed events for this subscriber after its saved cursor.
-      std::string sql = stream->select_sql;
+      std::string sql;
+      {
+        std::lock_guard lock(stream->mutex);
+        sql = stream->select_sql;
+      }
       sql.replace(sql.find(kEventColumns), kEventColumns.size(), "count(*)");
       sql = sql.substr(0, sql.find(" ORDER BY"));
       const keel_sql_param p[2] = {int_param(stream->persisted_seen.load()), bytes_param(stream->sub->ep.name)};
@@ -772,7 +941,7 @@ std::vector<SubscriptionStats> Bus::subscriptions() const {
         *static_cast<std::int64_t*>(user) = v[0].integer;
         return 1;
       };
-      if (pub->decl.database->exec_host(KEEL_TXN_NONE, sql, p, {sink, &lag}, nullptr) >= 0) st.lag = lag;
+      if (route.database->exec_host(KEEL_TXN_NONE, sql, p, {sink, &lag}, nullptr) >= 0) st.lag = lag;
       out.push_back(std::move(st));
     }
   }
@@ -789,12 +958,13 @@ std::vector<DeadLetter> Bus::dead_letters(std::size_t limit) const {
       out.push_back(d);
     }
   }
-  for (const auto& [name, pub] : s.pubs) {
-    if (pub->decl.durable.empty()) continue;
+  const auto r = s.routing.load();
+  for (const auto& [name, route] : r->pubs) {
+    if (!route.database) continue;
     struct Ctx {
       std::vector<DeadLetter>* out;
       const std::string* publisher;
-    } ctx{&out, &name};
+    } ctx{&out, &route.pub->name};
     auto sink = [](void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) -> int32_t {
       auto& c = *static_cast<Ctx*>(user);
       DeadLetter d;
@@ -810,7 +980,7 @@ std::vector<DeadLetter> Bus::dead_letters(std::size_t limit) const {
       return 0;
     };
     const keel_sql_param p[1] = {int_param(static_cast<std::int64_t>(limit))};
-    static_cast<void>(pub->decl.database->exec_host(
+    static_cast<void>(route.database->exec_host(
         KEEL_TXN_NONE,
         fmt::format("SELECT subscriber, {}, attempts, last_status, failed_ms FROM _keel_dead_letters ORDER BY failed_ms"
                     " LIMIT ?1",
@@ -824,8 +994,12 @@ std::vector<DeadLetter> Bus::dead_letters(std::size_t limit) const {
 keel_status Bus::resubmit(std::string_view publisher, std::string_view subscriber, std::int64_t seq, bool durable) {
   auto& s = *impl_;
   if (!durable) {
-    const auto target = std::find_if(s.subs.begin(), s.subs.end(), [&](const auto& x) { return x->ep.name == subscriber; });
-    if (target == s.subs.end()) return KEEL_ERR_NOT_FOUND;
+    Impl::Sub* target = nullptr;
+    {
+      std::lock_guard lock(s.membership);
+      target = s.find_sub(subscriber);
+    }
+    if (target == nullptr) return KEEL_ERR_NOT_FOUND;
     DeadLetter d;
     {
       std::lock_guard lock(s.dead_mutex);
@@ -836,7 +1010,7 @@ keel_status Bus::resubmit(std::string_view publisher, std::string_view subscribe
       d = std::move(*it);
       s.dead.erase(it);
     }
-    auto& sub = **target;
+    auto& sub = *target;
     sub.reserved.fetch_add(1);
     {
       std::lock_guard lock(sub.mutex);
@@ -845,22 +1019,23 @@ keel_status Bus::resubmit(std::string_view publisher, std::string_view subscribe
     s.kick_inbox(sub);
     return KEEL_OK;
   }
-  const auto pit = s.pubs.find(publisher);
-  if (pit == s.pubs.end() || pit->second->decl.durable.empty()) return KEEL_ERR_NOT_FOUND;
-  auto& db = *pit->second->decl.database;
+  const auto r = s.routing.load();
+  const auto pit = r->pubs.find(publisher);
+  if (pit == r->pubs.end() || !pit->second.database) return KEEL_ERR_NOT_FOUND;
+  auto& db = *pit->second.database;
   std::string error;
   const auto st = in_transaction(db, error, [&](keel_txn txn) {
     const keel_sql_param p[2] = {bytes_param(subscriber), int_param(seq)};
-    keel_sql_result r{};
-    r.struct_size = sizeof r;
+    keel_sql_result res{};
+    res.struct_size = sizeof res;
     // The same event (same id) again, addressed to this subscriber only, at the end of the outbox.
     auto rc = db.exec_host(txn,
                            "INSERT INTO _keel_outbox (event_id, topic, payload, content_type, published_ns, traceparent,"
                            " tracestate, request_id, target) SELECT event_id, topic, payload, content_type, published_ns,"
                            " traceparent, tracestate, request_id, subscriber FROM _keel_dead_letters"
                            " WHERE subscriber = ?1 AND seq = ?2",
-                           p, {}, &r);
-    if (rc >= 0 && r.changes == 0) rc = KEEL_ERR_NOT_FOUND;
+                           p, {}, &res);
+    if (rc >= 0 && res.changes == 0) rc = KEEL_ERR_NOT_FOUND;
     if (rc >= 0)
       rc = db.exec_host(txn, "DELETE FROM _keel_dead_letters WHERE subscriber = ?1 AND seq = ?2", p, {}, nullptr);
     return rc;
@@ -871,7 +1046,7 @@ keel_status Bus::resubmit(std::string_view publisher, std::string_view subscribe
     return st;
   }
   s.log->info("dead letter resubmitted publisher={} subscriber={} seq={}", publisher, subscriber, seq);
-  s.wake_streams(*pit->second);
+  s.wake_streams(pit->second);
   return KEEL_OK;
 }
 
@@ -886,15 +1061,16 @@ keel_status Bus::discard(std::string_view publisher, std::string_view subscriber
     s.dead.erase(it);
     return KEEL_OK;
   }
-  const auto pit = s.pubs.find(publisher);
-  if (pit == s.pubs.end() || pit->second->decl.durable.empty()) return KEEL_ERR_NOT_FOUND;
+  const auto r = s.routing.load();
+  const auto pit = r->pubs.find(publisher);
+  if (pit == r->pubs.end() || !pit->second.database) return KEEL_ERR_NOT_FOUND;
   const keel_sql_param p[2] = {bytes_param(subscriber), int_param(seq)};
-  keel_sql_result r{};
-  r.struct_size = sizeof r;
-  const auto st = pit->second->decl.database->exec_host(
-      KEEL_TXN_NONE, "DELETE FROM _keel_dead_letters WHERE subscriber = ?1 AND seq = ?2", p, {}, &r);
+  keel_sql_result res{};
+  res.struct_size = sizeof res;
+  const auto st = pit->second.database->exec_host(
+      KEEL_TXN_NONE, "DELETE FROM _keel_dead_letters WHERE subscriber = ?1 AND seq = ?2", p, {}, &res);
   if (st < 0) return st;
-  if (r.changes == 0) return KEEL_ERR_NOT_FOUND;
+  if (res.changes == 0) return KEEL_ERR_NOT_FOUND;
   s.log->info("dead letter discarded publisher={} subscriber={} seq={}", publisher, subscriber, seq);
   return KEEL_OK;
 }

@@ -11,6 +11,12 @@
 // Failures are retried with exponential backoff (the subscriber's stream waits, keeping order),
 // then dead-lettered. Every member is thread-safe.
 //
+// Membership is dynamic: publishers and subscribers join, change their declarations and leave
+// while events flow (a plugin reloaded or dropped in at run time). Who receives what is an
+// immutable fan-out table, rebuilt on each change and swapped in at once; the publish path
+// reads it without locking. Subscribers, streams and topic counters, once created, live as long
+// as the bus, so a delivery in progress never outlives what it touches.
+//
 // The transport seam: the bus talks to plugins only through Endpoint (deliver one event, run a
 // job on the subscriber's executor) and stores durable events only through storage::Database,
 // so a bridge to an external broker can replace the local fan-out without touching plugins.
@@ -81,7 +87,7 @@ class EventRecord {
 /// How the bus reaches one subscribing plugin.
 struct Endpoint {
   std::string name;
-  std::vector<std::string> patterns;
+  std::vector<std::string> patterns;  ///< empty: receives nothing (left, or subscribes to nothing)
   /// Calls the plugin's on_event; returns its status. KEEL_ERR_UNAVAILABLE means "not
   /// accepting now" (stopping): durable delivery pauses, in-memory events are dropped.
   std::function<keel_status(const EventRecord&, std::uint32_t attempt)> deliver;
@@ -93,8 +99,10 @@ struct Endpoint {
 struct Publisher {
   std::string name;
   std::vector<std::string> topics;   ///< manifest events.publishes
-  std::vector<std::string> durable;  ///< manifest events.durable
-  storage::Database* database = nullptr;  ///< the outbox's home; required when durable is non-empty
+  std::vector<std::string> durable;  ///< manifest events.durable (a subset of topics)
+  /// The outbox's home: required when durable is non-empty. With a database whose outbox holds
+  /// events, they are delivered even when nothing is durable any more; null detaches it.
+  std::shared_ptr<storage::Database> database;
 };
 
 /// Counters for metrics (issue 8 exports them).
@@ -135,12 +143,20 @@ class Bus {
   Bus(const Bus&) = delete;
   Bus& operator=(const Bus&) = delete;
 
-  // --- set-up, before start() ---
-  /// Registers a publisher; creates the outbox tables when it has durable topics. Throws
-  /// std::runtime_error (naming the plugin) if they cannot be created.
-  void add_publisher(Publisher publisher);
-  void add_subscriber(Endpoint endpoint);
-  /// Computes who receives what and accepts publishes; in-memory events queue up. Idempotent.
+  // --- membership: before start() and at run time ---
+  /// Adds a publisher or replaces its declarations; takes effect for the next publish. A topic
+  /// no longer declared is refused from then on, but what its outbox holds is still delivered.
+  /// Durable topics create the outbox tables on first use; every topic ever durable in a
+  /// database stays known there (_keel_outbox_topics), so its events are never stranded.
+  /// Throws std::runtime_error (naming the plugin) when the outbox cannot be prepared; nothing
+  /// changes then.
+  void set_publisher(Publisher publisher);
+  /// Adds a subscriber or replaces its patterns (the deliver and execute of its first
+  /// registration stay). New matches start with the events published from then on (in-memory)
+  /// and from the saved cursor (durable: a subscriber new to a publisher gets its retained
+  /// outbox); events no longer matched stop coming.
+  void set_subscriber(Endpoint endpoint);
+  /// Accepts publishes; in-memory events queue up until begin_delivery(). Idempotent.
   void start();
   /// Starts delivering (once every subscriber is started): queued events and durable backlogs.
   void begin_delivery();

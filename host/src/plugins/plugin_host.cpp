@@ -18,9 +18,11 @@
 
 #include <keel/plugin.h>
 
+#include "common/published.hpp"
 #include "common/timer_queue.hpp"
 #include "common/worker_pool.hpp"
 #include "events/bus.hpp"
+#include "events/topic.hpp"
 #include "observability/log.hpp"
 #include "observability/trace.hpp"
 #include "plugins/elf_reader.hpp"
@@ -370,7 +372,7 @@ struct Plugin {
   // drains, stops and is destroyed) while the new one serves.
   std::uint32_t generation = 1;
   std::atomic<bool> retired{false};  // replaced by a newer generation
-  bool on_bus = false;               // registered with the event bus (at start-up)
+  bool on_bus = false;               // the event bus has this generation's declarations
   bool loaded = false;               // its code was loaded (it may have been unloaded since)
   std::string sha256;                // of the file this generation was loaded from
 };
@@ -443,8 +445,10 @@ struct PluginHost::Impl {
     std::shared_ptr<const http::RouteTable> table;
     std::vector<std::shared_ptr<Plugin>> gens;
   };
-  std::atomic<std::shared_ptr<const RouteSnapshot>> routes;
-  std::atomic<std::uint64_t> routes_generation{0};  // bumped after every routes.store()
+  // A thread keeps the snapshot it last routed by (Published): no atomic reference counting on
+  // the request path. The one it keeps holds an old snapshot (and the retired generations in
+  // it, never their code: that is unloaded on its own schedule) alive until its next request.
+  Published<RouteSnapshot> routes{std::make_shared<const RouteSnapshot>()};
   void publish_routes(std::shared_ptr<const http::RouteTable> table) {
     auto snap = std::make_shared<RouteSnapshot>();
     snap->table = std::move(table);
@@ -452,15 +456,8 @@ struct PluginHost::Impl {
       std::lock_guard lock(status_mutex);
       snap->gens = plugins;
     }
-    routes.store(std::move(snap));
-    routes_generation.fetch_add(1, std::memory_order_acq_rel);
+    routes.publish(std::move(snap));
   }
-  /// The snapshot this thread routes by: reloaded only when a newer one was published (or
-  /// `fresh`), so the request path does no atomic reference counting.
-  const RouteSnapshot& snapshot_for_this_thread(bool fresh = false) const;
-  /// The snapshot this thread last loaded, without looking for a newer one.
-  const RouteSnapshot& pinned_snapshot_for_this_thread() const { return snapshot_cache(false, true); }
-  const RouteSnapshot& snapshot_cache(bool fresh, bool pinned) const;
 
   /// Lets one request, call or event delivery into generation `p`: true when it may run; the
   /// caller then holds one in_flight count until the work is done. A generation that stopped
@@ -587,6 +584,7 @@ struct PluginHost::Impl {
   void rebuild_routes();
 
   void connect_events();
+  events::Endpoint endpoint_of(Plugin& p);
   keel_status deliver_event(std::size_t index, const events::EventRecord& e, std::uint32_t attempt);
   keel_status run_handler(Plugin& p, const keel_request& req, keel_responder id, bool deferred);
   std::optional<http::Deferred> dispatch_owned(Plugin& p, std::shared_ptr<OwnedRequest> owned,
@@ -1047,6 +1045,10 @@ void PluginHost::Impl::load_and_create(Plugin& p) {
     fail(p, "manifest declares routes but the plugin has no on_request hook");
     return;
   }
+  if (!p.manifest.subscribes.empty() && p.table->on_event == nullptr) {
+    fail(p, "manifest subscribes to events but the plugin has no on_event hook");
+    return;
+  }
   set_state(p, PluginState::kLoaded);
   log->info("plugin loaded name={} version={} abi={} file={}", p.name, p.manifest.version.str(),
             p.library->abi_string(), p.file.string());
@@ -1142,45 +1144,75 @@ void PluginHost::Impl::stop_plugin(Plugin& p, bool keep_storage) {
   log->info("plugin stopped name={}", p.name);
 }
 
-// Every created plugin that publishes or subscribes joins the event bus; the bus then accepts
-// publishes (from start() on) and delivers once every plugin has started.
+namespace {
+
+// What `p` publishes, as the event bus takes it.
+events::Publisher publisher_of(const Plugin& p) {
+  return {p.name, p.manifest.publishes, p.manifest.durable, p.database};
+}
+
+// What the previous generation `old` and the next one `next` publish together: while both run
+// (the reload overlap), either may publish what it declared. A topic both declare takes the
+// next generation's durability.
+events::Publisher merged_publisher(const Plugin& old, const Plugin& next) {
+  auto out = publisher_of(next);
+  auto has = [](const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); };
+  for (const auto& t : old.manifest.publishes) {
+    if (has(out.topics, t)) continue;
+    out.topics.push_back(t);
+    if (has(old.manifest.durable, t)) out.durable.push_back(t);
+  }
+  return out;
+}
+
+}  // namespace
+
+// How the bus reaches `p`. Every delivery job of this subscriber (in-memory inbox and durable
+// streams alike) runs on one serial queue: the plugin receives one event at a time, as
+// plugin.h promises. The queue stays with the plugin across reloads (deliveries stay one at a
+// time); each delivery goes to the generation current when it runs.
+events::Endpoint PluginHost::Impl::endpoint_of(Plugin& p) {
+  if (!p.events) p.events = p.serial ? p.serial : std::make_shared<SerialQueue>(pool, cfg.server.worker_queue);
+  return {p.name, p.manifest.subscribes,
+          [this, index = p.index](const events::EventRecord& e, std::uint32_t attempt) {
+            return deliver_event(index, e, attempt);
+          },
+          [queue = p.events](std::function<void()> job) { return queue->post(std::move(job)); }};
+}
+
+// Every created plugin joins the event bus with what it publishes and subscribes to; the bus
+// then accepts publishes (from start() on) and delivers once every plugin has started.
 void PluginHost::Impl::connect_events() {
   for (auto i : order) {
     auto& p = *plugins[i];
     if (p.state != PluginState::kCreated) continue;
-    p.on_bus = true;
     try {
-      if (!p.manifest.publishes.empty())
-        bus.add_publisher({p.name, p.manifest.publishes, p.manifest.durable, p.database.get()});
+      bus.set_publisher(publisher_of(p));
     } catch (const std::exception& e) {
       fail(p, e.what());
       continue;
     }
-    if (!p.manifest.subscribes.empty() && p.table->on_event != nullptr) {
-      // Every delivery job of this subscriber (in-memory inbox and durable streams alike) runs
-      // on one serial queue: the plugin receives one event at a time, as plugin.h promises.
-      // The queue stays with the plugin across reloads (deliveries stay one at a time); each
-      // delivery goes to the generation current when it runs.
-      p.events = p.serial ? p.serial : std::make_shared<SerialQueue>(pool, cfg.server.worker_queue);
-      bus.add_subscriber({p.name, p.manifest.subscribes,
-                          [this, index = p.index](const events::EventRecord& e, std::uint32_t attempt) {
-                            return deliver_event(index, e, attempt);
-                          },
-                          [queue = p.events](std::function<void()> job) { return queue->post(std::move(job)); }});
-    }
+    if (!p.manifest.subscribes.empty()) bus.set_subscriber(endpoint_of(p));
+    p.on_bus = true;
   }
   bus.start();
 }
 
 keel_status PluginHost::Impl::deliver_event(std::size_t index, const events::EventRecord& e, std::uint32_t attempt) {
-  Plugin* pp = snapshot_for_this_thread().gens.at(index).get();
+  Plugin* pp = routes.current().gens.at(index).get();
   for (int tries = 1; !admit(*pp); ++tries) {
     if (!pp->retired.load() || tries > 3) return KEEL_ERR_UNAVAILABLE;  // stopping or disabled: the bus pauses
-    pp = snapshot_for_this_thread(/*fresh=*/true).gens.at(index).get();
+    pp = routes.current(/*fresh=*/true).gens.at(index).get();
   }
   const Admission admission(pp);
   auto& p = *pp;
-  if (p.table->on_event == nullptr) return KEEL_ERR_UNSUPPORTED;
+  // The generation current now receives what it subscribes to: an event matched by the patterns
+  // of the generation it replaced, and no longer by its own, is acknowledged, not handed over.
+  if (std::none_of(p.manifest.subscribes.begin(), p.manifest.subscribes.end(),
+                   [&](const std::string& pattern) { return events::topic_matches(pattern, e.topic()); })) {
+    p.log->debug("event skipped: not subscribed any more topic={} id={}", e.topic(), e.event_id());
+    return KEEL_OK;
+  }
   keel_event ev{};
   ev.struct_size = sizeof(keel_event);
   ev.delivery_attempt = attempt;
@@ -1524,18 +1556,7 @@ PluginHost::AdminResult PluginHost::Impl::install(const std::shared_ptr<Plugin>&
   if (!c.error.empty() || !c.manifest) return refuse(422, c.file.string() + ": " + c.error);
   const Manifest& m = *c.manifest;
   if (old && m.name != old->name) return refuse(422, file.string() + " now declares plugin '" + m.name + "'");
-  const bool has_events = !m.publishes.empty() || !m.subscribes.empty();
-  if (old && old->on_bus) {
-    if (m.publishes != old->manifest.publishes || m.durable != old->manifest.durable ||
-        m.subscribes != old->manifest.subscribes)
-      return refuse(409, "its events declarations changed; restart the host to apply them");
-  } else if (has_events) {
-    return refuse(409, "it declares events, and the event bus takes new publishers and subscribers only at start-up; "
-                       "restart the host to add it");
-  }
   const auto storage_permission = "ext:" KEEL_STORAGE_EXTENSION_ID;
-  if (old && old->on_bus && m.serialized != old->manifest.serialized)
-    return refuse(409, "its \"concurrency\" changed; restart the host to apply it");
   if (old && old->database && !has_permission(m, storage_permission))
     return refuse(409, "its storage permission was removed; restart the host to apply it");
   const auto gens = s.current_generations();
@@ -1599,9 +1620,11 @@ PluginHost::AdminResult PluginHost::Impl::install(const std::shared_ptr<Plugin>&
   next->generation = old ? old->generation + 1 : 1;
   next->dependencies = std::move(dependencies);
   s.configure(*next);
-  next->on_bus = old && old->on_bus;
   next->events = old ? old->events : nullptr;
-  if (old && old->serial && next->serial) next->serial = old->serial;  // one queue for requests and events
+  if (next->serial) {  // a serialized plugin runs one hook at a time: requests and events share its queue
+    if (old && old->serial) next->serial = old->serial;
+    else if (next->events) next->serial = next->events;
+  }
   next->database = old ? old->database : nullptr;
   next->ctx.storage = next->database.get();
   next->call_counters = old ? old->call_counters : std::shared_ptr<CallCounters[]>(new CallCounters[kMaxPlugins]());
@@ -1623,14 +1646,24 @@ PluginHost::AdminResult PluginHost::Impl::install(const std::shared_ptr<Plugin>&
     if (!old || !old->database) s.close_storage(*next);
     return refuse(422, next->reason);
   }
-  if (next->on_bus && !m.subscribes.empty() && next->table->on_event == nullptr) {
-    s.stop_plugin(*next, /*keep_storage=*/true);
-    return refuse(422, "it subscribes to events but has no on_event hook");
+  // The bus takes the new declarations before start(), which may publish. The old generation
+  // may publish what it declared until it stops: both sets count until then.
+  const bool keep_storage = old && old->database;
+  try {
+    s.bus.set_publisher(running && old->on_bus ? merged_publisher(*old, *next) : publisher_of(*next));
+  } catch (const std::exception& e) {
+    s.stop_plugin(*next, keep_storage);
+    return refuse(422, e.what());
   }
   s.start_plugin(*next, /*publish_routes=*/false);
   if (next->state != PluginState::kStarted) {
     const auto why = next->reason;
-    s.stop_plugin(*next, /*keep_storage=*/old && old->database);
+    try {  // what the bus had before (a plugin that never joined it leaves it, database and all)
+      s.bus.set_publisher(old && old->on_bus ? publisher_of(*old) : events::Publisher{m.name, {}, {}, nullptr});
+    } catch (const std::exception& e) {
+      s.log->error("event bus: cannot restore the declarations of plugin name={} error=\"{}\"", m.name, e.what());
+    }
+    s.stop_plugin(*next, keep_storage);
     return refuse(422, why);
   }
 
@@ -1645,7 +1678,10 @@ PluginHost::AdminResult PluginHost::Impl::install(const std::shared_ptr<Plugin>&
     next->reloads->last_error.clear();
   }
   s.rebuild_routes();
-  if (next->on_bus) s.bus.resume_subscriber(next->name);  // durable deliveries paused while it was stopped
+  // Subscriptions switch with the routes (a plugin that never subscribed has nothing to switch).
+  if (!m.subscribes.empty() || next->events) s.bus.set_subscriber(s.endpoint_of(*next));
+  next->on_bus = true;
+  s.bus.resume_subscriber(next->name);  // durable deliveries paused while it was stopped
   if (!running) {
     if (old) {
       old->retired.store(true);
@@ -1665,6 +1701,12 @@ PluginHost::AdminResult PluginHost::Impl::install(const std::shared_ptr<Plugin>&
   s.stop_plugin(*old, /*keep_storage=*/true);
   old->reloads->drain.observe(Clock::now() - switched);
   s.unload(old);  // no call into its code can be in flight any more: unmapped
+  try {  // only what the new generation declares from now on
+    s.bus.set_publisher(publisher_of(*next));
+  } catch (const std::exception& e) {
+    s.log->warn("event bus: topics of the retired generation stay publishable name={} error=\"{}\"", next->name,
+                e.what());
+  }
   old->reloads->succeeded.fetch_add(1, std::memory_order_relaxed);
   const auto drain_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - switched).count();
   s.log->info("plugin reloaded name={} version={} -> {} generation={} sha256={} drain_ms={}", next->name,
@@ -1854,33 +1896,8 @@ std::string PluginHost::not_ready_reason() const {
   return reason;
 }
 
-const PluginHost::Impl::RouteSnapshot& PluginHost::Impl::snapshot_for_this_thread(bool fresh) const {
-  return snapshot_cache(fresh, false);
-}
-
-const PluginHost::Impl::RouteSnapshot& PluginHost::Impl::snapshot_cache(bool fresh, bool pinned) const {
-  // Loading an atomic shared_ptr on every request costs a lock and two reference-count updates;
-  // each thread instead keeps its own reference and reloads only when the generation moved.
-  // The reference it keeps holds an old snapshot (and the retired generations in it, never
-  // their code: that is unloaded on its own schedule) alive until that thread's next request.
-  struct Cache {
-    const Impl* owner = nullptr;
-    std::uint64_t generation = 0;
-    std::shared_ptr<const RouteSnapshot> snapshot;
-  };
-  thread_local Cache cache;
-  if (pinned && cache.owner == this && cache.snapshot) return *cache.snapshot;
-  const auto generation = routes_generation.load(std::memory_order_acquire);
-  if (fresh || cache.owner != this || cache.generation != generation || !cache.snapshot) {
-    cache.snapshot = routes.load();
-    cache.generation = generation;
-    cache.owner = this;
-  }
-  return *cache.snapshot;
-}
-
 const http::RouteTable& PluginHost::route_table_for_this_thread() const {
-  return *impl_->snapshot_for_this_thread().table;
+  return *impl_->routes.current().table;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1994,7 +2011,7 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& firs
   // The snapshot `first_match` came from (route_table_for_this_thread() on this thread, with
   // nothing in between): its route indices and parameter views belong to it.
   std::shared_ptr<const Impl::RouteSnapshot> pinned;
-  Plugin* pp = s.pinned_snapshot_for_this_thread().gens.at(matched->target.owner).get();
+  Plugin* pp = s.routes.pinned().gens.at(matched->target.owner).get();
   for (int attempt = 1; !Impl::admit(*pp); ++attempt) {
     if (!pp->retired.load() || attempt > 3) {
       auto& c = *pp->route_counters.at(matched->target.route);

@@ -151,12 +151,12 @@ class PluginHost {
   /// event deliveries to it resume where they paused. Needs its dependencies started. Blocks.
   AdminResult enable(std::string_view name);
   /// Replaces a started plugin with what its file holds now, without dropping a request: the
-  /// new generation is pre-flighted (manifest, dependencies both ways, config, routes; events
-  /// declarations and the storage permission must not change), loaded from a private copy,
-  /// migrated, created and started while the old one serves; then routes, calls and event
-  /// deliveries switch to it at once, and the old generation drains (bounded by [server]
-  /// drain_timeout), stops, is destroyed and unmapped. Any failure leaves the old generation
-  /// serving (status 409/422 with the reason). Blocks: never call on an I/O thread.
+  /// new generation is pre-flighted (manifest, dependencies both ways, config, routes; a
+  /// storage permission must stay), loaded from a private copy, migrated, created and started
+  /// while the old one serves; then routes, calls, event deliveries and its events declarations
+  /// switch to it at once, and the old generation drains (bounded by [server] drain_timeout),
+  /// stops, is destroyed and unmapped. Any failure leaves the old generation serving (status
+  /// 409/422 with the reason). Blocks: never call on an I/O thread.
   AdminResult reload(std::string_view name);
   /// Brings the running plugins in line with the plugin directory: a changed file (new content
   /// hash) is reloaded, a removed one drained and stopped (unless started plugins depend on it),
