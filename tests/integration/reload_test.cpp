@@ -230,6 +230,70 @@ TEST_CASE("reload: durable events keep flowing, once each, while their subscribe
   CHECK(host.stop() == 0);
 }
 
+TEST_CASE("reload: changed events declarations apply without a restart, under load, stranding no event",
+          "[reload][events]") {
+  KeelHost host(reload_options({fixture("events_pub"), fixture("events_sub")}));
+  const auto pub_file = host.plugin_dir() / "events_pub.so";
+  const auto sub_file = host.plugin_dir() / "events_sub.so";
+  auto count = [&](const std::string& topic) { return body_of(host, "/api/events_sub/count?topic=" + topic); };
+  auto post = [&](const std::string& path) {
+    const auto r = simple_request(host.port(), "POST", path);
+    return r ? r->status : 0;
+  };
+  auto admin = [&](const std::string& action) {
+    const auto r = simple_request(host.port(), "POST", "/admin/plugins/events_sub/" + action, {}, kBearer);
+    return r ? r->status : 0;
+  };
+  // Durable events all along, from another thread: every publish succeeds and each event
+  // arrives once, whatever is reloaded meanwhile.
+  std::atomic<bool> stop{false};
+  std::atomic<int> published{0}, failed{0};
+  std::thread publisher([&] {
+    while (!stop.load()) {
+      const auto r = simple_request(host.port(), "POST", "/api/events_pub/durable/5", "p" + std::to_string(published.load()));
+      (r && r->status == 200 ? published : failed) += r && r->status == 200 ? 5 : 1;
+    }
+  });
+
+  // demo.other.deep is not matched by demo.*; the subscriber's next build subscribes to demo.#.
+  REQUIRE(post("/api/events_pub/deep") == 200);
+  deploy(fixture("events_sub_wide"), sub_file);
+  REQUIRE(reload(host, "events_sub").first == 200);
+  REQUIRE(post("/api/events_pub/deep") == 200);
+  CHECK(eventually([&] { return count("demo.other.deep") == "1"; }));
+
+  // The publisher's next build declares a new durable topic, and it flows at once.
+  CHECK(post("/api/events_pub/extra/3") == 404);
+  deploy(fixture("events_pub_v2"), pub_file);
+  const auto [v2_status, v2_body] = reload(host, "events_pub");
+  INFO(v2_body.dump());
+  REQUIRE(v2_status == 200);
+  REQUIRE(post("/api/events_pub/extra/3") == 200);
+  CHECK(eventually([&] { return count("demo.extra") == "3"; }));
+
+  // Events committed on demo.extra while the subscriber is away, then a build without the
+  // topic: they are still delivered when the subscriber comes back.
+  REQUIRE(admin("disable") == 200);
+  REQUIRE(post("/api/events_pub/extra/2") == 200);
+  deploy(fixture("events_pub"), pub_file);
+  REQUIRE(reload(host, "events_pub").first == 200);
+  CHECK(post("/api/events_pub/extra/1") == 404);
+  REQUIRE(admin("enable") == 200);
+  CHECK(eventually([&] { return count("demo.extra") == "5"; }));
+
+  stop = true;
+  publisher.join();
+  CHECK(failed.load() == 0);
+  CHECK(published.load() > 0);
+  CHECK(eventually([&] { return count("demo.durable") == std::to_string(published.load()); }));
+  CHECK(count("demo.other.deep") == "1");  // the first one was published before the subscription
+  const auto dup = simple_request(host.port(), "GET", "/api/events_sub/duplicates");
+  REQUIRE(dup);
+  CHECK(dup->body.starts_with("received_duplicates=0 "));
+  CHECK(plugin_entry(host, "events_pub")["generation"] == 3);
+  CHECK(host.stop() == 0);
+}
+
 TEST_CASE("reload: a dependency reloads under its dependent's load, and a version outside its range is refused",
           "[reload]") {
   KeelHost host(reload_options({fixture("no_op"), fixture("caller")}));
@@ -284,9 +348,17 @@ TEST_CASE("reload: the watched plugin directory starts, reloads and stops plugin
   deploy(fixture("no_op"), host.plugin_dir() / "no_op.so");  // a plugin the host has not seen
   CHECK(eventually([&] { return body_of(host, "/api/no_op/ping") == "pong"; }));
 
-  deploy(fixture("events_sub"), host.plugin_dir() / "events_sub.so");  // events: only at start-up
-  CHECK(eventually([&] { return host.process().output().find("restart the host to add it") != std::string::npos; }));
-  CHECK(body_of(host, "/api/events_sub/count") == "status 404");
+  // Plugins with events join the bus at run time: a subscriber, then a publisher it hears.
+  deploy(fixture("events_sub"), host.plugin_dir() / "events_sub.so");
+  CHECK(eventually([&] { return body_of(host, "/api/events_sub/count") == "0"; }));
+  deploy(fixture("events_pub"), host.plugin_dir() / "events_pub.so");
+  CHECK(eventually([&] {
+    const auto r = simple_request(host.port(), "POST", "/api/events_pub/durable/3", "new");
+    return r && r->status == 200;
+  }));
+  CHECK(eventually([&] { return body_of(host, "/api/events_sub/count?topic=demo.durable") == "3"; }));
+  REQUIRE(simple_request(host.port(), "POST", "/api/events_pub/memory/2")->status == 200);
+  CHECK(eventually([&] { return body_of(host, "/api/events_sub/count?topic=demo.memory") == "2"; }));
 
   CHECK(kill(host.process().pid(), SIGHUP) == 0);  // SIGHUP: the same pass, on demand
   CHECK(host.process().wait_for_output("SIGHUP: configuration ", std::chrono::seconds(5)));
