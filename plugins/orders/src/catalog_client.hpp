@@ -80,15 +80,16 @@ namespace detail {
   return out;
 }
 
-/// The "error" object of a Keel error body, if `body` is one.
+/// The "error" object of a Keel error body, if `body` is one, with its members in catalog's
+/// order (code, message, field, ...): it is passed on to the client as it is.
 [[nodiscard]] inline std::optional<Json> parse_error(std::string_view body) {
-  const auto parsed = json::parse_object(body);
-  if (!parsed.value) return std::nullopt;
-  const auto error = parsed.value->find("error");
-  if (error == parsed.value->end() || !error->is_object()) return std::nullopt;
+  Json parsed = Json::parse(body, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_object()) return std::nullopt;
+  const auto error = parsed.find("error");
+  if (error == parsed.end() || !error->is_object()) return std::nullopt;
   const auto code = error->find("code");
   if (code == error->end() || !code->is_string()) return std::nullopt;
-  return Json(*error);
+  return std::move(*error);
 }
 
 }  // namespace detail

@@ -55,7 +55,6 @@ enum class Action { kPay, kShip, kCancel };
 
 /// What an action does: the status it leads to, the statuses it is allowed from, its topic.
 struct Transition {
-  std::string_view verb;  ///< "pay", for messages
   OrderStatus to;
   std::array<std::optional<OrderStatus>, 2> from;
   std::string_view topic;
@@ -66,12 +65,12 @@ struct Transition {
 /// or rejected order) is refused with 409.
 [[nodiscard]] constexpr Transition transition(Action a) noexcept {
   switch (a) {
-    case Action::kPay: return {"pay", OrderStatus::kPaid, {OrderStatus::kPlaced, std::nullopt}, "orders.paid"};
-    case Action::kShip: return {"ship", OrderStatus::kShipped, {OrderStatus::kPaid, std::nullopt}, "orders.shipped"};
+    case Action::kPay: return {OrderStatus::kPaid, {OrderStatus::kPlaced, std::nullopt}, "orders.paid"};
+    case Action::kShip: return {OrderStatus::kShipped, {OrderStatus::kPaid, std::nullopt}, "orders.shipped"};
     case Action::kCancel:
-      return {"cancel", OrderStatus::kCancelled, {OrderStatus::kPlaced, OrderStatus::kPaid}, "orders.cancelled"};
+      return {OrderStatus::kCancelled, {OrderStatus::kPlaced, OrderStatus::kPaid}, "orders.cancelled"};
   }
-  return {"", OrderStatus::kPending, {}, ""};
+  return {OrderStatus::kPending, {}, ""};
 }
 
 /// True when `t` may start from `from`.
@@ -80,6 +79,17 @@ struct Transition {
     if (s == from) return true;
   }
   return false;
+}
+
+/// The statuses `t` starts from, for messages: "placed" or "placed or paid".
+[[nodiscard]] inline std::string sources(const Transition& t) {
+  std::string out;
+  for (const auto& s : t.from) {
+    if (!s) continue;
+    if (!out.empty()) out += " or ";
+    out += status_name(*s);
+  }
+  return out;
 }
 
 /// One line of an order. The price members are null until the order is placed: they are

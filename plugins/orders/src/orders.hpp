@@ -394,8 +394,8 @@ class OrdersPlugin final : public keel::sdk::Plugin {
     const OrderStatus from = order->status;
     if (!allowed(t, from)) {
       ApiError e = ApiError::make(409, "invalid_transition",
-                                  "order " + std::to_string(*id) + " is " + std::string{status_name(from)} +
-                                      "; it cannot " + std::string{t.verb} + " from there");
+                                  "order " + std::to_string(*id) + " is " + std::string{status_name(from)} + "; only " +
+                                      sources(t) + " orders can be " + std::string{status_name(t.to)});
       e.error["order_status"] = status_name(from);
       return res.json(409, e.body());
     }

@@ -403,6 +403,7 @@ TEST_CASE("orders passes catalog's refusal through and records the order as reje
     CHECK(a.json["error"]["product_id"] == tee);
     CHECK(a.json["error"]["available"] == 1);
     CHECK(a.json["error"]["requested"] == 2);
+    CHECK(a.body.rfind(R"({"error":{"code":"insufficient_stock","message":"product 2 (sku TEE-1) has 1 in stock)", 0) == 0);
     const auto order = shop.get("1");
     CHECK(order.json["status"] == "rejected");
     CHECK(order.json["rejection"] == a.json["error"]);
@@ -633,11 +634,13 @@ TEST_CASE("orders moves an order placed -> paid -> shipped and refuses every oth
   const auto twice = shop.act(orders::kPay, "1");
   check_error(twice, 409, "invalid_transition");
   CHECK(twice.json["error"]["order_status"] == "paid");
-  CHECK(twice.json["error"]["message"] == "order 1 is paid; it cannot pay from there");
+  CHECK(twice.json["error"]["message"] == "order 1 is paid; only placed orders can be paid");
   const auto shipped = shop.act(orders::kShip, "1", "{}");
   REQUIRE(shipped.status == 200);
   CHECK(shipped.json["status"] == "shipped");
-  check_error(shop.act(orders::kCancel, "1"), 409, "invalid_transition");
+  const auto late_cancel = shop.act(orders::kCancel, "1");
+  check_error(late_cancel, 409, "invalid_transition");
+  CHECK(late_cancel.json["error"]["message"] == "order 1 is shipped; only placed or paid orders can be cancelled");
   check_error(shop.act(orders::kShip, "1"), 409, "invalid_transition");
   check_error(shop.act(orders::kPay, "1"), 409, "invalid_transition");
   CHECK(shop.get("1").json == shipped.json);
