@@ -1,0 +1,365 @@
+// The example shop end to end: the real keel binary loading catalog.so, orders.so and
+// notifications.so from the build, real HTTP on loopback, each plugin's SQLite database in
+// data_dir. (1) the whole flow: products, an order placed, retried with its Idempotency-Key,
+// paid, shipped, refused transitions, a cancellation giving stock back, the notifications;
+// (2) kill -9 while clients place and pay orders, restart on the same data_dir: every order a
+// client got 201 for is there with its notifications, once each, and no pending order or lost
+// stock is left; (3) many concurrent orders for little stock never oversell; (4) concurrent
+// requests with one Idempotency-Key make one order.
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "eventually.hpp"
+#include "keel_host.hpp"
+#include "raw_client.hpp"
+
+using keel::test::eventually;
+using keel::test::example_plugin;
+using keel::test::HostOptions;
+using keel::test::KeelHost;
+using keel::test::simple_request;
+using keel::test::with_plugins;
+using Json = nlohmann::json;
+
+namespace {
+
+struct Answer {
+  int status = 0;  // 0: no response (connection refused or closed)
+  std::string body;
+  Json json;
+  std::string location;
+  std::string replayed;
+};
+
+/// One request; `key` adds an Idempotency-Key header. Safe to call from client threads (no
+/// Catch assertions): a missing or non-JSON answer is returned as it is.
+Answer http(std::uint16_t port, std::string_view method, std::string_view path, std::string_view body = {},
+            const std::string& key = {}) {
+  std::string headers;
+  if (!body.empty()) headers += "Content-Type: application/json\r\n";
+  if (!key.empty()) headers += "Idempotency-Key: " + key + "\r\n";
+  const auto r = simple_request(port, method, path, body, headers);
+  if (!r) return {};
+  Answer a{r->status, r->body, {}, r->header("Location"), r->header("Idempotent-Replayed")};
+  if (!r->body.empty()) a.json = Json::parse(r->body, nullptr, false);
+  return a;
+}
+
+HostOptions shop() {
+  return with_plugins({example_plugin("catalog"), example_plugin("orders"), example_plugin("notifications")});
+}
+
+std::int64_t create_product(std::uint16_t port, const std::string& sku, std::int64_t price, std::int64_t stock) {
+  const Json body{{"sku", sku}, {"name", "Product " + sku}, {"price_cents", price}, {"currency", "EUR"}, {"stock", stock}};
+  const auto a = http(port, "POST", "/api/catalog/products", body.dump());
+  INFO(a.body);
+  REQUIRE(a.status == 201);
+  return a.json["id"].get<std::int64_t>();
+}
+
+std::int64_t stock_of(std::uint16_t port, std::int64_t product) {
+  const auto a = http(port, "GET", "/api/catalog/products/" + std::to_string(product));
+  REQUIRE(a.status == 200);
+  return a.json["stock"].get<std::int64_t>();
+}
+
+std::string order_body(std::vector<std::pair<std::int64_t, std::int64_t>> lines) {
+  Json items = Json::array();
+  for (const auto& [product, quantity] : lines) items.push_back({{"product_id", product}, {"quantity", quantity}});
+  return Json{{"items", items}}.dump();
+}
+
+/// Every item of a paged list, following next_cursor (bounded: 1000 pages).
+Json all_pages(std::uint16_t port, const std::string& path) {
+  Json items = Json::array();
+  std::string cursor;
+  for (int page = 0; page < 1000; ++page) {
+    const auto sep = path.find('?') == std::string::npos ? "?" : "&";
+    const auto a = http(port, "GET", path + sep + "limit=100" + (cursor.empty() ? "" : "&cursor=" + cursor));
+    REQUIRE(a.status == 200);
+    for (const auto& item : a.json["items"]) items.push_back(item);
+    if (a.json["next_cursor"].is_null()) return items;
+    cursor = a.json["next_cursor"].get<std::string>();
+  }
+  FAIL("more than 1000 pages at " << path);
+  return items;
+}
+
+std::vector<std::string> statuses_of(const Json& notifications) {
+  std::vector<std::string> out;
+  for (const auto& n : notifications) out.push_back(n["status"].get<std::string>());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("shop over HTTP: place an order, retry it, pay, ship, cancel another, read the notifications", "[shop]") {
+  KeelHost host(shop());
+  const auto port = host.port();
+  const auto mug = create_product(port, "MUG-1", 1250, 5);
+  const auto tee = create_product(port, "TEE-1", 1999, 2);
+
+  const std::string body = order_body({{mug, 2}, {tee, 1}});
+  const auto placed = http(port, "POST", "/api/orders/orders", body, "order-key-1");
+  INFO(placed.body);
+  REQUIRE(placed.status == 201);
+  CHECK(placed.location == "/api/orders/orders/1");
+  CHECK(placed.json["status"] == "placed");
+  CHECK(placed.json["total_cents"] == 2 * 1250 + 1999);
+  CHECK(placed.json["currency"] == "EUR");
+  CHECK(placed.json["lines"][0]["unit_price_cents"] == 1250);
+  CHECK(placed.json["lines"][1]["line_total_cents"] == 1999);
+  CHECK(stock_of(port, mug) == 3);
+  CHECK(stock_of(port, tee) == 1);
+
+  // A retry with the key is the same order, reserved once; other items with it are refused.
+  const auto retried = http(port, "POST", "/api/orders/orders", body, "order-key-1");
+  CHECK(retried.status == 201);
+  CHECK(retried.replayed == "true");
+  CHECK(retried.json == placed.json);
+  CHECK(stock_of(port, mug) == 3);
+  CHECK(http(port, "POST", "/api/orders/orders", order_body({{mug, 1}}), "order-key-1").json["error"]["code"] ==
+        "idempotency_key_reused");
+  CHECK(http(port, "GET", "/api/orders/orders/1").json == placed.json);
+
+  const auto paid = http(port, "POST", "/api/orders/orders/1/pay");
+  REQUIRE(paid.status == 200);
+  CHECK(paid.json["status"] == "paid");
+  const auto twice = http(port, "POST", "/api/orders/orders/1/pay");
+  CHECK(twice.status == 409);
+  CHECK(twice.json["error"]["code"] == "invalid_transition");
+  REQUIRE(http(port, "POST", "/api/orders/orders/1/ship").json["status"] == "shipped");
+  CHECK(http(port, "POST", "/api/orders/orders/1/cancel").status == 409);
+
+  // Refusals: catalog's error passed through, the order recorded as rejected.
+  const auto short_stock = http(port, "POST", "/api/orders/orders", order_body({{tee, 2}}));
+  CHECK(short_stock.status == 409);
+  CHECK(short_stock.json["error"]["code"] == "insufficient_stock");
+  CHECK(short_stock.json["error"]["field"] == "items[0].quantity");
+  const auto unknown = http(port, "POST", "/api/orders/orders", order_body({{99, 1}}));
+  CHECK(unknown.status == 404);
+  CHECK(unknown.json["error"]["code"] == "product_not_found");
+  const auto invalid = http(port, "POST", "/api/orders/orders", R"({"items":[{"product_id":1,"quantity":0}]})");
+  CHECK(invalid.status == 422);
+  CHECK(invalid.json["error"]["field"] == "items[0].quantity");
+  CHECK(http(port, "POST", "/api/orders/orders", "{oops").status == 400);
+
+  // Cancelling gives the stock back.
+  const auto second = http(port, "POST", "/api/orders/orders", order_body({{mug, 3}}));
+  REQUIRE(second.status == 201);
+  const auto second_id = second.json["id"].get<std::int64_t>();
+  CHECK(stock_of(port, mug) == 0);
+  const auto cancelled = http(port, "POST", "/api/orders/orders/" + std::to_string(second_id) + "/cancel");
+  REQUIRE(cancelled.status == 200);
+  CHECK(cancelled.json["status"] == "cancelled");
+  CHECK(stock_of(port, mug) == 3);
+
+  const auto orders = all_pages(port, "/api/orders/orders");
+  REQUIRE(orders.size() == 4);
+  CHECK(orders[0]["status"] == "shipped");
+  CHECK(orders[1]["status"] == "rejected");
+  CHECK(orders[2]["status"] == "rejected");
+  CHECK(orders[3]["status"] == "cancelled");
+  CHECK(all_pages(port, "/api/orders/orders?status=rejected").size() == 2);
+
+  // The events reach notifications asynchronously, in commit order per order.
+  Json first_notes;
+  CHECK(eventually([&] {
+    first_notes = all_pages(port, "/api/notifications/notifications?order_id=1");
+    return first_notes.size() >= 3;
+  }));
+  CHECK(statuses_of(first_notes) == std::vector<std::string>{"placed", "paid", "shipped"});
+  CHECK(first_notes[0]["message"] == "Order 1 has been placed.");
+  CHECK(first_notes[0]["total_cents"] == 4499);
+  CHECK(eventually([&] {
+    return statuses_of(all_pages(port, "/api/notifications/notifications?order_id=" + std::to_string(second_id))) ==
+           std::vector<std::string>{"placed", "cancelled"};
+  }));
+  CHECK(all_pages(port, "/api/notifications/notifications?order_id=2").empty());  // rejected: no event
+  CHECK(http(port, "GET", "/api/notifications/notifications?order_id=x").status == 422);
+
+  // Both new plugins document their routes.
+  const auto doc = http(port, "GET", "/openapi.json").json;
+  CHECK(doc["paths"]["/api/orders/orders"]["post"]["responses"].contains("409"));
+  CHECK(doc["paths"]["/api/orders/orders/{id}/cancel"].contains("post"));
+  CHECK(doc["paths"]["/api/notifications/notifications"]["get"]["parameters"].size() == 3);
+}
+
+TEST_CASE("shop survives kill -9: every order a client got 201 for is there with its notifications, once", "[shop]") {
+  keel::test::TempDir data;
+  auto options = shop();
+  options.data_dir = data.path();
+  constexpr std::int64_t kInitialStock = 100000;
+  std::int64_t mug = 0;
+
+  std::mutex mutex;
+  std::map<std::int64_t, std::int64_t> acknowledged;  // order id -> quantity, for every 201
+  std::set<std::int64_t> paid;                        // orders whose pay answered 200
+  {
+    KeelHost host(options);
+    const auto port = host.port();
+    mug = create_product(port, "MUG-1", 100, kInitialStock);
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 4; ++c) {
+      clients.emplace_back([&, c] {
+        for (int n = 0; !stop.load(); ++n) {
+          const std::int64_t quantity = 1 + (n + c) % 3;
+          const auto a = http(port, "POST", "/api/orders/orders", order_body({{mug, quantity}}),
+                              "client-" + std::to_string(c) + "-" + std::to_string(n));
+          if (a.status != 201) return;  // the host is gone
+          const auto id = a.json["id"].get<std::int64_t>();
+          {
+            std::lock_guard lock{mutex};
+            acknowledged[id] = quantity;
+          }
+          if (n % 2 == 0) {
+            if (http(port, "POST", "/api/orders/orders/" + std::to_string(id) + "/pay").status != 200) return;
+            std::lock_guard lock{mutex};
+            paid.insert(id);
+          }
+        }
+      });
+    }
+    // Kill while the clients are still placing and paying, before reading any notification.
+    const bool enough = eventually([&] {
+      std::lock_guard lock{mutex};
+      return acknowledged.size() >= 40;
+    }, std::chrono::seconds(60));
+    host.process().signal(SIGKILL);
+    CHECK(host.process().wait(std::chrono::seconds(10)) == 128 + SIGKILL);
+    stop = true;
+    for (auto& t : clients) t.join();
+    REQUIRE(enough);
+  }
+
+  KeelHost again(options);
+  const auto port = again.port();
+  for (const auto& [id, quantity] : acknowledged) {
+    INFO("order " << id);
+    const auto a = http(port, "GET", "/api/orders/orders/" + std::to_string(id));
+    REQUIRE(a.status == 200);
+    const auto status = a.json["status"].get<std::string>();
+    // A pay that committed before the kill may not have reached the client.
+    CHECK((paid.count(id) != 0 ? status == "paid" : (status == "placed" || status == "paid")));
+    CHECK(a.json["lines"][0]["quantity"] == quantity);
+  }
+  // Orders the kill interrupted between their steps are resolved by recovery at start.
+  CHECK(eventually([&] { return all_pages(port, "/api/orders/orders?status=pending").empty(); }, std::chrono::seconds(20)));
+
+  // Every placed order has exactly one notification per status it went through; no event id twice.
+  const auto orders = all_pages(port, "/api/orders/orders");
+  std::map<std::int64_t, std::vector<std::string>> expected;
+  std::int64_t reserved = 0;
+  for (const auto& o : orders) {
+    const auto status = o["status"].get<std::string>();
+    if (status == "rejected") continue;
+    REQUIRE((status == "placed" || status == "paid"));
+    expected[o["id"].get<std::int64_t>()] =
+        status == "paid" ? std::vector<std::string>{"placed", "paid"} : std::vector<std::string>{"placed"};
+    reserved += o["lines"][0]["quantity"].get<std::int64_t>();
+  }
+  CHECK(expected.size() >= acknowledged.size());
+  Json notes;
+  const auto complete = [&] {
+    notes = all_pages(port, "/api/notifications/notifications");
+    std::map<std::int64_t, std::vector<std::string>> seen;
+    for (const auto& n : notes) seen[n["order_id"].get<std::int64_t>()].push_back(n["status"].get<std::string>());
+    return seen == expected;
+  };
+  CHECK(eventually(complete, std::chrono::seconds(30)));
+  std::set<std::string> event_ids;
+  for (const auto& n : notes) event_ids.insert(n["event_id"].get<std::string>());
+  CHECK(event_ids.size() == notes.size());
+
+  // No stock lost or created: what catalog gave out is what the placed orders hold.
+  CHECK(stock_of(port, mug) + reserved == kInitialStock);
+}
+
+TEST_CASE("shop never oversells: 40 concurrent orders for 5 in stock place exactly 5", "[shop]") {
+  KeelHost host(shop());
+  const auto port = host.port();
+  constexpr int kStock = 5;
+  constexpr int kThreads = 8;
+  constexpr int kOrdersPerThread = 5;
+  const auto mug = create_product(port, "MUG-1", 1250, kStock);
+
+  std::mutex mutex;
+  std::vector<Answer> answers;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kThreads; ++c) {
+    clients.emplace_back([&] {
+      for (int n = 0; n < kOrdersPerThread; ++n) {
+        auto a = http(port, "POST", "/api/orders/orders", order_body({{mug, 1}}));
+        std::lock_guard lock{mutex};
+        answers.push_back(std::move(a));
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+
+  REQUIRE(answers.size() == kThreads * kOrdersPerThread);
+  int placed = 0;
+  int refused = 0;
+  std::set<std::int64_t> ids;
+  for (const auto& a : answers) {
+    INFO(a.status << " " << a.body);
+    if (a.status == 201) {
+      ++placed;
+      ids.insert(a.json["id"].get<std::int64_t>());
+    } else {
+      CHECK(a.status == 409);
+      CHECK(a.json["error"]["code"] == "insufficient_stock");
+      ++refused;
+    }
+  }
+  CHECK(placed == kStock);
+  CHECK(refused == kThreads * kOrdersPerThread - kStock);
+  CHECK(ids.size() == static_cast<std::size_t>(kStock));
+  CHECK(stock_of(port, mug) == 0);
+  std::int64_t quantity = 0;
+  for (const auto& o : all_pages(port, "/api/orders/orders?status=placed")) quantity += o["lines"][0]["quantity"].get<std::int64_t>();
+  CHECK(quantity == kStock);
+  CHECK(all_pages(port, "/api/orders/orders?status=rejected").size() == static_cast<std::size_t>(refused));
+  CHECK(all_pages(port, "/api/orders/orders?status=pending").empty());
+}
+
+TEST_CASE("shop makes one order of concurrent requests with one Idempotency-Key", "[shop]") {
+  KeelHost host(shop());
+  const auto port = host.port();
+  const auto mug = create_product(port, "MUG-1", 1250, 10);
+  std::mutex mutex;
+  std::vector<Answer> answers;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([&] {
+      auto a = http(port, "POST", "/api/orders/orders", order_body({{mug, 2}}), "one-key");
+      std::lock_guard lock{mutex};
+      answers.push_back(std::move(a));
+    });
+  }
+  for (auto& t : clients) t.join();
+  int replayed = 0;
+  for (const auto& a : answers) {
+    INFO(a.body);
+    CHECK(a.status == 201);
+    CHECK(a.json["id"] == 1);
+    replayed += a.replayed == "true" ? 1 : 0;
+  }
+  CHECK(replayed == 7);
+  CHECK(all_pages(port, "/api/orders/orders").size() == 1);
+  CHECK(stock_of(port, mug) == 8);
+}
