@@ -115,7 +115,7 @@ namespace detail {
     return {Kind::kFailed, {}, ApiError::make(502, "catalog_error", "catalog answered a reservation orders cannot read")};
   }
   const auto error = detail::parse_error(body);
-  const std::string code = error ? (*error)["code"].get<std::string>() : std::string{};
+  const std::string code = error ? error->value("code", std::string{}) : std::string{};
   // catalog reserves all lines or none: these answers hold no stock, so the order is rejected
   // with catalog's own error (code, message, field, product).
   if ((http == 404 && code == "product_not_found") || (http == 409 && code == "insufficient_stock")) {

@@ -132,6 +132,8 @@ struct ApiError {
     if (!field.empty()) e.error["field"] = field;
     return e;
   }
+  /// The error's code, e.g. "insufficient_stock".
+  [[nodiscard]] std::string code() const { return error.value("code", std::string{}); }
   /// The response body.
   [[nodiscard]] std::string body() const { return json::dump(Json{{"error", error}}); }
 };

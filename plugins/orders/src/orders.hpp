@@ -109,21 +109,20 @@ class OrdersPlugin final : public keel::sdk::Plugin {
 
   // --- answers ------------------------------------------------------------------------------
 
-  static Status answer(const Waiter& w, int http, const std::string& body, const std::string& location = {}) {
-    if (!w.responder.valid()) return {};
+  static void answer(const Waiter& w, int http, const std::string& body, const std::string& location = {}) {
+    if (!w.responder.valid()) return;
     std::array<keel::sdk::Header, 2> headers{};
     std::size_t n = 0;
     if (!location.empty()) headers[n++] = {"location", location};
     if (w.replayed) headers[n++] = {"idempotent-replayed", "true"};
     // If the client is gone the host refuses the response; there is no one left to tell.
     static_cast<void>(w.responder.json(http, body, std::span<const keel::sdk::Header>{headers.data(), n}));
-    return {};
   }
-  static Status answer_order(const Waiter& w, int http, const Order& o) {
+  static void answer_order(const Waiter& w, int http, const Order& o) {
     const std::string location = w.location_base.empty() ? std::string{} : w.location_base + "/" + std::to_string(o.id);
     return answer(w, http, json::dump(order_json(o)), location);
   }
-  static Status answer_error(const Waiter& w, const ApiError& e) { return answer(w, e.http, e.body()); }
+  static void answer_error(const Waiter& w, const ApiError& e) { answer(w, e.http, e.body()); }
   /// The answer a rejected order was refused with, again.
   static ApiError stored_rejection(const Order& o) {
     Json error = Json::parse(o.rejection.value_or("{}"), nullptr, false);
@@ -142,9 +141,9 @@ class OrdersPlugin final : public keel::sdk::Plugin {
   }
 
   /// A storage failure inside a call completion, where no handler can return it to the host.
-  Status storage_failed(const Waiter& w, std::int64_t id, const Status& st) const {
+  void storage_failed(const Waiter& w, std::int64_t id, const Status& st) const {
     host_.warn("order storage failed order=" + std::to_string(id) + " status=" + st.to_string() + " req=" + w.req_id);
-    return answer_error(w, ApiError::make(503, "storage_unavailable", "orders could not record the change; retry"));
+    answer_error(w, ApiError::make(503, "storage_unavailable", "orders could not record the change; retry"));
   }
 
   // --- POST /orders -------------------------------------------------------------------------
@@ -200,15 +199,17 @@ class OrdersPlugin final : public keel::sdk::Plugin {
     }
     if (!same) {
       waiter->replayed = false;
-      return answer_error(*waiter, ApiError::make(422, "idempotency_key_reused",
-                                                  "this Idempotency-Key was used for order " + std::to_string(id) +
-                                                      " with other items; use a new key for a new order"));
+      answer_error(*waiter, ApiError::make(422, "idempotency_key_reused",
+                                           "this Idempotency-Key was used for order " + std::to_string(id) +
+                                               " with other items; use a new key for a new order"));
+      return {};
     }
     switch (order->status) {
-      case OrderStatus::kPending: reserve(waiter, id, order->reservation_id, order->lines); return {};
-      case OrderStatus::kRejected: return answer_error(*waiter, stored_rejection(*order));
-      default: return answer_order(*waiter, 201, *order);
+      case OrderStatus::kPending: reserve(waiter, id, order->reservation_id, order->lines); break;
+      case OrderStatus::kRejected: answer_error(*waiter, stored_rejection(*order)); break;
+      default: answer_order(*waiter, 201, *order); break;
     }
+    return {};
   }
 
   /// Step (2): asks catalog to reserve the order's stock; step (3) runs in the completion.
@@ -237,72 +238,87 @@ class OrdersPlugin final : public keel::sdk::Plugin {
                 const ReserveOutcome& outcome) {
     switch (outcome.kind) {
       case ReserveOutcome::Kind::kReserved:
-        static_cast<void>(finish_reserved(w, id, reservation_id, requested, outcome.lines));
+        finish_reserved(w, id, reservation_id, requested, outcome.lines);
         return;
-      case ReserveOutcome::Kind::kRefused: static_cast<void>(finish_refused(w, id, outcome.error)); return;
+      case ReserveOutcome::Kind::kRefused: finish_refused(w, id, outcome.error); return;
       case ReserveOutcome::Kind::kFailed:
         host_.warn("order reservation failed, order stays pending order=" + std::to_string(id) +
-                   " code=" + outcome.error.error["code"].get<std::string>() + " req=" + w->req_id);
-        static_cast<void>(answer_error(*w, outcome.error));
+                   " code=" + outcome.error.code() + " req=" + w->req_id);
+        answer_error(*w, outcome.error);
         return;
     }
   }
 
   /// Step (3) when catalog reserved the stock: placed (with orders.placed) if the order is
   /// still pending and its lines form one order; otherwise the reservation is given back.
-  Status finish_reserved(const WaiterPtr& waiter, std::int64_t id, const std::string& reservation_id,
-                         const std::vector<Line>& requested, const std::vector<ReservedLine>& reserved_lines) {
+  void finish_reserved(const WaiterPtr& waiter, std::int64_t id, const std::string& reservation_id,
+                       const std::vector<Line>& requested, const std::vector<ReservedLine>& reserved_lines) {
     const Waiter& w = *waiter;
     const Priced priced = price(requested, reserved_lines);
-    auto tx = db_.begin();
-    if (!tx) return storage_failed(w, id, tx.status());
-    std::optional<Order> order;
-    if (const Status st = store::load(*tx, id, order); !st.ok() || !order) return storage_failed(w, id, st);
-    if (order->status == OrderStatus::kPending && !priced.error) {
-      Status st = store::place(*tx, id, priced);
-      if (st.ok()) st = store::load(*tx, id, order);
-      if (st.ok()) st = tx->publish("orders.placed", event_payload(*order, OrderStatus::kPending));
-      if (st.ok()) st = tx->commit();
-      if (!st.ok()) return storage_failed(w, id, st);
+    auto opened = open_order(w, id);
+    if (!opened) return;
+    auto& [tx, order] = *opened;
+    if (order.status == OrderStatus::kPending && !priced.error) {
+      std::optional<Order> placed;
+      Status st = store::place(tx, id, priced);
+      if (st.ok()) st = store::load(tx, id, placed);
+      if (st.ok() && placed) st = tx.publish("orders.placed", event_payload(*placed, OrderStatus::kPending));
+      if (st.ok()) st = tx.commit();
+      if (!st.ok() || !placed) return storage_failed(w, id, st);
       host_.debug("order placed order=" + std::to_string(id) + " total_cents=" + std::to_string(priced.total_cents) +
                   " req=" + w.req_id);
-      return answer_order(w, 201, *order);
+      return answer_order(w, 201, *placed);
     }
     ApiError rejection;
-    if (order->status == OrderStatus::kPending) {  // catalog reserved lines that cannot form one order
+    if (order.status == OrderStatus::kPending) {  // catalog reserved lines that cannot form one order
       rejection = *priced.error;
-      if (const Status st = store::reject(*tx, id, rejection, true); !st.ok()) return storage_failed(w, id, st);
-    } else if (order->status == OrderStatus::kRejected) {
+      if (const Status st = store::reject(tx, id, rejection, true); !st.ok()) return storage_failed(w, id, st);
+    } else if (order.status == OrderStatus::kRejected) {
       // Another attempt was refused and rejected the order before this one got the stock.
-      rejection = stored_rejection(*order);
-      if (const Status st = store::set_release_due(*tx, id, true); !st.ok()) return storage_failed(w, id, st);
+      rejection = stored_rejection(order);
+      if (const Status st = store::set_release_due(tx, id, true); !st.ok()) return storage_failed(w, id, st);
     } else {
-      return answer_order(w, 201, *order);  // another attempt placed it
+      return answer_order(w, 201, order);  // another attempt placed it
     }
-    if (const Status st = tx->commit(); !st.ok()) return storage_failed(w, id, st);
-    release(id, reservation_id, w.req_id, [waiter, rejection] { static_cast<void>(answer_error(*waiter, rejection)); });
-    return {};
+    if (const Status st = tx.commit(); !st.ok()) return storage_failed(w, id, st);
+    release(id, reservation_id, w.req_id, [waiter, rejection] { answer_error(*waiter, rejection); });
   }
 
   /// Step (3) when catalog refused: rejected with catalog's answer, kept for idempotent retries.
-  Status finish_refused(const WaiterPtr& waiter, std::int64_t id, const ApiError& error) {
+  void finish_refused(const WaiterPtr& waiter, std::int64_t id, const ApiError& error) {
     const Waiter& w = *waiter;
-    auto tx = db_.begin();
-    if (!tx) return storage_failed(w, id, tx.status());
-    std::optional<Order> order;
-    if (const Status st = store::load(*tx, id, order); !st.ok() || !order) return storage_failed(w, id, st);
-    switch (order->status) {
+    auto opened = open_order(w, id);
+    if (!opened) return;
+    auto& [tx, order] = *opened;
+    switch (order.status) {
       case OrderStatus::kPending: {
-        Status st = store::reject(*tx, id, error, false);
-        if (st.ok()) st = tx->commit();
+        Status st = store::reject(tx, id, error, false);
+        if (st.ok()) st = tx.commit();
         if (!st.ok()) return storage_failed(w, id, st);
-        host_.debug("order rejected order=" + std::to_string(id) + " code=" + error.error["code"].get<std::string>() +
-                    " req=" + w.req_id);
+        host_.debug("order rejected order=" + std::to_string(id) + " code=" + error.code() + " req=" + w.req_id);
         return answer_error(w, error);
       }
-      case OrderStatus::kRejected: return answer_error(w, stored_rejection(*order));
-      default: return answer_order(w, 201, *order);  // another attempt placed it meanwhile
+      case OrderStatus::kRejected: return answer_error(w, stored_rejection(order));
+      default: return answer_order(w, 201, order);  // another attempt placed it meanwhile
     }
+  }
+
+  /// Begins the transaction of step (3) and reads the order in it (its status decides what the
+  /// step does); on a storage failure answers 503 and returns std::nullopt.
+  std::optional<std::pair<keel::sdk::Transaction, Order>> open_order(const Waiter& w, std::int64_t id) {
+    auto tx = db_.begin();
+    if (!tx) {
+      storage_failed(w, id, tx.status());
+      return std::nullopt;
+    }
+    std::optional<Order> order;
+    Status st = store::load(*tx, id, order);
+    if (st.ok() && !order) st = Status::internal("order not found");
+    if (!st.ok()) {
+      storage_failed(w, id, st);
+      return std::nullopt;
+    }
+    return std::pair{std::move(*tx), std::move(*order)};
   }
 
   /// Gives order `id`'s stock back to catalog, then runs `then` (whatever catalog answered).
@@ -409,7 +425,7 @@ class OrdersPlugin final : public keel::sdk::Plugin {
     // failed and is left to recovery), so a client reading the stock next sees it.
     auto waiter = std::make_shared<Waiter>(Waiter{std::move(res), {}, false, std::string{req.request_id()}});
     release(*id, order->reservation_id, waiter->req_id,
-            [waiter, cancelled = *order] { static_cast<void>(answer_order(*waiter, 200, cancelled)); });
+            [waiter, cancelled = *order] { answer_order(*waiter, 200, cancelled); });
     return {};
   }
 

@@ -127,11 +127,13 @@ inline Status set_release_due(const SqlOps& ops, std::int64_t id, bool due) {
 inline Status list(const SqlOps& ops, std::int64_t after, std::int64_t limit, std::optional<OrderStatus> status,
                    std::vector<Order>& out) {
   out.clear();
-  const std::optional<std::string_view> status_text =
-      status ? std::optional<std::string_view>{status_name(*status)} : std::nullopt;
-  const std::string sql = "SELECT " + std::string{kOrderColumns} +
-                          " FROM orders WHERE id > ? AND (?2 IS NULL OR status = ?2) ORDER BY id LIMIT ?3";
-  KEEL_TRY(ops.query(sql, {after, status_text, limit}, [&](const Row& row) { out.push_back(order_from(row)); }));
+  const auto add = [&](const Row& row) { out.push_back(order_from(row)); };
+  const std::string select = "SELECT " + std::string{kOrderColumns} + " FROM orders WHERE ";
+  if (status) {  // walks the index orders_by_status (status, id)
+    KEEL_TRY(ops.query(select + "status = ? AND id > ? ORDER BY id LIMIT ?", {status_name(*status), after, limit}, add));
+  } else {
+    KEEL_TRY(ops.query(select + "id > ? ORDER BY id LIMIT ?", {after, limit}, add));
+  }
   if (out.empty()) return {};
   // One query for the lines of the whole page: the orders' id range (lines of orders the
   // status filter skipped are dropped).
