@@ -9,6 +9,7 @@
 
 #include <keel/sdk/storage.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>

@@ -73,7 +73,7 @@ struct EmptyBodyCheck {
 };
 [[nodiscard]] inline EmptyBodyCheck check_empty_body(std::string_view body) {
   EmptyBodyCheck out;
-  if (catalog::detail::is_blank(body)) return out;
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return out;
   const auto parsed = json::parse_object(body);
   if (!parsed.value) {
     out.malformed = parsed.error;
