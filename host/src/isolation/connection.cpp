@@ -1,0 +1,269 @@
+#include "isolation/connection.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace keel::host::isolation {
+
+struct Connection::Waiter {
+  std::mutex mutex;
+  std::condition_variable ready;
+  bool done = false;
+  std::optional<Frame> reply;
+  Done callback;  // set for request_async: runs instead of waking a thread
+};
+
+Connection::Connection(int fd, Handler handler, Closed closed, std::size_t max_queued_bytes)
+    : fd_(fd), handler_(std::move(handler)), closed_cb_(std::move(closed)), max_queued_(max_queued_bytes) {}
+
+Connection::~Connection() {
+  join();
+  ::close(fd_);
+}
+
+void Connection::join() {
+  close();
+  if (reader_.joinable()) reader_.join();
+  if (writer_.joinable()) writer_.join();
+}
+
+void Connection::start() {
+  reader_ = std::thread([this] { read_loop(); });
+  writer_ = std::thread([this] { write_loop(); });
+}
+
+void Connection::close() noexcept {
+  {
+    std::lock_guard lock(send_mutex_);
+    if (closed_) return;
+    closed_ = true;
+    queue_.clear();
+    queued_ = 0;
+  }
+  send_ready_.notify_all();
+  ::shutdown(fd_, SHUT_RDWR);  // wakes the reader (end of stream) and a writer blocked in send
+}
+
+bool Connection::closed() const noexcept {
+  std::lock_guard lock(send_mutex_);
+  return closed_;
+}
+
+std::size_t Connection::queued_bytes() const {
+  std::lock_guard lock(send_mutex_);
+  return queued_;
+}
+
+bool Connection::send(Kind kind, std::uint64_t id, std::string_view payload) {
+  std::string frame;
+  try {
+    frame = frame_bytes(kind, id, payload);
+  } catch (const std::length_error&) {
+    return false;
+  }
+  std::unique_lock lock(send_mutex_);
+  if (closed_) return false;
+  std::size_t sent = 0;
+  if (queue_.empty() && !writing_) {
+    // The fast path: nothing is ahead of this frame, so write it here if the socket takes it.
+    while (sent < frame.size()) {
+      const auto n = ::send(fd_, frame.data() + sent, frame.size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<std::size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        break;
+      } else {
+        // The stream is unusable (maybe cut inside this frame). Close it rather than leave it to
+        // the reader: a peer that shut down only its reading side never shows the reader an end.
+        lock.unlock();
+        close();
+        return false;
+      }
+    }
+    if (sent == frame.size()) return true;
+  }
+  const auto rest = frame.size() - sent;
+  // A frame already partly written must be finished whatever the limit, or the stream breaks.
+  if (sent == 0 && queued_ + rest > max_queued_) return false;
+  queue_.push_back(sent == 0 ? std::move(frame) : frame.substr(sent));
+  queued_ += rest;
+  lock.unlock();
+  send_ready_.notify_one();
+  return true;
+}
+
+void Connection::write_loop() {
+  std::unique_lock lock(send_mutex_);
+  for (;;) {
+    send_ready_.wait(lock, [this] { return closed_ || !queue_.empty(); });
+    if (closed_) return;
+    std::string frame = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    lock.unlock();
+    bool broken = false;
+    for (std::size_t sent = 0; sent < frame.size() && !broken;) {
+      const auto n = ::send(fd_, frame.data() + sent, frame.size() - sent, MSG_NOSIGNAL);
+      if (n > 0) sent += static_cast<std::size_t>(n);
+      else if (n < 0 && errno == EINTR) continue;
+      else broken = true;
+    }
+    if (broken) {
+      // As in send(): close, so the reader ends, pending requests fail and later sends are
+      // refused instead of queueing frames that no thread will ever write.
+      close();
+      return;
+    }
+    lock.lock();
+    writing_ = false;
+    queued_ -= std::min(queued_, frame.size());
+  }
+}
+
+namespace {
+
+// Reads exactly `len` bytes; false at the end of the stream or on an error (`why` says which).
+bool read_exact(int fd, char* out, std::size_t len, std::string& why) {
+  std::size_t got = 0;
+  while (got < len) {
+    const auto n = ::read(fd, out + got, len - got);
+    if (n > 0) {
+      got += static_cast<std::size_t>(n);
+    } else if (n == 0) {
+      why = got == 0 ? "end of stream" : "end of stream inside a frame";
+      return false;
+    } else if (errno != EINTR) {
+      why = std::string("read failed: ") + std::strerror(errno);
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void Connection::read_loop() {
+  std::string why;
+  for (;;) {
+    char header[kHeaderBytes];
+    if (!read_exact(fd_, header, sizeof header, why)) break;
+    Frame frame;
+    std::uint32_t len = 0;
+    if (!parse_header(header, len, frame.kind, frame.id)) {
+      why = "corrupt frame header (length out of range)";
+      break;
+    }
+    frame.payload.resize(len);
+    if (len != 0 && !read_exact(fd_, frame.payload.data(), len, why)) break;
+    if (frame.kind != Kind::kReply) {
+      handler_(std::move(frame));
+      continue;
+    }
+    std::shared_ptr<Waiter> waiter;
+    {
+      std::lock_guard lock(pending_mutex_);
+      if (const auto it = pending_.find(frame.id); it != pending_.end()) {
+        waiter = std::move(it->second);
+        pending_.erase(it);
+      }
+    }
+    if (!waiter) continue;  // its requester gave up (timeout)
+    if (waiter->callback) {
+      waiter->callback(std::move(frame));
+      continue;
+    }
+    {
+      std::lock_guard lock(waiter->mutex);
+      waiter->reply = std::move(frame);
+      waiter->done = true;
+    }
+    waiter->ready.notify_one();
+  }
+  close();
+  fail_pending();
+  if (closed_cb_) closed_cb_(why);
+}
+
+void Connection::fail_pending() {
+  std::map<std::uint64_t, std::shared_ptr<Waiter>> all;
+  {
+    std::lock_guard lock(pending_mutex_);
+    pending_closed_ = true;
+    all.swap(pending_);
+  }
+  for (auto& [id, w] : all) {
+    if (w->callback) {
+      w->callback(std::nullopt);
+      continue;
+    }
+    {
+      std::lock_guard lock(w->mutex);
+      w->done = true;
+    }
+    w->ready.notify_one();
+  }
+}
+
+std::shared_ptr<Connection::Waiter> Connection::add_waiter(std::uint64_t& id, Done callback) {
+  auto w = std::make_shared<Waiter>();
+  w->callback = std::move(callback);  // before it is visible: fail_pending() may run at once
+  std::lock_guard lock(pending_mutex_);
+  if (pending_closed_) return nullptr;
+  id = next_id_++;
+  pending_.emplace(id, w);
+  return w;
+}
+
+std::optional<Frame> Connection::request(Kind kind, std::string_view payload, std::chrono::milliseconds timeout) {
+  std::uint64_t id = 0;
+  auto w = add_waiter(id, nullptr);
+  if (!w) return std::nullopt;
+  auto forget = [&] {
+    std::lock_guard lock(pending_mutex_);
+    pending_.erase(id);
+  };
+  if (!send(kind, id, payload)) {
+    forget();
+    return std::nullopt;
+  }
+  // wait_for adds the timeout to now() in nanoseconds: a "forever" of a year would overflow
+  // into the past and return at once. A day is forever enough for a reply.
+  timeout = std::min<std::chrono::milliseconds>(timeout, std::chrono::hours(24));
+  std::unique_lock lock(w->mutex);
+  if (!w->ready.wait_for(lock, timeout, [&] { return w->done; })) {
+    lock.unlock();
+    forget();
+    lock.lock();
+    if (!w->done) return std::nullopt;  // (the reply may have raced the timeout: take it)
+  }
+  return std::move(w->reply);
+}
+
+void Connection::request_async(Kind kind, std::string_view payload, Done done) {
+  std::uint64_t id = 0;
+  auto w = add_waiter(id, done);
+  if (!w) {
+    done(std::nullopt);
+    return;
+  }
+  if (!send(kind, id, payload)) {
+    std::shared_ptr<Waiter> mine;
+    {
+      std::lock_guard lock(pending_mutex_);
+      if (const auto it = pending_.find(id); it != pending_.end()) {
+        mine = std::move(it->second);
+        pending_.erase(it);
+      }
+    }
+    if (mine) mine->callback(std::nullopt);  // else fail_pending() already called it
+  }
+}
+
+}  // namespace keel::host::isolation

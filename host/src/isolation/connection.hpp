@@ -1,0 +1,89 @@
+#pragma once
+// One end of a host <-> runner socket (docs/isolation.md). A reader thread takes frames off the
+// socket: replies go to whoever waits for them, everything else to the handler. Sending never
+// blocks the caller on the peer: a frame is written at once when the socket takes it whole,
+// otherwise it joins a bounded queue that a writer thread drains, so a peer that stops reading
+// costs queue memory up to a limit, then failed sends, never a stuck caller. Thread-safe.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "isolation/wire.hpp"
+
+namespace keel::host::isolation {
+
+class Connection {
+ public:
+  /// Every frame that is not a reply, on the reader thread: it must not block (hand work on).
+  using Handler = std::function<void(Frame)>;
+  /// Once, on the reader thread, when the socket closed or broke (after pending requests failed).
+  using Closed = std::function<void(const std::string& why)>;
+  using Done = std::function<void(std::optional<Frame>)>;
+
+  /// Takes ownership of the connected socket `fd`.
+  Connection(int fd, Handler handler, Closed closed, std::size_t max_queued_bytes = 64u << 20);
+  ~Connection();  ///< close(), then joins both threads
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  /// Starts the reader and writer threads.
+  void start();
+
+  /// Sends one frame. False when the connection is closed or the queue is full.
+  bool send(Kind kind, std::uint64_t id, std::string_view payload);
+  bool reply(std::uint64_t id, std::string_view payload) { return send(Kind::kReply, id, payload); }
+
+  /// Sends a request and waits for its reply: nullopt when it could not be sent, the
+  /// connection closed, or `timeout` passed (a late reply is then dropped).
+  std::optional<Frame> request(Kind kind, std::string_view payload, std::chrono::milliseconds timeout);
+  /// Sends a request; `done` runs exactly once: on the reader thread with the reply, or with
+  /// nullopt when the connection closes first (on the reader thread) or the send fails (here).
+  void request_async(Kind kind, std::string_view payload, Done done);
+
+  /// Shuts the socket down: the reader sees the end, pending requests fail. Idempotent.
+  void close() noexcept;
+  /// close(), then waits until the reader and writer threads have ended (so no callback runs
+  /// any more). Idempotent; never call it from a handler or a callback of this connection.
+  void join();
+  [[nodiscard]] bool closed() const noexcept;
+  /// Bytes queued for the writer thread now.
+  [[nodiscard]] std::size_t queued_bytes() const;
+
+ private:
+  struct Waiter;
+  void read_loop();
+  void write_loop();
+  void fail_pending();
+  std::shared_ptr<Waiter> add_waiter(std::uint64_t& id, Done callback);
+
+  int fd_;
+  Handler handler_;
+  Closed closed_cb_;
+  const std::size_t max_queued_;
+
+  mutable std::mutex send_mutex_;
+  std::condition_variable send_ready_;
+  std::deque<std::string> queue_;  // frames (or the unsent rest of one) for the writer thread
+  std::size_t queued_ = 0;
+  bool writing_ = false;  // the writer thread is sending a frame outside the lock
+  bool closed_ = false;
+
+  std::mutex pending_mutex_;
+  std::map<std::uint64_t, std::shared_ptr<Waiter>> pending_;
+  std::uint64_t next_id_ = 1;
+  bool pending_closed_ = false;
+
+  std::thread reader_, writer_;
+};
+
+}  // namespace keel::host::isolation
