@@ -66,6 +66,8 @@ constexpr std::array kPluginsKeys{
     KeyDef{"watch", Kind::kBool},
     KeyDef{"watch_debounce_ms", Kind::kInteger},
     KeyDef{"watch_rescan_ms", Kind::kInteger},
+    KeyDef{"isolation", Kind::kString},
+    KeyDef{"runner", Kind::kString},
 };
 constexpr std::array kCorsKeys{
     KeyDef{"allowed_origins", Kind::kString}, KeyDef{"allowed_methods", Kind::kString},
@@ -104,6 +106,7 @@ constexpr std::string_view kNoFileLabel = "<config>";
 constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug", "info", "warn", "error", "critical", "off"};
 constexpr std::array<std::string_view, 2> kLogFormats{"text", "json"};
 constexpr std::array<std::string_view, 2> kSyncModes{"normal", "full"};
+constexpr std::array<std::string_view, 2> kIsolationModes{"in-process", "process"};
 
 // A day is far beyond any sane I/O timeout, and the cap keeps `steady_clock::now() + timeout`
 // (nanosecond ticks) from overflowing when the server arms its timers.
@@ -448,6 +451,64 @@ bool host_plugin_key(const std::string& plugin, const std::string& key, const to
     }
     return true;
   }
+  if (key == "isolation") {
+    const auto* text = value.as_string();
+    if (text == nullptr || std::find(kIsolationModes.begin(), kIsolationModes.end(), text->get()) == kIsolationModes.end())
+      ctx.error(ctx.at(value.source()), prefix + "expected \"in-process\" or \"process\"");
+    else
+      section.isolation = text->get();
+    return true;
+  }
+  auto integer = [&](auto& out, std::int64_t lo, std::int64_t hi, std::string_view unit) {
+    const auto* n = value.as_integer();
+    if (n == nullptr || n->get() < lo || n->get() > hi)
+      ctx.error(ctx.at(value.source()), prefix + "expected an integer " + std::string(unit) + " in " +
+                                            std::to_string(lo) + ".." + std::to_string(hi));
+    else
+      out = static_cast<std::remove_reference_t<decltype(out)>>(n->get());
+    return true;
+  };
+  auto millis = [&](std::chrono::milliseconds& out, std::int64_t lo, std::int64_t hi) {
+    std::int64_t ms = out.count();
+    integer(ms, lo, hi, "number of milliseconds");
+    out = std::chrono::milliseconds(ms);
+    return true;
+  };
+  auto& r = section.runner;
+  if (key == "runner_threads") return integer(r.threads, 1, 256, "number of threads");
+  if (key == "runner_memory_bytes") return integer(r.memory_bytes, 0, kUnbounded, "number of bytes (0 = no limit)");
+  if (key == "runner_cpu_seconds") return integer(r.cpu_seconds, 0, kMaxDurationMs / 1000, "number of seconds (0 = no limit)");
+  if (key == "runner_cpu_percent") return integer(r.cpu_percent, 0, 100000, "percentage of one CPU (0 = no limit)");
+  if (key == "runner_open_files") return integer(r.open_files, 0, 1048576, "number of descriptors (0 = the host's)");
+  if (key == "runner_max_crashes") return integer(r.max_crashes, 1, 1000000, "number of crashes");
+  if (key == "runner_restart_backoff_ms") return millis(r.restart_backoff, 1, kMaxDurationMs);
+  if (key == "runner_restart_backoff_max_ms") return millis(r.restart_backoff_max, 1, kMaxDurationMs);
+  if (key == "runner_crash_window_ms") return millis(r.crash_window, 1, kMaxDurationMs);
+  if (key == "runner_ping_interval_ms") return millis(r.ping_interval, 10, kMaxDurationMs);
+  if (key == "runner_ping_timeout_ms") return millis(r.ping_timeout, 10, kMaxDurationMs);
+  if (key == "runner_hook_timeout_ms") return millis(r.hook_timeout, 1, kMaxDurationMs);
+  if (key == "runner_user") {
+    const auto* text = value.as_string();
+    if (text == nullptr || text->get().empty())
+      ctx.error(ctx.at(value.source()), prefix + "expected a user name, e.g. \"nobody\"");
+    else
+      r.user = text->get();
+    return true;
+  }
+  auto& b = section.budget;
+  if (key == "quarantine_error_rate") {
+    const double rate = value.is_integer() ? static_cast<double>(value.as_integer()->get())
+                        : value.is_floating_point() ? value.as_floating_point()->get()
+                                                    : -1;
+    if (!(rate >= 0 && rate <= 1))
+      ctx.error(ctx.at(value.source()), prefix + "expected a share of failed answers in 0..1, e.g. 0.5 (0 = off)");
+    else
+      b.max_error_rate = rate;
+    return true;
+  }
+  if (key == "quarantine_p99_ms") return millis(b.max_p99, 0, kMaxDurationMs);
+  if (key == "quarantine_window_ms") return millis(b.window, 1000, 3600000);
+  if (key == "quarantine_min_requests") return integer(b.min_requests, 1, 100000000, "number of requests");
   if (key == "route_timeouts") {
     const auto* table = value.as_table();
     if (table == nullptr) {
@@ -785,6 +846,8 @@ void apply(const Settings& settings, Context& ctx, const std::filesystem::path& 
   a.flag("plugins", "watch", config.plugins.watch);
   a.duration("plugins", "watch_debounce_ms", config.plugins.watch_debounce, 0, 60000);
   a.duration("plugins", "watch_rescan_ms", config.plugins.watch_rescan, 100, 3600000);
+  if (const std::string* mode = a.choice("plugins", "isolation", kIsolationModes)) config.plugins.isolation = *mode;
+  a.path("plugins", "runner", config.plugins.runner);
 
   if (const Setting* v = a.text("cors", "allowed_origins")) config.cors.allowed_origins = split_list(Applier::string_of(*v));
   if (const Setting* v = a.text("cors", "allowed_methods")) config.cors.allowed_methods = split_list(Applier::string_of(*v));
@@ -910,6 +973,25 @@ OrderedJson plugin_section_json(const PluginSection& s, const std::vector<std::s
   for (const auto& [route, timeout] : s.route_timeouts) routes[route] = timeout.count();
   p["route_timeouts"] = std::move(routes);
   p["max_db_bytes"] = s.max_db_bytes ? OrderedJson(*s.max_db_bytes) : OrderedJson(nullptr);
+  p["isolation"] = optional_text(s.isolation);
+  const auto& r = s.runner;
+  p["runner_threads"] = r.threads;
+  p["runner_memory_bytes"] = r.memory_bytes;
+  p["runner_cpu_seconds"] = r.cpu_seconds;
+  p["runner_cpu_percent"] = r.cpu_percent;
+  p["runner_open_files"] = r.open_files;
+  p["runner_user"] = optional_text(r.user);
+  p["runner_restart_backoff_ms"] = r.restart_backoff.count();
+  p["runner_restart_backoff_max_ms"] = r.restart_backoff_max.count();
+  p["runner_max_crashes"] = r.max_crashes;
+  p["runner_crash_window_ms"] = r.crash_window.count();
+  p["runner_ping_interval_ms"] = r.ping_interval.count();
+  p["runner_ping_timeout_ms"] = r.ping_timeout.count();
+  p["runner_hook_timeout_ms"] = r.hook_timeout.count();
+  p["quarantine_error_rate"] = s.budget.max_error_rate;
+  p["quarantine_p99_ms"] = s.budget.max_p99.count();
+  p["quarantine_window_ms"] = s.budget.window.count();
+  p["quarantine_min_requests"] = s.budget.min_requests;
   // settings_json was written by collect_plugins(), so it is a valid object; a discarded parse
   // would only drop the plugin-owned keys, never show them unredacted.
   auto settings = OrderedJson::parse(s.settings_json, nullptr, false);
@@ -1021,7 +1103,9 @@ std::string to_json(const Config& c, const SecretKeys& secret_keys) {
   out["plugins"] = {{"directory", c.plugins.directory.string()},
                     {"watch", c.plugins.watch},
                     {"watch_debounce_ms", c.plugins.watch_debounce.count()},
-                    {"watch_rescan_ms", c.plugins.watch_rescan.count()}};
+                    {"watch_rescan_ms", c.plugins.watch_rescan.count()},
+                    {"isolation", c.plugins.isolation},
+                    {"runner", c.plugins.runner.string()}};
   out["cors"] = {{"allowed_origins", c.cors.allowed_origins},
                  {"allowed_methods", c.cors.allowed_methods},
                  {"allowed_headers", c.cors.allowed_headers},

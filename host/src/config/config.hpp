@@ -82,6 +82,8 @@ struct PluginsConfig {
   bool watch = true;                            ///< follow the directory: start, reload and stop plugins as files change
   std::chrono::milliseconds watch_debounce{500};  ///< quiet time after a change before acting on it
   std::chrono::milliseconds watch_rescan{2000};   ///< full scan interval (the poll interval without inotify)
+  std::string isolation = "in-process";  ///< default of [plugin.<name>] isolation: "in-process" | "process"
+  std::filesystem::path runner;          ///< keel-plugin-runner; empty = next to the keel binary
 };
 
 /// Cross-origin resource sharing for browser clients; off while allowed_origins is empty.
@@ -131,6 +133,34 @@ struct EventsConfig {
 };
 
 /// One [plugin.<name>] table. Host-owned keys are typed; the rest is handed to the plugin.
+/// How a plugin with isolation = "process" runs (docs/isolation.md): [plugin.<name>] runner_* keys.
+struct RunnerSettings {
+  std::uint32_t threads = 4;          ///< runner_threads 1..256: hooks running at once in the runner
+  std::uint64_t memory_bytes = 0;     ///< runner_memory_bytes: address-space limit (RLIMIT_AS); 0 = none
+  std::uint64_t cpu_seconds = 0;      ///< runner_cpu_seconds: CPU time per runner process (RLIMIT_CPU); 0 = none
+  std::uint32_t cpu_percent = 0;      ///< runner_cpu_percent: cgroup cpu.max, percent of one CPU; 0 = none
+  std::uint64_t open_files = 0;       ///< runner_open_files: RLIMIT_NOFILE; 0 = the host's
+  std::string user;                   ///< runner_user: run as this user when the host runs as root
+  std::chrono::milliseconds restart_backoff{100};       ///< runner_restart_backoff_ms: first restart delay
+  std::chrono::milliseconds restart_backoff_max{30000}; ///< runner_restart_backoff_max_ms
+  std::uint32_t max_crashes = 5;                        ///< runner_max_crashes: then quarantined
+  std::chrono::milliseconds crash_window{60000};        ///< runner_crash_window_ms: ... within this window
+  std::chrono::milliseconds ping_interval{1000};        ///< runner_ping_interval_ms
+  std::chrono::milliseconds ping_timeout{5000};         ///< runner_ping_timeout_ms: no answer: killed, restarted
+  std::chrono::milliseconds hook_timeout{30000};        ///< runner_hook_timeout_ms: create/start/stop/on_event
+  bool operator==(const RunnerSettings&) const = default;
+};
+
+/// Opt-in quarantine of a plugin whose answers go bad (both isolation modes): [plugin.<name>] quarantine_* keys.
+struct ErrorBudget {
+  double max_error_rate = 0;                  ///< quarantine_error_rate 0..1: share of 5xx answers; 0 = off
+  std::chrono::milliseconds max_p99{0};       ///< quarantine_p99_ms: 99th percentile latency; 0 = off
+  std::chrono::milliseconds window{30000};    ///< quarantine_window_ms 1000..3600000
+  std::uint32_t min_requests = 20;            ///< quarantine_min_requests: judged only with this many in the window
+  [[nodiscard]] bool enabled() const noexcept { return max_error_rate > 0 || max_p99.count() > 0; }
+  bool operator==(const ErrorBudget&) const = default;
+};
+
 struct PluginSection {
   std::string name;
   bool enabled = true;
@@ -140,6 +170,9 @@ struct PluginSection {
   std::optional<std::chrono::milliseconds> request_timeout;  ///< overrides [http] request_timeout_ms
   std::map<std::string, std::chrono::milliseconds> route_timeouts;  ///< "GET /greet/{name}" -> timeout
   std::optional<std::uint64_t> max_db_bytes;  ///< overrides [storage] max_db_bytes for this plugin; 0 = unlimited
+  std::string isolation;                      ///< "in-process" | "process"; empty = [plugins] isolation
+  RunnerSettings runner;
+  ErrorBudget budget;
   SourcePos where;                              ///< position of the table header
   std::string settings_json = "{}";             ///< plugin-owned keys as a JSON object
   std::map<std::string, SourcePos> key_positions;  ///< plugin-owned key -> where it was written

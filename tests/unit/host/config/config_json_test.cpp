@@ -88,8 +88,12 @@ TEST_CASE("config to_json writes every section and key with the effective values
   CHECK(j["log"]["format"] == "json");
   CHECK(j["log"]["access_log"] == true);
   CHECK(j["admin"] == Json{{"token", ""}});  // unset: shown empty, nothing to hide
-  CHECK(j["plugins"] ==
-        Json{{"directory", "/etc/keel/plugins"}, {"watch", true}, {"watch_debounce_ms", 500}, {"watch_rescan_ms", 2000}});
+  CHECK(j["plugins"] == Json{{"directory", "/etc/keel/plugins"},
+                             {"watch", true},
+                             {"watch_debounce_ms", 500},
+                             {"watch_rescan_ms", 2000},
+                             {"isolation", "in-process"},
+                             {"runner", ""}});
   CHECK(j["cors"]["allowed_origins"] == Json{"https://a", "https://b"});
   CHECK(j["cors"]["allowed_methods"] == Json{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"});
   CHECK(j["cors"]["max_age_s"] == 600);

@@ -939,3 +939,82 @@ TEST_CASE("the committed config/keel.toml states every default", "[config]") {
   CHECK(c.events.batch == defaults.events.batch);
   CHECK(c.events.dead_letter_capacity == defaults.events.dead_letter_capacity);
 }
+
+TEST_CASE("isolation and runner keys are host-owned and read per plugin", "[config][isolation]") {
+  const auto c = parse_ok(R"([plugins]
+isolation = "process"
+runner = "bin/keel-plugin-runner"
+
+[plugin.orders]
+isolation = "in-process"
+currency = "EUR"
+
+[plugin.risky]
+runner_threads = 2
+runner_memory_bytes = 268435456
+runner_cpu_seconds = 60
+runner_cpu_percent = 50
+runner_open_files = 256
+runner_user = "nobody"
+runner_restart_backoff_ms = 50
+runner_restart_backoff_max_ms = 1000
+runner_max_crashes = 3
+runner_crash_window_ms = 10000
+runner_ping_interval_ms = 200
+runner_ping_timeout_ms = 1000
+runner_hook_timeout_ms = 5000
+quarantine_error_rate = 0.25
+quarantine_p99_ms = 300
+quarantine_window_ms = 10000
+quarantine_min_requests = 5
+)");
+  CHECK(c.plugins.isolation == "process");
+  CHECK(c.plugins.runner == std::filesystem::path("keel.toml").parent_path() / "bin/keel-plugin-runner");
+  const auto& orders = c.plugin_sections.at("orders");
+  CHECK(orders.isolation == "in-process");
+  CHECK(nlohmann::json::parse(orders.settings_json) == nlohmann::json{{"currency", "EUR"}});
+  const auto& risky = c.plugin_sections.at("risky");
+  CHECK(risky.isolation.empty());  // [plugins] isolation applies
+  CHECK(risky.settings_json == "{}");
+  const auto& r = risky.runner;
+  CHECK(r.threads == 2);
+  CHECK(r.memory_bytes == 268435456);
+  CHECK(r.cpu_seconds == 60);
+  CHECK(r.cpu_percent == 50);
+  CHECK(r.open_files == 256);
+  CHECK(r.user == "nobody");
+  CHECK(r.restart_backoff == 50ms);
+  CHECK(r.restart_backoff_max == 1000ms);
+  CHECK(r.max_crashes == 3);
+  CHECK(r.crash_window == 10000ms);
+  CHECK(r.ping_interval == 200ms);
+  CHECK(r.ping_timeout == 1000ms);
+  CHECK(r.hook_timeout == 5000ms);
+  CHECK(risky.budget.max_error_rate == Approx(0.25));
+  CHECK(risky.budget.max_p99 == 300ms);
+  CHECK(risky.budget.window == 10000ms);
+  CHECK(risky.budget.min_requests == 5);
+  CHECK(risky.budget.enabled());
+  CHECK_FALSE(orders.budget.enabled());
+  const cfg::Config defaults = parse_ok("");
+  CHECK(defaults.plugins.isolation == "in-process");
+  CHECK(defaults.plugins.runner.empty());
+}
+
+TEST_CASE("bad isolation and runner keys are reported at the value", "[config][isolation]") {
+  CHECK(errors_of("[plugins]\nisolation = \"container\"\n[plugin.a]\nisolation = \"sandbox\"\nrunner_threads = 0\n"
+                  "runner_memory_bytes = -5\nruner_user = 1\nquarantine_error_rate = 1.5\nquarantine_window_ms = 10\n"
+                  "runner_user = \"\"\n") ==
+        std::vector<std::string>{
+            "keel.toml:2:13: [plugins] isolation: 'container' is not one of in-process, process",
+            "keel.toml:4:13: [plugin.a] isolation: expected \"in-process\" or \"process\"",
+            "keel.toml:5:18: [plugin.a] runner_threads: expected an integer number of threads in 1..256",
+            "keel.toml:6:23: [plugin.a] runner_memory_bytes: expected an integer number of bytes (0 = no limit) in "
+            "0..9223372036854775807",
+            "keel.toml:8:25: [plugin.a] quarantine_error_rate: expected a share of failed answers in 0..1, e.g. 0.5 "
+            "(0 = off)",
+            "keel.toml:9:24: [plugin.a] quarantine_window_ms: expected an integer number of milliseconds in "
+            "1000..3600000",
+            "keel.toml:10:15: [plugin.a] runner_user: expected a user name, e.g. \"nobody\"",
+        });
+}
