@@ -181,6 +181,17 @@ void admin_read(const http::Request& req, http::Response& res, const std::vector
       if (!st.sha256.empty()) j["sha256"] = st.sha256;
       j["reloads"] = {{"succeeded", st.reloads_succeeded}, {"refused", st.reloads_refused}};
       if (!st.last_reload_error.empty()) j["reloads"]["last_error"] = st.last_reload_error;
+      j["isolation"] = st.isolation;
+      if (!st.runner_state.empty() || st.runner_crashes != 0) {
+        auto& r = j["runner"];
+        r["state"] = st.runner_state.empty() ? "stopped" : st.runner_state;
+        r["pid"] = st.runner_pid == 0 ? nlohmann::json(nullptr) : nlohmann::json(st.runner_pid);
+        r["crashes"] = st.runner_crashes;
+        r["restarts"] = st.runner_restarts;
+        if (!st.runner_last_crash.empty()) r["last_crash"] = st.runner_last_crash;
+        r["limits"] = st.runner_limits;
+      }
+      if (!st.quarantine.empty()) j["quarantine"] = st.quarantine;
       if (!st.health.empty()) j["health"] = {{"status", st.health}, {"detail", st.health_detail}};
       j["manifest"] = st.manifest_json.empty() ? Json(nullptr) : Json::parse(st.manifest_json, nullptr, false);
       Json routes = Json::array();  // "METHOD /full/path" as served (mount + manifest path)

@@ -101,6 +101,26 @@ void plugin_states(Exposition& m, const std::vector<plugins::PluginStatus>& stat
     m.sample({{"plugin", st.name}, {"result", "refused"}}, st.reloads_refused);
   }
   seen.clear();
+  m.family("keel_plugin_runner_up", MetricType::kGauge,
+           "Plugins with isolation = \"process\": 1 while a runner process serves the plugin, else 0.");
+  for (const auto& st : statuses)
+    if (first(st) && st.isolation == "process") m.sample({{"plugin", st.name}}, st.runner_state == "running" ? 1 : 0);
+  seen.clear();
+  m.family("keel_plugin_runner_crashes_total", MetricType::kCounter,
+           "Runner processes of the plugin that ended unasked (crashed, killed, hung and killed).");
+  for (const auto& st : statuses)
+    if (first(st) && st.isolation == "process") m.sample({{"plugin", st.name}}, st.runner_crashes);
+  seen.clear();
+  m.family("keel_plugin_runner_restarts_total", MetricType::kCounter,
+           "Runner processes started again after a crash.");
+  for (const auto& st : statuses)
+    if (first(st) && st.isolation == "process") m.sample({{"plugin", st.name}}, st.runner_restarts);
+  seen.clear();
+  m.family("keel_plugin_quarantined", MetricType::kGauge,
+           "1 while the plugin is quarantined (runner crashes or its error budget), else 0.");
+  for (const auto& st : statuses)
+    if (first(st)) m.sample({{"plugin", st.name}}, st.quarantine.empty() ? 0 : 1);
+  seen.clear();
   m.family("keel_plugin_drain_duration_seconds", MetricType::kHistogram,
            "Time a retired generation took from the switch until it was stopped and destroyed, in seconds.");
   for (const auto& st : statuses)

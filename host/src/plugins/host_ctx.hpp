@@ -4,7 +4,10 @@
 
 #include <keel/plugin.h>
 
+#include <chrono>
 #include <string_view>
+
+#include "observability/log.hpp"
 
 namespace keel::host::plugins {
 struct Plugin;
@@ -15,7 +18,36 @@ class Database;
 namespace keel::host::events {
 class Bus;
 }
+namespace keel::host::isolation {
+class Runner;
+}
 namespace keel::host::plugins {
+/// What a plugin hook running on this thread serves, so call() and publish() propagate the
+/// request's id, trace and deadline without the plugin passing them.
+struct CurrentRequest {
+  const Plugin* plugin = nullptr;
+  std::chrono::steady_clock::time_point deadline;
+  std::string_view request_id;
+  std::string_view traceparent;
+};
+
+/// While alive, the calling thread serves `value` for `value.plugin`: what call() and publish()
+/// propagate, and what its log lines carry (the views must outlive the scope). Nests.
+class CurrentRequestScope {
+ public:
+  explicit CurrentRequestScope(const CurrentRequest& value) noexcept;
+  ~CurrentRequestScope();
+  CurrentRequestScope(const CurrentRequestScope&) = delete;
+  CurrentRequestScope& operator=(const CurrentRequestScope&) = delete;
+
+ private:
+  CurrentRequest value_;
+  const CurrentRequest* saved_;
+  observability::LogScope log_scope_;
+};
+
+/// The hook the calling thread serves, or nullptr outside hooks.
+[[nodiscard]] const CurrentRequest* current_request() noexcept;
 /// The request id of the request the calling thread is serving inside a plugin hook, or empty.
 [[nodiscard]] std::string_view current_request_id() noexcept;
 /// The traceparent of the span the calling thread is serving inside a plugin hook, or empty.
@@ -37,5 +69,6 @@ struct keel_host_ctx {
   keel::host::plugins::Plugin* plugin = nullptr;
   keel::host::storage::Database* storage = nullptr;  ///< the plugin's database; nullptr without ext:keel.storage/1
   keel::host::events::Bus* bus = nullptr;             ///< where the plugin's events go
+  keel::host::isolation::Runner* runner = nullptr;    ///< the plugin's runner process (isolation = "process")
   std::string_view name;                              ///< the plugin's manifest name
 };

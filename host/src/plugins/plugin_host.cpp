@@ -23,9 +23,11 @@
 #include "common/worker_pool.hpp"
 #include "events/bus.hpp"
 #include "events/topic.hpp"
+#include "isolation/runner.hpp"
 #include "observability/log.hpp"
 #include "observability/trace.hpp"
 #include "plugins/elf_reader.hpp"
+#include "plugins/error_budget.hpp"
 #include "plugins/host_ctx.hpp"
 #include "plugins/loader.hpp"
 #include "plugins/sha256.hpp"
@@ -339,7 +341,11 @@ struct Plugin {
     }
     ~OwnedFd() { close(); }
   } code_fd;  // the in-memory copy, when it must stay open (declared before library: closed after it)
-  std::unique_ptr<Library> library;
+  std::unique_ptr<Library> library;             // in process: the mapped code
+  std::unique_ptr<isolation::Runner> runner;    // isolation = "process": the runner process instead
+  std::shared_ptr<isolation::RunnerCounters> runner_counters;  // crashes and restarts, across generations
+  std::string quarantined;                      // why its runner was quarantined (state failed)
+  std::shared_ptr<ErrorBudget> budget;          // [plugin.<name>] quarantine_*: null when not set
   const keel_plugin* table = nullptr;
   void* self = nullptr;
   keel_host_ctx ctx{};
@@ -379,19 +385,38 @@ struct Plugin {
 
 using Generations = std::vector<std::shared_ptr<Plugin>>;
 
+// The ABI the plugin's code was built against ("1.0"), wherever it runs; empty if not loaded.
+std::string abi_of(const Plugin& p) {
+  if (p.library) return p.library->abi_string();
+  if (p.runner) return abi_to_string(p.runner->abi_version());
+  return {};
+}
+
+namespace {
+
+// Counts one answer of plugin `name` against its error budget; the answer that puts it over
+// takes it out of routing (ErrorBudget::over), which is logged here once.
+void spend(const std::shared_ptr<ErrorBudget>& budget, const std::string& name, unsigned status,
+           Clock::time_point start) {
+  if (budget && budget->record(status, Clock::now() - start))
+    observability::logger("plugins")->error("plugin quarantined name={}: {}; POST /admin/plugins/{}/enable brings it back",
+                                            name, budget->reason(), name);
+}
+
+// The answer for a plugin out of its error budget.
+void set_quarantined(http::Response& response, const Plugin& p) {
+  response.set_error(503, "quarantined", "plugin '" + p.name + "' is quarantined: " + p.budget->reason() +
+                                             "; POST /admin/plugins/" + p.name + "/enable brings it back");
+}
+
+}  // namespace
+
 // The plugin named `name` in `gens` (the first: pre-flight refuses a later file with that name).
 Generations::const_iterator find_named(const Generations& gens, std::string_view name) {
   return std::find_if(gens.begin(), gens.end(), [name](const auto& g) { return g->name == name; });
 }
 
-// Per-thread description of the request a plugin hook is serving, so call() can propagate the
-// caller's deadline and request id without the plugin passing them.
-struct CurrentRequest {
-  const Plugin* plugin;
-  Clock::time_point deadline;
-  std::string_view request_id;
-  std::string_view traceparent;
-};
+namespace {
 thread_local const CurrentRequest* tl_current = nullptr;
 
 // The trace and span ids inside a valid traceparent (the host only hands out valid ones).
@@ -399,25 +424,19 @@ observability::LogContext log_context(std::string_view request_id, std::string_v
   if (traceparent.size() < observability::Span::kLength) return {request_id, {}, {}};
   return {request_id, traceparent.substr(3, 32), traceparent.substr(36, 16)};
 }
+}  // namespace
 
-// While a hook runs: what call() and publish() propagate, and what the hook's log lines carry.
-struct CurrentRequestScope {
-  CurrentRequest value;
-  const CurrentRequest* saved;
-  observability::LogScope log_scope;
-  explicit CurrentRequestScope(const CurrentRequest& v)
-      : value(v), saved(tl_current), log_scope(log_context(v.request_id, v.traceparent)) {
-    tl_current = &value;
-  }
-  ~CurrentRequestScope() { tl_current = saved; }
-  CurrentRequestScope(const CurrentRequestScope&) = delete;
-  CurrentRequestScope& operator=(const CurrentRequestScope&) = delete;
-};
+CurrentRequestScope::CurrentRequestScope(const CurrentRequest& v) noexcept
+    : value_(v), saved_(tl_current), log_scope_(log_context(v.request_id, v.traceparent)) {
+  tl_current = &value_;
+}
+CurrentRequestScope::~CurrentRequestScope() { tl_current = saved_; }
 
+const CurrentRequest* current_request() noexcept { return tl_current; }
 std::string_view current_request_id() noexcept { return tl_current != nullptr ? tl_current->request_id : std::string_view{}; }
 std::string_view current_traceparent() noexcept { return tl_current != nullptr ? tl_current->traceparent : std::string_view{}; }
 
-struct PluginHost::Impl {
+struct PluginHost::Impl final : isolation::RunnerListener {
   Impl(const config::Config& c, WorkerPool& p, TimerQueue& t)
       : cfg(c),
         pool(p),
@@ -517,6 +536,7 @@ struct PluginHost::Impl {
     p.database.reset();
   }
   void load_and_create(Plugin& p);
+  bool map_code(Plugin& p, const std::string& fd_path);
   bool create_plugin(Plugin& p);
   void configure(Plugin& p);
   std::shared_ptr<spdlog::logger> plugin_logger(const std::string& name) const;
@@ -585,6 +605,10 @@ struct PluginHost::Impl {
 
   void connect_events();
   events::Endpoint endpoint_of(Plugin& p);
+  bool isolated(const Plugin& p) const;
+  bool start_runner(Plugin& p);
+  void runner_restarted(const std::string& plugin) override;
+  void runner_quarantined(const std::string& plugin, const std::string& reason) override;
   keel_status deliver_event(std::size_t index, const events::EventRecord& e, std::uint32_t attempt);
   keel_status run_handler(Plugin& p, const keel_request& req, keel_responder id, bool deferred);
   std::optional<http::Deferred> dispatch_owned(Plugin& p, std::shared_ptr<OwnedRequest> owned,
@@ -1012,6 +1036,37 @@ void PluginHost::Impl::load_and_create(Plugin& p) {
     fail(p, "sha256 mismatch: config [plugin." + p.name + "] expects " + sec->second.sha256 + ", file has " + p.sha256);
     return;
   }
+  if (isolated(p)) {
+    if (!start_runner(p)) return;
+  } else if (!map_code(p, fd_path)) {
+    return;
+  }
+  p.loaded = true;
+  if (p.table->abi_version != ((p.manifest.abi_major << 16) | p.manifest.abi_minor)) {
+    fail(p, "manifest says ABI " + std::to_string(p.manifest.abi_major) + "." + std::to_string(p.manifest.abi_minor) +
+                " but the plugin table says " + abi_of(p));
+    return;
+  }
+  if (!p.manifest.routes.empty() && p.table->on_request == nullptr) {
+    fail(p, "manifest declares routes but the plugin has no on_request hook");
+    return;
+  }
+  if (!p.manifest.subscribes.empty() && p.table->on_event == nullptr) {
+    fail(p, "manifest subscribes to events but the plugin has no on_event hook");
+    return;
+  }
+  set_state(p, PluginState::kLoaded);
+  log->info("plugin loaded name={} version={} abi={} file={} isolation={}", p.name, p.manifest.version.str(), abi_of(p),
+            p.file.string(), p.runner ? "process" : "in-process");
+  p.ctx.plugin = &p;
+  p.ctx.bus = &bus;
+  p.ctx.name = p.name;
+  p.ctx.runner = p.runner.get();
+  (void)create_plugin(p);
+}
+
+// In process: dlopen the copy in `fd_path` through a fresh symlink (above). False: failed.
+bool PluginHost::Impl::map_code(Plugin& p, const std::string& fd_path) {
   static std::atomic<std::uint64_t> loads{0};
   const auto dir = cfg.server.data_dir / ".keel-load";
   const auto link = dir / (p.name + "." + std::to_string(p.generation) + "." + std::to_string(::getpid()) + "." +
@@ -1028,34 +1083,69 @@ void PluginHost::Impl::load_and_create(Plugin& p) {
   } catch (const PluginLoadError& e) {
     if (!ec) fs::remove(link, ec);
     fail(p, e.reason());
-    return;
+    return false;
   }
   if (!ec) {
     fs::remove(link, ec);
     p.code_fd.close();  // mapped: the memory stays while the mapping does
   }
-  p.loaded = true;
   p.table = &p.library->table();
-  if (p.table->abi_version != ((p.manifest.abi_major << 16) | p.manifest.abi_minor)) {
-    fail(p, "manifest says ABI " + std::to_string(p.manifest.abi_major) + "." + std::to_string(p.manifest.abi_minor) +
-                " but the plugin table says " + p.library->abi_string());
-    return;
+  return true;
+}
+
+bool PluginHost::Impl::isolated(const Plugin& p) const {
+  const auto sec = cfg.plugin_sections.find(p.name);
+  const auto& mode = sec != cfg.plugin_sections.end() && !sec->second.isolation.empty() ? sec->second.isolation
+                                                                                        : cfg.plugins.isolation;
+  return mode == "process";
+}
+
+// isolation = "process": the code copy goes to a keel-plugin-runner child, which loads it and
+// checks its table; the plugin host calls it through the runner's table. False: failed.
+bool PluginHost::Impl::start_runner(Plugin& p) {
+  isolation::RunnerOptions o;
+  o.plugin = p.name;
+  o.binary = cfg.plugins.runner;
+  if (o.binary.empty()) {
+    std::error_code ec;
+    o.binary = fs::read_symlink("/proc/self/exe", ec).parent_path() / "keel-plugin-runner";
   }
-  if (!p.manifest.routes.empty() && p.table->on_request == nullptr) {
-    fail(p, "manifest declares routes but the plugin has no on_request hook");
-    return;
+  o.manifest_json = p.manifest.json;
+  if (const auto sec = cfg.plugin_sections.find(p.name); sec != cfg.plugin_sections.end()) o.settings = sec->second.runner;
+  o.queue_limit = cfg.server.worker_queue;
+  o.log_level = static_cast<std::int32_t>(p.log->level());
+  o.serialized = p.manifest.serialized;
+  if (!p.runner_counters) p.runner_counters = std::make_shared<isolation::RunnerCounters>();
+  try {
+    p.runner = std::make_unique<isolation::Runner>(std::move(o), p.code_fd.fd, *this, p.runner_counters);
+  } catch (const std::exception& e) {
+    fail(p, std::string("cannot run it in its own process: ") + e.what());
+    return false;
   }
-  if (!p.manifest.subscribes.empty() && p.table->on_event == nullptr) {
-    fail(p, "manifest subscribes to events but the plugin has no on_event hook");
-    return;
-  }
-  set_state(p, PluginState::kLoaded);
-  log->info("plugin loaded name={} version={} abi={} file={}", p.name, p.manifest.version.str(),
-            p.library->abi_string(), p.file.string());
-  p.ctx.plugin = &p;
-  p.ctx.bus = &bus;
-  p.ctx.name = p.name;
-  (void)create_plugin(p);
+  p.code_fd.close();  // the runner holds its own copy of the descriptor
+  p.table = &p.runner->table();
+  return true;
+}
+
+void PluginHost::Impl::runner_restarted(const std::string& plugin) { bus.resume_subscriber(plugin); }
+
+// Too many crashes: the plugin leaves routing (state failed) until it is reloaded or enabled.
+// On the admin thread, like every other change of a plugin's state.
+void PluginHost::Impl::runner_quarantined(const std::string& plugin, const std::string& reason) {
+  static_cast<void>(post_admin([this, plugin, reason] {
+    std::lock_guard admin(admin_mutex);
+    if (stopped) return;
+    Plugin* p = find(plugin);
+    if (p == nullptr || !p->runner || p->runner->status().state != "quarantined") return;
+    p->accepting.store(false);
+    {
+      std::lock_guard lock(status_mutex);
+      p->state = PluginState::kFailed;
+      p->reason = "quarantined: " + reason + "; reload or enable it when fixed";
+      p->quarantined = reason;
+    }
+    rebuild_routes();
+  }));
 }
 
 // create() on the loaded library; false (plugin failed) when it fails.
@@ -1206,6 +1296,7 @@ keel_status PluginHost::Impl::deliver_event(std::size_t index, const events::Eve
   }
   const Admission admission(pp);
   auto& p = *pp;
+  if (p.budget && p.budget->over()) return KEEL_ERR_UNAVAILABLE;  // quarantined: durable deliveries pause
   // The generation current now receives what it subscribes to: an event matched by the patterns
   // of the generation it replaced, and no longer by its own, is acknowledged, not handed over.
   if (std::none_of(p.manifest.subscribes.begin(), p.manifest.subscribes.end(),
@@ -1299,6 +1390,8 @@ void PluginHost::Impl::configure(Plugin& p) {
   p.config_json = std::get<std::string>(apply_config_schema(
       p.manifest, sec == cfg.plugin_sections.end() ? std::string_view("{}") : sec->second.settings_json));
   if (p.manifest.serialized) p.serial = std::make_shared<SerialQueue>(pool, cfg.server.worker_queue);
+  if (sec != cfg.plugin_sections.end() && sec->second.budget.enabled())
+    p.budget = std::make_shared<ErrorBudget>(sec->second.budget);
 }
 
 void PluginHost::start() {
@@ -1414,7 +1507,10 @@ void PluginHost::stop() {
   // Unload only after every plugin is destroyed: a plugin may hold pointers into another's
   // code only through the host, but completions queued on the pool must have run.
   s.pool.stop();
-  for (auto it = s.order.rbegin(); it != s.order.rend(); ++it) s.plugins[*it]->library.reset();
+  for (auto it = s.order.rbegin(); it != s.order.rend(); ++it) {
+    s.plugins[*it]->library.reset();
+    s.plugins[*it]->runner.reset();
+  }
   for (auto& g : s.unmapped_later) g->library.reset();
 }
 
@@ -1424,7 +1520,7 @@ PluginHost::AdminResult PluginHost::reload(std::string_view name) {
   auto& s = *impl_;
   return s.with_plugin(name, [&s](Plugin& found) -> AdminResult {
     const std::shared_ptr<Plugin> old = s.current_generations()[found.index];
-    if (old->state != PluginState::kStarted)
+    if (old->state != PluginState::kStarted && old->quarantined.empty())
       return {409, "plugin '" + old->name + "' is " + std::string(to_string(old->state)) +
                        "; only a started plugin can be reloaded (fix the file or the config and restart for the others)"};
     return s.install(old, old->file);
@@ -1442,9 +1538,11 @@ void PluginHost::Impl::unload(const std::shared_ptr<Plugin>& p) {
     return;
   }
   std::unique_ptr<Library> library;
+  std::unique_ptr<isolation::Runner> runner;  // ends its process when it goes, outside the lock
   {
     std::lock_guard lock(status_mutex);
     library = std::move(p->library);
+    runner = std::move(p->runner);
   }
 }
 
@@ -1739,12 +1837,19 @@ PluginHost::AdminResult PluginHost::disable(std::string_view name) {
 PluginHost::AdminResult PluginHost::enable(std::string_view name) {
   auto& s = *impl_;
   return s.with_plugin(name, [&s](Plugin& p) -> AdminResult {
+    if (p.state == PluginState::kStarted && p.budget && p.budget->over()) {
+      s.log->info("plugin back in routing name={} (admin API) after: {}", p.name, p.budget->reason());
+      p.budget->reset();
+      s.bus.resume_subscriber(p.name);  // durable deliveries paused while it was quarantined
+      return {200, "plugin '" + p.name + "' is back in routing"};
+    }
     if (p.state == PluginState::kStarted) return {200, "plugin '" + p.name + "' is already started"};
-    if (p.state != PluginState::kDisabled || p.library == nullptr)
+    const bool quarantined = p.state == PluginState::kFailed && !p.quarantined.empty() && p.runner;
+    if (!quarantined && (p.state != PluginState::kDisabled || (!p.library && !p.runner)))
       return {409, "plugin '" + p.name + "' is " + std::string(to_string(p.state)) +
                        (p.reason.empty() ? "" : " (" + p.reason + ")") +
-                       "; only a plugin disabled through the admin API can be enabled (change the config and restart "
-                       "for the others)"};
+                       "; only a plugin disabled through the admin API or quarantined can be enabled (change the "
+                       "config and restart for the others)"};
     for (auto d : p.dependencies) {
       const auto& dep = *s.plugins[d];
       if (dep.state != PluginState::kStarted)
@@ -1752,9 +1857,11 @@ PluginHost::AdminResult PluginHost::enable(std::string_view name) {
                          std::string(to_string(dep.state)) + "; enable it first"};
     }
     s.log->info("plugin enabling name={} (admin API)", p.name);
+    if (quarantined) s.stop_plugin(p, /*keep_storage=*/true);  // the instance its dead runner served
     {
       std::lock_guard lock(s.status_mutex);
       p.reason.clear();
+      p.quarantined.clear();
     }
     p.hooks_closed.store(false);
     if (!s.create_plugin(p)) return {500, "plugin '" + p.name + "' failed to start again: " + p.reason};
@@ -1837,13 +1944,26 @@ std::vector<PluginStatus> PluginHost::statuses() const {
     PluginStatus st;
     st.name = p->name;
     st.version = p->manifest.name.empty() ? "" : p->manifest.version.str();
-    st.abi = p->library ? p->library->abi_string() : "";
+    st.abi = abi_of(*p);
     st.file = p->file;
     st.state = p->state;
     st.reason = p->reason;
     st.mount = p->mount;
     st.manifest_json = p->manifest.json;
     st.generation = p->loaded ? p->generation : 0;
+    st.isolation = impl_->isolated(*p) ? "process" : "in-process";
+    if (p->runner) {
+      const auto r = p->runner->status();
+      st.runner_pid = r.pid;
+      st.runner_state = r.state;
+      st.runner_last_crash = r.last_crash;
+      st.runner_limits = r.limits;
+    }
+    if (p->runner_counters) {
+      st.runner_crashes = p->runner_counters->crashes.load(std::memory_order_relaxed);
+      st.runner_restarts = p->runner_counters->restarts.load(std::memory_order_relaxed);
+    }
+    st.quarantine = p->budget && p->budget->over() ? p->budget->reason() : p->quarantined;
     st.sha256 = p->sha256;
     if (p->reloads) {
       st.reloads_succeeded = p->reloads->succeeded.load(std::memory_order_relaxed);
@@ -2045,9 +2165,16 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& firs
   const auto route = match.target.route;
   auto& counters = *p.route_counters[route];
   counters.begin(request.body.size());
+  if (p.budget && p.budget->over()) {
+    set_quarantined(response, p);
+    counters.finish(start, response.status, response.body.size());
+    return std::nullopt;
+  }
   auto count_when_done = [&p, route, start](http::AsyncReply& reply) {
-    reply.on_finish([counters = p.route_counters[route], start](unsigned status, std::size_t bytes) {
+    reply.on_finish([counters = p.route_counters[route], budget = p.budget, name = p.name, start](unsigned status,
+                                                                                                  std::size_t bytes) {
       counters->finish(start, status, bytes);
+      spend(budget, name, status, start);
     });
   };
   auto timeout = p.route_timeouts[route].count() != 0 ? p.route_timeouts[route] : p.timeout;
@@ -2119,6 +2246,7 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& firs
     p.log->warn("handler returned status={} after responding; the response stands req={}", st, request.request_id);
   }
   counters.finish(start, response.status, response.body.size());
+  spend(p.budget, p.name, response.status, start);
   return std::nullopt;
 }
 
@@ -2142,6 +2270,8 @@ struct CallState {
   Clock::time_point deadline{};
   std::string target, method, path;  // for the span's log line
   std::uint64_t id = 0;              // in caller->live_calls
+  std::shared_ptr<ErrorBudget> target_budget;  // the answer counts against the target's budget
+  std::string target_name;
 };
 
 }  // namespace
@@ -2175,6 +2305,7 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
     snap = routes.load();
   }
   Admission admission(target);
+  if (target->budget && target->budget->over()) return KEEL_ERR_UNAVAILABLE;  // quarantined
 
   // Deadline: the call's own timeout, capped by what is left of the caller's current request.
   const auto now = Clock::now();
@@ -2215,6 +2346,8 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   state->start = Clock::now();
   state->request_id = owned->request_id;
   state->deadline = deadline;
+  state->target_budget = target->budget;
+  if (target->budget) state->target_name = target->name;
   if (span_log) {
     state->target = target->name;
     state->method = owned->method;
@@ -2233,6 +2366,7 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
     if (result < 0 || (response && response->status >= 500)) state->counters->errors.fetch_add(1, std::memory_order_relaxed);
     const auto elapsed = Clock::now() - state->start;
     state->counters->duration.observe(elapsed);
+    spend(state->target_budget, state->target_name, response ? response->status : http_status_for(result), state->start);
     if (span_log) {
       const auto& sp = state->span;
       const observability::LogScope scope({state->request_id, sp.trace_id(), sp.span_id()});
@@ -2328,7 +2462,8 @@ namespace {
 bool same_section(const config::PluginSection& a, const config::PluginSection& b) {
   return a.enabled == b.enabled && a.mount == b.mount && a.sha256 == b.sha256 && a.log_level == b.log_level &&
          a.request_timeout == b.request_timeout && a.route_timeouts == b.route_timeouts &&
-         a.max_db_bytes == b.max_db_bytes && a.settings_json == b.settings_json;
+         a.max_db_bytes == b.max_db_bytes && a.settings_json == b.settings_json && a.isolation == b.isolation &&
+         a.runner == b.runner && a.budget == b.budget;
 }
 }  // namespace
 
@@ -2377,6 +2512,9 @@ void PluginHost::apply_config(const config::Config& next) {
       static_cast<void>(s.install(g, g->file));
     }
   }
+  // Runners answer log_level() from what they were told last.
+  for (const auto& g : s.current_generations())
+    if (g->runner) g->runner->set_log_level(static_cast<std::int32_t>(g->log->level()));
 }
 
 }  // namespace keel::host::plugins

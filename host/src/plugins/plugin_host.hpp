@@ -105,6 +105,14 @@ struct PluginStatus {
   std::string last_reload_error;        ///< why the last reload was refused; cleared by a success
   std::vector<std::uint64_t> drain_buckets;  ///< drain durations of retired generations (kHttpBuckets + +Inf)
   double drain_seconds_total = 0;
+  std::string isolation = "in-process";       ///< "in-process" or "process" (as configured now)
+  // isolation = "process": its runner (docs/isolation.md).
+  int runner_pid = 0;                         ///< 0 while no runner process runs
+  std::string runner_state;                   ///< starting, running, restarting, quarantined, stopped; empty in process
+  std::uint64_t runner_crashes = 0, runner_restarts = 0;  ///< over every generation
+  std::string runner_last_crash;
+  std::vector<std::string> runner_limits;
+  std::string quarantine;                     ///< why it is quarantined; empty if it is not
 };
 
 class PluginHost {
