@@ -56,7 +56,9 @@ Process::~Process() {
   }
 }
 
-void Process::signal(int sig) const { ::kill(pid_, sig); }
+void Process::signal(int sig) const {
+  if (!status_) ::kill(pid_, sig);  // once reaped, the pid may be another process's
+}
 
 std::optional<int> Process::wait(std::chrono::milliseconds timeout) {
   if (status_) return status_;

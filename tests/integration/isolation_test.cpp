@@ -1,0 +1,282 @@
+// Process isolation against the real keel binary (docs/isolation.md): plugins configured with
+// isolation = "process" run in keel-plugin-runner children. The crasher fixture segfaults,
+// aborts and allocates on request; the host keeps serving everything else, answers the victim
+// 502, restarts the runner, quarantines it after repeated crashes, kills a hung one, and
+// applies the configured limits. The error budget quarantines in both modes.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include "eventually.hpp"
+#include "keel_host.hpp"
+#include "prometheus.hpp"
+#include "raw_client.hpp"
+
+using keel::test::eventually;
+using keel::test::fixture;
+using keel::test::KeelHost;
+using keel::test::simple_request;
+using Json = nlohmann::json;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* kBearer = "Authorization: Bearer iso-token\r\n";
+
+// crasher in its own process, restarted fast and pinged often so the tests stay short.
+constexpr const char* kCrasherIsolated =
+    "[plugin.crasher]\nisolation = \"process\"\nrunner_restart_backoff_ms = 20\nrunner_ping_interval_ms = 100\n"
+    "runner_ping_timeout_ms = 1000\n";
+
+keel::test::HostOptions options(std::vector<fs::path> plugins, std::string config) {
+  auto o = keel::test::with_plugins(std::move(plugins), std::move(config));
+  o.env = {"KEEL_ADMIN_TOKEN=iso-token"};
+  return o;
+}
+
+std::pair<int, std::string> get(const KeelHost& host, const std::string& path) {
+  const auto r = simple_request(host.port(), "GET", path);
+  return r ? std::pair{r->status, r->body} : std::pair{0, std::string{}};
+}
+
+Json plugin_entry(const KeelHost& host, const std::string& name) {
+  const auto r = simple_request(host.port(), "GET", "/admin/plugins", {}, kBearer);
+  REQUIRE(r);
+  for (const auto& p : Json::parse(r->body))
+    if (p["name"] == name) return p;
+  return nullptr;
+}
+
+int runner_pid(const KeelHost& host, const std::string& name) {
+  const auto p = plugin_entry(host, name);
+  return p.contains("runner") && p["runner"]["pid"].is_number() ? p["runner"]["pid"].get<int>() : 0;
+}
+
+/// The pid a crasher request reports ("pid 1234"), 0 when it did not answer 200.
+int served_pid(const KeelHost& host) {
+  const auto [status, body] = get(host, "/api/crasher/pid");
+  return status == 200 && body.starts_with("pid ") ? std::stoi(body.substr(4)) : 0;
+}
+
+double metric(const KeelHost& host, const std::string& name, const std::string& plugin) {
+  const auto r = simple_request(host.port(), "GET", "/metrics");
+  REQUIRE(r);
+  return keel::test::prometheus::parse(r->body).value(name, {{"plugin", plugin}}).value_or(-1);
+}
+
+std::string proc_file(int pid, const std::string& what) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/" + what);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bool process_gone(int pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
+
+int admin_post(const KeelHost& host, const std::string& path) {
+  const auto r = simple_request(host.port(), "POST", path, {}, kBearer);
+  return r ? r->status : 0;
+}
+
+}  // namespace
+
+TEST_CASE("isolation: a plugin in its own process answers as it does in process", "[isolation][integration]") {
+  KeelHost host(options({keel::test::example_plugin("hello"), fixture("crasher")},
+                        "[plugin.hello]\nisolation = \"process\"\ngreeting = \"Hi\"\n"));
+  const auto [status, body] = get(host, "/api/hello/greet/Ada");
+  CHECK(status == 200);
+  CHECK(body.find("Hi, Ada!") != std::string::npos);
+  const auto entry = plugin_entry(host, "hello");
+  CHECK(entry["state"] == "started");
+  CHECK(entry["isolation"] == "process");
+  CHECK(entry["runner"]["state"] == "running");
+  const int pid = runner_pid(host, "hello");
+  REQUIRE(pid > 0);
+  CHECK(pid != host.process().pid());
+  CHECK(proc_file(pid, "cmdline").find("keel-plugin-runner") != std::string::npos);
+  // The code is mapped in the runner, not in the host; crasher (in process) is in the host.
+  CHECK(proc_file(pid, "maps").find("memfd:keel:hello") != std::string::npos);
+  CHECK(proc_file(host.process().pid(), "maps").find("memfd:keel:hello") == std::string::npos);
+  CHECK(plugin_entry(host, "crasher")["isolation"] == "in-process");
+  CHECK(served_pid(host) == host.process().pid());
+  CHECK(metric(host, "keel_plugin_runner_up", "hello") == 1);
+  CHECK(host.stop() == 0);
+  CHECK(eventually([&] { return process_gone(pid); }));  // the host stops its runners
+}
+
+TEST_CASE("isolation: a crashing runner answers 502 while everything else keeps serving, then restarts",
+          "[isolation][integration]") {
+  KeelHost host(options({fixture("crasher"), fixture("no_op")}, kCrasherIsolated));
+  const int first = served_pid(host);
+  REQUIRE(first > 0);
+  CHECK(first == runner_pid(host, "crasher"));
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> pings{0}, failures{0};
+  std::thread neighbour([&] {
+    while (!stop.load()) (get(host, "/api/no_op/ping") == std::pair{200, std::string("pong")} ? pings : failures)++;
+  });
+
+  const auto started = std::chrono::steady_clock::now();
+  const auto [status, body] = get(host, "/api/crasher/segv");
+  CHECK(status == 502);
+  CHECK(body.find("crashed while handling the request") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - started < 5s);  // at once, not at the request timeout
+  int second = 0;
+  CHECK(eventually([&] { return (second = served_pid(host)) > 0; }));
+  CHECK(second != first);
+
+  CHECK(get(host, "/api/crasher/abort").first == 502);
+  CHECK(eventually([&] { return served_pid(host) > 0; }));
+  stop = true;
+  neighbour.join();
+  CHECK(failures.load() == 0);
+  CHECK(pings.load() > 0);
+
+  const auto entry = plugin_entry(host, "crasher");
+  CHECK(entry["state"] == "started");
+  CHECK(entry["runner"]["crashes"] == 2);
+  CHECK(entry["runner"]["restarts"] == 2);
+  CHECK(entry["runner"]["last_crash"].get<std::string>().find("SIGABRT") != std::string::npos);
+  CHECK(metric(host, "keel_plugin_runner_crashes_total", "crasher") == 2);
+  CHECK(metric(host, "keel_plugin_runner_restarts_total", "crasher") == 2);
+  CHECK(host.process().output().find("reason=\"killed by signal 11 (SIGSEGV)") != std::string::npos);
+  CHECK(host.stop() == 0);
+}
+
+TEST_CASE("isolation: a runner killed with SIGKILL is restarted", "[isolation][integration]") {
+  KeelHost host(options({fixture("crasher")}, kCrasherIsolated));
+  const int pid = runner_pid(host, "crasher");
+  REQUIRE(pid > 0);
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+  int next = 0;
+  CHECK(eventually([&] { return (next = served_pid(host)) > 0 && next != pid; }));
+  CHECK(plugin_entry(host, "crasher")["runner"]["last_crash"].get<std::string>().find("SIGKILL") != std::string::npos);
+  CHECK(host.stop() == 0);
+}
+
+TEST_CASE("isolation: a hung runner is killed after the ping timeout and restarted", "[isolation][integration]") {
+  KeelHost host(options({fixture("crasher")}, kCrasherIsolated));
+  const int pid = runner_pid(host, "crasher");
+  REQUIRE(pid > 0);
+  REQUIRE(::kill(pid, SIGSTOP) == 0);  // frozen: it reads nothing, answers nothing
+  // A request sent to the frozen runner waits until the host gives up on it, then gets 502.
+  CHECK(get(host, "/api/crasher/pid").first == 502);
+  int next = 0;
+  CHECK(eventually([&] { return (next = served_pid(host)) > 0 && next != pid; }));
+  const auto last = plugin_entry(host, "crasher")["runner"]["last_crash"].get<std::string>();
+  CHECK(last.find("did not answer pings") != std::string::npos);
+  CHECK(last.find("hung") != std::string::npos);
+  CHECK(host.stop() == 0);
+}
+
+TEST_CASE("isolation: repeated crashes quarantine the plugin until it is enabled again", "[isolation][integration]") {
+  KeelHost host(options({fixture("crasher")}, std::string(kCrasherIsolated) + "runner_max_crashes = 3\n"));
+  for (int i = 0; i < 3; ++i) {
+    INFO("crash " << i + 1);
+    REQUIRE(eventually([&] { return served_pid(host) > 0; }));
+    CHECK(get(host, "/api/crasher/segv").first == 502);
+  }
+  CHECK(eventually([&] { return plugin_entry(host, "crasher")["state"] == "failed"; }));
+  const auto entry = plugin_entry(host, "crasher");
+  CHECK(entry["reason"].get<std::string>().find("quarantined: its runner crashed 3 times") != std::string::npos);
+  CHECK(entry["runner"]["state"] == "quarantined");
+  CHECK(entry["quarantine"].get<std::string>().find("SIGSEGV") != std::string::npos);
+  CHECK(get(host, "/api/crasher/pid").first == 404);  // out of routing
+  CHECK(metric(host, "keel_plugin_quarantined", "crasher") == 1);
+  CHECK(host.process().output().find("plugin quarantined plugin=crasher") != std::string::npos);
+
+  CHECK(admin_post(host, "/admin/plugins/crasher/enable") == 200);
+  CHECK(served_pid(host) > 0);
+  CHECK(plugin_entry(host, "crasher")["state"] == "started");
+  CHECK(metric(host, "keel_plugin_quarantined", "crasher") == 0);
+  CHECK(host.stop() == 0);
+}
+
+TEST_CASE("isolation: the runner gets its limits and drops root for the configured user", "[isolation][integration]") {
+  std::string config = std::string(kCrasherIsolated) + "runner_open_files = 64\nrunner_cpu_seconds = 600\n";
+  if (::geteuid() == 0) config += "runner_user = \"nobody\"\n";
+  KeelHost host(options({fixture("crasher")}, config));
+  const int pid = runner_pid(host, "crasher");
+  REQUIRE(pid > 0);
+  const auto limits = proc_file(pid, "limits");
+  CHECK(limits.find("Max open files            64                   64") != std::string::npos);
+  CHECK(limits.find("Max cpu time              600                  600") != std::string::npos);
+  if (::geteuid() == 0) {
+    CHECK(proc_file(pid, "status").find("Uid:\t65534\t65534\t65534\t65534") != std::string::npos);
+    CHECK(served_pid(host) == pid);  // and it still serves
+  }
+  const auto reported = plugin_entry(host, "crasher")["runner"]["limits"].dump();
+  CHECK(reported.find("RLIMIT_NOFILE=64") != std::string::npos);
+  CHECK(host.stop() == 0);
+}
+
+TEST_CASE("isolation: a memory limit refuses allocations inside the runner only", "[isolation][integration]") {
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer reserves terabytes of address space, which RLIMIT_AS forbids.
+  WARN("KEEL_SKIP: runner_memory_bytes (RLIMIT_AS) cannot apply to an AddressSanitizer build");
+  return;
+#endif
+  KeelHost host(options({fixture("crasher")}, std::string(kCrasherIsolated) + "runner_memory_bytes = 268435456\n"));
+  CHECK(get(host, "/api/crasher/alloc/16") == std::pair{200, std::string("allocated")});
+  CHECK(get(host, "/api/crasher/alloc/1024") == std::pair{507, std::string("allocation failed")});
+  CHECK(served_pid(host) > 0);
+  CHECK(proc_file(runner_pid(host, "crasher"), "limits").find("Max address space         268435456") !=
+        std::string::npos);
+  CHECK(host.stop() == 0);
+}
+
+TEST_CASE("isolation: a reload starts a new runner and ends the old one", "[isolation][integration][reload]") {
+  KeelHost host(options({fixture("crasher")}, kCrasherIsolated));
+  const int first = served_pid(host);
+  REQUIRE(first > 0);
+  CHECK(admin_post(host, "/admin/plugins/crasher/reload") == 200);
+  const int second = served_pid(host);
+  CHECK(second > 0);
+  CHECK(second != first);
+  CHECK(eventually([&] { return process_gone(first); }));
+  CHECK(plugin_entry(host, "crasher")["generation"] == 2);
+  CHECK(host.stop() == 0);
+}
+
+TEST_CASE("error budget: a plugin answering too many 5xx leaves routing until enabled", "[isolation][integration][budget]") {
+  const std::string budget = "quarantine_error_rate = 0.5\nquarantine_min_requests = 6\n";
+  SECTION("in process") {
+    KeelHost host(options({fixture("crasher")}, "[plugin.crasher]\n" + budget));
+    for (int i = 0; i < 6; ++i) CHECK(get(host, "/api/crasher/fail").first == 500);
+    const auto [status, body] = get(host, "/api/crasher/pid");
+    CHECK(status == 503);
+    CHECK(body.find("\"code\":\"quarantined\"") != std::string::npos);
+    CHECK(body.find("5xx answers were 100% of 6") != std::string::npos);
+    CHECK(body.find("POST /admin/plugins/crasher/enable") != std::string::npos);
+    CHECK(plugin_entry(host, "crasher")["quarantine"].get<std::string>().find("quarantine_error_rate=0.5") !=
+          std::string::npos);
+    CHECK(metric(host, "keel_plugin_quarantined", "crasher") == 1);
+    CHECK(admin_post(host, "/admin/plugins/crasher/enable") == 200);
+    CHECK(served_pid(host) > 0);
+    CHECK(host.stop() == 0);
+  }
+  SECTION("in its own process, on latency") {
+    KeelHost host(options({fixture("crasher")}, std::string(kCrasherIsolated) +
+                                                    "quarantine_p99_ms = 100\nquarantine_min_requests = 3\n"));
+    for (int i = 0; i < 3; ++i) CHECK(get(host, "/api/crasher/slow/300").first == 200);
+    const auto [status, body] = get(host, "/api/crasher/pid");
+    CHECK(status == 503);
+    CHECK(body.find("p99 latency was") != std::string::npos);
+    CHECK(admin_post(host, "/admin/plugins/crasher/enable") == 200);
+    CHECK(served_pid(host) > 0);
+    CHECK(host.stop() == 0);
+  }
+}
