@@ -938,6 +938,8 @@ TEST_CASE("the committed config/keel.toml states every default", "[config]") {
   CHECK(c.events.retention == defaults.events.retention);
   CHECK(c.events.batch == defaults.events.batch);
   CHECK(c.events.dead_letter_capacity == defaults.events.dead_letter_capacity);
+  CHECK(c.plugins.isolation == defaults.plugins.isolation);
+  CHECK(c.plugins.runner == defaults.plugins.runner);
 }
 
 TEST_CASE("isolation and runner keys are host-owned and read per plugin", "[config][isolation]") {
