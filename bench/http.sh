@@ -16,7 +16,7 @@
 #   DURATION [5]       seconds per wrk round (whole seconds)
 #   CONNECTIONS [64]   wrk connections (always one wrk thread)
 #   WARMUP [1]         seconds of unmeasured wrk load per target before the rounds
-#   SCENARIOS [hello echo relay storage events startup rss reload]
+#   SCENARIOS [hello echo relay storage events startup rss reload isolation]
 #   CPU [first allowed] the one CPU that every server and wrk are pinned to (taskset -c)
 #   STARTUP_RUNS [5]   starts per configuration in the startup scenario
 #   STARTUP_PLUGINS [100]
@@ -42,7 +42,7 @@
 #   alone against the same with a slow neighbour.
 set -euo pipefail
 
-ALL_SCENARIOS="hello echo relay storage events startup rss reload"
+ALL_SCENARIOS="hello echo relay storage events startup rss reload isolation"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-5}
@@ -825,6 +825,26 @@ scenario_reload() {
   read -r requests non2xx socket < <(wrk_failures "$TMP/raw/reload.quiet.wrk")
   ((non2xx == 0 && socket == 0)) ||
     fail_later "reload: $non2xx non-2xx responses and $socket socket errors without reloads"
+}
+
+# isolation: hello's GET /greet served by hello in the host process against the same with
+# isolation = "process" (docs/isolation.md), two Keel processes alternating. The runner is forked
+# by the pinned host, so it shares the same CPU; CPU per request counts host and runner.
+scenario_isolation() {
+  local dir keel iso kp ip runner
+  dir=$(plugin_dir isolation hello)
+  start_keel inprocess "$dir"; keel=$LAST_PID kp=$LAST_PORT
+  start_keel isolated "$dir" $'[plugin.hello]\nisolation = "process"'; iso=$LAST_PID ip=$LAST_PORT
+  runner=$(pgrep -P "$iso" -f keel-plugin-runner | head -n 1) || true
+  [[ -n $runner ]] || die "isolation: no keel-plugin-runner child of keel (pid $iso)"
+  require_ok "http://127.0.0.1:$kp$HELLO_PATH" "keel hello in process"
+  require_ok "http://127.0.0.1:$ip$HELLO_PATH" "keel hello in its own process"
+  run_rounds isolation "" "in-process|http://127.0.0.1:$kp$HELLO_PATH|$keel" \
+    "process|http://127.0.0.1:$ip$HELLO_PATH|$iso,$runner"
+  stop_server "$keel"; stop_server "$iso"
+  check "isolation process/in-process req/s" "$(paired_ratio isolation process in-process 1)" - -
+  check "isolation process/in-process p99" "$(paired_ratio isolation process in-process 3)" - -
+  check "isolation process/in-process CPU/request" "$(paired_ratio isolation process in-process 4)" - -
 }
 
 # rss: idle VmRSS right after start (+0.5 s), VmRSS near the end of one hello round, and the
