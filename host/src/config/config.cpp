@@ -479,6 +479,8 @@ bool host_plugin_key(const std::string& plugin, const std::string& key, const to
   if (key == "runner_memory_bytes") return integer(r.memory_bytes, 0, kUnbounded, "number of bytes (0 = no limit)");
   if (key == "runner_cpu_seconds") return integer(r.cpu_seconds, 0, kMaxDurationMs / 1000, "number of seconds (0 = no limit)");
   if (key == "runner_cpu_percent") return integer(r.cpu_percent, 0, 100000, "percentage of one CPU (0 = no limit)");
+  if (key == "runner_cgroup_memory_bytes")
+    return integer(r.cgroup_memory_bytes, 0, kUnbounded, "number of bytes (0 = no limit)");
   if (key == "runner_open_files") return integer(r.open_files, 0, 1048576, "number of descriptors (0 = the host's)");
   if (key == "runner_max_crashes") return integer(r.max_crashes, 1, 1000000, "number of crashes");
   if (key == "runner_restart_backoff_ms") return millis(r.restart_backoff, 1, kMaxDurationMs);
@@ -979,6 +981,7 @@ OrderedJson plugin_section_json(const PluginSection& s, const std::vector<std::s
   p["runner_memory_bytes"] = r.memory_bytes;
   p["runner_cpu_seconds"] = r.cpu_seconds;
   p["runner_cpu_percent"] = r.cpu_percent;
+  p["runner_cgroup_memory_bytes"] = r.cgroup_memory_bytes;
   p["runner_open_files"] = r.open_files;
   p["runner_user"] = optional_text(r.user);
   p["runner_restart_backoff_ms"] = r.restart_backoff.count();

@@ -138,7 +138,8 @@ struct RunnerSettings {
   std::uint32_t threads = 4;          ///< runner_threads 1..256: hooks running at once in the runner
   std::uint64_t memory_bytes = 0;     ///< runner_memory_bytes: address-space limit (RLIMIT_AS); 0 = none
   std::uint64_t cpu_seconds = 0;      ///< runner_cpu_seconds: CPU time per runner process (RLIMIT_CPU); 0 = none
-  std::uint32_t cpu_percent = 0;      ///< runner_cpu_percent: cgroup cpu.max, percent of one CPU; 0 = none
+  std::uint32_t cpu_percent = 0;      ///< runner_cpu_percent: cgroup CPU quota, percent of one CPU; 0 = none
+  std::uint64_t cgroup_memory_bytes = 0;  ///< runner_cgroup_memory_bytes: cgroup memory ceiling; 0 = none
   std::uint64_t open_files = 0;       ///< runner_open_files: RLIMIT_NOFILE; 0 = the host's
   std::string user;                   ///< runner_user: run as this user when the host runs as root
   std::chrono::milliseconds restart_backoff{100};       ///< runner_restart_backoff_ms: first restart delay

@@ -30,6 +30,7 @@
 #include <keel/storage.h>
 
 #include "http/message.hpp"
+#include "isolation/cgroup.hpp"
 #include "isolation/connection.hpp"
 #include "isolation/wire.hpp"
 #include "observability/log.hpp"
@@ -189,6 +190,7 @@ struct Runner::Impl {
   std::uint32_t hooks = 0;  // which optional hooks the plugin has (hello: bit 0 start ... 4 health)
   std::atomic<std::int32_t> log_level{2};
   std::vector<std::string> limits;  // fixed once the first process started
+  std::unique_ptr<Cgroup> cgroup;   // the processes' CPU share and memory ceiling, where the kernel has them
   std::string health_detail;        // what the last health() handed out (valid until the next)
 
   // What the plugin host gave create(): the host functions the runner's calls are served with.
@@ -301,7 +303,19 @@ struct Runner::Impl {
         applied.push_back("user unchanged: the host does not run as root");
       }
     }
-    if (s.cpu_percent != 0) applied.push_back("cpu_percent not applied: needs a delegated cgroup v2 (docs/isolation.md)");
+    const CgroupLimits group_limits{s.cpu_percent, s.cgroup_memory_bytes};
+    if (group_limits.any() && limits.empty()) {  // made with the first process, shared by its restarts
+      try {
+        cgroup = Cgroup::create(opts.plugin, group_limits);
+        applied.insert(applied.end(), cgroup->applied().begin(), cgroup->applied().end());
+      } catch (const std::exception& e) {
+        log->warn("plugin runner limits not applied plugin={}: {} (docs/isolation.md#limits)", opts.plugin, e.what());
+        if (s.cpu_percent != 0) applied.push_back(std::string("cpu_percent not applied: ") + e.what());
+        if (s.cgroup_memory_bytes != 0) applied.push_back(std::string("cgroup_memory_bytes not applied: ") + e.what());
+      }
+    }
+    static const std::vector<int> kNoGroups;
+    const auto& group_fds = cgroup ? cgroup->procs_fds() : kNoGroups;
     const pid_t parent = ::getpid();
     const int code = code_fd;
 
@@ -325,6 +339,7 @@ struct Runner::Impl {
       sigemptyset(&none);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);
       if (::dup2(child_err, kChildErrorFd) < 0 || ::fcntl(kChildErrorFd, F_SETFD, FD_CLOEXEC) < 0) ::_exit(127);
+      if (!join_cgroups(group_fds)) fail(5);  // before anything else runs in it, and before close_range
       if (::dup2(child_sock, kChildSocketFd) < 0) fail(1);
       if (::dup2(code, kChildCodeFd) < 0) fail(1);
       if (::syscall(SYS_close_range, kChildErrorFd + 1, ~0U, 0) != 0) {
@@ -352,9 +367,9 @@ struct Runner::Impl {
       int status = 0;
       ::waitpid(pid, &status, 0);
       ::close(sv[0]);
-      static constexpr const char* kSteps[] = {"", "set up its descriptors", "apply its limits", "drop privileges",
-                                               "execute"};
-      throw std::runtime_error("the runner process could not " + std::string(kSteps[std::clamp(e[0], 0, 4)]) + " " +
+      static constexpr const char* kSteps[] = {"",        "set up its descriptors", "apply its limits", "drop privileges",
+                                               "execute", "join its cgroup"};
+      throw std::runtime_error("the runner process could not " + std::string(kSteps[std::clamp(e[0], 0, 5)]) + " " +
                                binary + ": " + std::strerror(e[1]));
     }
     auto inst = std::make_shared<Instance>();
@@ -1264,6 +1279,7 @@ Runner::~Runner() {
   s.wake();
   s.supervisor.join();
   if (inst) s.end(*inst, "the host is unloading the plugin");
+  s.cgroup.reset();  // empty now: every process of it was reaped
   s.calls.stop();
   ::close(s.wake_fd);
   ::close(s.code_fd);

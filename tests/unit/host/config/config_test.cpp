@@ -956,6 +956,7 @@ runner_threads = 2
 runner_memory_bytes = 268435456
 runner_cpu_seconds = 60
 runner_cpu_percent = 50
+runner_cgroup_memory_bytes = 134217728
 runner_open_files = 256
 runner_user = "nobody"
 runner_restart_backoff_ms = 50
@@ -983,6 +984,7 @@ quarantine_min_requests = 5
   CHECK(r.memory_bytes == 268435456);
   CHECK(r.cpu_seconds == 60);
   CHECK(r.cpu_percent == 50);
+  CHECK(r.cgroup_memory_bytes == 134217728);
   CHECK(r.open_files == 256);
   CHECK(r.user == "nobody");
   CHECK(r.restart_backoff == 50ms);
