@@ -81,14 +81,7 @@ std::vector<Membership> memberships() {
   return out;
 }
 
-/// The directory of cgroup `path` under `m`, or "" when the mount does not show it.
-std::string directory_of(const Mount& m, const std::string& path) {
-  if (m.root == "/") return m.point + (path == "/" ? "" : path);
-  if (path == m.root) return m.point;
-  if (path.size() > m.root.size() && path.compare(0, m.root.size(), m.root) == 0 && path[m.root.size()] == '/')
-    return m.point + path.substr(m.root.size());
-  return {};
-}
+std::string directory_of(const Mount& m, const std::string& path) { return cgroup_directory(m.root, m.point, path); }
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -225,6 +218,15 @@ Cgroup::~Cgroup() {
   for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it)
     for (int i = 0; i < 100 && ::rmdir(it->c_str()) != 0 && errno == EBUSY; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
+std::string cgroup_directory(std::string_view mount_root, std::string_view mount_point, std::string_view path) {
+  std::string dir(mount_point);
+  if (mount_root == "/") return path == "/" ? dir : dir.append(path);
+  if (path == mount_root) return dir;
+  if (path.size() > mount_root.size() && path.starts_with(mount_root) && path[mount_root.size()] == '/')
+    return dir.append(path.substr(mount_root.size()));
+  return {};
 }
 
 bool join_cgroups(const std::vector<int>& fds) noexcept {

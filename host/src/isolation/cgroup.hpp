@@ -43,6 +43,11 @@ class Cgroup {
   std::vector<std::string> applied_;
 };
 
+/// The directory of the cgroup `path` (as /proc/self/cgroup names it) in a hierarchy whose part
+/// `mount_root` is mounted at `mount_point` (as /proc/self/mountinfo says); empty when that
+/// mount does not show the group.
+std::string cgroup_directory(std::string_view mount_root, std::string_view mount_point, std::string_view path);
+
 /// Writes the calling process's pid to each of `fds`; async-signal-safe (for a forked child).
 /// False with errno set when one write fails.
 bool join_cgroups(const std::vector<int>& fds) noexcept;
