@@ -1328,12 +1328,14 @@ keel_status PluginHost::Impl::deliver_event(std::size_t index, const events::Eve
       p.log->error("on_event let an exception escape topic={} id={}", e.topic(), e.event_id());
     }
   }
+  const bool span_line = span_log && span_log->should_log(spdlog::level::info);
+  if (st >= 0 && !span_line) return st;  // nothing to log: no second clock read
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
   const observability::LogScope log_scope({e.request_id(), span.trace_id(), span.span_id()});
   if (st < 0)
     p.log->warn("event handler failed topic={} id={} publisher={} attempt={} status={} duration_us={}", e.topic(),
                 e.event_id(), e.publisher(), attempt, status_name(st), us);
-  if (span_log)
+  if (span_line)
     span_log->info("span kind=event topic={} publisher={} subscriber={} event_id={} attempt={} status={} duration_us={}"
                    "{}{}",
                    e.topic(), e.publisher(), p.name, e.event_id(), attempt, status_name(st), us,
