@@ -7,11 +7,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "abi/status.hpp"
 #include "app/migration_report.hpp"
 #include "events/bus.hpp"
 #include "observability/log.hpp"
 #include "plugins/plugin_host.hpp"
-#include "plugins/status_mapping.hpp"
 
 namespace keel::host::app {
 namespace {
@@ -137,7 +137,7 @@ void events_api(const http::Request& req, http::Response& res, const std::vector
       j["subscriber"] = d.subscriber;
       j["seq"] = d.seq;
       j["attempts"] = d.attempts;
-      j["last_status"] = plugins::status_name(d.last_status);
+      j["last_status"] = abi::status_name(d.last_status);
       j["failed_unix_ms"] = d.failed_unix_ms;
       out.push_back(std::move(j));
     }
@@ -161,7 +161,7 @@ void events_api(const http::Request& req, http::Response& res, const std::vector
       st = bus.discard(seg[4], seg[5], seq, durable);
     }
     if (st == KEEL_ERR_NOT_FOUND) return res.set_error(404, "not_found", "no such dead letter");
-    if (st < 0) return res.set_error(plugins::http_status_for(st), "error", std::string(plugins::status_name(st)));
+    if (st < 0) return res.set_error(abi::http_status_for(st), "error", std::string(abi::status_name(st)));
     return reply(res, 200, Json{{"status", seg.size() == 8 ? "resubmitted" : "discarded"}});
   }
   res.set_error(404, "not_found", "no such admin path");

@@ -17,12 +17,13 @@
 
 #include <fmt/format.h>
 
+#include "abi/bytes.hpp"
+#include "abi/status.hpp"
 #include "common/published.hpp"
 #include "common/timer_queue.hpp"
 #include "common/worker_pool.hpp"
 #include "events/topic.hpp"
 #include "observability/log.hpp"
-#include "plugins/status_mapping.hpp"
 #include "storage/database.hpp"
 
 namespace keel::host::events {
@@ -30,9 +31,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string_view view(keel_plugin_bytes b) noexcept {
-  return b.len == 0 || b.ptr == nullptr ? std::string_view{} : std::string_view(b.ptr, b.len);
-}
+using abi::view;
 std::string text(const keel_sql_value& v) { return std::string(v.bytes.ptr != nullptr ? v.bytes.ptr : "", v.bytes.len); }
 keel_sql_param bytes_param(std::string_view s, keel_sql_type type = KEEL_SQL_TEXT) {
   return {type, 0, 0, 0, {s.data(), s.size()}};
@@ -479,7 +478,7 @@ struct Bus::Impl {
       }
       sub.counters.retried.add();
       log->debug("event delivery failed subscriber={} topic={} id={} attempt={} status={}; retrying", sub.ep.name,
-                 e.topic(), e.event_id(), attempt, plugins::status_name(st));
+                 e.topic(), e.event_id(), attempt, abi::status_name(st));
       {
         std::lock_guard lock(sub.mutex);
         sub.inbox.insert(sub.inbox.begin(), std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(i)),
@@ -501,7 +500,7 @@ struct Bus::Impl {
 
   void bury(const std::string& subscriber, const EventRecord& e, std::uint32_t attempts, keel_status st) {
     log->warn("event dead-lettered subscriber={} topic={} id={} attempts={} status={}", subscriber, e.topic(), e.event_id(),
-              attempts, plugins::status_name(st));
+              attempts, abi::status_name(st));
     if (cfg.dead_letter_capacity == 0) return;
     std::lock_guard lock(dead_mutex);
     DeadLetter d{std::string(e.publisher()), subscriber, next_dead++, false, e, attempts, st,
@@ -604,7 +603,7 @@ struct Bus::Impl {
     s.cursor = s.persisted = e.seq;
     s.persisted_seen.store(e.seq, std::memory_order_relaxed);
     log->warn("event dead-lettered publisher={} subscriber={} topic={} id={} seq={} attempts={} status={}",
-              s.pub->name, s.sub->ep.name, e.topic(), e.event_id(), e.seq, attempts, plugins::status_name(status));
+              s.pub->name, s.sub->ep.name, e.topic(), e.event_id(), e.seq, attempts, abi::status_name(status));
     return KEEL_OK;
   }
 

@@ -33,6 +33,7 @@
 #include <keel/plugin.h>
 #include <keel/storage.h>
 
+#include "abi/event_sink.hpp"
 #include "config/config.hpp"
 
 namespace keel::host {
@@ -136,10 +137,10 @@ struct DeadLetter {
   std::int64_t failed_unix_ms = 0;
 };
 
-class Bus {
+class Bus final : public abi::EventSink {
  public:
   Bus(const config::EventsConfig& cfg, WorkerPool& pool, TimerQueue& timers);
-  ~Bus();  ///< stop()
+  ~Bus() override;  ///< stop()
   Bus(const Bus&) = delete;
   Bus& operator=(const Bus&) = delete;
 
@@ -173,7 +174,7 @@ class Bus {
   /// KEEL_ERR_UNAVAILABLE (not started or stopped); storage errors of the outbox write.
   /// `error` receives a message on failure.
   keel_status publish(std::string_view publisher, const keel_publish_args& args, keel_txn txn,
-                      std::string_view request_id, std::string& error);
+                      std::string_view request_id, std::string& error) override;
 
   // --- inspection and admin ---
   [[nodiscard]] std::vector<TopicStats> topics() const;

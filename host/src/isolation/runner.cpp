@@ -34,8 +34,10 @@
 #include "isolation/connection.hpp"
 #include "isolation/wire.hpp"
 #include "observability/log.hpp"
-#include "plugins/host_ctx.hpp"
-#include "plugins/status_mapping.hpp"
+#include "abi/bytes.hpp"
+#include "abi/current_request.hpp"
+#include "abi/host_ctx.hpp"
+#include "abi/status.hpp"
 
 extern char** environ;
 
@@ -45,8 +47,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-std::string_view view(keel_host_bytes b) noexcept { return b.len == 0 ? std::string_view{} : std::string_view(b.ptr, b.len); }
-keel_plugin_bytes plugin_bytes(std::string_view s) noexcept { return {s.empty() ? nullptr : s.data(), s.size()}; }
+using abi::plugin_bytes;
+using abi::view;
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
@@ -54,7 +56,7 @@ std::int64_t now_ns() {
 
 /// The context of the hook the calling host thread serves (empty outside hooks).
 Context current_context() {
-  const auto* cur = plugins::current_request();
+  const auto* cur = abi::current_request();
   if (cur == nullptr) return {};
   Context c{cur->request_id, cur->traceparent, 0};
   if (cur->deadline != Clock::time_point{}) {
@@ -608,10 +610,10 @@ struct Runner::Impl {
       }
       if (was_created) {
         if (const auto st = lifecycle(*inst, Kind::kCreate, cfg, "create()"); st < 0)
-          throw std::runtime_error("create() failed after the restart with status " + std::string(plugins::status_name(st)));
+          throw std::runtime_error("create() failed after the restart with status " + std::string(abi::status_name(st)));
         if (was_started) {
           if (const auto st = lifecycle(*inst, Kind::kStart, {}, "start()"); st < 0)
-            throw std::runtime_error("start() failed after the restart with status " + std::string(plugins::status_name(st)));
+            throw std::runtime_error("start() failed after the restart with status " + std::string(abi::status_name(st)));
         }
       }
       {
@@ -773,11 +775,11 @@ struct Runner::Impl {
   /// the plugin did not answer itself becomes the mapped error answer.
   void request_returned(keel_responder responder, keel_status st) {
     if (st >= 0) return;
-    const auto code = plugins::http_status_for(st);
-    if (answer(responder, code, "plugin '" + opts.plugin + "' failed: " + std::string(plugins::status_name(st))) ==
+    const auto code = abi::http_status_for(st);
+    if (answer(responder, code, "plugin '" + opts.plugin + "' failed: " + std::string(abi::status_name(st))) ==
         KEEL_ERR_ALREADY_COMPLETED)
       log->warn("plugin handler returned status={} after responding; the response stands plugin={}",
-                plugins::status_name(st), opts.plugin);
+                abi::status_name(st), opts.plugin);
   }
 
   keel_status on_request(const keel_request* req, keel_responder responder) {
@@ -880,7 +882,7 @@ struct Runner::Impl {
     }
     const auto deadline = c.remaining_ns > 0 ? Clock::now() + std::chrono::nanoseconds(c.remaining_ns)
                                              : Clock::now() + std::chrono::hours(24);
-    const plugins::CurrentRequestScope scope({cx->plugin, deadline, c.request_id, c.traceparent});
+    const abi::CurrentRequestScope scope({cx, deadline, c.request_id, c.traceparent});
     fn();
   }
 

@@ -3,15 +3,14 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "abi/bytes.hpp"
+
 namespace keel::host::isolation {
 namespace {
 
-keel_host_bytes host_view(std::string_view s) noexcept { return {s.empty() ? nullptr : s.data(), s.size()}; }
-keel_plugin_bytes plugin_view(std::string_view s) noexcept { return {s.empty() ? nullptr : s.data(), s.size()}; }
-std::string_view view(keel_host_bytes b) noexcept { return b.len == 0 ? std::string_view{} : std::string_view(b.ptr, b.len); }
-std::string_view view(keel_plugin_bytes b) noexcept {
-  return b.len == 0 ? std::string_view{} : std::string_view(b.ptr, b.len);
-}
+using abi::view;
+constexpr auto host_view = abi::host_bytes;
+constexpr auto plugin_view = abi::plugin_bytes;
 
 // Every list item is at least two empty byte fields (two u32 lengths).
 constexpr std::size_t kMinPairBytes = 8;

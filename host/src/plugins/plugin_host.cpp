@@ -26,12 +26,14 @@
 #include "isolation/runner.hpp"
 #include "observability/log.hpp"
 #include "observability/trace.hpp"
+#include "abi/bytes.hpp"
+#include "abi/current_request.hpp"
+#include "abi/host_ctx.hpp"
+#include "abi/status.hpp"
 #include "plugins/elf_reader.hpp"
 #include "plugins/error_budget.hpp"
-#include "plugins/host_ctx.hpp"
 #include "plugins/loader.hpp"
 #include "plugins/sha256.hpp"
-#include "plugins/status_mapping.hpp"
 #include "plugins/watcher.hpp"
 #include "storage/database.hpp"
 #include "storage/migrations.hpp"
@@ -47,8 +49,8 @@ std::int64_t to_mono_ns(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
-keel_host_bytes host_bytes(std::string_view s) { return {s.data(), s.size()}; }
-std::string_view view(keel_plugin_bytes b) { return b.len == 0 ? std::string_view{} : std::string_view(b.ptr, b.len); }
+using abi::host_bytes;
+using abi::view;
 
 bool valid_token(std::string_view s) {
   if (s.empty()) return false;
@@ -416,25 +418,11 @@ Generations::const_iterator find_named(const Generations& gens, std::string_view
   return std::find_if(gens.begin(), gens.end(), [name](const auto& g) { return g->name == name; });
 }
 
-namespace {
-thread_local const CurrentRequest* tl_current = nullptr;
-
-// The trace and span ids inside a valid traceparent (the host only hands out valid ones).
-observability::LogContext log_context(std::string_view request_id, std::string_view traceparent) noexcept {
-  if (traceparent.size() < observability::Span::kLength) return {request_id, {}, {}};
-  return {request_id, traceparent.substr(3, 32), traceparent.substr(36, 16)};
-}
-}  // namespace
-
-CurrentRequestScope::CurrentRequestScope(const CurrentRequest& v) noexcept
-    : value_(v), saved_(tl_current), log_scope_(log_context(v.request_id, v.traceparent)) {
-  tl_current = &value_;
-}
-CurrentRequestScope::~CurrentRequestScope() { tl_current = saved_; }
-
-const CurrentRequest* current_request() noexcept { return tl_current; }
-std::string_view current_request_id() noexcept { return tl_current != nullptr ? tl_current->request_id : std::string_view{}; }
-std::string_view current_traceparent() noexcept { return tl_current != nullptr ? tl_current->traceparent : std::string_view{}; }
+using abi::CurrentRequestScope;
+using abi::current_request_id;
+using abi::http_status_for;
+using abi::status_name;
+using abi::with_current_trace;
 
 struct PluginHost::Impl final : isolation::RunnerListener {
   Impl(const config::Config& c, WorkerPool& p, TimerQueue& t)
@@ -1321,7 +1309,7 @@ keel_status PluginHost::Impl::deliver_event(std::size_t index, const events::Eve
   keel_status st = KEEL_ERR_INTERNAL;
   {
     // Calls and publishes made by the handler carry the publishing request's id and this span.
-    const CurrentRequestScope scope({&p, start + p.timeout, e.request_id(), span.traceparent()});
+    const CurrentRequestScope scope({&p.ctx, start + p.timeout, e.request_id(), span.traceparent()});
     try {
       st = p.table->on_event(p.self, &ev);
     } catch (...) {
@@ -2029,7 +2017,7 @@ keel_status PluginHost::Impl::run_handler(Plugin& p, const keel_request& req, ke
   const std::string_view request_id(req.request_id.ptr, req.request_id.len);
   keel_status st;
   {
-    const CurrentRequestScope scope({&p, Clock::time_point(std::chrono::nanoseconds(req.deadline_mono_ns)), request_id,
+    const CurrentRequestScope scope({&p.ctx, Clock::time_point(std::chrono::nanoseconds(req.deadline_mono_ns)), request_id,
                                      std::string_view(req.traceparent.ptr, req.traceparent.len)});
     try {
       st = p.table->on_request(p.self, &req, id);
@@ -2314,10 +2302,10 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   auto deadline = now + (args->timeout_ms != 0 ? std::chrono::milliseconds(args->timeout_ms) : cfg.http.request_timeout);
   std::string request_id;
   std::string_view parent_span = view(args->traceparent);
-  if (tl_current != nullptr && tl_current->plugin == &caller) {
-    deadline = std::min(deadline, tl_current->deadline);
-    request_id.assign(tl_current->request_id);
-    if (parent_span.empty()) parent_span = tl_current->traceparent;
+  if (const auto* cur = abi::current_request(); cur != nullptr && cur->ctx == &caller.ctx) {
+    deadline = std::min(deadline, cur->deadline);
+    request_id.assign(cur->request_id);
+    if (parent_span.empty()) parent_span = cur->traceparent;
   }
   auto state = std::make_shared<CallState>();
   state->span = observability::Span::start(parent_span);
@@ -2390,7 +2378,7 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
         r.body = host_bytes(response->body);
       }
       {
-        const CurrentRequestScope scope({state->caller, state->deadline, state->request_id, state->caller_traceparent});
+        const CurrentRequestScope scope({&state->caller->ctx, state->deadline, state->request_id, state->caller_traceparent});
         state->cb(state->user, result, response ? &r : nullptr);
       }
       state->caller->callbacks_pending.fetch_sub(1);

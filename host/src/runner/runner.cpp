@@ -14,6 +14,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include "abi/bytes.hpp"
 #include "runner/context.hpp"
 #include "runner/host_api.hpp"
 
@@ -39,7 +40,7 @@ constexpr auto kExitGrace = std::chrono::seconds(2);
 constexpr auto kNoTimeout = std::chrono::hours(24 * 365);
 constexpr std::uint32_t kMaxThreads = 1024;
 
-keel_host_bytes host_bytes(std::string_view s) noexcept { return {s.empty() ? nullptr : s.data(), s.size()}; }
+using abi::host_bytes;
 
 std::string abi_to_string(std::uint32_t packed) {
   return std::to_string(KEEL_ABI_MAJOR(packed)) + "." + std::to_string(KEEL_ABI_MINOR(packed));

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "abi/bytes.hpp"
 #include "runner/context.hpp"
 #include "runner/runner.hpp"
 
@@ -42,9 +43,7 @@ bool malformed(keel_plugin_bytes b, std::string_view what) {
   return true;
 }
 
-std::string_view view(keel_plugin_bytes b) noexcept {
-  return b.len == 0 ? std::string_view{} : std::string_view(b.ptr, b.len);
-}
+using abi::view;
 
 struct CallbackScope {
   CallbackScope() noexcept { tl_in_callback = true; }

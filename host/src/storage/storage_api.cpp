@@ -7,16 +7,16 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "events/bus.hpp"
-#include "plugins/host_ctx.hpp"
+#include "abi/bytes.hpp"
+#include "abi/current_request.hpp"
+#include "abi/event_sink.hpp"
+#include "abi/host_ctx.hpp"
 #include "storage/database.hpp"
 
 namespace keel::host::storage {
 namespace {
 
-std::string_view view(keel_plugin_bytes b) noexcept {
-  return b.len == 0 ? std::string_view{} : std::string_view(b.ptr, b.len);
-}
+using abi::view;
 
 thread_local std::string tl_api_error;  // messages of failures found before reaching a Database
 
@@ -247,7 +247,7 @@ struct Api {
         tl_api_error = "this host has no event bus for the plugin (a test double?)";
         return KEEL_ERR_UNSUPPORTED;
       }
-      return ctx->bus->publish(ctx->name, plugins::with_current_trace(*args), txn, plugins::current_request_id(),
+      return ctx->bus->publish(ctx->name, abi::with_current_trace(*args), txn, abi::current_request_id(),
                                tl_api_error);
       }
     });

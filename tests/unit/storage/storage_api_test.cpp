@@ -9,7 +9,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "plugins/host_ctx.hpp"
+#include "abi/host_ctx.hpp"
 #include "storage/database.hpp"
 #include "storage_test_support.hpp"
 

@@ -1,6 +1,8 @@
 #pragma once
-// The ABI's opaque keel_host_ctx, completed: what a host function needs to find from the
-// context a plugin passes back. One per plugin, owned by the plugin host.
+// What the calling thread serves inside a plugin hook: the plugin (by its context), the
+// request's id, trace and deadline. Set by whoever runs a hook (dispatch, calls, event
+// deliveries, a runner's calls into the host); read by call(), publish() and the log lines, so
+// they propagate the request without the plugin passing it.
 
 #include <keel/plugin.h>
 
@@ -9,30 +11,17 @@
 
 #include "observability/log.hpp"
 
-namespace keel::host::plugins {
-struct Plugin;
-}
-namespace keel::host::storage {
-class Database;
-}
-namespace keel::host::events {
-class Bus;
-}
-namespace keel::host::isolation {
-class Runner;
-}
-namespace keel::host::plugins {
-/// What a plugin hook running on this thread serves, so call() and publish() propagate the
-/// request's id, trace and deadline without the plugin passing them.
+namespace keel::host::abi {
+
 struct CurrentRequest {
-  const Plugin* plugin = nullptr;
+  const keel_host_ctx* ctx = nullptr;  ///< the plugin whose hook runs
   std::chrono::steady_clock::time_point deadline;
   std::string_view request_id;
   std::string_view traceparent;
 };
 
-/// While alive, the calling thread serves `value` for `value.plugin`: what call() and publish()
-/// propagate, and what its log lines carry (the views must outlive the scope). Nests.
+/// While alive, the calling thread serves `value` (the views must outlive the scope), and its
+/// log lines carry the request id and trace. Nests.
 class CurrentRequestScope {
  public:
   explicit CurrentRequestScope(const CurrentRequest& value) noexcept;
@@ -63,12 +52,5 @@ class CurrentRequestScope {
   }
   return out;
 }
-}  // namespace keel::host::plugins
 
-struct keel_host_ctx {
-  keel::host::plugins::Plugin* plugin = nullptr;
-  keel::host::storage::Database* storage = nullptr;  ///< the plugin's database; nullptr without ext:keel.storage/1
-  keel::host::events::Bus* bus = nullptr;             ///< where the plugin's events go
-  keel::host::isolation::Runner* runner = nullptr;    ///< the plugin's runner process (isolation = "process")
-  std::string_view name;                              ///< the plugin's manifest name
-};
+}  // namespace keel::host::abi
