@@ -324,6 +324,27 @@ TEST_CASE("reload: a dependency reloads under its dependent's load, and a versio
   CHECK(host.stop() == 0);
 }
 
+TEST_CASE("reload: a new version that closes a longer dependency cycle is refused", "[reload]") {
+  // chain_a -> chain_b -> chain_m run; chain_m 2.0.0 depends on chain_a: chain_m -> chain_a ->
+  // chain_b -> chain_m. No plugin of the cycle depends on chain_m's new version directly.
+  KeelHost host(reload_options({fixture("chain_m"), fixture("chain_a"), fixture("chain_b")}));
+  REQUIRE(plugin_entry(host, "chain_a")["state"] == "started");
+  deploy(fixture("chain_m_v2"), host.plugin_dir() / "chain_m.so");
+  auto [status, body] = reload(host, "chain_m");
+  CHECK(status == 409);
+  const auto message = body["error"]["message"].get<std::string>();
+  CHECK(message.find("dependency cycle: ") != std::string::npos);
+  CHECK(message.find("chain_m -> chain_a") != std::string::npos);
+  CHECK(message.find("version 1.0.0 (generation 1) keeps serving") != std::string::npos);
+  const auto m = plugin_entry(host, "chain_m");
+  CHECK(m["state"] == "started");
+  CHECK(m["version"] == "1.0.0");
+  CHECK(m["generation"] == 1);
+  CHECK(plugin_entry(host, "chain_a")["state"] == "started");
+  CHECK(plugin_entry(host, "chain_b")["state"] == "started");
+  CHECK(host.stop() == 0);
+}
+
 TEST_CASE("reload: the watched plugin directory starts, reloads and stops plugins as files come and go", "[reload]") {
   auto o = reload_options({fixture("reload_v1")});
   o.config_toml = "[plugins]\nwatch_debounce_ms = 100\nwatch_rescan_ms = 300\n";

@@ -20,6 +20,7 @@
 #include "http/message.hpp"
 #include "http/router.hpp"
 #include "plugins/manifest.hpp"
+#include "plugins/preflight.hpp"
 #include "storage/database.hpp"
 
 namespace keel::host {
@@ -35,23 +36,6 @@ namespace keel::host::plugins {
 
 enum class PluginState { kDiscovered, kLoaded, kCreated, kStarted, kStopping, kStopped, kFailed, kDisabled };
 [[nodiscard]] std::string_view to_string(PluginState state) noexcept;
-
-/// What pre-flight found about one file in the plugin directory (no plugin code runs).
-struct Candidate {
-  std::filesystem::path file;
-  std::optional<Manifest> manifest;  ///< set when the manifest was read and is valid
-  std::string error;                 ///< non-empty: why this file cannot be loaded
-  std::string sha256;
-};
-
-/// Read and check every *.so in `directory` against `cfg` without loading any of them:
-/// permissions, ELF, manifest, ABI major, duplicate names, sha256 allowlist, dependencies
-/// (presence, version ranges, cycles), config schema and route conflicts. Disabled plugins are
-/// reported with error "disabled in config". Sorted by file name.
-[[nodiscard]] std::vector<Candidate> preflight(const std::filesystem::path& directory, const config::Config& cfg);
-
-/// Same checks for one extra file as if it were dropped into the directory (for `keel plugin inspect`).
-[[nodiscard]] Candidate preflight_file(const std::filesystem::path& file, const config::Config& cfg);
 
 /// Upper bounds (seconds) of the HTTP and call duration histograms; a final +Inf bucket follows.
 inline constexpr std::array<double, 14> kHttpBuckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,

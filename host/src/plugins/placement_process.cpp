@@ -1,0 +1,55 @@
+// The "process" placement: the plugin in a keel-plugin-runner child process (isolation/,
+// docs/isolation.md), called through the runner's proxy table.
+#include <stdexcept>
+
+#include "plugins/host_impl.hpp"
+
+namespace keel::host::plugins {
+namespace {
+
+class InRunner final : public Placement {
+ public:
+  explicit InRunner(std::unique_ptr<isolation::Runner> runner) : runner_(std::move(runner)) {}
+  [[nodiscard]] const keel_plugin& table() const noexcept override { return runner_->table(); }
+  [[nodiscard]] std::uint32_t abi_version() const noexcept override { return runner_->abi_version(); }
+  void attach(keel_host_ctx& ctx) noexcept override { ctx.runner = runner_.get(); }
+  void describe(PluginStatus& out) const override {
+    const auto r = runner_->status();
+    out.runner_pid = r.pid;
+    out.runner_state = r.state;
+    out.runner_last_crash = r.last_crash;
+    out.runner_limits = r.limits;
+  }
+  void set_log_level(std::int32_t level) override { runner_->set_log_level(level); }
+  [[nodiscard]] bool quarantined() const override { return runner_->status().state == "quarantined"; }
+
+ private:
+  std::unique_ptr<isolation::Runner> runner_;
+};
+
+}  // namespace
+
+// The code copy goes to the runner child (duplicated there), which loads it and checks its table.
+std::unique_ptr<Placement> place_in_runner(PluginHost::Impl& host, Plugin& p, CodeFd code) {
+  const auto& cfg = host.cfg;
+  isolation::RunnerOptions o;
+  o.plugin = p.name;
+  o.binary = cfg.plugins.runner;
+  if (o.binary.empty()) {
+    std::error_code ec;
+    o.binary = fs::read_symlink("/proc/self/exe", ec).parent_path() / "keel-plugin-runner";
+  }
+  o.manifest_json = p.manifest.json;
+  if (const auto sec = cfg.plugin_sections.find(p.name); sec != cfg.plugin_sections.end()) o.settings = sec->second.runner;
+  o.queue_limit = cfg.server.worker_queue;
+  o.log_level = static_cast<std::int32_t>(p.log->level());
+  o.serialized = p.manifest.serialized;
+  if (!p.runner_counters) p.runner_counters = std::make_shared<isolation::RunnerCounters>();
+  try {
+    return std::make_unique<InRunner>(std::make_unique<isolation::Runner>(std::move(o), code.get(), host, p.runner_counters));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string("cannot run it in its own process: ") + e.what());
+  }
+}
+
+}  // namespace keel::host::plugins
