@@ -1,5 +1,5 @@
-// The runner's frames, threads and plugin lifecycle (docs/isolation.md; threads in runner.hpp).
-#include "runner/runner.hpp"
+// The runner's frames, threads and plugin lifecycle (docs/isolation.md; threads in serve_plugin.hpp).
+#include "runner/serve_plugin.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -16,7 +16,7 @@
 
 #include "abi/bytes.hpp"
 #include "runner/context.hpp"
-#include "runner/host_api.hpp"
+#include "runner/host_api_proxy.hpp"
 
 namespace keel::host::runner {
 
