@@ -686,8 +686,7 @@ void Runner::run_health(const Frame& frame, std::int64_t received_ns) {
     health = guarded(*this, "health", [&] { return table_->health(self_, &detail); });
   }
   // A NULL pointer with a length is a plugin bug; it reads as no detail rather than a crash.
-  const std::string_view text = detail.ptr == nullptr || detail.len == 0 ? std::string_view{}
-                                                                        : std::string_view(detail.ptr, detail.len);
+  const std::string_view text = abi::view(detail);
   if (text.size() > isolation::kMaxFrameBytes / 2)
     return refuse(Kind::kHealth, frame.id, KEEL_ERR_TOO_LARGE, "health detail larger than a frame");
   Writer w;
