@@ -9,8 +9,12 @@ namespace keel::host::isolation {
 namespace {
 
 using abi::view;
-constexpr auto host_view = abi::host_bytes;
-constexpr auto plugin_view = abi::plugin_bytes;
+// A decoded empty field is {NULL, 0}, as the host hands an absent body or list to an
+// in-process plugin; abi::host_bytes/plugin_bytes keep the view's pointer even when empty.
+keel_host_bytes host_view(std::string_view s) noexcept { return abi::host_bytes(s.empty() ? std::string_view{} : s); }
+keel_plugin_bytes plugin_view(std::string_view s) noexcept {
+  return abi::plugin_bytes(s.empty() ? std::string_view{} : s);
+}
 
 // Every list item is at least two empty byte fields (two u32 lengths).
 constexpr std::size_t kMinPairBytes = 8;

@@ -8,7 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "runner/runner.hpp"
+#include "runner/serve_plugin.hpp"
 
 namespace {
 

@@ -1,5 +1,5 @@
-// The runner's frames, threads and plugin lifecycle (docs/isolation.md; threads in runner.hpp).
-#include "runner/runner.hpp"
+// The runner's frames, threads and plugin lifecycle (docs/isolation.md; threads in serve_plugin.hpp).
+#include "runner/serve_plugin.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -16,7 +16,7 @@
 
 #include "abi/bytes.hpp"
 #include "runner/context.hpp"
-#include "runner/host_api.hpp"
+#include "runner/host_api_proxy.hpp"
 
 namespace keel::host::runner {
 
@@ -686,8 +686,7 @@ void Runner::run_health(const Frame& frame, std::int64_t received_ns) {
     health = guarded(*this, "health", [&] { return table_->health(self_, &detail); });
   }
   // A NULL pointer with a length is a plugin bug; it reads as no detail rather than a crash.
-  const std::string_view text = detail.ptr == nullptr || detail.len == 0 ? std::string_view{}
-                                                                        : std::string_view(detail.ptr, detail.len);
+  const std::string_view text = abi::view(detail);
   if (text.size() > isolation::kMaxFrameBytes / 2)
     return refuse(Kind::kHealth, frame.id, KEEL_ERR_TOO_LARGE, "health detail larger than a frame");
   Writer w;

@@ -1,6 +1,6 @@
-// The runner's keel.storage/1 functions (see storage_api.hpp). Per-thread state only: the last
+// The runner's keel.storage/1 functions (see storage_proxy.hpp). Per-thread state only: the last
 // error message, the kv_get bytes, and whether the thread is inside a row or entry callback.
-#include "runner/storage_api.hpp"
+#include "runner/storage_proxy.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -14,7 +14,7 @@
 
 #include "abi/bytes.hpp"
 #include "runner/context.hpp"
-#include "runner/runner.hpp"
+#include "runner/serve_plugin.hpp"
 
 namespace keel::host::runner {
 namespace {

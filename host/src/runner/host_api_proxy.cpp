@@ -1,6 +1,6 @@
-// The runner's keel_host_api functions (see host_api.hpp). Stateless apart from the Runner the
+// The runner's keel_host_api functions (see host_api_proxy.hpp). Stateless apart from the Runner the
 // ctx points at; safe from any thread.
-#include "runner/host_api.hpp"
+#include "runner/host_api_proxy.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -12,8 +12,8 @@
 #include <keel/storage.h>
 
 #include "runner/context.hpp"
-#include "runner/runner.hpp"
-#include "runner/storage_api.hpp"
+#include "runner/serve_plugin.hpp"
+#include "runner/storage_proxy.hpp"
 
 namespace keel::host::runner {
 namespace {

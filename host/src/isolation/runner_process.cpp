@@ -1,0 +1,308 @@
+// Runner::Impl's processes (runner_impl.hpp): spawning keel-plugin-runner with its limits
+// (rlimits, cgroup, privilege drop), hello, and ending or killing a process.
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "isolation/runner_impl.hpp"
+
+extern char** environ;
+
+namespace keel::host::isolation {
+namespace {
+
+// The descriptors the child finds: the socket, the code, and (closed on exec) the error pipe.
+constexpr int kChildSocketFd = 3;
+constexpr int kChildCodeFd = 4;
+constexpr int kChildErrorFd = 5;
+
+struct Rlimit {
+  int resource;
+  rlim_t value;
+};
+
+/// The descriptors of one spawn: the host's socket end and the error pipe's read end, and the
+/// child's ends of both (moved to >= 10, close-on-exec).
+struct SpawnFds {
+  int sock = -1, err_read = -1, child_sock = -1, child_err = -1;
+
+  void close_all() {
+    for (int* fd : {&sock, &err_read, &child_sock, &child_err}) {
+      if (*fd >= 0) ::close(*fd);
+      *fd = -1;
+    }
+  }
+};
+
+SpawnFds open_spawn_fds() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    throw std::runtime_error(std::string("socketpair: ") + std::strerror(errno));
+  int err[2];
+  if (::pipe2(err, O_CLOEXEC) != 0) {
+    ::close(sv[0]);
+    ::close(sv[1]);
+    throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  }
+  // Move the child's ends above the descriptors it will find them at, so no dup2 in the child
+  // overwrites one it still needs.
+  SpawnFds fds{sv[0], err[0], ::fcntl(sv[1], F_DUPFD_CLOEXEC, 10), ::fcntl(err[1], F_DUPFD_CLOEXEC, 10)};
+  ::close(sv[1]);
+  ::close(err[1]);
+  if (fds.child_sock < 0 || fds.child_err < 0) {
+    const int e = errno;
+    fds.close_all();
+    throw std::runtime_error(std::string("fcntl: ") + std::strerror(e));
+  }
+  return fds;
+}
+
+std::vector<Rlimit> rlimits_of(const config::RunnerSettings& s) {
+  std::vector<Rlimit> rlimits;
+  if (s.memory_bytes != 0) rlimits.push_back({RLIMIT_AS, static_cast<rlim_t>(s.memory_bytes)});
+  if (s.cpu_seconds != 0) rlimits.push_back({RLIMIT_CPU, static_cast<rlim_t>(s.cpu_seconds)});
+  if (s.open_files != 0) rlimits.push_back({RLIMIT_NOFILE, static_cast<rlim_t>(s.open_files)});
+  return rlimits;
+}
+
+/// "RLIMIT_AS=268435456".
+std::string describe(const Rlimit& l) {
+  return std::string(l.resource == RLIMIT_AS ? "RLIMIT_AS" : l.resource == RLIMIT_CPU ? "RLIMIT_CPU" : "RLIMIT_NOFILE") +
+         "=" + std::to_string(l.value);
+}
+
+/// Everything the child needs, prepared before fork(): after it only async-signal-safe calls.
+struct ChildSetup {
+  char* const* argv;
+  int child_sock, child_err, code;
+  pid_t parent;
+  const std::vector<Rlimit>& rlimits;
+  const std::optional<std::pair<uid_t, gid_t>>& drop;
+  const std::vector<int>& group_fds;
+};
+
+/// In the child: reports the failing step as (step, errno) on the error pipe, exits 127.
+[[noreturn]] void fail(int step) {
+  const int e[2] = {step, errno};
+  static_cast<void>(::write(kChildErrorFd, e, sizeof e));
+  ::_exit(127);
+}
+
+/// The child after fork(): applies its limits and executes the runner (or fail()s).
+[[noreturn]] void exec_child(const ChildSetup& c) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the host (the forking thread)
+  if (::getppid() != c.parent) ::_exit(127);
+  ::setpgid(0, 0);  // a terminal's Ctrl-C reaches the host, which stops the runner itself
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (::dup2(c.child_err, kChildErrorFd) < 0 || ::fcntl(kChildErrorFd, F_SETFD, FD_CLOEXEC) < 0) ::_exit(127);
+  if (!join_cgroups(c.group_fds)) fail(5);  // before anything else runs in it, and before close_range
+  if (::dup2(c.child_sock, kChildSocketFd) < 0) fail(1);
+  if (::dup2(c.code, kChildCodeFd) < 0) fail(1);
+  if (::syscall(SYS_close_range, kChildErrorFd + 1, ~0U, 0) != 0) {
+    for (int fd = kChildErrorFd + 1; fd < 65536; ++fd) ::close(fd);
+  }
+  for (const auto& l : c.rlimits) {
+    const struct rlimit r{l.value, l.value};
+    if (::setrlimit(l.resource, &r) != 0) fail(2);
+  }
+  if (c.drop) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(c.drop->second) != 0 || ::setuid(c.drop->first) != 0) fail(3);
+  }
+  ::execve(c.argv[0], c.argv, environ);
+  fail(4);
+}
+
+/// Waits for the child `pid` to execute: its error pipe closes (close-on-exec) or carries the
+/// step that failed. On a failure reaps the child, closes `sock` and throws why.
+void await_exec(pid_t pid, int err_read, int sock, const std::string& binary) {
+  int e[2] = {0, 0};
+  ssize_t n;
+  do {
+    n = ::read(err_read, e, sizeof e);
+  } while (n < 0 && errno == EINTR);
+  ::close(err_read);
+  if (n != static_cast<ssize_t>(sizeof e)) return;
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::close(sock);
+  static constexpr const char* kSteps[] = {"",        "set up its descriptors", "apply its limits", "drop privileges",
+                                           "execute", "join its cgroup"};
+  throw std::runtime_error("the runner process could not " + std::string(kSteps[std::clamp(e[0], 0, 5)]) + " " +
+                           binary + ": " + std::strerror(e[1]));
+}
+
+}  // namespace
+
+std::shared_ptr<Instance> Runner::Impl::spawn() {
+  SpawnFds fds = open_spawn_fds();
+  std::string binary = opts.binary.string();
+  std::string name = opts.plugin;
+  char* argv[] = {binary.data(), name.data(), nullptr};
+  const auto rlimits = rlimits_of(opts.settings);
+  std::vector<std::string> applied;
+  for (const auto& l : rlimits) applied.push_back(describe(l));
+  std::optional<std::pair<uid_t, gid_t>> drop;
+  try {
+    drop = runner_user(applied);
+  } catch (...) {
+    fds.close_all();
+    throw;
+  }
+  make_cgroup(applied);
+  static const std::vector<int> kNoGroups;
+  const ChildSetup setup{argv,     fds.child_sock, fds.child_err, code_fd, ::getpid(),
+                         rlimits, drop,           cgroup ? cgroup->procs_fds() : kNoGroups};
+
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int e = errno;
+    fds.close_all();
+    throw std::runtime_error(std::string("fork: ") + std::strerror(e));
+  }
+  if (pid == 0) exec_child(setup);
+  ::close(fds.child_sock);
+  ::close(fds.child_err);
+  await_exec(pid, fds.err_read, fds.sock, binary);
+  return adopt(pid, fds.sock, std::move(applied));
+}
+
+std::optional<std::pair<uid_t, gid_t>> Runner::Impl::runner_user(std::vector<std::string>& applied) const {
+  const auto& user = opts.settings.user;
+  if (user.empty()) return std::nullopt;
+  if (::geteuid() != 0) {
+    applied.push_back("user unchanged: the host does not run as root");
+    return std::nullopt;
+  }
+  struct passwd pw{};
+  struct passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  if (::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr)
+    throw std::runtime_error("[plugin." + opts.plugin + "] runner_user: no user named '" + user + "'");
+  applied.push_back("user=" + user + " (uid " + std::to_string(pw.pw_uid) + ")");
+  return std::make_pair(pw.pw_uid, pw.pw_gid);
+}
+
+void Runner::Impl::make_cgroup(std::vector<std::string>& applied) {
+  const auto& s = opts.settings;
+  const CgroupLimits group_limits{s.cpu_percent, s.cgroup_memory_bytes};
+  if (!group_limits.any() || !limits.empty()) return;  // made with the first process, shared by its restarts
+  try {
+    cgroup = Cgroup::create(opts.plugin, group_limits);
+    applied.insert(applied.end(), cgroup->applied().begin(), cgroup->applied().end());
+  } catch (const std::exception& e) {
+    log->warn("plugin runner limits not applied plugin={}: {} (docs/isolation.md#limits)", opts.plugin, e.what());
+    if (s.cpu_percent != 0) applied.push_back(std::string("cpu_percent not applied: ") + e.what());
+    if (s.cgroup_memory_bytes != 0) applied.push_back(std::string("cgroup_memory_bytes not applied: ") + e.what());
+  }
+}
+
+std::shared_ptr<Instance> Runner::Impl::adopt(pid_t pid, int sock, std::vector<std::string> applied) {
+  auto inst = std::make_shared<Instance>();
+  inst->self = inst;
+  inst->number = ++instances;
+  inst->pid = pid;
+  inst->pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  inst->started = Clock::now();
+  inst->last_pong_ns.store(now_ns());
+  Instance* raw = inst.get();
+  inst->conn = std::make_shared<Connection>(
+      sock, [this, raw](Frame f) { handle(*raw, std::move(f)); }, nullptr);
+  inst->conn->start();
+  std::lock_guard lock(mutex);
+  if (limits.empty()) limits = std::move(applied);
+  return inst;
+}
+
+void Runner::Impl::hello(Instance& inst) {
+  Writer w;
+  w.u32(kWireVersion);
+  w.bytes(opts.plugin);
+  w.bytes(opts.manifest_json);
+  w.i32(log_level.load());
+  w.u32(opts.settings.threads);
+  w.u32(opts.queue_limit);
+  const auto reply = ask(inst, Kind::kHello, w.data(), opts.settings.hook_timeout, "hello", nullptr);
+  if (!reply) throw std::runtime_error("the runner process did not answer hello: " + why_gone(inst));
+  auto r = reply->reader();
+  const auto st = r.i32();
+  const auto plugin_abi = r.u32();
+  const auto present = r.u32();
+  const auto error = r.bytes();
+  if (!r.ok()) throw std::runtime_error("the runner process answered hello with a malformed frame");
+  if (st < 0) throw std::runtime_error(std::string(error));
+  abi = plugin_abi;
+  hooks = present;
+}
+
+std::shared_ptr<Instance> Runner::Impl::launch() {
+  auto inst = spawn();
+  try {
+    hello(*inst);
+  } catch (...) {
+    end(*inst, "refused at hello");
+    throw;
+  }
+  return inst;
+}
+
+void Runner::Impl::end(Instance& inst, std::string_view why) {
+  inst.expected_exit.store(true);
+  inst.conn->close();
+  int status = 0;
+  bool reaped = false;
+  for (int i = 0; i < 200 && !reaped && !inst.reaped.load(); ++i) {  // up to 2 s for a clean exit
+    const auto r = ::waitpid(inst.pid, &status, WNOHANG);
+    reaped = r == inst.pid || (r < 0 && errno == ECHILD);
+    if (!reaped) std::this_thread::sleep_for(milliseconds(10));
+  }
+  if (!reaped && !inst.reaped.load()) {
+    log->warn("plugin runner did not exit; killing it plugin={} pid={} ({})", opts.plugin, inst.pid, why);
+    signal(inst, SIGKILL);
+    ::waitpid(inst.pid, &status, 0);
+  }
+  inst.reaped.store(true);
+  inst.conn->join();
+}
+
+std::string Runner::Impl::why_gone(Instance& inst) {
+  std::lock_guard lock(inst.mutex);
+  return inst.kill_reason.empty() ? std::string("its connection closed") : inst.kill_reason;
+}
+
+void Runner::Impl::signal(Instance& inst, int sig) {
+  if (inst.reaped.load()) return;
+  if (inst.pidfd >= 0 && ::syscall(SYS_pidfd_send_signal, inst.pidfd, sig, nullptr, 0) == 0) return;
+  ::kill(inst.pid, sig);
+}
+
+void Runner::Impl::kill(Instance& inst, const std::string& reason) {
+  {
+    std::lock_guard lock(inst.mutex);
+    if (inst.kill_reason.empty()) inst.kill_reason = reason;
+  }
+  log->error("killing plugin runner plugin={} pid={}: {}", opts.plugin, inst.pid, reason);
+  signal(inst, SIGKILL);
+}
+
+std::optional<Frame> Runner::Impl::ask(Instance& inst, Kind kind, std::string_view payload, milliseconds timeout,
+                                       std::string_view what, bool* timed_out) {
+  auto reply = inst.conn->request(kind, payload, timeout);
+  if (!reply && !inst.conn->closed()) {
+    kill(inst, std::string(what) + " did not return within " + std::to_string(timeout.count()) + " ms");
+    if (timed_out != nullptr) *timed_out = true;
+  }
+  return reply;
+}
+
+}  // namespace keel::host::isolation
