@@ -9,12 +9,10 @@ namespace keel::host::isolation {
 namespace {
 
 using abi::view;
-// A decoded empty field is {NULL, 0}, as the host hands an absent body or list to an
-// in-process plugin; abi::host_bytes/plugin_bytes keep the view's pointer even when empty.
-keel_host_bytes host_view(std::string_view s) noexcept { return abi::host_bytes(s.empty() ? std::string_view{} : s); }
-keel_plugin_bytes plugin_view(std::string_view s) noexcept {
-  return abi::plugin_bytes(s.empty() ? std::string_view{} : s);
-}
+// A decoded empty field is {NULL, 0} (abi::host_bytes and plugin_bytes hand out no pointer for
+// empty bytes).
+constexpr auto host_view = abi::host_bytes;
+constexpr auto plugin_view = abi::plugin_bytes;
 
 // Every list item is at least two empty byte fields (two u32 lengths).
 constexpr std::size_t kMinPairBytes = 8;
