@@ -222,6 +222,27 @@ TEST_CASE("CORS: preflight answers and headers on actual responses", "[dispatch]
   }
 }
 
+TEST_CASE("CORS: the null origin is never allowed and a wildcard never reflects an origin", "[dispatch][integration][cors]") {
+  for (const std::string origins : {"*", "https://app.example"}) {
+    KeelHost host(with_plugins({example_plugin("hello")}, "[cors]\nallowed_origins = \"" + origins + "\"\n"));
+    const auto preflight = simple_request(host.port(), "OPTIONS", "/api/hello/echo", {},
+                                          "Origin: null\r\nAccess-Control-Request-Method: POST\r\n");
+    REQUIRE(preflight);
+    CHECK(preflight->status == 403);
+    CHECK_FALSE(preflight->has_header("Access-Control-Allow-Origin"));
+    const auto actual = simple_request(host.port(), "GET", "/api/hello/greet/x", {}, "Origin: null\r\n");
+    REQUIRE(actual);
+    CHECK(actual->status == 200);
+    CHECK_FALSE(actual->has_header("Access-Control-Allow-Origin"));
+    CHECK_FALSE(actual->has_header("Access-Control-Allow-Credentials"));
+  }
+  KeelHost wildcard(with_plugins({example_plugin("hello")}, "[cors]\nallowed_origins = \"*\"\n"));
+  const auto r = simple_request(wildcard.port(), "GET", "/api/hello/greet/x", {}, "Origin: https://any.example\r\n");
+  REQUIRE(r);
+  CHECK(r->header("Access-Control-Allow-Origin") == "*");
+  CHECK_FALSE(r->has_header("Access-Control-Allow-Credentials"));
+}
+
 TEST_CASE("query parameters reach the plugin decoded, in order, repeats kept", "[dispatch][integration]") {
   KeelHost host(with_plugins({fixture("no_op")}));
   const auto r = simple_request(host.port(), "GET", "/api/no_op/query?a=1&b=x+y&c=%41%2f&a=2&flag&=v&bad=%zz");

@@ -78,12 +78,15 @@ class Cors {
   static bool listed(const std::vector<std::string>& items, std::string_view v) {
     return std::any_of(items.begin(), items.end(), [&](const std::string& i) { return http::iequals(i, v); });
   }
+  // "null" is the origin of sandboxed frames, data: and file: pages and some redirects: anyone
+  // can send it, so no configuration allows it (not even "*").
   bool origin_allowed(std::string_view origin) const {
+    if (origin == "null") return false;
     return any_origin_ || std::find(cfg_.allowed_origins.begin(), cfg_.allowed_origins.end(), origin) != cfg_.allowed_origins.end();
   }
   void add_origin(std::string_view origin, std::vector<std::pair<std::string, std::string>>& headers) const {
-    // "*" cannot be combined with credentials, so a credentialed wildcard echoes the origin.
-    headers.emplace_back("Access-Control-Allow-Origin", any_origin_ && !cfg_.allow_credentials ? "*" : std::string(origin));
+    // The config refuses "*" with allow_credentials, so a wildcard never reflects an origin.
+    headers.emplace_back("Access-Control-Allow-Origin", any_origin_ ? "*" : std::string(origin));
     if (cfg_.allow_credentials) headers.emplace_back("Access-Control-Allow-Credentials", "true");
   }
 
