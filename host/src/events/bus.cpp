@@ -22,7 +22,7 @@
 #include "common/published.hpp"
 #include "common/timer_queue.hpp"
 #include "common/worker_pool.hpp"
-#include "events/topic.hpp"
+#include "abi/topic.hpp"
 #include "observability/log.hpp"
 #include "storage/database.hpp"
 

@@ -34,6 +34,7 @@
 #include <keel/storage.h>
 
 #include "abi/event_sink.hpp"
+#include "abi/topic.hpp"
 #include "config/config.hpp"
 
 namespace keel::host {
@@ -46,6 +47,10 @@ class Database;
 }
 
 namespace keel::host::events {
+
+// The topic grammar is the ABI's (abi/topic.hpp, shared with the manifest checks); a
+// subscription matches a topic by it.
+using abi::topic_matches;
 
 /// One published event as the bus keeps it. Its text fields share one buffer (one allocation
 /// per event on the in-memory fast path); the accessors view into it while the record lives.

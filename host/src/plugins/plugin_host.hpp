@@ -19,7 +19,9 @@
 #include "config/config.hpp"
 #include "http/message.hpp"
 #include "http/router.hpp"
-#include "plugins/manifest.hpp"
+#include "package/elf_reader.hpp"
+#include "package/manifest.hpp"
+#include "package/sha256.hpp"
 #include "storage/database.hpp"
 
 namespace keel::host {
@@ -32,6 +34,24 @@ class Bus;
 }
 
 namespace keel::host::plugins {
+
+// What a plugin file is (package/: its ELF section, manifest, versions, checksum) lives below
+// storage, which runs the manifest's migrations; the plugin host uses these names unqualified.
+using package::apply_config_schema;
+using package::ConfigIssue;
+using package::Dependency;
+using package::ElfError;
+using package::has_permission;
+using package::Manifest;
+using package::manifest_text_from_section;
+using package::ManifestError;
+using package::MigrationDecl;
+using package::parse_manifest;
+using package::QueryParamDecl;
+using package::read_elf_section_from_file;
+using package::RequestDecl;
+using package::ResponseDecl;
+using package::sha256_file_hex;
 
 enum class PluginState { kDiscovered, kLoaded, kCreated, kStarted, kStopping, kStopped, kFailed, kDisabled };
 [[nodiscard]] std::string_view to_string(PluginState state) noexcept;
