@@ -56,14 +56,14 @@ int check_config(const std::string& config_file) {
   }
 }
 
-std::string_view type_name(plugins::ConfigType t) {
+std::string_view type_name(package::ConfigType t) {
   switch (t) {
-    case plugins::ConfigType::kString: return "string";
-    case plugins::ConfigType::kInteger: return "integer";
-    case plugins::ConfigType::kNumber: return "number";
-    case plugins::ConfigType::kBoolean: return "boolean";
-    case plugins::ConfigType::kArray: return "array";
-    case plugins::ConfigType::kObject: return "object";
+    case package::ConfigType::kString: return "string";
+    case package::ConfigType::kInteger: return "integer";
+    case package::ConfigType::kNumber: return "number";
+    case package::ConfigType::kBoolean: return "boolean";
+    case package::ConfigType::kArray: return "array";
+    case package::ConfigType::kObject: return "object";
   }
   return "?";
 }
@@ -75,7 +75,7 @@ nlohmann::ordered_json schema_value(const std::string& schema_json) {
 }
 
 /// One route of `keel plugin inspect --json`; "request", "responses" and "query" only when declared.
-nlohmann::ordered_json route_json(const plugins::RouteDecl& r) {
+nlohmann::ordered_json route_json(const package::RouteDecl& r) {
   nlohmann::ordered_json jr{{"method", r.method}, {"path", r.path}, {"summary", r.summary}, {"blocking", r.blocking}};
   if (r.request) {
     nlohmann::ordered_json jq{{"content_type", r.request->content_type}, {"description", r.request->description}};
@@ -101,7 +101,7 @@ nlohmann::ordered_json route_json(const plugins::RouteDecl& r) {
 
 /// The documentation lines under a route in `keel plugin inspect`: "  request: application/json",
 /// "  responses: 200, 404", "  query: greeting, page (required)"; nothing for what is not declared.
-void print_route_docs(const plugins::RouteDecl& r) {
+void print_route_docs(const package::RouteDecl& r) {
   if (r.request) std::printf("  request: %s\n", r.request->content_type.c_str());
   const auto print_list = [](const char* label, const auto& items, const auto& text) {
     if (items.empty()) return;
@@ -109,9 +109,9 @@ void print_route_docs(const plugins::RouteDecl& r) {
     for (const auto& item : items) line += (line.empty() ? "" : ", ") + text(item);
     std::printf("  %s: %s\n", label, line.c_str());
   };
-  print_list("responses", r.responses, [](const plugins::ResponseDecl& d) { return d.status; });
+  print_list("responses", r.responses, [](const package::ResponseDecl& d) { return d.status; });
   print_list("query", r.query,
-             [](const plugins::QueryParamDecl& q) { return q.required ? q.name + " (required)" : q.name; });
+             [](const package::QueryParamDecl& q) { return q.required ? q.name + " (required)" : q.name; });
 }
 
 // `keel plugin inspect`: reads the manifest from the file and pre-flights it against a config,
@@ -206,7 +206,7 @@ std::optional<config::Config> load_tool_config(const std::string& config_file) {
   }
 }
 
-bool uses_storage(const plugins::Manifest& m) { return plugins::has_permission(m, "ext:" KEEL_STORAGE_EXTENSION_ID); }
+bool uses_storage(const package::Manifest& m) { return package::has_permission(m, "ext:" KEEL_STORAGE_EXTENSION_ID); }
 
 std::vector<plugins::Candidate> scan_plugins(const config::Config& cfg, const char* tool) {
   std::error_code ec;

@@ -9,7 +9,7 @@
 namespace keel::host::app {
 
 void MigrationReport::add_database(nlohmann::ordered_json& plugin, const std::filesystem::path& database,
-                                   const std::vector<plugins::MigrationDecl>& declared) {
+                                   const std::vector<package::MigrationDecl>& declared) {
   using Json = nlohmann::ordered_json;
   ++databases_;
   std::error_code ec;

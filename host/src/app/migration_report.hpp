@@ -12,7 +12,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "plugins/manifest.hpp"
+#include "package/manifest.hpp"
 #include "storage/migrations.hpp"
 
 namespace keel::host::app {
@@ -23,7 +23,7 @@ class MigrationReport {
   /// either "migrations" (version, state, applied_at or null, checksum, description; in version
   /// order) or "read_error" when the file cannot be read.
   void add_database(nlohmann::ordered_json& plugin, const std::filesystem::path& database,
-                    const std::vector<plugins::MigrationDecl>& declared);
+                    const std::vector<package::MigrationDecl>& declared);
 
   /// {"plugins_with_storage", ["preflight_failed",] "applied", "pending", "changed", "unknown",
   /// "unreadable"} over every add_database() so far.

@@ -36,76 +36,17 @@ struct KeyDef {
 
 struct SectionDef {
   std::string_view name;
-  std::span<const KeyDef> keys;
+  std::vector<KeyDef> keys;
 };
 
-constexpr std::array kServerKeys{
-    KeyDef{"listen", Kind::kString},           KeyDef{"io_threads", Kind::kInteger},
-    KeyDef{"max_connections", Kind::kInteger}, KeyDef{"drain_timeout_ms", Kind::kInteger},
-    KeyDef{"data_dir", Kind::kString},         KeyDef{"worker_threads", Kind::kInteger},
-    KeyDef{"worker_queue", Kind::kInteger},
-};
-constexpr std::array kHttpKeys{
-    KeyDef{"max_header_bytes", Kind::kInteger},       KeyDef{"max_target_bytes", Kind::kInteger},
-    KeyDef{"max_body_bytes", Kind::kInteger},         KeyDef{"header_read_timeout_ms", Kind::kInteger},
-    KeyDef{"idle_timeout_ms", Kind::kInteger},        KeyDef{"request_timeout_ms", Kind::kInteger},
-    KeyDef{"write_timeout_ms", Kind::kInteger},
-};
-constexpr std::array kLogKeys{
-    KeyDef{"level", Kind::kString},
-    KeyDef{"format", Kind::kString},
-    KeyDef{"access_log", Kind::kBool},
-    KeyDef{"spans", Kind::kBool},
-    KeyDef{"file", Kind::kString},
-    KeyDef{"max_file_bytes", Kind::kInteger},
-    KeyDef{"max_files", Kind::kInteger},
-};
-constexpr std::array kAdminKeys{KeyDef{"token", Kind::kString}};
-constexpr std::array kPluginsKeys{
-    KeyDef{"directory", Kind::kString},
-    KeyDef{"watch", Kind::kBool},
-    KeyDef{"watch_debounce_ms", Kind::kInteger},
-    KeyDef{"watch_rescan_ms", Kind::kInteger},
-    KeyDef{"isolation", Kind::kString},
-    KeyDef{"runner", Kind::kString},
-};
-constexpr std::array kCorsKeys{
-    KeyDef{"allowed_origins", Kind::kString}, KeyDef{"allowed_methods", Kind::kString},
-    KeyDef{"allowed_headers", Kind::kString}, KeyDef{"expose_headers", Kind::kString},
-    KeyDef{"max_age_s", Kind::kInteger},      KeyDef{"allow_credentials", Kind::kBool},
-};
-constexpr std::array kStorageKeys{
-    KeyDef{"synchronous", Kind::kString},
-    KeyDef{"busy_timeout_ms", Kind::kInteger},
-    KeyDef{"readers", Kind::kInteger},
-    KeyDef{"statement_cache", Kind::kInteger},
-    KeyDef{"transaction_timeout_ms", Kind::kInteger},
-    KeyDef{"max_db_bytes", Kind::kInteger},
-};
-constexpr std::array kEventsKeys{
-    KeyDef{"queue_capacity", Kind::kInteger},
-    KeyDef{"max_attempts", Kind::kInteger},
-    KeyDef{"retry_base_ms", Kind::kInteger},
-    KeyDef{"retry_max_ms", Kind::kInteger},
-    KeyDef{"retention_ms", Kind::kInteger},
-    KeyDef{"batch", Kind::kInteger},
-    KeyDef{"dead_letter_capacity", Kind::kInteger},
-};
-
-// Order matters only for messages: suggestions prefer the first of equally close candidates.
-constexpr std::array kSections{
-    SectionDef{"server", kServerKeys}, SectionDef{"http", kHttpKeys},       SectionDef{"log", kLogKeys},
-    SectionDef{"admin", kAdminKeys},   SectionDef{"plugins", kPluginsKeys},   SectionDef{"cors", kCorsKeys},
-    SectionDef{"storage", kStorageKeys}, SectionDef{"events", kEventsKeys},
-};
 constexpr std::string_view kPluginSection = "plugin";
 constexpr std::string_view kPluginEnabledKey = "enabled";
 constexpr std::string_view kEnvPrefix = "KEEL_";
 constexpr std::string_view kNoFileLabel = "<config>";
 
 constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug", "info", "warn", "error", "critical", "off"};
-constexpr std::array<std::string_view, 2> kLogFormats{"text", "json"};
-constexpr std::array<std::string_view, 2> kSyncModes{"normal", "full"};
+constexpr std::array<std::string_view, 2> kLogFormats{"text", "json"};  // in LogFormat order
+constexpr std::array<std::string_view, 2> kSyncModes{"normal", "full"};  // in SyncMode order
 constexpr std::array<std::string_view, 2> kIsolationModes{"in-process", "process"};
 
 // A day is far beyond any sane I/O timeout, and the cap keeps `steady_clock::now() + timeout`
@@ -155,11 +96,106 @@ std::string to_lower(std::string_view s) {
   return out;
 }
 
+std::optional<std::string> listen_problem(std::string_view listen);
+
+// Every key of the host's sections, declared once and in order (suggestions prefer the first of
+// equally close candidates): its type, range or allowed values, and the field it fills. V is
+// KeyCollector (names and types: unknown keys, KEEL_<SECTION>_<KEY>), Applier (checks and stores
+// the settings) or Dumper (/admin/config); C is Config or const Config.
+template <typename V, typename C>
+void visit_keys(V& v, C& c) {
+  v.section("server");
+  v.text("listen", c.server.listen, listen_problem);
+  v.integer("io_threads", c.server.io_threads, 1, 256);
+  v.integer("max_connections", c.server.max_connections, 1, kMaxUint32);
+  v.duration("drain_timeout_ms", c.server.drain_timeout);
+  v.path("data_dir", c.server.data_dir);
+  v.integer("worker_threads", c.server.worker_threads, 1, 256);
+  v.integer("worker_queue", c.server.worker_queue, 1, 1000000);
+  v.section("http");
+  v.integer("max_header_bytes", c.http.max_header_bytes, 1024, 1048576);
+  // At most max_header_bytes as just applied; apply() reports a default above a lowered header limit.
+  v.integer("max_target_bytes", c.http.max_target_bytes, 16, c.http.max_header_bytes, "max_header_bytes");
+  v.integer("max_body_bytes", c.http.max_body_bytes, 0, kUnbounded);
+  v.duration("header_read_timeout_ms", c.http.header_read_timeout);
+  v.duration("idle_timeout_ms", c.http.idle_timeout);
+  v.duration("request_timeout_ms", c.http.request_timeout);
+  v.duration("write_timeout_ms", c.http.write_timeout);
+  v.section("log");
+  v.choice("level", c.log.level, kLogLevels);
+  v.choice("format", c.log.format, kLogFormats);
+  v.flag("access_log", c.log.access_log);
+  v.flag("spans", c.log.spans);
+  v.path("file", c.log.file);  // "" = standard error
+  v.integer("max_file_bytes", c.log.max_file_bytes, 0, kUnbounded);
+  v.integer("max_files", c.log.max_files, 0, 1000);
+  v.section("admin");
+  v.secret("token", c.admin.token);
+  v.section("plugins");
+  v.path("directory", c.plugins.directory);
+  v.flag("watch", c.plugins.watch);
+  v.duration("watch_debounce_ms", c.plugins.watch_debounce, 0, 60000);
+  v.duration("watch_rescan_ms", c.plugins.watch_rescan, 100, 3600000);
+  v.choice("isolation", c.plugins.isolation, kIsolationModes);
+  v.path("runner", c.plugins.runner);
+  v.section("cors");
+  v.list("allowed_origins", c.cors.allowed_origins);
+  v.list("allowed_methods", c.cors.allowed_methods);
+  v.list("allowed_headers", c.cors.allowed_headers);
+  v.list("expose_headers", c.cors.expose_headers);
+  v.integer("max_age_s", c.cors.max_age_s, 0, 86400);
+  v.flag("allow_credentials", c.cors.allow_credentials);
+  v.section("storage");
+  v.choice("synchronous", c.storage.synchronous, kSyncModes);
+  // 0 is allowed: fail at once instead of waiting when the database is locked.
+  v.duration("busy_timeout_ms", c.storage.busy_timeout, 0, 600000);
+  v.integer("readers", c.storage.readers, 1, 64);
+  v.integer("statement_cache", c.storage.statement_cache, 0, 10000);
+  v.duration("transaction_timeout_ms", c.storage.transaction_timeout, 100, 3600000);
+  v.integer("max_db_bytes", c.storage.max_db_bytes, 0, kUnbounded);
+  v.section("events");
+  v.integer("queue_capacity", c.events.queue_capacity, 1, 10000000);
+  v.integer("max_attempts", c.events.max_attempts, 1, 1000);
+  v.duration("retry_base_ms", c.events.retry_base, 1, 600000);
+  // The cap may not undercut the first delay as just applied; apply() reports a default below a
+  // raised retry_base_ms.
+  v.duration("retry_max_ms", c.events.retry_max, c.events.retry_base.count(), 3600000, "retry_base_ms");
+  // 0 is allowed: delete a durable event as soon as every subscriber has it.
+  v.duration("retention_ms", c.events.retention, 0, kMaxRetentionMs);
+  v.integer("batch", c.events.batch, 1, 100000);
+  v.integer("dead_letter_capacity", c.events.dead_letter_capacity, 0, 1000000);
+}
+
+// The sections and their keys' names and types, from visit_keys().
+struct KeyCollector {
+  std::vector<SectionDef> sections;
+  void section(std::string_view name) { sections.push_back(SectionDef{name, {}}); }
+  void add(std::string_view key, Kind kind) { sections.back().keys.push_back(KeyDef{key, kind}); }
+  void integer(std::string_view key, const auto&, auto&&...) { add(key, Kind::kInteger); }
+  void duration(std::string_view key, const auto&, auto&&...) { add(key, Kind::kInteger); }
+  void flag(std::string_view key, const auto&) { add(key, Kind::kBool); }
+  void text(std::string_view key, const auto&, auto&&...) { add(key, Kind::kString); }
+  void secret(std::string_view key, const auto&) { add(key, Kind::kString); }
+  void path(std::string_view key, const auto&) { add(key, Kind::kString); }
+  void list(std::string_view key, const auto&) { add(key, Kind::kString); }
+  void choice(std::string_view key, const auto&, const auto&) { add(key, Kind::kString); }
+};
+
+const std::vector<SectionDef>& sections() {
+  static const std::vector<SectionDef> all = [] {
+    KeyCollector collector;
+    const Config defaults;
+    visit_keys(collector, defaults);
+    return std::move(collector.sections);
+  }();
+  return all;
+}
+
 // Suggestions ("did you mean ...?") are shared with the plugin manifest checks.
 using Closest = keel::host::ClosestMatch;
 
 const SectionDef* find_section(std::string_view name) {
-  for (const auto& section : kSections) {
+  for (const auto& section : sections()) {
     if (section.name == name) return &section;
   }
   return nullptr;
@@ -276,13 +312,13 @@ void report_unknown_root_key(std::string_view name, const toml::key& key, const 
   if (node.is_table()) {
     std::string message = "unknown section [" + std::string{name} + "]";
     Closest closest{name};
-    for (const auto& section : kSections) closest.consider(section.name);
+    for (const auto& section : sections()) closest.consider(section.name);
     closest.consider(kPluginSection, "plugin.<name>");
     if (closest.best()) {
       message += " (did you mean [" + *closest.best() + "]?)";
     } else {
       message += "; valid sections: ";
-      for (const auto& section : kSections) message += "[" + std::string{section.name} + "], ";
+      for (const auto& section : sections()) message += "[" + std::string{section.name} + "], ";
       message += "[plugin.<name>]";
     }
     ctx.error(ctx.at(key.source()), std::move(message));
@@ -291,7 +327,7 @@ void report_unknown_root_key(std::string_view name, const toml::key& key, const 
   // A bare key above the first header: most likely a host key that lost its section.
   std::string message = "key " + in_quotes(name) + " is outside any section";
   Closest closest{name};
-  for (const auto& section : kSections) {
+  for (const auto& section : sections()) {
     for (const auto& candidate : section.keys) {
       closest.consider(candidate.name, in_quotes(candidate.name) + " in [" + std::string{section.name} + "]");
     }
@@ -391,6 +427,75 @@ bool valid_mount(std::string_view m) {
   });
 }
 
+// The limits of a [plugin.<name>] table (its runner process, its error budget), declared once
+// in /admin/config order. V is PluginLimitParser or PluginLimitDumper; S is (const) PluginSection.
+template <typename V, typename S>
+void visit_plugin_limits(V& v, S& s) {
+  auto& r = s.runner;
+  v.integer("runner_threads", r.threads, 1, 256, "number of threads");
+  v.integer("runner_memory_bytes", r.memory_bytes, 0, kUnbounded, "number of bytes (0 = no limit)");
+  v.integer("runner_cpu_seconds", r.cpu_seconds, 0, kMaxDurationMs / 1000, "number of seconds (0 = no limit)");
+  v.integer("runner_cpu_percent", r.cpu_percent, 0, 100000, "percentage of one CPU (0 = no limit)");
+  v.integer("runner_cgroup_memory_bytes", r.cgroup_memory_bytes, 0, kUnbounded, "number of bytes (0 = no limit)");
+  v.integer("runner_open_files", r.open_files, 0, 1048576, "number of descriptors (0 = the host's)");
+  v.user("runner_user", r.user);
+  v.millis("runner_restart_backoff_ms", r.restart_backoff, 1, kMaxDurationMs);
+  v.millis("runner_restart_backoff_max_ms", r.restart_backoff_max, 1, kMaxDurationMs);
+  v.integer("runner_max_crashes", r.max_crashes, 1, 1000000, "number of crashes");
+  v.millis("runner_crash_window_ms", r.crash_window, 1, kMaxDurationMs);
+  v.millis("runner_ping_interval_ms", r.ping_interval, 10, kMaxDurationMs);
+  v.millis("runner_ping_timeout_ms", r.ping_timeout, 10, kMaxDurationMs);
+  v.millis("runner_hook_timeout_ms", r.hook_timeout, 1, kMaxDurationMs);
+  v.rate("quarantine_error_rate", s.budget.max_error_rate);
+  v.millis("quarantine_p99_ms", s.budget.max_p99, 0, kMaxDurationMs);
+  v.millis("quarantine_window_ms", s.budget.window, 1000, 3600000);
+  v.integer("quarantine_min_requests", s.budget.min_requests, 1, 100000000, "number of requests");
+}
+
+// Reads the limit named `key`, when it is one (`matched`).
+struct PluginLimitParser {
+  const std::string& key;
+  const toml::node& value;
+  const std::string& prefix;  ///< "[plugin.<name>] <key>: "
+  Context& ctx;
+  bool matched = false;
+
+  bool is(std::string_view name) {
+    if (matched || name != key) return false;
+    return matched = true;
+  }
+  void fail(const std::string& expected) { ctx.error(ctx.at(value.source()), prefix + "expected " + expected); }
+
+  template <typename Int>
+  void integer(std::string_view name, Int& out, std::int64_t lo, std::int64_t hi, std::string_view unit) {
+    if (!is(name)) return;
+    const auto* n = value.as_integer();
+    if (n == nullptr || n->get() < lo || n->get() > hi)
+      fail("an integer " + std::string(unit) + " in " + std::to_string(lo) + ".." + std::to_string(hi));
+    else
+      out = static_cast<Int>(n->get());
+  }
+  void millis(std::string_view name, std::chrono::milliseconds& out, std::int64_t lo, std::int64_t hi) {
+    std::int64_t ms = out.count();
+    integer(name, ms, lo, hi, "number of milliseconds");
+    out = std::chrono::milliseconds(ms);
+  }
+  void user(std::string_view name, std::string& out) {
+    if (!is(name)) return;
+    const auto* text = value.as_string();
+    if (text == nullptr || text->get().empty()) fail("a user name, e.g. \"nobody\"");
+    else out = text->get();
+  }
+  void rate(std::string_view name, double& out) {
+    if (!is(name)) return;
+    const double rate = value.is_integer() ? static_cast<double>(value.as_integer()->get())
+                        : value.is_floating_point() ? value.as_floating_point()->get()
+                                                    : -1;
+    if (!(rate >= 0 && rate <= 1)) fail("a share of failed answers in 0..1, e.g. 0.5 (0 = off)");
+    else out = rate;
+  }
+};
+
 // Keys of a [plugin.<name>] table that the host reads itself (besides `enabled`); everything
 // else belongs to the plugin. Returns true when `key` is one of them (valid or not).
 bool host_plugin_key(const std::string& plugin, const std::string& key, const toml::node& value, Context& ctx,
@@ -459,58 +564,9 @@ bool host_plugin_key(const std::string& plugin, const std::string& key, const to
       section.isolation = text->get();
     return true;
   }
-  auto integer = [&](auto& out, std::int64_t lo, std::int64_t hi, std::string_view unit) {
-    const auto* n = value.as_integer();
-    if (n == nullptr || n->get() < lo || n->get() > hi)
-      ctx.error(ctx.at(value.source()), prefix + "expected an integer " + std::string(unit) + " in " +
-                                            std::to_string(lo) + ".." + std::to_string(hi));
-    else
-      out = static_cast<std::remove_reference_t<decltype(out)>>(n->get());
-    return true;
-  };
-  auto millis = [&](std::chrono::milliseconds& out, std::int64_t lo, std::int64_t hi) {
-    std::int64_t ms = out.count();
-    integer(ms, lo, hi, "number of milliseconds");
-    out = std::chrono::milliseconds(ms);
-    return true;
-  };
-  auto& r = section.runner;
-  if (key == "runner_threads") return integer(r.threads, 1, 256, "number of threads");
-  if (key == "runner_memory_bytes") return integer(r.memory_bytes, 0, kUnbounded, "number of bytes (0 = no limit)");
-  if (key == "runner_cpu_seconds") return integer(r.cpu_seconds, 0, kMaxDurationMs / 1000, "number of seconds (0 = no limit)");
-  if (key == "runner_cpu_percent") return integer(r.cpu_percent, 0, 100000, "percentage of one CPU (0 = no limit)");
-  if (key == "runner_cgroup_memory_bytes")
-    return integer(r.cgroup_memory_bytes, 0, kUnbounded, "number of bytes (0 = no limit)");
-  if (key == "runner_open_files") return integer(r.open_files, 0, 1048576, "number of descriptors (0 = the host's)");
-  if (key == "runner_max_crashes") return integer(r.max_crashes, 1, 1000000, "number of crashes");
-  if (key == "runner_restart_backoff_ms") return millis(r.restart_backoff, 1, kMaxDurationMs);
-  if (key == "runner_restart_backoff_max_ms") return millis(r.restart_backoff_max, 1, kMaxDurationMs);
-  if (key == "runner_crash_window_ms") return millis(r.crash_window, 1, kMaxDurationMs);
-  if (key == "runner_ping_interval_ms") return millis(r.ping_interval, 10, kMaxDurationMs);
-  if (key == "runner_ping_timeout_ms") return millis(r.ping_timeout, 10, kMaxDurationMs);
-  if (key == "runner_hook_timeout_ms") return millis(r.hook_timeout, 1, kMaxDurationMs);
-  if (key == "runner_user") {
-    const auto* text = value.as_string();
-    if (text == nullptr || text->get().empty())
-      ctx.error(ctx.at(value.source()), prefix + "expected a user name, e.g. \"nobody\"");
-    else
-      r.user = text->get();
-    return true;
-  }
-  auto& b = section.budget;
-  if (key == "quarantine_error_rate") {
-    const double rate = value.is_integer() ? static_cast<double>(value.as_integer()->get())
-                        : value.is_floating_point() ? value.as_floating_point()->get()
-                                                    : -1;
-    if (!(rate >= 0 && rate <= 1))
-      ctx.error(ctx.at(value.source()), prefix + "expected a share of failed answers in 0..1, e.g. 0.5 (0 = off)");
-    else
-      b.max_error_rate = rate;
-    return true;
-  }
-  if (key == "quarantine_p99_ms") return millis(b.max_p99, 0, kMaxDurationMs);
-  if (key == "quarantine_window_ms") return millis(b.window, 1000, 3600000);
-  if (key == "quarantine_min_requests") return integer(b.min_requests, 1, 100000000, "number of requests");
+  PluginLimitParser limits{key, value, prefix, ctx};
+  visit_plugin_limits(limits, section);
+  if (limits.matched) return true;
   if (key == "route_timeouts") {
     const auto* table = value.as_table();
     if (table == nullptr) {
@@ -538,7 +594,7 @@ void collect_plugins(const toml::key& plugin_key, const toml::node& node, Contex
     if (table == nullptr) {
       std::string message = in_quotes(name) + " in [plugin] is not a plugin table (got " +
                             std::string{type_phrase(value.type())} + "); plugin settings go in [plugin.<name>]";
-      if (find_key(kPluginsKeys, name) != nullptr) message += " (did you mean " + in_quotes(name) + " in [plugins]?)";
+      if (find_key(find_section("plugins")->keys, name) != nullptr) message += " (did you mean " + in_quotes(name) + " in [plugins]?)";
       ctx.error(ctx.at(key.source()), std::move(message));
       continue;
     }
@@ -627,7 +683,7 @@ void collect_env(const Environment& env, Context& ctx, Settings& settings) {
     const std::string_view section_part = rest.substr(0, separator);
     const std::string_view key_part = rest.substr(separator + 1);
     const SectionDef* section = nullptr;
-    for (const auto& candidate : kSections) {
+    for (const auto& candidate : sections()) {
       if (to_upper(candidate.name) == section_part) section = &candidate;
     }
     // Other tools share the KEEL_ prefix; only variables naming one of our sections are ours.
@@ -701,83 +757,6 @@ std::string one_of(const T& allowed) {
   return out;
 }
 
-// Turns the merged raw settings into typed fields, checking ranges and cross-key rules. A value
-// that fails a check leaves the default in place; the caller throws anyway.
-class Applier {
- public:
-  Applier(const Settings& settings, Context& ctx) : settings_{settings}, ctx_{ctx} {}
-
-  [[nodiscard]] const Setting* find(std::string_view section, std::string_view key) const {
-    const auto it = settings_.find(setting_id(section, key));
-    return it == settings_.end() ? nullptr : &it->second;
-  }
-
-  template <typename Int>
-  const Setting* integer(std::string_view section, std::string_view key, Int& out, std::int64_t lo, std::int64_t hi,
-                         std::string_view hi_name = {}, std::string_view lo_name = {}) {
-    const Setting* setting = find(section, key);
-    const auto* number = setting == nullptr ? nullptr : std::get_if<std::int64_t>(&setting->value);
-    if (number == nullptr) return nullptr;
-    if (*number < lo || *number > hi) {
-      ctx_.error(setting->where, section_key(section, key) + ": " + std::to_string(*number) +
-                                     " is out of range (" + range_phrase(lo, hi, lo_name, hi_name) + ")");
-      return nullptr;
-    }
-    out = static_cast<Int>(*number);
-    return setting;
-  }
-
-  const Setting* duration(std::string_view section, std::string_view key, std::chrono::milliseconds& out,
-                          std::int64_t lo = 1, std::int64_t hi = kMaxDurationMs, std::string_view lo_name = {}) {
-    std::int64_t ms = 0;
-    const Setting* setting = integer(section, key, ms, lo, hi, {}, lo_name);
-    if (setting != nullptr) out = std::chrono::milliseconds{ms};
-    return setting;
-  }
-
-  // The setting if it was given as a string; string_of() then reads it.
-  [[nodiscard]] const Setting* text(std::string_view section, std::string_view key) const {
-    const Setting* setting = find(section, key);
-    return setting != nullptr && std::holds_alternative<std::string>(setting->value) ? setting : nullptr;
-  }
-  static const std::string& string_of(const Setting& setting) { return std::get<std::string>(setting.value); }
-
-  void flag(std::string_view section, std::string_view key, bool& out) const {
-    const Setting* setting = find(section, key);
-    if (const auto* value = setting == nullptr ? nullptr : std::get_if<bool>(&setting->value)) out = *value;
-  }
-
-  template <typename T>
-  const std::string* choice(std::string_view section, std::string_view key, const T& allowed) {
-    const Setting* setting = text(section, key);
-    if (setting == nullptr) return nullptr;
-    const std::string& value = string_of(*setting);
-    if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return &value;
-    std::string message = section_key(section, key) + ": " + in_quotes(value) + " is not one of " + one_of(allowed);
-    Closest closest{value};
-    for (const auto& candidate : allowed) closest.consider(candidate);
-    if (closest.best()) message += " (did you mean " + in_quotes(*closest.best()) + "?)";
-    ctx_.error(setting->where, std::move(message));
-    return nullptr;
-  }
-
-  void path(std::string_view section, std::string_view key, std::filesystem::path& out) {
-    const Setting* setting = text(section, key);
-    if (setting == nullptr) return;
-    if (string_of(*setting).empty()) {
-      ctx_.error(setting->where, section_key(section, key) + ": must not be empty");
-      return;
-    }
-    out = string_of(*setting);
-  }
-
-  void error(const Setting& at, std::string message) { ctx_.error(at.where, std::move(message)); }
-
- private:
-  const Settings& settings_;
-  Context& ctx_;
-};
-
 std::filesystem::path resolve(const std::filesystem::path& base, const std::filesystem::path& p) {
   // Not lexically_normal(): "dir/../x" differs from "x" when dir is a symlink.
   return p.is_absolute() ? p : base / p;
@@ -799,92 +778,126 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
-void apply(const Settings& settings, Context& ctx, const std::filesystem::path& base, Config& config) {
-  Applier a{settings, ctx};
+// Turns the merged raw settings into typed fields as visit_keys() declares them, checking ranges
+// and allowed values. A value that fails a check leaves the default in place; the caller throws.
+class Applier {
+ public:
+  Applier(const Settings& settings, Context& ctx) : settings_{settings}, ctx_{ctx} {}
 
-  if (const Setting* listen = a.text("server", "listen")) {
-    const std::string& value = Applier::string_of(*listen);
-    if (auto problem = listen_problem(value)) {
-      a.error(*listen, "[server] listen: " + in_quotes(value) + ": " + *problem);
+  void section(std::string_view name) { section_ = name; }
+
+  [[nodiscard]] const Setting* find(std::string_view section, std::string_view key) const {
+    const auto it = settings_.find(setting_id(section, key));
+    return it == settings_.end() ? nullptr : &it->second;
+  }
+
+  template <typename Int>
+  const Setting* integer(std::string_view key, Int& out, std::int64_t lo, std::int64_t hi,
+                         std::string_view hi_name = {}, std::string_view lo_name = {}) {
+    const Setting* setting = find(section_, key);
+    const auto* number = setting == nullptr ? nullptr : std::get_if<std::int64_t>(&setting->value);
+    if (number == nullptr) return nullptr;
+    if (*number < lo || *number > hi) {
+      ctx_.error(setting->where, section_key(section_, key) + ": " + std::to_string(*number) +
+                                     " is out of range (" + range_phrase(lo, hi, lo_name, hi_name) + ")");
+      return nullptr;
+    }
+    out = static_cast<Int>(*number);
+    return setting;
+  }
+
+  void duration(std::string_view key, std::chrono::milliseconds& out, std::int64_t lo = 1,
+                std::int64_t hi = kMaxDurationMs, std::string_view lo_name = {}) {
+    std::int64_t ms = 0;
+    if (integer(key, ms, lo, hi, {}, lo_name) != nullptr) out = std::chrono::milliseconds{ms};
+  }
+
+  void flag(std::string_view key, bool& out) const {
+    const Setting* setting = find(section_, key);
+    if (const auto* value = setting == nullptr ? nullptr : std::get_if<bool>(&setting->value)) out = *value;
+  }
+
+  // A string; `problem`, when given, says what is wrong with it.
+  void text(std::string_view key, std::string& out, std::optional<std::string> (*problem)(std::string_view) = nullptr) {
+    const std::string* value = string_value(key);
+    if (value == nullptr) return;
+    if (const auto wrong = problem != nullptr ? problem(*value) : std::nullopt) {
+      error(*find(section_, key), section_key(section_, key) + ": " + in_quotes(*value) + ": " + *wrong);
     } else {
-      config.server.listen = value;
+      out = *value;
     }
   }
-  a.integer("server", "io_threads", config.server.io_threads, 1, 256);
-  a.integer("server", "max_connections", config.server.max_connections, 1, kMaxUint32);
-  a.duration("server", "drain_timeout_ms", config.server.drain_timeout);
-  a.path("server", "data_dir", config.server.data_dir);
-  a.integer("server", "worker_threads", config.server.worker_threads, 1, 256);
-  a.integer("server", "worker_queue", config.server.worker_queue, 1, 1000000);
+  void secret(std::string_view key, std::string& out) { text(key, out); }
 
-  const Setting* header = a.integer("http", "max_header_bytes", config.http.max_header_bytes, 1024, 1048576);
-  if (a.find("http", "max_target_bytes") != nullptr) {
-    a.integer("http", "max_target_bytes", config.http.max_target_bytes, 16, config.http.max_header_bytes,
-              "max_header_bytes");
-  } else if (header != nullptr && config.http.max_target_bytes > config.http.max_header_bytes) {
+  void list(std::string_view key, std::vector<std::string>& out) const {
+    if (const std::string* value = string_value(key)) out = split_list(*value);
+  }
+
+  // One of `allowed`; an enum field takes the index of the name (the names are in enum order).
+  template <typename T, std::size_t N>
+  void choice(std::string_view key, T& out, const std::array<std::string_view, N>& allowed) {
+    const std::string* value = string_value(key);
+    if (value == nullptr) return;
+    const auto it = std::find(allowed.begin(), allowed.end(), *value);
+    if (it != allowed.end()) {
+      if constexpr (std::is_enum_v<T>) {
+        out = static_cast<T>(it - allowed.begin());
+      } else {
+        out = *value;
+      }
+      return;
+    }
+    std::string message = section_key(section_, key) + ": " + in_quotes(*value) + " is not one of " + one_of(allowed);
+    Closest closest{*value};
+    for (const auto& candidate : allowed) closest.consider(candidate);
+    if (closest.best()) message += " (did you mean " + in_quotes(*closest.best()) + "?)";
+    error(*find(section_, key), std::move(message));
+  }
+
+  void path(std::string_view key, std::filesystem::path& out) {
+    const std::string* value = string_value(key);
+    if (value == nullptr) return;
+    if (value->empty()) {
+      error(*find(section_, key), section_key(section_, key) + ": must not be empty");
+      return;
+    }
+    out = *value;
+  }
+
+  void error(const Setting& at, std::string message) { ctx_.error(at.where, std::move(message)); }
+
+ private:
+  // The setting's text if it was given as a string.
+  [[nodiscard]] const std::string* string_value(std::string_view key) const {
+    const Setting* setting = find(section_, key);
+    return setting == nullptr ? nullptr : std::get_if<std::string>(&setting->value);
+  }
+
+  const Settings& settings_;
+  Context& ctx_;
+  std::string_view section_;
+};
+
+void apply(const Settings& settings, Context& ctx, const std::filesystem::path& base, Config& config) {
+  Applier a{settings, ctx};
+  visit_keys(a, config);
+
+  // Two bounds come from another key (see visit_keys); when only the other key was written and it
+  // crosses the first key's default, the error goes to the key that was written, naming the other.
+  const Setting* header = a.find("http", "max_header_bytes");
+  if (header != nullptr && a.find("http", "max_target_bytes") == nullptr &&
+      config.http.max_target_bytes > config.http.max_header_bytes) {
     a.error(*header, "[http] max_header_bytes: " + std::to_string(config.http.max_header_bytes) +
                          " is less than max_target_bytes (" + std::to_string(config.http.max_target_bytes) +
                          ", the default); raise it or set max_target_bytes lower");
   }
-  a.integer("http", "max_body_bytes", config.http.max_body_bytes, 0, kUnbounded);
-  a.duration("http", "header_read_timeout_ms", config.http.header_read_timeout);
-  a.duration("http", "idle_timeout_ms", config.http.idle_timeout);
-  a.duration("http", "request_timeout_ms", config.http.request_timeout);
-  a.duration("http", "write_timeout_ms", config.http.write_timeout);
-
-  if (const std::string* level = a.choice("log", "level", kLogLevels)) config.log.level = *level;
-  if (const std::string* format = a.choice("log", "format", kLogFormats)) {
-    config.log.format = *format == "json" ? LogFormat::kJson : LogFormat::kText;
-  }
-  a.flag("log", "access_log", config.log.access_log);
-  a.flag("log", "spans", config.log.spans);
-  a.path("log", "file", config.log.file);
-  a.integer("log", "max_file_bytes", config.log.max_file_bytes, 0, kUnbounded);
-  a.integer("log", "max_files", config.log.max_files, 0, 1000);
-
-  if (const Setting* token = a.text("admin", "token")) config.admin.token = Applier::string_of(*token);
-
-  a.path("plugins", "directory", config.plugins.directory);
-  a.flag("plugins", "watch", config.plugins.watch);
-  a.duration("plugins", "watch_debounce_ms", config.plugins.watch_debounce, 0, 60000);
-  a.duration("plugins", "watch_rescan_ms", config.plugins.watch_rescan, 100, 3600000);
-  if (const std::string* mode = a.choice("plugins", "isolation", kIsolationModes)) config.plugins.isolation = *mode;
-  a.path("plugins", "runner", config.plugins.runner);
-
-  if (const Setting* v = a.text("cors", "allowed_origins")) config.cors.allowed_origins = split_list(Applier::string_of(*v));
-  if (const Setting* v = a.text("cors", "allowed_methods")) config.cors.allowed_methods = split_list(Applier::string_of(*v));
-  if (const Setting* v = a.text("cors", "allowed_headers")) config.cors.allowed_headers = split_list(Applier::string_of(*v));
-  if (const Setting* v = a.text("cors", "expose_headers")) config.cors.expose_headers = split_list(Applier::string_of(*v));
-  a.integer("cors", "max_age_s", config.cors.max_age_s, 0, 86400);
-  a.flag("cors", "allow_credentials", config.cors.allow_credentials);
-
-  if (const std::string* mode = a.choice("storage", "synchronous", kSyncModes)) {
-    config.storage.synchronous = *mode == "full" ? SyncMode::kFull : SyncMode::kNormal;
-  }
-  // 0 is allowed: fail at once instead of waiting when the database is locked.
-  a.duration("storage", "busy_timeout_ms", config.storage.busy_timeout, 0, 600000);
-  a.integer("storage", "readers", config.storage.readers, 1, 64);
-  a.integer("storage", "statement_cache", config.storage.statement_cache, 0, 10000);
-  a.duration("storage", "transaction_timeout_ms", config.storage.transaction_timeout, 100, 3600000);
-  a.integer("storage", "max_db_bytes", config.storage.max_db_bytes, 0, kUnbounded);
-
-  a.integer("events", "queue_capacity", config.events.queue_capacity, 1, 10000000);
-  a.integer("events", "max_attempts", config.events.max_attempts, 1, 1000);
-  const Setting* retry_base = a.duration("events", "retry_base_ms", config.events.retry_base, 1, 600000);
-  // The cap may not undercut the first delay; as with max_target_bytes, the error goes to the key
-  // that was written, naming the other one.
-  if (a.find("events", "retry_max_ms") != nullptr) {
-    a.duration("events", "retry_max_ms", config.events.retry_max, config.events.retry_base.count(), 3600000,
-               "retry_base_ms");
-  } else if (retry_base != nullptr && config.events.retry_base > config.events.retry_max) {
+  const Setting* retry_base = a.find("events", "retry_base_ms");
+  if (retry_base != nullptr && a.find("events", "retry_max_ms") == nullptr &&
+      config.events.retry_base > config.events.retry_max) {
     a.error(*retry_base, "[events] retry_base_ms: " + std::to_string(config.events.retry_base.count()) +
                              " is more than retry_max_ms (" + std::to_string(config.events.retry_max.count()) +
                              ", the default); lower it or set retry_max_ms higher");
   }
-  // 0 is allowed: delete a durable event as soon as every subscriber has it.
-  a.duration("events", "retention_ms", config.events.retention, 0, kMaxRetentionMs);
-  a.integer("events", "batch", config.events.batch, 1, 100000);
-  a.integer("events", "dead_letter_capacity", config.events.dead_letter_capacity, 0, 1000000);
 
   config.server.data_dir = resolve(base, config.server.data_dir);
   config.plugins.directory = resolve(base, config.plugins.directory);
@@ -964,6 +977,37 @@ void redact_nested(OrderedJson& value) {
   }
 }
 
+// Each key's value as /admin/config shows it, from visit_keys().
+struct Dumper {
+  OrderedJson& out;
+  OrderedJson* section_json = nullptr;
+  void section(std::string_view name) { section_json = &out[std::string{name}]; }
+  void set(std::string_view key, OrderedJson value) { (*section_json)[std::string{key}] = std::move(value); }
+  void integer(std::string_view key, const auto& value, auto&&...) { set(key, value); }
+  void duration(std::string_view key, std::chrono::milliseconds value, auto&&...) { set(key, value.count()); }
+  void flag(std::string_view key, bool value) { set(key, value); }
+  void text(std::string_view key, const std::string& value, auto&&...) { set(key, value); }
+  void secret(std::string_view key, const std::string& value) { set(key, value.empty() ? std::string{} : std::string{kRedacted}); }
+  void path(std::string_view key, const std::filesystem::path& value) { set(key, value.string()); }
+  void list(std::string_view key, const std::vector<std::string>& value) { set(key, value); }
+  template <typename T, std::size_t N>
+  void choice(std::string_view key, const T& value, const std::array<std::string_view, N>& names) {
+    if constexpr (std::is_enum_v<T>) {
+      set(key, names[static_cast<std::size_t>(value)]);
+    } else {
+      set(key, value);
+    }
+  }
+};
+
+struct PluginLimitDumper {
+  OrderedJson& p;
+  void integer(std::string_view name, auto value, auto&&...) { p[std::string{name}] = value; }
+  void millis(std::string_view name, std::chrono::milliseconds value, auto&&...) { p[std::string{name}] = value.count(); }
+  void user(std::string_view name, const std::string& value) { p[std::string{name}] = optional_text(value); }
+  void rate(std::string_view name, double value) { p[std::string{name}] = value; }
+};
+
 OrderedJson plugin_section_json(const PluginSection& s, const std::vector<std::string>* declared_secrets) {
   OrderedJson p;
   p["enabled"] = s.enabled;
@@ -976,25 +1020,8 @@ OrderedJson plugin_section_json(const PluginSection& s, const std::vector<std::s
   p["route_timeouts"] = std::move(routes);
   p["max_db_bytes"] = s.max_db_bytes ? OrderedJson(*s.max_db_bytes) : OrderedJson(nullptr);
   p["isolation"] = optional_text(s.isolation);
-  const auto& r = s.runner;
-  p["runner_threads"] = r.threads;
-  p["runner_memory_bytes"] = r.memory_bytes;
-  p["runner_cpu_seconds"] = r.cpu_seconds;
-  p["runner_cpu_percent"] = r.cpu_percent;
-  p["runner_cgroup_memory_bytes"] = r.cgroup_memory_bytes;
-  p["runner_open_files"] = r.open_files;
-  p["runner_user"] = optional_text(r.user);
-  p["runner_restart_backoff_ms"] = r.restart_backoff.count();
-  p["runner_restart_backoff_max_ms"] = r.restart_backoff_max.count();
-  p["runner_max_crashes"] = r.max_crashes;
-  p["runner_crash_window_ms"] = r.crash_window.count();
-  p["runner_ping_interval_ms"] = r.ping_interval.count();
-  p["runner_ping_timeout_ms"] = r.ping_timeout.count();
-  p["runner_hook_timeout_ms"] = r.hook_timeout.count();
-  p["quarantine_error_rate"] = s.budget.max_error_rate;
-  p["quarantine_p99_ms"] = s.budget.max_p99.count();
-  p["quarantine_window_ms"] = s.budget.window.count();
-  p["quarantine_min_requests"] = s.budget.min_requests;
+  PluginLimitDumper limits{p};
+  visit_plugin_limits(limits, s);
   // settings_json was written by collect_plugins(), so it is a valid object; a discarded parse
   // would only drop the plugin-owned keys, never show them unredacted.
   auto settings = OrderedJson::parse(s.settings_json, nullptr, false);
@@ -1081,53 +1108,8 @@ bool looks_secret(std::string_view key) noexcept {
 std::string to_json(const Config& c, const SecretKeys& secret_keys) {
   OrderedJson out;
   out["source"] = c.source.string();
-  out["server"] = {{"listen", c.server.listen},
-                   {"io_threads", c.server.io_threads},
-                   {"max_connections", c.server.max_connections},
-                   {"drain_timeout_ms", c.server.drain_timeout.count()},
-                   {"data_dir", c.server.data_dir.string()},
-                   {"worker_threads", c.server.worker_threads},
-                   {"worker_queue", c.server.worker_queue}};
-  out["http"] = {{"max_header_bytes", c.http.max_header_bytes},
-                 {"max_target_bytes", c.http.max_target_bytes},
-                 {"max_body_bytes", c.http.max_body_bytes},
-                 {"header_read_timeout_ms", c.http.header_read_timeout.count()},
-                 {"idle_timeout_ms", c.http.idle_timeout.count()},
-                 {"request_timeout_ms", c.http.request_timeout.count()},
-                 {"write_timeout_ms", c.http.write_timeout.count()}};
-  out["log"] = {{"level", c.log.level},
-                {"format", c.log.format == LogFormat::kJson ? "json" : "text"},
-                {"access_log", c.log.access_log},
-                {"spans", c.log.spans},
-                {"file", c.log.file.string()},  // "" = standard error
-                {"max_file_bytes", c.log.max_file_bytes},
-                {"max_files", c.log.max_files}};
-  out["admin"] = {{"token", c.admin.token.empty() ? std::string{} : std::string{kRedacted}}};
-  out["plugins"] = {{"directory", c.plugins.directory.string()},
-                    {"watch", c.plugins.watch},
-                    {"watch_debounce_ms", c.plugins.watch_debounce.count()},
-                    {"watch_rescan_ms", c.plugins.watch_rescan.count()},
-                    {"isolation", c.plugins.isolation},
-                    {"runner", c.plugins.runner.string()}};
-  out["cors"] = {{"allowed_origins", c.cors.allowed_origins},
-                 {"allowed_methods", c.cors.allowed_methods},
-                 {"allowed_headers", c.cors.allowed_headers},
-                 {"expose_headers", c.cors.expose_headers},
-                 {"max_age_s", c.cors.max_age_s},
-                 {"allow_credentials", c.cors.allow_credentials}};
-  out["storage"] = {{"synchronous", c.storage.synchronous == SyncMode::kFull ? "full" : "normal"},
-                    {"busy_timeout_ms", c.storage.busy_timeout.count()},
-                    {"readers", c.storage.readers},
-                    {"statement_cache", c.storage.statement_cache},
-                    {"transaction_timeout_ms", c.storage.transaction_timeout.count()},
-                    {"max_db_bytes", c.storage.max_db_bytes}};
-  out["events"] = {{"queue_capacity", c.events.queue_capacity},
-                   {"max_attempts", c.events.max_attempts},
-                   {"retry_base_ms", c.events.retry_base.count()},
-                   {"retry_max_ms", c.events.retry_max.count()},
-                   {"retention_ms", c.events.retention.count()},
-                   {"batch", c.events.batch},
-                   {"dead_letter_capacity", c.events.dead_letter_capacity}};
+  Dumper dumper{out};
+  visit_keys(dumper, c);
   auto plugins = OrderedJson::object();
   for (const auto& [name, section] : c.plugin_sections) {
     const auto secrets = secret_keys.find(name);

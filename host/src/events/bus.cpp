@@ -22,7 +22,7 @@
 #include "common/published.hpp"
 #include "common/timer_queue.hpp"
 #include "common/worker_pool.hpp"
-#include "events/topic.hpp"
+#include "abi/topic.hpp"
 #include "observability/log.hpp"
 #include "storage/database.hpp"
 
@@ -249,7 +249,7 @@ struct Bus::Impl {
   // --- membership ---
 
   static bool matches_any(const std::vector<std::string>& patterns, std::string_view topic) {
-    return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) { return topic_matches(p, topic); });
+    return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) { return abi::topic_matches(p, topic); });
   }
 
   Sub* find_sub(std::string_view name) const {

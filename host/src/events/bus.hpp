@@ -34,6 +34,7 @@
 #include <keel/storage.h>
 
 #include "abi/event_sink.hpp"
+#include "abi/topic.hpp"
 #include "config/config.hpp"
 
 namespace keel::host {

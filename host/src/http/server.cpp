@@ -408,6 +408,9 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session> {
     timed_out_ = false;
   }
   asio::awaitable<ReadResult> read_some();
+  asio::awaitable<std::size_t> read_header(HeaderScanner& scanner);
+  asio::awaitable<bool> read_body(RequestParser& parser, bool head);
+  asio::awaitable<void> handle_request();
   asio::awaitable<void> await_reply(Deferred& deferred);
   asio::awaitable<bool> write_response(bool head, bool close);
   asio::awaitable<void> fail_and_close(unsigned status, std::string_view reason, bool head);
@@ -594,6 +597,107 @@ asio::awaitable<void> Server::Impl::Session::fail_and_close(unsigned status, std
   if (written) co_await linger_and_close();
 }
 
+// Reads up to the end of the request header (empty lines before it skipped) and returns the
+// header's size; 0 when the connection ends instead (closed, timed out, or an error answered).
+asio::awaitable<std::size_t> Server::Impl::Session::read_header(HeaderScanner& scanner) {
+  bool begun = false;
+  for (;;) {
+    auto data = std::string_view(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    if (!begun) {
+      // RFC 9112 §2.2: empty lines before a request line are skipped.
+      if (const auto skip = HeaderScanner::leading_empty_lines(data); skip != 0) {
+        buffer_.consume(skip);
+        data.remove_prefix(skip);
+      }
+      begun = !data.empty() && data != "\r";
+    }
+    if (!begun) {
+      const auto r = co_await read_some();
+      if (r == ReadResult::kTimeout) co_return 0;
+      if (r != ReadResult::kOk) co_return 0;
+      continue;
+    }
+    const auto scan = scanner.scan(data);
+    if (scan.kind == ScanResult::Kind::kComplete) co_return scan.header_size;
+    if (scan.kind == ScanResult::Kind::kError) {
+      co_await fail_and_close(scan.status, scan.reason, false);
+      co_return 0;
+    }
+    const auto r = co_await read_some();
+    if (r == ReadResult::kTimeout) {
+      co_await fail_and_close(408, "request header not received in time", false);
+      co_return 0;
+    }
+    if (r == ReadResult::kFull) {
+      co_await fail_and_close(431, "request header fields too large", false);
+      co_return 0;
+    }
+    if (r != ReadResult::kOk) co_return 0;
+  }
+}
+
+// Reads the rest of the body into body_; false when the connection ends instead (closed, timed
+// out, or an error answered).
+asio::awaitable<bool> Server::Impl::Session::read_body(RequestParser& parser, bool head) {
+  error_code ec;
+  if (!parser.is_done()) {
+    if (parser.expects_continue() && request_.version == 11 && buffer_.size() == 0) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(kContinue), kAsTuple);
+      if (wec) co_return false;
+    }
+    while (!parser.is_done()) {
+      if (buffer_.size() != 0) {
+        const auto used = parser.put(buffer_.data(), ec);
+        buffer_.consume(used);
+        if (ec == bhttp::error::need_more) {
+          ec = {};
+        } else if (ec) {
+          const auto failure = parser.failure().status != 0 ? parser.failure() : map_parse_error(ec, header_block_);
+          co_await fail_and_close(failure.status, failure.reason, head);
+          co_return false;
+        }
+        if (parser.is_done()) break;
+        if (used != 0) continue;
+      }
+      const auto r = co_await read_some();
+      if (r == ReadResult::kTimeout) {
+        co_await fail_and_close(408, "request body not received in time", head);
+        co_return false;
+      }
+      if (r == ReadResult::kFull) {
+        co_await fail_and_close(400, "chunk header or trailer line too long", head);
+        co_return false;
+      }
+      if (r != ReadResult::kOk) co_return false;
+    }
+  }
+  co_return true;
+}
+
+// Hands the parsed request to the handler and waits for a deferred reply; response_ holds the answer.
+asio::awaitable<void> Server::Impl::Session::handle_request() {
+  const auto target = request_.target;
+  const auto q = target.find('?');
+  request_.path = target.substr(0, q);
+  request_.query = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+  request_.headers = headers_;
+  request_.body = body_;
+  request_.remote_address = remote_;
+  request_.deadline = deadline_;
+  response_.clear();
+  std::optional<Deferred> deferred;
+  try {
+    deferred = server_.handler_.handle(request_, response_);
+  } catch (const std::exception& e) {
+    server_.http_log_->error("handler threw req={} target={} error=\"{}\"", request_.request_id, request_.target,
+                             e.what());
+    response_.clear();
+    response_.set_error(500, "internal", "internal error");
+  }
+  if (deferred) co_await await_reply(*deferred);
+}
+
 asio::awaitable<void> Server::Impl::Session::run() {
   const auto& opt = server_.options_;
   HeaderScanner scanner(opt.max_header_bytes, opt.max_target_bytes + 64);
@@ -615,44 +719,8 @@ asio::awaitable<void> Server::Impl::Session::run() {
     started_at_ = Clock::now();
 
     // ---- header: Keel's framing scan, then Beast's parse of the complete block -------------
-    std::size_t header_size = 0;
-    bool begun = false;
-    for (;;) {
-      auto data = std::string_view(static_cast<const char*>(buffer_.data().data()), buffer_.size());
-      if (!begun) {
-        // RFC 9112 §2.2: empty lines before a request line are skipped.
-        if (const auto skip = HeaderScanner::leading_empty_lines(data); skip != 0) {
-          buffer_.consume(skip);
-          data.remove_prefix(skip);
-        }
-        begun = !data.empty() && data != "\r";
-      }
-      if (!begun) {
-        const auto r = co_await read_some();
-        if (r == ReadResult::kTimeout) co_return;
-        if (r != ReadResult::kOk) co_return;
-        continue;
-      }
-      const auto scan = scanner.scan(data);
-      if (scan.kind == ScanResult::Kind::kComplete) {
-        header_size = scan.header_size;
-        break;
-      }
-      if (scan.kind == ScanResult::Kind::kError) {
-        co_await fail_and_close(scan.status, scan.reason, false);
-        co_return;
-      }
-      const auto r = co_await read_some();
-      if (r == ReadResult::kTimeout) {
-        co_await fail_and_close(408, "request header not received in time", false);
-        co_return;
-      }
-      if (r == ReadResult::kFull) {
-        co_await fail_and_close(431, "request header fields too large", false);
-        co_return;
-      }
-      if (r != ReadResult::kOk) co_return;
-    }
+    const std::size_t header_size = co_await read_header(scanner);
+    if (header_size == 0) co_return;
 
     // The header is copied out of the read buffer so the views the parser hands out stay valid
     // while the buffer is reused for the body.
@@ -677,59 +745,10 @@ asio::awaitable<void> Server::Impl::Session::run() {
 
     // ---- body ---------------------------------------------------------------------------------
     set_deadline(opt.request_timeout);
-    if (!parser.is_done()) {
-      if (parser.expects_continue() && request_.version == 11 && buffer_.size() == 0) {
-        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-        auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(kContinue), kAsTuple);
-        if (wec) co_return;
-      }
-      while (!parser.is_done()) {
-        if (buffer_.size() != 0) {
-          const auto used = parser.put(buffer_.data(), ec);
-          buffer_.consume(used);
-          if (ec == bhttp::error::need_more) {
-            ec = {};
-          } else if (ec) {
-            const auto failure = parser.failure().status != 0 ? parser.failure() : map_parse_error(ec, header_block_);
-            co_await fail_and_close(failure.status, failure.reason, head);
-            co_return;
-          }
-          if (parser.is_done()) break;
-          if (used != 0) continue;
-        }
-        const auto r = co_await read_some();
-        if (r == ReadResult::kTimeout) {
-          co_await fail_and_close(408, "request body not received in time", head);
-          co_return;
-        }
-        if (r == ReadResult::kFull) {
-          co_await fail_and_close(400, "chunk header or trailer line too long", head);
-          co_return;
-        }
-        if (r != ReadResult::kOk) co_return;
-      }
-    }
+    if (!co_await read_body(parser, head)) co_return;
 
     // ---- dispatch -----------------------------------------------------------------------------
-    const auto target = request_.target;
-    const auto q = target.find('?');
-    request_.path = target.substr(0, q);
-    request_.query = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
-    request_.headers = headers_;
-    request_.body = body_;
-    request_.remote_address = remote_;
-    request_.deadline = deadline_;
-    response_.clear();
-    std::optional<Deferred> deferred;
-    try {
-      deferred = server_.handler_.handle(request_, response_);
-    } catch (const std::exception& e) {
-      server_.http_log_->error("handler threw req={} target={} error=\"{}\"", request_.request_id, request_.target,
-                               e.what());
-      response_.clear();
-      response_.set_error(500, "internal", "internal error");
-    }
-    if (deferred) co_await await_reply(*deferred);
+    co_await handle_request();
 
     const bool close = !parser.keep_alive() || io_.draining;
     const bool written = co_await write_response(head, close);

@@ -52,6 +52,20 @@ using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 using abi::host_bytes;
 using abi::view;
+// What a plugin file is (package/: its ELF section, manifest, versions, checksum) lives below
+// storage, which runs the manifest's migrations; the plugin host's own files use these names unqualified.
+using package::apply_config_schema;
+using package::ConfigIssue;
+using package::Dependency;
+using package::has_permission;
+using package::Manifest;
+using package::ManifestError;
+using package::MigrationDecl;
+using package::parse_manifest;
+using package::QueryParamDecl;
+using package::RequestDecl;
+using package::ResponseDecl;
+
 
 inline std::int64_t to_mono_ns(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();

@@ -6,7 +6,7 @@
 
 #include "abi/status.hpp"
 #include "plugins/host_impl.hpp"
-#include "plugins/sha256.hpp"
+#include "package/sha256.hpp"
 #include "storage/migrations.hpp"
 
 namespace keel::host::plugins {
@@ -133,7 +133,7 @@ void PluginHost::Impl::load_and_create(Plugin& p) {
     fail(p, "cannot copy " + p.file.string() + " into memory for loading: " + error);
     return;
   }
-  p.sha256 = sha256_file_hex("/proc/self/fd/" + std::to_string(code.get())).value_or("");
+  p.sha256 = package::sha256_file_hex("/proc/self/fd/" + std::to_string(code.get())).value_or("");
   // The allowlist is checked on the bytes that get mapped, not on the file as pre-flight saw it.
   if (const auto sec = cfg.plugin_sections.find(p.name);
       sec != cfg.plugin_sections.end() && !sec->second.sha256.empty() && sec->second.sha256 != p.sha256) {

@@ -1,7 +1,7 @@
 // The plugins on the event bus: what each publishes and subscribes to, and event delivery.
 #include "abi/current_request.hpp"
 #include "abi/status.hpp"
-#include "events/topic.hpp"
+#include "abi/topic.hpp"
 #include "observability/trace.hpp"
 #include "plugins/host_impl.hpp"
 
@@ -72,7 +72,7 @@ keel_status PluginHost::Impl::deliver_event(std::size_t index, const events::Eve
   // The generation current now receives what it subscribes to: an event matched by the patterns
   // of the generation it replaced, and no longer by its own, is acknowledged, not handed over.
   if (std::none_of(p.manifest.subscribes.begin(), p.manifest.subscribes.end(),
-                   [&](const std::string& pattern) { return events::topic_matches(pattern, e.topic()); })) {
+                   [&](const std::string& pattern) { return abi::topic_matches(pattern, e.topic()); })) {
     p.log->debug("event skipped: not subscribed any more topic={} id={}", e.topic(), e.event_id());
     return KEEL_OK;
   }

@@ -19,7 +19,7 @@
 #include "config/config.hpp"
 #include "http/message.hpp"
 #include "http/router.hpp"
-#include "plugins/manifest.hpp"
+#include "package/manifest.hpp"
 #include "plugins/preflight.hpp"
 #include "storage/database.hpp"
 
@@ -67,9 +67,9 @@ struct ApiRoute {
   std::uint32_t index = 0;  ///< position in the manifest's routes
   // Copies of the manifest's documentation keys (RouteDecl), so the caller holds no pointer
   // into a plugin that may be unloaded.
-  std::optional<RequestDecl> request;
-  std::vector<ResponseDecl> responses;
-  std::vector<QueryParamDecl> query;
+  std::optional<package::RequestDecl> request;
+  std::vector<package::ResponseDecl> responses;
+  std::vector<package::QueryParamDecl> query;
 };
 
 struct PluginStatus {
@@ -178,7 +178,7 @@ class PluginHost {
     std::string name;
     PluginState state = PluginState::kDiscovered;
     std::filesystem::path database;         ///< its database file in [server] data_dir
-    std::vector<MigrationDecl> migrations;  ///< as its manifest declares them
+    std::vector<package::MigrationDecl> migrations;  ///< as its manifest declares them
   };
   /// Every plugin with storage, whatever its state (the first file of a duplicated name), in
   /// directory order. Touches no database: read them with storage::migration_status().

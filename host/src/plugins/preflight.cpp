@@ -11,11 +11,20 @@
 #include "http/router.hpp"
 #include "observability/log.hpp"
 #include "plugins/loader.hpp"
-#include "plugins/elf_reader.hpp"
-#include "plugins/sha256.hpp"
+#include "package/elf_reader.hpp"
+#include "package/sha256.hpp"
 
 namespace keel::host::plugins {
 namespace fs = std::filesystem;
+using package::apply_config_schema;
+using package::ConfigIssue;
+using package::ElfError;
+using package::Manifest;
+using package::ManifestError;
+using package::parse_manifest;
+using package::manifest_text_from_section;
+using package::read_elf_section_from_file;
+using package::sha256_file_hex;
 namespace {
 
 std::string check_permissions(const fs::path& file) {

@@ -9,14 +9,14 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "plugins/manifest.hpp"
+#include "package/manifest.hpp"
 
 namespace keel::host::plugins {
 
 /// What pre-flight found about one file in the plugin directory (no plugin code runs).
 struct Candidate {
   std::filesystem::path file;
-  std::optional<Manifest> manifest;  ///< set when the manifest was read and is valid
+  std::optional<package::Manifest> manifest;  ///< set when the manifest was read and is valid
   std::string error;                 ///< non-empty: why this file cannot be loaded
   std::string sha256;
   // For a set that adds one plugin to those running (reload, drop-in): `running` members are
@@ -46,7 +46,7 @@ struct Candidate {
 /// member of a dependency cycle fails, however long the cycle.
 void check_together(std::vector<Candidate>& all, const config::Config& cfg);
 /// Where a plugin's routes are mounted: [plugin.<name>] mount, else /api/<name>.
-[[nodiscard]] std::string mount_of(const Manifest& m, const config::Config& cfg);
+[[nodiscard]] std::string mount_of(const package::Manifest& m, const config::Config& cfg);
 /// The *.so files of `directory`, sorted by name; empty if it cannot be read.
 [[nodiscard]] std::vector<std::filesystem::path> list_plugin_files(const std::filesystem::path& directory);
 

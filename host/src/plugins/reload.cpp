@@ -3,7 +3,7 @@
 
 #include "plugins/host_impl.hpp"
 #include "plugins/preflight.hpp"
-#include "plugins/sha256.hpp"
+#include "package/sha256.hpp"
 #include "storage/migrations.hpp"
 
 namespace keel::host::plugins {
@@ -99,7 +99,7 @@ void PluginHost::sync_directory() {
                         "from its loaded copy", g->name, g->file.string(), dependents);
       continue;
     }
-    if (sha256_file_hex(g->file).value_or(g->sha256) != g->sha256) static_cast<void>(s.install(g, g->file));
+    if (package::sha256_file_hex(g->file).value_or(g->sha256) != g->sha256) static_cast<void>(s.install(g, g->file));
   }
   // Files no started plugin runs: a plugin that failed, stopped or whose file came back, or a new
   // one. Again while a pass started something: a dependency may come after its dependent.

@@ -11,7 +11,7 @@
 #include <fmt/format.h>
 
 #include "observability/log.hpp"
-#include "plugins/sha256.hpp"
+#include "package/sha256.hpp"
 #include "storage/database.hpp"
 
 namespace keel::host::storage {
@@ -32,7 +32,7 @@ std::string short_sum(const std::string& sum) { return sum.substr(0, 12); }
 
 /// Compares what the database recorded with what the manifest declares.
 std::vector<MigrationStatus> compare(const std::map<std::int64_t, Recorded>& recorded,
-                                     const std::vector<plugins::MigrationDecl>& declared) {
+                                     const std::vector<package::MigrationDecl>& declared) {
   std::vector<MigrationStatus> out;
   for (const auto& m : declared) {
     MigrationStatus st{m.version, m.description, migration_checksum(m), MigrationState::kPending, {}};
@@ -62,9 +62,9 @@ std::string_view to_string(MigrationState state) noexcept {
   return "unknown";
 }
 
-std::string migration_checksum(const plugins::MigrationDecl& migration) { return plugins::sha256_hex(migration.sql); }
+std::string migration_checksum(const package::MigrationDecl& migration) { return package::sha256_hex(migration.sql); }
 
-std::string migrate(Database& db, const std::vector<plugins::MigrationDecl>& declared) {
+std::string migrate(Database& db, const std::vector<package::MigrationDecl>& declared) {
   std::map<std::int64_t, Recorded> recorded;
   auto sink = [](void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) -> int32_t {
     auto text = [](const keel_sql_value& x) { return std::string(x.bytes.ptr != nullptr ? x.bytes.ptr : "", x.bytes.len); };
@@ -133,7 +133,7 @@ std::string migrate(Database& db, const std::vector<plugins::MigrationDecl>& dec
 }
 
 std::vector<MigrationStatus> migration_status(const std::filesystem::path& file,
-                                              const std::vector<plugins::MigrationDecl>& declared) {
+                                              const std::vector<package::MigrationDecl>& declared) {
   std::map<std::int64_t, Recorded> recorded;
   std::error_code ec;
   if (std::filesystem::exists(file, ec)) {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "plugins/manifest.hpp"
+#include "package/manifest.hpp"
 
 namespace keel::host::storage {
 
@@ -32,18 +32,18 @@ struct MigrationStatus {
 };
 
 /// SHA-256 of a migration's SQL text, lowercase hex.
-[[nodiscard]] std::string migration_checksum(const plugins::MigrationDecl& migration);
+[[nodiscard]] std::string migration_checksum(const package::MigrationDecl& migration);
 
 /// Applies every pending migration in version order, each in one transaction with its history
 /// row. Returns an empty string on success, else why the plugin cannot start (nothing of the
 /// failed migration is kept; earlier ones stay applied). Refuses to run anything when an applied
 /// migration changed or disappeared, or a pending one sorts before an applied one.
-[[nodiscard]] std::string migrate(Database& db, const std::vector<plugins::MigrationDecl>& declared);
+[[nodiscard]] std::string migrate(Database& db, const std::vector<package::MigrationDecl>& declared);
 
 /// Status of every declared and recorded migration of the database at `file`, read-only (the
 /// database may be in use by a running host). A missing file means everything is pending.
 /// Throws std::runtime_error when the file exists but cannot be read.
 [[nodiscard]] std::vector<MigrationStatus> migration_status(const std::filesystem::path& file,
-                                                            const std::vector<plugins::MigrationDecl>& declared);
+                                                            const std::vector<package::MigrationDecl>& declared);
 
 }  // namespace keel::host::storage

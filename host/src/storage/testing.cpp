@@ -3,7 +3,7 @@
 #include <stdexcept>
 #include <variant>
 
-#include "plugins/manifest.hpp"
+#include "package/manifest.hpp"
 #include "storage/migrations.hpp"
 #include "storage/storage_api.hpp"
 
@@ -12,10 +12,10 @@ namespace keel::host::storage {
 TestDatabase::TestDatabase(keel_host_ctx* ctx, const std::filesystem::path& file, std::string_view manifest_json,
                            const keel_host_api* host)
     : ctx_(ctx) {
-  auto parsed = plugins::parse_manifest(manifest_json);
-  if (auto* errors = std::get_if<std::vector<plugins::ManifestError>>(&parsed))
+  auto parsed = package::parse_manifest(manifest_json);
+  if (auto* errors = std::get_if<std::vector<package::ManifestError>>(&parsed))
     throw std::runtime_error("TestDatabase: invalid manifest: " + errors->front().str());
-  const auto& manifest = std::get<plugins::Manifest>(parsed);
+  const auto& manifest = std::get<package::Manifest>(parsed);
   Options options;
   options.file = file;
   options.plugin = manifest.name;

@@ -8,9 +8,9 @@
 // pool ("blocking": true) and concurrent requests are ordered by the database (a transaction
 // holds the plugin's single writer), so on_request runs concurrently with itself without locks.
 
-#include "json_input.hpp"
+#include "catalog_rules/json_input.hpp"
+#include "catalog_rules/validation.hpp"
 #include "manifest.hpp"
-#include "validation.hpp"
 
 #include <keel/sdk/plugin.hpp>
 #include <keel/sdk/storage.hpp>

@@ -9,8 +9,8 @@
 // Thread-safety: no state in memory. Events arrive one at a time; the route runs on the
 // worker pool ("blocking": true), concurrently with on_event, and only reads.
 
-#include "../../catalog/src/json_input.hpp"
-#include "../../catalog/src/validation.hpp"
+#include "catalog_rules/json_input.hpp"
+#include "catalog_rules/validation.hpp"
 #include "manifest.hpp"
 
 #include <keel/sdk/event.hpp>

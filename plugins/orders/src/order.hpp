@@ -3,7 +3,7 @@
 // reservation (integer cents, overflow-checked), and the JSON the API answers and the events
 // carry. Pure values and functions: no storage, no SDK calls; thread-safe.
 
-#include "../../catalog/src/json_input.hpp"
+#include "catalog_rules/json_input.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -6,8 +6,8 @@
 // and the same field paths ("items[2].quantity") in both plugins' errors.
 // No storage, no SDK calls; thread-safe.
 
-#include "../../catalog/src/json_input.hpp"
-#include "../../catalog/src/validation.hpp"
+#include "catalog_rules/json_input.hpp"
+#include "catalog_rules/validation.hpp"
 #include "order.hpp"
 
 #include <keel/sdk/status.hpp>

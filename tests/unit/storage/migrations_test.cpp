@@ -12,12 +12,12 @@
 
 #include <catch2/catch.hpp>
 
-#include "plugins/manifest.hpp"
+#include "package/manifest.hpp"
 #include "storage/database.hpp"
 #include "storage_test_support.hpp"
 
 using namespace keel::test::storage;
-using keel::host::plugins::MigrationDecl;
+using keel::host::package::MigrationDecl;
 using kst::MigrationState;
 
 namespace {

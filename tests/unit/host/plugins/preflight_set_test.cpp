@@ -17,11 +17,11 @@ namespace {
 kp::Candidate candidate(const std::string& name, const std::string& version, const std::string& extra = "") {
   const auto json = R"({"name": ")" + name + R"(", "version": ")" + version + R"(", "abi": "1.0")" +
                     (extra.empty() ? "" : ", " + extra) + "}";
-  auto parsed = kp::parse_manifest(json);
-  REQUIRE(std::holds_alternative<kp::Manifest>(parsed));
+  auto parsed = keel::host::package::parse_manifest(json);
+  REQUIRE(std::holds_alternative<keel::host::package::Manifest>(parsed));
   kp::Candidate c;
   c.file = name + ".so";
-  c.manifest = std::get<kp::Manifest>(std::move(parsed));
+  c.manifest = std::get<keel::host::package::Manifest>(std::move(parsed));
   return c;
 }
 

@@ -1,6 +1,6 @@
 #pragma once
-// Strict reading of request bodies for catalog: nlohmann::json (already a Keel dependency, header
-// only) parses RFC 8259 text and rejects invalid UTF-8; on top of it this file refuses what
+// Strict reading of request bodies for catalog (and the shop plugins that share its input rules:
+// orders, notifications): nlohmann::json (already a Keel dependency, header only) parses RFC 8259 text and rejects invalid UTF-8; on top of it this file refuses what
 // nlohmann accepts silently: duplicate object keys (the last would win) and a top level that is
 // not an object. Integer members are read exactly (int64, never through a double).
 // Pure functions; thread-safe.

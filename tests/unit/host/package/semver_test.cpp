@@ -1,4 +1,4 @@
-#include "plugins/semver.hpp"
+#include "package/semver.hpp"
 
 #include <string>
 #include <string_view>
@@ -6,9 +6,9 @@
 
 #include <catch2/catch.hpp>
 
-using keel::host::plugins::parse_version;
-using keel::host::plugins::Version;
-using keel::host::plugins::VersionRange;
+using keel::host::package::parse_version;
+using keel::host::package::Version;
+using keel::host::package::VersionRange;
 
 namespace {
 

@@ -7,10 +7,10 @@
 #include <string>
 #include <string_view>
 
-namespace keel::host::plugins {
+namespace keel::host::package {
 
 [[nodiscard]] std::string sha256_hex(std::string_view data);
 /// nullopt if the file cannot be read.
 [[nodiscard]] std::optional<std::string> sha256_file_hex(const std::filesystem::path& file);
 
-}  // namespace keel::host::plugins
+}  // namespace keel::host::package

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <variant>
 
-namespace keel::host::plugins {
+namespace keel::host::package {
 
 struct ElfError {
   std::string message;  ///< e.g. "not an ELF file", "truncated: section headers end past the file"
@@ -22,4 +22,4 @@ struct ElfError {
 [[nodiscard]] std::variant<std::string, ElfError> read_elf_section_from_file(const std::filesystem::path& file,
                                                                                std::string_view section);
 
-}  // namespace keel::host::plugins
+}  // namespace keel::host::package

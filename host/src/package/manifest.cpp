@@ -1,4 +1,4 @@
-#include "plugins/manifest.hpp"
+#include "package/manifest.hpp"
 
 #include <algorithm>
 #include <array>
@@ -10,18 +10,18 @@
 #include <nlohmann/json.hpp>
 
 #include "common/suggest.hpp"
-#include "events/topic.hpp"
+#include "abi/topic.hpp"
 
-namespace keel::host::plugins {
+namespace keel::host::package {
 namespace {
 
 // ordered_json keeps the document's key order, so errors, warnings and Manifest::config come
 // out in the order the author wrote them.
 using Json = nlohmann::ordered_json;
 
-// The topic grammar is the event bus's; the manifest only reports against it.
-using events::pattern_problem;
-using events::valid_topic;
+// The topic grammar is the ABI's (the event bus checks the same); the manifest only reports against it.
+using abi::pattern_problem;
+using abi::valid_topic;
 
 constexpr std::size_t kMaxNameBytes = 64;
 constexpr std::uint64_t kMaxAbiPart = 0xFFFF;  // KEEL_ABI_VERSION packs major and minor into 16 bits each
@@ -1006,4 +1006,4 @@ bool has_permission(const Manifest& manifest, std::string_view permission) {
   return false;
 }
 
-}  // namespace keel::host::plugins
+}  // namespace keel::host::package

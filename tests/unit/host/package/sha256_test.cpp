@@ -1,4 +1,4 @@
-#include "plugins/sha256.hpp"
+#include "package/sha256.hpp"
 
 #include <string>
 #include <utility>
@@ -8,8 +8,8 @@
 
 #include "temp_dir.hpp"
 
-using keel::host::plugins::sha256_file_hex;
-using keel::host::plugins::sha256_hex;
+using keel::host::package::sha256_file_hex;
+using keel::host::package::sha256_hex;
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-namespace keel::host::events {
+namespace keel::host::abi {
 
 /// True when `topic` is a publishable topic: [a-z0-9_]+(\.[a-z0-9_]+)+, e.g. "orders.placed".
 /// No allocation.
@@ -30,4 +30,4 @@ namespace keel::host::events {
 /// No allocation.
 [[nodiscard]] bool topic_matches(std::string_view pattern, std::string_view topic) noexcept;
 
-}  // namespace keel::host::events
+}  // namespace keel::host::abi

@@ -1,4 +1,4 @@
-#include "plugins/manifest.hpp"
+#include "package/manifest.hpp"
 
 #include <cstdint>
 #include <string>
@@ -9,7 +9,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-namespace mp = keel::host::plugins;
+namespace mp = keel::host::package;
 // ordered_json keeps keys in the order written here, like the manifest text the host reads.
 using json = nlohmann::ordered_json;
 

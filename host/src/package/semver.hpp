@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-namespace keel::host::plugins {
+namespace keel::host::package {
 
 struct Version {
   std::uint64_t major = 0, minor = 0, patch = 0;
@@ -43,4 +43,4 @@ class VersionRange {
   std::string text_;
 };
 
-}  // namespace keel::host::plugins
+}  // namespace keel::host::package

@@ -11,9 +11,9 @@
 #include <variant>
 #include <vector>
 
-#include "plugins/semver.hpp"
+#include "package/semver.hpp"
 
-namespace keel::host::plugins {
+namespace keel::host::package {
 
 /// The request body a route documents ("routes[].request"). Documentation only: the host
 /// does not check requests against it.
@@ -132,4 +132,4 @@ struct ConfigIssue {
 /// including wildcards ("call:*").
 [[nodiscard]] bool has_permission(const Manifest& manifest, std::string_view permission);
 
-}  // namespace keel::host::plugins
+}  // namespace keel::host::package

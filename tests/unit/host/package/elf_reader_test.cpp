@@ -1,4 +1,4 @@
-#include "plugins/elf_reader.hpp"
+#include "package/elf_reader.hpp"
 
 #include <cstdint>
 #include <cstring>
@@ -13,9 +13,9 @@
 
 #include "temp_dir.hpp"
 
-using keel::host::plugins::ElfError;
-using keel::host::plugins::read_elf_section;
-using keel::host::plugins::read_elf_section_from_file;
+using keel::host::package::ElfError;
+using keel::host::package::read_elf_section;
+using keel::host::package::read_elf_section_from_file;
 
 namespace {
 

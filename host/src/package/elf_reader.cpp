@@ -1,4 +1,4 @@
-#include "plugins/elf_reader.hpp"
+#include "package/elf_reader.hpp"
 
 #include <cerrno>
 #include <cstdint>
@@ -8,7 +8,7 @@
 #include <sstream>
 #include <string>
 
-namespace keel::host::plugins {
+namespace keel::host::package {
 namespace {
 
 // Copy a trivially copyable struct from `image` at `offset`, if it lies inside.
@@ -94,4 +94,4 @@ std::variant<std::string, ElfError> read_elf_section_from_file(const std::filesy
   return read_elf_section(bytes.view(), section);
 }
 
-}  // namespace keel::host::plugins
+}  // namespace keel::host::package

@@ -1,9 +1,9 @@
-#include "plugins/semver.hpp"
+#include "package/semver.hpp"
 
 #include <charconv>
 #include <limits>
 
-namespace keel::host::plugins {
+namespace keel::host::package {
 namespace {
 
 bool parse_number(std::string_view s, std::uint64_t& out) {
@@ -232,4 +232,4 @@ bool VersionRange::contains(const Version& v) const {
   return prerelease_allowed;
 }
 
-}  // namespace keel::host::plugins
+}  // namespace keel::host::package

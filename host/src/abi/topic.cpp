@@ -1,9 +1,9 @@
-#include "events/topic.hpp"
+#include "abi/topic.hpp"
 
 #include <algorithm>
 #include <cstddef>
 
-namespace keel::host::events {
+namespace keel::host::abi {
 namespace {
 
 // Walks the dot-separated segments of a string without allocating. Empty segments are kept, so
@@ -93,4 +93,4 @@ bool topic_matches(std::string_view pattern, std::string_view topic) noexcept {
   return have.done();
 }
 
-}  // namespace keel::host::events
+}  // namespace keel::host::abi

@@ -1,4 +1,4 @@
-#include "events/topic.hpp"
+#include "abi/topic.hpp"
 
 #include <array>
 #include <string>
@@ -6,7 +6,7 @@
 
 #include <catch2/catch.hpp>
 
-namespace ev = keel::host::events;
+namespace abi = keel::host::abi;
 
 namespace {
 
@@ -81,9 +81,9 @@ constexpr std::array kMatchCases{
 TEST_CASE("topic_matches follows the pattern grammar", "[events]") {
   for (const auto& c : kMatchCases) {
     CAPTURE(c.pattern, c.topic);
-    REQUIRE(ev::valid_topic(c.topic));
-    REQUIRE_FALSE(ev::pattern_problem(c.pattern).has_value());
-    CHECK(ev::topic_matches(c.pattern, c.topic) == c.matches);
+    REQUIRE(abi::valid_topic(c.topic));
+    REQUIRE_FALSE(abi::pattern_problem(c.pattern).has_value());
+    CHECK(abi::topic_matches(c.pattern, c.topic) == c.matches);
   }
 }
 
@@ -91,7 +91,7 @@ TEST_CASE("a topic used as a pattern matches only itself", "[events]") {
   for (const auto& a : kMatchCases) {
     for (const auto& b : kMatchCases) {
       CAPTURE(a.topic, b.topic);
-      CHECK(ev::topic_matches(a.topic, b.topic) == (a.topic == b.topic));
+      CHECK(abi::topic_matches(a.topic, b.topic) == (a.topic == b.topic));
     }
   }
 }
@@ -102,10 +102,10 @@ TEST_CASE("patterns that pattern_problem rejects match no valid topic", "[events
   for (const std::string_view pattern :
        {"", "*", "a", "orders", "#.a", "a.#.b", "a..b", ".a.b", "a.b.", "A.b", "a.b*", "a.#b", "a.**", "a.b c"}) {
     CAPTURE(pattern);
-    REQUIRE(ev::pattern_problem(pattern).has_value());
+    REQUIRE(abi::pattern_problem(pattern).has_value());
     for (const auto topic : kTopics) {
       CAPTURE(topic);
-      CHECK_FALSE(ev::topic_matches(pattern, topic));
+      CHECK_FALSE(abi::topic_matches(pattern, topic));
     }
   }
 }
@@ -114,35 +114,35 @@ TEST_CASE("valid_topic accepts two or more [a-z0-9_]+ segments", "[events]") {
   for (const std::string_view topic :
        {"a.b", "orders.placed", "a.b.c.d.e", "x1._", "0.9", "_._", "order_v2.placed_at"}) {
     CAPTURE(topic);
-    CHECK(ev::valid_topic(topic));
+    CHECK(abi::valid_topic(topic));
   }
   for (const std::string_view topic : {"", ".", "a", "orders", "a.", ".a", "a..b", "a.b.", "Orders.placed", "a.B",
                                        "a.*", "a.#", "#", "a.b/1", "a b.c", "a-b.c", "a.b\n"}) {
     CAPTURE(topic);
-    CHECK_FALSE(ev::valid_topic(topic));
+    CHECK_FALSE(abi::valid_topic(topic));
   }
-  CHECK_FALSE(ev::valid_topic(std::string_view{"a.\0b", 4}));
+  CHECK_FALSE(abi::valid_topic(std::string_view{"a.\0b", 4}));
 }
 
 TEST_CASE("pattern_problem names what is wrong with a pattern", "[events]") {
   for (const std::string_view pattern : {"#", "a.b", "a.*", "*.b", "*.*", "a.#", "*.#", "a.*.#", "a.b.c.#", "x1._.*"}) {
     CAPTURE(pattern);
-    CHECK_FALSE(ev::pattern_problem(pattern).has_value());
+    CHECK_FALSE(abi::pattern_problem(pattern).has_value());
   }
   const std::string too_short = "matches no topic: topics have at least two segments, e.g. 'orders.*'";
-  CHECK(ev::pattern_problem("orders") == too_short);
-  CHECK(ev::pattern_problem("*") == too_short);
-  CHECK(ev::pattern_problem("#.a") == std::string{"'#' may only be the last segment"});
-  CHECK(ev::pattern_problem("a.#.#") == std::string{"'#' may only be the last segment"});
-  CHECK(ev::pattern_problem("") == std::string{"empty segment"});
-  CHECK(ev::pattern_problem("a..b") == std::string{"empty segment"});
-  CHECK(ev::pattern_problem("a.b.") == std::string{"empty segment"});
-  CHECK(ev::pattern_problem("a.pl*") == std::string{"segment 'pl*' is not [a-z0-9_]+, '*' or a final '#'"});
-  CHECK(ev::pattern_problem("Orders.*") == std::string{"segment 'Orders' is not [a-z0-9_]+, '*' or a final '#'"});
+  CHECK(abi::pattern_problem("orders") == too_short);
+  CHECK(abi::pattern_problem("*") == too_short);
+  CHECK(abi::pattern_problem("#.a") == std::string{"'#' may only be the last segment"});
+  CHECK(abi::pattern_problem("a.#.#") == std::string{"'#' may only be the last segment"});
+  CHECK(abi::pattern_problem("") == std::string{"empty segment"});
+  CHECK(abi::pattern_problem("a..b") == std::string{"empty segment"});
+  CHECK(abi::pattern_problem("a.b.") == std::string{"empty segment"});
+  CHECK(abi::pattern_problem("a.pl*") == std::string{"segment 'pl*' is not [a-z0-9_]+, '*' or a final '#'"});
+  CHECK(abi::pattern_problem("Orders.*") == std::string{"segment 'Orders' is not [a-z0-9_]+, '*' or a final '#'"});
 }
 
 TEST_CASE("topic_matches and valid_topic never throw", "[events]") {
   // noexcept is part of the contract: the bus calls these on its publish path.
-  STATIC_REQUIRE(noexcept(ev::topic_matches(std::string_view{}, std::string_view{})));
-  STATIC_REQUIRE(noexcept(ev::valid_topic(std::string_view{})));
+  STATIC_REQUIRE(noexcept(abi::topic_matches(std::string_view{}, std::string_view{})));
+  STATIC_REQUIRE(noexcept(abi::valid_topic(std::string_view{})));
 }

@@ -1,11 +1,11 @@
-#include "plugins/sha256.hpp"
+#include "package/sha256.hpp"
 
 #include <algorithm>
 #include <array>
 #include <cstdint>
 #include <fstream>
 
-namespace keel::host::plugins {
+namespace keel::host::package {
 namespace {
 
 constexpr std::array<std::uint32_t, 64> kRound = {
@@ -111,4 +111,4 @@ std::optional<std::string> sha256_file_hex(const std::filesystem::path& file) {
   return h.hex();
 }
 
-}  // namespace keel::host::plugins
+}  // namespace keel::host::package
