@@ -243,6 +243,20 @@ TEST_CASE("CORS: the null origin is never allowed and a wildcard never reflects 
   CHECK_FALSE(r->has_header("Access-Control-Allow-Credentials"));
 }
 
+TEST_CASE("a plugin's log text cannot forge log lines or drive a terminal", "[dispatch][integration]") {
+  KeelHost host(with_plugins({fixture("log_echo")}));
+  const auto r = simple_request(host.port(), "GET",
+                                "/api/log_echo/log?text=first%0A2026-12-06T00:00:00.000Z%20info%20%5Badmin%5D%20forged"
+                                "%0D%1B%5B31mred%00end");
+  REQUIRE(r);
+  CHECK(r->status == 204);
+  REQUIRE(host.process().wait_for_output(
+      "first\\n2026-12-06T00:00:00.000Z info [admin] forged\\r\\x1b[31mred\\x00end", 5s));
+  const auto out = host.process().output();
+  CHECK(out.find("\n2026-12-06T00:00:00.000Z info [admin] forged") == std::string::npos);
+  CHECK(out.find('\x1b') == std::string::npos);
+}
+
 TEST_CASE("query parameters reach the plugin decoded, in order, repeats kept", "[dispatch][integration]") {
   KeelHost host(with_plugins({fixture("no_op")}));
   const auto r = simple_request(host.port(), "GET", "/api/no_op/query?a=1&b=x+y&c=%41%2f&a=2&flag&=v&bad=%zz");

@@ -1,5 +1,7 @@
 #include "http/message.hpp"
 
+#include <algorithm>
+
 #include "observability/log.hpp"
 
 namespace keel::host::http {
@@ -143,6 +145,14 @@ std::string_view reason_phrase(unsigned status) noexcept {
     case 507: return "Insufficient Storage";
     default: return "Unknown";
   }
+}
+
+bool valid_request_id(std::string_view id) noexcept {
+  if (id.empty() || id.size() > 128) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == ':' || c == '-';
+  });
 }
 
 std::string_view error_code_for(unsigned status) noexcept {

@@ -112,6 +112,10 @@ class Handler {
 [[nodiscard]] std::string_view reason_phrase(unsigned status) noexcept;
 /// Machine-readable error code used in JSON error bodies, e.g. 404 -> "not_found".
 [[nodiscard]] std::string_view error_code_for(unsigned status) noexcept;
+
+/// An X-Request-Id the host takes as it is: 1..128 characters of [A-Za-z0-9._:-]. Anything else
+/// is replaced (from a client) or dropped (from a runner).
+[[nodiscard]] bool valid_request_id(std::string_view id) noexcept;
 [[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;
 
 }  // namespace keel::host::http

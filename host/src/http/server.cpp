@@ -250,15 +250,6 @@ std::string_view http_date() {
   return {cached.data(), cached_len};
 }
 
-// X-Request-Id: accepted if 1..128 characters of [A-Za-z0-9._:-], otherwise replaced.
-bool valid_request_id(std::string_view id) {
-  if (id.empty() || id.size() > 128) return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-           c == ':' || c == '-';
-  });
-}
-
 void generate_request_id(std::array<char, 16>& out) {
   thread_local std::uint64_t state = std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32) | 1;
   state ^= state << 13;  // xorshift64: unique enough for correlation, never a security token
@@ -408,9 +399,10 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session> {
     timed_out_ = false;
   }
   asio::awaitable<ReadResult> read_some();
-  asio::awaitable<std::size_t> read_header(HeaderScanner& scanner);
+  ScanResult scan_buffered(HeaderScanner& scanner, bool& begun);
+  asio::awaitable<std::size_t> read_header(HeaderScanner& scanner, bool begun);
   asio::awaitable<bool> read_body(RequestParser& parser, bool head);
-  asio::awaitable<void> handle_request();
+  std::optional<Deferred> handle_request();
   asio::awaitable<void> await_reply(Deferred& deferred);
   asio::awaitable<bool> write_response(bool head, bool close);
   asio::awaitable<void> fail_and_close(unsigned status, std::string_view reason, bool head);
@@ -599,40 +591,43 @@ asio::awaitable<void> Server::Impl::Session::fail_and_close(unsigned status, std
 
 // Reads up to the end of the request header (empty lines before it skipped) and returns the
 // header's size; 0 when the connection ends instead (closed, timed out, or an error answered).
-asio::awaitable<std::size_t> Server::Impl::Session::read_header(HeaderScanner& scanner) {
-  bool begun = false;
+// Scans what the buffer holds (dropping empty lines before the request line first): the whole
+// header, an error, or more to read. A plain function, so a header that arrived in one read
+// (nearly always) costs no coroutine frame of its own.
+ScanResult Server::Impl::Session::scan_buffered(HeaderScanner& scanner, bool& begun) {
+  auto data = std::string_view(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+  if (!begun) {
+    // RFC 9112 §2.2: empty lines before a request line are skipped.
+    if (const auto skip = HeaderScanner::leading_empty_lines(data); skip != 0) {
+      buffer_.consume(skip);
+      data.remove_prefix(skip);
+    }
+    begun = !data.empty() && data != "\r";
+    if (!begun) return {};
+  }
+  return scanner.scan(data);
+}
+
+// Reads until the header is complete (scan_buffered wanted more): its size, or 0 when the
+// connection ends instead (closed, timed out, or an error answered).
+asio::awaitable<std::size_t> Server::Impl::Session::read_header(HeaderScanner& scanner, bool begun) {
   for (;;) {
-    auto data = std::string_view(static_cast<const char*>(buffer_.data().data()), buffer_.size());
-    if (!begun) {
-      // RFC 9112 §2.2: empty lines before a request line are skipped.
-      if (const auto skip = HeaderScanner::leading_empty_lines(data); skip != 0) {
-        buffer_.consume(skip);
-        data.remove_prefix(skip);
-      }
-      begun = !data.empty() && data != "\r";
+    const auto r = co_await read_some();
+    if (begun && r == ReadResult::kTimeout) {
+      co_await fail_and_close(408, "request header not received in time", false);
+      co_return 0;
     }
-    if (!begun) {
-      const auto r = co_await read_some();
-      if (r == ReadResult::kTimeout) co_return 0;
-      if (r != ReadResult::kOk) co_return 0;
-      continue;
+    if (begun && r == ReadResult::kFull) {
+      co_await fail_and_close(431, "request header fields too large", false);
+      co_return 0;
     }
-    const auto scan = scanner.scan(data);
+    if (r != ReadResult::kOk) co_return 0;
+    const auto scan = scan_buffered(scanner, begun);
     if (scan.kind == ScanResult::Kind::kComplete) co_return scan.header_size;
     if (scan.kind == ScanResult::Kind::kError) {
       co_await fail_and_close(scan.status, scan.reason, false);
       co_return 0;
     }
-    const auto r = co_await read_some();
-    if (r == ReadResult::kTimeout) {
-      co_await fail_and_close(408, "request header not received in time", false);
-      co_return 0;
-    }
-    if (r == ReadResult::kFull) {
-      co_await fail_and_close(431, "request header fields too large", false);
-      co_return 0;
-    }
-    if (r != ReadResult::kOk) co_return 0;
   }
 }
 
@@ -675,8 +670,9 @@ asio::awaitable<bool> Server::Impl::Session::read_body(RequestParser& parser, bo
   co_return true;
 }
 
-// Hands the parsed request to the handler and waits for a deferred reply; response_ holds the answer.
-asio::awaitable<void> Server::Impl::Session::handle_request() {
+// Hands the parsed request to the handler: response_ holds its answer, or the reply to wait for
+// comes back.
+std::optional<Deferred> Server::Impl::Session::handle_request() {
   const auto target = request_.target;
   const auto q = target.find('?');
   request_.path = target.substr(0, q);
@@ -695,7 +691,7 @@ asio::awaitable<void> Server::Impl::Session::handle_request() {
     response_.clear();
     response_.set_error(500, "internal", "internal error");
   }
-  if (deferred) co_await await_reply(*deferred);
+  return deferred;
 }
 
 asio::awaitable<void> Server::Impl::Session::run() {
@@ -719,7 +715,14 @@ asio::awaitable<void> Server::Impl::Session::run() {
     started_at_ = Clock::now();
 
     // ---- header: Keel's framing scan, then Beast's parse of the complete block -------------
-    const std::size_t header_size = co_await read_header(scanner);
+    bool begun = false;
+    const auto scan = scan_buffered(scanner, begun);
+    if (scan.kind == ScanResult::Kind::kError) {
+      co_await fail_and_close(scan.status, scan.reason, false);
+      co_return;
+    }
+    std::size_t header_size = scan.header_size;
+    if (scan.kind != ScanResult::Kind::kComplete) header_size = co_await read_header(scanner, begun);
     if (header_size == 0) co_return;
 
     // The header is copied out of the read buffer so the views the parser hands out stay valid
@@ -745,10 +748,10 @@ asio::awaitable<void> Server::Impl::Session::run() {
 
     // ---- body ---------------------------------------------------------------------------------
     set_deadline(opt.request_timeout);
-    if (!co_await read_body(parser, head)) co_return;
+    if (!parser.is_done() && !co_await read_body(parser, head)) co_return;
 
     // ---- dispatch -----------------------------------------------------------------------------
-    co_await handle_request();
+    if (auto deferred = handle_request()) co_await await_reply(*deferred);
 
     const bool close = !parser.keep_alive() || io_.draining;
     const bool written = co_await write_response(head, close);

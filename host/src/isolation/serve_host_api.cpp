@@ -4,7 +4,9 @@
 // keel.storage/1 functions (kinds 40-49).
 #include "abi/bytes.hpp"
 #include "abi/host_ctx.hpp"
+#include "http/message.hpp"
 #include "isolation/runner_impl.hpp"
+#include "observability/trace.hpp"
 
 namespace keel::host::isolation {
 namespace {
@@ -202,7 +204,11 @@ void Runner::Impl::in_context(const Context& c, F&& fn) {
   }
   const auto deadline = c.remaining_ns > 0 ? Clock::now() + std::chrono::nanoseconds(c.remaining_ns)
                                            : Clock::now() + std::chrono::hours(24);
-  const abi::CurrentRequestScope scope({cx, deadline, c.request_id, c.traceparent});
+  // What a runner says it serves is checked as the HTTP layer checks a client: a forged id or
+  // trace never reaches a log line or another plugin.
+  const auto request_id = http::valid_request_id(c.request_id) ? c.request_id : std::string_view{};
+  const auto traceparent = observability::valid_traceparent(c.traceparent) ? c.traceparent : std::string_view{};
+  const abi::CurrentRequestScope scope({cx, deadline, request_id, traceparent});
   fn();
 }
 

@@ -69,4 +69,11 @@ class LogScope {
 /// Escape `text` for inclusion in a JSON string (no surrounding quotes); invalid UTF-8 becomes U+FFFD.
 void append_json_escaped(std::string& out, std::string_view text);
 
+/// True when `text` holds a control character (below 0x20, or DEL): a line break that would
+/// start a forged log line, or a terminal escape.
+[[nodiscard]] bool has_control(std::string_view text) noexcept;
+/// `text` with every control character written as an escape (\n, \r, \t, \xNN), so text from
+/// a plugin stays on its own log line and cannot drive a terminal.
+[[nodiscard]] std::string escape_control(std::string_view text);
+
 }  // namespace keel::host::observability

@@ -51,7 +51,10 @@ void api_log(keel_host_ctx* ctx, keel_log_level level, keel_plugin_bytes message
   if (ctx == nullptr) return;
   try {
     const auto lvl = static_cast<spdlog::level::level_enum>(std::clamp<keel_log_level>(level, KEEL_LOG_TRACE, KEEL_LOG_CRITICAL));
-    plugin_of(ctx).log->log(lvl, "{}", view(message));
+    // Text from a plugin (or from a runner, which may be compromised) stays on its own line.
+    const auto text = view(message);
+    if (observability::has_control(text)) plugin_of(ctx).log->log(lvl, "{}", observability::escape_control(text));
+    else plugin_of(ctx).log->log(lvl, "{}", text);
   } catch (...) {  // logging never fails the caller
   }
 }
