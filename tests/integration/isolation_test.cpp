@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -231,6 +234,73 @@ TEST_CASE("isolation: the runner gets its limits and drops root for the configur
   }
   const auto reported = plugin_entry(host, "crasher")["runner"]["limits"].dump();
   CHECK(reported.find("RLIMIT_NOFILE=64") != std::string::npos);
+  CHECK(host.stop() == 0);
+}
+
+TEST_CASE("isolation: a runner starts with a minimal environment, never the host's secrets", "[isolation][integration]") {
+  auto o = options({fixture("crasher")}, kCrasherIsolated);
+  o.env.push_back("KEEL_LOG_SPANS=true");  // an override the host reads
+  o.env.push_back("PAYMENT_SECRET=leak-me-not");
+  KeelHost host(o);
+  const int pid = runner_pid(host, "crasher");
+  REQUIRE(pid > 0);
+  REQUIRE(served_pid(host) == pid);
+  const auto host_env = proc_file(host.process().pid(), "environ");
+  REQUIRE(host_env.find("KEEL_ADMIN_TOKEN=iso-token") != std::string::npos);  // the host has them...
+  const auto env = proc_file(pid, "environ");                                 // ...its runner does not
+  CHECK(env.find("KEEL_") == std::string::npos);
+  CHECK(env.find("iso-token") == std::string::npos);
+  CHECK(env.find("leak-me-not") == std::string::npos);
+  CHECK(env.find("PATH=/usr/local/bin:/usr/bin:/bin") != std::string::npos);
+  CHECK(host.stop() == 0);
+}
+
+TEST_CASE("isolation: a runner that dropped to runner_user still dies with a killed host", "[isolation][integration]") {
+  if (::geteuid() != 0) {
+    WARN("KEEL_SKIP: runner_user needs a host running as root");
+    return;
+  }
+  KeelHost host(options({fixture("crasher")}, std::string(kCrasherIsolated) + "runner_user = \"nobody\"\n"));
+  const int pid = runner_pid(host, "crasher");
+  REQUIRE(pid > 0);
+  REQUIRE(proc_file(pid, "status").find("Uid:\t65534") != std::string::npos);
+  host.process().signal(SIGKILL);
+  // Killed by its parent-death signal: gone, or a zombie waiting for whoever adopted it.
+  CHECK(eventually([&] {
+    const auto stat = proc_file(pid, "stat");
+    const auto state = stat.find(") ");
+    return process_gone(pid) || (state != std::string::npos && stat[state + 2] == 'Z');
+  }, 5s));
+}
+
+TEST_CASE("isolation: the code a runner restarts from is sealed: nothing can change it", "[isolation][integration]") {
+  KeelHost host(options({fixture("crasher")}, kCrasherIsolated));
+  const int pid = runner_pid(host, "crasher");
+  REQUIRE(pid > 0);
+  REQUIRE(served_pid(host) == pid);
+  // The runner's mapping of the host's in-memory copy of crasher.so.
+  std::string range;
+  std::istringstream maps(proc_file(pid, "maps"));
+  for (std::string line; std::getline(maps, line);)
+    if (line.find("memfd:keel:crasher") != std::string::npos) range = line.substr(0, line.find(' '));
+  REQUIRE_FALSE(range.empty());
+  const auto path = "/proc/" + std::to_string(pid) + "/map_files/" + range;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    WARN("KEEL_SKIP: " << path << " needs CAP_SYS_ADMIN: " << std::strerror(errno));
+    return;
+  }
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  ::close(fd);
+  CHECK((seals & F_SEAL_WRITE) != 0);
+  CHECK((seals & F_SEAL_GROW) != 0);
+  CHECK((seals & F_SEAL_SHRINK) != 0);
+  CHECK((seals & F_SEAL_SEAL) != 0);
+  const int writable = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (writable >= 0) {
+    CHECK(::write(writable, "x", 1) < 0);  // a sealed file refuses every write, whoever opened it
+    ::close(writable);
+  }
   CHECK(host.stop() == 0);
 }
 

@@ -1,5 +1,7 @@
 // Runner::Impl's processes (runner_impl.hpp): spawning keel-plugin-runner with its limits
 // (rlimits, cgroup, privilege drop), hello, and ending or killing a process.
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -83,6 +85,7 @@ std::string describe(const Rlimit& l) {
 /// Everything the child needs, prepared before fork(): after it only async-signal-safe calls.
 struct ChildSetup {
   char* const* argv;
+  char* const* envp;
   int child_sock, child_err, code;
   pid_t parent;
   const std::vector<Rlimit>& rlimits;
@@ -99,7 +102,7 @@ struct ChildSetup {
 
 /// The child after fork(): applies its limits and executes the runner (or fail()s).
 [[noreturn]] void exec_child(const ChildSetup& c) {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the host (the forking thread)
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the host (the forking thread)...
   if (::getppid() != c.parent) ::_exit(127);
   ::setpgid(0, 0);  // a terminal's Ctrl-C reaches the host, which stops the runner itself
   sigset_t none;
@@ -118,8 +121,12 @@ struct ChildSetup {
   }
   if (c.drop) {
     if (::setgroups(0, nullptr) != 0 || ::setgid(c.drop->second) != 0 || ::setuid(c.drop->first) != 0) fail(3);
+    // ...but a change of credentials clears the parent-death signal: set it again, and leave if
+    // the host died in between.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(3);
+    if (::getppid() != c.parent) ::_exit(127);
   }
-  ::execve(c.argv[0], c.argv, environ);
+  ::execve(c.argv[0], c.argv, c.envp);
   fail(4);
 }
 
@@ -142,6 +149,21 @@ void await_exec(pid_t pid, int err_read, int sock, const std::string& binary) {
                            binary + ": " + std::strerror(e[1]));
 }
 
+// What a runner process sees of the environment: a fixed PATH and the few variables that only
+// shape how a program runs (locale, time zone, sanitizer settings), never the host's own
+// (KEEL_ADMIN_TOKEN, KEEL_* overrides) or anything else it was started with.
+std::vector<std::string> runner_environment() {
+  static constexpr std::array<std::string_view, 7> kPassed{"LANG",          "LC_ALL",       "TZ",          "ASAN_OPTIONS",
+                                                           "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS"};
+  std::vector<std::string> env{"PATH=/usr/local/bin:/usr/bin:/bin"};
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const auto name = entry.substr(0, entry.find('='));
+    if (std::find(kPassed.begin(), kPassed.end(), name) != kPassed.end()) env.emplace_back(entry);
+  }
+  return env;
+}
+
 }  // namespace
 
 std::shared_ptr<Instance> Runner::Impl::spawn() {
@@ -149,6 +171,10 @@ std::shared_ptr<Instance> Runner::Impl::spawn() {
   std::string binary = opts.binary.string();
   std::string name = opts.plugin;
   char* argv[] = {binary.data(), name.data(), nullptr};
+  auto env = runner_environment();
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
   const auto rlimits = rlimits_of(opts.settings);
   std::vector<std::string> applied;
   for (const auto& l : rlimits) applied.push_back(describe(l));
@@ -161,8 +187,8 @@ std::shared_ptr<Instance> Runner::Impl::spawn() {
   }
   make_cgroup(applied);
   static const std::vector<int> kNoGroups;
-  const ChildSetup setup{argv,     fds.child_sock, fds.child_err, code_fd, ::getpid(),
-                         rlimits, drop,           cgroup ? cgroup->procs_fds() : kNoGroups};
+  const ChildSetup setup{argv,   envp.data(), fds.child_sock, fds.child_err, code_fd, ::getpid(),
+                         rlimits, drop,        cgroup ? cgroup->procs_fds() : kNoGroups};
 
   const pid_t pid = ::fork();
   if (pid < 0) {

@@ -14,14 +14,16 @@ namespace {
 
 using abi::status_name;
 
-// The bytes of `file` in an anonymous in-memory file; its fd, or -1 with `error`.
+// The bytes of `file` in an anonymous in-memory file, sealed once written (its size and bytes can
+// never change again, whoever holds a descriptor: the code a runner restarts from is the code
+// that was checked); its fd, or -1 with `error`.
 int memory_copy(const fs::path& file, const std::string& name, std::string& error) {
   const int in = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) {
     error = std::strerror(errno);
     return -1;
   }
-  const int out = ::memfd_create(("keel:" + name).c_str(), MFD_CLOEXEC);
+  const int out = ::memfd_create(("keel:" + name).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (out < 0) {
     error = std::string("memfd_create: ") + std::strerror(errno);
     ::close(in);
@@ -47,6 +49,11 @@ int memory_copy(const fs::path& file, const std::string& name, std::string& erro
     }
   }
   ::close(in);
+  if (::fcntl(out, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    error = std::string("sealing the in-memory copy: ") + std::strerror(errno);
+    ::close(out);
+    return -1;
+  }
   return out;
 }
 
@@ -102,9 +109,7 @@ bool PluginHost::Impl::open_storage(Plugin& p) {
   if (const auto sec = cfg.plugin_sections.find(p.name); sec != cfg.plugin_sections.end() && sec->second.max_db_bytes)
     o.max_bytes = *sec->second.max_db_bytes;
   try {
-    std::error_code ec;
-    fs::create_directories(cfg.server.data_dir, ec);
-    if (ec) throw std::runtime_error("cannot create data_dir " + cfg.server.data_dir.string() + ": " + ec.message());
+    storage::prepare_data_dir(cfg.server.data_dir);
     p.database = std::make_shared<storage::Database>(std::move(o));
   } catch (const std::exception& e) {
     fail(p, e.what());

@@ -1,6 +1,10 @@
 // The "process" placement: the plugin in a keel-plugin-runner child process (isolation/,
 // docs/isolation.md), called through the runner's proxy table.
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
+
+#include <fcntl.h>
 
 #include "plugins/host_impl.hpp"
 
@@ -45,8 +49,14 @@ std::unique_ptr<Placement> place_in_runner(PluginHost::Impl& host, Plugin& p, Co
   o.log_level = static_cast<std::int32_t>(p.log->level());
   o.serialized = p.manifest.serialized;
   if (!p.runner_counters) p.runner_counters = std::make_shared<isolation::RunnerCounters>();
+  // The runner gets a read-only descriptor of the sealed copy (a description of its own: the
+  // host's stays as it is).
+  const CodeFd read_only(::open(("/proc/self/fd/" + std::to_string(code.get())).c_str(), O_RDONLY | O_CLOEXEC));
+  if (read_only.get() < 0)
+    throw std::runtime_error(std::string("cannot run it in its own process: reopening its code read-only: ") +
+                             std::strerror(errno));
   try {
-    return std::make_unique<InRunner>(std::make_unique<isolation::Runner>(std::move(o), code.get(), host, p.runner_counters));
+    return std::make_unique<InRunner>(std::make_unique<isolation::Runner>(std::move(o), read_only.get(), host, p.runner_counters));
   } catch (const std::exception& e) {
     throw std::runtime_error(std::string("cannot run it in its own process: ") + e.what());
   }
