@@ -1,6 +1,8 @@
 #include "storage/database.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <climits>
 #include <condition_variable>
 #include <cstring>
@@ -12,9 +14,12 @@
 #include <SQLiteCpp/Backup.h>
 #include <SQLiteCpp/Database.h>
 #include <sqlite3.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "observability/log.hpp"
+#include "storage/lockdown.hpp"
 
 namespace keel::host::storage {
 namespace {
@@ -59,45 +64,23 @@ keel_status status_for(int rc) noexcept {
   }
 }
 
-bool iequals_prefix(std::string_view s, std::string_view prefix) noexcept {
-  if (s.size() < prefix.size()) return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    const auto a = static_cast<unsigned char>(s[i]);
-    const auto b = static_cast<unsigned char>(prefix[i]);
-    if ((a >= 'A' && a <= 'Z' ? a + 32 : a) != (b >= 'A' && b <= 'Z' ? b + 32 : b)) return false;
-  }
-  return true;
-}
-
-/// `s` without leading whitespace, SQL comments and empty statements (";").
-std::string_view skip_filler(std::string_view s) noexcept {
-  for (;;) {
-    const auto start = s.size();
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n' || s.front() == '\r' ||
-                          s.front() == '\f' || s.front() == ';'))
-      s.remove_prefix(1);
-    if (s.starts_with("--")) {
-      const auto nl = s.find('\n');
-      s.remove_prefix(nl == std::string_view::npos ? s.size() : nl + 1);
-    } else if (s.starts_with("/*")) {
-      const auto end = s.find("*/", 2);
-      s.remove_prefix(end == std::string_view::npos ? s.size() : end + 2);
-    }
-    if (s.size() == start) return s;
+// The database file and the -wal and -shm files SQLite keeps beside it are readable by the
+// host's user only, from their first byte: the main file is created 0600 before SQLite opens it,
+// and SQLite gives the -wal and -shm files the main file's mode. Files an older version left
+// with a wider mode are narrowed.
+void create_private(const fs::path& file) {
+  const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) throw std::runtime_error(std::string("cannot create it: ") + std::strerror(errno));
+  const int narrowed = ::fchmod(fd, 0600);
+  const int saved = errno;
+  ::close(fd);
+  if (narrowed != 0) throw std::runtime_error(std::string("cannot make it private (chmod 0600): ") + std::strerror(saved));
+  for (const char* suffix : {"-wal", "-shm"}) {
+    const auto side = file.string() + suffix;
+    if (::chmod(side.c_str(), 0600) != 0 && errno != ENOENT)
+      throw std::runtime_error("cannot make " + side + " private (chmod 0600): " + std::strerror(errno));
   }
 }
-
-constexpr std::string_view kReservedPrefix = "_keel_";
-
-bool reserved(const char* name) noexcept { return name != nullptr && iequals_prefix(name, kReservedPrefix); }
-
-// Read-only PRAGMAs a plugin may run; anything else (journal_mode, synchronous, foreign_keys,
-// writable_schema, ...) would change how the host runs the database and is refused.
-constexpr std::array<std::string_view, 10> kPragmasWithArgument{
-    "table_info", "table_xinfo", "index_list",      "index_info", "index_xinfo",
-    "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check", "table_list"};
-constexpr std::array<std::string_view, 5> kPragmasReadOnly{"user_version", "page_count", "freelist_count",
-                                                            "page_size", "data_version"};
 
 std::int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -138,6 +121,8 @@ class Connection {
   /// Runs `sql` (any number of statements) with sqlite3_exec; `host` lifts the "_keel_" rule.
   keel_status script(std::string_view sql, bool host) {
     const std::string text{sql};
+    if (!host && renames_onto_reserved(sql))
+      return fail(KEEL_ERR_PERMISSION_DENIED, "a table cannot be renamed to a name starting with _keel_ (the host's)");
     const HostMode mode{*this, host};
     char* err = nullptr;
     denied_ = false;
@@ -166,6 +151,10 @@ class Connection {
     }
     if (!host && iequals_prefix(skip_filler(sql), "vacuum")) {
       status = fail(KEEL_ERR_PERMISSION_DENIED, "VACUUM is not allowed: the host maintains the database file");
+      return nullptr;
+    }
+    if (!host && renames_onto_reserved(sql)) {
+      status = fail(KEEL_ERR_PERMISSION_DENIED, "a table cannot be renamed to a name starting with _keel_ (the host's)");
       return nullptr;
     }
     sqlite3_stmt* stmt = nullptr;
@@ -224,37 +213,12 @@ class Connection {
                        const char* /*trigger*/) {
     auto* self = static_cast<Connection*>(user);
     if (self->host_mode_) return SQLITE_OK;
-    const int verdict = decide(action, a1, a2);
+    const int verdict = decide_plugin_action(action, a1, a2);
     if (verdict == SQLITE_DENY) self->denied_ = true;
     return verdict;
   }
 
-  static int decide(int action, const char* a1, const char* a2) {
-    switch (action) {
-      case SQLITE_ATTACH:
-      case SQLITE_DETACH: return SQLITE_DENY;
-      case SQLITE_TRANSACTION:
-      case SQLITE_SAVEPOINT: return SQLITE_DENY;  // use begin/commit/rollback of the extension
-      case SQLITE_CREATE_TEMP_TABLE:
-      case SQLITE_CREATE_TEMP_INDEX:
-      case SQLITE_CREATE_TEMP_TRIGGER:
-      case SQLITE_CREATE_TEMP_VIEW: return SQLITE_DENY;  // per connection: invisible to the reader pool
-      case SQLITE_PRAGMA: {
-        const std::string_view name = a1 != nullptr ? a1 : "";
-        auto match = [&](auto& list) {
-          return std::any_of(list.begin(), list.end(), [&](std::string_view p) { return iequals_prefix(name, p) && name.size() == p.size(); });
-        };
-        if (match(kPragmasWithArgument)) return SQLITE_OK;
-        if (match(kPragmasReadOnly) && a2 == nullptr) return SQLITE_OK;
-        return SQLITE_DENY;
-      }
-      case SQLITE_FUNCTION:
-        return a2 != nullptr && iequals_prefix(a2, "load_extension") ? SQLITE_DENY : SQLITE_OK;
-      default:
-        // Every other action names a table or index in a1 or a2: the host's own are off-limits.
-        return reserved(a1) || reserved(a2) ? SQLITE_DENY : SQLITE_OK;
-    }
-  }
+
 
   struct Cached {
     sqlite3_stmt* stmt;
@@ -648,6 +612,7 @@ Database::Database(Options options) : options_(std::move(options)), impl_(std::m
   auto& s = *impl_;
   const auto where = " (plugin " + options_.plugin + ", file " + options_.file.string() + ")";
   try {
+    create_private(options_.file);
     s.writer = std::make_unique<Connection>(options_.file,
                                             SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX,
                                             options_.busy_timeout, options_.statement_cache);
@@ -679,10 +644,30 @@ Database::Database(Options options) : options_(std::move(options)), impl_(std::m
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot prepare database" + where + ": " + e.what());
   }
-  ::chmod(options_.file.c_str(), 0600);
 }
 
 Database::~Database() { close(); }
+
+void prepare_data_dir(const fs::path& data_dir) {
+  const auto name = data_dir.string();
+  if (::mkdir(name.c_str(), 0700) == 0) return;  // new: private from the start
+  if (errno == ENOENT) {  // a parent is missing: make the parents as usual, then this one
+    std::error_code ec;
+    fs::create_directories(data_dir.parent_path(), ec);
+    if (ec) throw std::runtime_error("cannot create data_dir " + name + ": " + ec.message());
+    if (::mkdir(name.c_str(), 0700) == 0) return;
+  }
+  struct stat st {};
+  if (errno != EEXIST || ::stat(name.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw std::runtime_error("cannot create data_dir " + name + ": " + std::strerror(errno));
+  // An existing directory keeps its mode (it may be a mount point or shared on purpose); the
+  // database files in it are 0600 whatever it is.
+  if ((st.st_mode & 077) != 0)
+    observability::logger("storage")->warn(
+        "data_dir {} can be entered by other users (mode {:o}); the database files are private, but "
+        "chmod 0700 the directory to hide their names and sizes too",
+        name, st.st_mode & 07777);
+}
 
 void Database::close() {
   auto& s = *impl_;

@@ -32,6 +32,11 @@ namespace keel::host::storage {
   return data_dir / (std::string(plugin) + ".db");
 }
 
+/// Creates `data_dir` (and missing parents), private to the host's user (mode 0700): it holds
+/// every plugin's data. An existing one keeps its mode, with a warning when other users can
+/// enter it. Throws std::runtime_error naming the directory and the reason.
+void prepare_data_dir(const std::filesystem::path& data_dir);
+
 /// The message of the last failure of a Database member on this thread (empty after success).
 [[nodiscard]] const std::string& last_error() noexcept;
 

@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include <sys/stat.h>
+
 #include <SQLiteCpp/Database.h>
 #include <catch2/catch.hpp>
 
@@ -868,4 +870,69 @@ TEST_CASE("storage: opening a file that is not a database throws with the file n
   } catch (const std::runtime_error& e) {
     CHECK(contains(e.what(), o.file.string()));
   }
+}
+
+TEST_CASE("storage: a table cannot be renamed onto the host's names, however the name is written", "[storage]") {
+  TestDb t;
+  REQUIRE(exec(*t, 0, "CREATE TABLE mine (x)") == KEEL_OK);
+  for (const char* sql : {"ALTER TABLE mine RENAME TO _keel_kv2", "alter table mine rename to _KEEL_shadow",
+                          "ALTER TABLE mine RENAME TO \"_keel_quoted\"", "ALTER TABLE mine RENAME TO '_keel_string'",
+                          "ALTER TABLE mine RENAME TO [_keel_bracket]", "ALTER TABLE mine RENAME TO `_keel_tick`",
+                          "ALTER TABLE mine RENAME /* c */ TO -- c\n _keel_commented"}) {
+    const auto st = exec(*t, 0, sql);
+    INFO(sql << " -> " << st << " " << kst::last_error());
+    CHECK(st == KEEL_ERR_PERMISSION_DENIED);
+  }
+  CHECK(scalar(*t, "SELECT count(*) FROM mine") == 0);  // still there under its name
+  // Renames that keep clear of the host's names work as before.
+  CHECK(exec(*t, 0, "ALTER TABLE mine RENAME COLUMN x TO _keel_column_is_fine") == KEEL_OK);
+  CHECK(exec(*t, 0, "ALTER TABLE mine RENAME TO yours") == KEEL_OK);
+  CHECK(exec(*t, 0, "ALTER TABLE yours RENAME TO \"my_keel_notes\"") == KEEL_OK);
+  CHECK(scalar(*t, "SELECT count(*) FROM my_keel_notes") == 0);
+}
+
+TEST_CASE("storage: fts3_tokenizer() is refused: it hands out and takes C pointers", "[storage]") {
+  TestDb t;
+  for (const char* sql : {"SELECT fts3_tokenizer('simple')", "SELECT FTS3_TOKENIZER('porter')",
+                          "SELECT fts3_tokenizer('mine', x'0000000000000000')"}) {
+    const auto st = exec(*t, 0, sql);
+    INFO(sql << " -> " << st << " " << kst::last_error());
+    CHECK(st < 0);
+    CHECK(st != KEEL_OK);
+  }
+}
+
+TEST_CASE("storage: the data directory and every database file are private from their first byte", "[storage]") {
+  const auto saved = ::umask(022);  // what a service usually runs with: new files 0644 by default
+  keel::test::TempDir dir;
+  const auto data = dir.path() / "data" / "nested";
+  kst::prepare_data_dir(data);
+  CHECK((fs::status(data).permissions() & fs::perms::all) == fs::perms::owner_all);
+  {
+    kst::Options o;
+    o.file = data / "p.db";
+    o.plugin = "p";
+    kst::Database db(o);
+    REQUIRE(exec(db, 0, "CREATE TABLE t (x)") == KEEL_OK);
+    REQUIRE(exec(db, 0, "INSERT INTO t VALUES ('fresh row')") == KEEL_OK);
+    for (const char* name : {"p.db", "p.db-wal", "p.db-shm"}) {
+      INFO(name);
+      REQUIRE(fs::exists(data / name));
+      CHECK((fs::status(data / name).permissions() & fs::perms::all) == (fs::perms::owner_read | fs::perms::owner_write));
+    }
+  }
+  // An existing directory keeps its mode (a mount point, say); a database file an older version
+  // left readable by others is narrowed when it is opened again.
+  const auto open_dir = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                        fs::perms::others_exec;
+  fs::permissions(data, open_dir);
+  fs::permissions(data / "p.db", fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+  kst::prepare_data_dir(data);
+  CHECK((fs::status(data).permissions() & fs::perms::all) == open_dir);
+  kst::Options o;
+  o.file = data / "p.db";
+  o.plugin = "p";
+  kst::Database again(o);
+  CHECK((fs::status(data / "p.db").permissions() & fs::perms::all) == (fs::perms::owner_read | fs::perms::owner_write));
+  ::umask(saved);
 }
