@@ -7,6 +7,7 @@
 #include <string>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "keel_host.hpp"
 #include "process.hpp"
@@ -170,6 +171,28 @@ TEST_CASE("sha256 allowlist and enabled = false", "[plugins][integration]") {
   }
 }
 
+TEST_CASE("with [plugins] require_sha256 only pinned plugins load", "[plugins][integration]") {
+  std::string sha;  // no_op's checksum, as the refusal names it
+  {
+    KeelHost host(with_plugins({fixture("no_op")}, "[plugins]\nrequire_sha256 = true\n"));
+    const auto ready = simple_request(host.port(), "GET", "/readyz");
+    REQUIRE(ready);
+    CHECK(ready->status == 503);
+    const auto at = ready->body.find("this file's is ");
+    REQUIRE(at != std::string::npos);
+    CHECK(ready->body.find("not pinned: [plugins] require_sha256 = true and [plugin.no_op] has no sha256") !=
+          std::string::npos);
+    sha = ready->body.substr(at + 15, 64);
+  }
+  KeelHost host(with_plugins({fixture("no_op"), example_plugin("hello")},
+                             "[plugins]\nrequire_sha256 = true\n[plugin.no_op]\nsha256 = \"" + sha + "\"\n"));
+  expect_no_op_serving(host.port());
+  expect_not_ready(host.port(), "hello", "not pinned");
+  const auto greet = simple_request(host.port(), "GET", "/api/hello/greet/x");
+  REQUIRE(greet);
+  CHECK(greet->status == 404);
+}
+
 TEST_CASE("plugin config is validated against the manifest schema", "[plugins][integration][config]") {
   SECTION("a valid value reaches the plugin") {
     KeelHost host(with_plugins({example_plugin("hello")}, "[plugin.hello]\ngreeting = \"Ahoy\"\n"));
@@ -237,5 +260,51 @@ TEST_CASE("keel plugin inspect prints the manifest and runs no plugin code", "[p
     REQUIRE(rc);
     CHECK(*rc == 1);
     CHECK(q.output().find("writable by others") != std::string::npos);
+  }
+}
+
+TEST_CASE("pre-flight refuses code others could change: group write, another owner, a symlink out of a shared dir",
+          "[plugins][integration][cli]") {
+  keel::test::TempDir dir;
+  const auto plugins = dir.path() / "plugins";
+  std::filesystem::create_directories(plugins);
+  ::chmod(plugins.c_str(), 0755);
+  auto inspect = [&](const std::filesystem::path& file) {
+    keel::test::Process q(KEEL_BINARY, {"plugin", "inspect", file.string()}, dir.path() / "inspect.txt");
+    const auto rc = q.wait(20s);
+    REQUIRE(rc);
+    return std::pair{*rc, q.output()};
+  };
+  SECTION("a group-writable file") {
+    std::filesystem::copy_file(fixture("no_op"), plugins / "no_op.so");
+    ::chmod((plugins / "no_op.so").c_str(), 0664);
+    const auto [rc, out] = inspect(plugins / "no_op.so");
+    CHECK(rc == 1);
+    CHECK(out.find("writable by its group") != std::string::npos);
+    CHECK(out.find("chmod g-w") != std::string::npos);
+  }
+  SECTION("a file that belongs to another user") {
+    if (::geteuid() != 0) {
+      WARN("KEEL_SKIP: giving a file to another user needs root");
+      return;
+    }
+    std::filesystem::copy_file(fixture("no_op"), plugins / "no_op.so");
+    ::chmod((plugins / "no_op.so").c_str(), 0644);
+    REQUIRE(::chown((plugins / "no_op.so").c_str(), 65534, 65534) == 0);
+    const auto [rc, out] = inspect(plugins / "no_op.so");
+    CHECK(rc == 1);
+    CHECK(out.find("belongs to uid 65534") != std::string::npos);
+  }
+  SECTION("a symlink to a file in a directory anyone may write") {
+    const auto shared = dir.path() / "shared";
+    std::filesystem::create_directories(shared);
+    ::chmod(shared.c_str(), 0777);  // no sticky bit: anyone may replace what is in it
+    std::filesystem::copy_file(fixture("no_op"), shared / "no_op.so");
+    ::chmod((shared / "no_op.so").c_str(), 0644);
+    std::filesystem::create_symlink(shared / "no_op.so", plugins / "no_op.so");
+    const auto [rc, out] = inspect(plugins / "no_op.so");
+    CHECK(rc == 1);
+    CHECK(out.find("the directory " + shared.string() + " holding the plugin is writable by others") !=
+          std::string::npos);
   }
 }

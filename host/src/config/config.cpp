@@ -23,8 +23,10 @@
 #include <toml++/toml.h>
 
 #include "common/suggest.hpp"
+#include "config/config_keys.hpp"
 
 namespace keel::host::config {
+using namespace detail;
 namespace {
 
 enum class Kind { kString, kInteger, kBool };
@@ -43,19 +45,6 @@ constexpr std::string_view kPluginSection = "plugin";
 constexpr std::string_view kPluginEnabledKey = "enabled";
 constexpr std::string_view kEnvPrefix = "KEEL_";
 constexpr std::string_view kNoFileLabel = "<config>";
-
-constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug", "info", "warn", "error", "critical", "off"};
-constexpr std::array<std::string_view, 2> kLogFormats{"text", "json"};  // in LogFormat order
-constexpr std::array<std::string_view, 2> kSyncModes{"normal", "full"};  // in SyncMode order
-constexpr std::array<std::string_view, 2> kIsolationModes{"in-process", "process"};
-
-// A day is far beyond any sane I/O timeout, and the cap keeps `steady_clock::now() + timeout`
-// (nanosecond ticks) from overflowing when the server arms its timers.
-constexpr std::int64_t kMaxDurationMs = 86'400'000;
-// Retention is not a timer: it only dates rows for deletion, so it may exceed the timer cap (a year).
-constexpr std::int64_t kMaxRetentionMs = 31'536'000'000;
-constexpr std::int64_t kUnbounded = std::numeric_limits<std::int64_t>::max();
-constexpr std::int64_t kMaxUint32 = std::numeric_limits<std::uint32_t>::max();
 
 using Value = std::variant<std::int64_t, bool, std::string>;
 
@@ -94,76 +83,6 @@ std::string to_lower(std::string_view s) {
   std::string out{s};
   std::transform(out.begin(), out.end(), out.begin(), ascii_lower);
   return out;
-}
-
-std::optional<std::string> listen_problem(std::string_view listen);
-
-// Every key of the host's sections, declared once and in order (suggestions prefer the first of
-// equally close candidates): its type, range or allowed values, and the field it fills. V is
-// KeyCollector (names and types: unknown keys, KEEL_<SECTION>_<KEY>), Applier (checks and stores
-// the settings) or Dumper (/admin/config); C is Config or const Config.
-template <typename V, typename C>
-void visit_keys(V& v, C& c) {
-  v.section("server");
-  v.text("listen", c.server.listen, listen_problem);
-  v.integer("io_threads", c.server.io_threads, 1, 256);
-  v.integer("max_connections", c.server.max_connections, 1, kMaxUint32);
-  v.duration("drain_timeout_ms", c.server.drain_timeout);
-  v.path("data_dir", c.server.data_dir);
-  v.integer("worker_threads", c.server.worker_threads, 1, 256);
-  v.integer("worker_queue", c.server.worker_queue, 1, 1000000);
-  v.section("http");
-  v.integer("max_header_bytes", c.http.max_header_bytes, 1024, 1048576);
-  // At most max_header_bytes as just applied; apply() reports a default above a lowered header limit.
-  v.integer("max_target_bytes", c.http.max_target_bytes, 16, c.http.max_header_bytes, "max_header_bytes");
-  v.integer("max_body_bytes", c.http.max_body_bytes, 0, kUnbounded);
-  v.duration("header_read_timeout_ms", c.http.header_read_timeout);
-  v.duration("idle_timeout_ms", c.http.idle_timeout);
-  v.duration("request_timeout_ms", c.http.request_timeout);
-  v.duration("write_timeout_ms", c.http.write_timeout);
-  v.section("log");
-  v.choice("level", c.log.level, kLogLevels);
-  v.choice("format", c.log.format, kLogFormats);
-  v.flag("access_log", c.log.access_log);
-  v.flag("spans", c.log.spans);
-  v.path("file", c.log.file);  // "" = standard error
-  v.integer("max_file_bytes", c.log.max_file_bytes, 0, kUnbounded);
-  v.integer("max_files", c.log.max_files, 0, 1000);
-  v.section("admin");
-  v.secret("token", c.admin.token);
-  v.section("plugins");
-  v.path("directory", c.plugins.directory);
-  v.flag("watch", c.plugins.watch);
-  v.duration("watch_debounce_ms", c.plugins.watch_debounce, 0, 60000);
-  v.duration("watch_rescan_ms", c.plugins.watch_rescan, 100, 3600000);
-  v.choice("isolation", c.plugins.isolation, kIsolationModes);
-  v.path("runner", c.plugins.runner);
-  v.section("cors");
-  v.list("allowed_origins", c.cors.allowed_origins);
-  v.list("allowed_methods", c.cors.allowed_methods);
-  v.list("allowed_headers", c.cors.allowed_headers);
-  v.list("expose_headers", c.cors.expose_headers);
-  v.integer("max_age_s", c.cors.max_age_s, 0, 86400);
-  v.flag("allow_credentials", c.cors.allow_credentials);
-  v.section("storage");
-  v.choice("synchronous", c.storage.synchronous, kSyncModes);
-  // 0 is allowed: fail at once instead of waiting when the database is locked.
-  v.duration("busy_timeout_ms", c.storage.busy_timeout, 0, 600000);
-  v.integer("readers", c.storage.readers, 1, 64);
-  v.integer("statement_cache", c.storage.statement_cache, 0, 10000);
-  v.duration("transaction_timeout_ms", c.storage.transaction_timeout, 100, 3600000);
-  v.integer("max_db_bytes", c.storage.max_db_bytes, 0, kUnbounded);
-  v.section("events");
-  v.integer("queue_capacity", c.events.queue_capacity, 1, 10000000);
-  v.integer("max_attempts", c.events.max_attempts, 1, 1000);
-  v.duration("retry_base_ms", c.events.retry_base, 1, 600000);
-  // The cap may not undercut the first delay as just applied; apply() reports a default below a
-  // raised retry_base_ms.
-  v.duration("retry_max_ms", c.events.retry_max, c.events.retry_base.count(), 3600000, "retry_base_ms");
-  // 0 is allowed: delete a durable event as soon as every subscriber has it.
-  v.duration("retention_ms", c.events.retention, 0, kMaxRetentionMs);
-  v.integer("batch", c.events.batch, 1, 100000);
-  v.integer("dead_letter_capacity", c.events.dead_letter_capacity, 0, 1000000);
 }
 
 // The sections and their keys' names and types, from visit_keys().
@@ -425,31 +344,6 @@ bool valid_mount(std::string_view m) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' || c == '-' ||
            c == '_' || c == '.' || c == '~';
   });
-}
-
-// The limits of a [plugin.<name>] table (its runner process, its error budget), declared once
-// in /admin/config order. V is PluginLimitParser or PluginLimitDumper; S is (const) PluginSection.
-template <typename V, typename S>
-void visit_plugin_limits(V& v, S& s) {
-  auto& r = s.runner;
-  v.integer("runner_threads", r.threads, 1, 256, "number of threads");
-  v.integer("runner_memory_bytes", r.memory_bytes, 0, kUnbounded, "number of bytes (0 = no limit)");
-  v.integer("runner_cpu_seconds", r.cpu_seconds, 0, kMaxDurationMs / 1000, "number of seconds (0 = no limit)");
-  v.integer("runner_cpu_percent", r.cpu_percent, 0, 100000, "percentage of one CPU (0 = no limit)");
-  v.integer("runner_cgroup_memory_bytes", r.cgroup_memory_bytes, 0, kUnbounded, "number of bytes (0 = no limit)");
-  v.integer("runner_open_files", r.open_files, 0, 1048576, "number of descriptors (0 = the host's)");
-  v.user("runner_user", r.user);
-  v.millis("runner_restart_backoff_ms", r.restart_backoff, 1, kMaxDurationMs);
-  v.millis("runner_restart_backoff_max_ms", r.restart_backoff_max, 1, kMaxDurationMs);
-  v.integer("runner_max_crashes", r.max_crashes, 1, 1000000, "number of crashes");
-  v.millis("runner_crash_window_ms", r.crash_window, 1, kMaxDurationMs);
-  v.millis("runner_ping_interval_ms", r.ping_interval, 10, kMaxDurationMs);
-  v.millis("runner_ping_timeout_ms", r.ping_timeout, 10, kMaxDurationMs);
-  v.millis("runner_hook_timeout_ms", r.hook_timeout, 1, kMaxDurationMs);
-  v.rate("quarantine_error_rate", s.budget.max_error_rate);
-  v.millis("quarantine_p99_ms", s.budget.max_p99, 0, kMaxDurationMs);
-  v.millis("quarantine_window_ms", s.budget.window, 1000, 3600000);
-  v.integer("quarantine_min_requests", s.budget.min_requests, 1, 100000000, "number of requests");
 }
 
 // Reads the limit named `key`, when it is one (`matched`).
@@ -716,7 +610,9 @@ void collect_env(const Environment& env, Context& ctx, Settings& settings) {
   }
 }
 
-std::optional<std::string> listen_problem(std::string_view listen) {
+}  // namespace
+
+std::optional<std::string> detail::listen_problem(std::string_view listen) {
   const std::string_view example = "expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080";
   const std::size_t colon = listen.rfind(':');
   if (colon == std::string_view::npos) return std::string{example};
@@ -746,6 +642,8 @@ std::optional<std::string> listen_problem(std::string_view listen) {
   }
   return std::nullopt;
 }
+
+namespace {
 
 template <typename T>
 std::string one_of(const T& allowed) {
@@ -899,6 +797,18 @@ void apply(const Settings& settings, Context& ctx, const std::filesystem::path& 
                              ", the default); lower it or set retry_max_ms higher");
   }
 
+  // CORS: "null" is an origin anyone can send (sandboxed frames, file: pages), and "*" with
+  // credentials would let every site read credentialed answers.
+  const auto& origins = config.cors.allowed_origins;
+  if (const Setting* listed = a.find("cors", "allowed_origins"); listed != nullptr) {
+    if (std::find(origins.begin(), origins.end(), "null") != origins.end())
+      a.error(*listed, "[cors] allowed_origins: \"null\" cannot be allowed (any page can send Origin: null); "
+                       "list the real origins");
+    if (config.cors.allow_credentials && std::find(origins.begin(), origins.end(), "*") != origins.end())
+      a.error(*listed, "[cors] allowed_origins: \"*\" cannot be combined with allow_credentials = true (every "
+                       "site could read credentialed answers); list the origins that may send credentials");
+  }
+
   config.server.data_dir = resolve(base, config.server.data_dir);
   config.plugins.directory = resolve(base, config.plugins.directory);
   if (!config.log.file.empty()) config.log.file = resolve(base, config.log.file);
@@ -950,91 +860,6 @@ void sort_diagnostics(std::vector<Diagnostic>& diagnostics) {
     if (a_env) return a.where.file < b.where.file;
     return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);
   });
-}
-
-constexpr std::array<std::string_view, 8> kSecretWords{"password", "passwd",  "secret",      "token",
-                                                      "api_key",  "apikey", "private_key", "credential"};
-
-using OrderedJson = nlohmann::ordered_json;
-
-OrderedJson optional_text(const std::string& s) { return s.empty() ? OrderedJson(nullptr) : OrderedJson(s); }
-
-// An empty string stays "": it tells the operator the secret is unset without revealing anything.
-OrderedJson redacted(const OrderedJson& value) {
-  if (value.is_string() && value.get_ref<const std::string&>().empty()) return value;
-  return std::string{kRedacted};
-}
-
-// Plugin settings may nest ([plugin.x.db] password = ...): redact secret-looking names at any depth.
-void redact_nested(OrderedJson& value) {
-  if (value.is_object()) {
-    for (auto& item : value.items()) {
-      if (looks_secret(item.key())) item.value() = redacted(item.value());
-      else redact_nested(item.value());
-    }
-  } else if (value.is_array()) {
-    for (auto& element : value) redact_nested(element);
-  }
-}
-
-// Each key's value as /admin/config shows it, from visit_keys().
-struct Dumper {
-  OrderedJson& out;
-  OrderedJson* section_json = nullptr;
-  void section(std::string_view name) { section_json = &out[std::string{name}]; }
-  void set(std::string_view key, OrderedJson value) { (*section_json)[std::string{key}] = std::move(value); }
-  void integer(std::string_view key, const auto& value, auto&&...) { set(key, value); }
-  void duration(std::string_view key, std::chrono::milliseconds value, auto&&...) { set(key, value.count()); }
-  void flag(std::string_view key, bool value) { set(key, value); }
-  void text(std::string_view key, const std::string& value, auto&&...) { set(key, value); }
-  void secret(std::string_view key, const std::string& value) { set(key, value.empty() ? std::string{} : std::string{kRedacted}); }
-  void path(std::string_view key, const std::filesystem::path& value) { set(key, value.string()); }
-  void list(std::string_view key, const std::vector<std::string>& value) { set(key, value); }
-  template <typename T, std::size_t N>
-  void choice(std::string_view key, const T& value, const std::array<std::string_view, N>& names) {
-    if constexpr (std::is_enum_v<T>) {
-      set(key, names[static_cast<std::size_t>(value)]);
-    } else {
-      set(key, value);
-    }
-  }
-};
-
-struct PluginLimitDumper {
-  OrderedJson& p;
-  void integer(std::string_view name, auto value, auto&&...) { p[std::string{name}] = value; }
-  void millis(std::string_view name, std::chrono::milliseconds value, auto&&...) { p[std::string{name}] = value.count(); }
-  void user(std::string_view name, const std::string& value) { p[std::string{name}] = optional_text(value); }
-  void rate(std::string_view name, double value) { p[std::string{name}] = value; }
-};
-
-OrderedJson plugin_section_json(const PluginSection& s, const std::vector<std::string>* declared_secrets) {
-  OrderedJson p;
-  p["enabled"] = s.enabled;
-  p["mount"] = optional_text(s.mount);
-  p["sha256"] = optional_text(s.sha256);
-  p["log_level"] = optional_text(s.log_level);
-  p["request_timeout_ms"] = s.request_timeout ? OrderedJson(s.request_timeout->count()) : OrderedJson(nullptr);
-  auto routes = OrderedJson::object();
-  for (const auto& [route, timeout] : s.route_timeouts) routes[route] = timeout.count();
-  p["route_timeouts"] = std::move(routes);
-  p["max_db_bytes"] = s.max_db_bytes ? OrderedJson(*s.max_db_bytes) : OrderedJson(nullptr);
-  p["isolation"] = optional_text(s.isolation);
-  PluginLimitDumper limits{p};
-  visit_plugin_limits(limits, s);
-  // settings_json was written by collect_plugins(), so it is a valid object; a discarded parse
-  // would only drop the plugin-owned keys, never show them unredacted.
-  auto settings = OrderedJson::parse(s.settings_json, nullptr, false);
-  if (!settings.is_object()) return p;
-  for (auto& item : settings.items()) {
-    OrderedJson value = std::move(item.value());
-    const bool declared = declared_secrets != nullptr && std::find(declared_secrets->begin(), declared_secrets->end(),
-                                                                   item.key()) != declared_secrets->end();
-    if (declared || looks_secret(item.key())) value = redacted(value);
-    else redact_nested(value);
-    p[item.key()] = std::move(value);
-  }
-  return p;
 }
 
 }  // namespace
@@ -1090,33 +915,6 @@ Config parse(std::string_view text, const std::filesystem::path& name, const Env
     throw ConfigError(std::move(ctx.diagnostics));
   }
   return config;
-}
-
-bool looks_secret(std::string_view key) noexcept {
-  // Case-insensitive substring search without allocating (the words are lowercase ASCII).
-  const auto contains = [key](std::string_view word) {
-    for (std::size_t i = 0; i + word.size() <= key.size(); ++i) {
-      std::size_t j = 0;
-      while (j < word.size() && ascii_lower(key[i + j]) == word[j]) ++j;
-      if (j == word.size()) return true;
-    }
-    return false;
-  };
-  return std::any_of(kSecretWords.begin(), kSecretWords.end(), contains);
-}
-
-std::string to_json(const Config& c, const SecretKeys& secret_keys) {
-  OrderedJson out;
-  out["source"] = c.source.string();
-  Dumper dumper{out};
-  visit_keys(dumper, c);
-  auto plugins = OrderedJson::object();
-  for (const auto& [name, section] : c.plugin_sections) {
-    const auto secrets = secret_keys.find(name);
-    plugins[name] = plugin_section_json(section, secrets == secret_keys.end() ? nullptr : &secrets->second);
-  }
-  out["plugin"] = std::move(plugins);
-  return out.dump(-1, ' ', false, OrderedJson::error_handler_t::replace);
 }
 
 }  // namespace keel::host::config

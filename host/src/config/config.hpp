@@ -84,6 +84,7 @@ struct PluginsConfig {
   std::chrono::milliseconds watch_rescan{2000};   ///< full scan interval (the poll interval without inotify)
   std::string isolation = "in-process";  ///< default of [plugin.<name>] isolation: "in-process" | "process"
   std::filesystem::path runner;          ///< keel-plugin-runner; empty = next to the keel binary
+  bool require_sha256 = false;           ///< load only plugins pinned by [plugin.<name>] sha256
 };
 
 /// Cross-origin resource sharing for browser clients; off while allowed_origins is empty.
@@ -207,7 +208,8 @@ using Environment = std::map<std::string, std::string>;
 inline constexpr std::string_view kRedacted = "<redacted>";
 
 /// True when a setting's name suggests a secret: it contains, ignoring case, password, passwd,
-/// secret, token, api_key, apikey, private_key or credential.
+/// secret, token, api_key, apikey, private_key or credential, or it ends in _key, _pass, _pwd or
+/// _auth after a prefix (stripe_key, smtp_pass).
 [[nodiscard]] bool looks_secret(std::string_view key) noexcept;
 
 /// Per plugin name, the [plugin.<name>] keys whose manifest config schema says "secret": true.
@@ -218,7 +220,8 @@ using SecretKeys = std::map<std::string, std::vector<std::string>, std::less<>>;
 /// resolved paths, and under "plugin" one object per [plugin.<name>] table (host-owned keys, null
 /// when unset, then the plugin-owned keys as written). Secret values become kRedacted (an empty
 /// string stays ""): [admin] token; plugin-owned keys listed in `secret_keys` for that plugin;
-/// plugin-owned keys, at any depth, whose name looks_secret().
+/// plugin-owned keys, at any depth, whose name looks_secret(); and the password of every URL in a
+/// plugin-owned string ("scheme://user:<redacted>@host/...").
 [[nodiscard]] std::string to_json(const Config& config, const SecretKeys& secret_keys = {});
 
 }  // namespace keel::host::config

@@ -2,6 +2,7 @@
 #include "plugins/preflight.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -27,16 +28,34 @@ using package::read_elf_section_from_file;
 using package::sha256_file_hex;
 namespace {
 
+std::string octal(unsigned mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", mode & 07777);
+  return text;
+}
+
+// Only the host's user (or root) may be able to change code the host will run: the file (the
+// target, when it is a symlink) must be theirs and writable by no one else, and neither the
+// directory it is listed in nor the one it really lives in may let others replace it.
 std::string check_permissions(const fs::path& file) {
   struct stat st{};
   if (::stat(file.c_str(), &st) != 0) return "cannot stat: " + std::string(std::strerror(errno));
   if (!S_ISREG(st.st_mode)) return "not a regular file";
   if ((st.st_mode & S_IWOTH) != 0)
-    return "refused: the file is writable by others (mode " + std::to_string(st.st_mode & 07777) +
-           "); run chmod o-w on it";
-  struct stat dir{};
-  if (::stat(file.parent_path().c_str(), &dir) == 0 && (dir.st_mode & S_IWOTH) != 0 && (dir.st_mode & S_ISVTX) == 0)
-    return "refused: the plugin directory " + file.parent_path().string() + " is writable by others; run chmod o-w on it";
+    return "refused: the file is writable by others (mode " + octal(st.st_mode) + "); run chmod o-w on it";
+  if ((st.st_mode & S_IWGRP) != 0)
+    return "refused: the file is writable by its group (gid " + std::to_string(st.st_gid) + ", mode " +
+           octal(st.st_mode) + "); run chmod g-w on it";
+  if (st.st_uid != 0 && st.st_uid != ::geteuid())
+    return "refused: the file belongs to uid " + std::to_string(st.st_uid) +
+           ", neither root nor the host's user; chown it to one of them";
+  std::error_code ec;
+  const auto real = fs::canonical(file, ec);
+  for (const auto& dir : {file.parent_path(), ec ? file.parent_path() : real.parent_path()}) {
+    struct stat d{};
+    if (::stat(dir.c_str(), &d) == 0 && (d.st_mode & S_IWOTH) != 0 && (d.st_mode & S_ISVTX) == 0)
+      return "refused: the directory " + dir.string() + " holding the plugin is writable by others; run chmod o-w on it";
+  }
   return {};
 }
 
@@ -85,7 +104,15 @@ Candidate read_candidate(const fs::path& file, const config::Config& cfg) {
     return c;
   }
   const auto section_it = cfg.plugin_sections.find(manifest.name);
-  if (section_it != cfg.plugin_sections.end() && !section_it->second.sha256.empty()) {
+  const bool pinned = section_it != cfg.plugin_sections.end() && !section_it->second.sha256.empty();
+  if (!pinned && cfg.plugins.require_sha256) {
+    c.sha256 = sha256_file_hex(file).value_or("");
+    c.error = "not pinned: [plugins] require_sha256 = true and [plugin." + manifest.name +
+              "] has no sha256; this file's is " + c.sha256;
+    c.manifest = std::move(manifest);
+    return c;
+  }
+  if (pinned) {
     const auto sum = sha256_file_hex(file);
     c.sha256 = sum.value_or("");
     if (!sum || *sum != section_it->second.sha256) {

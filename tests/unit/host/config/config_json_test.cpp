@@ -93,7 +93,8 @@ TEST_CASE("config to_json writes every section and key with the effective values
                              {"watch_debounce_ms", 500},
                              {"watch_rescan_ms", 2000},
                              {"isolation", "in-process"},
-                             {"runner", ""}});
+                             {"runner", ""},
+                             {"require_sha256", false}});
   CHECK(j["cors"]["allowed_origins"] == Json{"https://a", "https://b"});
   CHECK(j["cors"]["allowed_methods"] == Json{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"});
   CHECK(j["cors"]["max_age_s"] == 600);
@@ -187,6 +188,44 @@ TEST_CASE("looks_secret matches the secret words anywhere in a name, ignoring ca
     CHECK(cfg::looks_secret(name));
   }
   for (const char* name : {"", "user", "pass", "key", "private", "currency", "api-key", "tok_en"}) {
+    INFO(name);
+    CHECK_FALSE(cfg::looks_secret(name));
+  }
+}
+
+TEST_CASE("config to_json redacts keys named like secrets by suffix and passwords inside URLs", "[config][admin]") {
+  const auto c = cfg::parse(R"([plugin.billing]
+stripe_key = "sk_live_stripe"
+smtp_pass = "smtp-pass-value"
+db_url = "postgres://app:pg-pass-value@db.local:5432/shop?sslmode=require"
+mirrors = ["https://user:mirror-pass-value@mirror.example/x", "https://plain.example/y"]
+nested.dsn = "https://key:dsn-pass-value@sentry.example/1"
+mirror_note = "https://user@host.example/path:with:colons@not-userinfo"
+public = "https://host.example/a@b"
+)",
+                            "keel.toml", {});
+  const auto text = cfg::to_json(c);
+  for (const char* leaked : {"sk_live_stripe", "smtp-pass-value", "pg-pass-value", "mirror-pass-value", "dsn-pass-value"}) {
+    INFO(leaked);
+    CHECK(text.find(leaked) == std::string::npos);
+  }
+  auto j = json_of(c);
+  auto& billing = j["plugin"]["billing"];
+  CHECK(billing["stripe_key"] == "<redacted>");
+  CHECK(billing["smtp_pass"] == "<redacted>");
+  CHECK(billing["db_url"] == "postgres://app:<redacted>@db.local:5432/shop?sslmode=require");
+  CHECK(billing["mirrors"] == Json::array({"https://user:<redacted>@mirror.example/x", "https://plain.example/y"}));
+  CHECK(billing["nested"]["dsn"] == "https://key:<redacted>@sentry.example/1");
+  CHECK(billing["mirror_note"] == "https://user@host.example/path:with:colons@not-userinfo");
+  CHECK(billing["public"] == "https://host.example/a@b");
+}
+
+TEST_CASE("looks_secret also matches _key, _pass, _pwd and _auth endings after a prefix", "[config][admin]") {
+  for (const char* name : {"stripe_key", "SIGNING_KEY", "smtp_pass", "db_pwd", "basic_auth"}) {
+    INFO(name);
+    CHECK(cfg::looks_secret(name));
+  }
+  for (const char* name : {"_key", "key_id", "keys", "passage", "author", "max_keys"}) {
     INFO(name);
     CHECK_FALSE(cfg::looks_secret(name));
   }

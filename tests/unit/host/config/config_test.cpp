@@ -1022,3 +1022,19 @@ TEST_CASE("bad isolation and runner keys are reported at the value", "[config][i
             "keel.toml:10:15: [plugin.a] runner_user: expected a user name, e.g. \"nobody\"",
         });
 }
+
+TEST_CASE("CORS: \"*\" with credentials and the null origin are refused, naming the key", "[config][cors]") {
+  CHECK(single_error("[cors]\nallowed_origins = \"*\"\nallow_credentials = true\n") ==
+        "keel.toml:2:19: [cors] allowed_origins: \"*\" cannot be combined with allow_credentials = true (every site "
+        "could read credentialed answers); list the origins that may send credentials");
+  CHECK(single_error("[cors]\nallowed_origins = \"https://app.example, null\"\n") ==
+        "keel.toml:2:19: [cors] allowed_origins: \"null\" cannot be allowed (any page can send Origin: null); list the "
+        "real origins");
+  const auto env_error = errors_of("[cors]\nallow_credentials = true\n", {{"KEEL_CORS_ALLOWED_ORIGINS", "*"}});
+  REQUIRE(env_error.size() == 1);
+  CHECK(env_error.front().find("cannot be combined with allow_credentials") != std::string::npos);
+  const auto ok = parse_ok("[cors]\nallowed_origins = \"*\"\n");
+  CHECK(ok.cors.allowed_origins == std::vector<std::string>{"*"});
+  const auto listed = parse_ok("[cors]\nallowed_origins = \"https://app.example\"\nallow_credentials = true\n");
+  CHECK(listed.cors.allow_credentials);
+}

@@ -2,12 +2,15 @@
 
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <elf.h>
 #include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <variant>
+
+#include <sys/resource.h>
 
 #include <catch2/catch.hpp>
 
@@ -351,4 +354,18 @@ TEST_CASE("elf reader reads from a file", "[plugins][elf]") {
             "no .no_such_section section (not a Keel plugin, or built without KEEL_PLUGIN)");
     }
   }
+}
+
+TEST_CASE("elf reader reads a file's headers and one section, however large the file is", "[plugins][elf]") {
+  const keel::test::TempDir dir;
+  const auto file = dir.write("huge.so", build_image());
+  std::filesystem::resize_file(file, std::uint64_t{1} << 30);  // a 1 GiB sparse file costs no disk
+  rusage before{};
+  REQUIRE(::getrusage(RUSAGE_SELF, &before) == 0);
+  const auto result = read_elf_section_from_file(file, ".keel_manifest");
+  rusage after{};
+  REQUIRE(::getrusage(RUSAGE_SELF, &after) == 0);
+  REQUIRE(std::holds_alternative<std::string>(result));
+  CHECK(std::get<std::string>(result) == kManifest);
+  CHECK(after.ru_maxrss - before.ru_maxrss < 64 * 1024);  // KiB: nowhere near the file's size
 }
