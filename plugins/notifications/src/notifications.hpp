@@ -109,6 +109,13 @@ class NotificationsPlugin final : public keel::sdk::Plugin {
   /// Records the event's notification unless this event id was recorded before. A payload it
   /// cannot read fails the delivery: the host retries it, then keeps it as a dead letter.
   keel::sdk::Status on_event(const keel::sdk::Event& event) override {
+    // Only orders speaks for orders (the host refuses other publishers of "orders.*" while orders
+    // is loaded; this holds without it too). Acknowledged, so it is not retried, and not recorded.
+    if (event.publisher() != "orders") {
+      host_.warn("order event from another publisher ignored event=" + std::string{event.event_id()} +
+                 " topic=" + std::string{event.topic()} + " publisher=" + std::string{event.publisher()});
+      return {};
+    }
     std::string why;
     const auto e = parse_order_event(event.payload(), why);
     if (!e) {

@@ -115,3 +115,20 @@ TEST_CASE("preflight set: a dependency that does not run stands in the set with 
   CHECK(all[1].error == "dependency 'dep' cannot start: plugin 'dep' is disabled (disabled through the admin API)");
   CHECK_FALSE(all[1].config_error);
 }
+
+TEST_CASE("preflight set: a topic named after a plugin belongs to that plugin", "[plugins][preflight]") {
+  std::vector<kp::Candidate> all{candidate("orders", "1.0.0", R"("events": {"publishes": ["orders.placed"]})"),
+                                 candidate("rogue", "1.0.0", R"("events": {"publishes": ["orders.paid", "rogue.x"]})"),
+                                 candidate("free", "1.0.0", R"("events": {"publishes": ["demo.any"]})")};
+  kp::check_together(all, kConfig);
+  CHECK(all[0].error.empty());
+  CHECK(all[1].error == "plugin 'rogue' publishes 'orders.paid', a topic of plugin 'orders' (a topic whose first "
+                       "segment is a plugin's name belongs to that plugin)");
+  CHECK(all[2].error.empty());  // no plugin is named demo
+  // What runs stays: a newcomer named after a topic a running plugin publishes is refused.
+  std::vector<kp::Candidate> later{running(candidate("relay", "1.0.0", R"("events": {"publishes": ["audit.seen"]})")),
+                                   incoming(candidate("audit", "1.0.0"))};
+  kp::check_together(later, kConfig);
+  CHECK(later[0].error.empty());
+  CHECK(later[1].error.find("plugin 'relay' publishes 'audit.seen', a topic of plugin 'audit'") == 0);
+}

@@ -105,6 +105,19 @@ TEST_CASE("notifications records one notification per order event", "[notificati
   CHECK(body["items"][1]["topic"] == "orders.paid");
 }
 
+TEST_CASE("notifications ignores order events from any publisher but orders", "[notifications]") {
+  Notifications n;
+  REQUIRE(n.host.deliver(EventSpec{.topic = "orders.paid", .payload = event(7, "paid").dump(), .event_id = "forged",
+                                   .publisher = "rogue"})
+              .ok());  // acknowledged, so the host does not retry it
+  CHECK(n.host.count_logs(sdk::LogLevel::kWarn, "order event from another publisher ignored event=forged") == 1);
+  REQUIRE(n.deliver("orders.placed", event(7, "placed"), "evt-1").ok());
+  const auto [status, body] = n.list({{"order_id", "7"}});
+  REQUIRE(status == 200);
+  REQUIRE(body["items"].size() == 1);
+  CHECK(body["items"][0]["event_id"] == "evt-1");
+}
+
 TEST_CASE("notifications creates nothing for an event delivered again", "[notifications]") {
   Notifications n;
   REQUIRE(n.deliver("orders.placed", event(7, "placed"), "evt-1").ok());
@@ -125,13 +138,13 @@ TEST_CASE("notifications refuses an unreadable payload so the host retries it", 
         R"({"order_id":7})", R"({"order_id":7,"status":""})", R"({"order_id":7,"status":"Placed!"})",
         R"({"order_id":7,"status":"placed","total_cents":1.5})", R"({"order_id":7,"status":"placed","currency":3})"}) {
     INFO(payload);
-    CHECK(n.host.deliver(EventSpec{.topic = "orders.placed", .payload = payload, .event_id = "bad"}).code() ==
+    CHECK(n.host.deliver(EventSpec{.topic = "orders.placed", .payload = payload, .event_id = "bad", .publisher = "orders"}).code() ==
           sdk::StatusCode::kInvalidArgument);
   }
   CHECK(n.list().second["items"].empty());
   CHECK(n.host.count_logs(sdk::LogLevel::kWarn, "order event refused event=bad topic=orders.placed") == 10);
   // The refusal recorded nothing, not even the event id: a corrected redelivery counts.
-  REQUIRE(n.host.deliver(EventSpec{.topic = "orders.placed", .payload = event(7, "placed").dump(), .event_id = "bad"}).ok());
+  REQUIRE(n.host.deliver(EventSpec{.topic = "orders.placed", .payload = event(7, "placed").dump(), .event_id = "bad", .publisher = "orders"}).ok());
   CHECK(n.list().second["items"].size() == 1);
 }
 
