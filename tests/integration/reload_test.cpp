@@ -345,6 +345,16 @@ TEST_CASE("reload: a new version that closes a longer dependency cycle is refuse
   CHECK(host.stop() == 0);
 }
 
+TEST_CASE("reload: a plugin reloads next to another file that was refused for declaring its name", "[reload]") {
+  KeelHost host(reload_options({fixture("dup_name_a"), fixture("dup_name_b")}));
+  REQUIRE(plugin_entry(host, "dup")["state"] == "started");  // the first file; dup_name_b.so was refused
+  const auto [status, body] = reload(host, "dup");
+  INFO(body.dump());
+  CHECK(status == 200);
+  CHECK(plugin_entry(host, "dup")["generation"] == 2);
+  CHECK(host.stop() == 0);
+}
+
 TEST_CASE("reload: the watched plugin directory starts, reloads and stops plugins as files come and go", "[reload]") {
   auto o = reload_options({fixture("reload_v1")});
   o.config_toml = "[plugins]\nwatch_debounce_ms = 100\nwatch_rescan_ms = 300\n";

@@ -133,6 +133,8 @@ namespace {
 /// Frames cut out of a buffer that one read() refills with whatever the socket holds, so a frame
 /// costs one system call (or a share of one) instead of two: its header, then its payload.
 class FrameReader {
+  static constexpr std::size_t kGrowStep = 1 << 20;
+
  public:
   explicit FrameReader(int fd) : fd_(fd), buf_(64 * 1024) {}
 
@@ -147,8 +149,16 @@ class FrameReader {
       why = "corrupt frame header (length out of range)";
       return false;
     }
-    frame.payload.resize(len);
-    return len == 0 || take(frame.payload.data(), len, why);
+    // The payload grows as its bytes arrive, never more than a step ahead of them: a peer that
+    // declares a huge frame and sends nothing costs nothing.
+    frame.payload.clear();
+    while (frame.payload.size() < len) {
+      const auto at = frame.payload.size();
+      const auto step = std::min<std::size_t>(len - at, kGrowStep);
+      frame.payload.resize(at + step);
+      if (!take(frame.payload.data() + at, step, why)) return false;
+    }
+    return true;
   }
 
  private:

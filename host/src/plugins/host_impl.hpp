@@ -9,6 +9,7 @@
 //   dispatch.cpp      HTTP requests into a plugin
 //   calls.cpp         plugin-to-plugin calls
 //   plugin_status.cpp statuses, health, counters and listings for the admin API
+//   placement*.cpp    where a plugin runs (placement.hpp): in this process, in a runner process
 
 #include <algorithm>
 #include <array>
@@ -25,8 +26,6 @@
 #include <utility>
 #include <variant>
 #include <vector>
-
-#include <unistd.h>
 
 #include <keel/plugin.h>
 
@@ -52,8 +51,8 @@ using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 using abi::host_bytes;
 using abi::view;
-// What a plugin file is (package/: its ELF section, manifest, versions, checksum) lives below
-// storage, which runs the manifest's migrations; the plugin host's own files use these names unqualified.
+// What a plugin file is (package/: manifest, versions) lives below storage, which runs the
+// manifest's migrations; the plugin host's own files use these names unqualified.
 using package::apply_config_schema;
 using package::ConfigIssue;
 using package::Dependency;

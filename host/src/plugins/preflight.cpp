@@ -127,6 +127,29 @@ Candidate read_candidate(const fs::path& file, const config::Config& cfg) {
   return c;
 }
 
+namespace {
+
+// Topics named after a plugin ("orders.placed") belong to it: no other plugin may declare them,
+// so a subscriber can trust the name. What runs stays: a newcomer named after a topic a running
+// plugin publishes is the one refused.
+void check_topic_owners(std::vector<Candidate>& all, const std::map<std::string, std::size_t>& by_name) {
+  auto ok = [](const Candidate& c) { return c.error.empty() && c.manifest; };
+  for (auto& c : all) {
+    if (!ok(c)) continue;
+    for (const auto& topic : c.manifest->publishes) {
+      const auto owner_name = topic.substr(0, topic.find('.'));
+      const auto owner = by_name.find(owner_name);
+      if (owner_name == c.manifest->name || owner == by_name.end() || !ok(all[owner->second])) continue;
+      auto& blamed = c.running && !all[owner->second].running ? all[owner->second] : c;
+      blamed.error = "plugin '" + c.manifest->name + "' publishes '" + topic + "', a topic of plugin '" + owner_name +
+                     "' (a topic whose first segment is a plugin's name belongs to that plugin)";
+      break;
+    }
+  }
+}
+
+}  // namespace
+
 // Cross-file checks over the candidates still in play: names, dependencies, cycles, config,
 // routes. Marks the losers with an error; never throws.
 void check_together(std::vector<Candidate>& all, const config::Config& cfg) {
@@ -158,21 +181,7 @@ void check_together(std::vector<Candidate>& all, const config::Config& cfg) {
       c.config_error = true;
     }
   }
-  // Topics named after a plugin ("orders.placed") belong to it: no other plugin may declare them,
-  // so a subscriber can trust the name. What runs stays: a newcomer named after a topic a running
-  // plugin publishes is the one refused.
-  for (auto& c : all) {
-    if (!ok(c)) continue;
-    for (const auto& topic : c.manifest->publishes) {
-      const auto owner_name = topic.substr(0, topic.find('.'));
-      const auto owner = by_name.find(owner_name);
-      if (owner_name == c.manifest->name || owner == by_name.end() || !ok(all[owner->second])) continue;
-      auto& blamed = c.running && !all[owner->second].running ? all[owner->second] : c;
-      blamed.error = "plugin '" + c.manifest->name + "' publishes '" + topic + "', a topic of plugin '" + owner_name +
-                     "' (a topic whose first segment is a plugin's name belongs to that plugin)";
-      break;
-    }
-  }
+  check_topic_owners(all, by_name);
   // Dependencies: repeat until stable, so a failure propagates to every dependent.
   auto check_dependencies = [&] {
     for (bool changed = true; changed;) {

@@ -146,7 +146,9 @@ std::variant<Candidate, PluginHost::Impl::Refusal> PluginHost::Impl::preflight_n
     return Refusal{409, "the host runs at most " + std::to_string(kMaxPlugins) + " plugins"};
   std::vector<Candidate> set;
   for (const auto& g : gens) {
-    if (g.get() == old.get() || g->manifest.name.empty()) continue;  // replaced, or never had a manifest
+    // Not in the set: the generation replaced, a file that never had a manifest, and another
+    // file refused at start-up for declaring the same name (it never ran).
+    if (g.get() == old.get() || g->manifest.name.empty() || (old && g->name == old->name)) continue;
     Candidate member{g->file, g->manifest, {}, g->sha256, true, false, false};
     if (g->state != PluginState::kStarted)
       member.error = "plugin '" + g->name + "' is " + std::string(to_string(g->state)) +

@@ -1,12 +1,14 @@
 #include "storage/database.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <climits>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
@@ -18,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "abi/current_request.hpp"
 #include "observability/log.hpp"
 #include "storage/lockdown.hpp"
 
@@ -107,6 +110,8 @@ class Connection {
     sqlite3_db_config(handle_, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
     sqlite3_db_config(handle_, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
     sqlite3_set_authorizer(handle_, &Connection::authorize, this);
+    // Every few thousand virtual-machine steps: a plugin statement past its deadline stops.
+    sqlite3_progress_handler(handle_, 4096, &Connection::progress, this);
   }
   ~Connection() {
     for (auto* cache : {&plugin_cache_, &host_cache_})
@@ -218,6 +223,26 @@ class Connection {
     return verdict;
   }
 
+  static int progress(void* user) {
+    const auto deadline = static_cast<Connection*>(user)->deadline_ns_.load(std::memory_order_relaxed);
+    return deadline != 0 && Clock::now().time_since_epoch().count() > deadline ? 1 : 0;
+  }
+
+ public:
+  /// While alive, statements on `c` stop (SQLITE_INTERRUPT) once `deadline` has passed.
+  class Deadline {
+   public:
+    Deadline(Connection& c, Clock::time_point deadline) : c_(c) {
+      c_.deadline_ns_.store(deadline.time_since_epoch().count(), std::memory_order_relaxed);
+    }
+    ~Deadline() { c_.deadline_ns_.store(0, std::memory_order_relaxed); }
+    Deadline(const Deadline&) = delete;
+    Deadline& operator=(const Deadline&) = delete;
+
+   private:
+    Connection& c_;
+  };
+ private:
 
 
   struct Cached {
@@ -230,6 +255,7 @@ class Connection {
   std::uint64_t tick_ = 0;
   bool host_mode_ = false;
   bool denied_ = false;  // the authorizer refused something since the last prepare began
+  std::atomic<Clock::rep> deadline_ns_{0};  // steady clock; 0 = none (the host's own statements)
   std::unordered_map<std::string, Cached, StringHash, std::equal_to<>> plugin_cache_;
   std::unordered_map<std::string, Cached, StringHash, std::equal_to<>> host_cache_;
 };
@@ -482,6 +508,10 @@ struct Database::Impl {
     const StatementReset reset{stmt};
     if (auto st = bind_params(stmt, params); st < 0) return st;
     const Connection::HostMode mode{c, host};
+    // A plugin's statement ends with the request it serves, or after transaction_timeout_ms when
+    // that comes first: a runaway query never keeps a core busy after its client got a 504.
+    std::optional<Connection::Deadline> deadline;
+    if (!host) deadline.emplace(c, statement_deadline());
     const int columns = sqlite3_column_count(stmt);
     thread_local std::vector<keel_sql_value> values;
     thread_local std::vector<keel_host_bytes> names;
@@ -490,6 +520,9 @@ struct Database::Impl {
     for (;;) {
       const int rc = sqlite3_step(stmt);
       if (rc == SQLITE_DONE) break;
+      if (rc == SQLITE_INTERRUPT && !host)
+        return fail(KEEL_ERR_TIMEOUT, "statement stopped at its deadline (the request's, or [storage] "
+                                      "transaction_timeout_ms=" + std::to_string(options.transaction_timeout.count()) + ")");
       if (rc != SQLITE_ROW) return fail(status_for(sqlite3_extended_errcode(c.handle())), sqlite3_errmsg(c.handle()));
       ++delivered;
       if (rows.fn == nullptr) continue;
@@ -538,6 +571,15 @@ struct Database::Impl {
       if (KEEL_HAS_FIELD(out, keel_sql_result, rows)) out->rows = delivered;
     }
     return KEEL_OK;
+  }
+
+  /// When a plugin statement started now must stop: the deadline of the request (or event) the
+  /// calling thread serves, capped by transaction_timeout.
+  Clock::time_point statement_deadline() const {
+    auto deadline = Clock::now() + options.transaction_timeout;
+    if (const auto* cur = abi::current_request(); cur != nullptr && cur->deadline != Clock::time_point{})
+      deadline = std::min(deadline, cur->deadline);
+    return deadline;
   }
 
   keel_status run_sql(Connection& c, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
@@ -671,6 +713,8 @@ void prepare_data_dir(const fs::path& data_dir) {
 
 void Database::close() {
   auto& s = *impl_;
+  // Statements still running finish first; each has a deadline (statement_deadline), so the
+  // wait is bounded even for a runaway query.
   {
     std::lock_guard lock(s.writer_mutex);
     if (s.closed) return;

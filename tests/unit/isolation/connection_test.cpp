@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -359,6 +360,29 @@ TEST_CASE("isolation connection: a stream that ends inside a frame closes with a
   std::lock_guard lock(a.mutex);
   CHECK(*a.closed_why == "end of stream inside a frame");
   CHECK(a.requests.empty());
+}
+
+TEST_CASE("isolation connection: a frame declared huge costs memory only as its bytes arrive", "[isolation][connection]") {
+  const auto [a_fd, raw] = socket_pair();
+  rusage before{};
+  REQUIRE(::getrusage(RUSAGE_SELF, &before) == 0);
+  {
+    Peer a(a_fd);
+    Writer w;
+    w.u32(kMaxFrameBytes);  // the largest frame allowed, announced...
+    w.u8(static_cast<std::uint8_t>(Kind::kLog));
+    w.u64(0);
+    const std::string some(1000, 'x');  // ...and then only a little of it
+    REQUIRE(::write(raw, w.data().data(), w.data().size()) == static_cast<ssize_t>(w.data().size()));
+    REQUIRE(::write(raw, some.data(), some.size()) == static_cast<ssize_t>(some.size()));
+    ::close(raw);
+    REQUIRE(a.wait_closed());
+    std::lock_guard lock(a.mutex);
+    CHECK(*a.closed_why == "end of stream inside a frame");
+  }
+  rusage after{};
+  REQUIRE(::getrusage(RUSAGE_SELF, &after) == 0);
+  CHECK(after.ru_maxrss - before.ru_maxrss < 64 * 1024);  // KiB: far below the 256 MiB announced
 }
 
 TEST_CASE("isolation connection: a failed send closes the connection, so pending requests end at once",

@@ -12,6 +12,7 @@
 #include <limits>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <sys/stat.h>
@@ -19,6 +20,7 @@
 #include <SQLiteCpp/Database.h>
 #include <catch2/catch.hpp>
 
+#include "abi/current_request.hpp"
 #include "storage_test_support.hpp"
 
 using namespace keel::test::storage;
@@ -935,4 +937,38 @@ TEST_CASE("storage: the data directory and every database file are private from 
   kst::Database again(o);
   CHECK((fs::status(data / "p.db").permissions() & fs::perms::all) == (fs::perms::owner_read | fs::perms::owner_write));
   ::umask(saved);
+}
+
+TEST_CASE("storage: a runaway statement stops at its deadline, and close() waits for it no longer", "[storage]") {
+  constexpr std::string_view kForever =
+      "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+  using Clock = std::chrono::steady_clock;
+  SECTION("outside a request: transaction_timeout") {
+    TestDb t([](kst::Options& o) { o.transaction_timeout = std::chrono::milliseconds(200); });
+    const auto start = Clock::now();
+    CHECK(exec(*t, 0, kForever) == KEEL_ERR_TIMEOUT);
+    CHECK(kst::last_error().find("statement stopped at its deadline") != std::string::npos);
+    CHECK(Clock::now() - start < std::chrono::seconds(10));
+    CHECK(exec(*t, 0, "SELECT 1") == KEEL_OK);  // the connection serves on
+  }
+  SECTION("inside a request: the request's deadline") {
+    TestDb t([](kst::Options& o) { o.transaction_timeout = std::chrono::minutes(10); });
+    const auto start = Clock::now();
+    {
+      const keel::host::abi::CurrentRequestScope scope({nullptr, start + std::chrono::milliseconds(150), "req-1", {}});
+      CHECK(exec(*t, 0, kForever) == KEEL_ERR_TIMEOUT);
+    }
+    CHECK(Clock::now() - start < std::chrono::seconds(10));
+  }
+  SECTION("close() while a statement runs") {
+    TestDb t([](kst::Options& o) { o.transaction_timeout = std::chrono::milliseconds(300); });
+    keel_status result = KEEL_OK;
+    std::thread runaway([&] { result = exec(*t, 0, kForever); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const auto start = Clock::now();
+    t->close();
+    runaway.join();
+    CHECK(Clock::now() - start < std::chrono::seconds(10));
+    CHECK(result == KEEL_ERR_TIMEOUT);
+  }
 }
