@@ -12,8 +12,6 @@ namespace keel::host::config {
 using namespace detail;
 namespace {
 
-constexpr char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
 constexpr std::array<std::string_view, 8> kSecretWords{"password", "passwd",  "secret",      "token",
                                                       "api_key",  "apikey", "private_key", "credential"};
 // A name that ends in one of these after a prefix ("stripe_key", "smtp_pass") names a secret too.

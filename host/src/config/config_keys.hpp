@@ -14,6 +14,8 @@
 
 namespace keel::host::config::detail {
 
+constexpr char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
 constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug", "info", "warn", "error", "critical", "off"};
 constexpr std::array<std::string_view, 2> kLogFormats{"text", "json"};  // in LogFormat order
 constexpr std::array<std::string_view, 2> kSyncModes{"normal", "full"};  // in SyncMode order

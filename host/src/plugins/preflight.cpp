@@ -129,11 +129,13 @@ Candidate read_candidate(const fs::path& file, const config::Config& cfg) {
 
 namespace {
 
+// A candidate nothing has refused (yet).
+bool ok(const Candidate& c) { return c.error.empty() && c.manifest.has_value(); }
+
 // Topics named after a plugin ("orders.placed") belong to it: no other plugin may declare them,
 // so a subscriber can trust the name. What runs stays: a newcomer named after a topic a running
 // plugin publishes is the one refused.
 void check_topic_owners(std::vector<Candidate>& all, const std::map<std::string, std::size_t>& by_name) {
-  auto ok = [](const Candidate& c) { return c.error.empty() && c.manifest; };
   for (auto& c : all) {
     if (!ok(c)) continue;
     for (const auto& topic : c.manifest->publishes) {
@@ -153,7 +155,6 @@ void check_topic_owners(std::vector<Candidate>& all, const std::map<std::string,
 // Cross-file checks over the candidates still in play: names, dependencies, cycles, config,
 // routes. Marks the losers with an error; never throws.
 void check_together(std::vector<Candidate>& all, const config::Config& cfg) {
-  auto ok = [](const Candidate& c) { return c.error.empty() && c.manifest; };
   std::map<std::string, std::size_t> by_name;
   for (std::size_t i = 0; i < all.size(); ++i) {
     if (!all[i].manifest) continue;
