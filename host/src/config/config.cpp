@@ -379,6 +379,12 @@ struct PluginLimitParser {
     if (text == nullptr || text->get().empty()) fail("a user name, e.g. \"nobody\"");
     else out = text->get();
   }
+  void flag(std::string_view name, bool& out) {
+    if (!is(name)) return;
+    const auto* b = value.as_boolean();
+    if (b == nullptr) fail("true or false");
+    else out = b->get();
+  }
   void rate(std::string_view name, double& out) {
     if (!is(name)) return;
     const double rate = value.is_integer() ? static_cast<double>(value.as_integer()->get())

@@ -143,6 +143,11 @@ struct RunnerSettings {
   std::uint64_t cgroup_memory_bytes = 0;  ///< runner_cgroup_memory_bytes: cgroup memory ceiling; 0 = none
   std::uint64_t open_files = 0;       ///< runner_open_files: RLIMIT_NOFILE; 0 = the host's
   std::string user;                   ///< runner_user: run as this user when the host runs as root
+  /// runner_allow_root: a host running as root may run this runner as root (runner_user absent or
+  /// naming uid 0); without it such a runner gets a dynamic unprivileged uid, or is refused.
+  bool allow_root = false;
+  /// runner_network: false = the runner gets a network namespace with only loopback.
+  bool network = true;
   std::chrono::milliseconds restart_backoff{100};       ///< runner_restart_backoff_ms: first restart delay
   std::chrono::milliseconds restart_backoff_max{30000}; ///< runner_restart_backoff_max_ms
   std::uint32_t max_crashes = 5;                        ///< runner_max_crashes: then quarantined

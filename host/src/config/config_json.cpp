@@ -84,6 +84,7 @@ struct PluginLimitDumper {
   void integer(std::string_view name, auto value, auto&&...) { p[std::string{name}] = value; }
   void millis(std::string_view name, std::chrono::milliseconds value, auto&&...) { p[std::string{name}] = value.count(); }
   void user(std::string_view name, const std::string& value) { p[std::string{name}] = optional_text(value); }
+  void flag(std::string_view name, bool value) { p[std::string{name}] = value; }
   void rate(std::string_view name, double value) { p[std::string{name}] = value; }
 };
 

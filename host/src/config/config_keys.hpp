@@ -114,6 +114,8 @@ void visit_plugin_limits(V& v, S& s) {
   v.integer("runner_cgroup_memory_bytes", r.cgroup_memory_bytes, 0, kUnbounded, "number of bytes (0 = no limit)");
   v.integer("runner_open_files", r.open_files, 0, 1048576, "number of descriptors (0 = the host's)");
   v.user("runner_user", r.user);
+  v.flag("runner_allow_root", r.allow_root);
+  v.flag("runner_network", r.network);
   v.millis("runner_restart_backoff_ms", r.restart_backoff, 1, kMaxDurationMs);
   v.millis("runner_restart_backoff_max_ms", r.restart_backoff_max, 1, kMaxDurationMs);
   v.integer("runner_max_crashes", r.max_crashes, 1, 1000000, "number of crashes");

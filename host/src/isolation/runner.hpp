@@ -45,6 +45,9 @@ struct RunnerOptions {
   std::filesystem::path binary;        ///< keel-plugin-runner
   std::string manifest_json;           ///< as read from the file; the runner checks the table against it
   config::RunnerSettings settings;
+  /// Directories holding the host's data (data_dir, the config's and the log file's directory,
+  /// the plugin directory): a runner in a mount namespace sees them empty.
+  std::vector<std::filesystem::path> hidden;
   std::uint32_t queue_limit = 1024;    ///< hooks waiting in the runner beyond which it answers busy
   std::int32_t log_level = 2;          ///< the plugin logger's level now (keel_log_level)
   bool serialized = false;             ///< manifest "concurrency": "serialized": one hook at a time

@@ -68,6 +68,7 @@ struct Instance {
   std::weak_ptr<Instance> self;  // for jobs its reader thread hands on (they may outlive a frame)
   std::uint64_t number = 0;  // 1 for the first process of the generation, +1 per restart
   pid_t pid = -1;
+  pid_t init_pid = -1;  // its PID namespace's init (also the host's child), or -1 without one
   int pidfd = -1;
   Clock::time_point started{};
   std::shared_ptr<Connection> conn;
@@ -160,13 +161,17 @@ struct Runner::Impl {
   /// Forks and executes the runner with its limits; returns the started instance (not yet
   /// greeted). Supervisor thread only. Throws std::runtime_error with the reason.
   std::shared_ptr<Instance> spawn();
-  /// runner_user: the uid and gid to drop to (root only), noted in `applied`. Throws for an
-  /// unknown user.
+  /// The uid and gid to drop to (root only): runner_user, or a dynamic uid unless
+  /// runner_allow_root; noted in `applied`. Throws for an unknown user, or root without
+  /// runner_allow_root.
   std::optional<std::pair<uid_t, gid_t>> runner_user(std::vector<std::string>& applied) const;
   /// Creates the cgroup with the first process (its restarts share it), noted in `applied`.
   void make_cgroup(std::vector<std::string>& applied);
-  /// The instance of the process `pid` just executed, connected on `sock`.
-  std::shared_ptr<Instance> adopt(pid_t pid, int sock, std::vector<std::string> applied);
+  /// The instance of the process `pid` just executed (its namespace's init `init`, or -1),
+  /// connected on `sock`.
+  std::shared_ptr<Instance> adopt(pid_t pid, pid_t init, int sock, std::vector<std::string> applied);
+  /// Kills and reaps the init of the PID namespace of `inst` (after the runner was reaped).
+  static void end_init(Instance& inst);
   /// Greets a new process: it loads the plugin and checks its table. Throws with its reason.
   void hello(Instance& inst);
   /// A started and greeted process, or throws. Supervisor thread only.

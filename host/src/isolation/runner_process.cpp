@@ -1,5 +1,6 @@
 // Runner::Impl's processes (runner_impl.hpp): spawning keel-plugin-runner with its limits
-// (rlimits, cgroup, privilege drop), hello, and ending or killing a process.
+// (rlimits, cgroup) and containment (identity, namespaces, seccomp: containment.hpp), hello, and
+// ending or killing a process.
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -15,7 +16,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "isolation/containment.hpp"
 #include "isolation/runner_impl.hpp"
+#include "isolation/seccomp.hpp"
 
 extern char** environ;
 
@@ -82,25 +85,76 @@ std::string describe(const Rlimit& l) {
          "=" + std::to_string(l.value);
 }
 
-/// Everything the child needs, prepared before fork(): after it only async-signal-safe calls.
+constexpr int kChildExeFd = 6;  // the runner binary, opened by the host (close-on-exec)
+
+/// Everything the children need, prepared before fork(): after it only async-signal-safe calls.
 struct ChildSetup {
   char* const* argv;
   char* const* envp;
-  int child_sock, child_err, code;
+  int child_sock, child_err, code, exe;
   pid_t parent;
   const std::vector<Rlimit>& rlimits;
-  const std::optional<std::pair<uid_t, gid_t>>& drop;
+  const ContainPlan& plan;
+  const SeccompFilter& seccomp;
   const std::vector<int>& group_fds;
 };
 
-/// In the child: reports the failing step as (step, errno) on the error pipe, exits 127.
-[[noreturn]] void fail(int step) {
-  const int e[2] = {step, errno};
+/// What a child writes on the error pipe: {kReportFailed, step, errno, 0} or, from the first
+/// child once it started the namespaces' processes, {kReportPids, init pid, runner pid, 0}.
+constexpr int kReportFailed = 1;
+constexpr int kReportPids = 2;
+
+/// In a child: reports the failing step on the error pipe, exits 127.
+[[noreturn]] void fail(Step step) {
+  const int e[4] = {kReportFailed, static_cast<int>(step), errno, 0};
   static_cast<void>(::write(kChildErrorFd, e, sizeof e));
   ::_exit(127);
 }
 
-/// The child after fork(): applies its limits and executes the runner (or fail()s).
+/// Whether the host that started this child still runs: it is the parent, or, from inside a
+/// PID namespace, a parent outside it (0); a dead host's children are adopted by someone else.
+bool host_alive(const ChildSetup& c) { return ::getppid() == (c.plan.namespaces ? 0 : c.parent); }
+
+/// A process whose parent is this one's (the host): the host waits for it and gets its signals.
+pid_t clone_sibling() {
+  return static_cast<pid_t>(::syscall(SYS_clone, CLONE_PARENT | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+}
+
+/// The runner process: its own /proc, descriptors, limits, identity, seccomp filter, exec.
+[[noreturn]] void run_runner(const ChildSetup& c) {
+  if (c.plan.namespaces) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (!host_alive(c)) ::_exit(127);
+    if (!child_mount_proc()) fail(Step::kProc);
+  }
+  if (::dup2(c.child_sock, kChildSocketFd) < 0 || ::dup2(c.code, kChildCodeFd) < 0 ||
+      ::dup2(c.exe, kChildExeFd) < 0 || ::fcntl(kChildExeFd, F_SETFD, FD_CLOEXEC) < 0)
+    fail(Step::kDescriptors);
+  if (::syscall(SYS_close_range, kChildExeFd + 1, ~0U, 0) != 0) {
+    for (int fd = kChildExeFd + 1; fd < 65536; ++fd) ::close(fd);
+  }
+  for (const auto& l : c.rlimits) {
+    const struct rlimit r{l.value, l.value};
+    if (::setrlimit(l.resource, &r) != 0) fail(Step::kLimits);
+  }
+  if (c.plan.drop) {
+    if (!child_drop_privileges(c.plan)) fail(Step::kDropPrivileges);
+    // ...but a change of credentials clears the parent-death signal: set it again, and leave if
+    // the host died in between.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(Step::kDropPrivileges);
+    if (!host_alive(c)) ::_exit(127);
+  }
+  if (!install_seccomp(c.seccomp)) fail(Step::kSeccomp);
+  // By descriptor: the path may lie in a directory the runner's identity cannot enter, or one
+  // its mount namespace covers.
+  ::syscall(SYS_execveat, kChildExeFd, "", c.argv, c.envp, AT_EMPTY_PATH);
+  fail(Step::kExecute);
+}
+
+/// The first child after fork(): joins the cgroup, then either becomes the runner or enters the
+/// namespaces and starts their init and the runner as the host's children (CLONE_PARENT), so the
+/// runner is not its namespace's pid 1 (which ignores the signals it has no handler for, its own
+/// abort() included) and the host waits for it, signals it and gets its exit status as before.
 [[noreturn]] void exec_child(const ChildSetup& c) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the host (the forking thread)...
   if (::getppid() != c.parent) ::_exit(127);
@@ -109,44 +163,52 @@ struct ChildSetup {
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   if (::dup2(c.child_err, kChildErrorFd) < 0 || ::fcntl(kChildErrorFd, F_SETFD, FD_CLOEXEC) < 0) ::_exit(127);
-  if (!join_cgroups(c.group_fds)) fail(5);  // before anything else runs in it, and before close_range
-  if (::dup2(c.child_sock, kChildSocketFd) < 0) fail(1);
-  if (::dup2(c.code, kChildCodeFd) < 0) fail(1);
-  if (::syscall(SYS_close_range, kChildErrorFd + 1, ~0U, 0) != 0) {
-    for (int fd = kChildErrorFd + 1; fd < 65536; ++fd) ::close(fd);
-  }
-  for (const auto& l : c.rlimits) {
-    const struct rlimit r{l.value, l.value};
-    if (::setrlimit(l.resource, &r) != 0) fail(2);
-  }
-  if (c.drop) {
-    if (::setgroups(0, nullptr) != 0 || ::setgid(c.drop->second) != 0 || ::setuid(c.drop->first) != 0) fail(3);
-    // ...but a change of credentials clears the parent-death signal: set it again, and leave if
-    // the host died in between.
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(3);
-    if (::getppid() != c.parent) ::_exit(127);
-  }
-  ::execve(c.argv[0], c.argv, c.envp);
-  fail(4);
+  if (!join_cgroups(c.group_fds)) fail(Step::kCgroup);  // before anything else runs in it
+  if (!c.plan.namespaces) run_runner(c);
+  if (const int step = child_enter_namespaces(c.plan); step != 0) fail(static_cast<Step>(step));
+  const pid_t init = clone_sibling();
+  if (init == 0) child_run_init(c.plan, kChildErrorFd);
+  if (init < 0) fail(Step::kInit);
+  const pid_t runner = clone_sibling();
+  if (runner == 0) run_runner(c);
+  const int pids[4] = {kReportPids, init, runner < 0 ? 0 : runner, 0};
+  static_cast<void>(::write(kChildErrorFd, pids, sizeof pids));
+  if (runner < 0) fail(Step::kClone);
+  ::_exit(0);
 }
 
-/// Waits for the child `pid` to execute: its error pipe closes (close-on-exec) or carries the
-/// step that failed. On a failure reaps the child, closes `sock` and throws why.
-void await_exec(pid_t pid, int err_read, int sock, const std::string& binary) {
-  int e[2] = {0, 0};
-  ssize_t n;
-  do {
-    n = ::read(err_read, e, sizeof e);
-  } while (n < 0 && errno == EINTR);
+struct Started {
+  pid_t runner = -1, init = -1;
+};
+
+/// Waits until every child executed or ended: the error pipe closes (close-on-exec) after
+/// carrying the pids and any step that failed. On a failure kills and reaps the children,
+/// closes `sock` and throws why.
+Started await_exec(pid_t first, bool namespaces, int err_read, int sock, const std::string& binary) {
+  Started started{namespaces ? -1 : first, -1};
+  int failed[2] = {0, 0};
+  for (;;) {
+    int e[4] = {0, 0, 0, 0};
+    ssize_t n;
+    do {
+      n = ::read(err_read, e, sizeof e);
+    } while (n < 0 && errno == EINTR);
+    if (n != static_cast<ssize_t>(sizeof e)) break;
+    if (e[0] == kReportPids) started = {e[2] > 0 ? e[2] : -1, e[1] > 0 ? e[1] : -1};
+    if (e[0] == kReportFailed && failed[0] == 0) failed[0] = e[1], failed[1] = e[2];
+  }
   ::close(err_read);
-  if (n != static_cast<ssize_t>(sizeof e)) return;
-  int status = 0;
-  ::waitpid(pid, &status, 0);
+  if (namespaces) ::waitpid(first, nullptr, 0);
+  if (failed[0] == 0 && started.runner > 0) return started;
+  for (const pid_t pid : {started.runner, started.init}) {
+    if (pid <= 0 || (pid == first && namespaces)) continue;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
   ::close(sock);
-  static constexpr const char* kSteps[] = {"",        "set up its descriptors", "apply its limits", "drop privileges",
-                                           "execute", "join its cgroup"};
-  throw std::runtime_error("the runner process could not " + std::string(kSteps[std::clamp(e[0], 0, 5)]) + " " +
-                           binary + ": " + std::strerror(e[1]));
+  if (failed[0] == 0) throw std::runtime_error("the runner process could not start " + binary);
+  throw std::runtime_error("the runner process could not " + std::string(describe(static_cast<Step>(failed[0]))) +
+                           " " + binary + ": " + std::strerror(failed[1]));
 }
 
 // What a runner process sees of the environment: a fixed PATH and the few variables that only
@@ -164,10 +226,20 @@ std::vector<std::string> runner_environment() {
   return env;
 }
 
+/// The runner binary, opened by the host (which may read it wherever it lies) for the child to
+/// execute by descriptor; >= 10, close-on-exec.
+int open_binary(const std::string& binary) {
+  const int fd = ::open(binary.c_str(), O_RDONLY | O_CLOEXEC);
+  const int high = fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 10);
+  const int e = errno;
+  if (fd >= 0) ::close(fd);
+  if (high < 0) throw std::runtime_error("cannot open the runner " + binary + ": " + std::strerror(e));
+  return high;
+}
+
 }  // namespace
 
 std::shared_ptr<Instance> Runner::Impl::spawn() {
-  SpawnFds fds = open_spawn_fds();
   std::string binary = opts.binary.string();
   std::string name = opts.plugin;
   char* argv[] = {binary.data(), name.data(), nullptr};
@@ -178,44 +250,74 @@ std::shared_ptr<Instance> Runner::Impl::spawn() {
   const auto rlimits = rlimits_of(opts.settings);
   std::vector<std::string> applied;
   for (const auto& l : rlimits) applied.push_back(describe(l));
-  std::optional<std::pair<uid_t, gid_t>> drop;
+  auto drop = runner_user(applied);
+  auto plan = ContainPlan::make(namespace_support(), opts.settings.network, opts.hidden, applied);
+  plan.drop = drop;
+  if (!plan.namespaces && limits.empty())
+    log->warn("plugin runner not in namespaces plugin={}: {} (docs/isolation.md#what-a-runner-can-reach)", opts.plugin,
+              namespace_support().why);
+  const auto& seccomp = runner_seccomp_filter();
+  applied.push_back(seccomp.describe());
+  const int exe = open_binary(binary);
+  SpawnFds fds;
   try {
-    drop = runner_user(applied);
+    fds = open_spawn_fds();
   } catch (...) {
-    fds.close_all();
+    ::close(exe);
     throw;
   }
   make_cgroup(applied);
   static const std::vector<int> kNoGroups;
-  const ChildSetup setup{argv,   envp.data(), fds.child_sock, fds.child_err, code_fd, ::getpid(),
-                         rlimits, drop,        cgroup ? cgroup->procs_fds() : kNoGroups};
+  const ChildSetup setup{argv, envp.data(), fds.child_sock, fds.child_err, code_fd, exe, ::getpid(),
+                         rlimits, plan, seccomp, cgroup ? cgroup->procs_fds() : kNoGroups};
 
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int e = errno;
     fds.close_all();
+    ::close(exe);
     throw std::runtime_error(std::string("fork: ") + std::strerror(e));
   }
   if (pid == 0) exec_child(setup);
   ::close(fds.child_sock);
   ::close(fds.child_err);
-  await_exec(pid, fds.err_read, fds.sock, binary);
-  return adopt(pid, fds.sock, std::move(applied));
+  ::close(exe);
+  const auto ran = await_exec(pid, plan.namespaces, fds.err_read, fds.sock, binary);
+  return adopt(ran.runner, ran.init, fds.sock, std::move(applied));
 }
 
 std::optional<std::pair<uid_t, gid_t>> Runner::Impl::runner_user(std::vector<std::string>& applied) const {
-  const auto& user = opts.settings.user;
-  if (user.empty()) return std::nullopt;
+  const auto& s = opts.settings;
+  const std::string key = "[plugin." + opts.plugin + "] ";
   if (::geteuid() != 0) {
-    applied.push_back("user unchanged: the host does not run as root");
+    applied.push_back("user unchanged (uid " + std::to_string(::geteuid()) + "): the host does not run as root");
     return std::nullopt;
+  }
+  if (s.user.empty()) {
+    if (s.allow_root) {
+      applied.push_back("user=root (runner_allow_root = true)");
+      if (limits.empty())
+        log->warn("plugin runner runs as root plugin={}: {}runner_allow_root = true; it can reach everything the host "
+                  "can", opts.plugin, key);
+      return std::nullopt;
+    }
+    const auto ids = dynamic_identity(opts.plugin);
+    applied.push_back("user=dynamic (uid " + std::to_string(ids.first) + ", gid " + std::to_string(ids.second) +
+                      ", no account)");
+    return ids;
   }
   struct passwd pw{};
   struct passwd* found = nullptr;
   std::vector<char> buf(16384);
-  if (::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr)
-    throw std::runtime_error("[plugin." + opts.plugin + "] runner_user: no user named '" + user + "'");
-  applied.push_back("user=" + user + " (uid " + std::to_string(pw.pw_uid) + ")");
+  if (::getpwnam_r(s.user.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr)
+    throw std::runtime_error(key + "runner_user: no user named '" + s.user + "'");
+  if (pw.pw_uid == 0 && !s.allow_root)
+    throw std::runtime_error(key + "runner_user = \"" + s.user + "\" runs the plugin as root: set runner_allow_root = "
+                             "true to mean it, or name an unprivileged user (or none: a dynamic uid)");
+  applied.push_back("user=" + s.user + " (uid " + std::to_string(pw.pw_uid) + ")");
+  if (pw.pw_uid == 0 && limits.empty())
+    log->warn("plugin runner runs as root plugin={}: {}runner_user = \"{}\" with runner_allow_root = true", opts.plugin,
+              key, s.user);
   return std::make_pair(pw.pw_uid, pw.pw_gid);
 }
 
@@ -233,11 +335,12 @@ void Runner::Impl::make_cgroup(std::vector<std::string>& applied) {
   }
 }
 
-std::shared_ptr<Instance> Runner::Impl::adopt(pid_t pid, int sock, std::vector<std::string> applied) {
+std::shared_ptr<Instance> Runner::Impl::adopt(pid_t pid, pid_t init, int sock, std::vector<std::string> applied) {
   auto inst = std::make_shared<Instance>();
   inst->self = inst;
   inst->number = ++instances;
   inst->pid = pid;
+  inst->init_pid = init;
   inst->pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   inst->started = Clock::now();
   inst->last_pong_ns.store(now_ns());
@@ -298,7 +401,15 @@ void Runner::Impl::end(Instance& inst, std::string_view why) {
     ::waitpid(inst.pid, &status, 0);
   }
   inst.reaped.store(true);
+  end_init(inst);
   inst.conn->join();
+}
+
+void Runner::Impl::end_init(Instance& inst) {
+  if (inst.init_pid <= 0) return;
+  ::kill(inst.init_pid, SIGKILL);  // the host's child, not yet waited for: its pid is still its own
+  ::waitpid(inst.init_pid, nullptr, 0);
+  inst.init_pid = -1;
 }
 
 std::string Runner::Impl::why_gone(Instance& inst) {

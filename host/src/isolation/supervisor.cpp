@@ -92,6 +92,7 @@ void Runner::Impl::reap(const std::shared_ptr<Instance>& inst, std::optional<int
   int status = known_status.value_or(0);
   if (!known_status) ::waitpid(inst->pid, &status, 0);
   inst->reaped.store(true);
+  end_init(*inst);
   inst->conn->close();  // what waits for an answer fails now (in-flight requests get 502)
   inst->conn->join();
   rollback_open_transactions(*inst);

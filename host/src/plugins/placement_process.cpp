@@ -44,6 +44,9 @@ std::unique_ptr<Placement> place_in_runner(PluginHost::Impl& host, Plugin& p, Co
     o.binary = fs::read_symlink("/proc/self/exe", ec).parent_path() / "keel-plugin-runner";
   }
   o.manifest_json = p.manifest.json;
+  o.hidden = {cfg.server.data_dir, cfg.plugins.directory};
+  if (!cfg.source.empty()) o.hidden.push_back(cfg.source.parent_path());
+  if (!cfg.log.file.empty()) o.hidden.push_back(cfg.log.file.parent_path());
   if (const auto sec = cfg.plugin_sections.find(p.name); sec != cfg.plugin_sections.end()) o.settings = sec->second.runner;
   o.queue_limit = cfg.server.worker_queue;
   o.log_level = static_cast<std::int32_t>(p.log->level());

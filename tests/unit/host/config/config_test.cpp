@@ -959,6 +959,8 @@ runner_cpu_percent = 50
 runner_cgroup_memory_bytes = 134217728
 runner_open_files = 256
 runner_user = "nobody"
+runner_allow_root = true
+runner_network = false
 runner_restart_backoff_ms = 50
 runner_restart_backoff_max_ms = 1000
 runner_max_crashes = 3
@@ -987,6 +989,10 @@ quarantine_min_requests = 5
   CHECK(r.cgroup_memory_bytes == 134217728);
   CHECK(r.open_files == 256);
   CHECK(r.user == "nobody");
+  CHECK(r.allow_root);
+  CHECK_FALSE(r.network);
+  CHECK_FALSE(orders.runner.allow_root);  // never root unless asked
+  CHECK(orders.runner.network);           // the host's network unless asked
   CHECK(r.restart_backoff == 50ms);
   CHECK(r.restart_backoff_max == 1000ms);
   CHECK(r.max_crashes == 3);
@@ -1008,7 +1014,7 @@ quarantine_min_requests = 5
 TEST_CASE("bad isolation and runner keys are reported at the value", "[config][isolation]") {
   CHECK(errors_of("[plugins]\nisolation = \"container\"\n[plugin.a]\nisolation = \"sandbox\"\nrunner_threads = 0\n"
                   "runner_memory_bytes = -5\nruner_user = 1\nquarantine_error_rate = 1.5\nquarantine_window_ms = 10\n"
-                  "runner_user = \"\"\n") ==
+                  "runner_user = \"\"\nrunner_network = \"no\"\n") ==
         std::vector<std::string>{
             "keel.toml:2:13: [plugins] isolation: 'container' is not one of in-process, process",
             "keel.toml:4:13: [plugin.a] isolation: expected \"in-process\" or \"process\"",
@@ -1020,6 +1026,7 @@ TEST_CASE("bad isolation and runner keys are reported at the value", "[config][i
             "keel.toml:9:24: [plugin.a] quarantine_window_ms: expected an integer number of milliseconds in "
             "1000..3600000",
             "keel.toml:10:15: [plugin.a] runner_user: expected a user name, e.g. \"nobody\"",
+            "keel.toml:11:18: [plugin.a] runner_network: expected true or false",
         });
 }
 
