@@ -99,6 +99,24 @@ std::string proc_file(int pid, const std::string& what) {
 
 bool process_gone(int pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
 
+/// The pid the process `pid` (as this test sees it) has in its own PID namespace: the last of
+/// its NSpid line (a runner in namespaces is not pid `pid` to itself).
+int pid_inside(int pid) {
+  std::istringstream status(proc_file(pid, "status"));
+  for (std::string line; std::getline(status, line);) {
+    if (!line.starts_with("NSpid:")) continue;
+    const auto last = line.find_last_of(" \t");
+    return std::stoi(line.substr(last + 1));
+  }
+  return pid;
+}
+
+/// The pid of the isolated crasher's runner if it answered /pid itself; 0 otherwise.
+int serving_runner(const KeelHost& host) {
+  const int pid = runner_pid(host, "crasher");
+  return pid > 0 && served_pid(host) == pid_inside(pid) ? pid : 0;
+}
+
 int admin_post(const KeelHost& host, const std::string& path) {
   const auto r = simple_request(host.port(), "POST", path, {}, kBearer);
   return r ? r->status : 0;
@@ -133,9 +151,8 @@ TEST_CASE("isolation: a plugin in its own process answers as it does in process"
 TEST_CASE("isolation: a crashing runner answers 502 while everything else keeps serving, then restarts",
           "[isolation][integration]") {
   KeelHost host(options({fixture("crasher"), fixture("no_op")}, kCrasherIsolated));
-  const int first = served_pid(host);
+  const int first = serving_runner(host);
   REQUIRE(first > 0);
-  CHECK(first == runner_pid(host, "crasher"));
 
   std::atomic<bool> stop{false};
   std::atomic<int> pings{0}, failures{0};
@@ -149,11 +166,11 @@ TEST_CASE("isolation: a crashing runner answers 502 while everything else keeps 
   CHECK(body.find("crashed while handling the request") != std::string::npos);
   CHECK(std::chrono::steady_clock::now() - started < 5s);  // at once, not at the request timeout
   int second = 0;
-  CHECK(eventually([&] { return (second = served_pid(host)) > 0; }));
+  CHECK(eventually([&] { return (second = serving_runner(host)) > 0; }));
   CHECK(second != first);
 
   CHECK(get(host, "/api/crasher/abort").first == 502);
-  CHECK(eventually([&] { return served_pid(host) > 0; }));
+  CHECK(eventually([&] { return serving_runner(host) > 0; }));
   stop = true;
   neighbour.join();
   CHECK(failures.load() == 0);
@@ -176,7 +193,7 @@ TEST_CASE("isolation: a runner killed with SIGKILL is restarted", "[isolation][i
   REQUIRE(pid > 0);
   REQUIRE(::kill(pid, SIGKILL) == 0);
   int next = 0;
-  CHECK(eventually([&] { return (next = served_pid(host)) > 0 && next != pid; }));
+  CHECK(eventually([&] { return (next = serving_runner(host)) > 0 && next != pid; }));
   CHECK(plugin_entry(host, "crasher")["runner"]["last_crash"].get<std::string>().find("SIGKILL") != std::string::npos);
   CHECK(host.stop() == 0);
 }
@@ -189,7 +206,7 @@ TEST_CASE("isolation: a hung runner is killed after the ping timeout and restart
   // A request sent to the frozen runner waits until the host gives up on it, then gets 502.
   CHECK(get(host, "/api/crasher/pid").first == 502);
   int next = 0;
-  CHECK(eventually([&] { return (next = served_pid(host)) > 0 && next != pid; }));
+  CHECK(eventually([&] { return (next = serving_runner(host)) > 0 && next != pid; }));
   const auto last = plugin_entry(host, "crasher")["runner"]["last_crash"].get<std::string>();
   CHECK(last.find("did not answer pings") != std::string::npos);
   CHECK(last.find("hung") != std::string::npos);
@@ -230,7 +247,7 @@ TEST_CASE("isolation: the runner gets its limits and drops root for the configur
   CHECK(limits.find("Max cpu time              600                  600") != std::string::npos);
   if (::geteuid() == 0) {
     CHECK(proc_file(pid, "status").find("Uid:\t65534\t65534\t65534\t65534") != std::string::npos);
-    CHECK(served_pid(host) == pid);  // and it still serves
+    CHECK(serving_runner(host) == pid);  // and it still serves
   }
   const auto reported = plugin_entry(host, "crasher")["runner"]["limits"].dump();
   CHECK(reported.find("RLIMIT_NOFILE=64") != std::string::npos);
@@ -244,7 +261,7 @@ TEST_CASE("isolation: a runner starts with a minimal environment, never the host
   KeelHost host(o);
   const int pid = runner_pid(host, "crasher");
   REQUIRE(pid > 0);
-  REQUIRE(served_pid(host) == pid);
+  REQUIRE(serving_runner(host) == pid);
   const auto host_env = proc_file(host.process().pid(), "environ");
   REQUIRE(host_env.find("KEEL_ADMIN_TOKEN=iso-token") != std::string::npos);  // the host has them...
   const auto env = proc_file(pid, "environ");                                 // ...its runner does not
@@ -277,7 +294,7 @@ TEST_CASE("isolation: the code a runner restarts from is sealed: nothing can cha
   KeelHost host(options({fixture("crasher")}, kCrasherIsolated));
   const int pid = runner_pid(host, "crasher");
   REQUIRE(pid > 0);
-  REQUIRE(served_pid(host) == pid);
+  REQUIRE(serving_runner(host) == pid);
   // The runner's mapping of the host's in-memory copy of crasher.so.
   std::string range;
   std::istringstream maps(proc_file(pid, "maps"));
@@ -338,7 +355,7 @@ TEST_CASE("isolation: a cgroup holds the runner to its CPU share and memory ceil
     // are reported with the reason (and logged), and the plugin runs without them.
     CHECK(host.process().output().find("plugin runner limits not applied plugin=crasher") != std::string::npos);
     WARN("KEEL_SKIP: no usable cgroup here: " << cpu << "; " << memory);
-    CHECK(served_pid(host) == pid);
+    CHECK(serving_runner(host) == pid);
     CHECK(host.stop() == 0);
     return;
   }
@@ -363,8 +380,8 @@ TEST_CASE("isolation: a cgroup holds the runner to its CPU share and memory ceil
   // Touching more memory than the ceiling ends the runner (the kernel's OOM killer), not the
   // host: 502, a crash killed by SIGKILL, a new runner.
   CHECK(get(host, "/api/crasher/alloc/1024").first == 502);
-  CHECK(eventually([&] { return served_pid(host) > 0; }));
-  CHECK(served_pid(host) != pid);
+  CHECK(eventually([&] { return serving_runner(host) > 0; }));
+  CHECK(serving_runner(host) != pid);
   CHECK(plugin_entry(host, "crasher")["runner"]["last_crash"].get<std::string>().find("SIGKILL") != std::string::npos);
   CHECK(get(host, "/api/crasher/alloc/16") == std::pair{200, std::string("allocated")});
 
@@ -374,10 +391,10 @@ TEST_CASE("isolation: a cgroup holds the runner to its CPU share and memory ceil
 
 TEST_CASE("isolation: a reload starts a new runner and ends the old one", "[isolation][integration][reload]") {
   KeelHost host(options({fixture("crasher")}, kCrasherIsolated));
-  const int first = served_pid(host);
+  const int first = serving_runner(host);
   REQUIRE(first > 0);
   CHECK(admin_post(host, "/admin/plugins/crasher/reload") == 200);
-  const int second = served_pid(host);
+  const int second = serving_runner(host);
   CHECK(second > 0);
   CHECK(second != first);
   CHECK(eventually([&] { return process_gone(first); }));
@@ -411,6 +428,94 @@ TEST_CASE("error budget: a plugin answering too many 5xx leaves routing until en
     CHECK(body.find("p99 latency was") != std::string::npos);
     CHECK(admin_post(host, "/admin/plugins/crasher/enable") == 200);
     CHECK(served_pid(host) > 0);
+    CHECK(host.stop() == 0);
+  }
+}
+
+TEST_CASE("isolation: a hostile runner reaches no other plugin's files, no config, no host process",
+          "[isolation][integration][containment]") {
+  // hostile runs isolated with no runner_user next to store (in process), which keeps a database.
+  KeelHost host(options({fixture("hostile"), fixture("store")},
+                        "[plugin.hostile]\nisolation = \"process\"\n[plugin.store]\nisolation = \"in-process\"\n"));
+  REQUIRE(simple_request(host.port(), "POST", "/api/store/items", "secret row")->status == 201);
+  const auto db = host.data_dir() / "store.db";
+  REQUIRE(fs::exists(db));
+  const auto entry = plugin_entry(host, "hostile");
+  const auto limits = entry["runner"]["limits"].dump();
+  if (::geteuid() != 0 && limits.find("namespaces not applied") != std::string::npos) {
+    // Not root and no unprivileged user namespaces: nothing can contain it; the host says so.
+    CHECK(host.process().output().find("plugin runner not in namespaces plugin=hostile") != std::string::npos);
+    WARN("KEEL_SKIP: no user namespaces here: " << limits);
+    CHECK(host.stop() == 0);
+    return;
+  }
+  const auto [status, body] = get(host, "/api/hostile/probe?pid=" + std::to_string(host.process().pid()) +
+                                            "&db=" + db.string() + "&config=" + host.config_file().string());
+  REQUIRE(status == 200);
+  INFO(body << "\nlimits: " << limits);
+  const auto probe = Json::parse(body);
+  CHECK(probe["db"] == false);
+  CHECK(probe["config"] == false);
+  CHECK(probe["environ"] == false);
+  CHECK(probe["other_pids"] == 0);
+  CHECK(probe["signal"] == false);
+  CHECK(probe["ptrace"] == false);
+  CHECK(limits.find("namespaces=") != std::string::npos);
+  CHECK(limits.find("seccomp=") != std::string::npos);
+  if (::geteuid() == 0) {
+    CHECK(probe["uid"] != 0);
+    CHECK(limits.find("user=dynamic") != std::string::npos);
+    CHECK(proc_file(runner_pid(host, "hostile"), "status").find("Uid:\t0\t") == std::string::npos);
+  }
+  // The host, which the runner could neither see nor touch, still serves and stops cleanly.
+  CHECK(get(host, "/api/store/count") == std::pair{200, std::string("1")});
+  const int pid = runner_pid(host, "hostile");
+  CHECK(host.stop() == 0);
+  CHECK(eventually([&] { return process_gone(pid); }));
+}
+
+TEST_CASE("isolation: runner_network = false leaves a runner only loopback of its own",
+          "[isolation][integration][containment]") {
+  const auto probe = [](const KeelHost& host) {
+    const auto [status, body] = get(host, "/api/hostile/probe?pid=" + std::to_string(host.process().pid()) +
+                                              "&port=" + std::to_string(host.port()));
+    REQUIRE(status == 200);
+    return Json::parse(body);
+  };
+  {
+    KeelHost host(options({fixture("hostile")}, "[plugin.hostile]\nisolation = \"process\"\n"));
+    if (plugin_entry(host, "hostile")["runner"]["limits"].dump().find("namespaces not applied") != std::string::npos) {
+      WARN("KEEL_SKIP: no namespaces here");
+      CHECK(host.stop() == 0);
+      return;
+    }
+    CHECK(probe(host)["connect"] == true);  // by default a plugin keeps the network (documented)
+    CHECK(host.stop() == 0);
+  }
+  KeelHost host(options({fixture("hostile")}, "[plugin.hostile]\nisolation = \"process\"\nrunner_network = false\n"));
+  CHECK(probe(host)["connect"] == false);
+  CHECK(plugin_entry(host, "hostile")["runner"]["limits"].dump().find("net (loopback only)") != std::string::npos);
+  CHECK(host.stop() == 0);
+}
+
+TEST_CASE("isolation: a runner as root needs runner_allow_root", "[isolation][integration][containment]") {
+  if (::geteuid() != 0) {
+    WARN("KEEL_SKIP: running a runner as root needs a host running as root");
+    return;
+  }
+  SECTION("runner_user = \"root\" alone is refused, naming the key") {
+    KeelHost host(options({fixture("crasher")}, std::string(kCrasherIsolated) + "runner_user = \"root\"\n"));
+    const auto entry = plugin_entry(host, "crasher");
+    CHECK(entry["state"] == "failed");
+    CHECK(entry["reason"].get<std::string>().find("runner_allow_root = true") != std::string::npos);
+    CHECK(host.stop() == 0);
+  }
+  SECTION("runner_allow_root = true runs it as root, with a warning") {
+    KeelHost host(options({fixture("crasher")}, std::string(kCrasherIsolated) + "runner_allow_root = true\n"));
+    const int pid = serving_runner(host);
+    REQUIRE(pid > 0);
+    CHECK(proc_file(pid, "status").find("Uid:\t0\t0\t0\t0") != std::string::npos);
+    CHECK(host.process().output().find("plugin runner runs as root plugin=crasher") != std::string::npos);
     CHECK(host.stop() == 0);
   }
 }
