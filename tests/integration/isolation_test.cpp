@@ -476,7 +476,7 @@ TEST_CASE("isolation: a hostile runner reaches no other plugin's files, no confi
 
 TEST_CASE("isolation: runner_network = false leaves a runner only loopback of its own",
           "[isolation][integration][containment]") {
-  const auto probe = [](const KeelHost& host) {
+  const auto probe = [](KeelHost& host) {
     const auto [status, body] = get(host, "/api/hostile/probe?pid=" + std::to_string(host.process().pid()) +
                                               "&port=" + std::to_string(host.port()));
     REQUIRE(status == 200);
