@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -77,15 +78,40 @@ bool loopback_up() noexcept {
   return ok;
 }
 
-NamespaceSupport probe() {
+/// "<inside> <outside> 1": the host's id seen from inside the runner's user namespace as itself,
+/// root as 65534 (so the runner has no capabilities there after exec).
+std::string id_map(unsigned id) { return std::to_string(id == 0 ? 65534U : id) + " " + std::to_string(id) + " 1\n"; }
+
+bool mapped(const char* file, unsigned id) {
+  const int fd = ::open(file, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return true;  // no user namespaces at all: every id exists
+  char buf[4096];
+  const auto n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* at = buf;
+  for (;;) {
+    char* end = nullptr;
+    const unsigned long inside = std::strtoul(at, &end, 10);
+    if (end == at) return false;
+    const unsigned long outside = std::strtoul(end, &end, 10);
+    const unsigned long count = std::strtoul(end, &end, 10);
+    static_cast<void>(outside);
+    if (id >= inside && id - inside < count) return true;
+    at = end;
+  }
+}
+
+NamespaceSupport probe(bool user) {
   NamespaceSupport s;
-  s.user = ::geteuid() != 0;
+  s.user = user;
   ContainPlan plan;
   plan.namespaces = true;
   plan.user_ns = s.user;
   if (s.user) {
-    plan.uid_map = std::to_string(::geteuid()) + " " + std::to_string(::geteuid()) + " 1\n";
-    plan.gid_map = std::to_string(::getegid()) + " " + std::to_string(::getegid()) + " 1\n";
+    plan.uid_map = id_map(::geteuid());
+    plan.gid_map = id_map(::getegid());
   }
   plan.scratch = {"/tmp"};
   int pipe_fds[2];
@@ -149,9 +175,17 @@ const char* describe(Step step) noexcept {
   return "start";
 }
 
-const NamespaceSupport& namespace_support() {
-  static const NamespaceSupport support = probe();
-  return support;
+const NamespaceSupport& namespace_support(bool user) {
+  if (user) {
+    static const NamespaceSupport with_user = probe(true);  // each probed when first asked
+    return with_user;
+  }
+  static const NamespaceSupport without = probe(false);
+  return without;
+}
+
+bool identity_mapped(uid_t uid, gid_t gid) {
+  return mapped("/proc/self/uid_map", uid) && mapped("/proc/self/gid_map", gid);
 }
 
 ContainPlan ContainPlan::make(const NamespaceSupport& support, bool network,
@@ -167,8 +201,8 @@ ContainPlan ContainPlan::make(const NamespaceSupport& support, bool network,
   p.namespaces = true;
   p.user_ns = support.user;
   if (p.user_ns) {
-    p.uid_map = std::to_string(::geteuid()) + " " + std::to_string(::geteuid()) + " 1\n";
-    p.gid_map = std::to_string(::getegid()) + " " + std::to_string(::getegid()) + " 1\n";
+    p.uid_map = id_map(::geteuid());
+    p.gid_map = id_map(::getegid());
   }
   p.scratch = {"/tmp", "/var/tmp", "/dev/shm"};
   p.hidden = {"/root", "/home", "/run/user"};

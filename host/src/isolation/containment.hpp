@@ -23,15 +23,20 @@ struct NamespaceSupport {
   bool user = false;   ///< through a user namespace (the host is not root)
   std::string why;     ///< when not available: the step that failed and the kernel's reason
 };
-/// Probes by doing what a spawn does, in a throw-away child (cached; thread-safe).
-const NamespaceSupport& namespace_support();
+/// Probes by doing what a spawn does, in a throw-away child (cached; thread-safe); `user`: with
+/// a user namespace of the runner's own (a host that cannot change uid).
+const NamespaceSupport& namespace_support(bool user);
+
+/// Whether `uid` and `gid` exist in the host's user namespace (a host that is root inside a user
+/// namespace may have no other uid to change to).
+bool identity_mapped(uid_t uid, gid_t gid);
 
 /// Everything the children need, prepared before fork().
 struct ContainPlan {
   bool namespaces = false;
   bool user_ns = false;
   bool network = true;  ///< false: a network namespace with only loopback
-  std::string uid_map, gid_map;  // user namespace: the host's ids mapped onto themselves
+  std::string uid_map, gid_map;  // user namespace: the host's ids mapped onto themselves (root onto 65534)
   std::vector<std::string> hidden;   // empty read-only file systems over these (host data)
   std::vector<std::string> scratch;  // fresh writable ones (/tmp, /var/tmp, /dev/shm)
   std::optional<std::pair<uid_t, gid_t>> drop;  // setgroups/setgid/setuid to these (host is root)

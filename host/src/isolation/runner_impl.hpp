@@ -164,7 +164,8 @@ struct Runner::Impl {
   /// The uid and gid to drop to (root only): runner_user, or a dynamic uid unless
   /// runner_allow_root; noted in `applied`. Throws for an unknown user, or root without
   /// runner_allow_root.
-  std::optional<std::pair<uid_t, gid_t>> runner_user(std::vector<std::string>& applied) const;
+  /// `own_user_ns` becomes true when the runner needs a user namespace instead (no uid to change to).
+  std::optional<std::pair<uid_t, gid_t>> runner_user(std::vector<std::string>& applied, bool& own_user_ns) const;
   /// Creates the cgroup with the first process (its restarts share it), noted in `applied`.
   void make_cgroup(std::vector<std::string>& applied);
   /// The instance of the process `pid` just executed (its namespace's init `init`, or -1),

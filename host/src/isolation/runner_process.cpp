@@ -250,12 +250,14 @@ std::shared_ptr<Instance> Runner::Impl::spawn() {
   const auto rlimits = rlimits_of(opts.settings);
   std::vector<std::string> applied;
   for (const auto& l : rlimits) applied.push_back(describe(l));
-  auto drop = runner_user(applied);
-  auto plan = ContainPlan::make(namespace_support(), opts.settings.network, opts.hidden, applied);
+  bool own_user_ns = ::geteuid() != 0;  // a host that cannot change uid
+  auto drop = runner_user(applied, own_user_ns);
+  const auto& support = namespace_support(own_user_ns);
+  auto plan = ContainPlan::make(support, opts.settings.network, opts.hidden, applied);
   plan.drop = drop;
   if (!plan.namespaces && limits.empty())
     log->warn("plugin runner not in namespaces plugin={}: {} (docs/isolation.md#what-a-runner-can-reach)", opts.plugin,
-              namespace_support().why);
+              support.why);
   const auto& seccomp = runner_seccomp_filter();
   applied.push_back(seccomp.describe());
   const int exe = open_binary(binary);
@@ -286,7 +288,8 @@ std::shared_ptr<Instance> Runner::Impl::spawn() {
   return adopt(ran.runner, ran.init, fds.sock, std::move(applied));
 }
 
-std::optional<std::pair<uid_t, gid_t>> Runner::Impl::runner_user(std::vector<std::string>& applied) const {
+std::optional<std::pair<uid_t, gid_t>> Runner::Impl::runner_user(std::vector<std::string>& applied,
+                                                                 bool& own_user_ns) const {
   const auto& s = opts.settings;
   const std::string key = "[plugin." + opts.plugin + "] ";
   if (::geteuid() != 0) {
@@ -302,6 +305,14 @@ std::optional<std::pair<uid_t, gid_t>> Runner::Impl::runner_user(std::vector<std
       return std::nullopt;
     }
     const auto ids = dynamic_identity(opts.plugin);
+    if (!identity_mapped(ids.first, ids.second)) {
+      // Root inside a user namespace that maps no other uid (e.g. unshare --map-root-user): no
+      // uid to change to; the runner is 65534 in a user namespace of its own, without capabilities.
+      own_user_ns = true;
+      applied.push_back("user unchanged (uid 0): the host's user namespace maps no other uid; uid 65534 without "
+                        "capabilities in a user namespace of its own");
+      return std::nullopt;
+    }
     applied.push_back("user=dynamic (uid " + std::to_string(ids.first) + ", gid " + std::to_string(ids.second) +
                       ", no account)");
     return ids;
