@@ -188,6 +188,7 @@ void admin_read(const http::Request& req, http::Response& res, const std::vector
         r["pid"] = st.runner_pid == 0 ? nlohmann::json(nullptr) : nlohmann::json(st.runner_pid);
         r["crashes"] = st.runner_crashes;
         r["restarts"] = st.runner_restarts;
+        r["busy"] = st.runner_busy;
         if (!st.runner_last_crash.empty()) r["last_crash"] = st.runner_last_crash;
         r["limits"] = st.runner_limits;
       }

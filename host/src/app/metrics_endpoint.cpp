@@ -116,6 +116,11 @@ void plugin_states(Exposition& m, const std::vector<plugins::PluginStatus>& stat
   for (const auto& st : statuses)
     if (first(st) && st.isolation == "process") m.sample({{"plugin", st.name}}, st.runner_restarts);
   seen.clear();
+  m.family("keel_plugin_runner_busy_total", MetricType::kCounter,
+           "Calls of the host API by the plugin's runner answered busy: the host's queue for it was full.");
+  for (const auto& st : statuses)
+    if (first(st) && st.isolation == "process") m.sample({{"plugin", st.name}}, st.runner_busy);
+  seen.clear();
   m.family("keel_plugin_quarantined", MetricType::kGauge,
            "1 while the plugin is quarantined (runner crashes or its error budget), else 0.");
   for (const auto& st : statuses)

@@ -131,6 +131,8 @@ struct EventsConfig {
   std::uint32_t batch = 256;  ///< range 1..100000: durable events read and acknowledged per delivery batch
   /// Range 0..1000000: dead letters of in-memory topics kept (oldest dropped).
   std::uint32_t dead_letter_capacity = 1000;
+  /// Range 1..67108864: largest event payload a publish may carry; more gets KEEL_ERR_TOO_LARGE.
+  std::uint32_t max_payload_bytes = 1048576;
 };
 
 /// One [plugin.<name>] table. Host-owned keys are typed; the rest is handed to the plugin.

@@ -100,6 +100,7 @@ void visit_keys(V& v, C& c) {
   v.duration("retention_ms", c.events.retention, 0, kMaxRetentionMs);
   v.integer("batch", c.events.batch, 1, 100000);
   v.integer("dead_letter_capacity", c.events.dead_letter_capacity, 0, 1000000);
+  v.integer("max_payload_bytes", c.events.max_payload_bytes, 1, 67108864);
 }
 
 // The limits of a [plugin.<name>] table (its runner process, its error budget), declared once
