@@ -128,7 +128,7 @@ double metric(const TempDir& dir, std::uint16_t port, const fs::path& ca, const 
 
 }  // namespace
 
-TEST_CASE("tls: curl gets a plugin's answer over https; plain HTTP to the TLS port gets none", "[tls]") {
+TEST_CASE("tls: curl gets a plugin's answer over https, plain HTTP to the TLS port gets none", "[tls]") {
   TempDir certs;
   const auto one = make_cert(certs, "keel-one");
   KeelHost host(keel::test::with_plugins({keel::test::example_plugin("hello")},
@@ -164,7 +164,7 @@ TEST_CASE("tls: curl gets a plugin's answer over https; plain HTTP to the TLS po
   CHECK(host.stop() == 0);
 }
 
-TEST_CASE("tls: TLS 1.0/1.1 and weak TLS 1.2 ciphers are refused; tls_min_version = 1.3 refuses 1.2", "[tls]") {
+TEST_CASE("tls: TLS 1.0/1.1 and weak TLS 1.2 ciphers are refused, tls_min_version = 1.3 refuses 1.2", "[tls]") {
   TempDir certs;
   const auto one = make_cert(certs, "keel-one");
   // SECLEVEL=0 lets this client offer TLS 1.1 (OpenSSL 3 and Debian's openssl.cnf refuse it
@@ -211,7 +211,7 @@ TEST_CASE("tls: a handshake that never comes is cut off at header_read_timeout_m
   CHECK(host.stop() == 0);
 }
 
-TEST_CASE("tls: SIGHUP gives new connections the new certificate; a bad one is refused and the old one stays",
+TEST_CASE("tls: SIGHUP gives new connections the new certificate, a bad one is refused and the old one stays",
           "[tls][reload]") {
   TempDir certs;
   const auto one = make_cert(certs, "keel-one");
