@@ -15,6 +15,7 @@
 #include "common/worker_pool.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
+#include "http/tls.hpp"
 #include "observability/log.hpp"
 #include "plugins/plugin_host.hpp"
 
@@ -99,8 +100,9 @@ class Cors {
 // Unknown paths get 404; a known path with the wrong method gets 405 with Allow (RFC 9110 §15.5.6).
 class Dispatcher final : public http::Handler {
  public:
-  Dispatcher(plugins::PluginHost& plugins, const config::Config& config, const std::atomic<bool>& draining)
-      : plugins_(plugins), cors_(config.cors), admin_(config.admin), draining_(draining) {}
+  Dispatcher(plugins::PluginHost& plugins, const config::Config& config, const std::atomic<bool>& draining,
+             const http::TlsContext* tls)
+      : plugins_(plugins), cors_(config.cors), admin_(config.admin), draining_(draining), tls_(tls) {}
 
   std::optional<http::Deferred> handle(const http::Request& req, http::Response& res) override {
     if (cors_.enabled()) {
@@ -136,7 +138,7 @@ class Dispatcher final : public http::Handler {
     }
     if (req.path == "/metrics") {
       if (!get) res.set_method_not_allowed("GET, HEAD");
-      else handle_metrics(res, plugins_);
+      else handle_metrics(res, plugins_, tls_);
       return std::nullopt;
     }
     if (is_admin_path(req.path)) {
@@ -185,10 +187,12 @@ class Dispatcher final : public http::Handler {
   Cors cors_;
   const config::AdminConfig& admin_;
   const std::atomic<bool>& draining_;
+  const http::TlsContext* tls_;
 };
 
-http::ServerOptions server_options(const config::Config& c) {
+http::ServerOptions server_options(const config::Config& c, std::shared_ptr<http::TlsContext> tls) {
   http::ServerOptions o;
+  o.tls = std::move(tls);
   o.listen = c.server.listen;
   o.io_threads = c.server.io_threads;
   o.max_connections = c.server.max_connections;
@@ -215,7 +219,39 @@ void write_port_file(const std::filesystem::path& file, std::uint16_t port) {
   std::filesystem::rename(tmp, file);
 }
 
+void log_certificate(const http::TlsContext& tls, const http::TlsCertificateInfo& info, std::string_view what) {
+  auto log = observability::logger("keel");
+  log->info("{} cert={} subject=\"{}\" sha256={} not_after={} min_version={}", what, tls.options().cert_file.string(),
+            info.subject, info.sha256, info.not_after, http::to_string(tls.options().min_version));
+  for (const auto& w : info.warnings) log->warn("tls: {}", w);
+}
+
+// SIGHUP: the certificate and key again, for new connections; open ones keep theirs.
+void reload_tls(http::TlsContext& tls) {
+  try {
+    log_certificate(tls, tls.reload(), "SIGHUP: tls certificate reloaded");
+  } catch (const http::TlsError& e) {
+    observability::logger("keel")->error("SIGHUP: tls certificate not reloaded: {}; new connections keep the one "
+                                         "loaded before (sha256={})",
+                                         e.what(), tls.certificate().sha256);
+  }
+}
+
 }  // namespace
+
+std::shared_ptr<http::TlsContext> load_tls(const config::Config& c) {
+  if (!c.server.tls()) return nullptr;
+  http::TlsOptions o{c.server.tls_cert, c.server.tls_key,
+                     c.server.tls_min_version == config::TlsVersion::k13 ? http::TlsMinVersion::kTls13
+                                                                         : http::TlsMinVersion::kTls12};
+  try {
+    return std::make_shared<http::TlsContext>(std::move(o));
+  } catch (const http::TlsError& e) {
+    const bool key = e.which() == http::TlsError::Which::kKey;
+    throw config::ConfigError({config::Diagnostic{config::SourcePos{c.source.string(), 0, 0},
+                                                  std::string(key ? "[server] tls_key: " : "[server] tls_cert: ") + e.what()}});
+  }
+}
 
 observability::LogOptions log_options(const config::Config& c) {
   return {c.log.level,
@@ -274,11 +310,13 @@ int App::run(const ServeOptions& options) {
   auto log = observability::logger("keel");
   if (options.listen) config_.server.listen = *options.listen;
   std::atomic<bool> draining{false};
+  const auto tls = load_tls(config_);  // before any plugin code runs, before anything starts
+  if (tls) log_certificate(*tls, tls->certificate(), "tls certificate loaded");
   WorkerPool pool(config_.server.worker_threads, config_.server.worker_queue);
   TimerQueue timers;
   plugins::PluginHost plugins(config_, pool, timers);
-  Dispatcher dispatcher(plugins, config_, draining);
-  http::Server server(server_options(config_), dispatcher);
+  Dispatcher dispatcher(plugins, config_, draining, tls.get());
+  http::Server server(server_options(config_, tls), dispatcher);
   server.listen();  // fail fast (port in use) before any plugin code runs
   plugins.start();
   server.start();
@@ -291,6 +329,7 @@ int App::run(const ServeOptions& options) {
   for (;;) {
     sigwait(&signals, &signal);
     if (signal != SIGHUP) break;
+    if (tls) reload_tls(*tls);  // here, not behind a plugin reload's drain on the admin queue
     // SIGHUP: the config file, then the plugin directory (on a worker: both block).
     log->info("SIGHUP: re-reading {} and the plugin directory {}", config_.source.string(),
               config_.plugins.directory.string());

@@ -16,6 +16,7 @@
 
 #include "app/app.hpp"
 #include "app/migration_report.hpp"
+#include "http/tls.hpp"
 #include "observability/log.hpp"
 #include "plugins/loader.hpp"
 #include "plugins/plugin_host.hpp"
@@ -46,7 +47,14 @@ int serve(const std::string& config_file, const ServeOptions& options) {
 
 int check_config(const std::string& config_file) {
   try {
-    (void)config::load(config_file, config::current_environment());
+    const auto cfg = config::load(config_file, config::current_environment());
+    // The same load `keel serve` does: files readable, key private and matching the certificate.
+    if (const auto tls = load_tls(cfg)) {
+      const auto cert = tls->certificate();
+      for (const auto& w : cert.warnings) std::printf("%s: warning: [server] tls: %s\n", config_file.c_str(), w.c_str());
+      std::printf("%s: tls certificate subject=\"%s\" sha256=%s\n", config_file.c_str(), cert.subject.c_str(),
+                  cert.sha256.c_str());
+    }
     std::printf("%s: ok\n", config_file.c_str());
     return 0;
   } catch (const config::ConfigError& e) {

@@ -42,6 +42,7 @@ class ConfigError : public std::runtime_error {
 
 enum class LogFormat { kText, kJson };
 enum class SyncMode { kNormal, kFull };
+enum class TlsVersion { k12, k13 };  ///< lowest TLS version a listener accepts
 
 struct ServerConfig {
   std::uint32_t worker_threads = 4;      ///< pool for blocking/serialized plugin handlers and plugin calls
@@ -51,6 +52,12 @@ struct ServerConfig {
   std::uint32_t max_connections = 10000;          ///< open client connections; more are refused with 503
   std::chrono::milliseconds drain_timeout{10000}; ///< graceful-shutdown budget for in-flight requests
   std::filesystem::path data_dir = "data";        ///< per-plugin databases live here (relative to the config file)
+  /// PEM certificate chain and private key (relative to the config file); both set = every
+  /// connection is TLS, both empty = plain HTTP. Re-read on SIGHUP (docs/security.md "TLS").
+  std::filesystem::path tls_cert;
+  std::filesystem::path tls_key;
+  TlsVersion tls_min_version = TlsVersion::k12;   ///< "1.2" or "1.3"
+  [[nodiscard]] bool tls() const noexcept { return !tls_cert.empty(); }
 };
 
 struct HttpConfig {

@@ -20,6 +20,7 @@ constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug", "info", "
 constexpr std::array<std::string_view, 2> kLogFormats{"text", "json"};  // in LogFormat order
 constexpr std::array<std::string_view, 2> kSyncModes{"normal", "full"};  // in SyncMode order
 constexpr std::array<std::string_view, 2> kIsolationModes{"in-process", "process"};
+constexpr std::array<std::string_view, 2> kTlsVersions{"1.2", "1.3"};  // in TlsVersion order
 
 // A day is far beyond any sane I/O timeout, and the cap keeps `steady_clock::now() + timeout`
 // (nanosecond ticks) from overflowing when the server arms its timers.
@@ -47,6 +48,9 @@ void visit_keys(V& v, C& c) {
   v.path("data_dir", c.server.data_dir);
   v.integer("worker_threads", c.server.worker_threads, 1, 256);
   v.integer("worker_queue", c.server.worker_queue, 1, 1000000);
+  v.path("tls_cert", c.server.tls_cert);  // both or neither: apply() names the missing one
+  v.path("tls_key", c.server.tls_key);
+  v.choice("tls_min_version", c.server.tls_min_version, kTlsVersions);
   v.section("http");
   v.integer("max_header_bytes", c.http.max_header_bytes, 1024, 1048576);
   // At most max_header_bytes as just applied; apply() reports a default above a lowered header limit.

@@ -1,8 +1,9 @@
 #pragma once
 // The HTTP/1.1 server: one acceptor, N I/O threads each running its own event loop, one
-// coroutine per connection. Beast and Asio stay inside server.cpp (compile time), so this
-// header is plain C++. listen()/start()/shutdown()/wait() may be called from any one thread;
-// shutdown() is also safe from a signal-handling thread while the server runs.
+// coroutine per connection, over plain TCP or TLS (ServerOptions::tls). Beast and Asio stay
+// inside server.cpp and tls.cpp (compile time), so this header is plain C++.
+// listen()/start()/shutdown()/wait() may be called from any one thread; shutdown() is also safe
+// from a signal-handling thread while the server runs.
 
 #include <chrono>
 #include <cstdint>
@@ -12,6 +13,8 @@
 #include "http/message.hpp"
 
 namespace keel::host::http {
+
+class TlsContext;
 
 struct ServerOptions {
   std::string listen = "127.0.0.1:8080";  ///< HOST:PORT, IPv6 as [::1]:8080; port 0 = ephemeral
@@ -25,6 +28,9 @@ struct ServerOptions {
   std::chrono::milliseconds request_timeout{30000};
   std::chrono::milliseconds write_timeout{30000};
   bool access_log = true;
+  /// Set: every connection is TLS with the context's current certificate (http/tls.hpp); a
+  /// second listener may share the same context. Null: plain HTTP.
+  std::shared_ptr<TlsContext> tls;
 };
 
 class Server {

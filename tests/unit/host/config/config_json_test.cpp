@@ -76,7 +76,10 @@ TEST_CASE("config to_json writes every section and key with the effective values
                             {"drain_timeout_ms", 10000},
                             {"data_dir", "/etc/keel/data"},
                             {"worker_threads", 4},
-                            {"worker_queue", 1024}});
+                            {"worker_queue", 1024},
+                            {"tls_cert", ""},
+                            {"tls_key", ""},
+                            {"tls_min_version", "1.2"}});
   CHECK(j["http"] == Json{{"max_header_bytes", 16384},
                           {"max_target_bytes", 8192},
                           {"max_body_bytes", 65536},
@@ -229,4 +232,12 @@ TEST_CASE("looks_secret also matches _key, _pass, _pwd and _auth endings after a
     INFO(name);
     CHECK_FALSE(cfg::looks_secret(name));
   }
+}
+
+TEST_CASE("config to_json shows the TLS file paths, never a key's content", "[config][admin][tls]") {
+  const auto c = cfg::parse("[server]\ntls_cert = \"cert.pem\"\ntls_key = \"private/key.pem\"\n", "/etc/keel/keel.toml", {});
+  auto j = json_of(c);
+  CHECK(j["server"]["tls_cert"] == "/etc/keel/cert.pem");
+  CHECK(j["server"]["tls_key"] == "/etc/keel/private/key.pem");  // a path, not a secret: shown for the operator
+  CHECK(j["server"]["tls_min_version"] == "1.2");
 }

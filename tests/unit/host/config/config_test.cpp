@@ -1038,3 +1038,35 @@ TEST_CASE("CORS: \"*\" with credentials and the null origin are refused, naming 
   const auto listed = parse_ok("[cors]\nallowed_origins = \"https://app.example\"\nallow_credentials = true\n");
   CHECK(listed.cors.allow_credentials);
 }
+
+TEST_CASE("TLS: tls_cert and tls_key are both set or neither, paths resolve, min version is 1.2 or 1.3",
+          "[config][tls]") {
+  const auto off = parse_ok("");
+  CHECK_FALSE(off.server.tls());
+  CHECK(off.server.tls_min_version == cfg::TlsVersion::k12);
+
+  const auto on = parse_ok("[server]\ntls_cert = \"tls/cert.pem\"\ntls_key = \"/secure/key.pem\"\ntls_min_version = \"1.3\"\n");
+  CHECK(on.server.tls());
+  CHECK(on.server.tls_cert == std::filesystem::path("/etc/keel/tls/cert.pem"));  // relative to the config file
+  CHECK(on.server.tls_key == std::filesystem::path("/secure/key.pem"));
+  CHECK(on.server.tls_min_version == cfg::TlsVersion::k13);
+
+  CHECK(single_error("[server]\ntls_cert = \"cert.pem\"\n") ==
+        "keel.toml:2:12: [server] tls_cert is set but tls_key is not: set tls_key to the certificate's private key "
+        "file (PEM), or remove tls_cert to serve plain HTTP");
+  CHECK(single_error("[server]\ntls_key = \"key.pem\"\n") ==
+        "keel.toml:2:11: [server] tls_key is set but tls_cert is not: set tls_cert to the certificate chain file "
+        "(PEM), or remove tls_key to serve plain HTTP");
+  CHECK(single_error("[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_min_version = \"1.1\"\n") ==
+        "keel.toml:4:19: [server] tls_min_version: '1.1' is not one of 1.2, 1.3 (did you mean '1.2'?)");
+  CHECK(single_error("[server]\ntls_cert = \"\"\ntls_key = \"k.pem\"\n") ==
+        "keel.toml:2:12: [server] tls_cert: must not be empty");
+
+  // The environment fills the other half like any [server] key.
+  const auto env = parse_ok("[server]\ntls_cert = \"cert.pem\"\n", {{"KEEL_SERVER_TLS_KEY", "/run/keys/key.pem"}});
+  CHECK(env.server.tls_key == std::filesystem::path("/run/keys/key.pem"));
+  const auto env_only = errors_of("", {{"KEEL_SERVER_TLS_CERT", "/c.pem"}});
+  REQUIRE(env_only.size() == 1);
+  CHECK(env_only.front() == "env KEEL_SERVER_TLS_CERT: [server] tls_cert is set but tls_key is not: set tls_key to "
+                            "the certificate's private key file (PEM), or remove tls_cert to serve plain HTTP");
+}
