@@ -808,6 +808,13 @@ void apply(const Settings& settings, Context& ctx, const std::filesystem::path& 
                        "site could read credentialed answers); list the origins that may send credentials");
   }
 
+  // [admin]: token lengths, token_file, the admin socket's path. A problem names the key it is about.
+  for (auto& problem : check_admin(config.admin, base)) {
+    const Setting* at = a.find("admin", problem.key);
+    ctx.error(at != nullptr ? at->where : SourcePos{ctx.file, 0, 0},
+              section_key("admin", problem.key) + ": " + std::move(problem.message));
+  }
+
   config.server.data_dir = resolve(base, config.server.data_dir);
   config.plugins.directory = resolve(base, config.plugins.directory);
   if (!config.log.file.empty()) config.log.file = resolve(base, config.log.file);
