@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <ctime>
@@ -12,13 +13,18 @@
 #include <span>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 #include <vector>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -37,6 +43,7 @@ namespace {
 namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
+using unix_stream = asio::local::stream_protocol;
 using Clock = std::chrono::steady_clock;
 using error_code = boost::system::error_code;
 using bsv = boost::beast::string_view;
@@ -299,6 +306,20 @@ class Server::Impl {
     std::thread thread;
   };
 
+  // One listening socket: TCP, or a unix socket for the admin listener. Its connections are
+  // served as tcp::socket either way (a unix stream socket reads and writes the same).
+  struct Acceptor {
+    Acceptor(Listener k, std::string s, asio::io_context& ctx) : kind(k), spec(std::move(s)), backoff(ctx) {}
+    Listener kind;
+    std::string spec;  ///< as configured: HOST:PORT or unix:/path
+    std::optional<tcp::acceptor> tcp_acceptor;
+    std::optional<unix_stream::acceptor> unix_acceptor;
+    std::string unix_path;  ///< the socket file, removed at shutdown
+    tcp::endpoint bound;
+    asio::steady_timer backoff;
+    [[nodiscard]] std::string address() const;
+  };
+
   Impl(ServerOptions options, Handler& handler)
       : options_(std::move(options)),
         handler_(handler),
@@ -306,8 +327,9 @@ class Server::Impl {
         access_log_(observability::logger("access")) {
     const auto n = std::max<std::uint32_t>(1, options_.io_threads);
     for (std::uint32_t i = 0; i < n; ++i) threads_.push_back(std::make_unique<IoThread>());
-    acceptor_.emplace(threads_[0]->ctx);
-    accept_backoff_.emplace(threads_[0]->ctx);
+    acceptors_.push_back(std::make_unique<Acceptor>(Listener::kPublic, options_.listen, threads_[0]->ctx));
+    if (!options_.admin_listen.empty())
+      acceptors_.push_back(std::make_unique<Acceptor>(Listener::kAdmin, options_.admin_listen, threads_[0]->ctx));
   }
 
   ~Impl() {
@@ -315,6 +337,7 @@ class Server::Impl {
       shutdown(std::chrono::milliseconds(0));
       wait();
     }
+    remove_socket_files();
   }
 
   void listen();
@@ -322,22 +345,29 @@ class Server::Impl {
   void shutdown(std::chrono::milliseconds drain_timeout);
   void wait();
 
-  tcp::endpoint local_endpoint() const { return bound_; }
+  tcp::endpoint local_endpoint() const { return acceptors_[0]->bound; }
+  std::string admin_address() const {
+    for (const auto& a : acceptors_)
+      if (a->kind == Listener::kAdmin) return a->address();
+    return {};
+  }
   std::uint64_t connection_count() const noexcept { return connections_.load(std::memory_order_relaxed); }
 
  private:
-  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> accept_loop(Acceptor& acceptor);
+  asio::awaitable<std::tuple<error_code, tcp::socket>> accept_one(Acceptor& acceptor, asio::io_context& ctx);
   asio::awaitable<void> sweep_loop(IoThread& io);
   void refuse(tcp::socket socket);
+  void listen_tcp(Acceptor& a);
+  void listen_unix(Acceptor& a);
+  void remove_socket_files() noexcept;
 
   ServerOptions options_;
   Handler& handler_;
   std::shared_ptr<spdlog::logger> http_log_;
   std::shared_ptr<spdlog::logger> access_log_;
   std::vector<std::unique_ptr<IoThread>> threads_;
-  std::optional<tcp::acceptor> acceptor_;
-  std::optional<asio::steady_timer> accept_backoff_;
-  tcp::endpoint bound_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;  ///< [0] is the public listener
   std::atomic<std::uint64_t> connections_{0};
   std::atomic<bool> stopping_{false};
   std::size_t next_thread_ = 0;
@@ -349,11 +379,15 @@ class Server::Impl {
 // can enforce deadlines and shutdown can find idle connections.
 class Server::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Impl& server, IoThread& io, tcp::socket socket)
+  Session(Impl& server, IoThread& io, tcp::socket socket, const Acceptor& acceptor)
       : server_(server), io_(io), socket_(std::move(socket)),
-        buffer_(static_cast<std::size_t>(server.options_.max_header_bytes) + kReadChunk) {
+        buffer_(static_cast<std::size_t>(server.options_.max_header_bytes) + kReadChunk), listener_(acceptor.kind) {
     it_ = io_.sessions.insert(io_.sessions.end(), this);
     error_code ec;
+    if (acceptor.unix_acceptor) {
+      remote_ = "unix";
+      return;
+    }
     const auto peer = socket_.remote_endpoint(ec);
     if (!ec) remote_ = format_endpoint(peer);
     socket_.set_option(tcp::no_delay(true), ec);
@@ -445,6 +479,7 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session> {
   Clock::time_point deadline_ = Clock::time_point::max();
   bool timed_out_ = false;
   bool idle_ = false;
+  Listener listener_;
 
   // Per-request state, reused across requests to keep the steady state allocation-free.
   std::string header_block_;
@@ -680,6 +715,7 @@ std::optional<Deferred> Server::Impl::Session::handle_request() {
   request_.headers = headers_;
   request_.body = body_;
   request_.remote_address = remote_;
+  request_.listener = listener_;
   request_.deadline = deadline_;
   response_.clear();
   std::optional<Deferred> deferred;
@@ -768,7 +804,14 @@ asio::awaitable<void> Server::Impl::Session::run() {
 // ---------------------------------------------------------------------------------------------
 
 void Server::Impl::listen() {
-  const auto& listen = options_.listen;
+  for (auto& a : acceptors_) {
+    if (a->spec.starts_with("unix:")) listen_unix(*a);
+    else listen_tcp(*a);
+  }
+}
+
+void Server::Impl::listen_tcp(Acceptor& a) {
+  const auto& listen = a.spec;
   const auto colon = listen.rfind(':');
   if (colon == std::string::npos) throw std::runtime_error("listen address '" + listen + "' is not HOST:PORT");
   std::string host = listen.substr(0, colon);
@@ -782,13 +825,51 @@ void Server::Impl::listen() {
   auto address = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
   if (ec) throw std::runtime_error("listen address '" + listen + "': '" + host + "' is not an IP address");
   const tcp::endpoint endpoint(address, static_cast<std::uint16_t>(port));
-  auto& acc = *acceptor_;
+  auto& acc = a.tcp_acceptor.emplace(threads_[0]->ctx);
   acc.open(endpoint.protocol(), ec);
   if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acc.bind(endpoint, ec);
   if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) throw std::runtime_error("cannot listen on " + listen + ": " + ec.message());
-  bound_ = acc.local_endpoint();
+  a.bound = acc.local_endpoint();
+}
+
+// unix:/path: a socket file left by a process that died is replaced; one a live process listens
+// on, or a file that is not a socket, is not touched. The file is 0600 before anyone can connect
+// (a connect succeeds only after listen()).
+void Server::Impl::listen_unix(Acceptor& a) {
+  const std::string path = a.spec.substr(5);
+  const auto fail = [&](const std::string& why) { throw std::runtime_error("cannot listen on " + a.spec + ": " + why); };
+  error_code ec;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) fail("the path exists and is not a socket; remove it or choose another path");
+    unix_stream::socket probe(threads_[0]->ctx);
+    probe.connect(unix_stream::endpoint(path), ec);
+    if (!ec) fail("another process is listening on it (is keel already running?)");
+    if (::unlink(path.c_str()) != 0) fail(std::string("cannot remove the stale socket file: ") + std::strerror(errno));
+    ec = {};
+  }
+  auto& acc = a.unix_acceptor.emplace(threads_[0]->ctx);
+  acc.open(unix_stream(), ec);
+  if (!ec) acc.bind(unix_stream::endpoint(path), ec);
+  if (ec) fail(ec.message());
+  a.unix_path = path;
+  if (::chmod(path.c_str(), 0600) != 0) fail(std::string("cannot make the socket file private: ") + std::strerror(errno));
+  acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) fail(ec.message());
+}
+
+void Server::Impl::remove_socket_files() noexcept {
+  for (auto& a : acceptors_) {
+    if (a->unix_path.empty()) continue;
+    ::unlink(a->unix_path.c_str());
+    a->unix_path.clear();
+  }
+}
+
+std::string Server::Impl::Acceptor::address() const {
+  return unix_acceptor ? spec : format_endpoint(bound);
 }
 
 void Server::Impl::refuse(tcp::socket socket) {
@@ -804,12 +885,25 @@ void Server::Impl::refuse(tcp::socket socket) {
   socket.close(ec);
 }
 
-asio::awaitable<void> Server::Impl::accept_loop() {
+// A connection from either kind of acceptor, as a tcp::socket (a unix one keeps its descriptor).
+asio::awaitable<std::tuple<error_code, tcp::socket>> Server::Impl::accept_one(Acceptor& a, asio::io_context& ctx) {
+  if (a.tcp_acceptor) co_return co_await a.tcp_acceptor->async_accept(ctx, kAsTuple);
+  auto [ec, peer] = co_await a.unix_acceptor->async_accept(ctx, kAsTuple);
+  tcp::socket socket(ctx);
+  if (!ec) {
+    const auto fd = peer.release(ec);
+    if (!ec) socket.assign(tcp::v4(), fd, ec);
+    if (ec) ::close(fd);
+  }
+  co_return std::tuple<error_code, tcp::socket>{ec, std::move(socket)};
+}
+
+asio::awaitable<void> Server::Impl::accept_loop(Acceptor& acceptor) {
   auto last_fd_warning = Clock::time_point{};
   for (;;) {
     auto& target = *threads_[next_thread_];
     next_thread_ = (next_thread_ + 1) % threads_.size();
-    auto [ec, socket] = co_await acceptor_->async_accept(target.ctx, kAsTuple);
+    auto [ec, socket] = co_await accept_one(acceptor, target.ctx);
     if (stopping_.load()) co_return;
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;
@@ -820,18 +914,19 @@ asio::awaitable<void> Server::Impl::accept_loop() {
         http_log_->warn("accept failed, backing off error=\"{}\" connections={}", ec.message(), connection_count());
         last_fd_warning = now;
       }
-      accept_backoff_->expires_after(std::chrono::milliseconds(100));
-      co_await accept_backoff_->async_wait(kAsTuple);
+      acceptor.backoff.expires_after(std::chrono::milliseconds(100));
+      co_await acceptor.backoff.async_wait(kAsTuple);
       continue;
     }
-    if (connections_.load(std::memory_order_relaxed) >= options_.max_connections) {
+    // The admin listener is exempt, so a flood on the public one cannot lock the operator out.
+    if (acceptor.kind == Listener::kPublic && connections_.load(std::memory_order_relaxed) >= options_.max_connections) {
       http_log_->debug("connection refused: max_connections={} reached", options_.max_connections);
       refuse(std::move(socket));
       continue;
     }
     connections_.fetch_add(1, std::memory_order_relaxed);
-    asio::post(target.ctx, [this, &target, s = std::move(socket)]() mutable {
-      auto session = std::make_shared<Session>(*this, target, std::move(s));
+    asio::post(target.ctx, [this, &target, &acceptor, s = std::move(socket)]() mutable {
+      auto session = std::make_shared<Session>(*this, target, std::move(s), acceptor);
       asio::co_spawn(target.ctx, [session]() -> asio::awaitable<void> { co_await session->run(); },
                      [log = http_log_](const std::exception_ptr& e) {
                        if (!e) return;
@@ -865,7 +960,7 @@ asio::awaitable<void> Server::Impl::sweep_loop(IoThread& io) {
 
 void Server::Impl::start() {
   started_ = true;
-  asio::co_spawn(threads_[0]->ctx, accept_loop(), asio::detached);
+  for (auto& a : acceptors_) asio::co_spawn(threads_[0]->ctx, accept_loop(*a), asio::detached);
   for (auto& t : threads_) {
     asio::co_spawn(t->ctx, sweep_loop(*t), asio::detached);
     t->thread = std::thread([&io = *t, log = http_log_] {
@@ -876,8 +971,9 @@ void Server::Impl::start() {
       }
     });
   }
-  http_log_->info("listening address={} io_threads={} max_connections={}", format_endpoint(bound_), threads_.size(),
-                  options_.max_connections);
+  http_log_->info("listening address={} io_threads={} max_connections={}", format_endpoint(local_endpoint()),
+                  threads_.size(), options_.max_connections);
+  if (const auto admin = admin_address(); !admin.empty()) http_log_->info("listening admin_address={}", admin);
 }
 
 void Server::Impl::shutdown(std::chrono::milliseconds drain_timeout) {
@@ -885,8 +981,12 @@ void Server::Impl::shutdown(std::chrono::milliseconds drain_timeout) {
   const auto deadline = Clock::now() + drain_timeout;
   asio::post(threads_[0]->ctx, [this] {
     error_code ec;
-    acceptor_->close(ec);
-    accept_backoff_->cancel();
+    for (auto& a : acceptors_) {
+      if (a->tcp_acceptor) a->tcp_acceptor->close(ec);
+      if (a->unix_acceptor) a->unix_acceptor->close(ec);
+      a->backoff.cancel();
+    }
+    remove_socket_files();
   });
   for (auto& t : threads_) {
     asio::post(t->ctx, [&io = *t, deadline] {
@@ -911,6 +1011,7 @@ Server::~Server() = default;
 void Server::listen() { impl_->listen(); }
 std::string Server::local_address() const { return format_endpoint(impl_->local_endpoint()); }
 std::uint16_t Server::local_port() const { return impl_->local_endpoint().port(); }
+std::string Server::admin_address() const { return impl_->admin_address(); }
 void Server::start() { impl_->start(); }
 void Server::shutdown(std::chrono::milliseconds drain_timeout) { impl_->shutdown(drain_timeout); }
 void Server::wait() { impl_->wait(); }
