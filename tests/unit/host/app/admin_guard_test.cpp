@@ -85,14 +85,14 @@ TEST_CASE("admin guard: the table of client addresses stays bounded", "[admin]")
   CHECK(table.blocked_for("10.0.4999", limits, t0 + 5s) > 0);
 }
 
-TEST_CASE("admin guard: client addresses drop the port; a unix socket is one client", "[admin]") {
+TEST_CASE("admin guard: client addresses drop the port, a unix socket is one client", "[admin]") {
   CHECK(app::client_of("127.0.0.1:53412") == "127.0.0.1");
   CHECK(app::client_of("[::1]:8080") == "[::1]");
   CHECK(app::client_of("unix") == "unix");
   CHECK(app::client_of("") == "unix");
 }
 
-TEST_CASE("admin guard: token_next is accepted next to the token; update() replaces both", "[admin]") {
+TEST_CASE("admin guard: token_next is accepted next to the token, update() replaces both", "[admin]") {
   app::AdminGuard guard(admin_config(kToken, kNext));
   CHECK(attempt(guard, "192.0.2.1:1", kToken).verdict == app::AdminGuard::Verdict::kAllowed);
   CHECK(attempt(guard, "192.0.2.1:1", kNext).verdict == app::AdminGuard::Verdict::kAllowed);
