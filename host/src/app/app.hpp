@@ -28,6 +28,9 @@ namespace keel::host::app {
 struct ServeOptions {
   std::optional<std::string> listen;               ///< overrides [server] listen
   std::optional<std::filesystem::path> port_file;  ///< written with the bound port once serving
+  /// Written (before port_file) with the admin listener's address, "HOST:PORT" or "unix:/path";
+  /// an empty line without [admin] listen.
+  std::optional<std::filesystem::path> admin_address_file;
 };
 
 class App {
@@ -35,9 +38,10 @@ class App {
   explicit App(config::Config config);
   /// Serve until SIGINT or SIGTERM, then drain and return 0. Throws on start-up failure.
   /// SIGHUP re-reads the config file (an invalid one is refused and the running one stays):
-  /// logging and the [plugin.*] sections apply at once, other changes wait for a restart; then
-  /// the plugin directory is re-read (PluginHost::sync_directory). With TLS, the certificate and
-  /// key files are read again first: new connections get them, or a bad pair is refused.
+  /// logging, the [plugin.*] sections and the admin tokens apply at once, other changes wait for a
+  /// restart; then the plugin directory is re-read (PluginHost::sync_directory). With TLS, the
+  /// certificate and key files are read again first: new connections get them, or a bad pair is
+  /// refused.
   int run(const ServeOptions& options);
 
  private:

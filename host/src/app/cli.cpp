@@ -425,6 +425,10 @@ int run_cli(int argc, char** argv) {
   serve_cmd->add_option("--config", serve_config, "host configuration file (TOML)")->required();
   serve_cmd->add_option("--listen", listen, "HOST:PORT to listen on, overriding [server] listen");
   serve_cmd->add_option("--port-file", port_file, "write the bound port to this file once serving");
+  std::string admin_address_file;
+  serve_cmd->add_option("--admin-address-file", admin_address_file,
+                        "write the admin listener's address ([admin] listen: HOST:PORT or unix:/path) to this file "
+                        "once serving, before --port-file");
 
   auto* config_cmd = cli.add_subcommand("config", "configuration tools");
   config_cmd->require_subcommand(1);
@@ -480,6 +484,7 @@ int run_cli(int argc, char** argv) {
     ServeOptions options;
     if (!listen.empty()) options.listen = listen;
     if (!port_file.empty()) options.port_file = port_file;
+    if (!admin_address_file.empty()) options.admin_address_file = admin_address_file;
     return serve(serve_config, options);
   }
   if (*check_cmd) return check_config(check_file);

@@ -6,6 +6,7 @@
 
 #include <keel/plugin.h>
 
+#include "app/admin_guard.hpp"
 #include "events/bus.hpp"
 #include "http/tls.hpp"
 #include "observability/log.hpp"
@@ -40,6 +41,13 @@ void build_and_process(Exposition& m) {
   m.sample({}, log.write_errors);
   m.family("keel_log_rotations_total", MetricType::kCounter, "Log file rotations ([log] max_file_bytes).");
   m.sample({}, log.rotations);
+
+  const auto admin = admin_auth_stats();
+  m.family("keel_admin_auth_failures_total", MetricType::kCounter,
+           "Admin API requests refused: result=refused (missing or wrong token, 401) or throttled (too many failed "
+           "attempts from the client's address, 429).");
+  m.sample({{"result", "refused"}}, admin.refused);
+  m.sample({{"result", "throttled"}}, admin.throttled);
 
   const auto p = observability::read_process_stats();
   if (!p) return;

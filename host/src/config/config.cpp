@@ -819,6 +819,13 @@ void apply(const Settings& settings, Context& ctx, const std::filesystem::path& 
                               "(PEM), or remove tls_key to serve plain HTTP");
   }
 
+  // [admin]: token lengths, token_file, the admin socket's path. A problem names the key it is about.
+  for (auto& problem : check_admin(config.admin, base)) {
+    const Setting* at = a.find("admin", problem.key);
+    ctx.error(at != nullptr ? at->where : SourcePos{ctx.file, 0, 0},
+              section_key("admin", problem.key) + ": " + std::move(problem.message));
+  }
+
   config.server.data_dir = resolve(base, config.server.data_dir);
   if (!config.server.tls_cert.empty()) config.server.tls_cert = resolve(base, config.server.tls_cert);
   if (!config.server.tls_key.empty()) config.server.tls_key = resolve(base, config.server.tls_key);

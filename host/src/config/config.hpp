@@ -4,6 +4,7 @@
 // Plain values; safe to copy and to read from any thread once built.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -80,8 +81,27 @@ struct LogConfig {
   std::uint32_t max_files = 5;       ///< rotated files kept: <file>.1 .. <file>.<max_files>
 };
 
+/// Shortest admin token accepted (from the file, the environment or token_file): 32 characters,
+/// e.g. `openssl rand -hex 32` (64). Shorter ones are refused at start, by `keel config check` and on SIGHUP.
+inline constexpr std::size_t kMinAdminTokenLength = 32;
+
 struct AdminConfig {
-  std::string token;  ///< bearer token for /admin; empty disables the admin API (env KEEL_ADMIN_TOKEN)
+  std::string token;       ///< bearer token for /admin; empty disables the admin API (env KEEL_ADMIN_TOKEN)
+  std::string token_next;  ///< a second accepted token while clients move to it (rotation); needs `token`
+  /// File holding the token (first line) and optionally the next one (second line), read at start
+  /// and on SIGHUP; must not be readable or writable by group or others. Excludes token/token_next.
+  std::filesystem::path token_file;
+  /// Where /admin/* is served: "" = on [server] listen; "HOST:PORT" or "unix:/path" = only there.
+  std::string listen;
+  std::uint32_t max_failed_attempts = 10;  ///< failed bearer tokens from one client address per window ...
+  std::chrono::milliseconds failed_attempts_window{60000};  ///< ... then 429 until the window ends
+  /// Every token a request may present: token, then token_next when set.
+  [[nodiscard]] std::vector<std::string> tokens() const {
+    std::vector<std::string> out;
+    if (!token.empty()) out.push_back(token);
+    if (!token_next.empty()) out.push_back(token_next);
+    return out;
+  }
 };
 
 struct PluginsConfig {

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.hpp"
 
@@ -32,6 +33,18 @@ constexpr std::int64_t kMaxUint32 = std::numeric_limits<std::uint32_t>::max();
 
 /// Why a [server] listen value is not HOST:PORT, or nothing.
 std::optional<std::string> listen_problem(std::string_view listen);
+/// Why an [admin] listen value is neither HOST:PORT nor unix:PATH, or nothing ("" is fine: unset).
+std::optional<std::string> admin_listen_problem(std::string_view listen);
+
+/// A problem with the [admin] settings as a whole, blamed on `key` of [admin] (admin_keys.cpp).
+struct AdminProblem {
+  std::string_view key;
+  std::string message;  ///< without the "[admin] key: " prefix
+};
+/// After the keys are applied: resolves token_file and the unix socket path against `base`,
+/// reads token_file into token/token_next, and checks lengths and combinations. Never puts a
+/// token's text into a message.
+std::vector<AdminProblem> check_admin(AdminConfig& admin, const std::filesystem::path& base);
 
 
 // Every key of the host's sections, declared once and in order (suggestions prefer the first of
@@ -70,6 +83,11 @@ void visit_keys(V& v, C& c) {
   v.integer("max_files", c.log.max_files, 0, 1000);
   v.section("admin");
   v.secret("token", c.admin.token);
+  v.secret("token_next", c.admin.token_next);
+  v.path("token_file", c.admin.token_file);
+  v.text("listen", c.admin.listen, admin_listen_problem);
+  v.integer("max_failed_attempts", c.admin.max_failed_attempts, 1, 1000000);
+  v.duration("failed_attempts_window_ms", c.admin.failed_attempts_window, 1000, kMaxDurationMs);
   v.section("plugins");
   v.path("directory", c.plugins.directory);
   v.flag("watch", c.plugins.watch);

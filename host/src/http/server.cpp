@@ -30,6 +30,7 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "http/header_scanner.hpp"
+#include "http/listener.hpp"
 #include "http/tls.hpp"
 #include "observability/log.hpp"
 #include "observability/trace.hpp"
@@ -268,14 +269,6 @@ void generate_request_id(std::array<char, 16>& out) {
   }
 }
 
-std::string format_endpoint(const tcp::endpoint& ep) {
-  const auto addr = ep.address();
-  std::string out = addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string();
-  out += ':';
-  out += std::to_string(ep.port());
-  return out;
-}
-
 bool safe_field_text(std::string_view s) {
   return std::none_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
 }
@@ -313,8 +306,9 @@ class Server::Impl {
         access_log_(observability::logger("access")) {
     const auto n = std::max<std::uint32_t>(1, options_.io_threads);
     for (std::uint32_t i = 0; i < n; ++i) threads_.push_back(std::make_unique<IoThread>());
-    acceptor_.emplace(threads_[0]->ctx);
-    accept_backoff_.emplace(threads_[0]->ctx);
+    listeners_.push_back(std::make_unique<ListenSocket>(Listener::kPublic, options_.listen, threads_[0]->ctx));
+    if (!options_.admin_listen.empty())
+      listeners_.push_back(std::make_unique<ListenSocket>(Listener::kAdmin, options_.admin_listen, threads_[0]->ctx));
   }
 
   ~Impl() {
@@ -329,15 +323,20 @@ class Server::Impl {
   void shutdown(std::chrono::milliseconds drain_timeout);
   void wait();
 
-  tcp::endpoint local_endpoint() const { return bound_; }
+  tcp::endpoint local_endpoint() const { return listeners_[0]->bound; }
+  std::string admin_address() const {
+    for (const auto& l : listeners_)
+      if (l->kind == Listener::kAdmin) return l->address();
+    return {};
+  }
   std::uint64_t connection_count() const noexcept { return connections_.load(std::memory_order_relaxed); }
 
  private:
-  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> accept_loop(ListenSocket& listener);
   asio::awaitable<void> sweep_loop(IoThread& io);
   void refuse(tcp::socket socket);
   template <class Stream>
-  void spawn_session(IoThread& io, tcp::socket socket);
+  void spawn_session(IoThread& io, tcp::socket socket, const ListenSocket& listener);
 
   ServerOptions options_;
   Handler& handler_;
@@ -345,9 +344,7 @@ class Server::Impl {
   std::shared_ptr<spdlog::logger> http_log_;
   std::shared_ptr<spdlog::logger> access_log_;
   std::vector<std::unique_ptr<IoThread>> threads_;
-  std::optional<tcp::acceptor> acceptor_;
-  std::optional<asio::steady_timer> accept_backoff_;
-  tcp::endpoint bound_;
+  std::vector<std::unique_ptr<ListenSocket>> listeners_;  ///< [0] is the public listener
   std::atomic<std::uint64_t> connections_{0};
   std::atomic<bool> stopping_{false};
   std::size_t next_thread_ = 0;
@@ -363,11 +360,15 @@ class Server::Impl {
 class Server::Impl::SessionCore : public std::enable_shared_from_this<SessionCore> {
  public:
   // `socket` is read here (peer, options) and then moved into the derived session's stream.
-  SessionCore(Impl& server, IoThread& io, tcp::socket& socket)
+  SessionCore(Impl& server, IoThread& io, tcp::socket& socket, const ListenSocket& listener)
       : server_(server), io_(io), reply_timer_(socket.get_executor()),
-        buffer_(static_cast<std::size_t>(server.options_.max_header_bytes) + kReadChunk) {
+        buffer_(static_cast<std::size_t>(server.options_.max_header_bytes) + kReadChunk), listener_(listener.kind) {
     it_ = io_.sessions.insert(io_.sessions.end(), this);
     error_code ec;
+    if (listener.is_unix()) {  // a unix socket's peer has no address, and no Nagle to turn off
+      remote_ = "unix";
+      return;
+    }
     const auto peer = socket.remote_endpoint(ec);
     if (!ec) remote_ = format_endpoint(peer);
     socket.set_option(tcp::no_delay(true), ec);
@@ -454,6 +455,7 @@ class Server::Impl::SessionCore : public std::enable_shared_from_this<SessionCor
   Clock::time_point deadline_ = Clock::time_point::max();
   bool timed_out_ = false;
   bool idle_ = false;
+  Listener listener_;
 
   // Per-request state, reused across requests to keep the steady state allocation-free.
   std::string header_block_;
@@ -475,8 +477,9 @@ class Server::Impl::Session final : public SessionCore {
  public:
   static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
 
-  Session(Impl& server, IoThread& io, tcp::socket socket, std::shared_ptr<ssl::context> tls)
-      : SessionCore(server, io, socket), tls_context_(std::move(tls)), stream_(make_stream(std::move(socket))) {
+  Session(Impl& server, IoThread& io, tcp::socket socket, const ListenSocket& listener,
+          std::shared_ptr<ssl::context> tls)
+      : SessionCore(server, io, socket, listener), tls_context_(std::move(tls)), stream_(make_stream(std::move(socket))) {
     raw_ = &boost::beast::get_lowest_layer(stream_);
   }
 
@@ -768,6 +771,7 @@ std::optional<Deferred> Server::Impl::SessionCore::handle_request() {
   request_.headers = headers_;
   request_.body = body_;
   request_.remote_address = remote_;
+  request_.listener = listener_;
   request_.deadline = deadline_;
   response_.clear();
   std::optional<Deferred> deferred;
@@ -861,34 +865,14 @@ asio::awaitable<void> Server::Impl::Session<Stream>::run() {
 // ---------------------------------------------------------------------------------------------
 
 void Server::Impl::listen() {
-  const auto& listen = options_.listen;
-  const auto colon = listen.rfind(':');
-  if (colon == std::string::npos) throw std::runtime_error("listen address '" + listen + "' is not HOST:PORT");
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  unsigned port = 0;
-  const auto port_text = std::string_view(listen).substr(colon + 1);
-  const auto [end, perr] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (perr != std::errc{} || end != port_text.data() + port_text.size() || port > 65535)
-    throw std::runtime_error("listen address '" + listen + "' has an invalid port");
-  error_code ec;
-  auto address = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
-  if (ec) throw std::runtime_error("listen address '" + listen + "': '" + host + "' is not an IP address");
-  const tcp::endpoint endpoint(address, static_cast<std::uint16_t>(port));
-  auto& acc = *acceptor_;
-  acc.open(endpoint.protocol(), ec);
-  if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acc.bind(endpoint, ec);
-  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) throw std::runtime_error("cannot listen on " + listen + ": " + ec.message());
-  bound_ = acc.local_endpoint();
+  for (auto& l : listeners_) l->listen(threads_[0]->ctx);
 }
 
 template <class Stream>
-void Server::Impl::spawn_session(IoThread& io, tcp::socket socket) {
+void Server::Impl::spawn_session(IoThread& io, tcp::socket socket, const ListenSocket& listener) {
   std::shared_ptr<ssl::context> tls;
   if constexpr (std::is_same_v<Stream, TlsStream>) tls = tls_->current();  // this connection's for its whole life
-  auto session = std::make_shared<Session<Stream>>(*this, io, std::move(socket), std::move(tls));
+  auto session = std::make_shared<Session<Stream>>(*this, io, std::move(socket), listener, std::move(tls));
   asio::co_spawn(io.ctx, [session]() -> asio::awaitable<void> { co_await session->run(); },
                  [log = http_log_](const std::exception_ptr& e) {
                    if (!e) return;
@@ -914,12 +898,15 @@ void Server::Impl::refuse(tcp::socket socket) {
   socket.close(ec);
 }
 
-asio::awaitable<void> Server::Impl::accept_loop() {
+// TLS, when configured, covers every TCP listener; the admin API's unix socket is local and
+// private (0600), so it stays plain.
+asio::awaitable<void> Server::Impl::accept_loop(ListenSocket& listener) {
+  const bool tls = tls_ != nullptr && !listener.is_unix();
   auto last_fd_warning = Clock::time_point{};
   for (;;) {
     auto& target = *threads_[next_thread_];
     next_thread_ = (next_thread_ + 1) % threads_.size();
-    auto [ec, socket] = co_await acceptor_->async_accept(target.ctx, kAsTuple);
+    auto [ec, socket] = co_await listener.accept(target.ctx);
     if (stopping_.load()) co_return;
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;
@@ -930,19 +917,20 @@ asio::awaitable<void> Server::Impl::accept_loop() {
         http_log_->warn("accept failed, backing off error=\"{}\" connections={}", ec.message(), connection_count());
         last_fd_warning = now;
       }
-      accept_backoff_->expires_after(std::chrono::milliseconds(100));
-      co_await accept_backoff_->async_wait(kAsTuple);
+      listener.backoff.expires_after(std::chrono::milliseconds(100));
+      co_await listener.backoff.async_wait(kAsTuple);
       continue;
     }
-    if (connections_.load(std::memory_order_relaxed) >= options_.max_connections) {
+    // The admin listener is exempt, so a flood on the public one cannot lock the operator out.
+    if (listener.kind == Listener::kPublic && connections_.load(std::memory_order_relaxed) >= options_.max_connections) {
       http_log_->debug("connection refused: max_connections={} reached", options_.max_connections);
       refuse(std::move(socket));
       continue;
     }
     connections_.fetch_add(1, std::memory_order_relaxed);
-    asio::post(target.ctx, [this, &target, s = std::move(socket)]() mutable {
-      if (tls_ != nullptr) spawn_session<TlsStream>(target, std::move(s));
-      else spawn_session<tcp::socket>(target, std::move(s));
+    asio::post(target.ctx, [this, &target, &listener, tls, s = std::move(socket)]() mutable {
+      if (tls) spawn_session<TlsStream>(target, std::move(s), listener);
+      else spawn_session<tcp::socket>(target, std::move(s), listener);
     });
   }
 }
@@ -967,7 +955,7 @@ asio::awaitable<void> Server::Impl::sweep_loop(IoThread& io) {
 
 void Server::Impl::start() {
   started_ = true;
-  asio::co_spawn(threads_[0]->ctx, accept_loop(), asio::detached);
+  for (auto& l : listeners_) asio::co_spawn(threads_[0]->ctx, accept_loop(*l), asio::detached);
   for (auto& t : threads_) {
     asio::co_spawn(t->ctx, sweep_loop(*t), asio::detached);
     t->thread = std::thread([&io = *t, log = http_log_] {
@@ -978,18 +966,17 @@ void Server::Impl::start() {
       }
     });
   }
-  http_log_->info("listening address={} io_threads={} max_connections={} tls={}", format_endpoint(bound_),
+  http_log_->info("listening address={} io_threads={} max_connections={} tls={}", format_endpoint(local_endpoint()),
                   threads_.size(), options_.max_connections,
                   tls_ != nullptr ? "on min_version=" + std::string(to_string(tls_->options().min_version)) : "off");
+  if (const auto admin = admin_address(); !admin.empty()) http_log_->info("listening admin_address={}", admin);
 }
 
 void Server::Impl::shutdown(std::chrono::milliseconds drain_timeout) {
   if (stopping_.exchange(true)) return;
   const auto deadline = Clock::now() + drain_timeout;
   asio::post(threads_[0]->ctx, [this] {
-    error_code ec;
-    acceptor_->close(ec);
-    accept_backoff_->cancel();
+    for (auto& l : listeners_) l->close();
   });
   for (auto& t : threads_) {
     asio::post(t->ctx, [&io = *t, deadline] {
@@ -1014,6 +1001,7 @@ Server::~Server() = default;
 void Server::listen() { impl_->listen(); }
 std::string Server::local_address() const { return format_endpoint(impl_->local_endpoint()); }
 std::uint16_t Server::local_port() const { return impl_->local_endpoint().port(); }
+std::string Server::admin_address() const { return impl_->admin_address(); }
 void Server::start() { impl_->start(); }
 void Server::shutdown(std::chrono::milliseconds drain_timeout) { impl_->shutdown(drain_timeout); }
 void Server::wait() { impl_->wait(); }

@@ -90,7 +90,12 @@ TEST_CASE("config to_json writes every section and key with the effective values
   CHECK(j["log"]["level"] == "info");
   CHECK(j["log"]["format"] == "json");
   CHECK(j["log"]["access_log"] == true);
-  CHECK(j["admin"] == Json{{"token", ""}});  // unset: shown empty, nothing to hide
+  CHECK(j["admin"] == Json{{"token", ""},  // unset: shown empty, nothing to hide
+                           {"token_next", ""},
+                           {"token_file", ""},
+                           {"listen", ""},
+                           {"max_failed_attempts", 10},
+                           {"failed_attempts_window_ms", 60000}});
   CHECK(j["plugins"] == Json{{"directory", "/etc/keel/plugins"},
                              {"watch", true},
                              {"watch_debounce_ms", 500},
@@ -124,11 +129,11 @@ TEST_CASE("config to_json writes every section and key with the effective values
 
 TEST_CASE("config to_json redacts the admin token from the file and from the environment", "[config][admin]") {
   SECTION("file") {
-    auto j = json_of(cfg::parse("[admin]\ntoken = \"s3cr3t\"\n", "keel.toml", {}));
+    auto j = json_of(cfg::parse("[admin]\ntoken = \"s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t\"\n", "keel.toml", {}));
     CHECK(j["admin"]["token"] == "<redacted>");
   }
   SECTION("environment") {
-    const auto c = cfg::parse("", "keel.toml", {{"KEEL_ADMIN_TOKEN", "from-env"}});
+    const auto c = cfg::parse("", "keel.toml", {{"KEEL_ADMIN_TOKEN", "from-env-from-env-from-env-from-env"}});
     CHECK(json_of(c)["admin"]["token"] == "<redacted>");
     CHECK(cfg::to_json(c).find("from-env") == std::string::npos);
   }

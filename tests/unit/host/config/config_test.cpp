@@ -103,7 +103,7 @@ format = "json"
 access_log = false
 
 [admin]
-token = "s3cret"
+token = "s3cret-s3cret-s3cret-s3cret-s3cret"
 
 [plugins]
 directory = "/opt/keel/plugins"
@@ -123,7 +123,7 @@ directory = "/opt/keel/plugins"
   CHECK(c.log.level == "debug");
   CHECK(c.log.format == cfg::LogFormat::kJson);
   CHECK_FALSE(c.log.access_log);
-  CHECK(c.admin.token == "s3cret");
+  CHECK(c.admin.token == "s3cret-s3cret-s3cret-s3cret-s3cret");
   CHECK(c.plugins.directory == std::filesystem::path("/opt/keel/plugins"));
 }
 
@@ -236,7 +236,8 @@ TEST_CASE("unknown keys point at the key and suggest the closest valid one", "[c
         "keel.toml:2:1: unknown key 'drain_timeout' in [server] "
         "(did you mean 'drain_timeout_ms'? durations are integer milliseconds)");
   CHECK(single_error("[admin]\npassword = \"x\"\n") ==
-        "keel.toml:2:1: unknown key 'password' in [admin]; valid keys: token");
+        "keel.toml:2:1: unknown key 'password' in [admin]; valid keys: token, token_next, token_file, listen, "
+        "max_failed_attempts, failed_attempts_window_ms");
   CHECK(single_error("[http.extra]\nx = 1\n") ==
         "keel.toml:1:7: unknown key 'extra' in [http]; valid keys: max_header_bytes, max_target_bytes, "
         "max_body_bytes, header_read_timeout_ms, idle_timeout_ms, request_timeout_ms, write_timeout_ms");
@@ -333,7 +334,7 @@ access_log = true
                               {"KEEL_HTTP_IDLE_TIMEOUT_MS", "1500"},
                               {"KEEL_LOG_ACCESS_LOG", "false"},
                               {"KEEL_LOG_FORMAT", "json"},
-                              {"KEEL_ADMIN_TOKEN", "secret value"},
+                              {"KEEL_ADMIN_TOKEN", "secret value with spaces, 32+ chars"},
                               {"KEEL_PLUGINS_DIRECTORY", "/usr/lib/keel/plugins"},
                           });
   CHECK(c.http.max_body_bytes == 10);
@@ -342,7 +343,7 @@ access_log = true
   CHECK(c.http.idle_timeout == 1500ms);
   CHECK_FALSE(c.log.access_log);
   CHECK(c.log.format == cfg::LogFormat::kJson);
-  CHECK(c.admin.token == "secret value");
+  CHECK(c.admin.token == "secret value with spaces, 32+ chars");
   CHECK(c.plugins.directory == std::filesystem::path("/usr/lib/keel/plugins"));
 }
 
@@ -376,7 +377,8 @@ TEST_CASE("bad environment values are reported under the variable name", "[confi
                                                               });
   CHECK(errors == std::vector<std::string>{
                       "keel.toml:2:14: [server] io_threads: 0 is out of range (allowed 1..256)",
-                      "env KEEL_ADMIN_USER: unknown key 'user' in [admin]; valid keys: token",
+                      "env KEEL_ADMIN_USER: unknown key 'user' in [admin]; valid keys: token, token_next, token_file, "
+                      "listen, max_failed_attempts, failed_attempts_window_ms",
                       "env KEEL_HTTP_MAX_BODY_BYTE: unknown key 'max_body_byte' in [http] "
                       "(did you mean KEEL_HTTP_MAX_BODY_BYTES?)",
                       "env KEEL_HTTP_MAX_BODY_BYTES: [http] max_body_bytes: expected a decimal integer, got 'ten'",
