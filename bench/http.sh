@@ -758,7 +758,7 @@ scenario_reload() {
   mkdir -p "$TMP/raw" "$TMP/reload"
   # Only the POSTed reloads: the directory watcher would also reload on each rename.
   extra="watch = false"
-  token=bench-$RANDOM$RANDOM$RANDOM
+  token=bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')  # >= 32 characters, as the host requires
   KEEL_ADMIN_TOKEN=$token start_keel reload "$dir" "$extra"; keel=$LAST_PID kp=$LAST_PORT
   url=http://127.0.0.1:$kp$RELOAD_PATH
   require_ok "$url" "keel reloadable"

@@ -10,6 +10,7 @@ KEEL_PACKAGES=(
   libboost1.81-all-dev libsqlitecpp-dev libsqlite3-dev libspdlog-dev catch2
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
   ccache clang lld abigail-tools shellcheck wrk nginx-light procps curl util-linux
+  libssl-dev openssl
 )
 
 keel_log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "admin_token.hpp"
 #include "eventually.hpp"
 #include "keel_host.hpp"
 #include "load.hpp"
@@ -32,8 +33,8 @@ using Json = nlohmann::json;
 
 namespace {
 
-constexpr const char* kAdmin = "[admin]\ntoken = \"secret\"\n";
-constexpr const char* kBearer = "Authorization: Bearer secret\r\n";
+constexpr const char* kAdmin = KEEL_TEST_ADMIN_TOML;
+constexpr const char* kBearer = keel::test::kAdminBearer;
 
 std::string text_of(const std::optional<keel::test::RawResponse>& r) { return r ? r->body : std::string("<no response>"); }
 int status_of(const std::optional<keel::test::RawResponse>& r) { return r ? r->status : 0; }
@@ -131,7 +132,7 @@ TEST_CASE("events: a one-segment pattern skips deeper topics and a trailing hash
 
 TEST_CASE("events: an undeclared topic is refused with 403 and an in-memory topic inside a transaction with 400",
           "[events][integration]") {
-  KeelHost host(with_plugins({fixture("events_pub"), fixture("events_sub")}, "[admin]\ntoken = \"secret\"\n"));
+  KeelHost host(with_plugins({fixture("events_pub"), fixture("events_sub")}, KEEL_TEST_ADMIN_TOML));
   const auto undeclared = post(host, "/api/events_pub/undeclared");
   CHECK(status_of(undeclared) == 403);
   CHECK(text_of(undeclared).find("\"code\":") != std::string::npos);
@@ -359,7 +360,7 @@ TEST_CASE("events: the admin API needs the configured bearer token and is off wi
     CHECK(status_of(none) == 401);
     CHECK(status_of(get(host, "/admin/events/topics", "Authorization: Bearer wrong\r\n")) == 401);
     CHECK(status_of(get(host, "/admin/events/topics", "Authorization: Basic c2VjcmV0\r\n")) == 401);
-    CHECK(status_of(get(host, "/admin/events/dead-letters", "Authorization: Bearer secretx\r\n")) == 401);
+    CHECK(status_of(get(host, "/admin/events/dead-letters", "Authorization: Bearer " KEEL_TEST_ADMIN_TOKEN "x\r\n")) == 401);
     CHECK(status_of(simple_request(host.port(), "DELETE", "/admin/events/dead-letters/durable/events_pub/events_sub/1",
                                    {}, "Authorization: Bearer nope\r\n")) == 401);
     const auto ok = get(host, "/admin/events/topics", kBearer);

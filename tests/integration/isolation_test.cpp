@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "admin_token.hpp"
 #include "eventually.hpp"
 #include "keel_host.hpp"
 #include "prometheus.hpp"
@@ -36,7 +37,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr const char* kBearer = "Authorization: Bearer iso-token\r\n";
+constexpr const char* kBearer = keel::test::kAdminBearer;
 
 // Whether `text` reports the crasher's null dereference ending its runner: SIGSEGV; under
 // AddressSanitizer, whatever its report ends with (SIGABRT with abort_on_error, else exit 1).
@@ -56,7 +57,7 @@ constexpr const char* kCrasherIsolated =
 
 keel::test::HostOptions options(std::vector<fs::path> plugins, std::string config) {
   auto o = keel::test::with_plugins(std::move(plugins), std::move(config));
-  o.env = {"KEEL_ADMIN_TOKEN=iso-token"};
+  o.env = {keel::test::kAdminTokenEnv};
   return o;
 }
 
@@ -263,10 +264,10 @@ TEST_CASE("isolation: a runner starts with a minimal environment, never the host
   REQUIRE(pid > 0);
   REQUIRE(serving_runner(host) == pid);
   const auto host_env = proc_file(host.process().pid(), "environ");
-  REQUIRE(host_env.find("KEEL_ADMIN_TOKEN=iso-token") != std::string::npos);  // the host has them...
+  REQUIRE(host_env.find(keel::test::kAdminTokenEnv) != std::string::npos);  // the host has them...
   const auto env = proc_file(pid, "environ");                                 // ...its runner does not
   CHECK(env.find("KEEL_") == std::string::npos);
-  CHECK(env.find("iso-token") == std::string::npos);
+  CHECK(env.find(keel::test::kAdminToken) == std::string::npos);
   CHECK(env.find("leak-me-not") == std::string::npos);
   CHECK(env.find("PATH=/usr/local/bin:/usr/bin:/bin") != std::string::npos);
   CHECK(host.stop() == 0);

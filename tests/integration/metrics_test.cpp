@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "admin_token.hpp"
 #include "eventually.hpp"
 #include "keel_host.hpp"
 #include "prometheus.hpp"
@@ -93,7 +94,7 @@ TEST_CASE("metrics: the scrape is valid exposition text and its counters follow 
   KeelHost host(with_plugins({example_plugin("hello"), example_plugin("relay"), fixture("store"), fixture("events_pub"),
                               fixture("events_sub")},
                              // The admin API is on: /metrics still needs no token.
-                             "[admin]\ntoken = \"secret\"\n"));
+                             KEEL_TEST_ADMIN_TOML));
   const auto before = scrape(host);
 
   for (int i = 0; i < 3; ++i) REQUIRE(status_of(simple_request(host.port(), "GET", "/api/hello/greet/x")) == 200);
@@ -250,7 +251,7 @@ TEST_CASE("metrics: the scrape is valid exposition text and its counters follow 
 }
 
 TEST_CASE("metrics: HEAD has the headers only, other methods get 405, no token is needed", "[metrics][integration]") {
-  KeelHost host(with_plugins({example_plugin("hello")}, "[admin]\ntoken = \"secret\"\n"));
+  KeelHost host(with_plugins({example_plugin("hello")}, KEEL_TEST_ADMIN_TOML));
   RawClient c(host.port());
   REQUIRE(c.send("HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
   const auto head = c.read_response(true);

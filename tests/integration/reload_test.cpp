@@ -19,6 +19,7 @@
 
 #include <signal.h>
 
+#include "admin_token.hpp"
 #include "eventually.hpp"
 #include "keel_host.hpp"
 #include "prometheus.hpp"
@@ -34,11 +35,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kBearer = "Authorization: Bearer reload-token\r\n";
+constexpr const char* kBearer = keel::test::kAdminBearer;
 
 keel::test::HostOptions reload_options(std::vector<fs::path> plugins) {
   auto o = with_plugins(std::move(plugins));
-  o.env = {"KEEL_ADMIN_TOKEN=reload-token"};
+  o.env = {keel::test::kAdminTokenEnv};
   return o;
 }
 

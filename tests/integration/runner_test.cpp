@@ -169,7 +169,7 @@ class FakeHost {
           }
           cv_.notify_all();
         },
-        [this](const std::string& why) {
+        [this](const std::string& why, bool) {
           {
             std::lock_guard lock(mutex_);
             closed_ = why;
@@ -231,6 +231,9 @@ std::string hello_payload(std::string_view name, std::string_view manifest, std:
   w.i32(KEEL_LOG_DEBUG);
   w.u32(threads);
   w.u32(queue_limit);
+  const auto limits = FrameLimits::from(1u << 20, 1u << 20);
+  w.u32(limits.respond);
+  w.u32(limits.publish);
   return w.take();
 }
 

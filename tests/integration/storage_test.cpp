@@ -18,6 +18,7 @@
 #include <SQLiteCpp/Database.h>
 #include <unistd.h>
 
+#include "admin_token.hpp"
 #include "keel_host.hpp"
 #include "load.hpp"
 #include "raw_client.hpp"
@@ -124,7 +125,7 @@ TEST_CASE("storage: concurrent creates of one key over HTTP: exactly one wins, t
 
 TEST_CASE("storage: a full quota answers 507 with a JSON error, writes work again once space is freed",
           "[storage][integration]") {
-  KeelHost host(with_plugins({fixture("store")}, "[plugin.store]\nmax_db_bytes = 262144\n[admin]\ntoken = \"t\"\n"));
+  KeelHost host(with_plugins({fixture("store")}, "[plugin.store]\nmax_db_bytes = 262144\n" KEEL_TEST_ADMIN_TOML));
   int stored = 0;
   std::optional<keel::test::RawResponse> full;
   for (int i = 0; i < 100 && !full; ++i) {
@@ -139,7 +140,7 @@ TEST_CASE("storage: a full quota answers 507 with a JSON error, writes work agai
   CHECK(full->body.find("\"code\":\"insufficient_storage\"") != std::string::npos);
   CHECK(host.process().wait_for_output("storage full plugin=store", std::chrono::seconds(5)));
   // The refusal is counted in the plugin's storage metrics (admin API).
-  const auto stats = simple_request(host.port(), "GET", "/admin/storage", {}, "Authorization: Bearer t\r\n");
+  const auto stats = simple_request(host.port(), "GET", "/admin/storage", {}, keel::test::kAdminBearer);
   REQUIRE(status_of(stats) == 200);
   INFO(stats->body);
   CHECK(stats->body.find("\"plugin\":\"store\"") != std::string::npos);
@@ -231,8 +232,8 @@ TEST_CASE("storage: kill -9 during a write loop loses no acknowledged write", "[
 
 TEST_CASE("plugin health: readyz aggregates the health hooks and admin plugins shows each result",
           "[plugins][integration]") {
-  KeelHost host(with_plugins({fixture("store"), fixture("store_b")}, "[admin]\ntoken = \"t\"\n"));
-  const std::string auth = "Authorization: Bearer t\r\n";
+  KeelHost host(with_plugins({fixture("store"), fixture("store_b")}, KEEL_TEST_ADMIN_TOML));
+  const std::string auth = keel::test::kAdminBearer;
   CHECK(status_of(simple_request(host.port(), "GET", "/readyz")) == 200);
   REQUIRE(status_of(simple_request(host.port(), "POST", "/api/store/health/warn")) == 200);
   CHECK(status_of(simple_request(host.port(), "GET", "/readyz")) == 200);  // warn still serves

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -45,8 +46,9 @@ KeelHost::KeelHost(const HostOptions& options) {
   auto env = options.env;
   env.insert(env.begin(), {"KEEL_SERVER_DATA_DIR=" + data_dir_.string(), "KEEL_PLUGINS_DIRECTORY=" + plugin_dir_.string()});
   const auto port_file = dir_.path() / "port";
+  const auto admin_file = dir_.path() / "admin-address";
   std::vector<std::string> args{"serve", "--config", config_file.string(), "--listen", "127.0.0.1:0", "--port-file",
-                                port_file.string()};
+                                port_file.string(), "--admin-address-file", admin_file.string()};
   std::string binary = KEEL_BINARY;
   if (!options.wrapper.empty()) {
     args.insert(args.begin(), binary);
@@ -55,6 +57,14 @@ KeelHost::KeelHost(const HostOptions& options) {
   }
   process_ = std::make_unique<Process>(binary, args, dir_.path() / "keel.log", env, options.child_setup);
   port_ = wait_for_port_file(port_file, *process_);
+  // Written before the port file, so it is complete now.
+  std::ifstream admin(admin_file);
+  std::getline(admin, admin_address_);
+}
+
+std::uint16_t KeelHost::admin_port() const {
+  if (admin_address_.empty() || admin_address_.starts_with("unix:")) return 0;
+  return static_cast<std::uint16_t>(std::stoul(admin_address_.substr(admin_address_.rfind(':') + 1)));
 }
 
 KeelHost::~KeelHost() {

@@ -44,6 +44,11 @@ class KeelHost {
   KeelHost& operator=(const KeelHost&) = delete;
 
   [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+  /// The admin listener's address as the host bound it ([admin] listen): "127.0.0.1:PORT" or
+  /// "unix:/path"; empty when the admin API shares the public listener.
+  [[nodiscard]] const std::string& admin_address() const noexcept { return admin_address_; }
+  /// The port of a TCP admin listener (0 when there is none).
+  [[nodiscard]] std::uint16_t admin_port() const;
   [[nodiscard]] Process& process() noexcept { return *process_; }
   [[nodiscard]] const TempDir& dir() const noexcept { return dir_; }
   /// The directory the host scans for plugins.
@@ -61,6 +66,7 @@ class KeelHost {
   TempDir dir_;
   std::unique_ptr<Process> process_;
   std::uint16_t port_ = 0;
+  std::string admin_address_;
   std::filesystem::path plugin_dir_;
   std::filesystem::path data_dir_;
 };

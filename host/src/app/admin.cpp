@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "abi/status.hpp"
+#include "app/admin_guard.hpp"
 #include "app/migration_report.hpp"
 #include "events/bus.hpp"
 #include "observability/log.hpp"
@@ -188,6 +189,7 @@ void admin_read(const http::Request& req, http::Response& res, const std::vector
         r["pid"] = st.runner_pid == 0 ? nlohmann::json(nullptr) : nlohmann::json(st.runner_pid);
         r["crashes"] = st.runner_crashes;
         r["restarts"] = st.runner_restarts;
+        r["busy"] = st.runner_busy;
         if (!st.runner_last_crash.empty()) r["last_crash"] = st.runner_last_crash;
         r["limits"] = st.runner_limits;
       }
@@ -277,22 +279,24 @@ bool constant_time_equals(std::string_view a, std::string_view b) noexcept {
   return diff == 0;
 }
 
-std::optional<http::Deferred> handle_admin(const http::Request& req, http::Response& res,
-                                           const config::AdminConfig& admin, plugins::PluginHost& plugins) {
-  if (admin.token.empty()) {
-    res.set_error(404, "not_found", "the admin API is off: set [admin] token (or KEEL_ADMIN_TOKEN) to enable it");
-    return std::nullopt;
-  }
-  constexpr std::string_view kBearer = "Bearer ";
-  const auto auth = req.header("authorization");
-  const bool ok = auth.size() > kBearer.size() && auth.substr(0, kBearer.size()) == kBearer &&
-                  constant_time_equals(auth.substr(kBearer.size()), admin.token);
-  if (!ok) {
-    observability::logger("admin")->warn("admin request refused: missing or wrong bearer token path={} from={} req={}",
-                                         req.path, req.remote_address, req.request_id);
-    res.set_error(401, "unauthorized", "send Authorization: Bearer <[admin] token>");
-    res.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"keel-admin\"");
-    return std::nullopt;
+std::optional<http::Deferred> handle_admin(const http::Request& req, http::Response& res, AdminGuard& guard,
+                                           plugins::PluginHost& plugins) {
+  const auto check = guard.check(req);
+  switch (check.verdict) {
+    case AdminGuard::Verdict::kOff:
+      res.set_error(404, "not_found", "the admin API is off: set [admin] token (or KEEL_ADMIN_TOKEN) to enable it");
+      return std::nullopt;
+    case AdminGuard::Verdict::kThrottled:
+      res.set_error(429, "too_many_requests",
+                    "too many failed admin attempts from this address; try again after Retry-After seconds");
+      res.headers.emplace_back("Retry-After", std::to_string(check.retry_after_s));
+      return std::nullopt;
+    case AdminGuard::Verdict::kRefused:
+      res.set_error(401, "unauthorized", "send Authorization: Bearer <[admin] token>");
+      res.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"keel-admin\"");
+      return std::nullopt;
+    case AdminGuard::Verdict::kAllowed:
+      break;
   }
   const auto seg = segments(req.path);
   if (seg.size() == 4 && seg[1] == "plugins" && (seg[3] == "disable" || seg[3] == "enable" || seg[3] == "reload")) {

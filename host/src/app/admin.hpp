@@ -1,6 +1,7 @@
 #pragma once
 // The operator API under /admin/ (docs/operations.md "Admin API"). Every request needs
-// "Authorization: Bearer <[admin] token>", compared in constant time; without a configured token
+// "Authorization: Bearer <[admin] token>" (or token_next while rotating), checked by AdminGuard:
+// constant-time compare, failed attempts limited per client address; without a configured token
 // the API is off (404). Runs on the I/O thread: the handlers only read counters, small admin
 // queries and, for /admin/migrations, the few rows of each plugin database's migration table.
 
@@ -16,6 +17,8 @@ class PluginHost;
 
 namespace keel::host::app {
 
+class AdminGuard;
+
 /// True when `path` is under /admin/ (the caller then lets handle_admin answer).
 [[nodiscard]] inline bool is_admin_path(std::string_view path) noexcept {
   return path == "/admin" || path.starts_with("/admin/");
@@ -24,7 +27,7 @@ namespace keel::host::app {
 /// Answers one /admin/ request into `res`, or returns a Deferred for actions that block
 /// (disable, enable), which run on the worker pool.
 [[nodiscard]] std::optional<http::Deferred> handle_admin(const http::Request& req, http::Response& res,
-                                                         const config::AdminConfig& admin, plugins::PluginHost& plugins);
+                                                         AdminGuard& guard, plugins::PluginHost& plugins);
 
 /// Constant-time equality of two byte strings (the time depends only on their lengths).
 [[nodiscard]] bool constant_time_equals(std::string_view a, std::string_view b) noexcept;

@@ -9,12 +9,14 @@
 #include <system_error>
 
 #include "app/admin.hpp"
+#include "app/admin_guard.hpp"
 #include "app/metrics_endpoint.hpp"
 #include "app/openapi.hpp"
 #include "common/timer_queue.hpp"
 #include "common/worker_pool.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
+#include "http/tls.hpp"
 #include "observability/log.hpp"
 #include "plugins/plugin_host.hpp"
 
@@ -99,8 +101,14 @@ class Cors {
 // Unknown paths get 404; a known path with the wrong method gets 405 with Allow (RFC 9110 §15.5.6).
 class Dispatcher final : public http::Handler {
  public:
-  Dispatcher(plugins::PluginHost& plugins, const config::Config& config, const std::atomic<bool>& draining)
-      : plugins_(plugins), cors_(config.cors), admin_(config.admin), draining_(draining) {}
+  Dispatcher(plugins::PluginHost& plugins, const config::Config& config, AdminGuard& admin,
+             const std::atomic<bool>& draining, const http::TlsContext* tls)
+      : plugins_(plugins),
+        cors_(config.cors),
+        admin_(admin),
+        admin_listener_(!config.admin.listen.empty()),
+        draining_(draining),
+        tls_(tls) {}
 
   std::optional<http::Deferred> handle(const http::Request& req, http::Response& res) override {
     if (cors_.enabled()) {
@@ -118,6 +126,20 @@ class Dispatcher final : public http::Handler {
 
  private:
   std::optional<http::Deferred> route(const http::Request& req, http::Response& res) {
+    // With [admin] listen, /admin/ lives only there: the admin listener serves nothing else and
+    // the public one answers /admin/ as a path that does not exist (no token is looked at).
+    if (admin_listener_) {
+      const bool admin_path = is_admin_path(req.path);
+      if (req.listener == http::Listener::kAdmin) {
+        if (admin_path) return handle_admin(req, res, admin_, plugins_);
+        res.set_error(404, "not_found", "the admin listener serves only /admin/");
+        return std::nullopt;
+      }
+      if (admin_path) {
+        res.set_error(404, "not_found", "no route for this path");
+        return std::nullopt;
+      }
+    }
     const bool get = req.method == "GET" || req.method == "HEAD";
     if (req.path == "/healthz") {
       if (!get) res.set_method_not_allowed("GET, HEAD");
@@ -136,7 +158,7 @@ class Dispatcher final : public http::Handler {
     }
     if (req.path == "/metrics") {
       if (!get) res.set_method_not_allowed("GET, HEAD");
-      else handle_metrics(res, plugins_);
+      else handle_metrics(res, plugins_, tls_);
       return std::nullopt;
     }
     if (is_admin_path(req.path)) {
@@ -180,16 +202,19 @@ class Dispatcher final : public http::Handler {
     res.set_json(200, std::move(body));
   }
 
-
   plugins::PluginHost& plugins_;
   Cors cors_;
-  const config::AdminConfig& admin_;
+  AdminGuard& admin_;
+  const bool admin_listener_;  ///< [admin] listen is set: /admin/ only on the admin listener
   const std::atomic<bool>& draining_;
+  const http::TlsContext* tls_;
 };
 
-http::ServerOptions server_options(const config::Config& c) {
+http::ServerOptions server_options(const config::Config& c, std::shared_ptr<http::TlsContext> tls) {
   http::ServerOptions o;
+  o.tls = std::move(tls);
   o.listen = c.server.listen;
+  o.admin_listen = c.admin.listen;
   o.io_threads = c.server.io_threads;
   o.max_connections = c.server.max_connections;
   o.max_header_bytes = c.http.max_header_bytes;
@@ -203,19 +228,51 @@ http::ServerOptions server_options(const config::Config& c) {
   return o;
 }
 
-void write_port_file(const std::filesystem::path& file, std::uint16_t port) {
-  // Written to a temporary name and renamed, so a reader never sees a half-written number.
+// Written to a temporary name and renamed, so a reader never sees a half-written line.
+void write_small_file(const std::filesystem::path& file, const std::string& line, std::string_view what) {
   auto tmp = file;
   tmp += ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << port << '\n';
-    if (!out) throw std::runtime_error("cannot write port file " + tmp.string());
+    out << line << '\n';
+    if (!out) throw std::runtime_error("cannot write " + std::string(what) + " " + tmp.string());
   }
   std::filesystem::rename(tmp, file);
 }
 
+void log_certificate(const http::TlsContext& tls, const http::TlsCertificateInfo& info, std::string_view what) {
+  auto log = observability::logger("keel");
+  log->info("{} cert={} subject=\"{}\" sha256={} not_after={} min_version={}", what, tls.options().cert_file.string(),
+            info.subject, info.sha256, info.not_after, http::to_string(tls.options().min_version));
+  for (const auto& w : info.warnings) log->warn("tls: {}", w);
+}
+
+// SIGHUP: the certificate and key again, for new connections; open ones keep theirs.
+void reload_tls(http::TlsContext& tls) {
+  try {
+    log_certificate(tls, tls.reload(), "SIGHUP: tls certificate reloaded");
+  } catch (const http::TlsError& e) {
+    observability::logger("keel")->error("SIGHUP: tls certificate not reloaded: {}; new connections keep the one "
+                                         "loaded before (sha256={})",
+                                         e.what(), tls.certificate().sha256);
+  }
+}
+
 }  // namespace
+
+std::shared_ptr<http::TlsContext> load_tls(const config::Config& c) {
+  if (!c.server.tls()) return nullptr;
+  http::TlsOptions o{c.server.tls_cert, c.server.tls_key,
+                     c.server.tls_min_version == config::TlsVersion::k13 ? http::TlsMinVersion::kTls13
+                                                                         : http::TlsMinVersion::kTls12};
+  try {
+    return std::make_shared<http::TlsContext>(std::move(o));
+  } catch (const http::TlsError& e) {
+    const bool key = e.which() == http::TlsError::Which::kKey;
+    throw config::ConfigError({config::Diagnostic{config::SourcePos{c.source.string(), 0, 0},
+                                                  std::string(key ? "[server] tls_key: " : "[server] tls_cert: ") + e.what()}});
+  }
+}
 
 observability::LogOptions log_options(const config::Config& c) {
   return {c.log.level,
@@ -227,7 +284,8 @@ namespace {
 
 // SIGHUP: the config file again. Applies what can change while running; says what cannot.
 // `running` is the configuration applied last; on success it becomes the new one.
-void reload_config(config::Config& running, std::optional<std::string> listen, plugins::PluginHost& plugins) {
+void reload_config(config::Config& running, std::optional<std::string> listen, plugins::PluginHost& plugins,
+                   AdminGuard& admin) {
   auto log = observability::logger("keel");
   config::Config next;
   try {
@@ -246,8 +304,14 @@ void reload_config(config::Config& running, std::optional<std::string> listen, p
   } catch (const std::exception& e) {
     log->error("SIGHUP: {}; logging stays as it was", e.what());
   }
-  const auto before = nlohmann::json::parse(config::to_json(running));
-  const auto after = nlohmann::json::parse(config::to_json(next));
+  // The admin tokens (file, environment as the process started with it, token_file) and the
+  // failed-attempt limits apply at once; only [admin] listen waits for a restart.
+  if (admin.update(next.admin))
+    log->info("SIGHUP: admin tokens replaced; {} accepted now", next.admin.tokens().size());
+  auto before = nlohmann::json::parse(config::to_json(running));
+  auto after = nlohmann::json::parse(config::to_json(next));
+  before["admin"] = before["admin"].value("listen", "");
+  after["admin"] = after["admin"].value("listen", "");
   for (const auto& [section, value] : after.items())
     if (section != "plugin" && section != "log" && section != "source" && before.value(section, nlohmann::json()) != value)
       log->warn("SIGHUP: [{}] changed; restart the host to apply it", section);
@@ -274,28 +338,38 @@ int App::run(const ServeOptions& options) {
   auto log = observability::logger("keel");
   if (options.listen) config_.server.listen = *options.listen;
   std::atomic<bool> draining{false};
+  const auto tls = load_tls(config_);  // before any plugin code runs, before anything starts
+  if (tls) log_certificate(*tls, tls->certificate(), "tls certificate loaded");
   WorkerPool pool(config_.server.worker_threads, config_.server.worker_queue);
   TimerQueue timers;
   plugins::PluginHost plugins(config_, pool, timers);
-  Dispatcher dispatcher(plugins, config_, draining);
-  http::Server server(server_options(config_), dispatcher);
+  AdminGuard admin(config_.admin);
+  Dispatcher dispatcher(plugins, config_, admin, draining, tls.get());
+  http::Server server(server_options(config_, tls), dispatcher);
   server.listen();  // fail fast (port in use) before any plugin code runs
   plugins.start();
   server.start();
-  if (options.port_file) write_port_file(*options.port_file, server.local_port());
-  log->info("keel started version={} config={} address={}", KEEL_VERSION, config_.source.string(),
-            server.local_address());
+  // The admin address first: whoever waits for the port file finds both.
+  if (options.admin_address_file) write_small_file(*options.admin_address_file, server.admin_address(), "admin address file");
+  if (options.port_file) write_small_file(*options.port_file, std::to_string(server.local_port()), "port file");
+  if (server.admin_address().empty())
+    log->info("keel started version={} config={} address={}", KEEL_VERSION, config_.source.string(),
+              server.local_address());
+  else
+    log->info("keel started version={} config={} address={} admin_address={}", KEEL_VERSION, config_.source.string(),
+              server.local_address(), server.admin_address());
 
   config::Config applied = config_;  // what SIGHUP compares with; touched only by the admin thread
   int signal = 0;
   for (;;) {
     sigwait(&signals, &signal);
     if (signal != SIGHUP) break;
+    if (tls) reload_tls(*tls);  // here, not behind a plugin reload's drain on the admin queue
     // SIGHUP: the config file, then the plugin directory (on a worker: both block).
     log->info("SIGHUP: re-reading {} and the plugin directory {}", config_.source.string(),
               config_.plugins.directory.string());
-    if (!plugins.post_admin_job([&applied, &plugins, listen = options.listen] {
-          reload_config(applied, listen, plugins);
+    if (!plugins.post_admin_job([&applied, &plugins, &admin, listen = options.listen] {
+          reload_config(applied, listen, plugins, admin);
           plugins.sync_directory();
         }))
       log->warn("SIGHUP ignored: the host is shutting down");

@@ -16,6 +16,7 @@
 
 #include "app/app.hpp"
 #include "app/migration_report.hpp"
+#include "http/tls.hpp"
 #include "observability/log.hpp"
 #include "plugins/loader.hpp"
 #include "plugins/plugin_host.hpp"
@@ -46,7 +47,14 @@ int serve(const std::string& config_file, const ServeOptions& options) {
 
 int check_config(const std::string& config_file) {
   try {
-    (void)config::load(config_file, config::current_environment());
+    const auto cfg = config::load(config_file, config::current_environment());
+    // The same load `keel serve` does: files readable, key private and matching the certificate.
+    if (const auto tls = load_tls(cfg)) {
+      const auto cert = tls->certificate();
+      for (const auto& w : cert.warnings) std::printf("%s: warning: [server] tls: %s\n", config_file.c_str(), w.c_str());
+      std::printf("%s: tls certificate subject=\"%s\" sha256=%s\n", config_file.c_str(), cert.subject.c_str(),
+                  cert.sha256.c_str());
+    }
     std::printf("%s: ok\n", config_file.c_str());
     return 0;
   } catch (const config::ConfigError& e) {
@@ -417,6 +425,10 @@ int run_cli(int argc, char** argv) {
   serve_cmd->add_option("--config", serve_config, "host configuration file (TOML)")->required();
   serve_cmd->add_option("--listen", listen, "HOST:PORT to listen on, overriding [server] listen");
   serve_cmd->add_option("--port-file", port_file, "write the bound port to this file once serving");
+  std::string admin_address_file;
+  serve_cmd->add_option("--admin-address-file", admin_address_file,
+                        "write the admin listener's address ([admin] listen: HOST:PORT or unix:/path) to this file "
+                        "once serving, before --port-file");
 
   auto* config_cmd = cli.add_subcommand("config", "configuration tools");
   config_cmd->require_subcommand(1);
@@ -472,6 +484,7 @@ int run_cli(int argc, char** argv) {
     ServeOptions options;
     if (!listen.empty()) options.listen = listen;
     if (!port_file.empty()) options.port_file = port_file;
+    if (!admin_address_file.empty()) options.admin_address_file = admin_address_file;
     return serve(serve_config, options);
   }
   if (*check_cmd) return check_config(check_file);

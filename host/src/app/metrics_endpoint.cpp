@@ -6,7 +6,9 @@
 
 #include <keel/plugin.h>
 
+#include "app/admin_guard.hpp"
 #include "events/bus.hpp"
+#include "http/tls.hpp"
 #include "observability/log.hpp"
 #include "observability/metrics.hpp"
 #include "plugins/plugin_host.hpp"
@@ -39,6 +41,13 @@ void build_and_process(Exposition& m) {
   m.sample({}, log.write_errors);
   m.family("keel_log_rotations_total", MetricType::kCounter, "Log file rotations ([log] max_file_bytes).");
   m.sample({}, log.rotations);
+
+  const auto admin = admin_auth_stats();
+  m.family("keel_admin_auth_failures_total", MetricType::kCounter,
+           "Admin API requests refused: result=refused (missing or wrong token, 401) or throttled (too many failed "
+           "attempts from the client's address, 429).");
+  m.sample({{"result", "refused"}}, admin.refused);
+  m.sample({{"result", "throttled"}}, admin.throttled);
 
   const auto p = observability::read_process_stats();
   if (!p) return;
@@ -115,6 +124,11 @@ void plugin_states(Exposition& m, const std::vector<plugins::PluginStatus>& stat
            "Runner processes started again after a crash.");
   for (const auto& st : statuses)
     if (first(st) && st.isolation == "process") m.sample({{"plugin", st.name}}, st.runner_restarts);
+  seen.clear();
+  m.family("keel_plugin_runner_busy_total", MetricType::kCounter,
+           "Calls of the host API by the plugin's runner answered busy: the host's queue for it was full.");
+  for (const auto& st : statuses)
+    if (first(st) && st.isolation == "process") m.sample({{"plugin", st.name}}, st.runner_busy);
   seen.clear();
   m.family("keel_plugin_quarantined", MetricType::kGauge,
            "1 while the plugin is quarantined (runner crashes or its error budget), else 0.");
@@ -217,9 +231,25 @@ void events_metrics(Exposition& m, const events::Bus& bus) {
     if (!s.publisher.empty()) m.sample({{"publisher", s.publisher}, {"subscriber", s.subscriber}}, s.lag);
 }
 
+void tls_metrics(Exposition& m, const http::TlsContext& tls) {
+  const auto s = tls.stats();
+  m.family("keel_tls_handshake_failures_total", MetricType::kCounter,
+           "TLS handshakes that failed (reason=\"error\": a plain-HTTP client, an old protocol version, no common "
+           "cipher) or did not finish within [http] header_read_timeout_ms (reason=\"timeout\").");
+  m.sample({{"reason", "error"}}, s.handshake_failures);
+  m.sample({{"reason", "timeout"}}, s.handshake_timeouts);
+  m.family("keel_tls_certificate_reloads_total", MetricType::kCounter,
+           "Certificate and key reloads on SIGHUP; a refused one leaves the previous certificate in use.");
+  m.sample({{"result", "succeeded"}}, s.reloads_succeeded);
+  m.sample({{"result", "refused"}}, s.reloads_refused);
+  m.family("keel_tls_certificate_expiry_timestamp_seconds", MetricType::kGauge,
+           "When the certificate served to new connections expires, in seconds since the Unix epoch.");
+  m.sample({}, s.not_after);
+}
+
 }  // namespace
 
-void write_metrics(std::string& out, plugins::PluginHost& plugins) {
+void write_metrics(std::string& out, plugins::PluginHost& plugins, const http::TlsContext* tls) {
   Exposition m(out);
   build_and_process(m);
   plugin_states(m, plugins.statuses());
@@ -227,13 +257,14 @@ void write_metrics(std::string& out, plugins::PluginHost& plugins) {
   call_metrics(m, plugins.call_stats());
   storage_metrics(m, plugins.storage_stats());
   events_metrics(m, plugins.bus());
+  if (tls != nullptr) tls_metrics(m, *tls);
 }
 
-void handle_metrics(http::Response& res, plugins::PluginHost& plugins) {
+void handle_metrics(http::Response& res, plugins::PluginHost& plugins, const http::TlsContext* tls) {
   res.status = 200;
   res.content_type = observability::kExpositionContentType;
   res.body.clear();
-  write_metrics(res.body, plugins);
+  write_metrics(res.body, plugins, tls);
 }
 
 }  // namespace keel::host::app

@@ -10,13 +10,16 @@
 namespace keel::host::plugins {
 class PluginHost;
 }
+namespace keel::host::http {
+class TlsContext;
+}
 
 namespace keel::host::app {
 
-/// Appends every metric family to `out`.
-void write_metrics(std::string& out, plugins::PluginHost& plugins);
+/// Appends every metric family to `out`; the keel_tls_* families when `tls` is set.
+void write_metrics(std::string& out, plugins::PluginHost& plugins, const http::TlsContext* tls = nullptr);
 
 /// Answers GET or HEAD /metrics into `res` (the caller has checked the method).
-void handle_metrics(http::Response& res, plugins::PluginHost& plugins);
+void handle_metrics(http::Response& res, plugins::PluginHost& plugins, const http::TlsContext* tls = nullptr);
 
 }  // namespace keel::host::app

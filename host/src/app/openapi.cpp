@@ -34,10 +34,13 @@ std::string openapi_path(const std::string& path, Json& parameters) {
     const auto end = path.find('}', i);
     std::string name = path.substr(i + 1, end - i - 1);
     const bool tail = name.size() > 3 && name.ends_with("...");
+    const bool file = !tail && name.ends_with(":file");
     if (tail) name.resize(name.size() - 3);
+    if (file) name.resize(name.size() - 5);
     out += "{" + name + "}";
     Json p{{"name", name}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}};
     if (tail) p["description"] = "the rest of the path, may contain '/'";
+    if (file) p["description"] = "one file name: never '/', '\\', NUL, '.' or '..'";
     parameters.push_back(std::move(p));
     i = end + 1;
   }

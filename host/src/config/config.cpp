@@ -814,7 +814,27 @@ void apply(const Settings& settings, Context& ctx, const std::filesystem::path& 
                        "site could read credentialed answers); list the origins that may send credentials");
   }
 
+  // TLS needs both files; one alone is almost certainly a typo or a forgotten line.
+  const Setting* cert = a.find("server", "tls_cert");
+  const Setting* key = a.find("server", "tls_key");
+  if ((cert == nullptr) != (key == nullptr)) {
+    a.error(cert != nullptr ? *cert : *key,
+            cert != nullptr ? "[server] tls_cert is set but tls_key is not: set tls_key to the certificate's private "
+                              "key file (PEM), or remove tls_cert to serve plain HTTP"
+                            : "[server] tls_key is set but tls_cert is not: set tls_cert to the certificate chain file "
+                              "(PEM), or remove tls_key to serve plain HTTP");
+  }
+
+  // [admin]: token lengths, token_file, the admin socket's path. A problem names the key it is about.
+  for (auto& problem : check_admin(config.admin, base)) {
+    const Setting* at = a.find("admin", problem.key);
+    ctx.error(at != nullptr ? at->where : SourcePos{ctx.file, 0, 0},
+              section_key("admin", problem.key) + ": " + std::move(problem.message));
+  }
+
   config.server.data_dir = resolve(base, config.server.data_dir);
+  if (!config.server.tls_cert.empty()) config.server.tls_cert = resolve(base, config.server.tls_cert);
+  if (!config.server.tls_key.empty()) config.server.tls_key = resolve(base, config.server.tls_key);
   config.plugins.directory = resolve(base, config.plugins.directory);
   if (!config.log.file.empty()) config.log.file = resolve(base, config.log.file);
 }

@@ -4,6 +4,7 @@
 // Plain values; safe to copy and to read from any thread once built.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -42,6 +43,7 @@ class ConfigError : public std::runtime_error {
 
 enum class LogFormat { kText, kJson };
 enum class SyncMode { kNormal, kFull };
+enum class TlsVersion { k12, k13 };  ///< lowest TLS version a listener accepts
 
 struct ServerConfig {
   std::uint32_t worker_threads = 4;      ///< pool for blocking/serialized plugin handlers and plugin calls
@@ -51,6 +53,12 @@ struct ServerConfig {
   std::uint32_t max_connections = 10000;          ///< open client connections; more are refused with 503
   std::chrono::milliseconds drain_timeout{10000}; ///< graceful-shutdown budget for in-flight requests
   std::filesystem::path data_dir = "data";        ///< per-plugin databases live here (relative to the config file)
+  /// PEM certificate chain and private key (relative to the config file); both set = every
+  /// connection is TLS, both empty = plain HTTP. Re-read on SIGHUP (docs/security.md "TLS").
+  std::filesystem::path tls_cert;
+  std::filesystem::path tls_key;
+  TlsVersion tls_min_version = TlsVersion::k12;   ///< "1.2" or "1.3"
+  [[nodiscard]] bool tls() const noexcept { return !tls_cert.empty(); }
 };
 
 struct HttpConfig {
@@ -73,8 +81,27 @@ struct LogConfig {
   std::uint32_t max_files = 5;       ///< rotated files kept: <file>.1 .. <file>.<max_files>
 };
 
+/// Shortest admin token accepted (from the file, the environment or token_file): 32 characters,
+/// e.g. `openssl rand -hex 32` (64). Shorter ones are refused at start, by `keel config check` and on SIGHUP.
+inline constexpr std::size_t kMinAdminTokenLength = 32;
+
 struct AdminConfig {
-  std::string token;  ///< bearer token for /admin; empty disables the admin API (env KEEL_ADMIN_TOKEN)
+  std::string token;       ///< bearer token for /admin; empty disables the admin API (env KEEL_ADMIN_TOKEN)
+  std::string token_next;  ///< a second accepted token while clients move to it (rotation); needs `token`
+  /// File holding the token (first line) and optionally the next one (second line), read at start
+  /// and on SIGHUP; must not be readable or writable by group or others. Excludes token/token_next.
+  std::filesystem::path token_file;
+  /// Where /admin/* is served: "" = on [server] listen; "HOST:PORT" or "unix:/path" = only there.
+  std::string listen;
+  std::uint32_t max_failed_attempts = 10;  ///< failed bearer tokens from one client address per window ...
+  std::chrono::milliseconds failed_attempts_window{60000};  ///< ... then 429 until the window ends
+  /// Every token a request may present: token, then token_next when set.
+  [[nodiscard]] std::vector<std::string> tokens() const {
+    std::vector<std::string> out;
+    if (!token.empty()) out.push_back(token);
+    if (!token_next.empty()) out.push_back(token_next);
+    return out;
+  }
 };
 
 struct PluginsConfig {
@@ -131,6 +158,8 @@ struct EventsConfig {
   std::uint32_t batch = 256;  ///< range 1..100000: durable events read and acknowledged per delivery batch
   /// Range 0..1000000: dead letters of in-memory topics kept (oldest dropped).
   std::uint32_t dead_letter_capacity = 1000;
+  /// Range 1..67108864: largest event payload a publish may carry; more gets KEEL_ERR_TOO_LARGE.
+  std::uint32_t max_payload_bytes = 1048576;
 };
 
 /// One [plugin.<name>] table. Host-owned keys are typed; the rest is handed to the plugin.

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.hpp"
 
@@ -20,6 +21,7 @@ constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug", "info", "
 constexpr std::array<std::string_view, 2> kLogFormats{"text", "json"};  // in LogFormat order
 constexpr std::array<std::string_view, 2> kSyncModes{"normal", "full"};  // in SyncMode order
 constexpr std::array<std::string_view, 2> kIsolationModes{"in-process", "process"};
+constexpr std::array<std::string_view, 2> kTlsVersions{"1.2", "1.3"};  // in TlsVersion order
 
 // A day is far beyond any sane I/O timeout, and the cap keeps `steady_clock::now() + timeout`
 // (nanosecond ticks) from overflowing when the server arms its timers.
@@ -31,6 +33,18 @@ constexpr std::int64_t kMaxUint32 = std::numeric_limits<std::uint32_t>::max();
 
 /// Why a [server] listen value is not HOST:PORT, or nothing.
 std::optional<std::string> listen_problem(std::string_view listen);
+/// Why an [admin] listen value is neither HOST:PORT nor unix:PATH, or nothing ("" is fine: unset).
+std::optional<std::string> admin_listen_problem(std::string_view listen);
+
+/// A problem with the [admin] settings as a whole, blamed on `key` of [admin] (admin_keys.cpp).
+struct AdminProblem {
+  std::string_view key;
+  std::string message;  ///< without the "[admin] key: " prefix
+};
+/// After the keys are applied: resolves token_file and the unix socket path against `base`,
+/// reads token_file into token/token_next, and checks lengths and combinations. Never puts a
+/// token's text into a message.
+std::vector<AdminProblem> check_admin(AdminConfig& admin, const std::filesystem::path& base);
 
 
 // Every key of the host's sections, declared once and in order (suggestions prefer the first of
@@ -47,6 +61,9 @@ void visit_keys(V& v, C& c) {
   v.path("data_dir", c.server.data_dir);
   v.integer("worker_threads", c.server.worker_threads, 1, 256);
   v.integer("worker_queue", c.server.worker_queue, 1, 1000000);
+  v.path("tls_cert", c.server.tls_cert);  // both or neither: apply() names the missing one
+  v.path("tls_key", c.server.tls_key);
+  v.choice("tls_min_version", c.server.tls_min_version, kTlsVersions);
   v.section("http");
   v.integer("max_header_bytes", c.http.max_header_bytes, 1024, 1048576);
   // At most max_header_bytes as just applied; apply() reports a default above a lowered header limit.
@@ -66,6 +83,11 @@ void visit_keys(V& v, C& c) {
   v.integer("max_files", c.log.max_files, 0, 1000);
   v.section("admin");
   v.secret("token", c.admin.token);
+  v.secret("token_next", c.admin.token_next);
+  v.path("token_file", c.admin.token_file);
+  v.text("listen", c.admin.listen, admin_listen_problem);
+  v.integer("max_failed_attempts", c.admin.max_failed_attempts, 1, 1000000);
+  v.duration("failed_attempts_window_ms", c.admin.failed_attempts_window, 1000, kMaxDurationMs);
   v.section("plugins");
   v.path("directory", c.plugins.directory);
   v.flag("watch", c.plugins.watch);
@@ -100,6 +122,7 @@ void visit_keys(V& v, C& c) {
   v.duration("retention_ms", c.events.retention, 0, kMaxRetentionMs);
   v.integer("batch", c.events.batch, 1, 100000);
   v.integer("dead_letter_capacity", c.events.dead_letter_capacity, 0, 1000000);
+  v.integer("max_payload_bytes", c.events.max_payload_bytes, 1, 67108864);
 }
 
 // The limits of a [plugin.<name>] table (its runner process, its error budget), declared once

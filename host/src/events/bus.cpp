@@ -867,6 +867,12 @@ keel_status Bus::publish(std::string_view publisher, const keel_publish_args& ar
     error = "publish flags must be 0";
     return KEEL_ERR_INVALID_ARGUMENT;
   }
+  if (args.payload.len > s.cfg.max_payload_bytes) {
+    topic->stats->refused.add();
+    error = "payload of " + std::to_string(args.payload.len) + " bytes is over [events] max_payload_bytes (" +
+            std::to_string(s.cfg.max_payload_bytes) + ")";
+    return KEEL_ERR_TOO_LARGE;
+  }
   if (txn != KEEL_TXN_NONE && !topic->durable) {
     topic->stats->refused.add();
     error = "topic '" + topic->stats->name + "' is in-memory: only durable topics (events.durable) can be published in "

@@ -21,6 +21,9 @@ struct Header {
   std::string_view value;
 };
 
+/// Which of the server's listeners a connection came in on ([server] listen or [admin] listen).
+enum class Listener : unsigned char { kPublic, kAdmin };
+
 struct Request {
   std::string_view method;     ///< as received, e.g. "GET"
   std::string_view target;     ///< raw request-target, e.g. "/api/hello/greet/x?y=1"
@@ -32,7 +35,8 @@ struct Request {
   std::string_view request_id;
   std::string_view traceparent;  ///< this request's span as handlers receive it: "00-<trace>-<span>-<flags>"
   std::string_view tracestate;   ///< the client's tracestate when its traceparent was valid; else empty
-  std::string_view remote_address;  ///< "127.0.0.1:53412"
+  std::string_view remote_address;  ///< "127.0.0.1:53412"; "unix" on a unix socket
+  Listener listener = Listener::kPublic;  ///< the listener the connection came in on
   std::chrono::steady_clock::time_point deadline;
 
   /// First header named `name` (ASCII case-insensitive), or empty.

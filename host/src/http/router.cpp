@@ -13,12 +13,14 @@ namespace {
 
 constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
 constexpr std::string_view kTailSuffix = "...";
+constexpr std::string_view kFileSuffix = ":file";
 
 enum class SegmentKind : std::uint8_t { kStatic, kParam, kTail };
 
 struct TemplateSegment {
   SegmentKind kind = SegmentKind::kStatic;
   std::string_view text;  // static text, or the parameter's name
+  bool file = false;      // a {name:file} parameter: its decoded value must be a safe file name
 };
 
 struct Edge {
@@ -103,10 +105,14 @@ std::string parse_template(std::string_view pattern, std::vector<TemplateSegment
       if (seg.back() != '}') return "a parameter must span a whole segment: '{name}' or '{name...}'";
       std::string_view name = seg.substr(1, seg.size() - 2);
       SegmentKind kind = SegmentKind::kParam;
-      if (name.size() >= kTailSuffix.size() && name.substr(name.size() - kTailSuffix.size()) == kTailSuffix) {
+      bool file = false;
+      if (name.ends_with(kTailSuffix)) {
         name.remove_suffix(kTailSuffix.size());
         kind = SegmentKind::kTail;
         if (!last) return "tail parameter '{" + std::string(name) + "...}' must be the last segment";
+      } else if (name.ends_with(kFileSuffix)) {
+        name.remove_suffix(kFileSuffix.size());
+        file = true;
       }
       if (!is_name(name)) {
         return "invalid parameter name '" + std::string(name) + "' (expected [A-Za-z_][A-Za-z0-9_]*)";
@@ -119,7 +125,7 @@ std::string parse_template(std::string_view pattern, std::vector<TemplateSegment
       if (++captures > MatchScratch::kMaxParams) {
         return "more than " + std::to_string(MatchScratch::kMaxParams) + " parameters";
       }
-      out.push_back({kind, name});
+      out.push_back({kind, name, file});
     } else {
       for (const char c : seg) {
         if (c == '{' || c == '}') return "a parameter must span a whole segment: '{name}' or '{name...}'";
@@ -161,10 +167,17 @@ bool is_safe_tail(std::string_view value) noexcept {
   }
 }
 
+// A {name:file} capture names one file: besides the dot-segments refused for every path, its
+// decoded value must not hold a separator ("%2F", "%5C") or NUL.
+bool is_safe_file_name(std::string_view value) noexcept {
+  return value.find_first_of(std::string_view("/\\\0", 3)) == std::string_view::npos;
+}
+
 struct Trie {
   std::vector<Node> nodes;  // nodes[0] is the root, before the first segment
   std::vector<Leaf> leaves;
   std::vector<std::vector<std::string_view>> param_names;  // per route, in capture order
+  std::vector<std::uint16_t> file_params;  // per route: bit i set when capture i is {name:file}
 
   [[nodiscard]] std::uint32_t find_static(const Node& node, std::string_view label) const noexcept {
     const auto it = std::lower_bound(node.statics.begin(), node.statics.end(), label,
@@ -257,6 +270,12 @@ class Matcher {
       if (first_path_match_ == kNone) first_path_match_ = leaf_index;
       return Step::kNoMatch;
     }
+    // Which captures must be file names is the route's too: "GET /f/{n:file}" and "DELETE /f/{n}"
+    // share a node.
+    if (const std::uint16_t files = trie_.file_params[found]; files != 0) {
+      for (std::size_t i = 0; i < scratch_.param_count; ++i)
+        if ((files & (1U << i)) != 0 && !is_safe_file_name(scratch_.params[i].value)) return Step::kBad;
+    }
     // Capture names come from the route, not the trie: "GET /o/{id}" and "DELETE /o/{oid}" share a node.
     const std::vector<std::string_view>& names = trie_.param_names[found];
     for (std::size_t i = 0; i < scratch_.param_count && i < names.size(); ++i) scratch_.params[i].name = names[i];
@@ -296,6 +315,7 @@ std::variant<std::shared_ptr<const RouteTable>, std::vector<RouteConflict>> Rout
   std::vector<std::vector<std::string_view>>& param_names = impl->trie.param_names;
   nodes.emplace_back();
   param_names.resize(specs.size());
+  impl->trie.file_params.assign(specs.size(), 0);
 
   std::vector<RouteConflict> errors;
   std::vector<TemplateSegment> segments;
@@ -335,6 +355,7 @@ std::variant<std::shared_ptr<const RouteTable>, std::vector<RouteConflict>> Rout
             (tail ? nodes[at].tail : nodes[at].param) = next;
             nodes.emplace_back();
           }
+          if (seg.file) impl->trie.file_params[i] |= static_cast<std::uint16_t>(1U << param_names[i].size());
           param_names[i].push_back(seg.text);
           break;
         }

@@ -12,6 +12,7 @@
 #include <span>
 #include <stdexcept>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
@@ -26,8 +27,11 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "http/header_scanner.hpp"
+#include "http/listener.hpp"
+#include "http/tls.hpp"
 #include "observability/log.hpp"
 #include "observability/trace.hpp"
 
@@ -37,6 +41,8 @@ namespace {
 namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
+namespace ssl = asio::ssl;
+using TlsStream = boost::beast::ssl_stream<tcp::socket>;
 using Clock = std::chrono::steady_clock;
 using error_code = boost::system::error_code;
 using bsv = boost::beast::string_view;
@@ -263,14 +269,6 @@ void generate_request_id(std::array<char, 16>& out) {
   }
 }
 
-std::string format_endpoint(const tcp::endpoint& ep) {
-  const auto addr = ep.address();
-  std::string out = addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string();
-  out += ':';
-  out += std::to_string(ep.port());
-  return out;
-}
-
 bool safe_field_text(std::string_view s) {
   return std::none_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
 }
@@ -287,13 +285,15 @@ void append_number(std::string& out, std::uint64_t v) {
 
 class Server::Impl {
  public:
+  class SessionCore;
+  template <class Stream>
   class Session;
 
   // One event loop and the connections it owns. Touched only from its own thread, except
   // `ctx` (thread-safe) and the atomics.
   struct IoThread {
     asio::io_context ctx{1};
-    std::list<Session*> sessions;
+    std::list<SessionCore*> sessions;
     bool draining = false;
     Clock::time_point drain_deadline{};
     std::thread thread;
@@ -306,8 +306,9 @@ class Server::Impl {
         access_log_(observability::logger("access")) {
     const auto n = std::max<std::uint32_t>(1, options_.io_threads);
     for (std::uint32_t i = 0; i < n; ++i) threads_.push_back(std::make_unique<IoThread>());
-    acceptor_.emplace(threads_[0]->ctx);
-    accept_backoff_.emplace(threads_[0]->ctx);
+    listeners_.push_back(std::make_unique<ListenSocket>(Listener::kPublic, options_.listen, threads_[0]->ctx));
+    if (!options_.admin_listen.empty())
+      listeners_.push_back(std::make_unique<ListenSocket>(Listener::kAdmin, options_.admin_listen, threads_[0]->ctx));
   }
 
   ~Impl() {
@@ -322,22 +323,28 @@ class Server::Impl {
   void shutdown(std::chrono::milliseconds drain_timeout);
   void wait();
 
-  tcp::endpoint local_endpoint() const { return bound_; }
+  tcp::endpoint local_endpoint() const { return listeners_[0]->bound; }
+  std::string admin_address() const {
+    for (const auto& l : listeners_)
+      if (l->kind == Listener::kAdmin) return l->address();
+    return {};
+  }
   std::uint64_t connection_count() const noexcept { return connections_.load(std::memory_order_relaxed); }
 
  private:
-  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> accept_loop(ListenSocket& listener);
   asio::awaitable<void> sweep_loop(IoThread& io);
   void refuse(tcp::socket socket);
+  template <class Stream>
+  void spawn_session(IoThread& io, tcp::socket socket, const ListenSocket& listener);
 
   ServerOptions options_;
   Handler& handler_;
+  TlsContext* tls_ = options_.tls.get();  // null: plain HTTP
   std::shared_ptr<spdlog::logger> http_log_;
   std::shared_ptr<spdlog::logger> access_log_;
   std::vector<std::unique_ptr<IoThread>> threads_;
-  std::optional<tcp::acceptor> acceptor_;
-  std::optional<asio::steady_timer> accept_backoff_;
-  tcp::endpoint bound_;
+  std::vector<std::unique_ptr<ListenSocket>> listeners_;  ///< [0] is the public listener
   std::atomic<std::uint64_t> connections_{0};
   std::atomic<bool> stopping_{false};
   std::size_t next_thread_ = 0;
@@ -345,68 +352,71 @@ class Server::Impl {
   bool joined_ = false;
 };
 
-// One client connection. Lives in its coroutine; registered with its IoThread so the sweeper
-// can enforce deadlines and shutdown can find idle connections.
-class Server::Impl::Session : public std::enable_shared_from_this<Session> {
+// What a client connection is, whatever its stream (a plain socket or TLS over one): deadlines,
+// the per-request state and every step that does no I/O. Lives in its coroutine; registered
+// with its IoThread so the sweeper can enforce deadlines and shutdown can find idle connections.
+// The sweeper and shutdown act on the TCP socket under the stream (raw_), so they need no
+// virtual call and the plain path pays nothing for TLS.
+class Server::Impl::SessionCore : public std::enable_shared_from_this<SessionCore> {
  public:
-  Session(Impl& server, IoThread& io, tcp::socket socket)
-      : server_(server), io_(io), socket_(std::move(socket)),
-        buffer_(static_cast<std::size_t>(server.options_.max_header_bytes) + kReadChunk) {
+  // `socket` is read here (peer, options) and then moved into the derived session's stream.
+  SessionCore(Impl& server, IoThread& io, tcp::socket& socket, const ListenSocket& listener)
+      : server_(server), io_(io), reply_timer_(socket.get_executor()),
+        buffer_(static_cast<std::size_t>(server.options_.max_header_bytes) + kReadChunk), listener_(listener.kind) {
     it_ = io_.sessions.insert(io_.sessions.end(), this);
     error_code ec;
-    const auto peer = socket_.remote_endpoint(ec);
+    if (listener.is_unix()) {  // a unix socket's peer has no address, and no Nagle to turn off
+      remote_ = "unix";
+      return;
+    }
+    const auto peer = socket.remote_endpoint(ec);
     if (!ec) remote_ = format_endpoint(peer);
-    socket_.set_option(tcp::no_delay(true), ec);
+    socket.set_option(tcp::no_delay(true), ec);
   }
 
-  ~Session() {
+  ~SessionCore() {
     io_.sessions.erase(it_);
     server_.connections_.fetch_sub(1, std::memory_order_relaxed);
   }
 
-  Session(const Session&) = delete;
-  Session& operator=(const Session&) = delete;
-
-  asio::awaitable<void> run();
+  SessionCore(const SessionCore&) = delete;
+  SessionCore& operator=(const SessionCore&) = delete;
 
   // Called by the sweeper on this thread.
   void check_deadline(Clock::time_point now) {
     if (deadline_ <= now && !timed_out_) {
       timed_out_ = true;
       error_code ec;
-      socket_.cancel(ec);
+      raw_->cancel(ec);
     }
   }
   // Called on this thread when shutdown begins: a connection between requests closes now.
   void on_drain() {
     if (idle_) {
       error_code ec;
-      socket_.cancel(ec);
+      raw_->cancel(ec);
     }
   }
   void force_close() {
     error_code ec;
-    socket_.cancel(ec);
-    socket_.close(ec);
+    raw_->cancel(ec);
+    raw_->close(ec);
     reply_timer_.cancel();
   }
 
- private:
+ protected:
   enum class ReadResult { kOk, kEof, kTimeout, kError, kFull };
 
   void set_deadline(std::chrono::milliseconds budget) {
     deadline_ = Clock::now() + budget;
     timed_out_ = false;
   }
-  asio::awaitable<ReadResult> read_some();
   ScanResult scan_buffered(HeaderScanner& scanner, bool& begun);
-  asio::awaitable<std::size_t> read_header(HeaderScanner& scanner, bool begun);
-  asio::awaitable<bool> read_body(RequestParser& parser, bool head);
   std::optional<Deferred> handle_request();
   asio::awaitable<void> await_reply(Deferred& deferred);
-  asio::awaitable<bool> write_response(bool head, bool close);
-  asio::awaitable<void> fail_and_close(unsigned status, std::string_view reason, bool head);
-  asio::awaitable<void> linger_and_close();
+  // Builds the status line and header fields into head_out_; true when the body goes too.
+  bool build_head(bool head, bool close);
+  void set_failure(unsigned status, std::string_view reason);
   void log_access(std::size_t bytes_out);
   // The request id (the client's X-Request-Id when valid, else a new one) and the request's
   // span (W3C: continues the client's trace when exactly one valid traceparent came).
@@ -436,15 +446,16 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session> {
 
   Impl& server_;
   IoThread& io_;
-  tcp::socket socket_;
-  asio::steady_timer reply_timer_{socket_.get_executor()};
+  tcp::socket* raw_ = nullptr;  // the TCP socket under the derived session's stream
+  asio::steady_timer reply_timer_;
   const AsyncReply* waiting_reply_ = nullptr;
-  std::list<Session*>::iterator it_;
+  std::list<SessionCore*>::iterator it_;
   boost::beast::flat_buffer buffer_;
   std::string remote_;
   Clock::time_point deadline_ = Clock::time_point::max();
   bool timed_out_ = false;
   bool idle_ = false;
+  Listener listener_;
 
   // Per-request state, reused across requests to keep the steady state allocation-free.
   std::string header_block_;
@@ -458,10 +469,45 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session> {
   Clock::time_point started_at_{};
 };
 
-asio::awaitable<Server::Impl::Session::ReadResult> Server::Impl::Session::read_some() {
+// The request loop over one stream type: tcp::socket (plain HTTP) or TlsStream. Everything
+// here reads or writes the stream; a template, so each kind of connection has its own code and
+// the plain one is exactly what it was without TLS.
+template <class Stream>
+class Server::Impl::Session final : public SessionCore {
+ public:
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
+  Session(Impl& server, IoThread& io, tcp::socket socket, const ListenSocket& listener,
+          std::shared_ptr<ssl::context> tls)
+      : SessionCore(server, io, socket, listener), tls_context_(std::move(tls)), stream_(make_stream(std::move(socket))) {
+    raw_ = &boost::beast::get_lowest_layer(stream_);
+  }
+
+  asio::awaitable<void> run();
+
+ private:
+  Stream make_stream(tcp::socket socket) {
+    if constexpr (kTls) return Stream(std::move(socket), *tls_context_);
+    else return socket;
+  }
+  asio::awaitable<ReadResult> read_some();
+  asio::awaitable<std::size_t> read_header(HeaderScanner& scanner, bool begun);
+  asio::awaitable<bool> read_body(RequestParser& parser, bool head);
+  asio::awaitable<bool> write_response(bool head, bool close);
+  asio::awaitable<void> fail_and_close(unsigned status, std::string_view reason, bool head);
+  asio::awaitable<void> linger_and_close();
+  asio::awaitable<bool> handshake();
+  asio::awaitable<void> send_close_notify();
+
+  std::shared_ptr<ssl::context> tls_context_;  // TLS: outlives stream_ (declared before it)
+  Stream stream_;
+};
+
+template <class Stream>
+asio::awaitable<Server::Impl::SessionCore::ReadResult> Server::Impl::Session<Stream>::read_some() {
   const std::size_t room = buffer_.max_size() - buffer_.size();
   if (room == 0) co_return ReadResult::kFull;
-  auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(std::min(room, kReadChunk)), kAsTuple);
+  auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(std::min(room, kReadChunk)), kAsTuple);
   buffer_.commit(n);
   if (!ec) co_return ReadResult::kOk;
   if (ec == asio::error::operation_aborted && timed_out_) co_return ReadResult::kTimeout;
@@ -469,11 +515,11 @@ asio::awaitable<Server::Impl::Session::ReadResult> Server::Impl::Session::read_s
   co_return ReadResult::kError;
 }
 
-asio::awaitable<void> Server::Impl::Session::await_reply(Deferred& deferred) {
+asio::awaitable<void> Server::Impl::SessionCore::await_reply(Deferred& deferred) {
   auto& reply = *deferred.reply;
   // The waker runs on whichever thread completes the reply; it only posts to this connection's
   // thread, where the timer is cancelled if this session is still waiting for that reply.
-  auto waker = [weak = weak_from_this(), ex = socket_.get_executor(), r = &reply] {
+  auto waker = [weak = weak_from_this(), ex = reply_timer_.get_executor(), r = &reply] {
     asio::post(ex, [weak, r] {
       if (auto self = weak.lock(); self && self->waiting_reply_ == r) self->reply_timer_.cancel();
     });
@@ -494,7 +540,7 @@ asio::awaitable<void> Server::Impl::Session::await_reply(Deferred& deferred) {
   for (const auto& h : reply.extra_headers) response_.headers.push_back(h);
 }
 
-void Server::Impl::Session::log_access(std::size_t bytes_out) {
+void Server::Impl::SessionCore::log_access(std::size_t bytes_out) {
   if (!server_.options_.access_log) return;
   const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_at_).count();
   // The request's span: the scope adds req=, trace_id= and span_id= (JSON: fields).
@@ -508,7 +554,7 @@ void Server::Impl::Session::log_access(std::size_t bytes_out) {
                               span_.parent_id());
 }
 
-asio::awaitable<bool> Server::Impl::Session::write_response(bool head, bool close) {
+bool Server::Impl::SessionCore::build_head(bool head, bool close) {
   auto& r = response_;
   const bool no_body = r.status == 204 || r.status == 304 || (r.status >= 100 && r.status < 200);
   auto& out = head_out_;
@@ -550,11 +596,17 @@ asio::awaitable<bool> Server::Impl::Session::write_response(bool head, bool clos
   else if (request_.version == 10) out += "Connection: keep-alive\r\n"sv;
   out += "\r\n"sv;
 
+  return !head && !no_body && !r.body.empty();
+}
+
+template <class Stream>
+asio::awaitable<bool> Server::Impl::Session<Stream>::write_response(bool head, bool close) {
+  const bool send_body = build_head(head, close);
   set_deadline(server_.options_.write_timeout);
-  // One gather write (writev) for header and body; the body is never copied.
-  const std::array<asio::const_buffer, 2> buffers{asio::buffer(out), asio::buffer(r.body)};
-  const bool send_body = !head && !no_body && !r.body.empty();
-  auto [ec, n] = co_await asio::async_write(socket_, std::span(buffers.data(), send_body ? 2 : 1), kAsTuple);
+  // One gather write (writev) for header and body; the body is never copied (TLS: Beast's
+  // flat_stream coalesces them into one record).
+  const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_out_), asio::buffer(response_.body)};
+  auto [ec, n] = co_await asio::async_write(stream_, std::span(buffers.data(), send_body ? 2 : 1), kAsTuple);
   log_access(n);
   if (ec) {
     server_.http_log_->debug("write failed peer={} req={} error={}", remote_, request_.request_id,
@@ -564,27 +616,64 @@ asio::awaitable<bool> Server::Impl::Session::write_response(bool head, bool clos
   co_return true;
 }
 
-asio::awaitable<void> Server::Impl::Session::linger_and_close() {
+template <class Stream>
+asio::awaitable<void> Server::Impl::Session<Stream>::linger_and_close() {
+  if constexpr (kTls) co_await send_close_notify();
   error_code ec;
-  socket_.shutdown(tcp::socket::shutdown_send, ec);
+  raw_->shutdown(tcp::socket::shutdown_send, ec);
   if (!ec) {
     set_deadline(std::chrono::duration_cast<std::chrono::milliseconds>(kLingerTime));
     std::size_t discarded = 0;
     std::array<char, 4096> sink;
     while (discarded < kLingerMaxBytes) {
-      auto [rec, n] = co_await socket_.async_read_some(asio::buffer(sink), kAsTuple);
+      // TLS too: what still comes is read off the TCP socket and thrown away undecrypted.
+      auto [rec, n] = co_await raw_->async_read_some(asio::buffer(sink), kAsTuple);
       if (rec) break;
       discarded += n;
     }
   }
-  socket_.close(ec);
+  raw_->close(ec);
 }
 
-asio::awaitable<void> Server::Impl::Session::fail_and_close(unsigned status, std::string_view reason, bool head) {
+// TLS: the handshake comes first, under the header-read deadline (a client that opens a
+// connection and says nothing holds it no longer than one that sends half a header). Until the
+// handshake is done the connection counts as idle: shutdown closes it at once.
+template <class Stream>
+asio::awaitable<bool> Server::Impl::Session<Stream>::handshake() {
+  set_deadline(server_.options_.header_read_timeout);
+  idle_ = true;
+  auto [ec] = co_await stream_.async_handshake(ssl::stream_base::server, kAsTuple);
+  idle_ = false;
+  if (!ec) co_return true;
+  if (!io_.draining) server_.tls_->handshake_failed(remote_, ec.message(), timed_out_);
+  error_code cec;
+  raw_->close(cec);
+  co_return false;
+}
+
+// TLS: a close_notify alert before the TCP shutdown, so the client can tell the end of the
+// connection from a truncation. One direction only (RFC 8446 §6.1 allows it): telling OpenSSL
+// the peer's alert already came makes SSL_shutdown send ours and return at once instead of
+// waiting for the client's.
+template <class Stream>
+asio::awaitable<void> Server::Impl::Session<Stream>::send_close_notify() {
+  SSL_set_shutdown(stream_.native_handle(), SSL_RECEIVED_SHUTDOWN);
+  set_deadline(server_.options_.write_timeout);
+  auto [ec] = co_await stream_.async_shutdown(kAsTuple);
+  (void)ec;  // the TCP connection closes next either way
+}
+
+void Server::Impl::SessionCore::set_failure(unsigned status, std::string_view reason) {
   server_.http_log_->debug("rejected request status={} reason=\"{}\" peer={} req={}", status, reason, remote_,
                            request_.request_id);
   response_.clear();
   response_.set_error(status, error_code_for(status), reason);
+}
+
+template <class Stream>
+asio::awaitable<void> Server::Impl::Session<Stream>::fail_and_close(unsigned status, std::string_view reason,
+                                                                    bool head) {
+  set_failure(status, reason);
   const bool written = co_await write_response(head, true);
   if (written) co_await linger_and_close();
 }
@@ -594,7 +683,7 @@ asio::awaitable<void> Server::Impl::Session::fail_and_close(unsigned status, std
 // Scans what the buffer holds (dropping empty lines before the request line first): the whole
 // header, an error, or more to read. A plain function, so a header that arrived in one read
 // (nearly always) costs no coroutine frame of its own.
-ScanResult Server::Impl::Session::scan_buffered(HeaderScanner& scanner, bool& begun) {
+ScanResult Server::Impl::SessionCore::scan_buffered(HeaderScanner& scanner, bool& begun) {
   auto data = std::string_view(static_cast<const char*>(buffer_.data().data()), buffer_.size());
   if (!begun) {
     // RFC 9112 §2.2: empty lines before a request line are skipped.
@@ -610,7 +699,8 @@ ScanResult Server::Impl::Session::scan_buffered(HeaderScanner& scanner, bool& be
 
 // Reads until the header is complete (scan_buffered wanted more): its size, or 0 when the
 // connection ends instead (closed, timed out, or an error answered).
-asio::awaitable<std::size_t> Server::Impl::Session::read_header(HeaderScanner& scanner, bool begun) {
+template <class Stream>
+asio::awaitable<std::size_t> Server::Impl::Session<Stream>::read_header(HeaderScanner& scanner, bool begun) {
   for (;;) {
     const auto r = co_await read_some();
     if (begun && r == ReadResult::kTimeout) {
@@ -633,12 +723,13 @@ asio::awaitable<std::size_t> Server::Impl::Session::read_header(HeaderScanner& s
 
 // Reads the rest of the body into body_; false when the connection ends instead (closed, timed
 // out, or an error answered).
-asio::awaitable<bool> Server::Impl::Session::read_body(RequestParser& parser, bool head) {
+template <class Stream>
+asio::awaitable<bool> Server::Impl::Session<Stream>::read_body(RequestParser& parser, bool head) {
   error_code ec;
   if (!parser.is_done()) {
     if (parser.expects_continue() && request_.version == 11 && buffer_.size() == 0) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(kContinue), kAsTuple);
+      auto [wec, wn] = co_await asio::async_write(stream_, asio::buffer(kContinue), kAsTuple);
       if (wec) co_return false;
     }
     while (!parser.is_done()) {
@@ -672,7 +763,7 @@ asio::awaitable<bool> Server::Impl::Session::read_body(RequestParser& parser, bo
 
 // Hands the parsed request to the handler: response_ holds its answer, or the reply to wait for
 // comes back.
-std::optional<Deferred> Server::Impl::Session::handle_request() {
+std::optional<Deferred> Server::Impl::SessionCore::handle_request() {
   const auto target = request_.target;
   const auto q = target.find('?');
   request_.path = target.substr(0, q);
@@ -680,6 +771,7 @@ std::optional<Deferred> Server::Impl::Session::handle_request() {
   request_.headers = headers_;
   request_.body = body_;
   request_.remote_address = remote_;
+  request_.listener = listener_;
   request_.deadline = deadline_;
   response_.clear();
   std::optional<Deferred> deferred;
@@ -694,8 +786,12 @@ std::optional<Deferred> Server::Impl::Session::handle_request() {
   return deferred;
 }
 
-asio::awaitable<void> Server::Impl::Session::run() {
+template <class Stream>
+asio::awaitable<void> Server::Impl::Session<Stream>::run() {
   const auto& opt = server_.options_;
+  if constexpr (kTls) {
+    if (!co_await handshake()) co_return;
+  }
   HeaderScanner scanner(opt.max_header_bytes, opt.max_target_bytes + 64);
 
   for (;;) {
@@ -757,9 +853,10 @@ asio::awaitable<void> Server::Impl::Session::run() {
     const bool written = co_await write_response(head, close);
     if (!written) co_return;
     if (close) {
+      if constexpr (kTls) co_await send_close_notify();
       error_code sec;
-      socket_.shutdown(tcp::socket::shutdown_send, sec);
-      socket_.close(sec);
+      raw_->shutdown(tcp::socket::shutdown_send, sec);
+      raw_->close(sec);
       co_return;
     }
   }
@@ -768,48 +865,48 @@ asio::awaitable<void> Server::Impl::Session::run() {
 // ---------------------------------------------------------------------------------------------
 
 void Server::Impl::listen() {
-  const auto& listen = options_.listen;
-  const auto colon = listen.rfind(':');
-  if (colon == std::string::npos) throw std::runtime_error("listen address '" + listen + "' is not HOST:PORT");
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  unsigned port = 0;
-  const auto port_text = std::string_view(listen).substr(colon + 1);
-  const auto [end, perr] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (perr != std::errc{} || end != port_text.data() + port_text.size() || port > 65535)
-    throw std::runtime_error("listen address '" + listen + "' has an invalid port");
-  error_code ec;
-  auto address = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
-  if (ec) throw std::runtime_error("listen address '" + listen + "': '" + host + "' is not an IP address");
-  const tcp::endpoint endpoint(address, static_cast<std::uint16_t>(port));
-  auto& acc = *acceptor_;
-  acc.open(endpoint.protocol(), ec);
-  if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acc.bind(endpoint, ec);
-  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) throw std::runtime_error("cannot listen on " + listen + ": " + ec.message());
-  bound_ = acc.local_endpoint();
+  for (auto& l : listeners_) l->listen(threads_[0]->ctx);
+}
+
+template <class Stream>
+void Server::Impl::spawn_session(IoThread& io, tcp::socket socket, const ListenSocket& listener) {
+  std::shared_ptr<ssl::context> tls;
+  if constexpr (std::is_same_v<Stream, TlsStream>) tls = tls_->current();  // this connection's for its whole life
+  auto session = std::make_shared<Session<Stream>>(*this, io, std::move(socket), listener, std::move(tls));
+  asio::co_spawn(io.ctx, [session]() -> asio::awaitable<void> { co_await session->run(); },
+                 [log = http_log_](const std::exception_ptr& e) {
+                   if (!e) return;
+                   try {
+                     std::rethrow_exception(e);
+                   } catch (const std::exception& ex) {
+                     log->error("connection dropped after unexpected error=\"{}\"", ex.what());
+                   }
+                 });
 }
 
 void Server::Impl::refuse(tcp::socket socket) {
-  // Over max_connections: a best-effort 503 without blocking, then close.
+  // Over max_connections: a best-effort 503 without blocking, then close. A TLS listener just
+  // closes: plain text is no answer a TLS client can read, and a handshake costs what it refuses.
   static constexpr std::string_view kBusy =
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 73\r\n"
       "Connection: close\r\nRetry-After: 1\r\n\r\n"
       R"({"error":{"code":"unavailable","message":"too many connections to keel"}})";
   error_code ec;
   socket.non_blocking(true, ec);
-  socket.write_some(asio::buffer(kBusy), ec);
+  if (tls_ == nullptr) socket.write_some(asio::buffer(kBusy), ec);
   socket.shutdown(tcp::socket::shutdown_send, ec);
   socket.close(ec);
 }
 
-asio::awaitable<void> Server::Impl::accept_loop() {
+// TLS, when configured, covers every TCP listener; the admin API's unix socket is local and
+// private (0600), so it stays plain.
+asio::awaitable<void> Server::Impl::accept_loop(ListenSocket& listener) {
+  const bool tls = tls_ != nullptr && !listener.is_unix();
   auto last_fd_warning = Clock::time_point{};
   for (;;) {
     auto& target = *threads_[next_thread_];
     next_thread_ = (next_thread_ + 1) % threads_.size();
-    auto [ec, socket] = co_await acceptor_->async_accept(target.ctx, kAsTuple);
+    auto [ec, socket] = co_await listener.accept(target.ctx);
     if (stopping_.load()) co_return;
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;
@@ -820,27 +917,20 @@ asio::awaitable<void> Server::Impl::accept_loop() {
         http_log_->warn("accept failed, backing off error=\"{}\" connections={}", ec.message(), connection_count());
         last_fd_warning = now;
       }
-      accept_backoff_->expires_after(std::chrono::milliseconds(100));
-      co_await accept_backoff_->async_wait(kAsTuple);
+      listener.backoff.expires_after(std::chrono::milliseconds(100));
+      co_await listener.backoff.async_wait(kAsTuple);
       continue;
     }
-    if (connections_.load(std::memory_order_relaxed) >= options_.max_connections) {
+    // The admin listener is exempt, so a flood on the public one cannot lock the operator out.
+    if (listener.kind == Listener::kPublic && connections_.load(std::memory_order_relaxed) >= options_.max_connections) {
       http_log_->debug("connection refused: max_connections={} reached", options_.max_connections);
       refuse(std::move(socket));
       continue;
     }
     connections_.fetch_add(1, std::memory_order_relaxed);
-    asio::post(target.ctx, [this, &target, s = std::move(socket)]() mutable {
-      auto session = std::make_shared<Session>(*this, target, std::move(s));
-      asio::co_spawn(target.ctx, [session]() -> asio::awaitable<void> { co_await session->run(); },
-                     [log = http_log_](const std::exception_ptr& e) {
-                       if (!e) return;
-                       try {
-                         std::rethrow_exception(e);
-                       } catch (const std::exception& ex) {
-                         log->error("connection dropped after unexpected error=\"{}\"", ex.what());
-                       }
-                     });
+    asio::post(target.ctx, [this, &target, &listener, tls, s = std::move(socket)]() mutable {
+      if (tls) spawn_session<TlsStream>(target, std::move(s), listener);
+      else spawn_session<tcp::socket>(target, std::move(s), listener);
     });
   }
 }
@@ -853,7 +943,7 @@ asio::awaitable<void> Server::Impl::sweep_loop(IoThread& io) {
     const auto now = Clock::now();
     // Copy: a check may finish a session, which unregisters itself (on a later turn of the loop,
     // but keep the iteration independent of that detail).
-    std::vector<Session*> snapshot(io.sessions.begin(), io.sessions.end());
+    std::vector<SessionCore*> snapshot(io.sessions.begin(), io.sessions.end());
     if (io.draining && now >= io.drain_deadline) {
       for (auto* s : snapshot) s->force_close();
     } else {
@@ -865,7 +955,7 @@ asio::awaitable<void> Server::Impl::sweep_loop(IoThread& io) {
 
 void Server::Impl::start() {
   started_ = true;
-  asio::co_spawn(threads_[0]->ctx, accept_loop(), asio::detached);
+  for (auto& l : listeners_) asio::co_spawn(threads_[0]->ctx, accept_loop(*l), asio::detached);
   for (auto& t : threads_) {
     asio::co_spawn(t->ctx, sweep_loop(*t), asio::detached);
     t->thread = std::thread([&io = *t, log = http_log_] {
@@ -876,23 +966,23 @@ void Server::Impl::start() {
       }
     });
   }
-  http_log_->info("listening address={} io_threads={} max_connections={}", format_endpoint(bound_), threads_.size(),
-                  options_.max_connections);
+  http_log_->info("listening address={} io_threads={} max_connections={} tls={}", format_endpoint(local_endpoint()),
+                  threads_.size(), options_.max_connections,
+                  tls_ != nullptr ? "on min_version=" + std::string(to_string(tls_->options().min_version)) : "off");
+  if (const auto admin = admin_address(); !admin.empty()) http_log_->info("listening admin_address={}", admin);
 }
 
 void Server::Impl::shutdown(std::chrono::milliseconds drain_timeout) {
   if (stopping_.exchange(true)) return;
   const auto deadline = Clock::now() + drain_timeout;
   asio::post(threads_[0]->ctx, [this] {
-    error_code ec;
-    acceptor_->close(ec);
-    accept_backoff_->cancel();
+    for (auto& l : listeners_) l->close();
   });
   for (auto& t : threads_) {
     asio::post(t->ctx, [&io = *t, deadline] {
       io.draining = true;
       io.drain_deadline = deadline;
-      std::vector<Session*> snapshot(io.sessions.begin(), io.sessions.end());
+      std::vector<SessionCore*> snapshot(io.sessions.begin(), io.sessions.end());
       for (auto* s : snapshot) s->on_drain();
     });
   }
@@ -911,6 +1001,7 @@ Server::~Server() = default;
 void Server::listen() { impl_->listen(); }
 std::string Server::local_address() const { return format_endpoint(impl_->local_endpoint()); }
 std::uint16_t Server::local_port() const { return impl_->local_endpoint().port(); }
+std::string Server::admin_address() const { return impl_->admin_address(); }
 void Server::start() { impl_->start(); }
 void Server::shutdown(std::chrono::milliseconds drain_timeout) { impl_->shutdown(drain_timeout); }
 void Server::wait() { impl_->wait(); }

@@ -1,8 +1,10 @@
 #pragma once
-// The HTTP/1.1 server: one acceptor, N I/O threads each running its own event loop, one
-// coroutine per connection. Beast and Asio stay inside server.cpp (compile time), so this
-// header is plain C++. listen()/start()/shutdown()/wait() may be called from any one thread;
-// shutdown() is also safe from a signal-handling thread while the server runs.
+// The HTTP/1.1 server: one acceptor per listener (the public one, and optionally the admin one;
+// each request says which it came in on), N I/O threads each running its own event loop, one
+// coroutine per connection, over plain TCP or TLS (ServerOptions::tls, shared by every TCP
+// listener). Beast and Asio stay inside server.cpp, listener.cpp and tls.cpp (compile time), so
+// this header is plain C++. listen()/start()/shutdown()/wait() may be called from any one thread; shutdown() is
+// also safe from a signal-handling thread while the server runs.
 
 #include <chrono>
 #include <cstdint>
@@ -13,8 +15,13 @@
 
 namespace keel::host::http {
 
+class TlsContext;
+
 struct ServerOptions {
   std::string listen = "127.0.0.1:8080";  ///< HOST:PORT, IPv6 as [::1]:8080; port 0 = ephemeral
+  /// A second listener whose requests carry Listener::kAdmin: "" = none, HOST:PORT, or
+  /// "unix:/path" (the socket file is created 0600, a stale one replaced, removed at shutdown).
+  std::string admin_listen;
   std::uint32_t io_threads = 1;
   std::uint32_t max_connections = 10000;
   std::uint32_t max_header_bytes = 16384;
@@ -25,6 +32,9 @@ struct ServerOptions {
   std::chrono::milliseconds request_timeout{30000};
   std::chrono::milliseconds write_timeout{30000};
   bool access_log = true;
+  /// Set: every connection is TLS with the context's current certificate (http/tls.hpp); a
+  /// second listener may share the same context. Null: plain HTTP.
+  std::shared_ptr<TlsContext> tls;
 };
 
 class Server {
@@ -40,6 +50,8 @@ class Server {
   /// The bound address as "HOST:PORT" (the real port when 0 was asked for). After listen().
   [[nodiscard]] std::string local_address() const;
   [[nodiscard]] std::uint16_t local_port() const;
+  /// The admin listener's bound address: "HOST:PORT" (the real port) or "unix:/path"; "" if none.
+  [[nodiscard]] std::string admin_address() const;
   /// Start the I/O threads and begin accepting. Returns immediately.
   void start();
   /// Stop accepting; finish in-flight requests (answered with Connection: close), close idle

@@ -19,8 +19,13 @@ struct Connection::Waiter {
   Done callback;  // set for request_async: runs instead of waking a thread
 };
 
-Connection::Connection(int fd, Handler handler, Closed closed, std::size_t max_queued_bytes)
-    : fd_(fd), handler_(std::move(handler)), closed_cb_(std::move(closed)), max_queued_(max_queued_bytes) {}
+Connection::Connection(int fd, Handler handler, Closed closed, std::size_t max_queued_bytes,
+                       std::optional<FrameLimits> limits)
+    : fd_(fd),
+      handler_(std::move(handler)),
+      closed_cb_(std::move(closed)),
+      max_queued_(max_queued_bytes),
+      limits_(limits) {}
 
 Connection::~Connection() {
   join();
@@ -136,7 +141,7 @@ class FrameReader {
   static constexpr std::size_t kGrowStep = 1 << 20;
 
  public:
-  explicit FrameReader(int fd) : fd_(fd), buf_(64 * 1024) {}
+  FrameReader(int fd, const std::optional<FrameLimits>& limits) : fd_(fd), limits_(limits), buf_(64 * 1024) {}
 
   /// The next frame; false at the end of the stream, on an error or a corrupt header, with
   /// `why` saying which.
@@ -147,6 +152,13 @@ class FrameReader {
     std::uint32_t len = 0;
     if (!parse_header(header, len, frame.kind, frame.id)) {
       why = "corrupt frame header (length out of range)";
+      corrupt = true;
+      return false;
+    }
+    if (limits_ && len > limits_->max_payload(frame.kind)) {
+      why = "a " + std::string(kind_name(frame.kind)) + " frame of " + std::to_string(len) +
+            " payload bytes is over its limit of " + std::to_string(limits_->max_payload(frame.kind));
+      corrupt = true;
       return false;
     }
     // The payload grows as its bytes arrive, never more than a step ahead of them: a peer that
@@ -195,16 +207,20 @@ class FrameReader {
   }
 
   int fd_;
+  const std::optional<FrameLimits>& limits_;
   std::vector<char> buf_;
   std::size_t begin_ = 0, end_ = 0;  // the unread bytes of buf_
   bool started_ = false;             // part of the current frame was taken
+
+ public:
+  bool corrupt = false;  // next() failed on a frame the protocol does not allow
 };
 
 }  // namespace
 
 void Connection::read_loop() {
   std::string why;
-  FrameReader in(fd_);
+  FrameReader in(fd_, limits_);
   for (;;) {
     Frame frame;
     if (!in.next(frame, why)) break;
@@ -234,7 +250,7 @@ void Connection::read_loop() {
   }
   close();
   fail_pending();
-  if (closed_cb_) closed_cb_(why);
+  if (closed_cb_) closed_cb_(why, in.corrupt);
 }
 
 void Connection::fail_pending() {

@@ -26,12 +26,16 @@ class Connection {
  public:
   /// Every frame that is not a reply, on the reader thread: it must not block (hand work on).
   using Handler = std::function<void(Frame)>;
-  /// Once, on the reader thread, when the socket closed or broke (after pending requests failed).
-  using Closed = std::function<void(const std::string& why)>;
+  /// Once, on the reader thread, when the socket closed or broke (after pending requests failed);
+  /// `corrupt` when the peer broke the frame protocol (a bad header, a frame over its limit).
+  using Closed = std::function<void(const std::string& why, bool corrupt)>;
   using Done = std::function<void(std::optional<Frame>)>;
 
-  /// Takes ownership of the connected socket `fd`.
-  Connection(int fd, Handler handler, Closed closed, std::size_t max_queued_bytes = 64u << 20);
+  /// Takes ownership of the connected socket `fd`. With `limits`, a frame over its kind's limit
+  /// (FrameLimits::max_payload) ends the connection as a broken stream before its payload is read:
+  /// the host reads a runner this way; the runner trusts the host's frames up to kMaxFrameBytes.
+  Connection(int fd, Handler handler, Closed closed, std::size_t max_queued_bytes = 64u << 20,
+             std::optional<FrameLimits> limits = std::nullopt);
   ~Connection();  ///< close(), then joins both threads
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -70,6 +74,7 @@ class Connection {
   Handler handler_;
   Closed closed_cb_;
   const std::size_t max_queued_;
+  const std::optional<FrameLimits> limits_;
 
   mutable std::mutex send_mutex_;
   std::condition_variable send_ready_;

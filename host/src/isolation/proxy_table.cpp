@@ -42,11 +42,14 @@ keel_status Runner::Impl::create(const keel_host_api* api, keel_host_ctx* c, kee
       log->error("plugin runner could not start plugin={}: {}", opts.plugin, e.what());
       return KEEL_ERR_UNAVAILABLE;
     }
-    std::lock_guard lock(mutex);
-    current = inst;
-    crashes.clear();
-    consecutive = 0;
-    quarantine_reason.clear();
+    {
+      std::lock_guard lock(mutex);
+      current = inst;
+      crashes.clear();
+      consecutive = 0;
+      quarantine_reason.clear();
+    }
+    wake();  // the supervisor watches the new process's exit from now on
   }
   const auto st = lifecycle(*inst, Kind::kCreate, view(cfg), "create()");
   std::lock_guard lock(mutex);

@@ -39,9 +39,14 @@ Runner::Runner(RunnerOptions options, int code_fd, RunnerListener& listener, std
   s.supervisor = std::thread([&s] { s.supervise(); });
   try {
     auto inst = s.on_supervisor<std::shared_ptr<Instance>>([&s] { return s.launch(); });
-    std::lock_guard lock(s.mutex);
-    s.current = std::move(inst);
-    s.state = State::kRunning;
+    {
+      std::lock_guard lock(s.mutex);
+      s.current = std::move(inst);
+      s.state = State::kRunning;
+    }
+    // The supervisor may have gone back to its poll before `current` was set: wake it, so it
+    // watches this process's exit now rather than after a ping interval.
+    s.wake();
   } catch (...) {
     {
       std::lock_guard lock(s.mutex);

@@ -18,6 +18,7 @@
 #include <keel/plugin.h>
 
 #include "config/config.hpp"
+#include "isolation/wire.hpp"
 
 namespace keel::host::isolation {
 
@@ -25,6 +26,7 @@ namespace keel::host::isolation {
 struct RunnerCounters {
   std::atomic<std::uint64_t> crashes{0};
   std::atomic<std::uint64_t> restarts{0};
+  std::atomic<std::uint64_t> busy{0};  ///< the runner's calls of the host API answered busy (queue full)
 };
 
 /// What the plugin host hears from a runner without asking; called on the runner's supervisor
@@ -51,6 +53,7 @@ struct RunnerOptions {
   std::uint32_t queue_limit = 1024;    ///< hooks waiting in the runner beyond which it answers busy
   std::int32_t log_level = 2;          ///< the plugin logger's level now (keel_log_level)
   bool serialized = false;             ///< manifest "concurrency": "serialized": one hook at a time
+  FrameLimits frame_limits;            ///< what the runner may send ([server] max_body_bytes, [events] max_payload_bytes)
 };
 
 struct RunnerStatus {

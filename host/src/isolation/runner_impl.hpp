@@ -47,6 +47,12 @@ namespace keel::host::isolation {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+/// Bytes queued for a runner that does not read (then sends fail and its hooks see busy).
+inline constexpr std::size_t kMaxQueuedToRunnerBytes = 64u << 20;
+/// The runner's calls of the host API waiting or running at once, and their frames' bytes.
+inline constexpr std::size_t kMaxQueuedCalls = 1024;
+inline constexpr std::size_t kMaxQueuedCallBytes = 128u << 20;
+
 inline std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
 }
@@ -130,6 +136,10 @@ struct Runner::Impl {
   std::deque<std::function<void()>> tasks;
 
   ElasticPool calls{64};
+  /// The runner's calls waiting for or running on `calls`, and their frames' bytes: beyond
+  /// either bound a call is answered KEEL_ERR_BUSY at once (serve_host_api.cpp), so a runner
+  /// that floods the host costs it a bounded queue, not its memory.
+  std::atomic<std::size_t> queued_calls{0}, queued_call_bytes{0};
 
   // --- process (runner_process.cpp) -----------------------------------------------------------
 
@@ -237,6 +247,8 @@ struct Runner::Impl {
   /// handed to `calls` when it may block.
   void handle(Instance& inst, Frame f);
   void serve(Instance& inst, const Frame& f);
+  /// A call queued for `calls` is done (or was refused): its share of the bounds is free again.
+  void release_call(std::size_t bytes) noexcept;
   /// kCall: starts the host's call; its completion goes back as a call_done frame.
   void serve_call(Instance& inst, const keel_host_api& api, keel_host_ctx* cx, Reader& r, Writer& out);
   void serve_storage(Instance& inst, Kind kind, Reader& r, Writer& out);

@@ -356,8 +356,15 @@ std::shared_ptr<Instance> Runner::Impl::adopt(pid_t pid, pid_t init, int sock, s
   inst->started = Clock::now();
   inst->last_pong_ns.store(now_ns());
   Instance* raw = inst.get();
+  // A runner that breaks the frame protocol (a frame over its kind's limit) is not served any
+  // further: its stream is out of step, so it is killed and restarted like a crashed one.
   inst->conn = std::make_shared<Connection>(
-      sock, [this, raw](Frame f) { handle(*raw, std::move(f)); }, nullptr);
+      sock, [this, raw](Frame f) { handle(*raw, std::move(f)); },
+      [this, raw](const std::string& why, bool corrupt) {
+        if (corrupt && !raw->expected_exit.load() && !raw->reaped.load())
+          kill(*raw, "it broke the frame protocol: " + why);
+      },
+      kMaxQueuedToRunnerBytes, opts.frame_limits);
   inst->conn->start();
   std::lock_guard lock(mutex);
   if (limits.empty()) limits = std::move(applied);
@@ -372,6 +379,8 @@ void Runner::Impl::hello(Instance& inst) {
   w.i32(log_level.load());
   w.u32(opts.settings.threads);
   w.u32(opts.queue_limit);
+  w.u32(opts.frame_limits.respond);
+  w.u32(opts.frame_limits.publish);
   const auto reply = ask(inst, Kind::kHello, w.data(), opts.settings.hook_timeout, "hello", nullptr);
   if (!reply) throw std::runtime_error("the runner process did not answer hello: " + why_gone(inst));
   auto r = reply->reader();

@@ -14,9 +14,43 @@ namespace {
 using abi::plugin_bytes;
 using abi::view;
 
-std::string status_only(keel_status st) {
+/// The reply to a runner's call the host did not serve (busy, not created yet), in the shape
+/// of that kind's reply so the runner reads a status and a message, not a malformed frame.
+std::string refusal(Kind kind, keel_status st, std::string_view text) {
   Writer w;
   w.i32(st);
+  switch (kind) {
+    case Kind::kSqlExec:  // changes, last id, rows, no column names, no rows
+      w.i64(0);
+      w.i64(0);
+      w.i64(0);
+      w.u32(0);
+      w.u32(0);
+      break;
+    case Kind::kSqlPrepare:  // params, columns, read-only
+      w.u32(0);
+      w.u32(0);
+      w.u32(0);
+      break;
+    case Kind::kTxnBegin: w.u64(KEEL_TXN_NONE); break;
+    case Kind::kKvGet: {
+      keel_kv_entry none{};
+      none.struct_size = sizeof none;
+      encode_kv_entry(w, none);
+      break;
+    }
+    case Kind::kKvPut: w.i64(0); break;
+    case Kind::kKvList:
+      w.u32(0);
+      w.u8(0);
+      break;
+    case Kind::kTxnCommit:
+    case Kind::kTxnRollback:
+    case Kind::kKvDelete:
+    case Kind::kSqlPublish: break;
+    default: return w.take();  // publish and the quick kinds: the status alone
+  }
+  w.bytes(text);
   return w.take();
 }
 
@@ -52,10 +86,13 @@ void serve_sql_exec(StorageCall& c) {
   decode_sql_params(r, params);
   const bool want_rows = r.u8() != 0;
   if (!r.done()) return c.bad();
+  // The rows go back in one frame: a result set over kMaxStorageBytes stops the statement and
+  // is answered KEEL_ERR_TOO_LARGE rather than buffered whole.
   struct Rows {
     Writer values;
     std::vector<std::string> names;
     std::uint32_t count = 0;
+    bool too_large = false;
   } rows;
   auto sink = [](void* user, const keel_sql_value* cols, const keel_host_bytes* names, std::size_t n) -> int32_t {
     auto& rs = *static_cast<Rows*>(user);
@@ -63,12 +100,26 @@ void serve_sql_exec(StorageCall& c) {
       for (std::size_t i = 0; i < n; ++i) rs.names.emplace_back(view(names[i]));
     for (std::size_t i = 0; i < n; ++i) encode_sql_value(rs.values, cols[i]);
     ++rs.count;
-    return 0;
+    rs.too_large = rs.values.data().size() > kMaxStorageBytes;
+    return rs.too_large ? 1 : 0;
   };
   keel_sql_result res{};
   res.struct_size = sizeof res;
   const auto st = c.s.exec(c.cx, txn, plugin_bytes(sql), params.data(), params.size(), want_rows ? +sink : nullptr,
                            &rows, &res);
+  if (rows.too_large && st >= 0) {
+    const auto text = "the result set is over " + std::to_string(kMaxStorageBytes >> 20) +
+                      " MiB, the most a process-isolated plugin receives at once: read it in pages (LIMIT and a "
+                      "keyset); a write statement has run";
+    out.i32(KEEL_ERR_TOO_LARGE);
+    out.i64(res.changes);
+    out.i64(res.last_insert_id);
+    out.i64(0);
+    out.u32(0);
+    out.u32(0);
+    out.bytes(text);
+    return;
+  }
   out.i32(st);
   out.i64(res.changes);
   out.i64(res.last_insert_id);
@@ -170,11 +221,12 @@ void serve_kv_list(StorageCall& c) {
     Writer w;
     std::uint32_t count = 0;
   } entries;
+  // Entries past kMaxStorageBytes wait for the next page: stopping here sets `more`.
   auto sink = [](void* user, const keel_kv_entry* e) -> int32_t {
     auto& es = *static_cast<Entries*>(user);
     encode_kv_entry(es.w, *e);
     ++es.count;
-    return 0;
+    return es.w.data().size() > kMaxStorageBytes ? 1 : 0;
   };
   std::uint32_t more = 0;
   const auto st = c.s.kv_list(c.cx, txn, plugin_bytes(prefix), plugin_bytes(after), limit, +sink, &entries, &more);
@@ -194,6 +246,11 @@ void serve_sql_publish(StorageCall& c) {
 }
 
 }  // namespace
+
+void Runner::Impl::release_call(std::size_t bytes) noexcept {
+  queued_calls.fetch_sub(1);
+  queued_call_bytes.fetch_sub(bytes);
+}
 
 template <class F>
 void Runner::Impl::in_context(const Context& c, F&& fn) {
@@ -235,8 +292,23 @@ void Runner::Impl::handle(Instance& inst, Frame f) {
       // letting go); the job keeps it alive for its reply.
       auto keep = inst.self.lock();
       const auto id = f.id;
-      if (!keep || !calls.post([this, keep, frame = std::move(f)] { serve(*keep, frame); }))
-        inst.conn->reply(id, status_only(KEEL_ERR_UNAVAILABLE));
+      const auto kind = f.kind;
+      const auto bytes = f.payload.size();
+      if (queued_calls.fetch_add(1) >= kMaxQueuedCalls || queued_call_bytes.fetch_add(bytes) + bytes > kMaxQueuedCallBytes) {
+        release_call(bytes);
+        counters->busy.fetch_add(1, std::memory_order_relaxed);
+        inst.conn->reply(id, refusal(kind, KEEL_ERR_BUSY,
+                                     "the host has " + std::to_string(kMaxQueuedCalls) +
+                                         " of this plugin's calls (or their bytes) queued already; retry later"));
+        return;
+      }
+      if (!keep || !calls.post([this, keep, bytes, frame = std::move(f)] {
+            serve(*keep, frame);
+            release_call(bytes);
+          })) {
+        release_call(bytes);
+        inst.conn->reply(id, refusal(kind, KEEL_ERR_UNAVAILABLE, "the plugin is stopping"));
+      }
       return;
     }
     default:
@@ -252,7 +324,7 @@ void Runner::Impl::serve(Instance& inst, const Frame& f) {
   auto* cx = ctx.load();
   auto& conn = *inst.conn;
   if (api == nullptr || cx == nullptr) {  // before create(): nothing to serve it with
-    if (f.id != 0) conn.reply(f.id, status_only(KEEL_ERR_UNAVAILABLE));
+    if (f.id != 0) conn.reply(f.id, refusal(f.kind, KEEL_ERR_UNAVAILABLE, "the plugin is not created yet"));
     return;
   }
   Writer out;

@@ -1,9 +1,11 @@
 #include "isolation/wire.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
 #include "abi/bytes.hpp"
+#include "abi/limits.hpp"
 
 namespace keel::host::isolation {
 namespace {
@@ -50,6 +52,31 @@ std::string_view kind_name(Kind kind) noexcept {
     case Kind::kReply: return "reply";
   }
   return "unknown";
+}
+
+FrameLimits FrameLimits::from(std::uint64_t max_body_bytes, std::uint64_t max_event_payload_bytes) noexcept {
+  constexpr std::uint64_t kCap = kMaxFrameBytes - 9;
+  FrameLimits l;
+  l.respond = static_cast<std::uint32_t>(std::min(kCap, std::min(max_body_bytes, kCap) + kEnvelopeBytes));
+  l.publish = static_cast<std::uint32_t>(std::min(kCap, std::min(max_event_payload_bytes, kCap) + kEnvelopeBytes));
+  return l;
+}
+
+std::uint32_t FrameLimits::max_payload(Kind kind) const noexcept {
+  switch (kind) {
+    case Kind::kRespond: return respond;
+    case Kind::kPublish:
+    case Kind::kSqlPublish: return publish;
+    case Kind::kCall: return respond;  // a call's body is a request body like any other
+    case Kind::kSqlExec:
+    case Kind::kSqlPrepare:
+    case Kind::kKvPut: return kMaxStorageBytes + kEnvelopeBytes;
+    case Kind::kLog: return static_cast<std::uint32_t>(abi::kMaxLogMessageBytes) + kEnvelopeBytes;
+    case Kind::kReply: return 2 * kEnvelopeBytes;  // a hook's status, a health detail (cut to one envelope)
+    // get_extension, transactions, kv get, delete and list: ids, a key, a prefix. A kind only
+    // the host sends, or none does, is no larger from a runner: it is refused once read.
+    default: return kEnvelopeBytes;
+  }
 }
 
 // --- Writer / Reader ---------------------------------------------------------------------
@@ -369,7 +396,13 @@ void encode_sql_params(Writer& w, const keel_sql_param* params, std::size_t coun
 
 void decode_sql_params(Reader& r, std::vector<keel_sql_param>& out) {
   out.clear();
+  // Each parameter is at least its type on the wire but a whole keel_sql_param decoded: the
+  // count is checked against SQLite's limit before anything is reserved for it.
   const auto n = r.count(4);
+  if (n > kMaxSqlParams) {
+    r.fail();
+    return;
+  }
   out.reserve(n);
   for (std::uint32_t i = 0; i < n && r.ok(); ++i) {
     keel_sql_param p{};

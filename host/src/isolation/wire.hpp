@@ -19,7 +19,7 @@ namespace keel::host::isolation {
 
 /// Bumped when a frame's layout changes; host and runner refuse each other on a mismatch
 /// (they are built together, so this guards against a stale runner binary).
-inline constexpr std::uint32_t kWireVersion = 1;
+inline constexpr std::uint32_t kWireVersion = 2;
 
 /// u32 length (of what follows it) + u8 kind + u64 id.
 inline constexpr std::size_t kHeaderBytes = 13;
@@ -27,11 +27,19 @@ inline constexpr std::size_t kHeaderBytes = 13;
 /// connection as corrupt.
 inline constexpr std::uint32_t kMaxFrameBytes = 256u << 20;
 
+/// What a frame of a kind the runner sends may carry at most, beyond the fields it names (the
+/// context, a topic, headers): request ids, trace fields and names are far smaller.
+inline constexpr std::uint32_t kEnvelopeBytes = 64u << 10;
+/// A storage frame (SQL text and parameters, a key-value entry) and a result set sent back.
+inline constexpr std::uint32_t kMaxStorageBytes = 64u << 20;
+/// Parameters of one statement: SQLite's own limit (SQLITE_MAX_VARIABLE_NUMBER).
+inline constexpr std::uint32_t kMaxSqlParams = 32766;
+
 /// What a frame carries. Host -> runner kinds are < 32, runner -> host kinds >= 32; kReply
 /// answers a request of either direction and carries the request's id.
 enum class Kind : std::uint8_t {
   // host -> runner
-  kHello = 1,       ///< no context; wire version, name, manifest, log level, threads, queue limit; reply: status, ABI, error
+  kHello = 1,       ///< no context; wire version, name, manifest, log level, threads, queue limit, respond and publish frame limits; reply: status, ABI, error
   kCreate = 2,      ///< context, config JSON; reply: status
   kStart = 3,       ///< context; reply: status
   kStop = 4,        ///< context; reply: status
@@ -59,6 +67,18 @@ enum class Kind : std::uint8_t {
   kKvList = 48,        ///< context, txn, prefix, start_after, limit; reply: status, entries, u8 more, error
   kSqlPublish = 49,    ///< context, txn, keel_publish_args; reply: status, error
   kReply = 255,
+};
+
+/// The largest payload of each kind a runner may send the host (docs/isolation.md "Limits").
+/// The host reads a larger frame as a broken stream and ends the runner; the runner checks the
+/// same limits first and gives the plugin KEEL_ERR_TOO_LARGE (or cuts a log message) instead.
+/// The two configured limits travel in the hello frame.
+struct FrameLimits {
+  std::uint32_t respond = kMaxFrameBytes - 9;  ///< a response: [server] max_body_bytes + an envelope
+  std::uint32_t publish = kMaxFrameBytes - 9;  ///< an event: [events] max_payload_bytes + an envelope
+  /// The host's limits for a configuration (each capped at what a frame can carry).
+  [[nodiscard]] static FrameLimits from(std::uint64_t max_body_bytes, std::uint64_t max_event_payload_bytes) noexcept;
+  [[nodiscard]] std::uint32_t max_payload(Kind kind) const noexcept;
 };
 
 /// A kind's name for messages ("request", "sql_exec"); "unknown" for other values.
@@ -113,6 +133,8 @@ class Reader {
   std::uint32_t count(std::size_t min_item_bytes) noexcept;
 
   [[nodiscard]] bool ok() const noexcept { return ok_; }
+  /// Marks the data malformed (a field out of range): later reads return zero values.
+  void fail() noexcept { ok_ = false; }
   /// True when every byte was read and nothing failed.
   [[nodiscard]] bool done() const noexcept { return ok_ && pos_ == data_.size(); }
 
@@ -170,6 +192,7 @@ void encode_call_response(Writer& w, const keel_call_response& res);
 void decode_call_response(Reader& r, keel_call_response& res, std::vector<keel_host_kv>& kv);
 
 void encode_sql_params(Writer& w, const keel_sql_param* params, std::size_t count);
+/// More than kMaxSqlParams parameters fail the reader (no allocation for them).
 void decode_sql_params(Reader& r, std::vector<keel_sql_param>& out);
 
 /// One value of a result row (u8 type, then the value); also used for kv entries' fields.

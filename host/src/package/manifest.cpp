@@ -245,10 +245,12 @@ std::optional<std::string> path_problem(std::string_view path, std::string& shap
         return "segment " + in_quotes(seg) + ": a parameter spans a whole segment, '{name}' or '{name...}'";
       }
       auto name = seg.substr(1, seg.size() - 2);
-      const bool tail = name.size() >= 3 && name.substr(name.size() - 3) == "...";
+      const bool tail = name.ends_with("...");
       if (tail) {
         name.remove_suffix(3);
         if (!last) return "'{" + std::string{name} + "...}' must be the last segment";
+      } else if (name.ends_with(":file")) {
+        name.remove_suffix(5);  // a file name: the host refuses '/', '\\' and NUL in its value
       }
       if (!param_name(name)) return "parameter name " + in_quotes(name) + " is not [a-z_][a-z0-9_]*";
       if (std::find(names.begin(), names.end(), name) != names.end()) {

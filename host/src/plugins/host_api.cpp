@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "abi/current_request.hpp"
+#include "abi/limits.hpp"
 #include "abi/status.hpp"
 #include "plugins/host_impl.hpp"
 #include "storage/storage_api.hpp"
@@ -47,14 +48,23 @@ keel_status convert_response(const keel_response* r, http::Response& out, std::u
 
 Plugin& plugin_of(keel_host_ctx* ctx) { return *ctx->plugin; }
 
+/// What follows a log message cut at abi::kMaxLogMessageBytes ("" when nothing was cut).
+std::string cut_note(std::size_t cut) {
+  return cut == 0 ? std::string() : " [" + std::to_string(cut) + " bytes cut: log messages keep 16 KiB]";
+}
+
 void api_log(keel_host_ctx* ctx, keel_log_level level, keel_plugin_bytes message) {
   if (ctx == nullptr) return;
   try {
     const auto lvl = static_cast<spdlog::level::level_enum>(std::clamp<keel_log_level>(level, KEEL_LOG_TRACE, KEEL_LOG_CRITICAL));
-    // Text from a plugin (or from a runner, which may be compromised) stays on its own line.
-    const auto text = view(message);
-    if (observability::has_control(text)) plugin_of(ctx).log->log(lvl, "{}", observability::escape_control(text));
-    else plugin_of(ctx).log->log(lvl, "{}", text);
+    // Text from a plugin (or from a runner, which may be compromised) stays on its own line,
+    // and one message stays one bounded line.
+    const auto whole = view(message);
+    const auto text = abi::utf8_prefix(whole, abi::kMaxLogMessageBytes);
+    const auto cut = whole.size() - text.size();
+    auto& log = *plugin_of(ctx).log;
+    if (observability::has_control(text)) log.log(lvl, "{}{}", observability::escape_control(text), cut_note(cut));
+    else log.log(lvl, "{}{}", text, cut_note(cut));
   } catch (...) {  // logging never fails the caller
   }
 }

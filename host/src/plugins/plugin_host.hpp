@@ -94,6 +94,7 @@ struct PluginStatus {
   int runner_pid = 0;                         ///< 0 while no runner process runs
   std::string runner_state;                   ///< starting, running, restarting, quarantined, stopped; empty in process
   std::uint64_t runner_crashes = 0, runner_restarts = 0;  ///< over every generation
+  std::uint64_t runner_busy = 0;  ///< the runner's host calls refused busy (the host's queue for it was full)
   std::string runner_last_crash;
   std::vector<std::string> runner_limits;
   std::string quarantine;                     ///< why it is quarantined; empty if it is not

@@ -89,6 +89,7 @@ std::vector<PluginStatus> PluginHost::statuses() const {
     if (p->runner_counters) {
       st.runner_crashes = p->runner_counters->crashes.load(std::memory_order_relaxed);
       st.runner_restarts = p->runner_counters->restarts.load(std::memory_order_relaxed);
+      st.runner_busy = p->runner_counters->busy.load(std::memory_order_relaxed);
     }
     st.quarantine = p->budget && p->budget->over() ? p->budget->reason() : p->quarantined;
     st.sha256 = p->sha256;

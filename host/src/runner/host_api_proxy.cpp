@@ -11,6 +11,8 @@
 
 #include <keel/storage.h>
 
+#include "abi/bytes.hpp"
+#include "abi/limits.hpp"
 #include "runner/context.hpp"
 #include "runner/serve_plugin.hpp"
 #include "runner/storage_proxy.hpp"
@@ -42,9 +44,18 @@ void api_log(keel_host_ctx* ctx, keel_log_level level, keel_plugin_bytes message
   // The host's logger would drop the line anyway; not sending it saves a frame per line.
   if (level < r->log_level()) return;
   try {
+    // Cut here, with the note inside the limit, so the frame stays small and the host has
+    // nothing left to cut.
+    const auto whole = abi::view(message);
     auto w = context_writer();
     w.i32(level);
-    w.bytes(message.ptr, message.len);
+    if (whole.size() <= abi::kMaxLogMessageBytes) {
+      w.bytes(whole);
+    } else {
+      const auto text = abi::utf8_prefix(whole, abi::kMaxLogMessageBytes - 64);
+      w.bytes(std::string(text) + " [" + std::to_string(whole.size() - text.size()) +
+              " bytes cut: log messages keep 16 KiB]");
+    }
     static_cast<void>(r->notify(Kind::kLog, w.data()));
   } catch (...) {  // logging never fails the caller
   }

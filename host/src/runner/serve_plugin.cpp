@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "abi/bytes.hpp"
+#include "abi/limits.hpp"
 #include "runner/context.hpp"
 #include "runner/host_api_proxy.hpp"
 
@@ -70,20 +71,18 @@ keel_log_level valid_level(std::int32_t level) noexcept {
   return std::clamp<keel_log_level>(level, KEEL_LOG_TRACE, KEEL_LOG_OFF);
 }
 
-// What a frame's length field counts besides the payload: the kind and the id.
-constexpr std::size_t kKindAndId = isolation::kHeaderBytes - 4;
-
 }  // namespace
 
 Runner::Runner(std::string plugin_name, int socket_fd, int code_fd)
     : name_(std::move(plugin_name)),
       code_fd_(code_fd),
       conn_(
-          socket_fd, [this](Frame f) { on_frame(std::move(f)); }, [this](const std::string& why) { on_closed(why); }) {}
+          socket_fd, [this](Frame f) { on_frame(std::move(f)); }, [this](const std::string& why, bool) { on_closed(why); }) {}
 
 // --- any thread ------------------------------------------------------------------------------
 
 bool Runner::notify(Kind kind, std::string_view payload) noexcept {
+  if (payload.size() > limits_.max_payload(kind)) return false;
   try {
     return conn_.send(kind, 0, payload);
   } catch (...) {
@@ -93,7 +92,8 @@ bool Runner::notify(Kind kind, std::string_view payload) noexcept {
 
 Runner::Answer Runner::ask(Kind kind, std::string_view payload) noexcept {
   Answer a;
-  if (payload.size() > isolation::kMaxFrameBytes - kKindAndId) {
+  // The host ends a runner that sends a frame over its kind's limit: refuse it here instead.
+  if (payload.size() > limits_.max_payload(kind)) {
     a.failure = KEEL_ERR_TOO_LARGE;
     return a;
   }
@@ -463,6 +463,9 @@ void Runner::handle_hello(const Frame& frame) {
   static_cast<void>(r.i32());  // the log level, taken on arrival (on_frame)
   const auto threads = r.u32();
   const auto queue_limit = r.u32();
+  isolation::FrameLimits limits;
+  limits.respond = r.u32();
+  limits.publish = r.u32();
   std::string error;
   std::uint32_t plugin_abi = 0;  // what the plugin's table says, once there is one
   if (!r.done()) {
@@ -476,7 +479,10 @@ void Runner::handle_hello(const Frame& frame) {
     error = "hello: worker threads " + std::to_string(threads) + " outside 1.." + std::to_string(kMaxThreads);
   } else if (queue_limit == 0) {
     error = "hello: queue limit 0 would refuse every hook";
+  } else if (limits.respond == 0 || limits.publish == 0) {
+    error = "hello: a frame limit of 0";
   } else {
+    limits_ = limits;  // before any hook runs: hooks start after this frame
     error = load_plugin(manifest, plugin_abi);
   }
   if (error.empty()) {
@@ -686,9 +692,9 @@ void Runner::run_health(const Frame& frame, std::int64_t received_ns) {
     health = guarded(*this, "health", [&] { return table_->health(self_, &detail); });
   }
   // A NULL pointer with a length is a plugin bug; it reads as no detail rather than a crash.
-  const std::string_view text = abi::view(detail);
-  if (text.size() > isolation::kMaxFrameBytes / 2)
-    return refuse(Kind::kHealth, frame.id, KEEL_ERR_TOO_LARGE, "health detail larger than a frame");
+  // The host takes a reply of two envelopes at most; a longer detail is cut, not refused (the
+  // health itself still counts).
+  const auto text = abi::utf8_prefix(abi::view(detail), isolation::kEnvelopeBytes);
   Writer w;
   w.i32(health);
   w.bytes(text);

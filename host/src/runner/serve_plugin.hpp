@@ -147,6 +147,8 @@ class Runner {
   std::unordered_map<std::uint64_t, PendingCall> calls_;
   std::uint64_t next_call_ = 0;
 
+  // What the host takes from this runner per frame kind (from hello; read by any thread after it).
+  isolation::FrameLimits limits_;
   isolation::Connection conn_;  // last: its threads call into everything above
 };
 

@@ -64,7 +64,7 @@ keel_status with_runner(keel_host_ctx* ctx, F&& fn) noexcept {
                   "this plugin has no database (its manifest lacks the permission ext:keel.storage/1)");
     return fn(*r);
   } catch (const std::length_error&) {
-    return fail(KEEL_ERR_TOO_LARGE, "the storage request is larger than a frame");
+    return fail(KEEL_ERR_TOO_LARGE, "the storage request is over the 64 MiB a process-isolated plugin may send at once");
   } catch (const std::exception& e) {
     return fail(KEEL_ERR_INTERNAL, std::string("storage failed inside the runner: ") + e.what());
   } catch (...) {
@@ -78,7 +78,7 @@ std::optional<Frame> exchange(Runner& r, Kind kind, const Writer& w, keel_status
   if (a.frame) return std::move(a.frame);
   switch (a.failure) {
     case KEEL_ERR_UNAVAILABLE: st = fail(a.failure, "storage unavailable: the connection to the host is closed"); break;
-    case KEEL_ERR_TOO_LARGE: st = fail(a.failure, "the storage request is larger than a frame"); break;
+    case KEEL_ERR_TOO_LARGE: st = fail(a.failure, "the storage request is over the 64 MiB a process-isolated plugin may send at once"); break;
     default: st = fail(a.failure, "the runner's queue of frames to the host is full"); break;
   }
   return std::nullopt;
@@ -146,7 +146,9 @@ keel_status api_exec(keel_host_ctx* ctx, keel_txn txn, keel_plugin_bytes sql, co
         return fail(KEEL_ERR_INVALID_ARGUMENT, "parameter " + std::to_string(i + 1) + " has a NULL pointer and length " +
                                                    std::to_string(p.bytes.len));
     }
-    if (param_count > UINT32_MAX) return fail(KEEL_ERR_TOO_LARGE, "exec: more parameters than a frame can carry");
+    if (param_count > isolation::kMaxSqlParams)
+      return fail(KEEL_ERR_TOO_LARGE, "exec: " + std::to_string(param_count) + " parameters, more than SQLite's " +
+                                          std::to_string(isolation::kMaxSqlParams));
     auto w = context_writer();
     w.u64(txn);
     w.bytes(view(sql));

@@ -52,10 +52,11 @@ struct Peer {
   std::condition_variable cv;
   std::deque<Frame> requests;
   std::optional<std::string> closed_why;
+  bool closed_corrupt = false;
   int closed_calls = 0;
   std::unique_ptr<Connection> conn;
 
-  explicit Peer(int fd, std::size_t max_queued = 64u << 20) {
+  explicit Peer(int fd, std::size_t max_queued = 64u << 20, std::optional<FrameLimits> limits = std::nullopt) {
     conn = std::make_unique<Connection>(
         fd,
         [this](Frame f) {
@@ -65,15 +66,16 @@ struct Peer {
           }
           cv.notify_all();
         },
-        [this](const std::string& why) {
+        [this](const std::string& why, bool corrupt) {
           {
             std::lock_guard lock(mutex);
             closed_why = why;
+            closed_corrupt = corrupt;
             ++closed_calls;
           }
           cv.notify_all();
         },
-        max_queued);
+        max_queued, limits);
     conn->start();
   }
 
@@ -350,6 +352,32 @@ TEST_CASE("isolation connection: a corrupt frame length closes the connection wi
   ::close(raw);
 }
 
+TEST_CASE("isolation connection: a frame over its kind's limit closes the connection as corrupt, unread",
+          "[isolation][connection]") {
+  const auto [a_fd, raw] = socket_pair();
+  Peer a(a_fd, 64u << 20, FrameLimits::from(1000, 500));
+  // Within limits: a log message of 100 bytes, a response of 1,000 bytes and its envelope.
+  const auto log = frame_bytes(Kind::kLog, 0, std::string(100, 'l'));
+  REQUIRE(::write(raw, log.data(), log.size()) == static_cast<ssize_t>(log.size()));
+  const auto respond = frame_bytes(Kind::kRespond, 7, std::string(1000 + kEnvelopeBytes, 'r'));
+  REQUIRE(::write(raw, respond.data(), respond.size()) == static_cast<ssize_t>(respond.size()));
+  // Over: an event of 500 bytes plus the envelope, plus one. Only its header is sent.
+  Writer w;
+  w.u32(500 + kEnvelopeBytes + 1 + 9);
+  w.u8(static_cast<std::uint8_t>(Kind::kPublish));
+  w.u64(8);
+  REQUIRE(::write(raw, w.data().data(), w.data().size()) == static_cast<ssize_t>(w.data().size()));
+  REQUIRE(a.wait_closed());
+  std::lock_guard lock(a.mutex);
+  CHECK(a.closed_corrupt);
+  CHECK(*a.closed_why == "a publish frame of " + std::to_string(500 + kEnvelopeBytes + 1) +
+                             " payload bytes is over its limit of " + std::to_string(500 + kEnvelopeBytes));
+  REQUIRE(a.requests.size() == 2);
+  CHECK(a.requests[0].kind == Kind::kLog);
+  CHECK(a.requests[1].payload.size() == 1000 + kEnvelopeBytes);
+  ::close(raw);
+}
+
 TEST_CASE("isolation connection: a stream that ends inside a frame closes with a reason", "[isolation][connection]") {
   const auto [a_fd, raw] = socket_pair();
   Peer a(a_fd);
@@ -359,6 +387,7 @@ TEST_CASE("isolation connection: a stream that ends inside a frame closes with a
   REQUIRE(a.wait_closed());
   std::lock_guard lock(a.mutex);
   CHECK(*a.closed_why == "end of stream inside a frame");
+  CHECK_FALSE(a.closed_corrupt);
   CHECK(a.requests.empty());
 }
 

@@ -140,6 +140,47 @@ TEST_CASE("isolation wire: reader refuses lengths and counts that cannot fit", "
     CHECK_FALSE(r.ok());
     CHECK(kv.empty());
   }
+  SECTION("more sql parameters than SQLite takes, all present, are refused before any is decoded") {
+    Writer w;
+    w.u32(kMaxSqlParams + 1);
+    for (std::uint32_t i = 0; i <= kMaxSqlParams; ++i) w.i32(KEEL_SQL_NULL);
+    Reader r(w.data());
+    std::vector<keel_sql_param> params;
+    decode_sql_params(r, params);
+    CHECK_FALSE(r.ok());
+    CHECK(params.capacity() == 0);  // nothing reserved for them
+  }
+  SECTION("exactly kMaxSqlParams parameters decode") {
+    Writer w;
+    w.u32(kMaxSqlParams);
+    for (std::uint32_t i = 0; i < kMaxSqlParams; ++i) w.i32(KEEL_SQL_NULL);
+    Reader r(w.data());
+    std::vector<keel_sql_param> params;
+    decode_sql_params(r, params);
+    CHECK(r.done());
+    CHECK(params.size() == kMaxSqlParams);
+  }
+}
+
+TEST_CASE("isolation wire: each kind a runner sends has its limit, the configured ones from the config",
+          "[isolation][wire]") {
+  const auto l = FrameLimits::from(1u << 20, 4096);
+  CHECK(l.max_payload(Kind::kRespond) == (1u << 20) + kEnvelopeBytes);
+  CHECK(l.max_payload(Kind::kCall) == (1u << 20) + kEnvelopeBytes);
+  CHECK(l.max_payload(Kind::kPublish) == 4096 + kEnvelopeBytes);
+  CHECK(l.max_payload(Kind::kSqlPublish) == 4096 + kEnvelopeBytes);
+  CHECK(l.max_payload(Kind::kLog) == (16u << 10) + kEnvelopeBytes);
+  CHECK(l.max_payload(Kind::kSqlExec) == kMaxStorageBytes + kEnvelopeBytes);
+  CHECK(l.max_payload(Kind::kKvPut) == kMaxStorageBytes + kEnvelopeBytes);
+  for (const auto k : {Kind::kGetExtension, Kind::kTxnBegin, Kind::kTxnCommit, Kind::kTxnRollback, Kind::kKvGet,
+                       Kind::kKvDelete, Kind::kKvList})
+    CHECK(l.max_payload(k) == kEnvelopeBytes);
+  CHECK(l.max_payload(Kind::kReply) == 2 * kEnvelopeBytes);
+  CHECK(l.max_payload(static_cast<Kind>(200)) == kEnvelopeBytes);  // a kind nobody sends
+  // An unbounded max_body_bytes is capped at what a frame carries.
+  const auto unbounded = FrameLimits::from(std::uint64_t{1} << 62, std::uint64_t{1} << 62);
+  CHECK(unbounded.max_payload(Kind::kRespond) == kMaxFrameBytes - 9);
+  CHECK(unbounded.max_payload(Kind::kPublish) == kMaxFrameBytes - 9);
 }
 
 TEST_CASE("isolation wire: context round-trips, empty and full", "[isolation][wire]") {

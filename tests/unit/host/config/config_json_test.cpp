@@ -76,7 +76,10 @@ TEST_CASE("config to_json writes every section and key with the effective values
                             {"drain_timeout_ms", 10000},
                             {"data_dir", "/etc/keel/data"},
                             {"worker_threads", 4},
-                            {"worker_queue", 1024}});
+                            {"worker_queue", 1024},
+                            {"tls_cert", ""},
+                            {"tls_key", ""},
+                            {"tls_min_version", "1.2"}});
   CHECK(j["http"] == Json{{"max_header_bytes", 16384},
                           {"max_target_bytes", 8192},
                           {"max_body_bytes", 65536},
@@ -87,7 +90,12 @@ TEST_CASE("config to_json writes every section and key with the effective values
   CHECK(j["log"]["level"] == "info");
   CHECK(j["log"]["format"] == "json");
   CHECK(j["log"]["access_log"] == true);
-  CHECK(j["admin"] == Json{{"token", ""}});  // unset: shown empty, nothing to hide
+  CHECK(j["admin"] == Json{{"token", ""},  // unset: shown empty, nothing to hide
+                           {"token_next", ""},
+                           {"token_file", ""},
+                           {"listen", ""},
+                           {"max_failed_attempts", 10},
+                           {"failed_attempts_window_ms", 60000}});
   CHECK(j["plugins"] == Json{{"directory", "/etc/keel/plugins"},
                              {"watch", true},
                              {"watch_debounce_ms", 500},
@@ -121,11 +129,11 @@ TEST_CASE("config to_json writes every section and key with the effective values
 
 TEST_CASE("config to_json redacts the admin token from the file and from the environment", "[config][admin]") {
   SECTION("file") {
-    auto j = json_of(cfg::parse("[admin]\ntoken = \"s3cr3t\"\n", "keel.toml", {}));
+    auto j = json_of(cfg::parse("[admin]\ntoken = \"s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t\"\n", "keel.toml", {}));
     CHECK(j["admin"]["token"] == "<redacted>");
   }
   SECTION("environment") {
-    const auto c = cfg::parse("", "keel.toml", {{"KEEL_ADMIN_TOKEN", "from-env"}});
+    const auto c = cfg::parse("", "keel.toml", {{"KEEL_ADMIN_TOKEN", "from-env-from-env-from-env-from-env"}});
     CHECK(json_of(c)["admin"]["token"] == "<redacted>");
     CHECK(cfg::to_json(c).find("from-env") == std::string::npos);
   }
@@ -229,4 +237,12 @@ TEST_CASE("looks_secret also matches _key, _pass, _pwd and _auth endings after a
     INFO(name);
     CHECK_FALSE(cfg::looks_secret(name));
   }
+}
+
+TEST_CASE("config to_json shows the TLS file paths, never a key's content", "[config][admin][tls]") {
+  const auto c = cfg::parse("[server]\ntls_cert = \"cert.pem\"\ntls_key = \"private/key.pem\"\n", "/etc/keel/keel.toml", {});
+  auto j = json_of(c);
+  CHECK(j["server"]["tls_cert"] == "/etc/keel/cert.pem");
+  CHECK(j["server"]["tls_key"] == "/etc/keel/private/key.pem");  // a path, not a secret: shown for the operator
+  CHECK(j["server"]["tls_min_version"] == "1.2");
 }

@@ -103,7 +103,7 @@ format = "json"
 access_log = false
 
 [admin]
-token = "s3cret"
+token = "s3cret-s3cret-s3cret-s3cret-s3cret"
 
 [plugins]
 directory = "/opt/keel/plugins"
@@ -123,7 +123,7 @@ directory = "/opt/keel/plugins"
   CHECK(c.log.level == "debug");
   CHECK(c.log.format == cfg::LogFormat::kJson);
   CHECK_FALSE(c.log.access_log);
-  CHECK(c.admin.token == "s3cret");
+  CHECK(c.admin.token == "s3cret-s3cret-s3cret-s3cret-s3cret");
   CHECK(c.plugins.directory == std::filesystem::path("/opt/keel/plugins"));
 }
 
@@ -236,7 +236,8 @@ TEST_CASE("unknown keys point at the key and suggest the closest valid one", "[c
         "keel.toml:2:1: unknown key 'drain_timeout' in [server] "
         "(did you mean 'drain_timeout_ms'? durations are integer milliseconds)");
   CHECK(single_error("[admin]\npassword = \"x\"\n") ==
-        "keel.toml:2:1: unknown key 'password' in [admin]; valid keys: token");
+        "keel.toml:2:1: unknown key 'password' in [admin]; valid keys: token, token_next, token_file, listen, "
+        "max_failed_attempts, failed_attempts_window_ms");
   CHECK(single_error("[http.extra]\nx = 1\n") ==
         "keel.toml:1:7: unknown key 'extra' in [http]; valid keys: max_header_bytes, max_target_bytes, "
         "max_body_bytes, header_read_timeout_ms, idle_timeout_ms, request_timeout_ms, write_timeout_ms");
@@ -333,7 +334,7 @@ access_log = true
                               {"KEEL_HTTP_IDLE_TIMEOUT_MS", "1500"},
                               {"KEEL_LOG_ACCESS_LOG", "false"},
                               {"KEEL_LOG_FORMAT", "json"},
-                              {"KEEL_ADMIN_TOKEN", "secret value"},
+                              {"KEEL_ADMIN_TOKEN", "secret value with spaces, 32+ chars"},
                               {"KEEL_PLUGINS_DIRECTORY", "/usr/lib/keel/plugins"},
                           });
   CHECK(c.http.max_body_bytes == 10);
@@ -342,7 +343,7 @@ access_log = true
   CHECK(c.http.idle_timeout == 1500ms);
   CHECK_FALSE(c.log.access_log);
   CHECK(c.log.format == cfg::LogFormat::kJson);
-  CHECK(c.admin.token == "secret value");
+  CHECK(c.admin.token == "secret value with spaces, 32+ chars");
   CHECK(c.plugins.directory == std::filesystem::path("/usr/lib/keel/plugins"));
 }
 
@@ -376,7 +377,8 @@ TEST_CASE("bad environment values are reported under the variable name", "[confi
                                                               });
   CHECK(errors == std::vector<std::string>{
                       "keel.toml:2:14: [server] io_threads: 0 is out of range (allowed 1..256)",
-                      "env KEEL_ADMIN_USER: unknown key 'user' in [admin]; valid keys: token",
+                      "env KEEL_ADMIN_USER: unknown key 'user' in [admin]; valid keys: token, token_next, token_file, "
+                      "listen, max_failed_attempts, failed_attempts_window_ms",
                       "env KEEL_HTTP_MAX_BODY_BYTE: unknown key 'max_body_byte' in [http] "
                       "(did you mean KEEL_HTTP_MAX_BODY_BYTES?)",
                       "env KEEL_HTTP_MAX_BODY_BYTES: [http] max_body_bytes: expected a decimal integer, got 'ten'",
@@ -1044,4 +1046,36 @@ TEST_CASE("CORS: \"*\" with credentials and the null origin are refused, naming 
   CHECK(ok.cors.allowed_origins == std::vector<std::string>{"*"});
   const auto listed = parse_ok("[cors]\nallowed_origins = \"https://app.example\"\nallow_credentials = true\n");
   CHECK(listed.cors.allow_credentials);
+}
+
+TEST_CASE("TLS: tls_cert and tls_key are both set or neither, paths resolve, min version is 1.2 or 1.3",
+          "[config][tls]") {
+  const auto off = parse_ok("");
+  CHECK_FALSE(off.server.tls());
+  CHECK(off.server.tls_min_version == cfg::TlsVersion::k12);
+
+  const auto on = parse_ok("[server]\ntls_cert = \"tls/cert.pem\"\ntls_key = \"/secure/key.pem\"\ntls_min_version = \"1.3\"\n");
+  CHECK(on.server.tls());
+  CHECK(on.server.tls_cert == std::filesystem::path("/etc/keel/tls/cert.pem"));  // relative to the config file
+  CHECK(on.server.tls_key == std::filesystem::path("/secure/key.pem"));
+  CHECK(on.server.tls_min_version == cfg::TlsVersion::k13);
+
+  CHECK(single_error("[server]\ntls_cert = \"cert.pem\"\n") ==
+        "keel.toml:2:12: [server] tls_cert is set but tls_key is not: set tls_key to the certificate's private key "
+        "file (PEM), or remove tls_cert to serve plain HTTP");
+  CHECK(single_error("[server]\ntls_key = \"key.pem\"\n") ==
+        "keel.toml:2:11: [server] tls_key is set but tls_cert is not: set tls_cert to the certificate chain file "
+        "(PEM), or remove tls_key to serve plain HTTP");
+  CHECK(single_error("[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_min_version = \"1.1\"\n") ==
+        "keel.toml:4:19: [server] tls_min_version: '1.1' is not one of 1.2, 1.3 (did you mean '1.2'?)");
+  CHECK(single_error("[server]\ntls_cert = \"\"\ntls_key = \"k.pem\"\n") ==
+        "keel.toml:2:12: [server] tls_cert: must not be empty");
+
+  // The environment fills the other half like any [server] key.
+  const auto env = parse_ok("[server]\ntls_cert = \"cert.pem\"\n", {{"KEEL_SERVER_TLS_KEY", "/run/keys/key.pem"}});
+  CHECK(env.server.tls_key == std::filesystem::path("/run/keys/key.pem"));
+  const auto env_only = errors_of("", {{"KEEL_SERVER_TLS_CERT", "/c.pem"}});
+  REQUIRE(env_only.size() == 1);
+  CHECK(env_only.front() == "env KEEL_SERVER_TLS_CERT: [server] tls_cert is set but tls_key is not: set tls_key to "
+                            "the certificate's private key file (PEM), or remove tls_cert to serve plain HTTP");
 }

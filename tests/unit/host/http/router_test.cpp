@@ -373,6 +373,27 @@ TEST_CASE("router rejects tail captures that could escape a directory", "[http][
   }
 }
 
+TEST_CASE("router refuses a {name:file} capture that is not one file name, for that route only", "[http][router]") {
+  const auto t = build_ok({{"GET", "/f/{name:file}/meta"}, {"DELETE", "/f/{id}/meta"}, {"GET", "/g/{a}/{b:file}"}});
+  for (const std::string_view path : {"/f/..%2Fetc/meta", "/f/a%2Fb/meta", "/f/a%5Cb/meta", "/f/a\\b/meta",
+                                      "/f/a%00b/meta", "/g/x/a%2F", "/g/x/%00"}) {
+    INFO(path);
+    CHECK(lookup(*t, "GET", path).kind == Kind::kBadPath);
+  }
+  SECTION("plain file names pass, decoded, under the name without :file") {
+    CHECK(lookup(*t, "GET", "/f/report%20v2.txt/meta").param("name") == "report v2.txt");
+    CHECK(lookup(*t, "GET", "/f/a..b/meta").param("name") == "a..b");
+    CHECK(lookup(*t, "GET", "/g/a%2Fb/c.txt").param("a") == "a/b");  // only {b} is a file name
+    CHECK(lookup(*t, "GET", "/g/a%2Fb/c.txt").param("b") == "c.txt");
+  }
+  SECTION("another route through the same node keeps its plain parameter") {
+    CHECK(lookup(*t, "DELETE", "/f/a%2Fb/meta").param("id") == "a/b");
+  }
+  SECTION("{name:file} and {name} have the same shape: same method conflicts") {
+    CHECK_FALSE(build_errors({{"GET", "/x/{a:file}"}, {"GET", "/x/{b}"}}).empty());
+  }
+}
+
 TEST_CASE("router answers 405 with the leaf's methods and 404 for unknown paths", "[http][router]") {
   const auto t = build_ok({
       {"GET", "/x"},        // 0

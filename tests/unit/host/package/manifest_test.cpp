@@ -378,6 +378,16 @@ TEST_CASE("manifest: routes are checked entry by entry", "[plugins][manifest]") 
         "routes[1].path: '/a%20b': segment 'a%20b' contains '%', which is not allowed in a route path");
   CHECK(path_error("/a/../b") == "routes[1].path: '/a/../b': '.' and '..' are not allowed as segments");
   CHECK(path_error("/.") == "routes[1].path: '/.': '.' and '..' are not allowed as segments");
+  // {name:file}: a file name capture, named without the suffix.
+  {
+    auto doc = minimal();
+    doc["routes"] = {{{"method", "GET"}, {"path", "/f/{name:file}/meta"}}};
+    CHECK(parse_ok(doc).routes.at(0).path == "/f/{name:file}/meta");
+  }
+  CHECK(path_error("/f/{name:file}/{name}") == "routes[1].path: '/f/{name:file}/{name}': parameter 'name' appears twice");
+  CHECK(path_error("/f/{:file}") == "routes[1].path: '/f/{:file}': parameter name '' is not [a-z_][a-z0-9_]*");
+  CHECK(path_error("/f/{name:dir}") ==
+        "routes[1].path: '/f/{name:dir}': parameter name 'name:dir' is not [a-z_][a-z0-9_]*");
 }
 
 TEST_CASE("manifest: two routes with the same method and path shape conflict", "[plugins][manifest]") {

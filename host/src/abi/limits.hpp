@@ -1,0 +1,22 @@
+#pragma once
+// Limits the host applies to what a plugin hands it through the ABI, in process and in a runner
+// alike (docs/plugin-api.md "Limits"). Header-only, no state.
+
+#include <cstddef>
+#include <string_view>
+
+namespace keel::host::abi {
+
+/// A plugin's log message: the host keeps this many bytes of it and says how many it cut.
+inline constexpr std::size_t kMaxLogMessageBytes = 16u << 10;
+
+/// The longest prefix of `text` of at most `max` bytes that does not end inside a UTF-8
+/// sequence (text that is not UTF-8 is cut at `max`, less at most three bytes).
+[[nodiscard]] inline std::string_view utf8_prefix(std::string_view text, std::size_t max) noexcept {
+  if (text.size() <= max) return text;
+  std::size_t cut = max;
+  for (int back = 0; back < 3 && cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0U) == 0x80U; ++back) --cut;
+  return text.substr(0, cut);
+}
+
+}  // namespace keel::host::abi
