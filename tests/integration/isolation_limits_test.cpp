@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "admin_token.hpp"
 #include "eventually.hpp"
 #include "keel_host.hpp"
 #include "prometheus.hpp"
@@ -25,8 +26,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr const char* kToken = "isolation-limits-admin-token-0123456789abcdef";
-constexpr const char* kBearer = "Authorization: Bearer isolation-limits-admin-token-0123456789abcdef\r\n";
+using keel::test::kAdminBearer;
 
 // The rogue runner writes frames of its own on the socket: the runner's pings (and their
 // answers) must not interleave with them, so pings are rare.
@@ -36,7 +36,7 @@ constexpr const char* kRogueIsolated =
 
 keel::test::HostOptions options(std::vector<fs::path> plugins, std::string config) {
   auto o = keel::test::with_plugins(std::move(plugins), std::move(config));
-  o.env = {std::string("KEEL_ADMIN_TOKEN=") + kToken};
+  o.env = {keel::test::kAdminTokenEnv};
   return o;
 }
 
@@ -46,7 +46,7 @@ int status_of(const KeelHost& host, const std::string& method, const std::string
 }
 
 Json plugin_entry(const KeelHost& host, const std::string& name) {
-  const auto r = simple_request(host.port(), "GET", "/admin/plugins", {}, kBearer);
+  const auto r = simple_request(host.port(), "GET", "/admin/plugins", {}, kAdminBearer);
   REQUIRE(r);
   for (const auto& p : Json::parse(r->body))
     if (p["name"] == name) return p;
@@ -85,7 +85,6 @@ TEST_CASE("isolation: a frame over its kind's limit ends the runner before its p
     return entry["runner"]["pid"].is_number() && entry["runner"]["pid"].get<int>() != first &&
            entry["runner"]["state"] == "running";
   }));
-  INFO(entry.dump());
   const auto last = entry["runner"]["last_crash"].get<std::string>();
   INFO(last);
   CHECK(last.find("broke the frame protocol") != std::string::npos);

@@ -136,7 +136,9 @@ NamespaceSupport probe(bool user) {
   ::close(pipe_fds[1]);
   int report[2] = {static_cast<int>(Step::kClone), errno};
   if (pid > 0) {
-    if (::read(pipe_fds[0], report, sizeof report) != static_cast<ssize_t>(sizeof report)) report[0] = 0;
+    // No report: the child died before it could say (a failure, not a success).
+    if (::read(pipe_fds[0], report, sizeof report) != static_cast<ssize_t>(sizeof report))
+      report[0] = static_cast<int>(Step::kClone), report[1] = 0;
     ::waitpid(pid, nullptr, 0);
   }
   ::close(pipe_fds[0]);
@@ -280,8 +282,10 @@ bool child_drop_privileges(const ContainPlan& p) noexcept {
 void child_run_init(const ContainPlan& p, int err_fd) noexcept {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != 0) ::_exit(0);  // the host (outside the namespace) is gone already
-  ::prctl(PR_SET_DUMPABLE, 0);       // its memory is a copy of the host's: nobody may read it
-  if (!child_drop_privileges(p) || ::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+  // Its memory is a copy of the host's: nobody may read it. Set after the change of uid, which
+  // resets dumpability to fs.suid_dumpable.
+  if (!child_drop_privileges(p) || ::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::prctl(PR_SET_DUMPABLE, 0) != 0 ||
+      ::chdir("/") != 0) {
     const int e[4] = {1, static_cast<int>(Step::kInit), errno, 0};
     static_cast<void>(::write(err_fd, e, sizeof e));
     ::_exit(127);

@@ -127,6 +127,9 @@ pid_t clone_sibling() {
     if (!host_alive(c)) ::_exit(127);
     if (!child_mount_proc()) fail(Step::kProc);
   }
+  // The working directory would still be the host's real one under any directory the mount
+  // namespace covers: relative paths would read past the covers.
+  if (::chdir("/") != 0) fail(Step::kProc);
   if (::dup2(c.child_sock, kChildSocketFd) < 0 || ::dup2(c.code, kChildCodeFd) < 0 ||
       ::dup2(c.exe, kChildExeFd) < 0 || ::fcntl(kChildExeFd, F_SETFD, FD_CLOEXEC) < 0)
     fail(Step::kDescriptors);
@@ -158,7 +161,14 @@ pid_t clone_sibling() {
 [[noreturn]] void exec_child(const ChildSetup& c) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the host (the forking thread)...
   if (::getppid() != c.parent) ::_exit(127);
-  ::setpgid(0, 0);  // a terminal's Ctrl-C reaches the host, which stops the runner itself
+  // A session of its own: no controlling terminal, so a plugin cannot push keystrokes into the
+  // shell that started the host (TIOCSTI), and a terminal's Ctrl-C reaches the host, which stops
+  // the runner itself. Standard input is /dev/null: nothing of the host's to read.
+  ::setsid();
+  if (const int nul = ::open("/dev/null", O_RDWR | O_CLOEXEC); nul >= 0) {
+    ::dup2(nul, STDIN_FILENO);
+    if (nul != STDIN_FILENO) ::close(nul);
+  }
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -439,7 +449,11 @@ std::string Runner::Impl::why_gone(Instance& inst) {
 
 void Runner::Impl::signal(Instance& inst, int sig) {
   if (inst.reaped.load()) return;
-  if (inst.pidfd >= 0 && ::syscall(SYS_pidfd_send_signal, inst.pidfd, sig, nullptr, 0) == 0) return;
+  // With a pidfd, a failure means the process is gone: a kill() by pid could hit a reused one.
+  if (inst.pidfd >= 0) {
+    ::syscall(SYS_pidfd_send_signal, inst.pidfd, sig, nullptr, 0);
+    return;
+  }
   ::kill(inst.pid, sig);
 }
 

@@ -132,8 +132,9 @@ const SeccompFilter& runner_seccomp_filter() {
 }
 
 bool install_seccomp(const SeccompFilter& f) noexcept {
-  if (f.program.empty()) return true;
+  // No set-user-id program gives a runner privileges back, with or without a filter.
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return false;
+  if (f.program.empty()) return true;
   sock_fprog prog{static_cast<unsigned short>(f.program.size()), const_cast<sock_filter*>(f.program.data())};
   return ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
 }

@@ -44,9 +44,14 @@ std::unique_ptr<Placement> place_in_runner(PluginHost::Impl& host, Plugin& p, Co
     o.binary = fs::read_symlink("/proc/self/exe", ec).parent_path() / "keel-plugin-runner";
   }
   o.manifest_json = p.manifest.json;
+  // The directories of everything the host reads or writes that a plugin must not: its data, the
+  // plugins, the config, the log, the TLS files and the admin token file (absolute: a relative
+  // "--config keel.toml" has no parent path of its own).
   o.hidden = {cfg.server.data_dir, cfg.plugins.directory};
-  if (!cfg.source.empty()) o.hidden.push_back(cfg.source.parent_path());
-  if (!cfg.log.file.empty()) o.hidden.push_back(cfg.log.file.parent_path());
+  for (const auto& file : {cfg.source, cfg.log.file, cfg.server.tls_cert, cfg.server.tls_key, cfg.admin.token_file}) {
+    std::error_code ec;
+    if (!file.empty()) o.hidden.push_back(fs::absolute(file, ec).parent_path());
+  }
   if (const auto sec = cfg.plugin_sections.find(p.name); sec != cfg.plugin_sections.end()) o.settings = sec->second.runner;
   o.queue_limit = cfg.server.worker_queue;
   o.log_level = static_cast<std::int32_t>(p.log->level());

@@ -119,7 +119,8 @@ TEST_CASE("config to_json writes every section and key with the effective values
                             {"retry_max_ms", 30000},
                             {"retention_ms", 86400000},
                             {"batch", 9},
-                            {"dead_letter_capacity", 1000}});
+                            {"dead_letter_capacity", 1000},
+                            {"max_payload_bytes", 1048576}});
   CHECK(j["plugin"] == Json::object());
   // Sections in the order of the file and docs/config.md.
   const auto text = cfg::to_json(c);

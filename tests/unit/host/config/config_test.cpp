@@ -809,7 +809,7 @@ TEST_CASE("unknown events keys suggest the closest valid one", "[config][events]
         "(did you mean 'retry_base_ms'? durations are integer milliseconds)");
   CHECK(single_error("[events]\ndurable = true\n") ==
         "keel.toml:2:1: unknown key 'durable' in [events]; valid keys: queue_capacity, max_attempts, retry_base_ms, "
-        "retry_max_ms, retention_ms, batch, dead_letter_capacity");
+        "retry_max_ms, retention_ms, batch, dead_letter_capacity, max_payload_bytes");
   CHECK(single_error("[event]\n") == "keel.toml:1:2: unknown section [event] (did you mean [events]?)");
   CHECK(single_error("max_attempts = 2\n") ==
         "keel.toml:1:1: key 'max_attempts' is outside any section (did you mean 'max_attempts' in [events]?)");
