@@ -461,6 +461,9 @@ TEST_CASE("isolation: a hostile runner reaches no other plugin's files, no confi
   CHECK(probe["other_pids"] == 0);
   CHECK(probe["signal"] == false);
   CHECK(probe["ptrace"] == false);
+  CHECK(probe["cwd"] == "/");  // relative paths cannot reach under the covers
+  CHECK(probe["init_environ"] == false);
+  CHECK(probe["tty"] == false);
   CHECK(limits.find("namespaces=") != std::string::npos);
   CHECK(limits.find("seccomp=") != std::string::npos);
   if (::geteuid() == 0) {
