@@ -3,6 +3,9 @@
 #include <array>
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
+
+#include <sys/ioctl.h>
 
 #include <linux/audit.h>
 #include <linux/sched.h>
@@ -59,7 +62,28 @@ constexpr std::array kDenied{
 #ifdef __NR_fanotify_init
     __NR_fanotify_init,
 #endif
+    // Another process's descriptors or memory layout, and leftovers of old kernels' surfaces.
+    __NR_kcmp,
+#ifdef __NR_pidfd_getfd
+    __NR_pidfd_getfd,
+#endif
+#ifdef __NR_process_madvise
+    __NR_process_madvise,
+#endif
+#ifdef __NR_modify_ldt
+    __NR_modify_ldt,
+#endif
+#ifdef __NR_uselib
+    __NR_uselib,
+#endif
+#ifdef __NR_quotactl_fd
+    __NR_quotactl_fd,
+#endif
 };
+
+// ioctl requests refused whatever the descriptor: typing into a terminal (TIOCSTI) and the
+// console's own requests (TIOCLINUX), should a terminal ever be reachable.
+constexpr std::array kDeniedIoctls{static_cast<unsigned>(TIOCSTI), static_cast<unsigned>(TIOCLINUX)};
 
 constexpr unsigned kNamespaceFlags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID |
                                      CLONE_NEWNET | CLONE_NEWCGROUP
@@ -76,6 +100,7 @@ constexpr sock_filter jump(unsigned short code, unsigned k, unsigned char jt, un
 constexpr unsigned kNr = offsetof(seccomp_data, nr);
 constexpr unsigned kArchOffset = offsetof(seccomp_data, arch);
 constexpr unsigned kArg0 = offsetof(seccomp_data, args);  // the low 32 bits on little-endian
+constexpr unsigned kArg1 = kArg0 + sizeof(std::uint64_t);
 
 SeccompFilter build() {
   SeccompFilter f;
@@ -114,8 +139,15 @@ SeccompFilter build() {
   p.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0));
   p.push_back(stmt(BPF_RET | BPF_K, eperm));
   p.push_back(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  // ioctl with a refused request (its second argument; the low 32 bits, as the kernel compares).
+  p.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, static_cast<unsigned char>(3 + kDeniedIoctls.size())));
+  p.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, kArg1));
+  for (std::size_t i = 0; i < kDeniedIoctls.size(); ++i)
+    p.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, kDeniedIoctls[i], static_cast<unsigned char>(kDeniedIoctls.size() - i), 0));
   p.push_back(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-  f.denied += 2;  // clone with namespace flags, personality changes
+  p.push_back(stmt(BPF_RET | BPF_K, eperm));
+  p.push_back(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  f.denied += 3;  // clone with namespace flags, personality changes, ioctl TIOCSTI/TIOCLINUX
   return f;
 }
 

@@ -6,7 +6,8 @@
 // chroot, unshare, setns, the new mount API, clone with a namespace flag), load code into or
 // reconfigure the kernel (kexec, modules, bpf, perf_event_open, reboot, swapon/off, iopl, ioperm),
 // reach the kernel's keyrings, or widen its attack surface (userfaultfd, io_uring,
-// open_by_handle_at); a personality change other than the default; every call of another
+// open_by_handle_at, kcmp, pidfd_getfd, process_madvise, modify_ldt, uselib); ioctl TIOCSTI and
+// TIOCLINUX (typing into a terminal); a personality change other than the default; every call of another
 // architecture's ABI (x32, i386 on x86-64). clone3 answers ENOSYS (its flags are in memory, which
 // a filter cannot read), so the C library falls back to clone, whose flags it can check.
 
