@@ -295,7 +295,17 @@ std::shared_ptr<Instance> Runner::Impl::spawn() {
   ::close(fds.child_err);
   ::close(exe);
   const auto ran = await_exec(pid, plan.namespaces, fds.err_read, fds.sock, binary);
-  return adopt(ran.runner, ran.init, fds.sock, std::move(applied));
+  try {
+    return adopt(ran.runner, ran.init, fds.sock, std::move(applied));
+  } catch (...) {
+    // Nothing would watch or serve these processes: end them rather than leave them running.
+    for (const pid_t p : {ran.runner, ran.init}) {
+      if (p <= 0) continue;
+      ::kill(p, SIGKILL);
+      ::waitpid(p, nullptr, 0);
+    }
+    throw;
+  }
 }
 
 std::optional<std::pair<uid_t, gid_t>> Runner::Impl::runner_user(std::vector<std::string>& applied,
@@ -357,7 +367,13 @@ void Runner::Impl::make_cgroup(std::vector<std::string>& applied) {
 }
 
 std::shared_ptr<Instance> Runner::Impl::adopt(pid_t pid, pid_t init, int sock, std::vector<std::string> applied) {
-  auto inst = std::make_shared<Instance>();
+  std::shared_ptr<Instance> inst;
+  try {
+    inst = std::make_shared<Instance>();
+  } catch (...) {
+    ::close(sock);  // the connection below would have owned it
+    throw;
+  }
   inst->self = inst;
   inst->number = ++instances;
   inst->pid = pid;
@@ -368,13 +384,18 @@ std::shared_ptr<Instance> Runner::Impl::adopt(pid_t pid, pid_t init, int sock, s
   Instance* raw = inst.get();
   // A runner that breaks the frame protocol (a frame over its kind's limit) is not served any
   // further: its stream is out of step, so it is killed and restarted like a crashed one.
-  inst->conn = std::make_shared<Connection>(
-      sock, [this, raw](Frame f) { handle(*raw, std::move(f)); },
-      [this, raw](const std::string& why, bool corrupt) {
-        if (corrupt && !raw->expected_exit.load() && !raw->reaped.load())
-          kill(*raw, "it broke the frame protocol: " + why);
-      },
-      kMaxQueuedToRunnerBytes, opts.frame_limits);
+  try {
+    inst->conn = std::make_shared<Connection>(
+        sock, [this, raw](Frame f) { handle(*raw, std::move(f)); },
+        [this, raw](const std::string& why, bool corrupt) {
+          if (corrupt && !raw->expected_exit.load() && !raw->reaped.load())
+            kill(*raw, "it broke the frame protocol: " + why);
+        },
+        kMaxQueuedToRunnerBytes, opts.frame_limits);
+  } catch (...) {
+    ::close(sock);
+    throw;
+  }
   inst->conn->start();
   std::lock_guard lock(mutex);
   if (limits.empty()) limits = std::move(applied);
