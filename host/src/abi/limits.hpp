@@ -3,6 +3,7 @@
 // alike (docs/plugin-api.md "Limits"). Header-only, no state.
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace keel::host::abi {
@@ -17,6 +18,13 @@ inline constexpr std::size_t kMaxLogMessageBytes = 16u << 10;
   std::size_t cut = max;
   for (int back = 0; back < 3 && cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0U) == 0x80U; ++back) --cut;
   return text.substr(0, cut);
+}
+
+/// What follows a log message cut by `cut` bytes ("" when nothing was cut). Short enough that
+/// a message cut to kMaxLogMessageBytes - kLogCutNoteRoom keeps its note within the limit.
+inline constexpr std::size_t kLogCutNoteRoom = 64;
+[[nodiscard]] inline std::string log_cut_note(std::size_t cut) {
+  return cut == 0 ? std::string() : " [" + std::to_string(cut) + " bytes cut: log messages keep 16 KiB]";
 }
 
 }  // namespace keel::host::abi

@@ -48,11 +48,6 @@ keel_status convert_response(const keel_response* r, http::Response& out, std::u
 
 Plugin& plugin_of(keel_host_ctx* ctx) { return *ctx->plugin; }
 
-/// What follows a log message cut at abi::kMaxLogMessageBytes ("" when nothing was cut).
-std::string cut_note(std::size_t cut) {
-  return cut == 0 ? std::string() : " [" + std::to_string(cut) + " bytes cut: log messages keep 16 KiB]";
-}
-
 void api_log(keel_host_ctx* ctx, keel_log_level level, keel_plugin_bytes message) {
   if (ctx == nullptr) return;
   try {
@@ -63,8 +58,9 @@ void api_log(keel_host_ctx* ctx, keel_log_level level, keel_plugin_bytes message
     const auto text = abi::utf8_prefix(whole, abi::kMaxLogMessageBytes);
     const auto cut = whole.size() - text.size();
     auto& log = *plugin_of(ctx).log;
-    if (observability::has_control(text)) log.log(lvl, "{}{}", observability::escape_control(text), cut_note(cut));
-    else log.log(lvl, "{}{}", text, cut_note(cut));
+    const auto note = abi::log_cut_note(cut);
+    if (observability::has_control(text)) log.log(lvl, "{}{}", observability::escape_control(text), note);
+    else log.log(lvl, "{}{}", text, note);
   } catch (...) {  // logging never fails the caller
   }
 }

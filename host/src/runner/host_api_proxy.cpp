@@ -52,9 +52,8 @@ void api_log(keel_host_ctx* ctx, keel_log_level level, keel_plugin_bytes message
     if (whole.size() <= abi::kMaxLogMessageBytes) {
       w.bytes(whole);
     } else {
-      const auto text = abi::utf8_prefix(whole, abi::kMaxLogMessageBytes - 64);
-      w.bytes(std::string(text) + " [" + std::to_string(whole.size() - text.size()) +
-              " bytes cut: log messages keep 16 KiB]");
+      const auto text = abi::utf8_prefix(whole, abi::kMaxLogMessageBytes - abi::kLogCutNoteRoom);
+      w.bytes(std::string(text) + abi::log_cut_note(whole.size() - text.size()));
     }
     static_cast<void>(r->notify(Kind::kLog, w.data()));
   } catch (...) {  // logging never fails the caller
