@@ -13,12 +13,14 @@
 #include "admin_token.hpp"
 #include "eventually.hpp"
 #include "keel_host.hpp"
-#include "prometheus.hpp"
+#include "plugin_status.hpp"
 #include "raw_client.hpp"
 
 using keel::test::eventually;
 using keel::test::fixture;
 using keel::test::KeelHost;
+using keel::test::plugin_entry;
+using keel::test::plugin_metric;
 using keel::test::simple_request;
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
@@ -26,7 +28,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-using keel::test::kAdminBearer;
 
 // The rogue runner writes frames of its own on the socket: the runner's pings (and their
 // answers) must not interleave with them, so pings are rare.
@@ -43,20 +44,6 @@ keel::test::HostOptions options(std::vector<fs::path> plugins, std::string confi
 int status_of(const KeelHost& host, const std::string& method, const std::string& path, const std::string& body = {}) {
   const auto r = simple_request(host.port(), method, path, body);
   return r ? r->status : 0;
-}
-
-Json plugin_entry(const KeelHost& host, const std::string& name) {
-  const auto r = simple_request(host.port(), "GET", "/admin/plugins", {}, kAdminBearer);
-  REQUIRE(r);
-  for (const auto& p : Json::parse(r->body))
-    if (p["name"] == name) return p;
-  return nullptr;
-}
-
-double metric(const KeelHost& host, const std::string& name, const std::string& plugin) {
-  const auto r = simple_request(host.port(), "GET", "/metrics");
-  REQUIRE(r);
-  return keel::test::prometheus::parse(r->body).value(name, {{"plugin", plugin}}).value_or(-1);
 }
 
 }  // namespace
@@ -101,7 +88,7 @@ TEST_CASE("isolation: a runner flooding the host with calls is answered busy, an
                         std::string(kRogueIsolated) + "[storage]\nbusy_timeout_ms = 300\nreaders = 4\n"));
   const int pid = plugin_entry(host, "rogue_runner")["runner"]["pid"].get<int>();
   CHECK(status_of(host, "GET", "/api/rogue_runner/flood/1200") == 200);
-  CHECK(eventually([&] { return metric(host, "keel_plugin_runner_busy_total", "rogue_runner") > 0; }));
+  CHECK(eventually([&] { return plugin_metric(host, "keel_plugin_runner_busy_total", "rogue_runner") > 0; }));
   const auto entry = plugin_entry(host, "rogue_runner");
   CHECK(entry["runner"]["busy"].get<int>() > 0);
   CHECK(entry["runner"]["pid"].get<int>() == pid);  // within every limit: nothing to end it for

@@ -24,12 +24,14 @@
 #include "admin_token.hpp"
 #include "eventually.hpp"
 #include "keel_host.hpp"
-#include "prometheus.hpp"
+#include "plugin_status.hpp"
 #include "raw_client.hpp"
 
 using keel::test::eventually;
 using keel::test::fixture;
 using keel::test::KeelHost;
+using keel::test::plugin_entry;
+using keel::test::plugin_metric;
 using keel::test::simple_request;
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
@@ -66,14 +68,6 @@ std::pair<int, std::string> get(const KeelHost& host, const std::string& path) {
   return r ? std::pair{r->status, r->body} : std::pair{0, std::string{}};
 }
 
-Json plugin_entry(const KeelHost& host, const std::string& name) {
-  const auto r = simple_request(host.port(), "GET", "/admin/plugins", {}, kBearer);
-  REQUIRE(r);
-  for (const auto& p : Json::parse(r->body))
-    if (p["name"] == name) return p;
-  return nullptr;
-}
-
 int runner_pid(const KeelHost& host, const std::string& name) {
   const auto p = plugin_entry(host, name);
   return p.contains("runner") && p["runner"]["pid"].is_number() ? p["runner"]["pid"].get<int>() : 0;
@@ -83,12 +77,6 @@ int runner_pid(const KeelHost& host, const std::string& name) {
 int served_pid(const KeelHost& host) {
   const auto [status, body] = get(host, "/api/crasher/pid");
   return status == 200 && body.starts_with("pid ") ? std::stoi(body.substr(4)) : 0;
-}
-
-double metric(const KeelHost& host, const std::string& name, const std::string& plugin) {
-  const auto r = simple_request(host.port(), "GET", "/metrics");
-  REQUIRE(r);
-  return keel::test::prometheus::parse(r->body).value(name, {{"plugin", plugin}}).value_or(-1);
 }
 
 std::string proc_file(int pid, const std::string& what) {
@@ -144,7 +132,7 @@ TEST_CASE("isolation: a plugin in its own process answers as it does in process"
   CHECK(proc_file(host.process().pid(), "maps").find("memfd:keel:hello") == std::string::npos);
   CHECK(plugin_entry(host, "crasher")["isolation"] == "in-process");
   CHECK(served_pid(host) == host.process().pid());
-  CHECK(metric(host, "keel_plugin_runner_up", "hello") == 1);
+  CHECK(plugin_metric(host, "keel_plugin_runner_up", "hello") == 1);
   CHECK(host.stop() == 0);
   CHECK(eventually([&] { return process_gone(pid); }));  // the host stops its runners
 }
@@ -182,8 +170,8 @@ TEST_CASE("isolation: a crashing runner answers 502 while everything else keeps 
   CHECK(entry["runner"]["crashes"] == 2);
   CHECK(entry["runner"]["restarts"] == 2);
   CHECK(entry["runner"]["last_crash"].get<std::string>().find("SIGABRT") != std::string::npos);
-  CHECK(metric(host, "keel_plugin_runner_crashes_total", "crasher") == 2);
-  CHECK(metric(host, "keel_plugin_runner_restarts_total", "crasher") == 2);
+  CHECK(plugin_metric(host, "keel_plugin_runner_crashes_total", "crasher") == 2);
+  CHECK(plugin_metric(host, "keel_plugin_runner_restarts_total", "crasher") == 2);
   CHECK(ended_by_segv(host.process().output()));
   CHECK(host.stop() == 0);
 }
@@ -227,13 +215,13 @@ TEST_CASE("isolation: repeated crashes quarantine the plugin until it is enabled
   CHECK(entry["runner"]["state"] == "quarantined");
   CHECK(ended_by_segv(entry["quarantine"].get<std::string>()));
   CHECK(get(host, "/api/crasher/pid").first == 404);  // out of routing
-  CHECK(metric(host, "keel_plugin_quarantined", "crasher") == 1);
+  CHECK(plugin_metric(host, "keel_plugin_quarantined", "crasher") == 1);
   CHECK(host.process().output().find("plugin quarantined plugin=crasher") != std::string::npos);
 
   CHECK(admin_post(host, "/admin/plugins/crasher/enable") == 200);
   CHECK(served_pid(host) > 0);
   CHECK(plugin_entry(host, "crasher")["state"] == "started");
-  CHECK(metric(host, "keel_plugin_quarantined", "crasher") == 0);
+  CHECK(plugin_metric(host, "keel_plugin_quarantined", "crasher") == 0);
   CHECK(host.stop() == 0);
 }
 
@@ -415,7 +403,7 @@ TEST_CASE("error budget: a plugin answering too many 5xx leaves routing until en
     CHECK(body.find("POST /admin/plugins/crasher/enable") != std::string::npos);
     CHECK(plugin_entry(host, "crasher")["quarantine"].get<std::string>().find("quarantine_error_rate=0.5") !=
           std::string::npos);
-    CHECK(metric(host, "keel_plugin_quarantined", "crasher") == 1);
+    CHECK(plugin_metric(host, "keel_plugin_quarantined", "crasher") == 1);
     CHECK(admin_post(host, "/admin/plugins/crasher/enable") == 200);
     CHECK(served_pid(host) > 0);
     CHECK(host.stop() == 0);

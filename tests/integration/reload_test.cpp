@@ -22,12 +22,14 @@
 #include "admin_token.hpp"
 #include "eventually.hpp"
 #include "keel_host.hpp"
+#include "plugin_status.hpp"
 #include "prometheus.hpp"
 #include "raw_client.hpp"
 
 using keel::test::eventually;
 using keel::test::fixture;
 using keel::test::KeelHost;
+using keel::test::plugin_entry;
 using keel::test::simple_request;
 using keel::test::with_plugins;
 using Json = nlohmann::json;
@@ -59,14 +61,6 @@ std::pair<int, Json> reload(const KeelHost& host, const std::string& name) {
 std::string body_of(const KeelHost& host, const std::string& path) {
   const auto r = simple_request(host.port(), "GET", path);
   return r && r->status == 200 ? r->body : "status " + std::to_string(r ? r->status : 0);
-}
-
-Json plugin_entry(const KeelHost& host, const std::string& name) {
-  const auto r = simple_request(host.port(), "GET", "/admin/plugins", {}, kBearer);
-  REQUIRE(r);
-  for (const auto& p : Json::parse(r->body))
-    if (p["name"] == name) return p;
-  return nullptr;
 }
 
 std::size_t open_fds(pid_t pid) {
