@@ -7,8 +7,12 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <signal.h>
 
 #include "admin_token.hpp"
 #include "eventually.hpp"
@@ -21,6 +25,7 @@ using keel::test::fixture;
 using keel::test::KeelHost;
 using keel::test::plugin_entry;
 using keel::test::plugin_metric;
+using keel::test::runner_pid;
 using keel::test::simple_request;
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
@@ -147,4 +152,28 @@ TEST_CASE("limits: a result set over 64 MiB reaches an isolated plugin as too la
       CHECK(host.stop() == 0);
     }
   }
+}
+
+TEST_CASE("limits: a statement an isolated plugin left running stops when its runner dies",
+          "[isolation][integration][storage][attack]") {
+  // Neither the request's deadline nor transaction_timeout_ms would stop it for ten minutes.
+  KeelHost host(options({fixture("store")}, "[http]\nrequest_timeout_ms = 600000\n"
+                                            "[storage]\ntransaction_timeout_ms = 600000\n"
+                                            "[plugin.store]\nisolation = \"process\"\n"));
+  const int pid = runner_pid(host, "store");
+  REQUIRE(pid > 0);
+  std::optional<keel::test::RawResponse> answer;
+  std::thread client([&] {
+    answer = simple_request(host.port(), "POST", "/api/store/sql",
+                            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c");
+  });
+  // The statement runs on the host, on the runner's behalf: the host's CPU time grows.
+  const auto cpu_before = keel::test::cpu_time(host.process().pid());
+  REQUIRE(eventually([&] { return keel::test::cpu_time(host.process().pid()) - cpu_before > 300ms; }, 10s));
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+  client.join();
+  REQUIRE(answer);
+  CHECK(answer->status == 502);
+  CHECK(host.process().wait_for_output("stopped a statement whose plugin runner is gone plugin=store", 10s));
+  CHECK(host.stop() == 0);  // close() has no statement to wait for
 }

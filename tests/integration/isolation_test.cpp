@@ -31,6 +31,7 @@ using keel::test::eventually;
 using keel::test::fixture;
 using keel::test::KeelHost;
 using keel::test::plugin_entry;
+using keel::test::runner_pid;
 using keel::test::plugin_metric;
 using keel::test::simple_request;
 using Json = nlohmann::json;
@@ -66,11 +67,6 @@ keel::test::HostOptions options(std::vector<fs::path> plugins, std::string confi
 std::pair<int, std::string> get(const KeelHost& host, const std::string& path) {
   const auto r = simple_request(host.port(), "GET", path);
   return r ? std::pair{r->status, r->body} : std::pair{0, std::string{}};
-}
-
-int runner_pid(const KeelHost& host, const std::string& name) {
-  const auto p = plugin_entry(host, name);
-  return p.contains("runner") && p["runner"]["pid"].is_number() ? p["runner"]["pid"].get<int>() : 0;
 }
 
 /// The pid a crasher request reports ("pid 1234"), 0 when it did not answer 200.

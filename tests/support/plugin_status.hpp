@@ -24,6 +24,12 @@ inline nlohmann::json plugin_entry(const KeelHost& host, const std::string& name
   return nullptr;
 }
 
+/// The pid of the plugin's isolated runner process, or 0 when it has none (in process, stopped).
+inline int runner_pid(const KeelHost& host, const std::string& name) {
+  const auto p = plugin_entry(host, name);
+  return p.is_object() && p.contains("runner") && p["runner"]["pid"].is_number() ? p["runner"]["pid"].get<int>() : 0;
+}
+
 /// The sample of metric `name` labelled plugin=`plugin` on /metrics; -1 when there is none.
 inline double plugin_metric(const KeelHost& host, const std::string& name, const std::string& plugin) {
   const auto r = simple_request(host.port(), "GET", "/metrics");

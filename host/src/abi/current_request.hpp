@@ -6,6 +6,7 @@
 
 #include <keel/plugin.h>
 
+#include <atomic>
 #include <chrono>
 #include <string_view>
 
@@ -18,6 +19,9 @@ struct CurrentRequest {
   std::chrono::steady_clock::time_point deadline;
   std::string_view request_id;
   std::string_view traceparent;
+  /// Set (by another thread) once nobody waits for the answer any more: the isolated runner that
+  /// asked has died. Statements it started stop at once. nullptr: only the deadline ends them.
+  const std::atomic<bool>* abandoned = nullptr;
 };
 
 /// While alive, the calling thread serves `value` (the views must outlive the scope), and its

@@ -82,6 +82,7 @@ struct Instance {
   std::atomic<bool> ping_pending{false};
   std::atomic<bool> expected_exit{false};  // destroy(): its end is no crash
   std::atomic<bool> reaped{false};         // waited for: its pid may belong to another process now
+  std::atomic<bool> gone{false};  // exited or being ended: statements it started stop (abi::CurrentRequest)
   std::mutex mutex;
   std::string kill_reason;         // why the host killed it (hung, a hook that never returned)
   std::set<keel_txn> open_txns;    // top-level transactions it began and did not end
@@ -242,7 +243,7 @@ struct Runner::Impl {
   /// Serves `fn` inside the context `c` carries (request id, trace, deadline), like the hook of
   /// an in-process plugin would run on this thread.
   template <class F>
-  void in_context(const Context& c, F&& fn);
+  void in_context(const Instance& inst, const Context& c, F&& fn);
   /// A frame from the runner, on its connection's reader thread: served there when quick,
   /// handed to `calls` when it may block.
   void handle(Instance& inst, Frame f);

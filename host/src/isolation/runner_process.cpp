@@ -438,6 +438,7 @@ std::shared_ptr<Instance> Runner::Impl::launch() {
 
 void Runner::Impl::end(Instance& inst, std::string_view why) {
   inst.expected_exit.store(true);
+  inst.gone.store(true);
   inst.conn->close();
   int status = 0;
   bool reaped = false;

@@ -253,9 +253,9 @@ void Runner::Impl::release_call(std::size_t bytes) noexcept {
 }
 
 template <class F>
-void Runner::Impl::in_context(const Context& c, F&& fn) {
+void Runner::Impl::in_context(const Instance& inst, const Context& c, F&& fn) {
   auto* cx = ctx.load();
-  if (cx == nullptr || (c.request_id.empty() && c.traceparent.empty() && c.remaining_ns == 0)) {
+  if (cx == nullptr) {
     fn();
     return;
   }
@@ -265,7 +265,8 @@ void Runner::Impl::in_context(const Context& c, F&& fn) {
   // trace never reaches a log line or another plugin.
   const auto request_id = http::valid_request_id(c.request_id) ? c.request_id : std::string_view{};
   const auto traceparent = observability::valid_traceparent(c.traceparent) ? c.traceparent : std::string_view{};
-  const abi::CurrentRequestScope scope({cx, deadline, request_id, traceparent});
+  // A statement the call starts stops as soon as this runner is gone (reap() sets `gone`).
+  const abi::CurrentRequestScope scope({cx, deadline, request_id, traceparent, &inst.gone});
   fn();
 }
 
@@ -328,7 +329,7 @@ void Runner::Impl::serve(Instance& inst, const Frame& f) {
     return;
   }
   Writer out;
-  in_context(c, [&] {
+  in_context(inst, c, [&] {
     switch (f.kind) {
       case Kind::kLog: {
         const auto level = r.i32();

@@ -91,6 +91,7 @@ void Runner::Impl::ping(const std::shared_ptr<Instance>& inst) {
 void Runner::Impl::reap(const std::shared_ptr<Instance>& inst, std::optional<int> known_status) {
   int status = known_status.value_or(0);
   if (!known_status) ::waitpid(inst->pid, &status, 0);
+  inst->gone.store(true);
   inst->reaped.store(true);
   end_init(*inst);
   inst->conn->close();  // what waits for an answer fails now (in-flight requests get 502)

@@ -223,27 +223,40 @@ class Connection {
     return verdict;
   }
 
+  // Only the thread running the statement reads these (SQLite calls the handler on it); the
+  // Deadline that sets them lives on that thread too. `abandoned_` is another thread's flag.
   static int progress(void* user) {
-    const auto deadline = static_cast<Connection*>(user)->deadline_ns_.load(std::memory_order_relaxed);
-    return deadline != 0 && Clock::now().time_since_epoch().count() > deadline ? 1 : 0;
+    const auto* self = static_cast<Connection*>(user);
+    if (self->abandoned_ != nullptr && self->abandoned_->load(std::memory_order_relaxed)) return 1;
+    return self->deadline_ns_ != 0 && Clock::now().time_since_epoch().count() > self->deadline_ns_ ? 1 : 0;
   }
 
  public:
-  /// While alive, statements on `c` stop (SQLITE_INTERRUPT) once `deadline` has passed.
+  /// While alive, statements on `c` stop (SQLITE_INTERRUPT) once `deadline` has passed or
+  /// `*abandoned` (when given) becomes true.
   class Deadline {
    public:
-    Deadline(Connection& c, Clock::time_point deadline) : c_(c) {
-      c_.deadline_ns_.store(deadline.time_since_epoch().count(), std::memory_order_relaxed);
+    Deadline(Connection& c, Clock::time_point deadline, const std::atomic<bool>* abandoned) : c_(c) {
+      c_.deadline_ns_ = deadline.time_since_epoch().count();
+      c_.abandoned_ = abandoned;
     }
-    ~Deadline() { c_.deadline_ns_.store(0, std::memory_order_relaxed); }
+    ~Deadline() {
+      c_.deadline_ns_ = 0;
+      c_.abandoned_ = nullptr;
+    }
     Deadline(const Deadline&) = delete;
     Deadline& operator=(const Deadline&) = delete;
 
    private:
     Connection& c_;
   };
- private:
 
+  /// Whether the statement that just stopped was abandoned rather than past its deadline.
+  [[nodiscard]] bool abandoned() const noexcept {
+    return abandoned_ != nullptr && abandoned_->load(std::memory_order_relaxed);
+  }
+
+ private:
 
   struct Cached {
     sqlite3_stmt* stmt;
@@ -255,7 +268,8 @@ class Connection {
   std::uint64_t tick_ = 0;
   bool host_mode_ = false;
   bool denied_ = false;  // the authorizer refused something since the last prepare began
-  std::atomic<Clock::rep> deadline_ns_{0};  // steady clock; 0 = none (the host's own statements)
+  Clock::rep deadline_ns_ = 0;  // steady clock; 0 = none (the host's own statements)
+  const std::atomic<bool>* abandoned_ = nullptr;  // CurrentRequest::abandoned of the statement running
   std::unordered_map<std::string, Cached, StringHash, std::equal_to<>> plugin_cache_;
   std::unordered_map<std::string, Cached, StringHash, std::equal_to<>> host_cache_;
 };
@@ -511,7 +525,8 @@ struct Database::Impl {
     // A plugin's statement ends with the request it serves, or after transaction_timeout_ms when
     // that comes first: a runaway query never keeps a core busy after its client got a 504.
     std::optional<Connection::Deadline> deadline;
-    if (!host) deadline.emplace(c, statement_deadline());
+    const auto* cur = abi::current_request();
+    if (!host) deadline.emplace(c, statement_deadline(cur), cur != nullptr ? cur->abandoned : nullptr);
     const int columns = sqlite3_column_count(stmt);
     thread_local std::vector<keel_sql_value> values;
     thread_local std::vector<keel_host_bytes> names;
@@ -520,9 +535,7 @@ struct Database::Impl {
     for (;;) {
       const int rc = sqlite3_step(stmt);
       if (rc == SQLITE_DONE) break;
-      if (rc == SQLITE_INTERRUPT && !host)
-        return fail(KEEL_ERR_TIMEOUT, "statement stopped at its deadline (the request's, or [storage] "
-                                      "transaction_timeout_ms=" + std::to_string(options.transaction_timeout.count()) + ")");
+      if (rc == SQLITE_INTERRUPT && !host) return interrupted(c);
       if (rc != SQLITE_ROW) return fail(status_for(sqlite3_extended_errcode(c.handle())), sqlite3_errmsg(c.handle()));
       ++delivered;
       if (rows.fn == nullptr) continue;
@@ -573,13 +586,22 @@ struct Database::Impl {
     return KEEL_OK;
   }
 
-  /// When a plugin statement started now must stop: the deadline of the request (or event) the
-  /// calling thread serves, capped by transaction_timeout.
-  Clock::time_point statement_deadline() const {
+  /// When a plugin statement started now must stop: the deadline of the request (or event) `cur`
+  /// (the calling thread's) serves, capped by transaction_timeout.
+  Clock::time_point statement_deadline(const abi::CurrentRequest* cur) const {
     auto deadline = Clock::now() + options.transaction_timeout;
-    if (const auto* cur = abi::current_request(); cur != nullptr && cur->deadline != Clock::time_point{})
-      deadline = std::min(deadline, cur->deadline);
+    if (cur != nullptr && cur->deadline != Clock::time_point{}) deadline = std::min(deadline, cur->deadline);
     return deadline;
+  }
+
+  /// The failure of a plugin statement the progress handler stopped on `c`.
+  keel_status interrupted(const Connection& c) const {
+    if (c.abandoned()) {
+      log->warn("stopped a statement whose plugin runner is gone plugin={}", options.plugin);
+      return fail(KEEL_ERR_UNAVAILABLE, "statement stopped: the plugin runner that asked for it is gone");
+    }
+    return fail(KEEL_ERR_TIMEOUT, "statement stopped at its deadline (the request's, or [storage] "
+                                  "transaction_timeout_ms=" + std::to_string(options.transaction_timeout.count()) + ")");
   }
 
   keel_status run_sql(Connection& c, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,

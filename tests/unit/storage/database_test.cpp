@@ -2,6 +2,7 @@
 
 #include "storage/database.hpp"
 
+#include <atomic>
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -959,6 +960,25 @@ TEST_CASE("storage: a runaway statement stops at its deadline, and close() waits
       CHECK(exec(*t, 0, kForever) == KEEL_ERR_TIMEOUT);
     }
     CHECK(Clock::now() - start < std::chrono::seconds(10));
+  }
+  SECTION("abandoned: whoever asked is gone (an isolated plugin's runner died)") {
+    TestDb t([](kst::Options& o) { o.transaction_timeout = std::chrono::minutes(10); });
+    std::atomic<bool> gone{false};
+    keel_status result = KEEL_OK;
+    std::string error;
+    const auto start = Clock::now();
+    std::thread runaway([&] {
+      const keel::host::abi::CurrentRequestScope scope({nullptr, start + std::chrono::minutes(10), "req-2", {}, &gone});
+      result = exec(*t, 0, kForever);
+      error = kst::last_error();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    gone.store(true);
+    runaway.join();
+    CHECK(Clock::now() - start < std::chrono::seconds(10));
+    CHECK(result == KEEL_ERR_UNAVAILABLE);
+    CHECK(error.find("the plugin runner that asked for it is gone") != std::string::npos);
+    CHECK(exec(*t, 0, "SELECT 1") == KEEL_OK);  // the next statement, with no flag, runs
   }
   SECTION("close() while a statement runs") {
     TestDb t([](kst::Options& o) { o.transaction_timeout = std::chrono::milliseconds(300); });
