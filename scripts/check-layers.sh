@@ -23,6 +23,7 @@ cd "$root"
 #   events:    above storage; never plugins/
 #   isolation: above events and storage
 #   plugins:   above all of those
+#   cluster:   above plugins: this host as a member of a cluster over NATS
 #   app:       the top; main.cpp starts it
 #   runner:    the separate child binary: only the frames and the socket end it shares
 readonly allowed='
@@ -36,7 +37,8 @@ storage:       common observability config abi package
 events:        common observability config abi package storage
 isolation:     common observability config abi package http storage events
 plugins:       common observability config abi package http storage events isolation
-app:           common observability config abi package http storage events isolation plugins
+cluster:       common observability config abi package http storage events isolation plugins
+app:           common observability config abi package http storage events isolation plugins cluster
 main.cpp:      app
 runner:        common abi isolation/wire.hpp isolation/connection.hpp
 '

@@ -11,6 +11,7 @@ KEEL_PACKAGES=(
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
   ccache clang lld abigail-tools shellcheck wrk nginx-light procps curl util-linux
   libssl-dev openssl
+  libnats-dev nats-server
 )
 
 keel_log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -9,6 +9,7 @@
 
 #include "abi/status.hpp"
 #include "app/admin_guard.hpp"
+#include "cluster/cluster.hpp"
 #include "app/migration_report.hpp"
 #include "events/bus.hpp"
 #include "observability/log.hpp"
@@ -43,6 +44,7 @@ constexpr std::array kBuiltinRoutes{
     BuiltinRoute{"GET", "/admin/storage", "per-plugin storage counters, latency, database and WAL size"},
     BuiltinRoute{"GET", "/admin/migrations", "per storage plugin: declared and applied migrations with state"},
     BuiltinRoute{"GET", "/admin/config", "the effective configuration, secrets redacted"},
+    BuiltinRoute{"GET", "/admin/cluster", "this host's cluster link, the other hosts and the plugins each serves"},
     BuiltinRoute{"GET", "/admin/events/topics", "published and refused events per topic"},
     BuiltinRoute{"GET", "/admin/events/subscriptions", "delivery counters, queue depth and lag per subscription"},
     BuiltinRoute{"GET", "/admin/events/dead-letters", "events given up on after the last retry"},
@@ -169,8 +171,16 @@ void events_api(const http::Request& req, http::Response& res, const std::vector
 }
 
 void admin_read(const http::Request& req, http::Response& res, const std::vector<std::string_view>& seg,
-                plugins::PluginHost& plugins) {
+                plugins::PluginHost& plugins, const cluster::Cluster* cluster) {
   if (seg.size() >= 2 && seg[1] == "events") return events_api(req, res, seg, plugins.bus());
+  if (seg.size() == 2 && seg[1] == "cluster") {
+    if (req.method != "GET" && req.method != "HEAD") return res.set_method_not_allowed("GET, HEAD");
+    if (cluster == nullptr)  // the same shape, saying so
+      return reply(res, 200, Json{{"node", nullptr}, {"link", {{"state", "off"}, {"url", ""}}},
+                                  {"message", "this host is in no cluster: set [cluster] nats_url (docs/cluster.md)"},
+                                  {"serving", Json::array()}, {"nodes", Json::array()}});
+    return res.set_json(200, cluster->admin_json());
+  }
   if (seg.size() == 2 && seg[1] == "plugins") {
     if (req.method != "GET" && req.method != "HEAD") return res.set_method_not_allowed("GET, HEAD");
     Json out = Json::array();
@@ -280,7 +290,7 @@ bool constant_time_equals(std::string_view a, std::string_view b) noexcept {
 }
 
 std::optional<http::Deferred> handle_admin(const http::Request& req, http::Response& res, AdminGuard& guard,
-                                           plugins::PluginHost& plugins) {
+                                           plugins::PluginHost& plugins, const cluster::Cluster* cluster) {
   const auto check = guard.check(req);
   switch (check.verdict) {
     case AdminGuard::Verdict::kOff:
@@ -306,7 +316,7 @@ std::optional<http::Deferred> handle_admin(const http::Request& req, http::Respo
     }
     return plugin_action(req, res, std::string(seg[2]), std::string(seg[3]), plugins);
   }
-  admin_read(req, res, seg, plugins);
+  admin_read(req, res, seg, plugins, cluster);
   return std::nullopt;
 }
 

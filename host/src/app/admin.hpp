@@ -14,6 +14,9 @@
 namespace keel::host::plugins {
 class PluginHost;
 }
+namespace keel::host::cluster {
+class Cluster;
+}
 
 namespace keel::host::app {
 
@@ -25,9 +28,10 @@ class AdminGuard;
 }
 
 /// Answers one /admin/ request into `res`, or returns a Deferred for actions that block
-/// (disable, enable), which run on the worker pool.
+/// (disable, enable), which run on the worker pool. `cluster`: null when the host is in none.
 [[nodiscard]] std::optional<http::Deferred> handle_admin(const http::Request& req, http::Response& res,
-                                                         AdminGuard& guard, plugins::PluginHost& plugins);
+                                                         AdminGuard& guard, plugins::PluginHost& plugins,
+                                                         const cluster::Cluster* cluster);
 
 /// Constant-time equality of two byte strings (the time depends only on their lengths).
 [[nodiscard]] bool constant_time_equals(std::string_view a, std::string_view b) noexcept;

@@ -12,6 +12,7 @@
 #include "app/admin_guard.hpp"
 #include "app/metrics_endpoint.hpp"
 #include "app/openapi.hpp"
+#include "cluster/cluster.hpp"
 #include "common/timer_queue.hpp"
 #include "common/worker_pool.hpp"
 #include "http/router.hpp"
@@ -102,15 +103,19 @@ class Cors {
 class Dispatcher final : public http::Handler {
  public:
   Dispatcher(plugins::PluginHost& plugins, const config::Config& config, AdminGuard& admin,
-             const std::atomic<bool>& draining, const http::TlsContext* tls)
+             const std::atomic<bool>& draining, const http::TlsContext* tls, cluster::Cluster* cluster)
       : plugins_(plugins),
         cors_(config.cors),
         admin_(admin),
         admin_listener_(!config.admin.listen.empty()),
         draining_(draining),
-        tls_(tls) {}
+        tls_(tls),
+        cluster_(cluster) {}
 
   std::optional<http::Deferred> handle(const http::Request& req, http::Response& res) override {
+    // Another host forwarded it: only this host's plugin routes answer, and CORS is the entry
+    // host's business.
+    if (req.listener == http::Listener::kCluster) return route_to_plugin(req, res);
     if (cors_.enabled()) {
       if (Cors::is_preflight(req)) {
         cors_.preflight(req, res);
@@ -131,7 +136,7 @@ class Dispatcher final : public http::Handler {
     if (admin_listener_) {
       const bool admin_path = is_admin_path(req.path);
       if (req.listener == http::Listener::kAdmin) {
-        if (admin_path) return handle_admin(req, res, admin_, plugins_);
+        if (admin_path) return handle_admin(req, res, admin_, plugins_, cluster_);
         res.set_error(404, "not_found", "the admin listener serves only /admin/");
         return std::nullopt;
       }
@@ -158,12 +163,18 @@ class Dispatcher final : public http::Handler {
     }
     if (req.path == "/metrics") {
       if (!get) res.set_method_not_allowed("GET, HEAD");
-      else handle_metrics(res, plugins_, tls_);
+      else handle_metrics(res, plugins_, tls_, cluster_);
       return std::nullopt;
     }
     if (is_admin_path(req.path)) {
-      return handle_admin(req, res, admin_, plugins_);
+      return handle_admin(req, res, admin_, plugins_, cluster_);
     }
+    return route_to_plugin(req, res);
+  }
+
+  // The plugins' route table; a path no local route serves may belong to a plugin that only
+  // other hosts of the cluster load.
+  std::optional<http::Deferred> route_to_plugin(const http::Request& req, http::Response& res) {
     thread_local http::MatchScratch scratch;
     const auto& table = plugins_.route_table_for_this_thread();  // stays alive for this request
     const auto match = table.match(req.method, req.path, scratch);
@@ -177,6 +188,11 @@ class Dispatcher final : public http::Handler {
         res.set_error(400, "bad_request", "malformed path: bad percent-encoding or a dot-segment");
         break;
       case http::MatchResult::Kind::kNotFound:
+        if (cluster_ != nullptr) {
+          bool handled = false;
+          auto deferred = cluster_->forward(req, res, handled);
+          if (handled) return deferred;
+        }
         res.set_error(404, "not_found", "no route for this path");
         break;
     }
@@ -198,7 +214,12 @@ class Dispatcher final : public http::Handler {
       body += plugins::to_string(st.state);
       body += "\"}";
     }
-    body += "]}";
+    body += "]";
+    if (cluster_ != nullptr) {
+      body += R"(,"cluster":)";
+      body += cluster_->readiness_json();
+    }
+    body += "}";
     res.set_json(200, std::move(body));
   }
 
@@ -208,6 +229,7 @@ class Dispatcher final : public http::Handler {
   const bool admin_listener_;  ///< [admin] listen is set: /admin/ only on the admin listener
   const std::atomic<bool>& draining_;
   const http::TlsContext* tls_;
+  cluster::Cluster* cluster_;  ///< null when the host is in no cluster
 };
 
 http::ServerOptions server_options(const config::Config& c, std::shared_ptr<http::TlsContext> tls) {
@@ -344,10 +366,14 @@ int App::run(const ServeOptions& options) {
   TimerQueue timers;
   plugins::PluginHost plugins(config_, pool, timers);
   AdminGuard admin(config_.admin);
-  Dispatcher dispatcher(plugins, config_, admin, draining, tls.get());
+  // With [cluster]: the link connects in the background, so a NATS server that is down does not
+  // keep this host from serving its own plugins.
+  auto cluster = config_.cluster.enabled() ? std::make_unique<cluster::Cluster>(config_, plugins, timers) : nullptr;
+  Dispatcher dispatcher(plugins, config_, admin, draining, tls.get(), cluster.get());
   http::Server server(server_options(config_, tls), dispatcher);
   server.listen();  // fail fast (port in use) before any plugin code runs
   plugins.start();
+  if (cluster) cluster->start(dispatcher);
   server.start();
   // The admin address first: whoever waits for the port file finds both.
   if (options.admin_address_file) write_small_file(*options.admin_address_file, server.admin_address(), "admin address file");
@@ -377,9 +403,11 @@ int App::run(const ServeOptions& options) {
   log->info("shutdown requested signal={} drain_timeout_ms={} connections={}", strsignal(signal),
             config_.server.drain_timeout.count(), server.connection_count());
   draining.store(true);
+  if (cluster) cluster->leave();  // the other hosts stop sending requests here at once
   server.shutdown(config_.server.drain_timeout);
   server.wait();
   plugins.stop();
+  cluster.reset();
   log->info("keel stopped");
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <keel/plugin.h>
 
 #include "app/admin_guard.hpp"
+#include "cluster/cluster.hpp"
 #include "events/bus.hpp"
 #include "http/tls.hpp"
 #include "observability/log.hpp"
@@ -249,7 +250,8 @@ void tls_metrics(Exposition& m, const http::TlsContext& tls) {
 
 }  // namespace
 
-void write_metrics(std::string& out, plugins::PluginHost& plugins, const http::TlsContext* tls) {
+void write_metrics(std::string& out, plugins::PluginHost& plugins, const http::TlsContext* tls,
+                   const cluster::Cluster* cluster) {
   Exposition m(out);
   build_and_process(m);
   plugin_states(m, plugins.statuses());
@@ -258,13 +260,15 @@ void write_metrics(std::string& out, plugins::PluginHost& plugins, const http::T
   storage_metrics(m, plugins.storage_stats());
   events_metrics(m, plugins.bus());
   if (tls != nullptr) tls_metrics(m, *tls);
+  if (cluster != nullptr) cluster->metrics(m);
 }
 
-void handle_metrics(http::Response& res, plugins::PluginHost& plugins, const http::TlsContext* tls) {
+void handle_metrics(http::Response& res, plugins::PluginHost& plugins, const http::TlsContext* tls,
+                    const cluster::Cluster* cluster) {
   res.status = 200;
   res.content_type = observability::kExpositionContentType;
   res.body.clear();
-  write_metrics(res.body, plugins, tls);
+  write_metrics(res.body, plugins, tls, cluster);
 }
 
 }  // namespace keel::host::app

@@ -13,13 +13,19 @@ class PluginHost;
 namespace keel::host::http {
 class TlsContext;
 }
+namespace keel::host::cluster {
+class Cluster;
+}
 
 namespace keel::host::app {
 
-/// Appends every metric family to `out`; the keel_tls_* families when `tls` is set.
-void write_metrics(std::string& out, plugins::PluginHost& plugins, const http::TlsContext* tls = nullptr);
+/// Appends every metric family to `out`; the keel_tls_* families when `tls` is set, the
+/// keel_cluster_* ones when `cluster` is.
+void write_metrics(std::string& out, plugins::PluginHost& plugins, const http::TlsContext* tls = nullptr,
+                   const cluster::Cluster* cluster = nullptr);
 
 /// Answers GET or HEAD /metrics into `res` (the caller has checked the method).
-void handle_metrics(http::Response& res, plugins::PluginHost& plugins, const http::TlsContext* tls = nullptr);
+void handle_metrics(http::Response& res, plugins::PluginHost& plugins, const http::TlsContext* tls = nullptr,
+                    const cluster::Cluster* cluster = nullptr);
 
 }  // namespace keel::host::app

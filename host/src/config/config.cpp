@@ -825,6 +825,17 @@ void apply(const Settings& settings, Context& ctx, const std::filesystem::path& 
                               "(PEM), or remove tls_key to serve plain HTTP");
   }
 
+  // [cluster]: one way to authenticate, and a password only with its user.
+  if (const Setting* token = a.find("cluster", "token"); token != nullptr && !config.cluster.user.empty())
+    a.error(*token, "[cluster] token: set either token or user and password, not both");
+  if (const Setting* password = a.find("cluster", "password"); password != nullptr && config.cluster.user.empty())
+    a.error(*password, "[cluster] password: set user too (NATS takes a user and its password together)");
+  if (!config.cluster.enabled())
+    for (const char* name : {"node", "token", "user", "password"})
+      if (const Setting* set = a.find("cluster", name); set != nullptr)
+        a.error(*set, section_key("cluster", name) + " is set but nats_url is not: set nats_url to the NATS "
+                                                    "server(s), e.g. \"nats://127.0.0.1:4222\", or remove the key");
+
   // [admin]: token lengths, token_file, the admin socket's path. A problem names the key it is about.
   for (auto& problem : check_admin(config.admin, base)) {
     const Setting* at = a.find("admin", problem.key);

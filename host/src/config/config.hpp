@@ -214,6 +214,20 @@ struct PluginSection {
   std::map<std::string, SourcePos> key_positions;  ///< plugin-owned key -> where it was written
 };
 
+/// Several hosts over NATS (docs/cluster.md); off while nats_url is empty, and then the host
+/// needs no NATS at all.
+struct ClusterConfig {
+  std::string nats_url;  ///< comma-separated "nats://HOST:PORT" servers; "" = no cluster
+  std::string node;      ///< this host's name in the cluster; "" = the machine's host name
+  std::string subject_prefix = "keel";  ///< first tokens of every subject (several clusters on one NATS)
+  std::string token;     ///< NATS authentication token (secret); excludes user/password
+  std::string user;      ///< NATS user ...
+  std::string password;  ///< ... and password (secret)
+  std::chrono::milliseconds announce_interval{1000};  ///< how often this host announces its plugins
+  std::chrono::milliseconds request_timeout{10000};   ///< longest wait for another host's answer
+  [[nodiscard]] bool enabled() const noexcept { return !nats_url.empty(); }
+};
+
 struct Config {
   std::filesystem::path source;  ///< the file this was loaded from (empty for defaults)
   ServerConfig server;
@@ -224,6 +238,7 @@ struct Config {
   CorsConfig cors;
   StorageConfig storage;
   EventsConfig events;
+  ClusterConfig cluster;
   std::map<std::string, PluginSection> plugin_sections;
 };
 

@@ -36,6 +36,12 @@ std::optional<std::string> listen_problem(std::string_view listen);
 /// Why an [admin] listen value is neither HOST:PORT nor unix:PATH, or nothing ("" is fine: unset).
 std::optional<std::string> admin_listen_problem(std::string_view listen);
 
+/// Why a [cluster] nats_url is not a list of nats://HOST:PORT servers, or nothing.
+std::optional<std::string> nats_url_problem(std::string_view url);
+/// Why a cluster node name or subject prefix is not made of NATS subject tokens, or nothing.
+std::optional<std::string> node_name_problem(std::string_view node);
+std::optional<std::string> subject_prefix_problem(std::string_view prefix);
+
 /// A problem with the [admin] settings as a whole, blamed on `key` of [admin] (admin_keys.cpp).
 struct AdminProblem {
   std::string_view key;
@@ -123,6 +129,15 @@ void visit_keys(V& v, C& c) {
   v.integer("batch", c.events.batch, 1, 100000);
   v.integer("dead_letter_capacity", c.events.dead_letter_capacity, 0, 1000000);
   v.integer("max_payload_bytes", c.events.max_payload_bytes, 1, 67108864);
+  v.section("cluster");
+  v.text("nats_url", c.cluster.nats_url, nats_url_problem);
+  v.text("node", c.cluster.node, node_name_problem);
+  v.text("subject_prefix", c.cluster.subject_prefix, subject_prefix_problem);
+  v.secret("token", c.cluster.token);
+  v.text("user", c.cluster.user);
+  v.secret("password", c.cluster.password);
+  v.duration("announce_interval_ms", c.cluster.announce_interval, 50, 600000);
+  v.duration("request_timeout_ms", c.cluster.request_timeout, 1, kMaxDurationMs);
 }
 
 // The limits of a [plugin.<name>] table (its runner process, its error budget), declared once

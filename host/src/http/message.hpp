@@ -21,8 +21,9 @@ struct Header {
   std::string_view value;
 };
 
-/// Which of the server's listeners a connection came in on ([server] listen or [admin] listen).
-enum class Listener : unsigned char { kPublic, kAdmin };
+/// Which of the server's listeners a connection came in on ([server] listen or [admin] listen),
+/// or kCluster: another host of the cluster forwarded it (only plugin routes answer those).
+enum class Listener : unsigned char { kPublic, kAdmin, kCluster };
 
 struct Request {
   std::string_view method;     ///< as received, e.g. "GET"

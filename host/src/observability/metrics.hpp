@@ -4,6 +4,9 @@
 // response body, whose capacity is reused between scrapes) and allocates nothing else per
 // sample. An Exposition is used by one thread; read_process_stats() is thread-safe.
 
+#include <array>
+#include <atomic>
+#include <chrono>
 #include <concepts>
 #include <cstdint>
 #include <initializer_list>
@@ -18,6 +21,31 @@
 namespace keel::host::observability {
 
 /// The Content-Type of the text exposition format.
+/// Upper bounds (seconds) of the host's latency histograms (HTTP, calls, forwarded requests); a
+/// final +Inf bucket follows.
+inline constexpr std::array<double, 14> kLatencyBuckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                        0.1,    0.25,  0.5,    1,     2.5,  5,    10};
+
+/// A latency histogram over kLatencyBuckets in relaxed atomics: recorded on a request path
+/// without a lock, read as a snapshot.
+struct LatencyCounters {
+  std::array<std::atomic<std::uint64_t>, kLatencyBuckets.size() + 1> buckets{};
+  std::atomic<std::uint64_t> nanos{0};
+  void observe(std::chrono::steady_clock::duration d) noexcept {
+    const auto ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+    nanos.fetch_add(ns, std::memory_order_relaxed);
+    const double seconds = static_cast<double>(ns) / 1e9;
+    std::size_t b = 0;
+    while (b < kLatencyBuckets.size() && seconds > kLatencyBuckets[b]) ++b;
+    buckets[b].fetch_add(1, std::memory_order_relaxed);
+  }
+  void snapshot(std::vector<std::uint64_t>& out, double& seconds) const {
+    out.clear();
+    for (const auto& b : buckets) out.push_back(b.load(std::memory_order_relaxed));
+    seconds = static_cast<double>(nanos.load(std::memory_order_relaxed)) / 1e9;
+  }
+};
+
 inline constexpr std::string_view kExpositionContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 enum class MetricType { kCounter, kGauge, kHistogram };

@@ -97,23 +97,7 @@ struct OwnedRequest {
 
 /// Lock-free counters behind RouteStats and CallStats: relaxed atomics, recorded on the request
 /// path without any shared lock.
-struct DurationCounters {
-  std::array<std::atomic<std::uint64_t>, kHttpBuckets.size() + 1> buckets{};
-  std::atomic<std::uint64_t> nanos{0};
-  void observe(Clock::duration d) noexcept {
-    const auto ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
-    nanos.fetch_add(ns, std::memory_order_relaxed);
-    const double seconds = static_cast<double>(ns) / 1e9;
-    std::size_t b = 0;
-    while (b < kHttpBuckets.size() && seconds > kHttpBuckets[b]) ++b;
-    buckets[b].fetch_add(1, std::memory_order_relaxed);
-  }
-  void snapshot(std::vector<std::uint64_t>& out, double& seconds) const {
-    out.clear();
-    for (const auto& b : buckets) out.push_back(b.load(std::memory_order_relaxed));
-    seconds = static_cast<double>(nanos.load(std::memory_order_relaxed)) / 1e9;
-  }
-};
+using DurationCounters = observability::LatencyCounters;
 
 struct RouteCounters {
   std::array<std::atomic<std::uint64_t>, 5> by_class{};

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "observability/metrics.hpp"
 #include "config/config.hpp"
 #include "http/message.hpp"
 #include "http/router.hpp"
@@ -38,8 +39,7 @@ enum class PluginState { kDiscovered, kLoaded, kCreated, kStarted, kStopping, kS
 [[nodiscard]] std::string_view to_string(PluginState state) noexcept;
 
 /// Upper bounds (seconds) of the HTTP and call duration histograms; a final +Inf bucket follows.
-inline constexpr std::array<double, 14> kHttpBuckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                     0.1,    0.25,  0.5,    1,     2.5,  5,    10};
+inline constexpr const auto& kHttpBuckets = observability::kLatencyBuckets;
 
 /// Counters of one plugin route served over HTTP (a snapshot; monotonic except in_flight).
 struct RouteStats {

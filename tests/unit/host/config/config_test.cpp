@@ -253,7 +253,7 @@ TEST_CASE("unknown sections point at the name and suggest the closest section", 
         "keel.toml:1:2: unknown section [plugn] (did you mean [plugin.<name>]?)");
   CHECK(single_error("[database]\n") ==
         "keel.toml:1:2: unknown section [database]; valid sections: [server], [http], [log], [admin], "
-        "[plugins], [cors], [storage], [events], [plugin.<name>]");
+        "[plugins], [cors], [storage], [events], [cluster], [plugin.<name>]");
   CHECK(single_error("listen = \"0.0.0.0:1\"\n") ==
         "keel.toml:1:1: key 'listen' is outside any section (did you mean 'listen' in [server]?)");
 }

@@ -1,0 +1,342 @@
+#include "cluster/cluster.hpp"
+
+#include <algorithm>
+#include <array>
+#include <set>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "observability/log.hpp"
+#include "plugins/plugin_host.hpp"
+
+namespace keel::host::cluster {
+namespace {
+
+constexpr std::size_t kMaxNode = 64;
+
+bool token_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+std::vector<std::string> split_servers(std::string_view list) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  for (;;) {
+    const auto comma = list.find(',', start);
+    auto one = list.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    while (!one.empty() && (one.front() == ' ' || one.front() == '\t')) one.remove_prefix(1);
+    while (!one.empty() && (one.back() == ' ' || one.back() == '\t')) one.remove_suffix(1);
+    if (!one.empty()) out.emplace_back(one);
+    if (comma == std::string_view::npos) return out;
+    start = comma + 1;
+  }
+}
+
+/// The plugin a path under /api/ names ("/api/orders/42" -> "orders"), or empty.
+std::string_view plugin_of(std::string_view path) {
+  constexpr std::string_view kApi = "/api/";
+  if (!path.starts_with(kApi)) return {};
+  auto name = path.substr(kApi.size());
+  name = name.substr(0, name.find('/'));
+  const bool ok = !name.empty() && name.front() >= 'a' && name.front() <= 'z' &&
+                  std::all_of(name.begin(), name.end(), [](char c) {
+                    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+                  });
+  return ok ? name : std::string_view{};
+}
+
+std::int64_t ms_since(Clock::time_point t, Clock::time_point now) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count();
+}
+
+}  // namespace
+
+std::string node_name(const std::string& configured) {
+  if (!configured.empty()) return configured;
+  std::array<char, 256> host{};
+  std::string out;
+  if (::gethostname(host.data(), host.size() - 1) == 0)
+    for (const char c : std::string_view(host.data()))
+      if (out.size() < kMaxNode) out += token_char(c) ? c : '-';
+  return out.empty() ? std::string("keel") : out;
+}
+
+Cluster::Cluster(const config::Config& cfg, plugins::PluginHost& plugins, TimerQueue& timers)
+    : cfg_(cfg.cluster),
+      node_(node_name(cfg.cluster.node)),
+      plugins_(plugins),
+      timers_(timers),
+      access_log_(cfg.log.access_log),
+      spans_(cfg.log.spans),
+      directory_(node_) {
+  LinkOptions o;
+  o.servers = split_servers(cfg_.nats_url);
+  o.name = "keel:" + node_;
+  o.token = cfg_.token;
+  o.user = cfg_.user;
+  o.password = cfg_.password;
+  link_ = std::make_unique<NatsLink>(o, [this](bool up) {
+    {
+      std::lock_guard lock(mutex_);
+      link_changes_.push_back(up);
+      announce_now_ = true;
+    }
+    wake_.notify_one();
+  });
+  ForwarderOptions f;
+  f.node = node_;
+  f.prefix = cfg_.subject_prefix;
+  f.request_timeout = cfg_.request_timeout;
+  f.retry_after = cfg_.announce_interval;
+  f.access_log = access_log_;
+  f.spans = spans_;
+  forwarder_ = std::make_unique<Forwarder>(std::move(f), *link_, timers_);
+  observability::logger("cluster")->info("cluster member node={} servers={} subject_prefix={}", node_, o.servers.size(),
+                                         cfg_.subject_prefix);
+}
+
+Cluster::~Cluster() {
+  leave();
+  forwarder_.reset();  // requests still waiting for another host get 502
+  link_.reset();
+}
+
+void Cluster::start(http::Handler& local) {
+  local_ = &local;
+  const auto& p = cfg_.subject_prefix;
+  announce_sub_ = link_->subscribe(p + ".announce.*", {}, [this](const Message& m) { on_announcement(m); });
+  discover_sub_ = link_->subscribe(p + ".discover", {}, [this](const Message&) {
+    {
+      std::lock_guard lock(mutex_);
+      announce_now_ = true;
+    }
+    wake_.notify_one();
+  });
+  announcer_ = std::thread([this] { announce_loop(); });
+}
+
+void Cluster::leave() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (announcer_.joinable()) announcer_.join();
+  {
+    std::lock_guard lock(subs_mutex_);
+    serving_.clear();  // waits for a forwarded request being handed to a plugin
+  }
+  {
+    std::lock_guard lock(names_mutex_);
+    local_names_.clear();
+  }
+  announce_sub_.reset();
+  discover_sub_.reset();
+  if (link_->up()) {
+    announce(true);
+    link_->flush(500);
+  }
+  observability::logger("cluster")->info("cluster: left node={}", node_);
+}
+
+void Cluster::announce_loop() {
+  auto log = observability::logger("cluster");
+  bool was_up = false;
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    auto changes = std::move(link_changes_);
+    link_changes_.clear();
+    announce_now_ = false;
+    lock.unlock();
+    for (const bool up : changes) {
+      if (up && !was_up) {
+        directory_.touch_all(Clock::now());  // what was heard before the gap gets a fresh lease
+        link_->publish(cfg_.subject_prefix + ".discover", node_);  // the others announce at once
+      } else if (!up && was_up) {
+        forwarder_->fail_pending("the cluster link (NATS) was lost");
+      }
+      was_up = up;
+    }
+    if (!was_up && link_->up()) {  // connected before the callbacks were set up
+      was_up = true;
+      link_->publish(cfg_.subject_prefix + ".discover", node_);
+    }
+    sync_subscriptions();
+    if (link_->up()) {
+      announce(false);
+      for (const auto& node : directory_.expire(Clock::now()))
+        log->warn("cluster host gone node={}: no announcement for {} intervals; its plugins are no longer forwarded to",
+                  node, kMissedAnnouncements);
+    }
+    lock.lock();
+    wake_.wait_for(lock, cfg_.announce_interval, [this] { return stopping_ || announce_now_; });
+  }
+}
+
+void Cluster::sync_subscriptions() {
+  std::set<std::string, std::less<>> started;
+  for (const auto& st : plugins_.statuses())
+    if (st.state == plugins::PluginState::kStarted) started.insert(st.name);
+  std::lock_guard lock(subs_mutex_);
+  for (auto it = serving_.begin(); it != serving_.end();) {
+    if (started.contains(it->first)) {
+      ++it;
+    } else {
+      observability::logger("cluster")->info("cluster: stopped serving plugin={} to other hosts", it->first);
+      it = serving_.erase(it);
+    }
+  }
+  for (const auto& name : started) {
+    if (serving_.contains(name)) continue;
+    const auto subject = forwarder_->subject_for(name);
+    try {
+      serving_.emplace(name, link_->subscribe(subject, subject, [this, name](const Message& m) {
+        forwarder_->serve(name, m, *local_);
+      }));
+      observability::logger("cluster")->info("cluster: serving plugin={} to other hosts subject={}", name, subject);
+    } catch (const std::exception& e) {
+      observability::logger("cluster")->error("cluster: cannot serve plugin={} to other hosts: {}", name, e.what());
+    }
+  }
+  std::lock_guard names(names_mutex_);
+  local_names_ = std::move(started);
+}
+
+void Cluster::announce(bool leaving) {
+  Announcement a;
+  a.node = node_;
+  a.interval = cfg_.announce_interval;
+  a.leaving = leaving;
+  a.version = KEEL_VERSION;
+  if (!leaving) {
+    const auto routes = plugins_.api_routes();
+    for (const auto& st : plugins_.statuses()) {
+      if (st.state != plugins::PluginState::kStarted) continue;
+      AnnouncedPlugin p{st.name, st.version, st.health, {}};
+      for (const auto& r : routes)
+        if (r.plugin == st.name) p.routes.emplace_back(r.method, r.path);
+      a.plugins.push_back(std::move(p));
+    }
+  }
+  if (link_->publish(cfg_.subject_prefix + ".announce." + node_, to_json(a)))
+    announcements_sent_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Cluster::on_announcement(const Message& m) {
+  Announcement a;
+  std::string error;
+  if (!parse_announcement(m.data, a, error)) {
+    announcements_refused_.fetch_add(1, std::memory_order_relaxed);
+    observability::logger("cluster")->warn("cluster: ignored an announcement subject={} error=\"{}\"", m.subject, error);
+    return;
+  }
+  if (a.node == node_) return;
+  announcements_heard_.fetch_add(1, std::memory_order_relaxed);
+  const auto node = a.node;
+  const auto count = a.plugins.size();
+  const auto change = directory_.apply(std::move(a), Clock::now());
+  if (!change.empty())
+    observability::logger("cluster")->info("cluster host {} node={} plugins={}", change, node, count);
+}
+
+std::optional<http::Deferred> Cluster::forward(const http::Request& req, http::Response& res, bool& handled) {
+  handled = false;
+  if (req.listener == http::Listener::kCluster) return std::nullopt;  // never forwarded twice
+  const auto plugin = plugin_of(req.path);
+  if (plugin.empty()) return std::nullopt;
+  {
+    std::lock_guard lock(names_mutex_);
+    if (local_names_.contains(plugin)) return std::nullopt;  // its local routes answered (404, 405)
+  }
+  if (!link_->up()) {
+    handled = true;
+    res.set_error(503, "unavailable",
+                  "plugin '" + std::string(plugin) +
+                      "' is not loaded on this host, and the cluster link (NATS) is down: this host cannot reach the "
+                      "hosts that may serve it; retry later");
+    res.headers.emplace_back("Retry-After", std::to_string(std::max<std::int64_t>(1, cfg_.announce_interval.count() / 1000)));
+    return std::nullopt;
+  }
+  if (!directory_.serves(plugin)) return std::nullopt;
+  handled = true;
+  return forwarder_->forward(req, plugin, res);
+}
+
+std::string Cluster::readiness_json() const {
+  nlohmann::json j{{"node", node_}, {"link", link_up() ? "up" : "down"}, {"nodes", directory_.nodes().size()}};
+  return j.dump();
+}
+
+std::string Cluster::admin_json() const {
+  const auto now = Clock::now();
+  nlohmann::json nodes = nlohmann::json::array();
+  for (const auto& n : directory_.nodes()) {
+    nlohmann::json plugins = nlohmann::json::array();
+    for (const auto& p : n.last.plugins) {
+      nlohmann::json routes = nlohmann::json::array();
+      for (const auto& [method, path] : p.routes) routes.push_back({{"method", method}, {"path", path}});
+      plugins.push_back({{"name", p.name}, {"version", p.version}, {"health", p.health}, {"routes", std::move(routes)}});
+    }
+    nodes.push_back({{"node", n.last.node},
+                     {"keel", n.last.version},
+                     {"last_seen_ms_ago", ms_since(n.last_seen, now)},
+                     {"announce_interval_ms", n.last.interval.count()},
+                     {"announcements", n.announcements},
+                     {"plugins", std::move(plugins)}});
+  }
+  std::vector<std::string> serving;
+  {
+    std::lock_guard lock(names_mutex_);
+    serving.assign(local_names_.begin(), local_names_.end());
+  }
+  return nlohmann::json{{"node", node_},
+                        {"link", {{"state", link_up() ? "up" : "down"}, {"url", link_->connected_url()}}},
+                        {"subject_prefix", cfg_.subject_prefix},
+                        {"announce_interval_ms", cfg_.announce_interval.count()},
+                        {"serving", serving},
+                        {"forwarding", {{"waiting", forwarder_->pending()}}},
+                        {"nodes", std::move(nodes)}}
+      .dump();
+}
+
+void Cluster::metrics(observability::Exposition& m) const {
+  using observability::MetricType;
+  m.family("keel_cluster_link_up", MetricType::kGauge, "1 while this host's link to NATS is up.");
+  m.sample({{"node", node_}}, link_up() ? 1 : 0);
+  m.family("keel_cluster_nodes", MetricType::kGauge, "Other hosts of the cluster this host hears announce.");
+  m.sample({}, directory_.nodes().size());
+  m.family("keel_cluster_announcements_total", MetricType::kCounter,
+           "Announcements sent by this host, heard from others, and ignored as malformed.");
+  m.sample({{"direction", "sent"}}, announcements_sent_.load(std::memory_order_relaxed));
+  m.sample({{"direction", "heard"}}, announcements_heard_.load(std::memory_order_relaxed));
+  m.sample({{"direction", "refused"}}, announcements_refused_.load(std::memory_order_relaxed));
+
+  const auto& stats = forwarder_->stats();
+  std::vector<std::uint64_t> buckets;
+  double seconds = 0;
+  const auto side = [&](const char* what, const char* peer_label, const char* help, auto each) {
+    const std::string base = std::string("keel_cluster_") + what;
+    m.family(base + "_requests_total", MetricType::kCounter, help);
+    each([&](const std::string& plugin, const std::string& peer, const PeerCounters& c) {
+      m.sample({{"plugin", plugin}, {peer_label, peer}}, c.requests.load(std::memory_order_relaxed));
+    });
+    m.family(base + "_errors_total", MetricType::kCounter, "Of those, answered 5xx or not at all.");
+    each([&](const std::string& plugin, const std::string& peer, const PeerCounters& c) {
+      m.sample({{"plugin", plugin}, {peer_label, peer}}, c.errors.load(std::memory_order_relaxed));
+    });
+    m.family(base + "_duration_seconds", MetricType::kHistogram, "Time until the answer.");
+    each([&](const std::string& plugin, const std::string& peer, const PeerCounters& c) {
+      c.duration.snapshot(buckets, seconds);
+      m.histogram({{"plugin", plugin}, {peer_label, peer}}, observability::kLatencyBuckets, buckets, seconds);
+    });
+  };
+  side("forwarded", "peer", "Requests this host forwarded to another host, by the host that answered (none: no answer).",
+       [&](auto fn) { stats.each_forwarded(fn); });
+  side("served", "origin", "Requests other hosts forwarded to this host, by the host that received them.",
+       [&](auto fn) { stats.each_served(fn); });
+}
+
+}  // namespace keel::host::cluster

@@ -1,0 +1,148 @@
+#include "cluster/directory.hpp"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+namespace keel::host::cluster {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr std::size_t kMaxName = 64;
+constexpr std::size_t kMaxPlugins = 4096;
+constexpr std::size_t kMaxRoutes = 4096;
+
+bool subject_token(std::string_view s) {
+  if (s.empty() || s.size() > kMaxName) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+}
+
+std::string text(const Json& j, const char* key) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string{};
+}
+
+bool same_plugins(const Announcement& a, const Announcement& b) {
+  if (a.plugins.size() != b.plugins.size()) return false;
+  for (std::size_t i = 0; i < a.plugins.size(); ++i) {
+    const auto &x = a.plugins[i], &y = b.plugins[i];
+    if (x.name != y.name || x.version != y.version || x.health != y.health || x.routes != y.routes) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string to_json(const Announcement& a) {
+  Json plugins = Json::array();
+  for (const auto& p : a.plugins) {
+    Json routes = Json::array();
+    for (const auto& [method, path] : p.routes) routes.push_back({{"method", method}, {"path", path}});
+    plugins.push_back({{"name", p.name}, {"version", p.version}, {"health", p.health}, {"routes", std::move(routes)}});
+  }
+  return Json{{"v", 1},
+              {"node", a.node},
+              {"keel", a.version},
+              {"interval_ms", a.interval.count()},
+              {"leaving", a.leaving},
+              {"plugins", std::move(plugins)}}
+      .dump();
+}
+
+bool parse_announcement(std::string_view json, Announcement& out, std::string& error) {
+  const auto j = Json::parse(json, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    error = "not a JSON object";
+    return false;
+  }
+  if (j.value("v", 0) != 1) {
+    error = "unknown announcement version (expected \"v\": 1)";
+    return false;
+  }
+  out = {};
+  out.node = text(j, "node");
+  if (!subject_token(out.node)) {
+    error = "\"node\" is missing or not a node name";
+    return false;
+  }
+  out.version = text(j, "keel");
+  const auto interval = j.value("interval_ms", std::int64_t{0});
+  if (interval < 1 || interval > 600000) {
+    error = "\"interval_ms\" is missing or out of 1..600000";
+    return false;
+  }
+  out.interval = std::chrono::milliseconds(interval);
+  out.leaving = j.value("leaving", false);
+  const auto plugins = j.find("plugins");
+  if (plugins == j.end() || !plugins->is_array() || plugins->size() > kMaxPlugins) {
+    error = "\"plugins\" is missing or not a list";
+    return false;
+  }
+  for (const auto& p : *plugins) {
+    if (!p.is_object()) continue;
+    AnnouncedPlugin ap{text(p, "name"), text(p, "version"), text(p, "health"), {}};
+    if (!subject_token(ap.name)) {
+      error = "a plugin without a valid \"name\"";
+      return false;
+    }
+    if (const auto routes = p.find("routes"); routes != p.end() && routes->is_array() && routes->size() <= kMaxRoutes)
+      for (const auto& r : *routes)
+        if (r.is_object()) ap.routes.emplace_back(text(r, "method"), text(r, "path"));
+    out.plugins.push_back(std::move(ap));
+  }
+  return true;
+}
+
+std::string Directory::apply(Announcement a, Clock::time_point now) {
+  if (a.node == self_) return {};
+  std::lock_guard lock(mutex_);
+  const auto it = std::find_if(nodes_.begin(), nodes_.end(), [&](const NodeView& n) { return n.last.node == a.node; });
+  if (a.leaving) {
+    if (it == nodes_.end()) return {};
+    nodes_.erase(it);
+    return "left";
+  }
+  if (it == nodes_.end()) {
+    nodes_.push_back({std::move(a), now, 1});
+    return "joined";
+  }
+  const bool changed = !same_plugins(it->last, a);
+  it->last = std::move(a);
+  it->last_seen = now;
+  ++it->announcements;
+  return changed ? "updated" : std::string{};
+}
+
+std::vector<std::string> Directory::expire(Clock::time_point now) {
+  std::vector<std::string> gone;
+  std::lock_guard lock(mutex_);
+  std::erase_if(nodes_, [&](const NodeView& n) {
+    if (live(n, now)) return false;
+    gone.push_back(n.last.node);
+    return true;
+  });
+  return gone;
+}
+
+bool Directory::serves(std::string_view plugin) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& n : nodes_)
+    for (const auto& p : n.last.plugins)
+      if (p.name == plugin) return true;
+  return false;
+}
+
+void Directory::touch_all(Clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  for (auto& n : nodes_) n.last_seen = now;
+}
+
+std::vector<NodeView> Directory::nodes() const {
+  std::lock_guard lock(mutex_);
+  return nodes_;
+}
+
+}  // namespace keel::host::cluster

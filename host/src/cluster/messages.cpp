@@ -1,0 +1,116 @@
+#include "cluster/messages.hpp"
+
+#include <keel/plugin.h>
+
+namespace keel::host::cluster {
+namespace {
+
+using isolation::Reader;
+using isolation::Writer;
+
+// Headers are name/value pairs of at least two length fields each.
+constexpr std::size_t kMinHeaderBytes = 8;
+
+keel_plugin_bytes plugin_bytes(std::string_view s) { return {s.data(), s.size()}; }
+std::string_view view(keel_plugin_bytes b) { return b.len == 0 ? std::string_view{} : std::string_view(b.ptr, b.len); }
+
+bool version_ok(Reader& r, std::string& error) {
+  const auto v = r.u32();
+  if (!r.ok()) {
+    error = "empty message";
+    return false;
+  }
+  if (v != kClusterWireVersion) {
+    error = "cluster wire version " + std::to_string(v) + " (this host speaks " + std::to_string(kClusterWireVersion) +
+            "): run the same Keel version on every host";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string encode_forwarded_request(const http::Request& req, std::string_view origin, std::string_view traceparent,
+                                     std::int64_t remaining_ns) {
+  Writer w;
+  w.u32(kClusterWireVersion);
+  isolation::encode_context(w, {req.request_id, traceparent, remaining_ns});
+  w.bytes(origin);
+  w.bytes(req.method);
+  w.bytes(req.target);
+  w.bytes(req.remote_address);
+  w.bytes(req.tracestate);
+  w.u32(static_cast<std::uint32_t>(req.headers.size()));
+  for (const auto& h : req.headers) {
+    w.bytes(h.name);
+    w.bytes(h.value);
+  }
+  w.bytes(req.body);
+  return w.take();
+}
+
+bool decode_forwarded_request(std::string_view data, ForwardedRequest& out, std::string& error) {
+  Reader r(data);
+  if (!version_ok(r, error)) return false;
+  out.context = isolation::decode_context(r);
+  out.origin = r.bytes();
+  out.method = r.bytes();
+  out.target = r.bytes();
+  out.remote_address = r.bytes();
+  out.tracestate = r.bytes();
+  const auto n = r.count(kMinHeaderBytes);
+  out.headers.clear();
+  out.headers.reserve(n);
+  for (std::uint32_t i = 0; i < n && r.ok(); ++i) {
+    const auto name = r.bytes();
+    out.headers.push_back({name, r.bytes()});
+  }
+  out.body = r.bytes();
+  if (!r.done()) {
+    error = "malformed forwarded request";
+    return false;
+  }
+  return true;
+}
+
+std::string encode_forwarded_response(const http::Response& res,
+                                      const std::vector<std::pair<std::string, std::string>>& extra,
+                                      std::string_view node) {
+  std::vector<keel_plugin_kv> kv;
+  kv.reserve(res.headers.size() + extra.size());
+  for (const auto* list : {&res.headers, &extra})
+    for (const auto& [name, value] : *list) kv.push_back({plugin_bytes(name), plugin_bytes(value)});
+  keel_response r{};
+  r.struct_size = sizeof r;
+  r.status = static_cast<std::int32_t>(res.status);
+  r.headers = {kv.data(), kv.size()};
+  r.content_type = plugin_bytes(res.content_type);
+  r.body = plugin_bytes(res.body);
+  Writer w;
+  w.u32(kClusterWireVersion);
+  w.bytes(node);
+  isolation::encode_response(w, r);
+  return w.take();
+}
+
+bool decode_forwarded_response(std::string_view data, http::Response& out, std::string& node, std::string& error) {
+  Reader r(data);
+  if (!version_ok(r, error)) return false;
+  node = r.bytes();
+  keel_response res{};
+  std::vector<keel_plugin_kv> kv;
+  isolation::decode_response(r, res, kv);
+  if (!r.done() || res.status < 100 || res.status > 599) {
+    error = "malformed forwarded response";
+    return false;
+  }
+  out.clear();
+  out.status = static_cast<unsigned>(res.status);
+  out.content_type = view(res.content_type);
+  out.body = view(res.body);
+  for (std::size_t i = 0; i < res.headers.count; ++i)
+    out.headers.emplace_back(view(res.headers.items[i].name), view(res.headers.items[i].value));
+  return true;
+}
+
+}  // namespace keel::host::cluster

@@ -1,0 +1,262 @@
+// Several real keel hosts and a real nats-server (docs/cluster.md): a request that reaches a host
+// for a plugin only another host loads is forwarded over NATS and answered as if served there;
+// replicas share the load, a dead host's share moves to its replicas, and a lost NATS leaves the
+// local routes serving while remote plugins answer 503.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nats/nats.h>
+
+#include "admin_token.hpp"
+#include "isolation/wire.hpp"
+#include "eventually.hpp"
+#include "keel_host.hpp"
+#include "nats_server.hpp"
+#include "prometheus.hpp"
+#include "raw_client.hpp"
+
+using keel::test::eventually;
+using keel::test::fixture;
+using keel::test::KeelHost;
+using keel::test::NatsServer;
+using keel::test::simple_request;
+using Json = nlohmann::json;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+keel::test::HostOptions member(const NatsServer& nats, const std::string& node, std::vector<fs::path> plugins,
+                               const std::string& extra = {}) {
+  auto o = keel::test::with_plugins(std::move(plugins), nats.cluster_toml(node) + extra);
+  o.env = {keel::test::kAdminTokenEnv};
+  return o;
+}
+
+int status_of(const KeelHost& host, const std::string& path) {
+  const auto r = simple_request(host.port(), "GET", path);
+  return r ? r->status : 0;
+}
+
+double metric(const KeelHost& host, const std::string& name, const keel::test::prometheus::Labels& labels) {
+  const auto r = simple_request(host.port(), "GET", "/metrics");
+  REQUIRE(r);
+  return keel::test::prometheus::parse(r->body).value(name, labels).value_or(0);
+}
+
+Json admin(const KeelHost& host, const std::string& path) {
+  const auto r = simple_request(host.port(), "GET", path, {}, keel::test::kAdminBearer);
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  return Json::parse(r->body);
+}
+
+// A request NATS carries straight to `subject`, as a process other than a Keel host could send
+// it: the raw reply, or empty when none came.
+std::string raw_request(const NatsServer& nats, const std::string& subject, const std::string& payload) {
+  natsConnection* nc = nullptr;
+  REQUIRE(natsConnection_ConnectTo(&nc, nats.url().c_str()) == NATS_OK);
+  natsMsg* reply = nullptr;
+  const auto s = natsConnection_Request(&reply, nc, subject.c_str(), payload.data(), static_cast<int>(payload.size()), 5000);
+  std::string out;
+  if (s == NATS_OK) out.assign(natsMsg_GetData(reply), static_cast<std::size_t>(natsMsg_GetDataLength(reply)));
+  else out = std::string("error: ") + natsStatus_GetText(s);
+  natsMsg_Destroy(reply);
+  natsConnection_Destroy(nc);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("cluster: a request for a plugin only another host loads is answered as if that host served it",
+          "[cluster][integration]") {
+  NatsServer nats;
+  KeelHost a(member(nats, "a", {fixture("no_op")}));
+  KeelHost b(member(nats, "b", {fixture("slow_handler")}));
+  REQUIRE(eventually([&] { return status_of(b, "/api/no_op/ping") == 200; }, 10s));
+
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const auto r = simple_request(b.port(), "GET", "/api/no_op/query?b=2&a=%C3%A9+x", {},
+                                "X-Request-Id: cluster-req-1\r\ntraceparent: 00-" + trace + "-00f067aa0ba902b7-01\r\n");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->body == "b=2\na=\xC3\xA9 x\n");  // the query decoded on host a exactly as it would be locally
+  CHECK(r->header("X-Request-Id") == "cluster-req-1");
+  // Both hosts log the request under its id, in one trace.
+  CHECK(a.process().wait_for_output("forwarded request served req=cluster-req-1 origin=b plugin=no_op", 5s));
+  CHECK(b.process().wait_for_output("span kind=forward plugin=no_op peer=a status=200", 5s));
+  CHECK(a.process().output().find("trace_id=" + trace) != std::string::npos);
+
+  // Local routes answer locally; a plugin no host loads is 404 everywhere.
+  CHECK(status_of(b, "/api/slow_handler/fast") == 200);
+  CHECK(status_of(b, "/api/nobody/ping") == 404);
+  CHECK(status_of(a, "/api/no_op/nothing-here") == 404);  // a's own plugin: a's own answer
+  CHECK(status_of(b, "/api/no_op/nothing-here") == 404);  // forwarded, and a answers 404
+
+  const auto ready = simple_request(b.port(), "GET", "/readyz");
+  REQUIRE(ready);
+  const auto cluster = Json::parse(ready->body)["cluster"];
+  CHECK(cluster["node"] == "b");
+  CHECK(cluster["link"] == "up");
+  CHECK(cluster["nodes"] == 1);
+
+  const auto view = admin(b, "/admin/cluster");
+  CHECK(view["node"] == "b");
+  REQUIRE(view["nodes"].size() == 1);
+  CHECK(view["nodes"][0]["node"] == "a");
+  CHECK(view["nodes"][0]["plugins"][0]["name"] == "no_op");
+  CHECK(view["serving"] == Json::array({"slow_handler"}));
+
+  CHECK(metric(b, "keel_cluster_forwarded_requests_total", {{"plugin", "no_op"}, {"peer", "a"}}) >= 3);
+  CHECK(metric(a, "keel_cluster_served_requests_total", {{"plugin", "no_op"}, {"origin", "b"}}) >= 3);
+  CHECK(a.stop() == 0);
+  CHECK(b.stop() == 0);
+}
+
+TEST_CASE("cluster: replicas share forwarded requests, and a host serves its own plugins itself",
+          "[cluster][integration]") {
+  NatsServer nats;
+  KeelHost a(member(nats, "a", {fixture("no_op")}));
+  KeelHost c(member(nats, "c", {fixture("no_op")}));
+  KeelHost b(member(nats, "b", {fixture("slow_handler")}));
+  REQUIRE(eventually([&] { return admin(b, "/admin/cluster")["nodes"].size() == 2; }, 10s));
+  for (int i = 0; i < 60; ++i) REQUIRE(status_of(b, "/api/no_op/ping") == 200);
+  const auto on_a = metric(a, "keel_cluster_served_requests_total", {{"plugin", "no_op"}, {"origin", "b"}});
+  const auto on_c = metric(c, "keel_cluster_served_requests_total", {{"plugin", "no_op"}, {"origin", "b"}});
+  CHECK(on_a + on_c == 60);
+  CHECK(on_a > 0);  // one queue group: both replicas take a share
+  CHECK(on_c > 0);
+  for (int i = 0; i < 10; ++i) REQUIRE(status_of(a, "/api/no_op/ping") == 200);
+  CHECK(metric(a, "keel_cluster_forwarded_requests_total", {{"plugin", "no_op"}, {"peer", "c"}}) == 0);
+  CHECK(metric(c, "keel_cluster_served_requests_total", {{"plugin", "no_op"}, {"origin", "a"}}) == 0);
+}
+
+TEST_CASE("cluster: a killed host's requests go to its replica once its announcements stop",
+          "[cluster][integration]") {
+  NatsServer nats;
+  KeelHost a(member(nats, "a", {fixture("no_op")}));
+  KeelHost c(member(nats, "c", {fixture("no_op")}));
+  KeelHost b(member(nats, "b", {fixture("slow_handler")}, "[http]\nrequest_timeout_ms = 2000\n"));
+  REQUIRE(eventually([&] { return admin(b, "/admin/cluster")["nodes"].size() == 2; }, 10s));
+  a.process().signal(SIGKILL);
+  REQUIRE(a.process().wait(5s));
+  // Its queue subscription ends with its connection; within a few announcement intervals b
+  // forgets it too.
+  REQUIRE(eventually([&] { return admin(b, "/admin/cluster")["nodes"].size() == 1; }, 10s));
+  int ok = 0;
+  for (int i = 0; i < 100; ++i) ok += status_of(b, "/api/no_op/ping") == 200 ? 1 : 0;
+  CHECK(ok == 100);
+  CHECK(b.process().output().find("cluster host gone node=a") != std::string::npos);
+}
+
+TEST_CASE("cluster: without NATS local routes serve, remote plugins answer 503, and forwarding resumes",
+          "[cluster][integration]") {
+  NatsServer nats;
+  KeelHost a(member(nats, "a", {fixture("no_op")}));
+  KeelHost b(member(nats, "b", {fixture("slow_handler")}));
+  REQUIRE(eventually([&] { return status_of(b, "/api/no_op/ping") == 200; }, 10s));
+  nats.stop();
+  REQUIRE(eventually([&] { return status_of(b, "/api/no_op/ping") == 503; }, 10s));
+  const auto r = simple_request(b.port(), "GET", "/api/no_op/ping");
+  REQUIRE(r);
+  CHECK(r->status == 503);
+  CHECK(!r->header("Retry-After").empty());
+  CHECK(r->body.find("no_op") != std::string::npos);
+  CHECK(status_of(b, "/api/slow_handler/fast") == 200);
+  const auto ready = simple_request(b.port(), "GET", "/readyz");
+  REQUIRE(ready);
+  CHECK(ready->status == 200);  // its own plugins still serve
+  CHECK(Json::parse(ready->body)["cluster"]["link"] == "down");
+  nats.start();  // same port: both hosts reconnect by themselves
+  CHECK(eventually([&] { return status_of(b, "/api/no_op/ping") == 200; }, 15s));
+  CHECK(b.process().output().find("cluster link reconnected") != std::string::npos);
+}
+
+TEST_CASE("cluster: hosts start without NATS and join when it comes and a lost link fails waiting requests at once",
+          "[cluster][integration]") {
+  NatsServer nats;
+  nats.stop();  // its port is known, nothing listens there yet
+  KeelHost a(member(nats, "a", {fixture("slow_handler")}));
+  KeelHost b(member(nats, "b", {fixture("no_op")}));
+  CHECK(status_of(b, "/api/no_op/ping") == 200);  // its own plugin serves meanwhile
+  CHECK(status_of(b, "/api/slow_handler/fast") == 503);
+  nats.start();
+  REQUIRE(eventually([&] { return status_of(b, "/api/slow_handler/fast") == 200; }, 15s));
+  // A request waiting for a's answer when the link goes: 502 at once, not at its deadline.
+  std::optional<keel::test::RawResponse> waiting;
+  std::thread client([&] { waiting = simple_request(b.port(), "GET", "/api/slow_handler/slow"); });
+  std::this_thread::sleep_for(300ms);  // the request reached a, which sleeps 2 s in it
+  nats.stop();
+  client.join();
+  REQUIRE(waiting);
+  CHECK(waiting->status == 502);
+  CHECK(waiting->body.find("link (NATS) was lost") != std::string::npos);
+}
+
+TEST_CASE("cluster: a forwarded request keeps its deadline", "[cluster][integration]") {
+  NatsServer nats;
+  KeelHost a(member(nats, "a", {fixture("slow_handler")}));
+  KeelHost b(member(nats, "b", {fixture("no_op")}, "[http]\nrequest_timeout_ms = 300\n"));
+  REQUIRE(eventually([&] { return status_of(b, "/api/slow_handler/fast") == 200; }, 10s));
+  const auto r = simple_request(b.port(), "GET", "/api/slow_handler/slow");
+  REQUIRE(r);
+  CHECK(r->status == 504);
+  // The serving host had the same deadline: its handler's late answer was refused there.
+  CHECK(a.process().wait_for_output("slow responded rc=", 5s));
+  CHECK(a.process().output().find("slow responded rc=0") == std::string::npos);
+}
+
+TEST_CASE("cluster: a host answers forwarded requests only for the plugins it loads",
+          "[cluster][integration][attack]") {
+  NatsServer nats;
+  KeelHost a(member(nats, "a", {fixture("no_op")}));
+  REQUIRE(eventually([&] { return admin(a, "/admin/cluster")["serving"].size() == 1; }, 10s));
+  // A request on no_op's subject for another path (what a compromised peer could send): 404.
+  keel::host::isolation::Writer w;
+  w.u32(1);  // the cluster wire version
+  keel::host::isolation::encode_context(w, {"forged-1", {}, 1'000'000'000});
+  for (const char* field : {"mallory", "GET", "/api/other/secrets", "127.0.0.1:1", ""}) w.bytes(field);
+  w.u32(0);  // no header fields
+  w.bytes("");
+  auto reply = raw_request(nats, "keel.http.no_op", w.data());
+  CHECK(reply.find("only plugin 'no_op''s routes") != std::string::npos);
+  // A message that is not a request at all: refused, and logged.
+  reply = raw_request(nats, "keel.http.no_op", std::string("\x01\x00\x00\x00", 4) + "not a request");
+  CHECK(reply.find("cannot read the forwarded request") != std::string::npos);
+  // Nobody serves a plugin no host loads: the request finds no responder.
+  CHECK(raw_request(nats, "keel.http.admin", "x").starts_with("error: "));
+  CHECK(a.process().output().find("refused a forwarded request plugin=no_op") != std::string::npos);
+}
+
+TEST_CASE("cluster: NATS credentials are redacted and never logged", "[cluster][integration]") {
+  const std::string password = "cluster-secret-password-1234";
+  NatsServer nats({"--user", "keel", "--pass", password});
+  KeelHost a(member(nats, "a", {fixture("no_op")}, "user = \"keel\"\npassword = \"" + password + "\"\n"));
+  KeelHost b(member(nats, "b", {fixture("slow_handler")}, "user = \"keel\"\npassword = \"" + password + "\"\n"));
+  REQUIRE(eventually([&] { return status_of(b, "/api/no_op/ping") == 200; }, 10s));
+  const auto config = admin(a, "/admin/config");
+  CHECK(config["cluster"]["password"] == "<redacted>");
+  CHECK(config["cluster"]["user"] == "keel");
+  for (auto* host : {&a, &b}) CHECK(host->process().output().find(password) == std::string::npos);
+}
+
+TEST_CASE("cluster: a host in no cluster says so on /admin/cluster and needs no NATS", "[cluster][integration]") {
+  auto o = keel::test::with_plugins({fixture("no_op")});
+  o.env = {keel::test::kAdminTokenEnv};
+  KeelHost host(o);
+  const auto view = admin(host, "/admin/cluster");
+  CHECK(view["node"].is_null());
+  CHECK(view["link"]["state"] == "off");
+  CHECK(view["nodes"].empty());
+  const auto ready = simple_request(host.port(), "GET", "/readyz");
+  REQUIRE(ready);
+  CHECK_FALSE(Json::parse(ready->body).contains("cluster"));
+  CHECK(status_of(host, "/api/elsewhere/ping") == 404);
+}
