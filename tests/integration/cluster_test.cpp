@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include <keel/plugin.h>
 #include <nats/nats.h>
 
 #include "admin_token.hpp"
@@ -222,7 +223,7 @@ TEST_CASE("cluster: a host answers forwarded requests only for the plugins it lo
   keel::host::isolation::Writer w;
   w.u32(1);  // the cluster wire version
   keel::host::isolation::encode_context(w, {"forged-1", {}, 1'000'000'000});
-  for (const char* field : {"mallory", "GET", "/api/other/secrets", "127.0.0.1:1", ""}) w.bytes(field);
+  for (const char* field : {"mallory", "", "GET", "/api/other/secrets", "127.0.0.1:1", ""}) w.bytes(field);
   w.u32(0);  // no header fields
   w.bytes("");
   auto reply = raw_request(nats, "keel.http.no_op", w.data());
@@ -259,4 +260,49 @@ TEST_CASE("cluster: a host in no cluster says so on /admin/cluster and needs no 
   REQUIRE(ready);
   CHECK_FALSE(Json::parse(ready->body).contains("cluster"));
   CHECK(status_of(host, "/api/elsewhere/ping") == 404);
+}
+
+TEST_CASE("cluster: a plugin calls a plugin on another host as it would a local one", "[cluster][integration]") {
+  NatsServer nats;
+  KeelHost a(member(nats, "a", {fixture("no_op"), fixture("slow_handler")}));
+  // caller depends on no_op, which only a loads: in a cluster pre-flight leaves that to the call.
+  KeelHost b(member(nats, "b", {fixture("caller")}));
+  REQUIRE(eventually([&] { return status_of(b, "/api/caller/call/ping") == 200; }, 10s));
+  const auto r = simple_request(b.port(), "GET", "/api/caller/call/ping", {}, "X-Request-Id: call-across-1\r\n");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->body == "pong");
+  CHECK(a.process().wait_for_output("forwarded request served req=call-across-1 origin=b caller=caller plugin=no_op", 5s));
+  // The call's deadline travels: slow_handler sleeps 2 s, the call allows 200 ms.
+  const auto late = simple_request(b.port(), "GET", "/api/caller/deadline");
+  REQUIRE(late);
+  CHECK(late->body == std::to_string(KEEL_ERR_TIMEOUT));
+  // A plugin it did not declare is refused by the caller's host, before anything is sent.
+  const auto undeclared = simple_request(b.port(), "GET", "/api/caller/undeclared");
+  REQUIRE(undeclared);
+  CHECK(undeclared->body == std::to_string(KEEL_ERR_PERMISSION_DENIED));
+  CHECK(b.process().output().find("call refused: 'blocking' is not a declared dependency of 'caller'") !=
+        std::string::npos);
+  CHECK(metric(b, "keel_cluster_forwarded_requests_total", {{"plugin", "no_op"}, {"peer", "a"}}) >= 2);
+}
+
+TEST_CASE("cluster: the callee's host checks a call's permission itself", "[cluster][integration][attack]") {
+  NatsServer nats;
+  KeelHost a(member(nats, "a", {fixture("no_op")}));
+  KeelHost b(member(nats, "b", {fixture("caller")}));
+  REQUIRE(eventually([&] { return status_of(b, "/api/caller/call/ping") == 200; }, 10s));
+  // A call that claims to come from plugin "mallory" on host b, which b never announced.
+  const auto forged = [&](const char* caller) {
+    keel::host::isolation::Writer w;
+    w.u32(1);
+    keel::host::isolation::encode_context(w, {"forged-call-1", {}, 1'000'000'000});
+    for (const char* field : {"b", caller, "GET", "/ping", "", ""}) w.bytes(field);
+    w.u32(0);
+    w.bytes("");
+    return raw_request(nats, "keel.http.no_op", w.data());
+  };
+  CHECK(forged("mallory").find("has not declared plugin 'no_op' as a dependency") != std::string::npos);
+  CHECK(a.process().wait_for_output("call refused: host b did not announce 'mallory' as a plugin that may call 'no_op'", 5s));
+  // The same call from a plugin b did announce with no_op as a dependency goes through.
+  CHECK(forged("caller").find("pong") != std::string::npos);
 }

@@ -370,6 +370,14 @@ int App::run(const ServeOptions& options) {
   // keep this host from serving its own plugins.
   auto cluster = config_.cluster.enabled() ? std::make_unique<cluster::Cluster>(config_, plugins, timers) : nullptr;
   Dispatcher dispatcher(plugins, config_, admin, draining, tls.get(), cluster.get());
+  // However this function ends, the cluster stops handing requests to `dispatcher` before the
+  // dispatcher goes (leave() is idempotent).
+  struct LeaveFirst {
+    cluster::Cluster* c;
+    ~LeaveFirst() {
+      if (c != nullptr) c->leave();
+    }
+  } leave_first{cluster.get()};
   http::Server server(server_options(config_, tls), dispatcher);
   server.listen();  // fail fast (port in use) before any plugin code runs
   plugins.start();

@@ -34,19 +34,6 @@ std::vector<std::string> split_servers(std::string_view list) {
   }
 }
 
-/// The plugin a path under /api/ names ("/api/orders/42" -> "orders"), or empty.
-std::string_view plugin_of(std::string_view path) {
-  constexpr std::string_view kApi = "/api/";
-  if (!path.starts_with(kApi)) return {};
-  auto name = path.substr(kApi.size());
-  name = name.substr(0, name.find('/'));
-  const bool ok = !name.empty() && name.front() >= 'a' && name.front() <= 'z' &&
-                  std::all_of(name.begin(), name.end(), [](char c) {
-                    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-                  });
-  return ok ? name : std::string_view{};
-}
-
 std::int64_t ms_since(Clock::time_point t, Clock::time_point now) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count();
 }
@@ -92,12 +79,13 @@ Cluster::Cluster(const config::Config& cfg, plugins::PluginHost& plugins, TimerQ
   f.retry_after = cfg_.announce_interval;
   f.access_log = access_log_;
   f.spans = spans_;
-  forwarder_ = std::make_unique<Forwarder>(std::move(f), *link_, timers_);
+  forwarder_ = std::make_unique<Forwarder>(std::move(f), *link_, timers_, directory_);
   observability::logger("cluster")->info("cluster member node={} servers={} subject_prefix={}", node_, o.servers.size(),
                                          cfg_.subject_prefix);
 }
 
 Cluster::~Cluster() {
+  plugins_.set_remote_calls(nullptr);
   leave();
   forwarder_.reset();  // requests still waiting for another host get 502
   link_.reset();
@@ -114,6 +102,7 @@ void Cluster::start(http::Handler& local) {
     }
     wake_.notify_one();
   });
+  plugins_.set_remote_calls(this);
   announcer_ = std::thread([this] { announce_loop(); });
 }
 
@@ -131,7 +120,7 @@ void Cluster::leave() {
   }
   {
     std::lock_guard lock(names_mutex_);
-    local_names_.clear();
+    local_mounts_.clear();
   }
   announce_sub_.reset();
   discover_sub_.reset();
@@ -160,8 +149,9 @@ void Cluster::announce_loop() {
       }
       was_up = up;
     }
-    if (!was_up && link_->up()) {  // connected before the callbacks were set up
+    if (!was_up && link_->up()) {  // up before its change report reached this loop
       was_up = true;
+      directory_.touch_all(Clock::now());
       link_->publish(cfg_.subject_prefix + ".discover", node_);
     }
     sync_subscriptions();
@@ -177,32 +167,34 @@ void Cluster::announce_loop() {
 }
 
 void Cluster::sync_subscriptions() {
-  std::set<std::string, std::less<>> started;
+  std::map<std::string, std::string, std::less<>> started;  // name -> mount
   for (const auto& st : plugins_.statuses())
-    if (st.state == plugins::PluginState::kStarted) started.insert(st.name);
+    if (st.state == plugins::PluginState::kStarted) started.emplace(st.name, st.mount);
   std::lock_guard lock(subs_mutex_);
   for (auto it = serving_.begin(); it != serving_.end();) {
-    if (started.contains(it->first)) {
+    const auto now = started.find(it->first);
+    if (now != started.end() && now->second == it->second.mount) {
       ++it;
     } else {
       observability::logger("cluster")->info("cluster: stopped serving plugin={} to other hosts", it->first);
       it = serving_.erase(it);
     }
   }
-  for (const auto& name : started) {
+  for (const auto& [name, mount] : started) {
     if (serving_.contains(name)) continue;
     const auto subject = forwarder_->subject_for(name);
     try {
-      serving_.emplace(name, link_->subscribe(subject, subject, [this, name](const Message& m) {
-        forwarder_->serve(name, m, *local_);
-      }));
+      auto sub = link_->subscribe(subject, subject, [this, name = name, mount = mount](const Message& m) {
+        forwarder_->serve(name, mount, m, *local_);
+      });
+      serving_.emplace(name, Serving{mount, std::move(sub)});
       observability::logger("cluster")->info("cluster: serving plugin={} to other hosts subject={}", name, subject);
     } catch (const std::exception& e) {
       observability::logger("cluster")->error("cluster: cannot serve plugin={} to other hosts: {}", name, e.what());
     }
   }
   std::lock_guard names(names_mutex_);
-  local_names_ = std::move(started);
+  local_mounts_ = std::move(started);
 }
 
 void Cluster::announce(bool leaving) {
@@ -215,7 +207,7 @@ void Cluster::announce(bool leaving) {
     const auto routes = plugins_.api_routes();
     for (const auto& st : plugins_.statuses()) {
       if (st.state != plugins::PluginState::kStarted) continue;
-      AnnouncedPlugin p{st.name, st.version, st.health, {}};
+      AnnouncedPlugin p{st.name, st.version, st.health, st.mount, {}, st.calls};
       for (const auto& r : routes)
         if (r.plugin == st.name) p.routes.emplace_back(r.method, r.path);
       a.plugins.push_back(std::move(p));
@@ -234,39 +226,56 @@ void Cluster::on_announcement(const Message& m) {
     return;
   }
   if (a.node == node_) return;
+  if (m.subject != cfg_.subject_prefix + ".announce." + a.node) {  // one host speaking for another
+    announcements_refused_.fetch_add(1, std::memory_order_relaxed);
+    observability::logger("cluster")->warn("cluster: ignored an announcement for node={} sent on subject={}", a.node,
+                                           m.subject);
+    return;
+  }
   announcements_heard_.fetch_add(1, std::memory_order_relaxed);
   const auto node = a.node;
   const auto count = a.plugins.size();
   const auto change = directory_.apply(std::move(a), Clock::now());
-  if (!change.empty())
+  if (change == "full") {
+    announcements_refused_.fetch_add(1, std::memory_order_relaxed);
+    observability::logger("cluster")->warn("cluster: ignored host node={}: this host already tracks {} hosts", node,
+                                           kMaxNodes);
+  } else if (!change.empty()) {
     observability::logger("cluster")->info("cluster host {} node={} plugins={}", change, node, count);
+  }
 }
 
 std::optional<http::Deferred> Cluster::forward(const http::Request& req, http::Response& res, bool& handled) {
   handled = false;
   if (req.listener == http::Listener::kCluster) return std::nullopt;  // never forwarded twice
-  const auto plugin = plugin_of(req.path);
-  if (plugin.empty()) return std::nullopt;
   {
     std::lock_guard lock(names_mutex_);
-    if (local_names_.contains(plugin)) return std::nullopt;  // its local routes answered (404, 405)
+    for (const auto& [name, mount] : local_mounts_)
+      if (under_mount(req.path, mount)) return std::nullopt;  // its local routes answered (404, 405)
   }
   if (!link_->up()) {
+    if (!req.path.starts_with("/api/")) return std::nullopt;  // could not be a plugin's
     handled = true;
     res.set_error(503, "unavailable",
-                  "plugin '" + std::string(plugin) +
-                      "' is not loaded on this host, and the cluster link (NATS) is down: this host cannot reach the "
-                      "hosts that may serve it; retry later");
+                  "no plugin on this host serves " + std::string(req.path) +
+                      ", and the cluster link (NATS) is down: this host cannot reach the hosts that may; retry later");
     res.headers.emplace_back("Retry-After", std::to_string(std::max<std::int64_t>(1, cfg_.announce_interval.count() / 1000)));
     return std::nullopt;
   }
-  if (!directory_.serves(plugin)) return std::nullopt;
+  const auto plugin = directory_.plugin_at(req.path);
+  if (plugin.empty()) return std::nullopt;
   handled = true;
   return forwarder_->forward(req, plugin, res);
 }
 
+bool Cluster::serves(std::string_view plugin) const { return directory_.serves(plugin); }
+
+bool Cluster::send(const plugins::RemoteCall& call, std::shared_ptr<http::AsyncReply> reply) {
+  return link_->up() && forwarder_->call(call, std::move(reply));
+}
+
 std::string Cluster::readiness_json() const {
-  nlohmann::json j{{"node", node_}, {"link", link_up() ? "up" : "down"}, {"nodes", directory_.nodes().size()}};
+  nlohmann::json j{{"node", node_}, {"link", link_up() ? "up" : "down"}, {"nodes", directory_.size()}};
   return j.dump();
 }
 
@@ -278,7 +287,12 @@ std::string Cluster::admin_json() const {
     for (const auto& p : n.last.plugins) {
       nlohmann::json routes = nlohmann::json::array();
       for (const auto& [method, path] : p.routes) routes.push_back({{"method", method}, {"path", path}});
-      plugins.push_back({{"name", p.name}, {"version", p.version}, {"health", p.health}, {"routes", std::move(routes)}});
+      plugins.push_back({{"name", p.name},
+                         {"version", p.version},
+                         {"health", p.health},
+                         {"mount", p.mount},
+                         {"calls", p.calls},
+                         {"routes", std::move(routes)}});
     }
     nodes.push_back({{"node", n.last.node},
                      {"keel", n.last.version},
@@ -290,7 +304,7 @@ std::string Cluster::admin_json() const {
   std::vector<std::string> serving;
   {
     std::lock_guard lock(names_mutex_);
-    serving.assign(local_names_.begin(), local_names_.end());
+    for (const auto& [name, mount] : local_mounts_) serving.push_back(name);
   }
   return nlohmann::json{{"node", node_},
                         {"link", {{"state", link_up() ? "up" : "down"}, {"url", link_->connected_url()}}},
@@ -307,7 +321,7 @@ void Cluster::metrics(observability::Exposition& m) const {
   m.family("keel_cluster_link_up", MetricType::kGauge, "1 while this host's link to NATS is up.");
   m.sample({{"node", node_}}, link_up() ? 1 : 0);
   m.family("keel_cluster_nodes", MetricType::kGauge, "Other hosts of the cluster this host hears announce.");
-  m.sample({}, directory_.nodes().size());
+  m.sample({}, directory_.size());
   m.family("keel_cluster_announcements_total", MetricType::kCounter,
            "Announcements sent by this host, heard from others, and ignored as malformed.");
   m.sample({{"direction", "sent"}}, announcements_sent_.load(std::memory_order_relaxed));

@@ -9,7 +9,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <vector>
 #include <string>
 #include <string_view>
@@ -22,6 +21,7 @@
 #include "config/config.hpp"
 #include "http/message.hpp"
 #include "observability/metrics.hpp"
+#include "plugins/remote_calls.hpp"
 
 namespace keel::host::plugins {
 class PluginHost;
@@ -32,7 +32,7 @@ namespace keel::host::cluster {
 /// The node name: `configured`, or this machine's host name made a subject token.
 [[nodiscard]] std::string node_name(const std::string& configured);
 
-class Cluster {
+class Cluster final : public plugins::RemoteCalls {
  public:
   /// Connects in the background (a NATS server that is down does not stop the host).
   Cluster(const config::Config& cfg, plugins::PluginHost& plugins, TimerQueue& timers);
@@ -60,6 +60,10 @@ class Cluster {
   /// The cluster's families for /metrics.
   void metrics(observability::Exposition& m) const;
 
+  // plugins::RemoteCalls: calls to plugins only other hosts load.
+  [[nodiscard]] bool serves(std::string_view plugin) const override;
+  bool send(const plugins::RemoteCall& call, std::shared_ptr<http::AsyncReply> reply) override;
+
  private:
   void announce_loop();
   void announce(bool leaving);
@@ -74,21 +78,27 @@ class Cluster {
   Directory directory_;
   http::Handler* local_ = nullptr;
 
+  // What the link's callbacks touch: declared before the link, so they outlive it.
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false, announce_now_ = false;
+  std::vector<bool> link_changes_;  // up/down reports not yet handled by the announcer
+
   std::unique_ptr<NatsLink> link_;
   std::unique_ptr<Forwarder> forwarder_;
   std::unique_ptr<NatsLink::Subscription> announce_sub_, discover_sub_;
   // The plugins this host serves to others: their subscriptions (whose removal waits for a
   // request being handed to the plugin), and their names, read on I/O threads.
   std::mutex subs_mutex_;
-  std::map<std::string, std::unique_ptr<NatsLink::Subscription>, std::less<>> serving_;
+  struct Serving {
+    std::string mount;
+    std::unique_ptr<NatsLink::Subscription> subscription;
+  };
+  std::map<std::string, Serving, std::less<>> serving_;
   mutable std::mutex names_mutex_;
-  std::set<std::string, std::less<>> local_names_;
+  std::map<std::string, std::string, std::less<>> local_mounts_;  // plugin -> its mount
   std::atomic<std::uint64_t> announcements_sent_{0}, announcements_heard_{0}, announcements_refused_{0};
 
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stopping_ = false, announce_now_ = false;
-  std::vector<bool> link_changes_;  // up/down reports not yet handled by the announcer
   std::thread announcer_;
 };
 

@@ -29,19 +29,38 @@ bool same_plugins(const Announcement& a, const Announcement& b) {
   if (a.plugins.size() != b.plugins.size()) return false;
   for (std::size_t i = 0; i < a.plugins.size(); ++i) {
     const auto &x = a.plugins[i], &y = b.plugins[i];
-    if (x.name != y.name || x.version != y.version || x.health != y.health || x.routes != y.routes) return false;
+    if (x.name != y.name || x.version != y.version || x.health != y.health || x.mount != y.mount ||
+        x.routes != y.routes || x.calls != y.calls)
+      return false;
   }
   return true;
 }
 
+// A mount as the host's config allows it: "/" then segments, no trailing slash.
+bool valid_mount(std::string_view m) {
+  return m.size() > 1 && m.size() <= 256 && m.front() == '/' && m.back() != '/' &&
+         m.find("//") == std::string_view::npos && m.find_first_of("?#%\\ ") == std::string_view::npos;
+}
+
+bool parse_fields(std::string_view json, Announcement& out, std::string& error);
+
 }  // namespace
+
+bool under_mount(std::string_view path, std::string_view mount) noexcept {
+  return path.starts_with(mount) && (path.size() == mount.size() || path[mount.size()] == '/');
+}
 
 std::string to_json(const Announcement& a) {
   Json plugins = Json::array();
   for (const auto& p : a.plugins) {
     Json routes = Json::array();
     for (const auto& [method, path] : p.routes) routes.push_back({{"method", method}, {"path", path}});
-    plugins.push_back({{"name", p.name}, {"version", p.version}, {"health", p.health}, {"routes", std::move(routes)}});
+    plugins.push_back({{"name", p.name},
+                       {"version", p.version},
+                       {"health", p.health},
+                       {"mount", p.mount},
+                       {"routes", std::move(routes)},
+                       {"calls", p.calls}});
   }
   return Json{{"v", 1},
               {"node", a.node},
@@ -53,6 +72,17 @@ std::string to_json(const Announcement& a) {
 }
 
 bool parse_announcement(std::string_view json, Announcement& out, std::string& error) {
+  try {
+    return parse_fields(json, out, error);
+  } catch (const Json::exception& e) {  // a field of the wrong type
+    error = std::string("a field of the wrong type: ") + e.what();
+    return false;
+  }
+}
+
+namespace {
+
+bool parse_fields(std::string_view json, Announcement& out, std::string& error) {
   const auto j = Json::parse(json, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
     error = "not a JSON object";
@@ -83,18 +113,27 @@ bool parse_announcement(std::string_view json, Announcement& out, std::string& e
   }
   for (const auto& p : *plugins) {
     if (!p.is_object()) continue;
-    AnnouncedPlugin ap{text(p, "name"), text(p, "version"), text(p, "health"), {}};
+    AnnouncedPlugin ap{text(p, "name"), text(p, "version"), text(p, "health"), text(p, "mount"), {}, {}};
     if (!subject_token(ap.name)) {
       error = "a plugin without a valid \"name\"";
+      return false;
+    }
+    if (!valid_mount(ap.mount)) {
+      error = "plugin '" + ap.name + "' without a valid \"mount\"";
       return false;
     }
     if (const auto routes = p.find("routes"); routes != p.end() && routes->is_array() && routes->size() <= kMaxRoutes)
       for (const auto& r : *routes)
         if (r.is_object()) ap.routes.emplace_back(text(r, "method"), text(r, "path"));
+    if (const auto calls = p.find("calls"); calls != p.end() && calls->is_array() && calls->size() <= kMaxPlugins)
+      for (const auto& c : *calls)
+        if (c.is_string() && subject_token(c.get<std::string>())) ap.calls.push_back(c.get<std::string>());
     out.plugins.push_back(std::move(ap));
   }
   return true;
 }
+
+}  // namespace
 
 std::string Directory::apply(Announcement a, Clock::time_point now) {
   if (a.node == self_) return {};
@@ -106,6 +145,7 @@ std::string Directory::apply(Announcement a, Clock::time_point now) {
     return "left";
   }
   if (it == nodes_.end()) {
+    if (nodes_.size() >= kMaxNodes) return "full";
     nodes_.push_back({std::move(a), now, 1});
     return "joined";
   }
@@ -135,9 +175,38 @@ bool Directory::serves(std::string_view plugin) const {
   return false;
 }
 
+std::string Directory::plugin_at(std::string_view path) const {
+  std::lock_guard lock(mutex_);
+  const AnnouncedPlugin* best = nullptr;
+  for (const auto& n : nodes_)
+    for (const auto& p : n.last.plugins)
+      if (under_mount(path, p.mount) && (best == nullptr || p.mount.size() > best->mount.size())) best = &p;
+  return best != nullptr ? best->name : std::string{};
+}
+
+bool Directory::may_call(std::string_view node, std::string_view caller, std::string_view target) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& n : nodes_) {
+    if (n.last.node != node) continue;
+    for (const auto& p : n.last.plugins)
+      if (p.name == caller) return std::find(p.calls.begin(), p.calls.end(), target) != p.calls.end();
+  }
+  return false;
+}
+
 void Directory::touch_all(Clock::time_point now) {
   std::lock_guard lock(mutex_);
   for (auto& n : nodes_) n.last_seen = now;
+}
+
+std::size_t Directory::size() const {
+  std::lock_guard lock(mutex_);
+  return nodes_.size();
+}
+
+bool Directory::knows(std::string_view node) const {
+  std::lock_guard lock(mutex_);
+  return std::any_of(nodes_.begin(), nodes_.end(), [&](const NodeView& n) { return n.last.node == node; });
 }
 
 std::vector<NodeView> Directory::nodes() const {

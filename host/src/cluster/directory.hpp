@@ -19,13 +19,20 @@ using Clock = std::chrono::steady_clock;
 
 /// A host is forgotten after this many of its announcement intervals without one.
 inline constexpr int kMissedAnnouncements = 3;
+/// Hosts one host keeps track of; announcements from more are ignored (and counted refused).
+inline constexpr std::size_t kMaxNodes = 1024;
 
 struct AnnouncedPlugin {
   std::string name;
   std::string version;
   std::string health;  ///< "pass", "warn", "fail" or "" (not reported)
-  std::vector<std::pair<std::string, std::string>> routes;  ///< method, path template
+  std::string mount;   ///< where its routes live on that host, e.g. "/api/catalog"
+  std::vector<std::pair<std::string, std::string>> routes;  ///< method, full path template
+  std::vector<std::string> calls;  ///< the plugins it may call (dependencies and call: permissions)
 };
+
+/// True when `path` is `mount` or below it ("/api/x" holds "/api/x" and "/api/x/y", not "/api/xy").
+[[nodiscard]] bool under_mount(std::string_view path, std::string_view mount) noexcept;
 
 struct Announcement {
   std::string node;
@@ -51,17 +58,25 @@ class Directory {
   explicit Directory(std::string self) : self_(std::move(self)) {}
 
   /// Takes an announcement heard at `now` (this host's own is ignored). Returns what changed for
-  /// the log: "joined", "left", "updated" (its plugins changed) or "" (a refresh).
+  /// the log: "joined", "left", "updated" (its plugins changed), "" (a refresh), or "full" (a new
+  /// host beyond kMaxNodes: ignored).
   std::string apply(Announcement a, Clock::time_point now);
   /// Forgets the hosts silent for kMissedAnnouncements of their intervals; returns their names.
   std::vector<std::string> expire(Clock::time_point now);
   /// Whether another host serves `plugin` as far as this one knows (a host is known until
   /// expire() forgets it: while the link is down, nothing is forgotten).
   [[nodiscard]] bool serves(std::string_view plugin) const;
+  /// The plugin another host serves under whose mount `path` lies (the longest mount), or "".
+  [[nodiscard]] std::string plugin_at(std::string_view path) const;
+  /// Whether host `node` announced plugin `caller` as one that may call `target`.
+  [[nodiscard]] bool may_call(std::string_view node, std::string_view caller, std::string_view target) const;
   /// Every known host counts as heard from at `now` (the link came back after a gap).
   void touch_all(Clock::time_point now);
   /// Every other host known.
   [[nodiscard]] std::vector<NodeView> nodes() const;
+  [[nodiscard]] std::size_t size() const;
+  /// Whether `node` is a host this one knows (for labels: an unknown name is not kept).
+  [[nodiscard]] bool knows(std::string_view node) const;
 
  private:
   [[nodiscard]] static bool live(const NodeView& n, Clock::time_point now) noexcept {

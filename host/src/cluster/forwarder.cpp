@@ -1,15 +1,15 @@
 #include "cluster/forwarder.hpp"
 
 #include <charconv>
+#include <optional>
 
+#include "cluster/directory.hpp"
 #include "cluster/messages.hpp"
 #include "observability/log.hpp"
 #include "observability/trace.hpp"
 
 namespace keel::host::cluster {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 std::int64_t micros(Clock::duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
 
@@ -64,8 +64,8 @@ void with_forwarder(const std::weak_ptr<Forwarder::Shared>& weak, F&& fn) {
 
 }  // namespace
 
-Forwarder::Forwarder(ForwarderOptions o, NatsLink& link, TimerQueue& timers)
-    : opts_(std::move(o)), link_(link), timers_(timers), shared_(std::make_shared<Shared>()) {
+Forwarder::Forwarder(ForwarderOptions o, NatsLink& link, TimerQueue& timers, const Directory& directory)
+    : opts_(std::move(o)), link_(link), timers_(timers), directory_(directory), shared_(std::make_shared<Shared>()) {
   shared_->stats = &stats_;
   shared_->self = this;
   inbox_ = link_.new_inbox();
@@ -90,26 +90,25 @@ std::size_t Forwarder::pending() const {
   return shared_->pending.size();
 }
 
-std::optional<http::Deferred> Forwarder::forward(const http::Request& req, std::string_view plugin,
-                                                 http::Response& res) {
+std::string Forwarder::peer_label(std::string_view node) const {
+  return directory_.knows(node) ? std::string(node) : std::string("unknown");
+}
+
+unsigned Forwarder::send(std::string_view plugin, ForwardedRequest f, Clock::time_point deadline,
+                         observability::Span span, std::shared_ptr<http::AsyncReply> reply) {
   const auto now = Clock::now();
-  auto deadline = now + opts_.request_timeout;
-  if (req.deadline != Clock::time_point{} && req.deadline < deadline) deadline = req.deadline;
-  const auto remaining = std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count());
-  Pending p{std::make_shared<http::AsyncReply>(), std::string(plugin), std::string(req.request_id),
-            observability::Span::start(req.traceparent), now};
-  const auto payload = encode_forwarded_request(req, opts_.node, p.span.traceparent(), remaining);
-  p.reply->timeout_message = plugin_named(plugin) + " (served by another host) did not answer in " +
-                             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count()) +
-                             " ms";
-  auto reply = p.reply;
+  f.origin = opts_.node;
+  f.context.traceparent = span.traceparent();
+  f.context.remaining_ns = std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count());
+  auto payload = encode_forwarded_request(f);
+  if (const auto max = link_.max_payload(); max > 0 && payload.size() > static_cast<std::size_t>(max)) return 413;
   std::uint64_t id = 0;
   {
     std::lock_guard lock(shared_->mutex);
     id = shared_->next_id++;
-    shared_->pending.emplace(id, std::move(p));
+    shared_->pending.emplace(id, Pending{reply, std::string(plugin), std::string(f.context.request_id), span, now});
   }
-  // The server expires the reply at the deadline (504): forget the request then. An answer that
+  // Whoever waits expires the reply at the deadline: forget the request then. An answer that
   // completes it first has taken it out of the map already.
   reply->on_finish([weak = std::weak_ptr<Shared>(shared_), id](unsigned, std::size_t) {
     const auto shared = weak.lock();
@@ -128,17 +127,83 @@ std::optional<http::Deferred> Forwarder::forward(const http::Request& req, std::
                                            micros(Clock::now() - it->second.start));
     shared->pending.erase(it);
   });
-  if (!link_.publish(subject_for(plugin), payload, inbox_ + "." + std::to_string(id))) {
+  // Published by the link's sender thread: this thread (an I/O thread) never waits for NATS.
+  auto failed = [weak = std::weak_ptr<Shared>(shared_), id, retry = opts_.retry_after] {
+    const auto shared = weak.lock();
+    if (!shared) return;
+    std::optional<Pending> p;
     {
-      std::lock_guard lock(shared_->mutex);
-      shared_->pending.erase(id);
+      std::lock_guard lock(shared->mutex);
+      if (const auto it = shared->pending.find(id); it != shared->pending.end()) {
+        p = std::move(it->second);
+        shared->pending.erase(it);
+      }
     }
-    set_unavailable(res, plugin_named(plugin) + " runs on another host and the cluster link (NATS) cannot take the request now; "
-                             "retry later",
-                    opts_.retry_after);
-    return std::nullopt;
+    if (!p) return;
+    http::Response res;
+    set_unavailable(res, plugin_named(p->plugin) + " runs on another host and the cluster link (NATS) did not take the "
+                                                    "request; retry later",
+                    retry);
+    p->reply->complete(std::move(res));
+  };
+  if (link_.publish_async(subject_for(plugin), std::move(payload), inbox_ + "." + std::to_string(id), std::move(failed)))
+    return 0;
+  std::lock_guard lock(shared_->mutex);
+  shared_->pending.erase(id);
+  return 503;
+}
+
+std::optional<http::Deferred> Forwarder::forward(const http::Request& req, std::string_view plugin,
+                                                 http::Response& res) {
+  auto deadline = Clock::now() + opts_.request_timeout;
+  if (req.deadline != Clock::time_point{} && req.deadline < deadline) deadline = req.deadline;
+  ForwardedRequest f;
+  f.context.request_id = req.request_id;
+  f.method = req.method;
+  f.target = req.target;
+  f.remote_address = req.remote_address;
+  f.tracestate = req.tracestate;
+  f.body = req.body;
+  f.headers.assign(req.headers.begin(), req.headers.end());
+  auto reply = std::make_shared<http::AsyncReply>();
+  reply->timeout_message = plugin_named(plugin) + " (served by another host) did not answer in " +
+                           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count()) +
+                           " ms";
+  switch (send(plugin, std::move(f), deadline, observability::Span::start(req.traceparent), reply)) {
+    case 0: return http::Deferred{std::move(reply), deadline};
+    case 413:
+      res.set_error(413, "payload_too_large",
+                    plugin_named(plugin) + " runs on another host, and this request is larger than the NATS server's "
+                                           "max_payload (" + std::to_string(link_.max_payload()) +
+                        " bytes): send less, or raise max_payload on the NATS server");
+      return std::nullopt;
+    default:
+      set_unavailable(res, plugin_named(plugin) + " runs on another host and the cluster link (NATS) cannot take the "
+                                                  "request now; retry later",
+                      opts_.retry_after);
+      return std::nullopt;
   }
-  return http::Deferred{std::move(reply), deadline};
+}
+
+bool Forwarder::call(const plugins::RemoteCall& c, std::shared_ptr<http::AsyncReply> reply) {
+  ForwardedRequest f;
+  f.context.request_id = c.request_id;
+  f.caller = c.caller;
+  f.method = c.method;
+  f.target = c.path;
+  f.tracestate = c.tracestate;
+  f.body = c.body;
+  for (const auto& [name, value] : c.headers) f.headers.push_back({name, value});
+  const auto deadline = std::min(c.deadline, Clock::now() + opts_.request_timeout);
+  const auto span = observability::Span::start(c.traceparent);
+  if (send(c.target, std::move(f), deadline, span, reply) == 0) return true;
+  if (link_.up()) {  // too large: an answer of its own, not "the link is down"
+    http::Response res;
+    res.set_error(413, "payload_too_large", "the call is larger than the NATS server's max_payload");
+    reply->complete(std::move(res));
+    return true;
+  }
+  return false;
 }
 
 void Forwarder::on_reply(const Message& m) {
@@ -165,11 +230,14 @@ void Forwarder::on_reply(const Message& m) {
     peer = "none";
   }
   const auto elapsed = Clock::now() - p.start;
+  const auto status = res.status;
+  if (peer != "none") peer = peer_label(peer);
+  // The client may have had its 504 in the meantime: then this answer counts as none.
+  if (!p.reply->complete(std::move(res))) peer = "none";
   auto& c = stats_.forwarded(p.plugin, peer);
   c.requests.fetch_add(1, std::memory_order_relaxed);
-  if (res.status >= 500) c.errors.fetch_add(1, std::memory_order_relaxed);
+  if (status >= 500 || peer == "none") c.errors.fetch_add(1, std::memory_order_relaxed);
   c.duration.observe(elapsed);
-  const auto status = res.status;
   const observability::LogScope scope({p.request_id, p.span.trace_id(), p.span.span_id()});
   if (opts_.spans)
     observability::logger("trace")->info("span kind=forward plugin={} peer={} status={} duration_us={}{}{}", p.plugin,
@@ -177,7 +245,6 @@ void Forwarder::on_reply(const Message& m) {
                                          p.span.parent_id());
   observability::logger("cluster")->debug("forwarded request answered plugin={} peer={} status={} duration_us={}",
                                           p.plugin, peer, status, micros(elapsed));
-  p.reply->complete(std::move(res));
 }
 
 void Forwarder::fail_pending(std::string_view why) {
@@ -201,12 +268,25 @@ void Forwarder::fail_pending(std::string_view why) {
 
 void Forwarder::reply_to(const std::string& subject, const http::Response& res,
                          const std::vector<std::pair<std::string, std::string>>& extra) {
-  if (!link_.publish(subject, encode_forwarded_response(res, extra, opts_.node)))
-    observability::logger("cluster")->warn("cannot send the answer of a forwarded request: the cluster link is down");
+  auto data = encode_forwarded_response(res, extra, opts_.node);
+  if (const auto max = link_.max_payload(); max > 0 && data.size() > static_cast<std::size_t>(max)) {
+    observability::logger("cluster")->warn("the answer of a forwarded request is larger than the NATS server's "
+                                           "max_payload ({} bytes); sending 502 instead",
+                                           max);
+    http::Response error;
+    error.set_error(502, "bad_gateway", "the answer is larger than the NATS server's max_payload (" +
+                                            std::to_string(max) + " bytes): raise max_payload on the NATS server");
+    data = encode_forwarded_response(error, {}, opts_.node);
+  }
+  // Sent by the link's sender thread: the plugin thread or timer answering never waits for NATS.
+  if (!link_.publish_async(subject, std::move(data)))
+    observability::logger("cluster")->warn("cannot send the answer of a forwarded request: the cluster link's queue is full");
 }
 
-void Forwarder::serve(std::string_view plugin, const Message& m, http::Handler& local) {
-  if (m.reply.empty()) return;  // nobody waits for an answer
+void Forwarder::serve(std::string_view plugin, std::string_view mount, const Message& m, http::Handler& local) {
+  // Answers go to an inbox, never to a subject hosts act on (a forged reply-to of
+  // "<prefix>.discover" would make every host announce).
+  if (!m.reply.starts_with("_INBOX.")) return;
   const auto start = Clock::now();
   const std::string reply_subject(m.reply);
   ForwardedRequest f;
@@ -219,12 +299,16 @@ void Forwarder::serve(std::string_view plugin, const Message& m, http::Handler& 
     reply_to(reply_subject, res, {});
     return;
   }
+  const bool is_call = !f.caller.empty();
+  // A call names a path under the callee's mount, which only this host knows.
+  const std::string call_target = is_call ? std::string(mount) + std::string(f.target) : std::string();
   http::Request req;
   req.method = f.method;
-  req.target = f.target;
-  const auto q = f.target.find('?');
-  req.path = f.target.substr(0, q);
-  req.query = q == std::string_view::npos ? std::string_view{} : f.target.substr(q + 1);
+  req.target = is_call ? std::string_view(call_target) : f.target;
+  const auto q = req.target.find('?');
+  req.path = req.target.substr(0, q);
+  req.query = q == std::string_view::npos ? std::string_view{} : req.target.substr(q + 1);
+  req.caller_plugin = f.caller;
   req.headers = f.headers;
   req.body = f.body;
   req.request_id = f.context.request_id;
@@ -234,28 +318,36 @@ void Forwarder::serve(std::string_view plugin, const Message& m, http::Handler& 
   const auto span = observability::Span::start(traced ? f.context.traceparent : std::string_view{});
   req.traceparent = span.traceparent();
   req.tracestate = traced ? f.tracestate : std::string_view{};
-  req.deadline = start + (f.context.remaining_ns > 0 ? std::chrono::nanoseconds(f.context.remaining_ns)
-                                                     : std::chrono::nanoseconds(opts_.request_timeout));
-  const std::string origin(f.origin);
+  const auto longest = std::chrono::duration_cast<std::chrono::nanoseconds>(opts_.request_timeout);
+  req.deadline = start + (f.context.remaining_ns > 0 && f.context.remaining_ns < longest.count()
+                              ? std::chrono::nanoseconds(f.context.remaining_ns)
+                              : longest);
+  const std::string origin = peer_label(f.origin);  // a label and a log field: only known names
   const observability::LogScope scope({req.request_id, span.trace_id(), span.span_id()});
   // Only this plugin's routes answer on its subject: a host serves requests for what it loads.
-  const std::string mount = "/api/" + std::string(plugin);
-  const bool own = req.path == mount || (req.path.starts_with(mount) && req.path[mount.size()] == '/');
+  const bool own = under_mount(req.path, mount) && (!is_call || f.target.starts_with('/'));
   auto done = [this, plugin = std::string(plugin), origin, start, method = std::string(req.method),
-               target = std::string(req.target), request_id = std::string(req.request_id)](unsigned status) {
+               target = std::string(req.target), request_id = std::string(req.request_id),
+               caller = is_call ? " caller=" + std::string(f.caller) : std::string()](unsigned status) {
     auto& c = stats_.served(plugin, origin);
     c.requests.fetch_add(1, std::memory_order_relaxed);
     if (status >= 500) c.errors.fetch_add(1, std::memory_order_relaxed);
     c.duration.observe(Clock::now() - start);
     if (opts_.access_log)
-      observability::logger("cluster")->info("forwarded request served req={} origin={} plugin={} method={} target={} "
+      observability::logger("cluster")->info("forwarded request served req={} origin={}{} plugin={} method={} target={} "
                                              "status={} duration_us={}",
-                                             request_id, origin, plugin, method, target, status,
+                                             request_id, origin, caller, plugin, method, target, status,
                                              micros(Clock::now() - start));
   };
   std::optional<http::Deferred> deferred;
   if (!own) {
     res.set_error(404, "not_found", "this subject carries only " + plugin_named(plugin) + "'s routes");
+  } else if (is_call && !directory_.may_call(f.origin, f.caller, plugin)) {
+    // The caller's host checked it too; this host does not take its word for it.
+    observability::logger("cluster")->warn("call refused: host {} did not announce '{}' as a plugin that may call '{}'",
+                                           origin, f.caller, plugin);
+    res.set_error(403, "forbidden", "plugin '" + std::string(f.caller) + "' on host '" + origin +
+                                        "' has not declared " + plugin_named(plugin) + " as a dependency");
   } else {
     try {
       deferred = local.handle(req, res);

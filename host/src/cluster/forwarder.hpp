@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -17,10 +18,14 @@
 #include <utility>
 #include <vector>
 
+#include "cluster/directory.hpp"
+#include "cluster/messages.hpp"
 #include "cluster/nats_link.hpp"
 #include "common/timer_queue.hpp"
 #include "http/message.hpp"
 #include "observability/metrics.hpp"
+#include "observability/trace.hpp"
+#include "plugins/remote_calls.hpp"
 
 namespace keel::host::cluster {
 
@@ -65,7 +70,8 @@ struct ForwarderOptions {
 
 class Forwarder {
  public:
-  Forwarder(ForwarderOptions o, NatsLink& link, TimerQueue& timers);
+  /// `directory`: who the other hosts are and what their plugins may call (outlives this).
+  Forwarder(ForwarderOptions o, NatsLink& link, TimerQueue& timers, const Directory& directory);
   ~Forwarder();
   Forwarder(const Forwarder&) = delete;
   Forwarder& operator=(const Forwarder&) = delete;
@@ -76,12 +82,17 @@ class Forwarder {
   /// Entry side: sends `req` to a host serving `plugin`. A Deferred the answer completes, or
   /// nullopt with `res` filled (503) when the link cannot take it.
   std::optional<http::Deferred> forward(const http::Request& req, std::string_view plugin, http::Response& res);
+  /// Entry side: a plugin-to-plugin call for a plugin another host serves; `reply` gets the
+  /// answer. False (nothing sent) when the link cannot take it.
+  bool call(const plugins::RemoteCall& c, std::shared_ptr<http::AsyncReply> reply);
   /// Entry side: every request waiting for another host's answer gets 502 now (the link is lost).
   void fail_pending(std::string_view why);
 
-  /// Serving side: one request for `plugin` from another host, run through `local` (this host's
-  /// own routes); the answer goes to the message's reply subject.
-  void serve(std::string_view plugin, const Message& m, http::Handler& local);
+  /// Serving side: one request or call for `plugin` (whose routes live under `mount` here) from
+  /// another host, run through `local` (this host's own routes); the answer goes to the
+  /// message's reply subject. A call is refused (403) unless its caller's host announced that
+  /// the caller may call `plugin`.
+  void serve(std::string_view plugin, std::string_view mount, const Message& m, http::Handler& local);
 
   [[nodiscard]] const ForwardStats& stats() const noexcept { return stats_; }
   [[nodiscard]] std::size_t pending() const;
@@ -94,12 +105,20 @@ class Forwarder {
 
  private:
   void on_reply(const Message& m);
+  // Sends `f` to `plugin`'s hosts; `reply` is completed by the answer, fail_pending(), a failed
+  // publish (503) or, at the deadline, by whoever expires it. Else 0 and nothing pending: 413
+  // over the server's max_payload, 503 when the link cannot take it.
+  unsigned send(std::string_view plugin, ForwardedRequest f, Clock::time_point deadline, observability::Span span,
+                std::shared_ptr<http::AsyncReply> reply);
+  // A peer name fit for a metric label: a host this one knows, else "unknown".
+  [[nodiscard]] std::string peer_label(std::string_view node) const;
   void reply_to(const std::string& subject, const http::Response& res,
                 const std::vector<std::pair<std::string, std::string>>& extra);
 
   ForwarderOptions opts_;
   NatsLink& link_;
   TimerQueue& timers_;
+  const Directory& directory_;
   ForwardStats stats_;
   std::shared_ptr<Shared> shared_;  // the waiting requests; also held by their replies' callbacks
   std::string inbox_;               // "<_INBOX.random>": answers come to inbox_.<id>

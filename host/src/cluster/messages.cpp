@@ -30,22 +30,22 @@ bool version_ok(Reader& r, std::string& error) {
 
 }  // namespace
 
-std::string encode_forwarded_request(const http::Request& req, std::string_view origin, std::string_view traceparent,
-                                     std::int64_t remaining_ns) {
+std::string encode_forwarded_request(const ForwardedRequest& f) {
   Writer w;
   w.u32(kClusterWireVersion);
-  isolation::encode_context(w, {req.request_id, traceparent, remaining_ns});
-  w.bytes(origin);
-  w.bytes(req.method);
-  w.bytes(req.target);
-  w.bytes(req.remote_address);
-  w.bytes(req.tracestate);
-  w.u32(static_cast<std::uint32_t>(req.headers.size()));
-  for (const auto& h : req.headers) {
+  isolation::encode_context(w, f.context);
+  w.bytes(f.origin);
+  w.bytes(f.caller);
+  w.bytes(f.method);
+  w.bytes(f.target);
+  w.bytes(f.remote_address);
+  w.bytes(f.tracestate);
+  w.u32(static_cast<std::uint32_t>(f.headers.size()));
+  for (const auto& h : f.headers) {
     w.bytes(h.name);
     w.bytes(h.value);
   }
-  w.bytes(req.body);
+  w.bytes(f.body);
   return w.take();
 }
 
@@ -54,6 +54,7 @@ bool decode_forwarded_request(std::string_view data, ForwardedRequest& out, std:
   if (!version_ok(r, error)) return false;
   out.context = isolation::decode_context(r);
   out.origin = r.bytes();
+  out.caller = r.bytes();
   out.method = r.bytes();
   out.target = r.bytes();
   out.remote_address = r.bytes();

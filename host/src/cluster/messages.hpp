@@ -17,18 +17,20 @@ namespace keel::host::cluster {
 /// 502 and says which versions met.
 inline constexpr std::uint32_t kClusterWireVersion = 1;
 
-/// A forwarded request as decoded: views into the message it came in.
+/// A request between hosts: an HTTP request a client sent to the entry host, or a
+/// plugin-to-plugin call (`caller` set). Views: into the message it was decoded from, or into
+/// what the sender encodes it from.
 struct ForwardedRequest {
-  isolation::Context context;  ///< request id, the entry host's traceparent, nanoseconds left
-  std::string_view origin;     ///< the node that received it from the client
-  std::string_view method, target, remote_address, tracestate, body;
+  isolation::Context context;  ///< request id, the entry host's hop traceparent, nanoseconds left
+  std::string_view origin;     ///< the node that sends it
+  std::string_view caller;     ///< a call: the calling plugin (on `origin`); empty for HTTP
+  std::string_view method;
+  std::string_view target;     ///< HTTP: the request-target; a call: the path (and query) under the callee's mount
+  std::string_view remote_address, tracestate, body;
   std::vector<http::Header> headers;
 };
 
-/// The request `req` as the entry host `origin` forwards it: `traceparent` is the forwarding
-/// hop's span, `remaining_ns` what is left of the deadline.
-[[nodiscard]] std::string encode_forwarded_request(const http::Request& req, std::string_view origin,
-                                                   std::string_view traceparent, std::int64_t remaining_ns);
+[[nodiscard]] std::string encode_forwarded_request(const ForwardedRequest& f);
 /// False when the message is malformed or of another version (`error` says which).
 [[nodiscard]] bool decode_forwarded_request(std::string_view data, ForwardedRequest& out, std::string& error);
 

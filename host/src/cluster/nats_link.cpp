@@ -1,7 +1,10 @@
 #include "cluster/nats_link.hpp"
 
 #include <array>
+#include <condition_variable>
+#include <deque>
 #include <stdexcept>
+#include <thread>
 
 #include <nats/nats.h>
 
@@ -37,6 +40,17 @@ struct NatsLink::Impl {
   natsConnection* conn = nullptr;
   std::shared_ptr<Shared> shared = std::make_shared<Shared>();
   std::shared_ptr<Shared>* holder = nullptr;  // the client's reference, freed by the closed callback
+  // publish_async(): what the sender thread still has to publish.
+  struct Outgoing {
+    std::string subject, data, reply;
+    std::function<void()> failed;
+  };
+  std::mutex send_mutex;
+  std::condition_variable send_ready;
+  std::deque<Outgoing> queue;
+  std::size_t queued_bytes = 0;
+  bool stopping = false;
+  std::thread sender;
 };
 
 namespace {
@@ -94,6 +108,8 @@ NatsLink::NatsLink(const LinkOptions& o, OnState on_state) : impl_(std::make_uni
     check(natsOptions_SetMaxReconnect(opts, -1), "reconnect");  // forever
     check(natsOptions_SetReconnectWait(opts, o.reconnect_wait_ms), "reconnect wait");
     check(natsOptions_SetPingInterval(opts, 2000), "ping interval");
+    // A stalled server must not hold a writer (the sender thread, the announcer) forever.
+    check(natsOptions_SetWriteDeadline(opts, 2000), "write deadline");
     check(natsOptions_SetMaxPingsOut(opts, 2), "pings out");
     check(natsOptions_SetRetryOnFailedConnect(opts, true, on_connected, holder), "retry");
     check(natsOptions_SetDisconnectedCB(opts, on_disconnected, holder), "callback");
@@ -119,9 +135,46 @@ NatsLink::NatsLink(const LinkOptions& o, OnState on_state) : impl_(std::make_uni
   }
   natsOptions_Destroy(opts);
   impl_->holder = holder;
+  impl_->sender = std::thread([this] { send_loop(); });
+}
+
+void NatsLink::send_loop() {
+  auto& i = *impl_;
+  std::unique_lock lock(i.send_mutex);
+  for (;;) {
+    i.send_ready.wait(lock, [&] { return i.stopping || !i.queue.empty(); });
+    if (i.queue.empty()) return;  // stopping, and everything queued was sent
+    auto out = std::move(i.queue.front());
+    i.queue.pop_front();
+    i.queued_bytes -= out.data.size();
+    lock.unlock();
+    if (!publish(out.subject, out.data, out.reply) && out.failed) out.failed();
+    lock.lock();
+  }
+}
+
+bool NatsLink::publish_async(std::string subject, std::string data, std::string reply, std::function<void()> failed) {
+  {
+    std::lock_guard lock(impl_->send_mutex);
+    if (impl_->stopping || impl_->queued_bytes + data.size() > kMaxQueuedBytes) return false;
+    impl_->queued_bytes += data.size();
+    impl_->queue.push_back({std::move(subject), std::move(data), std::move(reply), std::move(failed)});
+  }
+  impl_->send_ready.notify_one();
+  return true;
+}
+
+std::int64_t NatsLink::max_payload() const {
+  return impl_->conn != nullptr ? natsConnection_GetMaxPayload(impl_->conn) : 0;
 }
 
 NatsLink::~NatsLink() {
+  {
+    std::lock_guard lock(impl_->send_mutex);
+    impl_->stopping = true;
+  }
+  impl_->send_ready.notify_one();
+  if (impl_->sender.joinable()) impl_->sender.join();  // what was queued goes out first
   {
     std::lock_guard lock(impl_->shared->mutex);
     impl_->shared->alive = false;
@@ -168,6 +221,7 @@ bool NatsLink::flush(std::int64_t timeout_ms) {
 
 struct NatsLink::Subscription::State {
   natsSubscription* sub = nullptr;
+  const std::atomic<bool>* link_up = nullptr;  // the link outlives its subscriptions
   std::mutex mutex;   // held while the handler runs; the destructor takes it to stop it
   bool closed = false;
   OnMessage fn;
@@ -176,6 +230,11 @@ struct NatsLink::Subscription::State {
 NatsLink::Subscription::Subscription(std::shared_ptr<State> s) : state_(std::move(s)) {}
 
 NatsLink::Subscription::~Subscription() {
+  // What the server already delivered to this subscription is handled, not dropped (up to 2 s):
+  // a request queued here gets its answer instead of waiting for its deadline elsewhere.
+  // While the link is down nothing more can arrive, and a drain would only wait out its timeout.
+  if (state_->link_up->load() && natsSubscription_Drain(state_->sub) == NATS_OK)
+    natsSubscription_WaitForDrainCompletion(state_->sub, 2000);
   {
     std::lock_guard lock(state_->mutex);  // waits for a handler that is running
     state_->closed = true;
@@ -194,6 +253,7 @@ std::unique_ptr<NatsLink::Subscription> NatsLink::subscribe(const std::string& s
   };
   auto state = std::make_shared<State>();
   state->fn = std::move(fn);
+  state->link_up = &up_;
   auto* closure = new Closure{state};
   const natsMsgHandler on_msg = [](natsConnection*, natsSubscription*, natsMsg* msg, void* c) {
     auto& st = *static_cast<Closure*>(c)->state;

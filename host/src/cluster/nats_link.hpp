@@ -49,9 +49,18 @@ class NatsLink {
   /// The server this link is connected to ("nats://127.0.0.1:4222"), or empty.
   [[nodiscard]] std::string connected_url() const;
 
-  /// Publishes `data` on `subject`, with `reply` as where the answer goes. False when the link
-  /// cannot take it (down and its reconnect buffer full, closed).
+  /// Publishes `data` on `subject`, with `reply` as where the answer goes, on the calling thread
+  /// (which may wait for the socket, up to the write deadline). False when the link cannot take
+  /// it (down and its reconnect buffer full, closed, over the server's max_payload).
   bool publish(std::string_view subject, std::string_view data, std::string_view reply = {});
+  /// The same from the link's sender thread, so the caller (an I/O thread, the timer thread)
+  /// never waits for the network. False when the queue is full (kMaxQueuedBytes); `failed`
+  /// runs on the sender thread when the publish itself fails.
+  bool publish_async(std::string subject, std::string data, std::string reply = {},
+                     std::function<void()> failed = nullptr);
+  /// The largest message the server takes (its max_payload; 1 MiB by default), 0 while unknown.
+  [[nodiscard]] std::int64_t max_payload() const;
+  static constexpr std::size_t kMaxQueuedBytes = 64u << 20;
 
   class Subscription;
   /// Subscribes to `subject` (in queue group `queue` when not empty); `fn` runs on the client's
@@ -66,6 +75,7 @@ class NatsLink {
 
  private:
   struct Impl;
+  void send_loop();
   std::unique_ptr<Impl> impl_;
   std::atomic<bool> up_{false};
 };

@@ -38,6 +38,8 @@ struct Request {
   std::string_view tracestate;   ///< the client's tracestate when its traceparent was valid; else empty
   std::string_view remote_address;  ///< "127.0.0.1:53412"; "unix" on a unix socket
   Listener listener = Listener::kPublic;  ///< the listener the connection came in on
+  /// kCluster: the plugin on another host that made this a plugin-to-plugin call; else empty.
+  std::string_view caller_plugin;
   std::chrono::steady_clock::time_point deadline;
 
   /// First header named `name` (ASCII case-insensitive), or empty.

@@ -71,10 +71,12 @@ void PluginHost::Impl::complete_call(const std::shared_ptr<CallState>& state, ke
     state->caller->live_calls.erase(state->id);
   }
   if (state->timer != 0) timers.cancel(state->timer);
-  state->counters->calls.fetch_add(1, std::memory_order_relaxed);
-  if (result < 0 || (response && response->status >= 500)) state->counters->errors.fetch_add(1, std::memory_order_relaxed);
   const auto elapsed = Clock::now() - state->start;
-  state->counters->duration.observe(elapsed);
+  if (state->counters != nullptr) {  // a call to another host's plugin counts in keel_cluster_forwarded_*
+    state->counters->calls.fetch_add(1, std::memory_order_relaxed);
+    if (result < 0 || (response && response->status >= 500)) state->counters->errors.fetch_add(1, std::memory_order_relaxed);
+    state->counters->duration.observe(elapsed);
+  }
   spend(state->target_budget, state->target_name, response ? response->status : http_status_for(result), state->start);
   if (span_log) {
     const auto& sp = state->span;
@@ -105,6 +107,53 @@ void PluginHost::Impl::complete_call(const std::shared_ptr<CallState>& state, ke
   if (!pool.post(job)) std::thread(job).detach();  // pool stopping: still deliver exactly once
 }
 
+std::pair<std::shared_ptr<CallState>, std::shared_ptr<http::AsyncReply>> PluginHost::Impl::begin_call(
+    Plugin& caller, const keel_call_args& args, keel_call_callback cb, void* user, CallTarget target) {
+  // Deadline: the call's own timeout, capped by what is left of the caller's current request.
+  const auto now = Clock::now();
+  auto deadline = now + (args.timeout_ms != 0 ? std::chrono::milliseconds(args.timeout_ms) : cfg.http.request_timeout);
+  auto state = std::make_shared<CallState>();
+  std::string_view parent_span = view(args.traceparent);
+  if (const auto* cur = abi::current_request(); cur != nullptr && cur->ctx == &caller.ctx) {
+    deadline = std::min(deadline, cur->deadline);
+    state->request_id.assign(cur->request_id);
+    if (parent_span.empty()) parent_span = cur->traceparent;
+  }
+  state->span = observability::Span::start(parent_span);
+  state->caller_traceparent.assign(parent_span);
+  state->cb = cb;
+  state->user = user;
+  state->caller = &caller;
+  state->counters = target.counters;
+  state->start = Clock::now();
+  state->deadline = deadline;
+  state->target_budget = std::move(target.budget);
+  if (state->target_budget) state->target_name = target.name;
+  if (span_log) {
+    state->target = std::move(target.name);
+    state->method.assign(view(args.method));
+    state->path = std::move(target.span_path);
+  }
+  caller.callbacks_pending.fetch_add(1);
+  // Exactly one delivery, always on a worker thread (never inside call()).
+  auto deliver = [this, state](keel_status result, std::shared_ptr<http::Response> response) {
+    complete_call(state, result, std::move(response));
+  };
+  {
+    std::lock_guard lock(caller.calls_mutex);
+    state->id = ++caller.next_call;
+    caller.live_calls.emplace(state->id, [deliver] { deliver(KEEL_ERR_UNAVAILABLE, nullptr); });
+  }
+  auto reply = std::make_shared<http::AsyncReply>();
+  reply->set_waker([reply_weak = std::weak_ptr<http::AsyncReply>(reply), deliver] {
+    if (auto r = reply_weak.lock()) deliver(KEEL_OK, std::make_shared<http::Response>(r->take()));
+  });
+  state->timer = timers.schedule(deadline, [reply, deliver] {
+    if (reply->expire()) deliver(KEEL_ERR_TIMEOUT, nullptr);
+  });
+  return {std::move(state), std::move(reply)};
+}
+
 keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, keel_call_callback cb, void* user) {
   if (args == nullptr || cb == nullptr || args->struct_size < offsetof(keel_call_args, tracestate) + sizeof(args->tracestate))
     return KEEL_ERR_INVALID_ARGUMENT;
@@ -127,7 +176,7 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   auto snap = routes.load();
   for (int attempt = 1;; ++attempt) {
     const auto it = find_named(snap->gens, target_name);
-    if (it == snap->gens.end()) return KEEL_ERR_NOT_FOUND;
+    if (it == snap->gens.end()) return call_remote(caller, *args, cb, user);
     target = it->get();
     if (admit(*target)) break;
     if (!target->retired.load() || attempt > 3) return KEEL_ERR_UNAVAILABLE;
@@ -136,54 +185,11 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   Admission admission(target);
   if (target->budget && target->budget->over()) return KEEL_ERR_UNAVAILABLE;  // quarantined
 
-  // Deadline: the call's own timeout, capped by what is left of the caller's current request.
-  const auto now = Clock::now();
-  auto deadline = now + (args->timeout_ms != 0 ? std::chrono::milliseconds(args->timeout_ms) : cfg.http.request_timeout);
-  std::string request_id;
-  std::string_view parent_span = view(args->traceparent);
-  if (const auto* cur = abi::current_request(); cur != nullptr && cur->ctx == &caller.ctx) {
-    deadline = std::min(deadline, cur->deadline);
-    request_id.assign(cur->request_id);
-    if (parent_span.empty()) parent_span = cur->traceparent;
-  }
-  auto state = std::make_shared<CallState>();
-  state->span = observability::Span::start(parent_span);
-  state->caller_traceparent.assign(parent_span);
-
-  auto owned = call_request(*args, target->mount, caller.name, request_id, state->span.traceparent(), deadline);
-
-  state->cb = cb;
-  state->user = user;
-  state->caller = &caller;
-  state->counters = &caller.call_counters[target->index];  // the array outlives the caller's generation
-  state->start = Clock::now();
-  state->request_id = owned->request_id;
-  state->deadline = deadline;
-  state->target_budget = target->budget;
-  if (target->budget) state->target_name = target->name;
-  if (span_log) {
-    state->target = target->name;
-    state->method = owned->method;
-    state->path = owned->path;
-  }
-  caller.callbacks_pending.fetch_add(1);
-  // Exactly one delivery, always on a worker thread (never inside call()).
-  auto deliver = [this, state](keel_status result, std::shared_ptr<http::Response> response) {
-    complete_call(state, result, std::move(response));
-  };
-
-  {
-    std::lock_guard lock(caller.calls_mutex);
-    state->id = ++caller.next_call;
-    caller.live_calls.emplace(state->id, [deliver] { deliver(KEEL_ERR_UNAVAILABLE, nullptr); });
-  }
-  auto reply = std::make_shared<http::AsyncReply>();
-  reply->set_waker([reply_weak = std::weak_ptr<http::AsyncReply>(reply), deliver] {
-    if (auto r = reply_weak.lock()) deliver(KEEL_OK, std::make_shared<http::Response>(r->take()));
-  });
-  state->timer = timers.schedule(deadline, [reply, deliver] {
-    if (reply->expire()) deliver(KEEL_ERR_TIMEOUT, nullptr);
-  });
+  // The counters array outlives the caller's generation.
+  auto [state, reply] = begin_call(caller, *args, cb, user,
+                                   {target->name, &caller.call_counters[target->index], target->budget,
+                                    target->mount + std::string(full.substr(0, full.find('?')))});
+  auto owned = call_request(*args, target->mount, caller.name, state->request_id, state->span.traceparent(), state->deadline);
 
   // Route through the same table as HTTP; the route must belong to the target plugin.
   http::MatchScratch scratch;
@@ -206,6 +212,39 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   static_cast<void>(admission.transfer());  // released by the job
   (void)dispatch_owned(*target, std::move(owned), reply, id);
   return KEEL_OK;
+}
+
+// A target this host does not load: another host of the cluster may (docs/cluster.md "Calls").
+// The callee's host checks the permission again and routes the call under its own mount.
+keel_status PluginHost::Impl::call_remote(Plugin& caller, const keel_call_args& args, keel_call_callback cb,
+                                          void* user) {
+  auto* remote = remote_calls.load(std::memory_order_acquire);
+  const auto target_name = view(args.target_plugin);
+  if (remote == nullptr || !remote->serves(target_name)) return KEEL_ERR_NOT_FOUND;
+  auto [state, reply] = begin_call(caller, args, cb, user, {std::string(target_name), nullptr, nullptr, std::string(view(args.path))});
+  RemoteCall c;
+  c.caller = caller.name;
+  c.target = target_name;
+  c.method.assign(view(args.method));
+  c.path.assign(view(args.path));
+  for (std::size_t i = 0; i < args.headers.count; ++i)
+    c.headers.emplace_back(view(args.headers.items[i].name), view(args.headers.items[i].value));
+  c.body.assign(view(args.body));
+  c.request_id = state->request_id;
+  c.traceparent.assign(state->span.traceparent());
+  c.tracestate.assign(view(args.tracestate));
+  c.deadline = state->deadline;
+  caller.log->debug("call target={} (another host) method={} path={} req={}", c.target, c.method, c.path, c.request_id);
+  if (!remote->send(c, reply)) {
+    http::Response res;
+    res.set_error(503, "unavailable", "plugin '" + c.target + "' runs on another host and the cluster link is down");
+    reply->complete(std::move(res));
+  }
+  return KEEL_OK;
+}
+
+void PluginHost::set_remote_calls(RemoteCalls* remote) noexcept {
+  impl_->remote_calls.store(remote, std::memory_order_release);
 }
 
 }  // namespace keel::host::plugins

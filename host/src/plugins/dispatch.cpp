@@ -56,6 +56,7 @@ std::shared_ptr<OwnedRequest> copy_request(const http::Request& request, const h
   owned->body.assign(request.body);
   owned->remote_address.assign(request.remote_address);
   owned->request_id.assign(request.request_id);
+  owned->caller.assign(request.caller_plugin);
   owned->traceparent.assign(request.traceparent);
   owned->tracestate.assign(request.tracestate);
   for (const auto& h : request.headers) owned->headers.emplace_back(h.name, h.value);
@@ -92,6 +93,7 @@ keel_request borrow_request(const http::Request& request, const http::MatchScrat
   req.body = host_bytes(request.body);
   req.remote_address = host_bytes(request.remote_address);
   req.request_id = host_bytes(request.request_id);
+  req.caller_plugin = host_bytes(request.caller_plugin);
   req.deadline_mono_ns = to_mono_ns(deadline);
   req.traceparent = host_bytes(request.traceparent);
   req.tracestate = host_bytes(request.tracestate);

@@ -41,6 +41,7 @@
 #include "plugins/placement.hpp"
 #include "plugins/preflight.hpp"
 #include "plugins/plugin_host.hpp"
+#include "plugins/remote_calls.hpp"
 #include "plugins/responders.hpp"
 #include "plugins/watcher.hpp"
 #include "storage/database.hpp"
@@ -393,6 +394,18 @@ struct PluginHost::Impl final : isolation::RunnerListener {
                                                std::shared_ptr<http::AsyncReply> reply, keel_responder id);
   keel_status call(Plugin& caller, const keel_call_args* args, keel_call_callback cb, void* user);
   void complete_call(const std::shared_ptr<CallState>& state, keel_status result, std::shared_ptr<http::Response> response);
+  /// What a call sets up whichever host serves it (calls.cpp): its state (deadline, request id,
+  /// span), its registration with the caller, and the reply its answer or its timeout completes.
+  struct CallTarget {
+    std::string name;
+    CallCounters* counters = nullptr;  // null: another host's plugin (counted by the cluster)
+    std::shared_ptr<ErrorBudget> budget;
+    std::string span_path;  // the path the span line shows (under the target's mount when known)
+  };
+  std::pair<std::shared_ptr<CallState>, std::shared_ptr<http::AsyncReply>> begin_call(
+      Plugin& caller, const keel_call_args& args, keel_call_callback cb, void* user, CallTarget target);
+  keel_status call_remote(Plugin& caller, const keel_call_args& args, keel_call_callback cb, void* user);
+  std::atomic<RemoteCalls*> remote_calls{nullptr};  // set_remote_calls(): a cluster's
 };
 
 }  // namespace keel::host::plugins

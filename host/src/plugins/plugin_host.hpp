@@ -80,6 +80,7 @@ struct PluginStatus {
   PluginState state = PluginState::kDiscovered;
   std::string reason;  ///< why it failed or is disabled
   std::string mount;
+  std::vector<std::string> calls;  ///< the plugins it may call: its dependencies and call: permissions
   std::string manifest_json;  ///< the manifest as found in the file; empty if it could not be read
   std::string health;         ///< "pass", "warn", "fail"; empty unless the plugin is started
   std::string health_detail;  ///< the plugin's explanation, if any
@@ -100,6 +101,8 @@ struct PluginStatus {
   std::string quarantine;                     ///< why it is quarantined; empty if it is not
 };
 
+class RemoteCalls;
+
 class PluginHost {
  public:
   PluginHost(const config::Config& cfg, WorkerPool& pool, TimerQueue& timers);
@@ -113,6 +116,9 @@ class PluginHost {
   void start();
   /// Stop accepting work, then stop() and destroy() in reverse order, then unload. Idempotent.
   void stop();
+  /// In a cluster: where calls to plugins this host does not load go (null: nowhere, they get
+  /// KEEL_ERR_NOT_FOUND). Must outlive every call; set before start(), cleared after stop().
+  void set_remote_calls(RemoteCalls* remote) noexcept;
 
   [[nodiscard]] std::vector<PluginStatus> statuses() const;
   /// statuses() plus each started plugin's health hook result (called now; never concurrently

@@ -1,4 +1,5 @@
 // What the admin API, /readyz and the metrics read: statuses, health, counters and listings.
+#include <algorithm>
 #include <set>
 
 #include "plugins/host_impl.hpp"
@@ -82,6 +83,10 @@ std::vector<PluginStatus> PluginHost::statuses() const {
     st.state = p->state;
     st.reason = p->reason;
     st.mount = p->mount;
+    for (const auto& d : p->manifest.dependencies) st.calls.push_back(d.name);
+    for (const auto& perm : p->manifest.permissions)
+      if (perm.starts_with("call:") && std::find(st.calls.begin(), st.calls.end(), perm.substr(5)) == st.calls.end())
+        st.calls.push_back(perm.substr(5));
     st.manifest_json = p->manifest.json;
     st.generation = p->loaded ? p->generation : 0;
     st.isolation = impl_->isolation_mode(*p);

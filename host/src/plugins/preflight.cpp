@@ -202,7 +202,9 @@ void check_together(std::vector<Candidate>& all, const config::Config& cfg) {
             continue;
           }
           if (it == by_name.end()) {
-            c.error = "missing dependency '" + dep.name + "' (" + dep.range.text() + "): no plugin with that name";
+            // In a cluster another host may serve it: calls to it go there (docs/cluster.md).
+            if (!cfg.cluster.enabled())
+              c.error = "missing dependency '" + dep.name + "' (" + dep.range.text() + "): no plugin with that name";
           } else if (const auto& target = all[it->second]; !ok(target)) {
             c.error = "dependency '" + dep.name + "' cannot start: " + target.error;
           } else if (!dep.range.contains(target.manifest->version)) {

@@ -175,7 +175,8 @@ std::shared_ptr<Plugin> PluginHost::Impl::next_generation(const std::shared_ptr<
   next->manifest = m;
   next->log = old ? old->log : plugin_logger(m.name);
   next->generation = old ? old->generation + 1 : 1;
-  for (const auto& dep : m.dependencies) next->dependencies.push_back((*find_named(gens, dep.name))->index);
+  for (const auto& dep : m.dependencies)  // one another host serves (a cluster) has no index here
+    if (const auto it = find_named(gens, dep.name); it != gens.end()) next->dependencies.push_back((*it)->index);
   configure(*next);
   next->events = old ? old->events : nullptr;
   if (next->serial) {  // a serialized plugin runs one hook at a time: requests and events share its queue

@@ -13,7 +13,10 @@ kc::Announcement announcement(std::string node, std::vector<std::string> plugins
   a.node = std::move(node);
   a.interval = 100ms;
   a.version = "0.1.0";
-  for (auto& p : plugins) a.plugins.push_back({std::move(p), "1.0.0", "pass", {{"GET", "/api/x/ping"}}});
+  for (auto& p : plugins) {
+    const auto mount = "/api/" + p;
+    a.plugins.push_back({std::move(p), "1.0.0", "pass", mount, {{"GET", mount + "/ping"}}, {"catalog"}});
+  }
   return a;
 }
 
@@ -29,7 +32,9 @@ TEST_CASE("cluster directory: an announcement survives its JSON, and malformed o
   CHECK(back.version == "0.1.0");
   REQUIRE(back.plugins.size() == 2);
   CHECK(back.plugins[1].name == "orders");
-  CHECK(back.plugins[1].routes == std::vector<std::pair<std::string, std::string>>{{"GET", "/api/x/ping"}});
+  CHECK(back.plugins[1].mount == "/api/orders");
+  CHECK(back.plugins[1].routes == std::vector<std::pair<std::string, std::string>>{{"GET", "/api/orders/ping"}});
+  CHECK(back.plugins[1].calls == std::vector<std::string>{"catalog"});
 
   const auto refused = [](std::string_view json, std::string_view why) {
     kc::Announcement out;
@@ -44,6 +49,8 @@ TEST_CASE("cluster directory: an announcement survives its JSON, and malformed o
   refused(R"({"v":1,"node":"a","interval_ms":0,"plugins":[]})", "\"interval_ms\"");
   refused(R"({"v":1,"node":"a","interval_ms":1})", "\"plugins\"");
   refused(R"({"v":1,"node":"a","interval_ms":1,"plugins":[{"name":"x.>"}]})", "valid \"name\"");
+  refused(R"({"v":1,"node":"a","interval_ms":1,"plugins":[{"name":"x","mount":"/api/x/"}]})", "valid \"mount\"");
+  refused(R"({"v":1,"node":"a","interval_ms":1,"plugins":[{"name":"x"}]})", "valid \"mount\"");
 }
 
 TEST_CASE("cluster directory: hosts join, refresh, change, leave and expire", "[cluster]") {
@@ -69,4 +76,23 @@ TEST_CASE("cluster directory: hosts join, refresh, change, leave and expire", "[
   bye.leaving = true;
   CHECK(d.apply(bye, t0 + 2s) == "left");
   CHECK(d.nodes().empty());
+}
+
+TEST_CASE("cluster directory: which plugin a path belongs to, and who may call whom", "[cluster]") {
+  kc::Directory d("self");
+  const auto t0 = kc::Clock::time_point{} + 1h;
+  auto a = announcement("a", {"catalog"});
+  a.plugins[0].mount = "/shop/catalog";  // a mount of its own ([plugin.catalog] mount)
+  a.plugins[0].calls = {"pricing"};
+  d.apply(a, t0);
+  d.apply(announcement("b", {"orders"}), t0);
+  CHECK(d.plugin_at("/shop/catalog") == "catalog");
+  CHECK(d.plugin_at("/shop/catalog/items/1") == "catalog");
+  CHECK(d.plugin_at("/shop/catalogue") == "");
+  CHECK(d.plugin_at("/api/orders/7") == "orders");
+  CHECK(d.plugin_at("/api/catalog/items") == "");
+  CHECK(d.may_call("a", "catalog", "pricing"));
+  CHECK_FALSE(d.may_call("a", "catalog", "orders"));
+  CHECK_FALSE(d.may_call("b", "catalog", "pricing"));  // b does not load catalog
+  CHECK(d.may_call("b", "orders", "catalog"));
 }

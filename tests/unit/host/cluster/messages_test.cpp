@@ -8,17 +8,17 @@ namespace kc = keel::host::cluster;
 namespace http = keel::host::http;
 
 TEST_CASE("cluster messages: a forwarded request keeps every field", "[cluster]") {
-  const std::vector<http::Header> headers{{"Accept", "application/json"}, {"X-Empty", ""}};
-  http::Request req;
-  req.method = "POST";
-  req.target = "/api/orders/42?x=1";
-  req.headers = headers;
-  req.body = std::string_view("a\0b", 3);
-  req.request_id = "req-7";
-  req.remote_address = "10.0.0.9:5555";
-  req.tracestate = "k=v";
-  const auto data = kc::encode_forwarded_request(req, "entry", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                                                 123456789);
+  kc::ForwardedRequest out;
+  out.context = {"req-7", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 123456789};
+  out.origin = "entry";
+  out.caller = "orders";
+  out.method = "POST";
+  out.target = "/api/orders/42?x=1";
+  out.headers = {{"Accept", "application/json"}, {"X-Empty", ""}};
+  out.body = std::string_view("a\0b", 3);
+  out.remote_address = "10.0.0.9:5555";
+  out.tracestate = "k=v";
+  const auto data = kc::encode_forwarded_request(out);
   kc::ForwardedRequest f;
   std::string error;
   REQUIRE(kc::decode_forwarded_request(data, f, error));
@@ -26,6 +26,7 @@ TEST_CASE("cluster messages: a forwarded request keeps every field", "[cluster]"
   CHECK(f.context.traceparent == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
   CHECK(f.context.remaining_ns == 123456789);
   CHECK(f.origin == "entry");
+  CHECK(f.caller == "orders");
   CHECK(f.method == "POST");
   CHECK(f.target == "/api/orders/42?x=1");
   CHECK(f.remote_address == "10.0.0.9:5555");

@@ -1,0 +1,39 @@
+#pragma once
+// plugins::RemoteCalls: where call() sends a call for a plugin this host does not load when the
+// host is in a cluster (docs/cluster.md "Calls"). Implemented above plugins/ (cluster/) and given
+// to the PluginHost before start(), so this folder knows nothing of NATS.
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "http/message.hpp"
+
+namespace keel::host::plugins {
+
+/// One call for another host, everything copied.
+struct RemoteCall {
+  std::string caller, target;  ///< plugin names
+  std::string method;
+  std::string path;  ///< under the target's mount, with the query, as the caller gave it
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string request_id, traceparent, tracestate;  ///< traceparent: the call's span
+  std::chrono::steady_clock::time_point deadline;
+};
+
+class RemoteCalls {
+ public:
+  virtual ~RemoteCalls() = default;
+  /// Whether another host serves `plugin`, as far as this one knows.
+  [[nodiscard]] virtual bool serves(std::string_view plugin) const = 0;
+  /// Sends `call`; `reply` is completed with the callee's answer (or 502/503 when none can
+  /// come) unless it expired first. False, with `reply` untouched, when the call cannot be sent
+  /// (the link is down). Never blocks; thread-safe.
+  virtual bool send(const RemoteCall& call, std::shared_ptr<http::AsyncReply> reply) = 0;
+};
+
+}  // namespace keel::host::plugins
