@@ -16,7 +16,7 @@
 #   DURATION [5]       seconds per wrk round (whole seconds)
 #   CONNECTIONS [64]   wrk connections (always one wrk thread)
 #   WARMUP [1]         seconds of unmeasured wrk load per target before the rounds
-#   SCENARIOS [hello echo relay storage events startup rss reload isolation]
+#   SCENARIOS [hello echo relay storage events startup rss reload isolation cluster]
 #   CPU [first allowed] the one CPU that every server and wrk are pinned to (taskset -c)
 #   STARTUP_RUNS [5]   starts per configuration in the startup scenario
 #   STARTUP_PLUGINS [100]
@@ -42,7 +42,7 @@
 #   alone against the same with a slow neighbour.
 set -euo pipefail
 
-ALL_SCENARIOS="hello echo relay storage events startup rss reload isolation"
+ALL_SCENARIOS="hello echo relay storage events startup rss reload isolation cluster"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-5}
@@ -845,6 +845,41 @@ scenario_isolation() {
   check "isolation process/in-process req/s" "$(paired_ratio isolation process in-process 1)" - -
   check "isolation process/in-process p99" "$(paired_ratio isolation process in-process 3)" - -
   check "isolation process/in-process CPU/request" "$(paired_ratio isolation process in-process 4)" - -
+}
+
+# cluster: hello's GET /greet served by the host that loads hello against the same request sent
+# to a second host that does not, which forwards it over NATS (docs/cluster.md). Both hosts and
+# nats-server are pinned to the same CPU; the forwarded path's CPU per request counts all three.
+scenario_cluster() {
+  local dir empty nats nats_port a ap b bp i code
+  mkdir -p "$TMP/nats"
+  taskset -c "$CPU" nats-server -a 127.0.0.1 -p -1 -sd "$TMP/nats" >"$TMP/nats/out.log" 2>&1 &
+  nats=$!
+  STARTED+=("$nats")
+  for ((i = 0; i < 100; i++)); do
+    nats_port=$(sed -nE 's/.*Listening for client connections on 127\.0\.0\.1:([0-9]+).*/\1/p' "$TMP/nats/out.log")
+    [[ -n $nats_port ]] && break
+    sleep 0.1
+  done
+  [[ -n $nats_port ]] || die "cluster: nats-server did not start (see $TMP/nats/out.log)"
+  dir=$(plugin_dir cluster-a hello)
+  empty=$(plugin_dir cluster-b)
+  local cluster=$'[cluster]\nnats_url = "nats://127.0.0.1:'"$nats_port"$'"\nannounce_interval_ms = 200\nnode = '
+  start_keel cluster-a "$dir" "${cluster}\"a\""; a=$LAST_PID ap=$LAST_PORT
+  start_keel cluster-b "$empty" "${cluster}\"b\""; b=$LAST_PID bp=$LAST_PORT
+  for ((i = 0; i < 100; i++)); do  # b learns that a serves hello within a few announcements
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$bp$HELLO_PATH" || true)
+    [[ $code = 200 ]] && break
+    sleep 0.1
+  done
+  require_ok "http://127.0.0.1:$ap$HELLO_PATH" "keel hello on the host that loads it"
+  require_ok "http://127.0.0.1:$bp$HELLO_PATH" "keel hello forwarded by the host that does not"
+  run_rounds cluster "" "local|http://127.0.0.1:$ap$HELLO_PATH|$a" \
+    "forwarded|http://127.0.0.1:$bp$HELLO_PATH|$a,$b,$nats"
+  stop_server "$b"; stop_server "$a"; stop_server "$nats"
+  check "cluster forwarded/local req/s" "$(paired_ratio cluster forwarded local 1)" ">=" 0.4
+  check "cluster forwarded/local p99" "$(paired_ratio cluster forwarded local 3)" - -
+  check "cluster forwarded/local CPU/request (both hosts + nats-server)" "$(paired_ratio cluster forwarded local 4)" - -
 }
 
 # rss: idle VmRSS right after start (+0.5 s), VmRSS near the end of one hello round, and the

@@ -113,9 +113,6 @@ class Dispatcher final : public http::Handler {
         cluster_(cluster) {}
 
   std::optional<http::Deferred> handle(const http::Request& req, http::Response& res) override {
-    // Another host forwarded it: only this host's plugin routes answer, and CORS is the entry
-    // host's business.
-    if (req.listener == http::Listener::kCluster) return route_to_plugin(req, res);
     if (cors_.enabled()) {
       if (Cors::is_preflight(req)) {
         cors_.preflight(req, res);
@@ -128,6 +125,20 @@ class Dispatcher final : public http::Handler {
     }
     return route(req, res);
   }
+
+  // What another host forwards (docs/cluster.md): only this host's plugin routes answer, and
+  // CORS is the entry host's business. A handler of its own, so the client path pays nothing.
+  class PluginRoutes final : public http::Handler {
+   public:
+    explicit PluginRoutes(Dispatcher& d) : d_(d) {}
+    std::optional<http::Deferred> handle(const http::Request& req, http::Response& res) override {
+      return d_.route_to_plugin(req, res);
+    }
+
+   private:
+    Dispatcher& d_;
+  };
+  http::Handler& plugin_routes() noexcept { return plugin_routes_; }
 
  private:
   std::optional<http::Deferred> route(const http::Request& req, http::Response& res) {
@@ -173,8 +184,8 @@ class Dispatcher final : public http::Handler {
   }
 
   // The plugins' route table; a path no local route serves may belong to a plugin that only
-  // other hosts of the cluster load.
-  std::optional<http::Deferred> route_to_plugin(const http::Request& req, http::Response& res) {
+  // other hosts of the cluster load. Inlined into route(): the hello path pays no extra call.
+  [[gnu::always_inline]] std::optional<http::Deferred> route_to_plugin(const http::Request& req, http::Response& res) {
     thread_local http::MatchScratch scratch;
     const auto& table = plugins_.route_table_for_this_thread();  // stays alive for this request
     const auto match = table.match(req.method, req.path, scratch);
@@ -230,6 +241,7 @@ class Dispatcher final : public http::Handler {
   const std::atomic<bool>& draining_;
   const http::TlsContext* tls_;
   cluster::Cluster* cluster_;  ///< null when the host is in no cluster
+  PluginRoutes plugin_routes_{*this};
 };
 
 http::ServerOptions server_options(const config::Config& c, std::shared_ptr<http::TlsContext> tls) {
@@ -381,7 +393,7 @@ int App::run(const ServeOptions& options) {
   http::Server server(server_options(config_, tls), dispatcher);
   server.listen();  // fail fast (port in use) before any plugin code runs
   plugins.start();
-  if (cluster) cluster->start(dispatcher);
+  if (cluster) cluster->start(dispatcher.plugin_routes());
   server.start();
   // The admin address first: whoever waits for the port file finds both.
   if (options.admin_address_file) write_small_file(*options.admin_address_file, server.admin_address(), "admin address file");

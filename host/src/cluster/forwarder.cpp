@@ -267,7 +267,7 @@ void Forwarder::fail_pending(std::string_view why) {
 // --- serving side ----------------------------------------------------------------------------
 
 void Forwarder::reply_to(const std::string& subject, const http::Response& res,
-                         const std::vector<std::pair<std::string, std::string>>& extra) {
+                         const std::vector<std::pair<std::string, std::string>>& extra, bool now) {
   auto data = encode_forwarded_response(res, extra, opts_.node);
   if (const auto max = link_.max_payload(); max > 0 && data.size() > static_cast<std::size_t>(max)) {
     observability::logger("cluster")->warn("the answer of a forwarded request is larger than the NATS server's "
@@ -278,7 +278,11 @@ void Forwarder::reply_to(const std::string& subject, const http::Response& res,
                                             std::to_string(max) + " bytes): raise max_payload on the NATS server");
     data = encode_forwarded_response(error, {}, opts_.node);
   }
-  // Sent by the link's sender thread: the plugin thread or timer answering never waits for NATS.
+  if (now) {
+    if (!link_.publish(subject, data))
+      observability::logger("cluster")->warn("cannot send the answer of a forwarded request: the cluster link is down");
+    return;
+  }
   if (!link_.publish_async(subject, std::move(data)))
     observability::logger("cluster")->warn("cannot send the answer of a forwarded request: the cluster link's queue is full");
 }
@@ -296,7 +300,7 @@ void Forwarder::serve(std::string_view plugin, std::string_view mount, const Mes
     observability::logger("cluster")->warn("refused a forwarded request plugin={} error=\"{}\"", plugin,
                                            error.empty() ? "invalid request id" : error);
     res.set_error(502, "bad_gateway", "this host cannot read the forwarded request: " + (error.empty() ? "invalid request id" : error));
-    reply_to(reply_subject, res, {});
+    reply_to(reply_subject, res, {}, /*now=*/true);
     return;
   }
   const bool is_call = !f.caller.empty();
@@ -357,7 +361,7 @@ void Forwarder::serve(std::string_view plugin, std::string_view mount, const Mes
     }
   }
   if (!deferred) {
-    reply_to(reply_subject, res, {});
+    reply_to(reply_subject, res, {}, /*now=*/true);  // this is the subscription's delivery thread
     done(res.status);
     return;
   }

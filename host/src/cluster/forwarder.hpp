@@ -112,8 +112,10 @@ class Forwarder {
                 std::shared_ptr<http::AsyncReply> reply);
   // A peer name fit for a metric label: a host this one knows, else "unknown".
   [[nodiscard]] std::string peer_label(std::string_view node) const;
+  // `now`: publish on this thread (a delivery thread answering at once); else through the link's
+  // sender thread (a plugin or timer thread answering later must not wait for the network).
   void reply_to(const std::string& subject, const http::Response& res,
-                const std::vector<std::pair<std::string, std::string>>& extra);
+                const std::vector<std::pair<std::string, std::string>>& extra, bool now = false);
 
   ForwarderOptions opts_;
   NatsLink& link_;
