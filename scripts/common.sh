@@ -11,7 +11,7 @@ KEEL_PACKAGES=(
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
   ccache clang lld abigail-tools shellcheck wrk nginx-light procps curl util-linux
   libssl-dev openssl
-  libnats-dev nats-server
+  libnats-dev nats-server haproxy
 )
 
 keel_log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

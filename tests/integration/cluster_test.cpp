@@ -18,6 +18,7 @@
 #include "admin_token.hpp"
 #include "isolation/wire.hpp"
 #include "eventually.hpp"
+#include "haproxy.hpp"
 #include "keel_host.hpp"
 #include "nats_server.hpp"
 #include "prometheus.hpp"
@@ -41,10 +42,12 @@ keel::test::HostOptions member(const NatsServer& nats, const std::string& node, 
   return o;
 }
 
-int status_of(const KeelHost& host, const std::string& path) {
-  const auto r = simple_request(host.port(), "GET", path);
+int status_of_port(std::uint16_t port, const std::string& path) {
+  const auto r = simple_request(port, "GET", path);
   return r ? r->status : 0;
 }
+
+int status_of(const KeelHost& host, const std::string& path) { return status_of_port(host.port(), path); }
 
 double metric(const KeelHost& host, const std::string& name, const keel::test::prometheus::Labels& labels) {
   const auto r = simple_request(host.port(), "GET", "/metrics");
@@ -305,4 +308,31 @@ TEST_CASE("cluster: the callee's host checks a call's permission itself", "[clus
   CHECK(a.process().wait_for_output("call refused: host b did not announce 'mallory' as a plugin that may call 'no_op'", 5s));
   // The same call from a plugin b did announce with no_op as a dependency goes through.
   CHECK(forged("caller").find("pong") != std::string::npos);
+}
+
+TEST_CASE("cluster: behind HAProxy every host answers every plugin, and a killed host drops out",
+          "[cluster][integration]") {
+  NatsServer nats;
+  KeelHost a(member(nats, "a", {fixture("no_op")}));
+  KeelHost b(member(nats, "b", {fixture("slow_handler")}));
+  REQUIRE(eventually([&] { return status_of(a, "/api/slow_handler/fast") == 200 && status_of(b, "/api/no_op/ping") == 200; },
+                     10s));
+  keel::test::HAProxy proxy({a.port(), b.port()});
+  // Round robin: each plugin's requests land on both hosts, one of which forwards them.
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(status_of_port(proxy.port(), "/api/no_op/ping") == 200);
+    REQUIRE(status_of_port(proxy.port(), "/api/slow_handler/fast") == 200);
+  }
+  CHECK(metric(b, "keel_cluster_forwarded_requests_total", {{"plugin", "no_op"}, {"peer", "a"}}) >= 5);
+  CHECK(metric(a, "keel_cluster_forwarded_requests_total", {{"plugin", "slow_handler"}, {"peer", "b"}}) >= 5);
+  // a dies: HAProxy's /readyz checks take it out, b's directory forgets it; b's own plugin then
+  // answers every time.
+  a.process().signal(SIGKILL);
+  REQUIRE(a.process().wait(5s));
+  REQUIRE(eventually([&] { return admin(b, "/admin/cluster")["nodes"].empty(); }, 10s));
+  std::this_thread::sleep_for(600ms);  // three failed checks at 200 ms: a is down for HAProxy
+  int ok = 0;
+  for (int i = 0; i < 50; ++i) ok += status_of_port(proxy.port(), "/api/slow_handler/fast") == 200 ? 1 : 0;
+  CHECK(ok == 50);
+  CHECK(status_of_port(proxy.port(), "/api/no_op/ping") == 404);  // no host loads it any more
 }
