@@ -3,7 +3,6 @@
 #include <charconv>
 #include <optional>
 
-#include "cluster/directory.hpp"
 #include "cluster/messages.hpp"
 #include "observability/log.hpp"
 #include "observability/trace.hpp"

@@ -1,5 +1,7 @@
 #include "cluster/messages.hpp"
 
+#include <algorithm>
+
 #include <keel/plugin.h>
 
 namespace keel::host::cluster {
@@ -26,6 +28,39 @@ bool version_ok(Reader& r, std::string& error) {
     return false;
   }
   return true;
+}
+
+bool token_char(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+bool is_token(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), token_char); }
+
+// Visible ASCII only: what a request-target or an address may hold (no space, no control).
+bool visible(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
+bool plugin_name(std::string_view s) {
+  return !s.empty() && s.front() >= 'a' && s.front() <= 'z' &&
+         std::all_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; });
+}
+
+// What the HTTP layer guarantees of a client's request, checked again: a message on NATS did
+// not come through it, and its fields reach logs and plugins.
+const char* ill_formed(const ForwardedRequest& f) {
+  if (!is_token(f.method)) return "the method is not an HTTP token";
+  if (f.target.empty() || f.target.front() != '/' || !visible(f.target)) return "the target is not an origin-form path";
+  if (!visible(f.remote_address)) return "the client address holds invisible characters";
+  if (!f.caller.empty() && !plugin_name(f.caller)) return "the calling plugin's name is not a plugin name";
+  for (const auto& h : f.headers) {
+    if (!is_token(h.name)) return "a header field name is not an HTTP token";
+    if (h.value.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos)
+      return "a header field value holds CR, LF or NUL";
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -69,6 +104,10 @@ bool decode_forwarded_request(std::string_view data, ForwardedRequest& out, std:
   out.body = r.bytes();
   if (!r.done()) {
     error = "malformed forwarded request";
+    return false;
+  }
+  if (const char* why = ill_formed(out)) {
+    error = why;
     return false;
   }
   return true;

@@ -63,3 +63,27 @@ TEST_CASE("cluster messages: a forwarded answer keeps status, fields and body", 
   CHECK(back.headers == std::vector<std::pair<std::string, std::string>>{{"Location", "/api/orders/1"}, {"Vary", "Origin"}});
   CHECK_FALSE(kc::decode_forwarded_response(std::string_view(data).substr(0, data.size() - 1), back, node, error));
 }
+
+TEST_CASE("cluster messages: fields a client could not have sent are refused", "[cluster][attack]") {
+  const auto refused = [](auto&& change, std::string_view why) {
+    kc::ForwardedRequest out;
+    out.context = {"req-8", {}, 1000};
+    out.origin = "entry";
+    out.method = "GET";
+    out.target = "/api/x";
+    out.headers = {{"Accept", "*/*"}};
+    change(out);
+    const auto data = kc::encode_forwarded_request(out);
+    kc::ForwardedRequest f;
+    std::string error;
+    CHECK_FALSE(kc::decode_forwarded_request(data, f, error));
+    CHECK(error == why);
+  };
+  refused([](kc::ForwardedRequest& f) { f.method = "GET /x"; }, "the method is not an HTTP token");
+  refused([](kc::ForwardedRequest& f) { f.target = "/api/x\n[admin] forged"; }, "the target is not an origin-form path");
+  refused([](kc::ForwardedRequest& f) { f.target = "http://elsewhere/"; }, "the target is not an origin-form path");
+  refused([](kc::ForwardedRequest& f) { f.caller = "Mallory\n"; }, "the calling plugin's name is not a plugin name");
+  refused([](kc::ForwardedRequest& f) { f.headers = {{"X-A", "1\r\nX-B: 2"}}; }, "a header field value holds CR, LF or NUL");
+  refused([](kc::ForwardedRequest& f) { f.headers = {{"X A", "1"}}; }, "a header field name is not an HTTP token");
+  refused([](kc::ForwardedRequest& f) { f.remote_address = "1.2.3.4\t"; }, "the client address holds invisible characters");
+}
