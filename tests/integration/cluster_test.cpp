@@ -336,3 +336,38 @@ TEST_CASE("cluster: behind HAProxy every host answers every plugin, and a killed
   CHECK(ok == 50);
   CHECK(status_of_port(proxy.port(), "/api/no_op/ping") == 404);  // no host loads it any more
 }
+
+namespace {
+
+int received(const KeelHost& host, const std::string& plugin) {
+  const auto r = simple_request(host.port(), "GET", "/api/" + plugin + "/count?topic=demo.memory");
+  return r && r->status == 200 ? std::stoi(r->body) : -1;
+}
+
+}  // namespace
+
+TEST_CASE("cluster: an in-memory event reaches each subscribing plugin once, on whichever host it runs",
+          "[cluster][integration][events]") {
+  NatsServer nats;
+  // events_pub and events_sub_all on a; events_sub on b and c (replicas); events_sub_all also on c.
+  KeelHost a(member(nats, "a", {fixture("events_pub"), fixture("events_sub_all")}));
+  KeelHost b(member(nats, "b", {fixture("events_sub")}));
+  KeelHost c(member(nats, "c", {fixture("events_sub"), fixture("events_sub_all")}));
+  REQUIRE(eventually([&] { return admin(a, "/admin/cluster")["nodes"].size() == 2 &&
+                                  admin(b, "/admin/cluster")["nodes"].size() == 2 &&
+                                  admin(c, "/admin/cluster")["nodes"].size() == 2; }, 10s));
+  std::this_thread::sleep_for(500ms);  // two announcement rounds: every host has its event subscriptions
+  const auto r = simple_request(a.port(), "POST", "/api/events_pub/memory/40");
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  // events_sub (b or c, one replica per event) gets all 40, each once.
+  REQUIRE(eventually([&] { return received(b, "events_sub") + received(c, "events_sub") == 40; }, 10s));
+  CHECK(received(b, "events_sub") > 0);
+  CHECK(received(c, "events_sub") > 0);
+  // events_sub_all got them on a, where they were published: c's replica gets none.
+  CHECK(eventually([&] { return received(a, "events_sub_all") == 40; }, 10s));
+  std::this_thread::sleep_for(300ms);
+  CHECK(received(c, "events_sub_all") == 0);
+  CHECK(received(b, "events_sub") + received(c, "events_sub") == 40);
+  CHECK(metric(a, "keel_cluster_events_total", {{"direction", "sent"}}) == 40);
+}

@@ -86,6 +86,7 @@ Cluster::Cluster(const config::Config& cfg, plugins::PluginHost& plugins, TimerQ
 
 Cluster::~Cluster() {
   plugins_.set_remote_calls(nullptr);
+  plugins_.bus().set_remote(nullptr);
   leave();
   forwarder_.reset();  // requests still waiting for another host get 502
   link_.reset();
@@ -103,6 +104,7 @@ void Cluster::start(http::Handler& local) {
     wake_.notify_one();
   });
   plugins_.set_remote_calls(this);
+  plugins_.bus().set_remote(this);
   announcer_ = std::thread([this] { announce_loop(); });
 }
 
@@ -117,6 +119,7 @@ void Cluster::leave() {
   {
     std::lock_guard lock(subs_mutex_);
     serving_.clear();  // waits for a forwarded request being handed to a plugin
+    event_subs_.clear();
   }
   {
     std::lock_guard lock(names_mutex_);
@@ -193,8 +196,56 @@ void Cluster::sync_subscriptions() {
       observability::logger("cluster")->error("cluster: cannot serve plugin={} to other hosts: {}", name, e.what());
     }
   }
+  // In-memory events from other hosts: one queue group per subscribing plugin, so each event
+  // reaches one of its replicas.
+  std::set<std::string, std::less<>> subscribers;
+  for (auto& name : plugins_.bus().subscribers()) subscribers.insert(std::move(name));
+  std::erase_if(event_subs_, [&](const auto& e) { return !subscribers.contains(e.first); });
+  for (const auto& name : subscribers) {
+    if (event_subs_.contains(name)) continue;
+    try {
+      event_subs_.emplace(name, link_->subscribe(cfg_.subject_prefix + ".event.>", cfg_.subject_prefix + ".events." + name,
+                                                 [this, name = name](const Message& m) { on_event(name, m); }));
+    } catch (const std::exception& e) {
+      observability::logger("cluster")->error("cluster: cannot take events from other hosts for plugin={}: {}", name,
+                                              e.what());
+    }
+  }
   std::lock_guard names(names_mutex_);
   local_mounts_ = std::move(started);
+}
+
+void Cluster::published(const events::EventRecord& e, const std::vector<std::string>& delivered_here) {
+  if (!link_->up()) return;  // in-memory events are not kept: other hosts miss this one
+  ForwardedEvent f{node_,         e.published_unix_ns, e.event_id(),   e.topic(),      e.payload(), e.content_type(),
+                   e.publisher(), e.traceparent(),     e.tracestate(), e.request_id(), {}};
+  f.here.assign(delivered_here.begin(), delivered_here.end());
+  if (link_->publish_async(cfg_.subject_prefix + ".event." + std::string(e.topic()), encode_forwarded_event(f)))
+    events_sent_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Cluster::on_event(const std::string& subscriber, const Message& m) {
+  ForwardedEvent f;
+  std::string error;
+  if (!decode_forwarded_event(m.data, f, error)) {
+    events_refused_.fetch_add(1, std::memory_order_relaxed);
+    observability::logger("cluster")->warn("cluster: ignored an event subject={} error=\"{}\"", m.subject, error);
+    return;
+  }
+  // Delivered on the publisher's host already: each subscribing plugin gets an event once.
+  if (std::find(f.here.begin(), f.here.end(), subscriber) != f.here.end()) return;
+  const events::EventRecord::Parts parts{f.event_id,  f.topic,      f.payload,    f.content_type,
+                                         f.publisher, f.traceparent, f.tracestate, f.request_id};
+  const auto st = plugins_.bus().deliver_remote(subscriber, parts, f.published_unix_ns);
+  if (st == KEEL_OK) {
+    events_received_.fetch_add(1, std::memory_order_relaxed);
+  } else if (st != KEEL_ERR_NOT_FOUND) {  // not matched here: not for this plugin
+    events_refused_.fetch_add(1, std::memory_order_relaxed);
+    observability::logger("cluster")->warn("cluster: event from node={} dropped subscriber={} topic={} id={} status={}",
+                                           directory_.knows(f.origin) ? f.origin : std::string_view("unknown"), subscriber,
+                                           f.topic, f.event_id,
+                                           st == KEEL_ERR_BUSY ? "busy" : "unavailable");
+  }
 }
 
 void Cluster::announce(bool leaving) {
@@ -322,6 +373,12 @@ void Cluster::metrics(observability::Exposition& m) const {
   m.sample({{"node", node_}}, link_up() ? 1 : 0);
   m.family("keel_cluster_nodes", MetricType::kGauge, "Other hosts of the cluster this host hears announce.");
   m.sample({}, directory_.size());
+  m.family("keel_cluster_events_total", MetricType::kCounter,
+           "In-memory events sent to other hosts, received from them for a plugin here, and dropped (malformed, or "
+           "the subscriber's queue full).");
+  m.sample({{"direction", "sent"}}, events_sent_.load(std::memory_order_relaxed));
+  m.sample({{"direction", "received"}}, events_received_.load(std::memory_order_relaxed));
+  m.sample({{"direction", "refused"}}, events_refused_.load(std::memory_order_relaxed));
   m.family("keel_cluster_announcements_total", MetricType::kCounter,
            "Announcements sent by this host, heard from others, and ignored as malformed.");
   m.sample({{"direction", "sent"}}, announcements_sent_.load(std::memory_order_relaxed));

@@ -19,6 +19,7 @@
 #include "cluster/nats_link.hpp"
 #include "common/timer_queue.hpp"
 #include "config/config.hpp"
+#include "events/bus.hpp"
 #include "http/message.hpp"
 #include "observability/metrics.hpp"
 #include "plugins/remote_calls.hpp"
@@ -32,7 +33,7 @@ namespace keel::host::cluster {
 /// The node name: `configured`, or this machine's host name made a subject token.
 [[nodiscard]] std::string node_name(const std::string& configured);
 
-class Cluster final : public plugins::RemoteCalls {
+class Cluster final : public plugins::RemoteCalls, public events::RemoteEvents {
  public:
   /// Connects in the background (a NATS server that is down does not stop the host).
   Cluster(const config::Config& cfg, plugins::PluginHost& plugins, TimerQueue& timers);
@@ -63,12 +64,15 @@ class Cluster final : public plugins::RemoteCalls {
   // plugins::RemoteCalls: calls to plugins only other hosts load.
   [[nodiscard]] bool serves(std::string_view plugin) const override;
   bool send(const plugins::RemoteCall& call, std::shared_ptr<http::AsyncReply> reply) override;
+  // events::RemoteEvents: in-memory events to the subscribers of other hosts.
+  void published(const events::EventRecord& event, const std::vector<std::string>& delivered_here) override;
 
  private:
   void announce_loop();
   void announce(bool leaving);
   void sync_subscriptions();
   void on_announcement(const Message& m);
+  void on_event(const std::string& subscriber, const Message& m);
 
   const config::ClusterConfig cfg_;
   const std::string node_;
@@ -95,9 +99,12 @@ class Cluster final : public plugins::RemoteCalls {
     std::unique_ptr<NatsLink::Subscription> subscription;
   };
   std::map<std::string, Serving, std::less<>> serving_;
+  // Subscribing plugins here: each takes other hosts' in-memory events in its queue group.
+  std::map<std::string, std::unique_ptr<NatsLink::Subscription>, std::less<>> event_subs_;
   mutable std::mutex names_mutex_;
   std::map<std::string, std::string, std::less<>> local_mounts_;  // plugin -> its mount
   std::atomic<std::uint64_t> announcements_sent_{0}, announcements_heard_{0}, announcements_refused_{0};
+  std::atomic<std::uint64_t> events_sent_{0}, events_received_{0}, events_refused_{0};
 
   std::thread announcer_;
 };

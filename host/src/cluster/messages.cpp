@@ -4,6 +4,8 @@
 
 #include <keel/plugin.h>
 
+#include "abi/topic.hpp"
+
 namespace keel::host::cluster {
 namespace {
 
@@ -150,6 +152,42 @@ bool decode_forwarded_response(std::string_view data, http::Response& out, std::
   out.body = view(res.body);
   for (std::size_t i = 0; i < res.headers.count; ++i)
     out.headers.emplace_back(view(res.headers.items[i].name), view(res.headers.items[i].value));
+  return true;
+}
+
+std::string encode_forwarded_event(const ForwardedEvent& e) {
+  Writer w;
+  w.u32(kClusterWireVersion);
+  w.bytes(e.origin);
+  w.i64(e.published_unix_ns);
+  for (const auto field : {e.event_id, e.topic, e.payload, e.content_type, e.publisher, e.traceparent, e.tracestate,
+                           e.request_id})
+    w.bytes(field);
+  w.u32(static_cast<std::uint32_t>(e.here.size()));
+  for (const auto name : e.here) w.bytes(name);
+  return w.take();
+}
+
+bool decode_forwarded_event(std::string_view data, ForwardedEvent& out, std::string& error) {
+  Reader r(data);
+  if (!version_ok(r, error)) return false;
+  out.origin = r.bytes();
+  out.published_unix_ns = r.i64();
+  for (auto* field : {&out.event_id, &out.topic, &out.payload, &out.content_type, &out.publisher, &out.traceparent,
+                      &out.tracestate, &out.request_id})
+    *field = r.bytes();
+  const auto n = r.count(4);
+  out.here.clear();
+  for (std::uint32_t i = 0; i < n && r.ok(); ++i) out.here.push_back(r.bytes());
+  if (!r.done()) {
+    error = "malformed forwarded event";
+    return false;
+  }
+  if (!abi::valid_topic(out.topic) || !plugin_name(out.publisher) || !visible(out.event_id) ||
+      !visible(out.request_id) || !std::all_of(out.here.begin(), out.here.end(), plugin_name)) {
+    error = "a forwarded event with a topic, a name or an id out of grammar";
+    return false;
+  }
   return true;
 }
 

@@ -42,4 +42,16 @@ struct ForwardedRequest {
 [[nodiscard]] bool decode_forwarded_response(std::string_view data, http::Response& out, std::string& node,
                                              std::string& error);
 
+/// An in-memory event published on host `origin`, for the subscribers of other hosts; `here`:
+/// the plugins that already got it on `origin` (they are not delivered to again).
+struct ForwardedEvent {
+  std::string_view origin;
+  std::int64_t published_unix_ns = 0;
+  std::string_view event_id, topic, payload, content_type, publisher, traceparent, tracestate, request_id;
+  std::vector<std::string_view> here;
+};
+[[nodiscard]] std::string encode_forwarded_event(const ForwardedEvent& e);
+/// False when malformed, of another version, or its topic or names are out of grammar.
+[[nodiscard]] bool decode_forwarded_event(std::string_view data, ForwardedEvent& out, std::string& error);
+
 }  // namespace keel::host::cluster

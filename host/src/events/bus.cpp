@@ -522,21 +522,33 @@ struct Bus::Impl {
       }
     }
     topic.stats->published.add();
-    if (topic.subs.empty()) return KEEL_OK;
+    auto* other_hosts = remote.load(std::memory_order_acquire);
+    if (topic.subs.empty() && other_hosts == nullptr) return KEEL_OK;
     auto shared = std::make_shared<const EventRecord>(parts, now, 0);
-    for (auto* sub : topic.subs) {
-      bool schedule = false;
-      {
-        // `delivering` is read under the inbox lock: begin_delivery() sets it before it checks
-        // each inbox under the same lock, so an event is never left unscheduled.
-        std::lock_guard lock(sub->mutex);
-        sub->inbox.push_back(shared);
-        if (!sub->scheduled && delivering.load(std::memory_order_acquire)) schedule = sub->scheduled = true;
-      }
-      if (schedule) schedule_inbox(*sub);
+    for (auto* sub : topic.subs) push(*sub, shared);
+    if (other_hosts != nullptr) {
+      std::vector<std::string> here;
+      here.reserve(topic.subs.size());
+      for (const auto* sub : topic.subs) here.push_back(sub->ep.name);
+      other_hosts->published(*shared, here);
     }
     return KEEL_OK;
   }
+
+  // Queues `e` in `sub`'s inbox (a slot is reserved already) and schedules a drain if needed.
+  void push(Sub& sub, const std::shared_ptr<const EventRecord>& e) {
+    bool schedule = false;
+    {
+      // `delivering` is read under the inbox lock: begin_delivery() sets it before it checks
+      // each inbox under the same lock, so an event is never left unscheduled.
+      std::lock_guard lock(sub.mutex);
+      sub.inbox.push_back(e);
+      if (!sub.scheduled && delivering.load(std::memory_order_acquire)) schedule = sub.scheduled = true;
+    }
+    if (schedule) schedule_inbox(sub);
+  }
+
+  std::atomic<RemoteEvents*> remote{nullptr};
 
   // --- durable delivery ---
 
@@ -893,6 +905,34 @@ keel_status Bus::publish(std::string_view publisher, const keel_publish_args& ar
     return KEEL_ERR_UNAVAILABLE;
   }
   return s.publish_memory(*topic, parts, now, error);
+}
+
+void Bus::set_remote(RemoteEvents* remote) noexcept { impl_->remote.store(remote, std::memory_order_release); }
+
+keel_status Bus::deliver_remote(std::string_view subscriber, const EventRecord::Parts& parts,
+                                std::int64_t published_unix_ns) {
+  auto& s = *impl_;
+  if (!s.running.load(std::memory_order_acquire)) return KEEL_ERR_UNAVAILABLE;
+  Impl::Sub* sub = nullptr;
+  {
+    std::lock_guard lock(s.membership);  // patterns change under it; the Sub itself stays
+    sub = s.find_sub(subscriber);
+    if (sub == nullptr || !Impl::matches_any(sub->ep.patterns, parts.topic)) return KEEL_ERR_NOT_FOUND;
+  }
+  if (sub->reserved.fetch_add(1, std::memory_order_relaxed) >= s.cfg.queue_capacity) {
+    sub->reserved.fetch_sub(1, std::memory_order_relaxed);
+    return KEEL_ERR_BUSY;
+  }
+  s.push(*sub, std::make_shared<const EventRecord>(parts, published_unix_ns, 0));
+  return KEEL_OK;
+}
+
+std::vector<std::string> Bus::subscribers() const {
+  std::vector<std::string> out;
+  std::lock_guard lock(impl_->membership);
+  for (const auto& sub : impl_->subs)
+    if (!sub->ep.patterns.empty()) out.push_back(sub->ep.name);
+  return out;
 }
 
 std::vector<TopicStats> Bus::topics() const {

@@ -138,6 +138,15 @@ struct DeadLetter {
   std::int64_t failed_unix_ms = 0;
 };
 
+/// Where in-memory events also go when the host is in a cluster (implemented in cluster/, which
+/// sits above this folder): published() runs on the publishing thread after the local fan-out,
+/// with the names of the local subscribers that got the event; it must not block.
+class RemoteEvents {
+ public:
+  virtual ~RemoteEvents() = default;
+  virtual void published(const EventRecord& event, const std::vector<std::string>& delivered_here) = 0;
+};
+
 class Bus final : public abi::EventSink {
  public:
   Bus(const config::EventsConfig& cfg, WorkerPool& pool, TimerQueue& timers);
@@ -167,6 +176,18 @@ class Bus final : public abi::EventSink {
   void resume_subscriber(std::string_view subscriber);
   /// Stops delivering; waits (bounded by `drain`) for deliveries in progress. Idempotent.
   void stop(std::chrono::milliseconds drain = std::chrono::milliseconds(5000));
+
+  // --- other hosts (docs/cluster.md "Events") ---
+  /// In-memory events published here also go to `remote` (null: nowhere). It must outlive the
+  /// bus's publishes: set it before start(), clear it before it goes.
+  void set_remote(RemoteEvents* remote) noexcept;
+  /// An in-memory event another host published, for this host's subscriber `subscriber` only:
+  /// queued as a local event would be (in order, retried, dead-lettered). KEEL_ERR_NOT_FOUND
+  /// when `subscriber` is not here or none of its patterns matches; KEEL_ERR_BUSY when its inbox
+  /// is full; KEEL_ERR_UNAVAILABLE when the bus is not running.
+  keel_status deliver_remote(std::string_view subscriber, const EventRecord::Parts& parts, std::int64_t published_unix_ns);
+  /// The subscribers that subscribe to something now, by name.
+  [[nodiscard]] std::vector<std::string> subscribers() const;
 
   /// Publishes an event. `txn` (durable topics only) writes it into that storage transaction:
   /// it is delivered if and only if the transaction commits.
