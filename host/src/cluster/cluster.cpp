@@ -88,6 +88,7 @@ Cluster::~Cluster() {
   plugins_.set_remote_calls(nullptr);
   plugins_.bus().set_remote(nullptr);
   leave();
+  durable_.reset();
   forwarder_.reset();  // requests still waiting for another host get 502
   link_.reset();
 }
@@ -105,6 +106,7 @@ void Cluster::start(http::Handler& local) {
   });
   plugins_.set_remote_calls(this);
   plugins_.bus().set_remote(this);
+  durable_ = std::make_unique<DurableEvents>(plugins_.config(), node_, *link_, plugins_.bus(), directory_);
   announcer_ = std::thread([this] { announce_loop(); });
 }
 
@@ -116,6 +118,7 @@ void Cluster::leave() {
   }
   wake_.notify_one();
   if (announcer_.joinable()) announcer_.join();
+  if (durable_) durable_->stop();  // no more relaying or consuming durable events here
   {
     std::lock_guard lock(subs_mutex_);
     serving_.clear();  // waits for a forwarded request being handed to a plugin
@@ -159,6 +162,7 @@ void Cluster::announce_loop() {
     }
     sync_subscriptions();
     if (link_->up()) {
+      durable_->tick(plugins_.bus().subscribers());
       announce(false);
       for (const auto& node : directory_.expire(Clock::now()))
         log->warn("cluster host gone node={}: no announcement for {} intervals; its plugins are no longer forwarded to",
@@ -363,6 +367,7 @@ std::string Cluster::admin_json() const {
                         {"announce_interval_ms", cfg_.announce_interval.count()},
                         {"serving", serving},
                         {"forwarding", {{"waiting", forwarder_->pending()}}},
+                        {"durable_events", durable_ ? nlohmann::json::parse(durable_->admin_json()) : nlohmann::json(nullptr)},
                         {"nodes", std::move(nodes)}}
       .dump();
 }

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "cluster/directory.hpp"
+#include "cluster/durable_events.hpp"
 #include "cluster/forwarder.hpp"
 #include "cluster/nats_link.hpp"
 #include "common/timer_queue.hpp"
@@ -90,6 +91,7 @@ class Cluster final : public plugins::RemoteCalls, public events::RemoteEvents {
 
   std::unique_ptr<NatsLink> link_;
   std::unique_ptr<Forwarder> forwarder_;
+  std::unique_ptr<DurableEvents> durable_;  // from start() on
   std::unique_ptr<NatsLink::Subscription> announce_sub_, discover_sub_;
   // The plugins this host serves to others: their subscriptions (whose removal waits for a
   // request being handed to the plugin), and their names, read on I/O threads.

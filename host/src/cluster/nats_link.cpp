@@ -213,6 +213,8 @@ std::string NatsLink::new_inbox() const {
   return out;
 }
 
+natsConnection* NatsLink::native() const noexcept { return impl_->conn; }
+
 bool NatsLink::flush(std::int64_t timeout_ms) {
   return up() && natsConnection_FlushTimeout(impl_->conn, timeout_ms) == NATS_OK;
 }

@@ -1,6 +1,6 @@
 #pragma once
 // cluster::NatsLink: this host's one connection to NATS (docs/cluster.md), over the C client
-// (libnats). The only file that sees <nats/nats.h>. It connects in the background, reconnects
+// (libnats). With durable_events.cpp, the only files that see <nats/nats.h>. It connects in the background, reconnects
 // forever, and reports its state; subscriptions deliver on the client's delivery threads.
 // Thread-safe.
 
@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+struct __natsConnection;  // <nats/nats.h>'s natsConnection, for cluster/durable_events.cpp
 
 namespace keel::host::cluster {
 
@@ -72,6 +74,9 @@ class NatsLink {
 
   /// Flushes what is buffered to the server, waiting up to `timeout_ms`. False on timeout or down.
   bool flush(std::int64_t timeout_ms);
+
+  /// The client's connection, for JetStream (cluster/durable_events.cpp); valid while this lives.
+  [[nodiscard]] __natsConnection* native() const noexcept;
 
  private:
   struct Impl;

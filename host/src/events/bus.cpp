@@ -352,7 +352,7 @@ struct Bus::Impl {
         Routing::TopicRoute r{stats.get(), durable, {}};
         if (!durable)
           for (auto* sub : next->subs)
-            if (matches_any(sub->ep.patterns, t)) r.subs.push_back(sub);
+            if (!sub->ep.relay && matches_any(sub->ep.patterns, t)) r.subs.push_back(sub);
         route.topics.emplace(t, std::move(r));
       }
       for (const auto& sub : subs) {
@@ -931,8 +931,61 @@ std::vector<std::string> Bus::subscribers() const {
   std::vector<std::string> out;
   std::lock_guard lock(impl_->membership);
   for (const auto& sub : impl_->subs)
-    if (!sub->ep.patterns.empty()) out.push_back(sub->ep.name);
+    if (!sub->ep.relay && !sub->ep.patterns.empty()) out.push_back(sub->ep.name);
   return out;
+}
+
+std::vector<std::string> Bus::subscribers_of(std::string_view topic) const {
+  std::vector<std::string> out;
+  std::lock_guard lock(impl_->membership);
+  for (const auto& sub : impl_->subs)
+    if (!sub->ep.relay && Impl::matches_any(sub->ep.patterns, topic)) out.push_back(sub->ep.name);
+  return out;
+}
+
+keel_status Bus::deliver_external(std::string_view subscriber, const EventRecord::Parts& parts,
+                                  std::int64_t published_unix_ns, std::uint32_t attempt, std::chrono::milliseconds wait) {
+  auto& s = *impl_;
+  if (!s.delivering.load(std::memory_order_acquire)) return KEEL_ERR_UNAVAILABLE;
+  Impl::Sub* sub = nullptr;
+  {
+    std::lock_guard lock(s.membership);
+    sub = s.find_sub(subscriber);
+    if (sub == nullptr || sub->ep.relay || !Impl::matches_any(sub->ep.patterns, parts.topic)) return KEEL_ERR_NOT_FOUND;
+  }
+  struct Result {
+    std::mutex mutex;
+    std::condition_variable done;
+    std::optional<keel_status> status;
+  };
+  auto result = std::make_shared<Result>();
+  auto event = std::make_shared<const EventRecord>(parts, published_unix_ns, 0);
+  const bool posted = sub->ep.execute([sub, event, attempt, result] {
+    const auto st = sub->ep.deliver(*event, attempt);
+    {
+      std::lock_guard lock(result->mutex);
+      result->status = st;
+    }
+    result->done.notify_one();
+  });
+  if (!posted) return KEEL_ERR_UNAVAILABLE;
+  std::unique_lock lock(result->mutex);
+  if (!result->done.wait_for(lock, wait, [&] { return result->status.has_value(); })) return KEEL_ERR_TIMEOUT;
+  const auto st = *result->status;
+  if (st >= 0) sub->counters.delivered.add();
+  else if (st != KEEL_ERR_UNAVAILABLE) sub->counters.failed.add();
+  return st;
+}
+
+void Bus::bury(std::string_view subscriber, const EventRecord::Parts& parts, std::int64_t published_unix_ns,
+               std::uint32_t attempts, keel_status last) {
+  auto& s = *impl_;
+  if (auto* sub = [&] {
+        std::lock_guard lock(s.membership);
+        return s.find_sub(subscriber);
+      }())
+    sub->counters.dead_lettered.add();
+  s.bury(std::string(subscriber), EventRecord(parts, published_unix_ns, 0), attempts, last);
 }
 
 std::vector<TopicStats> Bus::topics() const {

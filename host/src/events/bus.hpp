@@ -95,6 +95,9 @@ struct Endpoint {
   std::function<keel_status(const EventRecord&, std::uint32_t attempt)> deliver;
   /// Runs a job where the plugin's hooks may run (the worker pool, or its serial queue).
   std::function<bool(std::function<void()>)> execute;
+  /// Not a plugin but a relay of durable events (a cluster's, to other hosts): it gets durable
+  /// topics only, and is not one of subscribers().
+  bool relay = false;
 };
 
 /// One publishing plugin.
@@ -186,8 +189,20 @@ class Bus final : public abi::EventSink {
   /// when `subscriber` is not here or none of its patterns matches; KEEL_ERR_BUSY when its inbox
   /// is full; KEEL_ERR_UNAVAILABLE when the bus is not running.
   keel_status deliver_remote(std::string_view subscriber, const EventRecord::Parts& parts, std::int64_t published_unix_ns);
-  /// The subscribers that subscribe to something now, by name.
+  /// The subscribing plugins that subscribe to something now, by name (relays left out).
   [[nodiscard]] std::vector<std::string> subscribers() const;
+  /// The subscribing plugins here whose patterns match `topic` (relays left out).
+  [[nodiscard]] std::vector<std::string> subscribers_of(std::string_view topic) const;
+  /// A durable event another host's outbox holds, delivered to `subscriber` here now, on its
+  /// executor (one hook at a time, as every delivery), waiting up to `wait` for the result:
+  /// on_event's status; KEEL_ERR_NOT_FOUND (no such subscriber, or no pattern matches),
+  /// KEEL_ERR_UNAVAILABLE (stopping), KEEL_ERR_TIMEOUT (no result in time). Counted as a
+  /// delivery of `subscriber`; a final failure is for the caller to dead-letter (bury()).
+  keel_status deliver_external(std::string_view subscriber, const EventRecord::Parts& parts, std::int64_t published_unix_ns,
+                               std::uint32_t attempt, std::chrono::milliseconds wait);
+  /// Records a dead letter of `subscriber` kept in memory (an event of another host's outbox).
+  void bury(std::string_view subscriber, const EventRecord::Parts& parts, std::int64_t published_unix_ns,
+            std::uint32_t attempts, keel_status last);
 
   /// Publishes an event. `txn` (durable topics only) writes it into that storage transaction:
   /// it is delivered if and only if the transaction commits.

@@ -1,0 +1,329 @@
+#include "cluster/durable_events.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+
+#include <nats/nats.h>
+#include <nlohmann/json.hpp>
+
+#include "cluster/messages.hpp"
+#include "observability/log.hpp"
+
+namespace keel::host::cluster {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::int64_t kPublishWaitMs = 5000;          // JetStream's acknowledgement of a relayed event
+constexpr std::int64_t kAckWaitNs = 30'000'000'000;    // a consumer's event unacknowledged this long comes again
+constexpr auto kHandlerWait = 25s;                     // waited for a handler's result (below kAckWait)
+constexpr std::int64_t kFetchWaitMs = 1000;
+constexpr int kErrorsBeforeResubscribe = 5;
+
+// "keel" -> "KEEL_EVENTS", "shop.prod" -> "SHOP_PROD_EVENTS": stream names allow no dots.
+std::string stream_name(const std::string& prefix) {
+  std::string out;
+  for (const char c : prefix) out += c == '.' ? '_' : static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+  return out + "_EVENTS";
+}
+
+std::int64_t ns_of(std::chrono::milliseconds ms) { return std::chrono::duration_cast<std::chrono::nanoseconds>(ms).count(); }
+
+}  // namespace
+
+// What the bus's relay endpoint holds: it may run after the DurableEvents is gone (a stream's
+// drain in progress), so it finds `alive` false and pauses instead of touching freed memory.
+struct DurableEvents::Relay {
+  std::mutex mutex;  // held while relaying one event; stop() takes it to end relaying
+  bool alive = true;
+  NatsLink* link = nullptr;
+  events::Bus* bus = nullptr;
+  jsCtx* js = nullptr;
+  std::string subject_prefix, node;
+  std::atomic<std::uint64_t> relayed{0};
+  // The relay's executor: one thread, so the bus's relay streams never wait on a worker.
+  std::mutex queue_mutex;
+  std::condition_variable queue_ready;
+  std::deque<std::function<void()>> queue;
+  bool stopping = false;
+  std::thread thread;
+
+  keel_status deliver(const events::EventRecord& e) {
+    std::lock_guard lock(mutex);
+    if (!alive || js == nullptr || !link->up()) return KEEL_ERR_UNAVAILABLE;  // paused; tick() resumes
+    const auto here = bus->subscribers_of(e.topic());
+    ForwardedEvent f{node,          e.published_unix_ns, e.event_id(),  e.topic(),      e.payload(), e.content_type(),
+                     e.publisher(), e.traceparent(),     e.tracestate(), e.request_id(), {}};
+    f.here.assign(here.begin(), here.end());
+    const auto data = encode_forwarded_event(f);
+    const std::string subject = subject_prefix + std::string(e.topic());
+    const std::string id(e.event_id());
+    jsPubOptions opts;
+    jsPubOptions_Init(&opts);
+    opts.MsgId = id.c_str();  // JetStream drops a second copy of a relayed event (a retry)
+    opts.MaxWait = kPublishWaitMs;
+    jsPubAck* ack = nullptr;
+    jsErrCode err = static_cast<jsErrCode>(0);
+    const auto s = js_Publish(&ack, js, subject.c_str(), data.data(), static_cast<int>(data.size()), &opts, &err);
+    jsPubAck_Destroy(ack);
+    if (s != NATS_OK) {
+      observability::logger("cluster")->warn("durable event not relayed yet id={} topic={} error=\"{}\"; retrying", id,
+                                             e.topic(), natsStatus_GetText(s));
+      return KEEL_ERR_UNAVAILABLE;  // never a dead letter: the outbox keeps it until JetStream has it
+    }
+    relayed.fetch_add(1, std::memory_order_relaxed);
+    return KEEL_OK;
+  }
+
+  void run() {
+    std::unique_lock lock(queue_mutex);
+    for (;;) {
+      queue_ready.wait(lock, [&] { return stopping || !queue.empty(); });
+      if (queue.empty()) return;
+      auto job = std::move(queue.front());
+      queue.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  }
+};
+
+// One subscribing plugin's durable consumer on this host.
+struct DurableEvents::Consumer {
+  std::string plugin;
+  std::atomic<bool> stop{false};
+  natsSubscription* sub = nullptr;
+  std::thread thread;
+  // Read by the announcer for admin_json().
+  std::atomic<std::uint64_t> pending{0}, ack_pending{0}, redelivered{0};
+};
+
+DurableEvents::DurableEvents(const config::Config& cfg, std::string node, NatsLink& link, events::Bus& bus,
+                             const Directory& directory)
+    : cfg_(cfg.cluster),
+      events_cfg_(cfg.events),
+      node_(std::move(node)),
+      stream_(stream_name(cfg.cluster.subject_prefix)),
+      subject_(cfg.cluster.subject_prefix + ".durable."),
+      link_(link),
+      bus_(bus),
+      directory_(directory),
+      relay_(std::make_shared<Relay>()) {
+  relay_->link = &link_;
+  relay_->bus = &bus_;
+  relay_->subject_prefix = subject_;
+  relay_->node = node_;
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Wait = kPublishWaitMs;
+  if (const auto s = natsConnection_JetStream(&relay_->js, link_.native(), &o); s != NATS_OK)
+    throw std::runtime_error(std::string("NATS JetStream: ") + natsStatus_GetText(s));
+  relay_->thread = std::thread([r = relay_.get()] { r->run(); });
+  events::Endpoint relay;
+  relay.name = kRelay;
+  relay.patterns = {"#"};
+  relay.relay = true;
+  relay.deliver = [r = relay_](const events::EventRecord& e, std::uint32_t) { return r->deliver(e); };
+  relay.execute = [r = relay_](std::function<void()> job) {
+    {
+      std::lock_guard lock(r->queue_mutex);
+      if (r->stopping) return false;
+      r->queue.push_back(std::move(job));
+    }
+    r->queue_ready.notify_one();
+    return true;
+  };
+  bus_.set_subscriber(std::move(relay));
+}
+
+DurableEvents::~DurableEvents() {
+  stop();
+  {
+    std::lock_guard lock(relay_->queue_mutex);
+    relay_->stopping = true;
+  }
+  relay_->queue_ready.notify_one();
+  if (relay_->thread.joinable()) relay_->thread.join();
+  jsCtx_Destroy(relay_->js);
+  relay_->js = nullptr;
+}
+
+void DurableEvents::stop() {
+  {
+    std::lock_guard lock(relay_->mutex);  // waits for an event being relayed
+    if (!relay_->alive) return;
+    relay_->alive = false;
+  }
+  events::Endpoint none;
+  none.name = kRelay;
+  none.relay = true;
+  bus_.set_subscriber(std::move(none));  // no patterns: the relay's streams stop
+  std::map<std::string, std::unique_ptr<Consumer>> all;
+  {
+    std::lock_guard lock(mutex_);
+    all.swap(consumers_);
+  }
+  for (auto& [name, c] : all) c->stop = true;
+  for (auto& [name, c] : all)
+    if (c->thread.joinable()) c->thread.join();
+}
+
+void DurableEvents::tick(const std::vector<std::string>& subscribers) {
+  if (!relay_->alive) return;
+  if (!stream_ready_.load()) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode err = static_cast<jsErrCode>(0);
+    auto s = js_GetStreamInfo(&si, relay_->js, stream_.c_str(), nullptr, &err);
+    jsStreamInfo_Destroy(si);
+    si = nullptr;
+    if (s != NATS_OK && err == JSStreamNotFoundErr) {
+      jsStreamConfig sc;
+      jsStreamConfig_Init(&sc);
+      const std::string all = subject_ + ">";
+      const char* subjects[] = {all.c_str()};
+      sc.Name = stream_.c_str();
+      sc.Subjects = subjects;
+      sc.SubjectsLen = 1;
+      sc.Storage = js_FileStorage;
+      sc.MaxAge = ns_of(events_cfg_.retention.count() > 0 ? events_cfg_.retention : std::chrono::hours(24));
+      sc.Duplicates = ns_of(std::chrono::minutes(2));
+      s = js_AddStream(&si, relay_->js, &sc, nullptr, &err);
+      jsStreamInfo_Destroy(si);
+      if (s == NATS_OK) observability::logger("cluster")->info("cluster: created the JetStream stream {}", stream_);
+    }
+    if (s != NATS_OK) {
+      observability::logger("cluster")->warn("cluster: JetStream stream {} not ready: {} (is nats-server run with -js?)",
+                                             stream_, natsStatus_GetText(s));
+      return;
+    }
+    stream_ready_.store(true);
+  }
+  bus_.resume_subscriber(kRelay);  // what paused while the link was down goes out now
+  std::lock_guard lock(mutex_);
+  for (const auto& name : subscribers) {
+    if (consumers_.contains(name)) continue;
+    auto c = std::make_unique<Consumer>();
+    c->plugin = name;
+    auto* raw = c.get();
+    c->thread = std::thread([this, raw] { consume(*raw); });
+    consumers_.emplace(name, std::move(c));
+  }
+  for (auto& [name, c] : consumers_) {  // lag for /admin/cluster, read here, off the I/O threads
+    jsConsumerInfo* ci = nullptr;
+    jsErrCode err = static_cast<jsErrCode>(0);
+    if (js_GetConsumerInfo(&ci, relay_->js, stream_.c_str(), name.c_str(), nullptr, &err) == NATS_OK) {
+      c->pending.store(ci->NumPending);
+      c->ack_pending.store(static_cast<std::uint64_t>(ci->NumAckPending));
+      c->redelivered.store(static_cast<std::uint64_t>(ci->NumRedelivered));
+    }
+    jsConsumerInfo_Destroy(ci);
+  }
+}
+
+void DurableEvents::consume(Consumer& c) {
+  auto log = observability::logger("cluster");
+  const std::string filter = subject_ + ">";
+  int errors = 0;
+  const auto backoff = [&](std::uint64_t attempt) {
+    auto d = events_cfg_.retry_base;
+    for (std::uint64_t i = 1; i < attempt && d < events_cfg_.retry_max; ++i) d *= 2;
+    return std::min(d, events_cfg_.retry_max).count();
+  };
+  while (!c.stop.load()) {
+    if (!link_.up() || !stream_ready_.load()) {
+      std::this_thread::sleep_for(200ms);
+      continue;
+    }
+    if (c.sub == nullptr) {
+      jsSubOptions so;
+      jsSubOptions_Init(&so);
+      so.Stream = stream_.c_str();
+      so.Config.AckPolicy = js_AckExplicit;
+      so.Config.DeliverPolicy = js_DeliverAll;
+      so.Config.AckWait = kAckWaitNs;
+      so.Config.MaxAckPending = 1;  // one event at a time across replicas: per-topic order
+      so.Config.MaxDeliver = -1;    // this host dead-letters after [events] max_attempts
+      so.Config.FilterSubject = filter.c_str();
+      jsErrCode err = static_cast<jsErrCode>(0);
+      if (const auto s = js_PullSubscribe(&c.sub, relay_->js, filter.c_str(), c.plugin.c_str(), nullptr, &so, &err);
+          s != NATS_OK) {
+        log->warn("cluster: cannot consume durable events for plugin={}: {}", c.plugin, natsStatus_GetText(s));
+        c.sub = nullptr;
+        std::this_thread::sleep_for(1s);
+        continue;
+      }
+    }
+    natsMsgList list{};
+    jsErrCode err = static_cast<jsErrCode>(0);
+    const auto s = natsSubscription_Fetch(&list, c.sub, 1, kFetchWaitMs, &err);
+    if (s == NATS_TIMEOUT) continue;
+    if (s != NATS_OK) {
+      if (++errors >= kErrorsBeforeResubscribe) {  // the server may have lost the consumer: make it again
+        natsSubscription_Destroy(c.sub);
+        c.sub = nullptr;
+        errors = 0;
+      }
+      std::this_thread::sleep_for(200ms);
+      continue;
+    }
+    errors = 0;
+    for (int i = 0; i < list.Count; ++i) {
+      natsMsg* msg = list.Msgs[i];
+      ForwardedEvent f;
+      std::string error;
+      const std::string_view data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+      if (!decode_forwarded_event(data, f, error)) {
+        log->warn("cluster: dropped a durable event for plugin={}: {}", c.plugin, error);
+        natsMsg_Term(msg, nullptr);
+        continue;
+      }
+      if (std::find(f.here.begin(), f.here.end(), c.plugin) != f.here.end()) {  // got it on the publisher's host
+        natsMsg_AckSync(msg, nullptr, nullptr);
+        continue;
+      }
+      jsMsgMetaData* meta = nullptr;
+      std::uint64_t attempt = 1;
+      if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) attempt = meta->NumDelivered;
+      jsMsgMetaData_Destroy(meta);
+      const events::EventRecord::Parts parts{f.event_id,  f.topic,       f.payload,    f.content_type,
+                                             f.publisher, f.traceparent, f.tracestate, f.request_id};
+      const auto st = bus_.deliver_external(c.plugin, parts, f.published_unix_ns, static_cast<std::uint32_t>(attempt),
+                                            kHandlerWait);
+      if (st >= 0 || st == KEEL_ERR_NOT_FOUND) {
+        natsMsg_AckSync(msg, nullptr, nullptr);
+      } else if (st == KEEL_ERR_UNAVAILABLE || st == KEEL_ERR_TIMEOUT) {
+        natsMsg_NakWithDelay(msg, events_cfg_.retry_base.count(), nullptr);  // not an attempt: again later
+      } else if (attempt >= events_cfg_.max_attempts) {
+        bus_.bury(c.plugin, parts, f.published_unix_ns, static_cast<std::uint32_t>(attempt), st);
+        natsMsg_Term(msg, nullptr);
+      } else {
+        natsMsg_NakWithDelay(msg, backoff(attempt), nullptr);
+      }
+    }
+    natsMsgList_Destroy(&list);
+  }
+  if (c.sub != nullptr) natsSubscription_Destroy(c.sub);  // the durable consumer stays on the server
+}
+
+std::string DurableEvents::admin_json() const {
+  nlohmann::json consumers = nlohmann::json::array();
+  {
+    std::lock_guard lock(const_cast<std::mutex&>(mutex_));
+    for (const auto& [name, c] : consumers_)
+      consumers.push_back({{"plugin", name},
+                           {"pending", c->pending.load()},
+                           {"ack_pending", c->ack_pending.load()},
+                           {"redelivered", c->redelivered.load()}});
+  }
+  return nlohmann::json{{"stream", stream_},
+                        {"ready", stream_ready_.load()},
+                        {"relayed", relay_->relayed.load()},
+                        {"consumers", std::move(consumers)}}
+      .dump();
+}
+
+}  // namespace keel::host::cluster
