@@ -529,9 +529,10 @@ EVENTS_TXN_N=${EVENTS_TXN_N:-10000}
 # $TMP/raw/events.LABEL.
 events_round() {
   local label=$1 path=$2 n=$3 topic=$4 port=$5 pid=$6 base out a b before got want t0 t1 end deadline
-  local accepted=0 busy=0 ticks0 ticks1 requests=0
+  local accepted=0 busy=0 ticks0 ticks1 requests=0 counted
   base=http://127.0.0.1:$port
-  before=$(curl -fsS "$base/api/events_sub/count?topic=$topic") || die "events: GET count failed"
+  counted=http://127.0.0.1:${7:-$port}  # the host whose events_sub counts (the cluster scenario: another one)
+  before=$(curl -fsS "$counted/api/events_sub/count?topic=$topic") || die "events: GET count failed"
   ticks0=$(cpu_ticks "$pid")
   t0=${EPOCHREALTIME/./}
   end=$((t0 + DURATION * 1000000))
@@ -548,7 +549,7 @@ events_round() {
   want=$((before + accepted))
   deadline=$((${EPOCHREALTIME/./} + 120000000))
   while :; do
-    got=$(curl -fsS "$base/api/events_sub/count?topic=$topic") || die "events/$label: GET count failed"
+    got=$(curl -fsS "$counted/api/events_sub/count?topic=$topic") || die "events/$label: GET count failed"
     ((got < want)) || break
     if ((${EPOCHREALTIME/./} >= deadline)); then
       log "events/$label: only $((got - before)) of $accepted events delivered after 120 s"
@@ -853,7 +854,7 @@ scenario_isolation() {
 scenario_cluster() {
   local dir empty nats nats_port a ap b bp i code
   mkdir -p "$TMP/nats"
-  taskset -c "$CPU" nats-server -a 127.0.0.1 -p -1 -sd "$TMP/nats" >"$TMP/nats/out.log" 2>&1 &
+  taskset -c "$CPU" nats-server -js -a 127.0.0.1 -p -1 -sd "$TMP/nats" >"$TMP/nats/out.log" 2>&1 &
   nats=$!
   STARTED+=("$nats")
   for ((i = 0; i < 100; i++)); do
@@ -876,7 +877,32 @@ scenario_cluster() {
   require_ok "http://127.0.0.1:$bp$HELLO_PATH" "keel hello forwarded by the host that does not"
   run_rounds cluster "" "local|http://127.0.0.1:$ap$HELLO_PATH|$a" \
     "forwarded|http://127.0.0.1:$bp$HELLO_PATH|$a,$b,$nats"
-  stop_server "$b"; stop_server "$a"; stop_server "$nats"
+  stop_server "$b"; stop_server "$a"
+  # Durable events from a publisher on one host to a subscriber on another, through the relay,
+  # JetStream and the subscriber's durable consumer; delivered/s, and the publishing host's CPU.
+  local pubdir subdir p pa pp sb sp r
+  pubdir=$(plugin_dir cluster-pub) subdir=$(plugin_dir cluster-sub)
+  for p in events_pub events_sub; do
+    [[ -f $BUILD_DIR/fixtures/$p.so ]] || die "$BUILD_DIR/fixtures/$p.so not built"
+  done
+  cp "$BUILD_DIR/fixtures/events_pub.so" "$pubdir/"
+  cp "$BUILD_DIR/fixtures/events_sub.so" "$subdir/"
+  start_keel cluster-pub "$pubdir" "${cluster}\"pub\""; pa=$LAST_PID pp=$LAST_PORT
+  start_keel cluster-sub "$subdir" "${cluster}"$'"sub"\n[plugin.events_sub]\nrecord = false'; sb=$LAST_PID sp=$LAST_PORT
+  for ((i = 0; i < 100; i++)); do  # the subscriber's durable consumer exists once both hosts saw the stream
+    curl -fsS -X POST "http://127.0.0.1:$pp/api/events_pub/durable/1" >/dev/null || true
+    code=$(curl -fsS "http://127.0.0.1:$sp/api/events_sub/count?topic=demo.durable" || echo 0)
+    ((code > 0)) && break
+    sleep 0.1
+  done
+  rm -f "$TMP/raw/events.cluster-durable"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    events_round cluster-durable "/api/events_pub/durable/$EVENTS_DURABLE_N" "$EVENTS_DURABLE_N" demo.durable "$pp" "$pa" "$sp"
+  done
+  stop_server "$sb"; stop_server "$pa"; stop_server "$nats"
+  add_row cluster durable-across "$(median "$TMP/raw/events.cluster-durable" 1)" 0 0 \
+    "$(median "$TMP/raw/events.cluster-durable" 2)" 0 0
+  check "cluster durable events delivered/s to another host" "$(median "$TMP/raw/events.cluster-durable" 1)" ">=" 20000
   check "cluster forwarded/local req/s" "$(paired_ratio cluster forwarded local 1)" ">=" 0.4
   check "cluster forwarded/local p99" "$(paired_ratio cluster forwarded local 3)" - -
   check "cluster forwarded/local CPU/request (both hosts + nats-server)" "$(paired_ratio cluster forwarded local 4)" - -

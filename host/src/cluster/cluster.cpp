@@ -106,7 +106,8 @@ void Cluster::start(http::Handler& local) {
   });
   plugins_.set_remote_calls(this);
   plugins_.bus().set_remote(this);
-  durable_ = std::make_unique<DurableEvents>(plugins_.config(), node_, *link_, plugins_.bus(), directory_);
+  durable_ = std::make_unique<DurableEvents>(plugins_.config(), node_, *link_, plugins_.bus(),
+                                             [this](std::string_view plugin) { return started_here(plugin); });
   announcer_ = std::thread([this] { announce_loop(); });
 }
 
@@ -162,7 +163,6 @@ void Cluster::announce_loop() {
     }
     sync_subscriptions();
     if (link_->up()) {
-      durable_->tick(plugins_.bus().subscribers());
       announce(false);
       for (const auto& node : directory_.expire(Clock::now()))
         log->warn("cluster host gone node={}: no announcement for {} intervals; its plugins are no longer forwarded to",
@@ -202,8 +202,9 @@ void Cluster::sync_subscriptions() {
   }
   // In-memory events from other hosts: one queue group per subscribing plugin, so each event
   // reaches one of its replicas.
-  std::set<std::string, std::less<>> subscribers;
-  for (auto& name : plugins_.bus().subscribers()) subscribers.insert(std::move(name));
+  std::set<std::string, std::less<>> subscribers;  // started ones: a stopped plugin takes no share
+  for (auto& name : plugins_.bus().subscribers())
+    if (started.contains(name)) subscribers.insert(std::move(name));
   std::erase_if(event_subs_, [&](const auto& e) { return !subscribers.contains(e.first); });
   for (const auto& name : subscribers) {
     if (event_subs_.contains(name)) continue;
@@ -219,11 +220,18 @@ void Cluster::sync_subscriptions() {
   local_mounts_ = std::move(started);
 }
 
+bool Cluster::started_here(std::string_view plugin) const {
+  std::lock_guard lock(names_mutex_);
+  return local_mounts_.contains(plugin);
+}
+
 void Cluster::published(const events::EventRecord& e, const std::vector<std::string>& delivered_here) {
   if (!link_->up()) return;  // in-memory events are not kept: other hosts miss this one
   ForwardedEvent f{node_,         e.published_unix_ns, e.event_id(),   e.topic(),      e.payload(), e.content_type(),
                    e.publisher(), e.traceparent(),     e.tracestate(), e.request_id(), {}};
-  f.here.assign(delivered_here.begin(), delivered_here.end());
+  // A subscriber stopped here got nothing: its replicas elsewhere take the event.
+  for (const auto& name : delivered_here)
+    if (started_here(name)) f.here.push_back(name);
   if (link_->publish_async(cfg_.subject_prefix + ".event." + std::string(e.topic()), encode_forwarded_event(f)))
     events_sent_.fetch_add(1, std::memory_order_relaxed);
 }

@@ -74,6 +74,7 @@ class Cluster final : public plugins::RemoteCalls, public events::RemoteEvents {
   void sync_subscriptions();
   void on_announcement(const Message& m);
   void on_event(const std::string& subscriber, const Message& m);
+  [[nodiscard]] bool started_here(std::string_view plugin) const;
 
   const config::ClusterConfig cfg_;
   const std::string node_;

@@ -43,6 +43,7 @@ struct DurableEvents::Relay {
   events::Bus* bus = nullptr;
   jsCtx* js = nullptr;
   std::string subject_prefix, node;
+  DurableEvents::Started started;
   std::atomic<std::uint64_t> relayed{0};
   // The relay's executor: one thread, so the bus's relay streams never wait on a worker.
   std::mutex queue_mutex;
@@ -54,11 +55,20 @@ struct DurableEvents::Relay {
   keel_status deliver(const events::EventRecord& e) {
     std::lock_guard lock(mutex);
     if (!alive || js == nullptr || !link->up()) return KEEL_ERR_UNAVAILABLE;  // paused; tick() resumes
-    const auto here = bus->subscribers_of(e.topic());
+    auto here = bus->subscribers_of(e.topic());
+    std::erase_if(here, [&](const std::string& name) { return !started(name); });
     ForwardedEvent f{node,          e.published_unix_ns, e.event_id(),  e.topic(),      e.payload(), e.content_type(),
                      e.publisher(), e.traceparent(),     e.tracestate(), e.request_id(), {}};
     f.here.assign(here.begin(), here.end());
     const auto data = encode_forwarded_event(f);
+    if (const auto max = link->max_payload(); max > 0 && data.size() > static_cast<std::size_t>(max)) {
+      // It will never fit: a failure, so the bus retries it and then keeps it as the relay's dead
+      // letter (resubmit it after raising max_payload on the NATS server); the rest flows on.
+      observability::logger("cluster")->error("durable event id={} topic={} is larger ({} bytes) than the NATS server's "
+                                              "max_payload ({}): other hosts cannot get it",
+                                              e.event_id(), e.topic(), data.size(), max);
+      return KEEL_ERR_TOO_LARGE;
+    }
     const std::string subject = subject_prefix + std::string(e.topic());
     const std::string id(e.event_id());
     jsPubOptions opts;
@@ -103,7 +113,7 @@ struct DurableEvents::Consumer {
 };
 
 DurableEvents::DurableEvents(const config::Config& cfg, std::string node, NatsLink& link, events::Bus& bus,
-                             const Directory& directory)
+                             Started started)
     : cfg_(cfg.cluster),
       events_cfg_(cfg.events),
       node_(std::move(node)),
@@ -111,12 +121,13 @@ DurableEvents::DurableEvents(const config::Config& cfg, std::string node, NatsLi
       subject_(cfg.cluster.subject_prefix + ".durable."),
       link_(link),
       bus_(bus),
-      directory_(directory),
+      started_(std::move(started)),
       relay_(std::make_shared<Relay>()) {
   relay_->link = &link_;
   relay_->bus = &bus_;
   relay_->subject_prefix = subject_;
   relay_->node = node_;
+  relay_->started = started_;
   jsOptions o;
   jsOptions_Init(&o);
   o.Wait = kPublishWaitMs;
@@ -138,6 +149,7 @@ DurableEvents::DurableEvents(const config::Config& cfg, std::string node, NatsLi
     return true;
   };
   bus_.set_subscriber(std::move(relay));
+  maintainer_ = std::thread([this] { maintain(); });
 }
 
 DurableEvents::~DurableEvents() {
@@ -153,6 +165,12 @@ DurableEvents::~DurableEvents() {
 }
 
 void DurableEvents::stop() {
+  {
+    std::lock_guard lock(stop_mutex_);
+    stopping_ = true;
+  }
+  stop_wake_.notify_one();
+  if (maintainer_.joinable()) maintainer_.join();
   {
     std::lock_guard lock(relay_->mutex);  // waits for an event being relayed
     if (!relay_->alive) return;
@@ -172,55 +190,93 @@ void DurableEvents::stop() {
     if (c->thread.joinable()) c->thread.join();
 }
 
-void DurableEvents::tick(const std::vector<std::string>& subscribers) {
-  if (!relay_->alive) return;
-  if (!stream_ready_.load()) {
-    jsStreamInfo* si = nullptr;
-    jsErrCode err = static_cast<jsErrCode>(0);
-    auto s = js_GetStreamInfo(&si, relay_->js, stream_.c_str(), nullptr, &err);
+bool DurableEvents::ensure_stream() {
+  jsStreamInfo* si = nullptr;
+  jsErrCode err = static_cast<jsErrCode>(0);
+  auto s = js_GetStreamInfo(&si, relay_->js, stream_.c_str(), nullptr, &err);
+  jsStreamInfo_Destroy(si);
+  si = nullptr;
+  if (s != NATS_OK && err == JSStreamNotFoundErr) {  // the first host that needs it makes it
+    jsStreamConfig sc;
+    jsStreamConfig_Init(&sc);
+    const std::string all = subject_ + ">";
+    const char* subjects[] = {all.c_str()};
+    sc.Name = stream_.c_str();
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.Storage = js_FileStorage;
+    const auto keep = events_cfg_.retention >= std::chrono::minutes(2) ? events_cfg_.retention : std::chrono::hours(24);
+    sc.MaxAge = ns_of(keep);
+    // A relayed event sent again (its cursor not saved yet when the host or NATS went away) is
+    // dropped within this window.
+    sc.Duplicates = ns_of(std::min<std::chrono::milliseconds>(keep, std::chrono::hours(1)));
+    s = js_AddStream(&si, relay_->js, &sc, nullptr, &err);
     jsStreamInfo_Destroy(si);
-    si = nullptr;
-    if (s != NATS_OK && err == JSStreamNotFoundErr) {
-      jsStreamConfig sc;
-      jsStreamConfig_Init(&sc);
-      const std::string all = subject_ + ">";
-      const char* subjects[] = {all.c_str()};
-      sc.Name = stream_.c_str();
-      sc.Subjects = subjects;
-      sc.SubjectsLen = 1;
-      sc.Storage = js_FileStorage;
-      sc.MaxAge = ns_of(events_cfg_.retention.count() > 0 ? events_cfg_.retention : std::chrono::hours(24));
-      sc.Duplicates = ns_of(std::chrono::minutes(2));
-      s = js_AddStream(&si, relay_->js, &sc, nullptr, &err);
-      jsStreamInfo_Destroy(si);
-      if (s == NATS_OK) observability::logger("cluster")->info("cluster: created the JetStream stream {}", stream_);
-    }
-    if (s != NATS_OK) {
-      observability::logger("cluster")->warn("cluster: JetStream stream {} not ready: {} (is nats-server run with -js?)",
-                                             stream_, natsStatus_GetText(s));
-      return;
-    }
-    stream_ready_.store(true);
+    if (s == NATS_OK) observability::logger("cluster")->info("cluster: created the JetStream stream {}", stream_);
   }
-  bus_.resume_subscriber(kRelay);  // what paused while the link was down goes out now
-  std::lock_guard lock(mutex_);
-  for (const auto& name : subscribers) {
-    if (consumers_.contains(name)) continue;
-    auto c = std::make_unique<Consumer>();
-    c->plugin = name;
-    auto* raw = c.get();
-    c->thread = std::thread([this, raw] { consume(*raw); });
-    consumers_.emplace(name, std::move(c));
-  }
-  for (auto& [name, c] : consumers_) {  // lag for /admin/cluster, read here, off the I/O threads
-    jsConsumerInfo* ci = nullptr;
-    jsErrCode err = static_cast<jsErrCode>(0);
-    if (js_GetConsumerInfo(&ci, relay_->js, stream_.c_str(), name.c_str(), nullptr, &err) == NATS_OK) {
-      c->pending.store(ci->NumPending);
-      c->ack_pending.store(static_cast<std::uint64_t>(ci->NumAckPending));
-      c->redelivered.store(static_cast<std::uint64_t>(ci->NumRedelivered));
+  if (s != NATS_OK)
+    observability::logger("cluster")->warn("cluster: JetStream stream {} not ready: {} (is nats-server run with -js?)",
+                                           stream_, natsStatus_GetText(s));
+  return s == NATS_OK;
+}
+
+void DurableEvents::maintain() {
+  constexpr int kRecheckRounds = 10;  // the stream is checked again now and then (deleted, a new NATS)
+  int round = 0;
+  for (;;) {
+    {
+      std::unique_lock lock(stop_mutex_);
+      if (stop_wake_.wait_for(lock, round == 0 ? std::chrono::milliseconds(0) : cfg_.announce_interval,
+                              [this] { return stopping_; }))
+        return;
     }
-    jsConsumerInfo_Destroy(ci);
+    if (!link_.up()) {
+      stream_ready_.store(false);  // checked again once the link is back
+      continue;
+    }
+    if (!stream_ready_.load() || ++round % kRecheckRounds == 0) stream_ready_.store(ensure_stream());
+    if (!stream_ready_.load()) continue;
+    bus_.resume_subscriber(kRelay);  // what paused while the link was down goes out now
+    auto wanted = bus_.subscribers();
+    std::erase_if(wanted, [&](const std::string& name) { return !started_(name); });
+    std::vector<std::unique_ptr<Consumer>> gone;
+    std::vector<std::string> names;
+    {
+      std::lock_guard lock(mutex_);
+      for (auto it = consumers_.begin(); it != consumers_.end();) {
+        if (std::find(wanted.begin(), wanted.end(), it->first) != wanted.end()) {
+          ++it;
+          continue;
+        }
+        it->second->stop = true;
+        gone.push_back(std::move(it->second));
+        it = consumers_.erase(it);
+      }
+      for (const auto& name : wanted) {
+        if (consumers_.contains(name)) continue;
+        auto c = std::make_unique<Consumer>();
+        c->plugin = name;
+        auto* raw = c.get();
+        c->thread = std::thread([this, raw] { consume(*raw); });
+        consumers_.emplace(name, std::move(c));
+      }
+      for (const auto& [name, c] : consumers_) names.push_back(name);
+    }
+    for (auto& c : gone)
+      if (c->thread.joinable()) c->thread.join();
+    for (const auto& name : names) {  // lag for /admin/cluster, read here, off the I/O threads
+      jsConsumerInfo* ci = nullptr;
+      jsErrCode err = static_cast<jsErrCode>(0);
+      if (js_GetConsumerInfo(&ci, relay_->js, stream_.c_str(), name.c_str(), nullptr, &err) == NATS_OK) {
+        std::lock_guard lock(mutex_);
+        if (const auto it = consumers_.find(name); it != consumers_.end()) {
+          it->second->pending.store(ci->NumPending);
+          it->second->ack_pending.store(static_cast<std::uint64_t>(ci->NumAckPending));
+          it->second->redelivered.store(static_cast<std::uint64_t>(ci->NumRedelivered));
+        }
+      }
+      jsConsumerInfo_Destroy(ci);
+    }
   }
 }
 
@@ -277,12 +333,17 @@ void DurableEvents::consume(Consumer& c) {
       std::string error;
       const std::string_view data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
       if (!decode_forwarded_event(data, f, error)) {
-        log->warn("cluster: dropped a durable event for plugin={}: {}", c.plugin, error);
-        natsMsg_Term(msg, nullptr);
+        if (error.starts_with("cluster wire version")) {  // a host of another version may read it: not ours
+          log->warn("cluster: a durable event for plugin={} this host cannot read: {}; left to other hosts", c.plugin, error);
+          natsMsg_NakWithDelay(msg, 5000, nullptr);
+        } else {
+          log->warn("cluster: dropped a malformed durable event for plugin={}: {}", c.plugin, error);
+          natsMsg_Term(msg, nullptr);
+        }
         continue;
       }
       if (std::find(f.here.begin(), f.here.end(), c.plugin) != f.here.end()) {  // got it on the publisher's host
-        natsMsg_AckSync(msg, nullptr, nullptr);
+        natsMsg_Ack(msg, nullptr);
         continue;
       }
       jsMsgMetaData* meta = nullptr;
@@ -294,7 +355,7 @@ void DurableEvents::consume(Consumer& c) {
       const auto st = bus_.deliver_external(c.plugin, parts, f.published_unix_ns, static_cast<std::uint32_t>(attempt),
                                             kHandlerWait);
       if (st >= 0 || st == KEEL_ERR_NOT_FOUND) {
-        natsMsg_AckSync(msg, nullptr, nullptr);
+        natsMsg_Ack(msg, nullptr);
       } else if (st == KEEL_ERR_UNAVAILABLE || st == KEEL_ERR_TIMEOUT) {
         natsMsg_NakWithDelay(msg, events_cfg_.retry_base.count(), nullptr);  // not an attempt: again later
       } else if (attempt >= events_cfg_.max_attempts) {
@@ -312,7 +373,7 @@ void DurableEvents::consume(Consumer& c) {
 std::string DurableEvents::admin_json() const {
   nlohmann::json consumers = nlohmann::json::array();
   {
-    std::lock_guard lock(const_cast<std::mutex&>(mutex_));
+    std::lock_guard lock(mutex_);
     for (const auto& [name, c] : consumers_)
       consumers.push_back({{"plugin", name},
                            {"pending", c->pending.load()},

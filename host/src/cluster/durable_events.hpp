@@ -9,14 +9,16 @@
 // then dead-lettered here. An event a plugin already got on the publisher's host is skipped.
 
 #include <atomic>
+#include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
-#include "cluster/directory.hpp"
 #include "cluster/nats_link.hpp"
 #include "config/config.hpp"
 #include "events/bus.hpp"
@@ -25,14 +27,18 @@ namespace keel::host::cluster {
 
 class DurableEvents {
  public:
-  DurableEvents(const config::Config& cfg, std::string node, NatsLink& link, events::Bus& bus, const Directory& directory);
+  /// Whether a plugin of this name is started here now (a stopped or removed one is no
+  /// subscriber, whatever the bus still holds for it).
+  using Started = std::function<bool(std::string_view plugin)>;
+
+  /// Starts its own thread: every `interval` while the link is up it checks the stream (creates
+  /// it when missing), resumes the relay, and runs one consumer per started subscribing plugin.
+  /// JetStream calls never hold up the announcements.
+  DurableEvents(const config::Config& cfg, std::string node, NatsLink& link, events::Bus& bus, Started started);
   ~DurableEvents();  ///< stops relaying and consuming
   DurableEvents(const DurableEvents&) = delete;
   DurableEvents& operator=(const DurableEvents&) = delete;
 
-  /// Called by the announcer on every round while the link is up: creates the stream when it is
-  /// missing, resumes the relay, and runs one consumer per subscribing plugin in `subscribers`.
-  void tick(const std::vector<std::string>& subscribers);
   /// Stops relaying (the relay's patterns go) and every consumer. Idempotent.
   void stop();
   /// {"stream":{...},"consumers":[{"plugin","pending","ack_pending","redelivered"}],"relayed":N}.
@@ -44,6 +50,8 @@ class DurableEvents {
  private:
   struct Relay;
   struct Consumer;
+  void maintain();
+  bool ensure_stream();
   void consume(Consumer& c);
 
   const config::ClusterConfig cfg_;
@@ -51,11 +59,15 @@ class DurableEvents {
   const std::string node_, stream_, subject_;
   NatsLink& link_;
   events::Bus& bus_;
-  const Directory& directory_;
+  Started started_;
   std::shared_ptr<Relay> relay_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;  // consumers_ (never held across a JetStream call)
   std::map<std::string, std::unique_ptr<Consumer>> consumers_;
   std::atomic<bool> stream_ready_{false};
+  std::mutex stop_mutex_;
+  std::condition_variable stop_wake_;
+  bool stopping_ = false;
+  std::thread maintainer_;
 };
 
 }  // namespace keel::host::cluster
