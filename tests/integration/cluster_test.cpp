@@ -417,3 +417,56 @@ TEST_CASE("cluster: durable events reach another host's subscribers through JetS
   const auto view = admin(a, "/admin/cluster")["durable_events"];
   CHECK(view["relayed"].get<int>() >= 80);
 }
+
+TEST_CASE("cluster: the README quickstart works on every host and through HAProxy with the shop split over three hosts",
+          "[cluster][integration][shop]") {
+  NatsServer nats;
+  KeelHost a(member(nats, "a", {keel::test::example_plugin("catalog"), keel::test::example_plugin("hello")}));
+  KeelHost b(member(nats, "b", {keel::test::example_plugin("orders"), keel::test::example_plugin("hello")}));
+  KeelHost c(member(nats, "c", {keel::test::example_plugin("notifications")}));
+  REQUIRE(eventually([&] {
+    return admin(a, "/admin/cluster")["nodes"].size() == 2 && admin(b, "/admin/cluster")["nodes"].size() == 2 &&
+           admin(c, "/admin/cluster")["nodes"].size() == 2 &&
+           admin(c, "/admin/cluster")["durable_events"]["consumers"].size() == 1;
+  }, 15s));
+  keel::test::HAProxy proxy({a.port(), b.port(), c.port()});
+  const auto json_post = [](std::uint16_t port, const std::string& path, const std::string& body,
+                            const std::string& headers = {}) {
+    const auto r = simple_request(port, "POST", path, body, "Content-Type: application/json\r\n" + headers);
+    REQUIRE(r);
+    return std::pair(r->status, Json::parse(r->body.empty() ? "null" : r->body, nullptr, false));
+  };
+  const auto json_get = [](std::uint16_t port, const std::string& path) {
+    const auto r = simple_request(port, "GET", path);
+    REQUIRE(r);
+    return std::pair(r->status, Json::parse(r->body, nullptr, false));
+  };
+  // The quickstart, each step on another host: none of them loads all three plugins.
+  const auto product = json_post(c.port(), "/api/catalog/products",
+                                 R"({"sku":"MUG-1","name":"Mug","price_cents":1250,"currency":"EUR","stock":5})");
+  REQUIRE(product.first == 201);
+  CHECK(product.second["id"] == 1);
+  const auto order = json_post(a.port(), "/api/orders/orders", R"({"items":[{"product_id":1,"quantity":2}]})",
+                               "Idempotency-Key: quickstart-order-1\r\n");
+  REQUIRE(order.first == 201);  // on b, which calls catalog on a
+  CHECK(order.second["status"] == "placed");
+  CHECK(order.second["total_cents"] == 2500);
+  CHECK(order.second["lines"][0]["sku"] == "MUG-1");
+  const auto paid = json_post(proxy.port(), "/api/orders/orders/1/pay", "");
+  CHECK(paid.first == 200);
+  CHECK(paid.second["status"] == "paid");
+  CHECK(json_post(proxy.port(), "/api/orders/orders/1/pay", "").first == 409);
+  // The order's durable events travel from b's outbox through JetStream to notifications on c.
+  CHECK(eventually([&] { return json_get(b.port(), "/api/notifications/notifications?order_id=1").second["items"].size() == 2; },
+                   15s));
+  const auto notes = json_get(proxy.port(), "/api/notifications/notifications?order_id=1").second["items"];
+  REQUIRE(notes.size() == 2);
+  CHECK(notes[0]["status"] == "placed");
+  CHECK(notes[1]["status"] == "paid");
+  CHECK(json_get(c.port(), "/api/catalog/products/1").second["stock"] == 3);
+  for (const auto port : {a.port(), b.port(), c.port(), proxy.port()}) {
+    const auto hi = json_get(port, "/api/hello/greet/Ada");
+    CHECK(hi.first == 200);
+    CHECK(hi.second["greeting"] == "Hello, Ada!");
+  }
+}
