@@ -148,7 +148,7 @@ TEST_CASE("cluster: replicas share forwarded requests, and a host serves its own
   CHECK(metric(c, "keel_cluster_served_requests_total", {{"plugin", "no_op"}, {"origin", "a"}}) == 0);
 }
 
-TEST_CASE("cluster: a killed host's requests go to its replica once its announcements stop",
+TEST_CASE("cluster: a killed host's requests go to its replica once its announcements stop and it rejoins when back",
           "[cluster][integration]") {
   NatsServer nats;
   KeelHost a(member(nats, "a", {fixture("no_op")}));
@@ -164,6 +164,13 @@ TEST_CASE("cluster: a killed host's requests go to its replica once its announce
   for (int i = 0; i < 100; ++i) ok += status_of(b, "/api/no_op/ping") == 200 ? 1 : 0;
   CHECK(ok == 100);
   CHECK(b.process().output().find("cluster host gone node=a") != std::string::npos);
+  // a comes back by itself (a new process with the same node name): it rejoins and takes a share.
+  KeelHost again(member(nats, "a", {fixture("no_op")}));
+  REQUIRE(eventually([&] { return admin(b, "/admin/cluster")["nodes"].size() == 2; }, 10s));
+  CHECK(eventually([&] {
+    (void)status_of(b, "/api/no_op/ping");
+    return metric(again, "keel_cluster_served_requests_total", {{"plugin", "no_op"}, {"origin", "b"}}) > 0;
+  }, 10s));
 }
 
 TEST_CASE("cluster: without NATS local routes serve, remote plugins answer 503, and forwarding resumes",
