@@ -28,6 +28,7 @@
 #include "nats_server.hpp"
 #include "prometheus.hpp"
 #include "raw_client.hpp"
+#include "shop.hpp"
 #include "temp_dir.hpp"
 
 using keel::test::eventually;
@@ -484,40 +485,6 @@ TEST_CASE("cluster: the README quickstart works on every host and through HAProx
   }
 }
 
-namespace {
-
-// A shop request as a client sends it (no Catch assertions: client threads call it).
-std::pair<int, Json> shop_call(std::uint16_t port, const std::string& method, const std::string& path,
-                               const std::string& body = {}, const std::string& key = {}) {
-  std::string headers;
-  if (!body.empty()) headers += "Content-Type: application/json\r\n";
-  if (!key.empty()) headers += "Idempotency-Key: " + key + "\r\n";
-  try {
-    const auto r = simple_request(port, method, path, body, headers);
-    if (!r) return {0, nullptr};
-    return {r->status, Json::parse(r->body.empty() ? "null" : r->body, nullptr, false)};
-  } catch (const std::exception&) {
-    return {0, nullptr};
-  }
-}
-
-Json shop_pages(std::uint16_t port, const std::string& path) {
-  Json items = Json::array();
-  std::string cursor;
-  for (int page = 0; page < 1000; ++page) {
-    const auto sep = path.find('?') == std::string::npos ? "?" : "&";
-    const auto [status, json] = shop_call(port, "GET", path + sep + "limit=100" + (cursor.empty() ? "" : "&cursor=" + cursor));
-    REQUIRE(status == 200);
-    for (const auto& item : json["items"]) items.push_back(item);
-    if (json["next_cursor"].is_null()) return items;
-    cursor = json["next_cursor"].get<std::string>();
-  }
-  FAIL("more than 1000 pages at " << path);
-  return items;
-}
-
-}  // namespace
-
 TEST_CASE("cluster: 20 clients through HAProxy while the orders host is killed and restarted lose and double nothing",
           "[cluster][integration][shop]") {
   NatsServer nats;
@@ -533,10 +500,10 @@ TEST_CASE("cluster: 20 clients through HAProxy while the orders host is killed a
   }, 15s));
   keel::test::HAProxy proxy({a.port(), c.port()});  // b's port changes when it restarts
   constexpr std::int64_t kInitialStock = 100000;
-  const auto product = shop_call(proxy.port(), "POST", "/api/catalog/products",
+  const auto product = keel::test::shop::http(proxy.port(), "POST", "/api/catalog/products",
                                  R"({"sku":"MUG-1","name":"Mug","price_cents":100,"currency":"EUR","stock":100000})");
-  REQUIRE(product.first == 201);
-  const auto mug = product.second["id"].get<std::int64_t>();
+  REQUIRE(product.status == 201);
+  const auto mug = product.json["id"].get<std::int64_t>();
 
   std::mutex mutex;
   std::map<std::int64_t, std::int64_t> acknowledged;  // order id -> quantity, for every 201
@@ -549,20 +516,20 @@ TEST_CASE("cluster: 20 clients through HAProxy while the orders host is killed a
         const std::int64_t quantity = 1 + (n + client) % 3;
         const auto key = "c" + std::to_string(client) + "-" + std::to_string(n);
         const auto body = Json{{"items", {{{"product_id", mug}, {"quantity", quantity}}}}}.dump();
-        std::pair<int, Json> placed{0, nullptr};
+        keel::test::shop::Answer placed;
         for (int attempt = 0; attempt < 100 && !stop.load(); ++attempt) {  // a client retries with its key
-          placed = shop_call(proxy.port(), "POST", "/api/orders/orders", body, key);
-          if (placed.first == 201 || (placed.first >= 400 && placed.first < 500)) break;
+          placed = keel::test::shop::http(proxy.port(), "POST", "/api/orders/orders", body, key);
+          if (placed.status == 201 || (placed.status >= 400 && placed.status < 500)) break;
           std::this_thread::sleep_for(50ms);
         }
-        if (placed.first != 201) continue;
-        const auto id = placed.second["id"].get<std::int64_t>();
+        if (placed.status != 201) continue;
+        const auto id = placed.json["id"].get<std::int64_t>();
         {
           std::lock_guard lock(mutex);
           acknowledged[id] = quantity;
         }
         if (n % 2 != 0) continue;
-        if (shop_call(proxy.port(), "POST", "/api/orders/orders/" + std::to_string(id) + "/pay").first == 200) {
+        if (keel::test::shop::http(proxy.port(), "POST", "/api/orders/orders/" + std::to_string(id) + "/pay").status == 200) {
           std::lock_guard lock(mutex);
           paid.insert(id);
         }
@@ -592,41 +559,5 @@ TEST_CASE("cluster: 20 clients through HAProxy while the orders host is killed a
   REQUIRE(before_kill);
   REQUIRE(after_restart);
 
-  const auto port = proxy.port();
-  for (const auto& [id, quantity] : acknowledged) {
-    INFO("order " << id);
-    const auto o = shop_call(port, "GET", "/api/orders/orders/" + std::to_string(id));
-    REQUIRE(o.first == 200);
-    const auto status = o.second["status"].get<std::string>();
-    CHECK((paid.count(id) != 0 ? status == "paid" : (status == "placed" || status == "paid")));
-    CHECK(o.second["lines"][0]["quantity"] == quantity);
-  }
-  CHECK(eventually([&] { return shop_pages(port, "/api/orders/orders?status=pending").empty(); }, 20s));
-  const auto orders = shop_pages(port, "/api/orders/orders");
-  std::map<std::int64_t, std::vector<std::string>> expected;
-  std::int64_t reserved = 0;
-  for (const auto& o : orders) {
-    const auto status = o["status"].get<std::string>();
-    if (status == "rejected") continue;
-    REQUIRE((status == "placed" || status == "paid"));
-    expected[o["id"].get<std::int64_t>()] =
-        status == "paid" ? std::vector<std::string>{"placed", "paid"} : std::vector<std::string>{"placed"};
-    reserved += o["lines"][0]["quantity"].get<std::int64_t>();
-  }
-  CHECK(expected.size() >= acknowledged.size());
-  Json notes;
-  const auto complete = [&] {
-    notes = shop_pages(port, "/api/notifications/notifications");
-    std::map<std::int64_t, std::vector<std::string>> seen;
-    for (const auto& n : notes) seen[n["order_id"].get<std::int64_t>()].push_back(n["status"].get<std::string>());
-    return seen == expected;
-  };
-  CHECK(eventually(complete, 60s));
-  std::set<std::string> event_ids;
-  for (const auto& n : notes) event_ids.insert(n["event_id"].get<std::string>());
-  CHECK(event_ids.size() == notes.size());
-  // No stock lost or created: what catalog gave out is what the placed orders hold.
-  CHECK(shop_call(port, "GET", "/api/catalog/products/" + std::to_string(mug)).second["stock"].get<std::int64_t>() +
-            reserved ==
-        kInitialStock);
+  keel::test::shop::check_nothing_lost(proxy.port(), acknowledged, paid, mug, kInitialStock);
 }

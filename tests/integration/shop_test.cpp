@@ -25,6 +25,7 @@
 #include "eventually.hpp"
 #include "keel_host.hpp"
 #include "raw_client.hpp"
+#include "shop.hpp"
 
 using keel::test::eventually;
 using keel::test::example_plugin;
@@ -33,30 +34,11 @@ using keel::test::KeelHost;
 using keel::test::simple_request;
 using keel::test::with_plugins;
 using Json = nlohmann::json;
+using keel::test::shop::all_pages;
+using keel::test::shop::Answer;
+using keel::test::shop::http;
 
 namespace {
-
-struct Answer {
-  int status = 0;  // 0: no response (connection refused or closed)
-  std::string body;
-  Json json;
-  std::string location;
-  std::string replayed;
-};
-
-/// One request; `key` adds an Idempotency-Key header. Safe to call from client threads (no
-/// Catch assertions): a missing or non-JSON answer is returned as it is.
-Answer http(std::uint16_t port, std::string_view method, std::string_view path, std::string_view body = {},
-            const std::string& key = {}) {
-  std::string headers;
-  if (!body.empty()) headers += "Content-Type: application/json\r\n";
-  if (!key.empty()) headers += "Idempotency-Key: " + key + "\r\n";
-  const auto r = simple_request(port, method, path, body, headers);
-  if (!r) return {};
-  Answer a{r->status, r->body, {}, r->header("Location"), r->header("Idempotent-Replayed")};
-  if (!r->body.empty()) a.json = Json::parse(r->body, nullptr, false);
-  return a;
-}
 
 HostOptions shop() {
   return with_plugins({example_plugin("catalog"), example_plugin("orders"), example_plugin("notifications")});
@@ -80,22 +62,6 @@ std::string order_body(std::vector<std::pair<std::int64_t, std::int64_t>> lines)
   Json items = Json::array();
   for (const auto& [product, quantity] : lines) items.push_back({{"product_id", product}, {"quantity", quantity}});
   return Json{{"items", items}}.dump();
-}
-
-/// Every item of a paged list, following next_cursor (bounded: 1000 pages).
-Json all_pages(std::uint16_t port, const std::string& path) {
-  Json items = Json::array();
-  std::string cursor;
-  for (int page = 0; page < 1000; ++page) {
-    const auto sep = path.find('?') == std::string::npos ? "?" : "&";
-    const auto a = http(port, "GET", path + sep + "limit=100" + (cursor.empty() ? "" : "&cursor=" + cursor));
-    REQUIRE(a.status == 200);
-    for (const auto& item : a.json["items"]) items.push_back(item);
-    if (a.json["next_cursor"].is_null()) return items;
-    cursor = a.json["next_cursor"].get<std::string>();
-  }
-  FAIL("more than 1000 pages at " << path);
-  return items;
 }
 
 std::vector<std::string> statuses_of(const Json& notifications) {
@@ -247,46 +213,7 @@ TEST_CASE("shop survives kill -9: every order a client got 201 for is there with
   }
 
   KeelHost again(options);
-  const auto port = again.port();
-  for (const auto& [id, quantity] : acknowledged) {
-    INFO("order " << id);
-    const auto a = http(port, "GET", "/api/orders/orders/" + std::to_string(id));
-    REQUIRE(a.status == 200);
-    const auto status = a.json["status"].get<std::string>();
-    // A pay that committed before the kill may not have reached the client.
-    CHECK((paid.count(id) != 0 ? status == "paid" : (status == "placed" || status == "paid")));
-    CHECK(a.json["lines"][0]["quantity"] == quantity);
-  }
-  // Orders the kill interrupted between their steps are resolved by recovery at start.
-  CHECK(eventually([&] { return all_pages(port, "/api/orders/orders?status=pending").empty(); }, std::chrono::seconds(20)));
-
-  // Every placed order has exactly one notification per status it went through; no event id twice.
-  const auto orders = all_pages(port, "/api/orders/orders");
-  std::map<std::int64_t, std::vector<std::string>> expected;
-  std::int64_t reserved = 0;
-  for (const auto& o : orders) {
-    const auto status = o["status"].get<std::string>();
-    if (status == "rejected") continue;
-    REQUIRE((status == "placed" || status == "paid"));
-    expected[o["id"].get<std::int64_t>()] =
-        status == "paid" ? std::vector<std::string>{"placed", "paid"} : std::vector<std::string>{"placed"};
-    reserved += o["lines"][0]["quantity"].get<std::int64_t>();
-  }
-  CHECK(expected.size() >= acknowledged.size());
-  Json notes;
-  const auto complete = [&] {
-    notes = all_pages(port, "/api/notifications/notifications");
-    std::map<std::int64_t, std::vector<std::string>> seen;
-    for (const auto& n : notes) seen[n["order_id"].get<std::int64_t>()].push_back(n["status"].get<std::string>());
-    return seen == expected;
-  };
-  CHECK(eventually(complete, std::chrono::seconds(30)));
-  std::set<std::string> event_ids;
-  for (const auto& n : notes) event_ids.insert(n["event_id"].get<std::string>());
-  CHECK(event_ids.size() == notes.size());
-
-  // No stock lost or created: what catalog gave out is what the placed orders hold.
-  CHECK(stock_of(port, mug) + reserved == kInitialStock);
+  keel::test::shop::check_nothing_lost(again.port(), acknowledged, paid, mug, kInitialStock);
 }
 
 TEST_CASE("shop never oversells: 40 concurrent orders for 5 in stock place exactly 5", "[shop]") {
