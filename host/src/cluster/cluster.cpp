@@ -91,6 +91,7 @@ Cluster::~Cluster() {
   durable_.reset();
   forwarder_.reset();  // requests still waiting for another host get 502
   link_.reset();
+  NatsLink::release_library(5000);
 }
 
 void Cluster::start(http::Handler& local) {

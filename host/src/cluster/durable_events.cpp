@@ -18,8 +18,10 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr std::int64_t kPublishWaitMs = 5000;          // JetStream's acknowledgement of a relayed event
-constexpr std::int64_t kAckWaitNs = 30'000'000'000;    // a consumer's event unacknowledged this long comes again
-constexpr auto kHandlerWait = 25s;                     // waited for a handler's result (below kAckWait)
+// A consumer's event unacknowledged this long comes again: short, so an acknowledgement lost with
+// the link costs seconds; a handler still running keeps its event with "in progress" every second.
+constexpr std::int64_t kAckWaitNs = 5'000'000'000;
+constexpr auto kHandlerWait = 10min;  // then it counts as a failure (and is delivered again)
 constexpr std::int64_t kFetchWaitMs = 1000;
 constexpr int kErrorsBeforeResubscribe = 5;
 
@@ -353,7 +355,7 @@ void DurableEvents::consume(Consumer& c) {
       const events::EventRecord::Parts parts{f.event_id,  f.topic,       f.payload,    f.content_type,
                                              f.publisher, f.traceparent, f.tracestate, f.request_id};
       const auto st = bus_.deliver_external(c.plugin, parts, f.published_unix_ns, static_cast<std::uint32_t>(attempt),
-                                            kHandlerWait);
+                                            kHandlerWait, [msg] { natsMsg_InProgress(msg, nullptr); });
       if (st >= 0 || st == KEEL_ERR_NOT_FOUND) {
         natsMsg_Ack(msg, nullptr);
       } else if (st == KEEL_ERR_UNAVAILABLE || st == KEEL_ERR_TIMEOUT) {

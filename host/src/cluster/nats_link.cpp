@@ -215,6 +215,12 @@ std::string NatsLink::new_inbox() const {
 
 natsConnection* NatsLink::native() const noexcept { return impl_->conn; }
 
+void NatsLink::release_library(std::int64_t timeout_ms) {
+  if (const auto s = nats_CloseAndWait(timeout_ms); s != NATS_OK)
+    observability::logger("cluster")->warn("the NATS client library did not finish in {} ms: {}", timeout_ms,
+                                           natsStatus_GetText(s));
+}
+
 bool NatsLink::flush(std::int64_t timeout_ms) {
   return up() && natsConnection_FlushTimeout(impl_->conn, timeout_ms) == NATS_OK;
 }

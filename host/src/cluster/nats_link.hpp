@@ -78,6 +78,11 @@ class NatsLink {
   /// The client's connection, for JetStream (cluster/durable_events.cpp); valid while this lives.
   [[nodiscard]] __natsConnection* native() const noexcept;
 
+  /// After every link and everything made from it is destroyed: waits (up to `timeout_ms`) for
+  /// the client library's threads to finish and its memory to be released, so no callback of it
+  /// runs past this point and nothing of it is left at exit.
+  static void release_library(std::int64_t timeout_ms);
+
  private:
   struct Impl;
   void send_loop();

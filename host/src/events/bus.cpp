@@ -944,7 +944,8 @@ std::vector<std::string> Bus::subscribers_of(std::string_view topic) const {
 }
 
 keel_status Bus::deliver_external(std::string_view subscriber, const EventRecord::Parts& parts,
-                                  std::int64_t published_unix_ns, std::uint32_t attempt, std::chrono::milliseconds wait) {
+                                  std::int64_t published_unix_ns, std::uint32_t attempt, std::chrono::milliseconds wait,
+                                  const std::function<void()>& still_waiting) {
   auto& s = *impl_;
   if (!s.delivering.load(std::memory_order_acquire)) return KEEL_ERR_UNAVAILABLE;
   Impl::Sub* sub = nullptr;
@@ -969,8 +970,16 @@ keel_status Bus::deliver_external(std::string_view subscriber, const EventRecord
     result->done.notify_one();
   });
   if (!posted) return KEEL_ERR_UNAVAILABLE;
+  const auto give_up = std::chrono::steady_clock::now() + wait;
   std::unique_lock lock(result->mutex);
-  if (!result->done.wait_for(lock, wait, [&] { return result->status.has_value(); })) return KEEL_ERR_TIMEOUT;
+  while (!result->done.wait_for(lock, std::chrono::seconds(1), [&] { return result->status.has_value(); })) {
+    if (std::chrono::steady_clock::now() >= give_up) return KEEL_ERR_TIMEOUT;
+    if (still_waiting) {
+      lock.unlock();
+      still_waiting();
+      lock.lock();
+    }
+  }
   const auto st = *result->status;
   if (st >= 0) sub->counters.delivered.add();
   else if (st != KEEL_ERR_UNAVAILABLE) sub->counters.failed.add();

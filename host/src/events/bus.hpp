@@ -198,8 +198,10 @@ class Bus final : public abi::EventSink {
   /// on_event's status; KEEL_ERR_NOT_FOUND (no such subscriber, or no pattern matches),
   /// KEEL_ERR_UNAVAILABLE (stopping), KEEL_ERR_TIMEOUT (no result in time). Counted as a
   /// delivery of `subscriber`; a final failure is for the caller to dead-letter (bury()).
+  /// `still_waiting` (when set) runs about every second while the handler has not answered.
   keel_status deliver_external(std::string_view subscriber, const EventRecord::Parts& parts, std::int64_t published_unix_ns,
-                               std::uint32_t attempt, std::chrono::milliseconds wait);
+                               std::uint32_t attempt, std::chrono::milliseconds wait,
+                               const std::function<void()>& still_waiting = nullptr);
   /// Records a dead letter of `subscriber` kept in memory (an event of another host's outbox).
   void bury(std::string_view subscriber, const EventRecord::Parts& parts, std::int64_t published_unix_ns,
             std::uint32_t attempts, keel_status last);
