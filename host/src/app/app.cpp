@@ -385,11 +385,11 @@ int App::run(const ServeOptions& options) {
   // However this function ends, the cluster stops handing requests to `dispatcher` before the
   // dispatcher goes (leave() is idempotent).
   struct LeaveFirst {
-    cluster::Cluster* c;
+    std::unique_ptr<cluster::Cluster>& c;  // empty once the normal path below is done with it
     ~LeaveFirst() {
-      if (c != nullptr) c->leave();
+      if (c) c->leave();
     }
-  } leave_first{cluster.get()};
+  } leave_first{cluster};
   http::Server server(server_options(config_, tls), dispatcher);
   server.listen();  // fail fast (port in use) before any plugin code runs
   plugins.start();
