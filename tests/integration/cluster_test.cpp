@@ -353,8 +353,9 @@ TEST_CASE("cluster: behind HAProxy every host answers every plugin, and a killed
 
 namespace {
 
-int received(const KeelHost& host, const std::string& plugin) {
-  const auto r = simple_request(host.port(), "GET", "/api/" + plugin + "/count?topic=demo.memory");
+// How many events of `topic` the events_sub-style `plugin` on `host` applied (-1: no answer).
+int received(const KeelHost& host, const std::string& plugin, const std::string& topic = "demo.memory") {
+  const auto r = simple_request(host.port(), "GET", "/api/" + plugin + "/count?topic=" + topic);
   return r && r->status == 200 ? std::stoi(r->body) : -1;
 }
 
@@ -388,11 +389,6 @@ TEST_CASE("cluster: an in-memory event reaches each subscribing plugin once, on 
 
 namespace {
 
-int received_durable(const KeelHost& host, const std::string& plugin) {
-  const auto r = simple_request(host.port(), "GET", "/api/" + plugin + "/count?topic=demo.durable");
-  return r && r->status == 200 ? std::stoi(r->body) : -1;
-}
-
 std::string duplicates(const KeelHost& host, const std::string& plugin) {
   const auto r = simple_request(host.port(), "GET", "/api/" + plugin + "/duplicates");
   REQUIRE(r);
@@ -414,7 +410,7 @@ TEST_CASE("cluster: durable events reach another host's subscribers through JetS
     return r && r->status == 200;
   };
   REQUIRE(publish(30));
-  REQUIRE(eventually([&] { return received_durable(b, "events_sub") == 30; }, 15s));
+  REQUIRE(eventually([&] { return received(b, "events_sub", "demo.durable") == 30; }, 15s));
   // NATS goes away mid-traffic: the outbox keeps what the relay could not hand over, JetStream
   // keeps what it acknowledged, and everything arrives once NATS is back.
   REQUIRE(publish(20));
@@ -422,12 +418,12 @@ TEST_CASE("cluster: durable events reach another host's subscribers through JetS
   REQUIRE(publish(20));  // committed in a's outbox; nothing can leave now
   nats.start();
   REQUIRE(publish(10));
-  CHECK(eventually([&] { return received_durable(b, "events_sub") == 80; }, 30s));
-  CHECK(eventually([&] { return received_durable(a, "events_sub_all") == 80; }, 10s));
+  CHECK(eventually([&] { return received(b, "events_sub", "demo.durable") == 80; }, 30s));
+  CHECK(eventually([&] { return received(a, "events_sub_all", "demo.durable") == 80; }, 10s));
   // Redelivered perhaps, applied once: first_delivery in the subscriber keeps it so.
   CHECK(duplicates(b, "events_sub").starts_with("received_duplicates=0 "));
   std::this_thread::sleep_for(500ms);
-  CHECK(received_durable(b, "events_sub") == 80);
+  CHECK(received(b, "events_sub", "demo.durable") == 80);
   const auto view = admin(a, "/admin/cluster")["durable_events"];
   CHECK(view["relayed"].get<int>() >= 80);
 }

@@ -14,26 +14,6 @@
 namespace keel::host::cluster {
 namespace {
 
-constexpr std::size_t kMaxNode = 64;
-
-bool token_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-}
-
-std::vector<std::string> split_servers(std::string_view list) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  for (;;) {
-    const auto comma = list.find(',', start);
-    auto one = list.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
-    while (!one.empty() && (one.front() == ' ' || one.front() == '\t')) one.remove_prefix(1);
-    while (!one.empty() && (one.back() == ' ' || one.back() == '\t')) one.remove_suffix(1);
-    if (!one.empty()) out.emplace_back(one);
-    if (comma == std::string_view::npos) return out;
-    start = comma + 1;
-  }
-}
-
 std::int64_t ms_since(Clock::time_point t, Clock::time_point now) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count();
 }
@@ -46,7 +26,7 @@ std::string node_name(const std::string& configured) {
   std::string out;
   if (::gethostname(host.data(), host.size() - 1) == 0)
     for (const char c : std::string_view(host.data()))
-      if (out.size() < kMaxNode) out += token_char(c) ? c : '-';
+      if (out.size() < kMaxNodeName) out += subject_token_char(c) ? c : '-';
   return out.empty() ? std::string("keel") : out;
 }
 
@@ -59,7 +39,7 @@ Cluster::Cluster(const config::Config& cfg, plugins::PluginHost& plugins, TimerQ
       spans_(cfg.log.spans),
       directory_(node_) {
   LinkOptions o;
-  o.servers = split_servers(cfg_.nats_url);
+  o.servers = cfg_.servers();
   o.name = "keel:" + node_;
   o.token = cfg_.token;
   o.user = cfg_.user;

@@ -9,15 +9,11 @@ namespace {
 
 using Json = nlohmann::json;
 
-constexpr std::size_t kMaxName = 64;
 constexpr std::size_t kMaxPlugins = 4096;
 constexpr std::size_t kMaxRoutes = 4096;
 
 bool subject_token(std::string_view s) {
-  if (s.empty() || s.size() > kMaxName) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-  });
+  return !s.empty() && s.size() <= kMaxNodeName && std::all_of(s.begin(), s.end(), subject_token_char);
 }
 
 std::string text(const Json& j, const char* key) {

@@ -31,6 +31,13 @@ struct AnnouncedPlugin {
   std::vector<std::string> calls;  ///< the plugins it may call (dependencies and call: permissions)
 };
 
+/// A character of a node name or a plugin name as NATS subject tokens carry them: [A-Za-z0-9_-].
+[[nodiscard]] constexpr bool subject_token_char(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+/// The longest node name (a config check says the same for [cluster] node).
+inline constexpr std::size_t kMaxNodeName = 64;
+
 /// True when `path` is `mount` or below it ("/api/x" holds "/api/x" and "/api/x/y", not "/api/xy").
 [[nodiscard]] bool under_mount(std::string_view path, std::string_view mount) noexcept;
 

@@ -286,11 +286,6 @@ void DurableEvents::consume(Consumer& c) {
   auto log = observability::logger("cluster");
   const std::string filter = subject_ + ">";
   int errors = 0;
-  const auto backoff = [&](std::uint64_t attempt) {
-    auto d = events_cfg_.retry_base;
-    for (std::uint64_t i = 1; i < attempt && d < events_cfg_.retry_max; ++i) d *= 2;
-    return std::min(d, events_cfg_.retry_max).count();
-  };
   while (!c.stop.load()) {
     if (!link_.up() || !stream_ready_.load()) {
       std::this_thread::sleep_for(200ms);
@@ -364,7 +359,7 @@ void DurableEvents::consume(Consumer& c) {
         bus_.bury(c.plugin, parts, f.published_unix_ns, static_cast<std::uint32_t>(attempt), st);
         natsMsg_Term(msg, nullptr);
       } else {
-        natsMsg_NakWithDelay(msg, backoff(attempt), nullptr);
+        natsMsg_NakWithDelay(msg, bus_.retry_delay(static_cast<std::uint32_t>(attempt)).count(), nullptr);
       }
     }
     natsMsgList_Destroy(&list);

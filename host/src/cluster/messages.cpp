@@ -32,14 +32,6 @@ bool version_ok(Reader& r, std::string& error) {
   return true;
 }
 
-bool token_char(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') ||
-         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
-bool is_token(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), token_char); }
-
 // Visible ASCII only: what a request-target or an address may hold (no space, no control).
 bool visible(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
@@ -53,14 +45,13 @@ bool plugin_name(std::string_view s) {
 // What the HTTP layer guarantees of a client's request, checked again: a message on NATS did
 // not come through it, and its fields reach logs and plugins.
 const char* ill_formed(const ForwardedRequest& f) {
-  if (!is_token(f.method)) return "the method is not an HTTP token";
+  if (!http::valid_token(f.method)) return "the method is not an HTTP token";
   if (f.target.empty() || f.target.front() != '/' || !visible(f.target)) return "the target is not an origin-form path";
   if (!visible(f.remote_address)) return "the client address holds invisible characters";
   if (!f.caller.empty() && !plugin_name(f.caller)) return "the calling plugin's name is not a plugin name";
   for (const auto& h : f.headers) {
-    if (!is_token(h.name)) return "a header field name is not an HTTP token";
-    if (h.value.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos)
-      return "a header field value holds CR, LF or NUL";
+    if (!http::valid_token(h.name)) return "a header field name is not an HTTP token";
+    if (!http::valid_field_value(h.value)) return "a header field value holds CR, LF or NUL";
   }
   return nullptr;
 }

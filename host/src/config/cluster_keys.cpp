@@ -3,6 +3,7 @@
 #include <charconv>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config_keys.hpp"
 
@@ -20,6 +21,17 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
+}
+
+// The comma-separated entries of a server list, trimmed; empty ones kept (a stray comma).
+std::vector<std::string_view> split_servers(std::string_view list) {
+  std::vector<std::string_view> out;
+  for (std::size_t start = 0;;) {
+    const auto comma = list.find(',', start);
+    out.push_back(trim(list.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start)));
+    if (comma == std::string_view::npos) return out;
+    start = comma + 1;
+  }
 }
 
 // One "nats://HOST:PORT" (HOST a name, an IPv4 address or a bracketed IPv6 address).
@@ -52,15 +64,13 @@ std::optional<std::string> server_problem(std::string_view url) {
 
 std::optional<std::string> nats_url_problem(std::string_view url) {
   if (trim(url).empty()) return std::nullopt;  // no cluster
-  std::size_t start = 0;
-  for (std::size_t n = 1;; ++n) {
-    const auto comma = url.find(',', start);
-    const auto one = trim(url.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+  const auto servers = split_servers(url);
+  for (std::size_t n = 1; n <= servers.size(); ++n) {
+    const auto one = servers[n - 1];
     if (one.empty()) return "server " + std::to_string(n) + " of the list is empty (a stray comma?)";
     if (auto problem = server_problem(one)) return "server " + std::to_string(n) + ": " + *problem;
-    if (comma == std::string_view::npos) return std::nullopt;
-    start = comma + 1;
   }
+  return std::nullopt;
 }
 
 std::optional<std::string> node_name_problem(std::string_view node) {
@@ -90,3 +100,14 @@ std::optional<std::string> subject_prefix_problem(std::string_view prefix) {
 }
 
 }  // namespace keel::host::config::detail
+
+namespace keel::host::config {
+
+std::vector<std::string> ClusterConfig::servers() const {
+  std::vector<std::string> out;
+  for (const auto one : detail::split_servers(nats_url))
+    if (!one.empty()) out.emplace_back(one);
+  return out;
+}
+
+}  // namespace keel::host::config

@@ -226,6 +226,8 @@ struct ClusterConfig {
   std::chrono::milliseconds announce_interval{1000};  ///< how often this host announces its plugins
   std::chrono::milliseconds request_timeout{10000};   ///< longest wait for another host's answer
   [[nodiscard]] bool enabled() const noexcept { return !nats_url.empty(); }
+  /// The servers of nats_url, in order, each trimmed (cluster_keys.cpp).
+  [[nodiscard]] std::vector<std::string> servers() const;
 };
 
 struct Config {

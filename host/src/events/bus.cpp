@@ -986,6 +986,8 @@ keel_status Bus::deliver_external(std::string_view subscriber, const EventRecord
   return st;
 }
 
+std::chrono::milliseconds Bus::retry_delay(std::uint32_t attempt) const noexcept { return impl_->backoff(attempt); }
+
 void Bus::bury(std::string_view subscriber, const EventRecord::Parts& parts, std::int64_t published_unix_ns,
                std::uint32_t attempts, keel_status last) {
   auto& s = *impl_;

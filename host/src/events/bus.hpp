@@ -202,6 +202,9 @@ class Bus final : public abi::EventSink {
   keel_status deliver_external(std::string_view subscriber, const EventRecord::Parts& parts, std::int64_t published_unix_ns,
                                std::uint32_t attempt, std::chrono::milliseconds wait,
                                const std::function<void()>& still_waiting = nullptr);
+  /// The delay before delivery attempt `attempt` + 1: [events] retry_base_ms, doubled per
+  /// attempt, capped at retry_max_ms (the bus's own retries, and a cluster consumer's).
+  [[nodiscard]] std::chrono::milliseconds retry_delay(std::uint32_t attempt) const noexcept;
   /// Records a dead letter of `subscriber` kept in memory (an event of another host's outbox).
   void bury(std::string_view subscriber, const EventRecord::Parts& parts, std::int64_t published_unix_ns,
             std::uint32_t attempts, keel_status last);

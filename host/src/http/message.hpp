@@ -123,6 +123,10 @@ class Handler {
 /// An X-Request-Id the host takes as it is: 1..128 characters of [A-Za-z0-9._:-]. Anything else
 /// is replaced (from a client) or dropped (from a runner).
 [[nodiscard]] bool valid_request_id(std::string_view id) noexcept;
+/// An HTTP token (RFC 9110 section 5.6.2): a method or a header field name.
+[[nodiscard]] bool valid_token(std::string_view s) noexcept;
+/// A header field value the host will write: no CR, LF or NUL.
+[[nodiscard]] bool valid_field_value(std::string_view s) noexcept;
 [[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;
 
 }  // namespace keel::host::http

@@ -161,7 +161,7 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   const auto target_name = view(args->target_plugin);
   const auto method = view(args->method);
   const auto full = view(args->path);
-  if (!valid_token(method) || full.empty() || full.front() != '/') return KEEL_ERR_INVALID_ARGUMENT;
+  if (!http::valid_token(method) || full.empty() || full.front() != '/') return KEEL_ERR_INVALID_ARGUMENT;
   const bool declared = std::any_of(caller.manifest.dependencies.begin(), caller.manifest.dependencies.end(),
                                     [&](const Dependency& d) { return d.name == target_name; });
   if (!declared && !has_permission(caller.manifest, "call:" + std::string(target_name))) {

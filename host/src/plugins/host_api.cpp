@@ -14,10 +14,6 @@ using abi::current_request_id;
 using abi::status_name;
 using abi::with_current_trace;
 
-bool valid_field_value(std::string_view s) {
-  return std::none_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
-}
-
 // keel_response (plugin-owned) -> http::Response (host-owned copy). Checks what it copies.
 keel_status convert_response(const keel_response* r, http::Response& out, std::uint64_t max_body) {
   if (r == nullptr || r->struct_size < offsetof(keel_response, body) + sizeof(r->body)) return KEEL_ERR_INVALID_ARGUMENT;
@@ -26,9 +22,9 @@ keel_status convert_response(const keel_response* r, http::Response& out, std::u
   if ((r->headers.count != 0 && r->headers.items == nullptr) || (r->body.len != 0 && r->body.ptr == nullptr))
     return KEEL_ERR_INVALID_ARGUMENT;
   const auto content_type = view(r->content_type);
-  if (!valid_field_value(content_type)) return KEEL_ERR_INVALID_ARGUMENT;
+  if (!http::valid_field_value(content_type)) return KEEL_ERR_INVALID_ARGUMENT;
   for (std::size_t i = 0; i < r->headers.count; ++i) {
-    if (!valid_token(view(r->headers.items[i].name)) || !valid_field_value(view(r->headers.items[i].value)))
+    if (!http::valid_token(view(r->headers.items[i].name)) || !http::valid_field_value(view(r->headers.items[i].value)))
       return KEEL_ERR_INVALID_ARGUMENT;
   }
   out.clear();

@@ -71,13 +71,6 @@ inline std::int64_t to_mono_ns(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
-/// An HTTP token (RFC 9110 5.6.2): a method or a header name.
-inline bool valid_token(std::string_view s) {
-  if (s.empty()) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || std::strchr("!#$%&'*+-.^_`|~", c);
-  });
-}
 
 inline // One decoded query name or value: a [begin, end) span of the storage parse_query filled.
 std::string_view span_of(std::string_view storage, std::pair<std::size_t, std::size_t> span) {
