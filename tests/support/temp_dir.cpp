@@ -15,6 +15,8 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
+  // KEEL_TEST_KEEP_DIRS=1 keeps every test's directory (configs, host logs, databases) to debug a failure.
+  if (const char* keep = std::getenv("KEEL_TEST_KEEP_DIRS"); keep != nullptr && std::string_view{keep} == "1") return;
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }

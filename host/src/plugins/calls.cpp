@@ -120,6 +120,9 @@ std::pair<std::shared_ptr<CallState>, std::shared_ptr<http::AsyncReply>> PluginH
     if (parent_span.empty()) parent_span = cur->traceparent;
   }
   state->span = observability::Span::start(parent_span);
+  // A call made outside any request (a plugin's own thread, start()) gets its span id as its
+  // request id, so the callee's log lines, here or on another host, still share one `req=`.
+  if (state->request_id.empty()) state->request_id.assign(state->span.span_id());
   state->caller_traceparent.assign(parent_span);
   state->cb = cb;
   state->user = user;
