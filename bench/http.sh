@@ -879,30 +879,39 @@ scenario_cluster() {
     "forwarded|http://127.0.0.1:$bp$HELLO_PATH|$a,$b,$nats"
   stop_server "$b"; stop_server "$a"
   # Durable events from a publisher on one host to a subscriber on another, through the relay,
-  # JetStream and the subscriber's durable consumer; delivered/s, and the publishing host's CPU.
-  local pubdir subdir p pa pp sb sp r
-  pubdir=$(plugin_dir cluster-pub) subdir=$(plugin_dir cluster-sub)
+  # JetStream and the subscriber's durable consumer, against the same publisher and subscriber on
+  # one host (the local outbox), round for round. The publisher commits EVENTS_TXN_N events per
+  # transaction, so the publishing database is not what is measured; delivered/s, and the
+  # publishing host's CPU.
+  local pubdir subdir localdir p pa pp sb sp lo lp r
+  pubdir=$(plugin_dir cluster-pub) subdir=$(plugin_dir cluster-sub) localdir=$(plugin_dir cluster-local)
   for p in events_pub events_sub; do
     [[ -f $BUILD_DIR/fixtures/$p.so ]] || die "$BUILD_DIR/fixtures/$p.so not built"
+    cp "$BUILD_DIR/fixtures/$p.so" "$localdir/"
   done
   cp "$BUILD_DIR/fixtures/events_pub.so" "$pubdir/"
   cp "$BUILD_DIR/fixtures/events_sub.so" "$subdir/"
   start_keel cluster-pub "$pubdir" "${cluster}\"pub\""; pa=$LAST_PID pp=$LAST_PORT
   start_keel cluster-sub "$subdir" "${cluster}"$'"sub"\n[plugin.events_sub]\nrecord = false'; sb=$LAST_PID sp=$LAST_PORT
+  start_keel cluster-local "$localdir" $'[plugin.events_sub]\nrecord = false'; lo=$LAST_PID lp=$LAST_PORT
   for ((i = 0; i < 100; i++)); do  # the subscriber's durable consumer exists once both hosts saw the stream
     curl -fsS -X POST "http://127.0.0.1:$pp/api/events_pub/durable/1" >/dev/null || true
     code=$(curl -fsS "http://127.0.0.1:$sp/api/events_sub/count?topic=demo.durable" || echo 0)
     ((code > 0)) && break
     sleep 0.1
   done
-  rm -f "$TMP/raw/events.cluster-durable"
+  rm -f "$TMP/raw/events.cluster-durable" "$TMP/raw/events.cluster-local"
   for ((r = 1; r <= ROUNDS; r++)); do
-    events_round cluster-durable "/api/events_pub/durable/$EVENTS_DURABLE_N" "$EVENTS_DURABLE_N" demo.durable "$pp" "$pa" "$sp"
+    events_round cluster-local "/api/events_pub/txn/$EVENTS_TXN_N/commit" "$EVENTS_TXN_N" demo.durable "$lp" "$lo"
+    events_round cluster-durable "/api/events_pub/txn/$EVENTS_TXN_N/commit" "$EVENTS_TXN_N" demo.durable "$pp" "$pa" "$sp"
   done
-  stop_server "$sb"; stop_server "$pa"; stop_server "$nats"
+  stop_server "$lo"; stop_server "$sb"; stop_server "$pa"; stop_server "$nats"
+  add_row cluster durable-local "$(median "$TMP/raw/events.cluster-local" 1)" 0 0 \
+    "$(median "$TMP/raw/events.cluster-local" 2)" 0 0
   add_row cluster durable-across "$(median "$TMP/raw/events.cluster-durable" 1)" 0 0 \
     "$(median "$TMP/raw/events.cluster-durable" 2)" 0 0
   check "cluster durable events delivered/s to another host" "$(median "$TMP/raw/events.cluster-durable" 1)" ">=" 20000
+  check "cluster durable events across/local delivered/s" "$(paired_ratio events cluster-durable cluster-local 1)" - -
   check "cluster forwarded/local req/s" "$(paired_ratio cluster forwarded local 1)" ">=" 0.4
   check "cluster forwarded/local p99" "$(paired_ratio cluster forwarded local 3)" - -
   check "cluster forwarded/local CPU/request (both hosts + nats-server)" "$(paired_ratio cluster forwarded local 4)" - -

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <span>
 
 #include <nats/nats.h>
 #include <nlohmann/json.hpp>
@@ -47,6 +48,7 @@ struct DurableEvents::Relay {
   std::string subject_prefix, node;
   DurableEvents::Started started;
   std::atomic<std::uint64_t> relayed{0};
+  std::atomic<int> failures{0};  // of the batch being relayed
   // The relay's executor: one thread, so the bus's relay streams never wait on a worker.
   std::mutex queue_mutex;
   std::condition_variable queue_ready;
@@ -54,40 +56,68 @@ struct DurableEvents::Relay {
   bool stopping = false;
   std::thread thread;
 
-  keel_status deliver(const events::EventRecord& e) {
+  // The relay's batch: each event published without waiting (the event id as JetStream's
+  // deduplication id), then one wait for all their acknowledgements. Only a batch JetStream
+  // acknowledged in full counts as taken: after any failure the bus hands the whole batch over
+  // again later, and JetStream drops the copies it already has.
+  std::pair<std::size_t, keel_status> deliver_batch(std::span<const events::EventRecord> events) {
     std::lock_guard lock(mutex);
-    if (!alive || js == nullptr || !link->up()) return KEEL_ERR_UNAVAILABLE;  // paused; tick() resumes
-    auto here = bus->subscribers_of(e.topic());
-    std::erase_if(here, [&](const std::string& name) { return !started(name); });
-    ForwardedEvent f{node,          e.published_unix_ns, e.event_id(),  e.topic(),      e.payload(), e.content_type(),
-                     e.publisher(), e.traceparent(),     e.tracestate(), e.request_id(), {}};
-    f.here.assign(here.begin(), here.end());
-    const auto data = encode_forwarded_event(f);
-    if (const auto max = link->max_payload(); max > 0 && data.size() > static_cast<std::size_t>(max)) {
-      // It will never fit: a failure, so the bus retries it and then keeps it as the relay's dead
-      // letter (resubmit it after raising max_payload on the NATS server); the rest flows on.
-      observability::logger("cluster")->error("durable event id={} topic={} is larger ({} bytes) than the NATS server's "
-                                              "max_payload ({}): other hosts cannot get it",
-                                              e.event_id(), e.topic(), data.size(), max);
-      return KEEL_ERR_TOO_LARGE;
+    if (!alive || js == nullptr || !link->up()) return {0, KEEL_ERR_UNAVAILABLE};  // paused; tick() resumes
+    failures.store(0);
+    std::size_t published = 0;
+    keel_status stopped = KEEL_OK;
+    for (const auto& e : events) {
+      auto here = bus->subscribers_of(e.topic());
+      std::erase_if(here, [&](const std::string& name) { return !started(name); });
+      ForwardedEvent f{node,          e.published_unix_ns, e.event_id(),  e.topic(),      e.payload(), e.content_type(),
+                       e.publisher(), e.traceparent(),     e.tracestate(), e.request_id(), {}};
+      f.here.assign(here.begin(), here.end());
+      const auto data = encode_forwarded_event(f);
+      if (const auto max = link->max_payload(); max > 0 && data.size() > static_cast<std::size_t>(max)) {
+        // It will never fit: a failure, so the bus retries it and then keeps it as the relay's
+        // dead letter (resubmit it after raising max_payload on the NATS server); the rest flows on.
+        observability::logger("cluster")->error("durable event id={} topic={} is larger ({} bytes) than the NATS "
+                                                "server's max_payload ({}): other hosts cannot get it",
+                                                e.event_id(), e.topic(), data.size(), max);
+        stopped = KEEL_ERR_TOO_LARGE;
+        break;
+      }
+      const std::string subject = subject_prefix + std::string(e.topic());
+      const std::string id(e.event_id());
+      jsPubOptions opts;
+      jsPubOptions_Init(&opts);
+      opts.MsgId = id.c_str();
+      if (const auto s = js_PublishAsync(js, subject.c_str(), data.data(), static_cast<int>(data.size()), &opts);
+          s != NATS_OK) {
+        observability::logger("cluster")->warn("durable event not relayed yet id={} topic={} error=\"{}\"; retrying",
+                                               id, e.topic(), natsStatus_GetText(s));
+        failures.fetch_add(1);
+        break;
+      }
+      ++published;
     }
-    const std::string subject = subject_prefix + std::string(e.topic());
-    const std::string id(e.event_id());
-    jsPubOptions opts;
-    jsPubOptions_Init(&opts);
-    opts.MsgId = id.c_str();  // JetStream drops a second copy of a relayed event (a retry)
-    opts.MaxWait = kPublishWaitMs;
-    jsPubAck* ack = nullptr;
-    jsErrCode err = static_cast<jsErrCode>(0);
-    const auto s = js_Publish(&ack, js, subject.c_str(), data.data(), static_cast<int>(data.size()), &opts, &err);
-    jsPubAck_Destroy(ack);
+    jsPubOptions wait;
+    jsPubOptions_Init(&wait);
+    wait.MaxWait = kPublishWaitMs;
+    const auto s = published > 0 ? js_PublishAsyncComplete(js, &wait) : NATS_OK;
     if (s != NATS_OK) {
-      observability::logger("cluster")->warn("durable event not relayed yet id={} topic={} error=\"{}\"; retrying", id,
-                                             e.topic(), natsStatus_GetText(s));
-      return KEEL_ERR_UNAVAILABLE;  // never a dead letter: the outbox keeps it until JetStream has it
+      natsMsgList unanswered{};  // taken back from the library: no acknowledgement will count now
+      if (js_PublishAsyncGetPendingList(&unanswered, js) == NATS_OK) natsMsgList_Destroy(&unanswered);
+      observability::logger("cluster")->warn("durable events not relayed yet count={} error=\"{}\"; retrying",
+                                             published, natsStatus_GetText(s));
+      return {0, KEEL_ERR_UNAVAILABLE};  // never a dead letter: the outbox keeps them until JetStream has them
     }
-    relayed.fetch_add(1, std::memory_order_relaxed);
-    return KEEL_OK;
+    if (failures.load() > 0) return {0, KEEL_ERR_UNAVAILABLE};
+    relayed.fetch_add(published, std::memory_order_relaxed);
+    return {published, stopped};
+  }
+
+  // A relayed event JetStream refused (no stream, a storage error): on a NATS thread.
+  static void on_publish_error(jsCtx*, jsPubAckErr* pae, void* self) {
+    auto* r = static_cast<Relay*>(self);
+    r->failures.fetch_add(1);
+    observability::logger("cluster")->warn("durable event not relayed yet error=\"{}\"; retrying",
+                                           pae->ErrText != nullptr ? pae->ErrText : natsStatus_GetText(pae->Err));
   }
 
   void run() {
@@ -133,6 +163,8 @@ DurableEvents::DurableEvents(const config::Config& cfg, std::string node, NatsLi
   jsOptions o;
   jsOptions_Init(&o);
   o.Wait = kPublishWaitMs;
+  o.PublishAsync.ErrHandler = &Relay::on_publish_error;
+  o.PublishAsync.ErrHandlerClosure = relay_.get();
   if (const auto s = natsConnection_JetStream(&relay_->js, link_.native(), &o); s != NATS_OK)
     throw std::runtime_error(std::string("NATS JetStream: ") + natsStatus_GetText(s));
   relay_->thread = std::thread([r = relay_.get()] { r->run(); });
@@ -140,7 +172,13 @@ DurableEvents::DurableEvents(const config::Config& cfg, std::string node, NatsLi
   relay.name = kRelay;
   relay.patterns = {"#"};
   relay.relay = true;
-  relay.deliver = [r = relay_](const events::EventRecord& e, std::uint32_t) { return r->deliver(e); };
+  relay.deliver = [r = relay_](const events::EventRecord& e, std::uint32_t) {
+    const auto [taken, st] = r->deliver_batch({&e, 1});
+    return taken == 1 ? KEEL_OK : st;
+  };
+  relay.deliver_batch = [r = relay_](std::span<const events::EventRecord> batch, std::uint32_t) {
+    return r->deliver_batch(batch);
+  };
   relay.execute = [r = relay_](std::function<void()> job) {
     {
       std::lock_guard lock(r->queue_mutex);
@@ -282,9 +320,41 @@ void DurableEvents::maintain() {
   }
 }
 
+// The plugin's durable consumer, made or brought to this host's settings (a changed
+// [cluster] durable_batch). Its replicas on other hosts share it.
+bool DurableEvents::ensure_consumer(const std::string& plugin) const {
+  const std::string filter = subject_ + ">";
+  jsConsumerConfig cc;
+  jsConsumerConfig_Init(&cc);
+  cc.Durable = plugin.c_str();
+  cc.AckPolicy = js_AckExplicit;
+  cc.DeliverPolicy = js_DeliverAll;
+  cc.AckWait = kAckWaitNs;
+  cc.MaxAckPending = cfg_.durable_batch;  // events in flight; 1: one at a time across replicas
+  cc.MaxDeliver = -1;                     // this host dead-letters after [events] max_attempts
+  cc.FilterSubject = filter.c_str();
+  jsConsumerInfo* ci = nullptr;
+  jsErrCode err = static_cast<jsErrCode>(0);
+  auto s = js_GetConsumerInfo(&ci, relay_->js, stream_.c_str(), plugin.c_str(), nullptr, &err);
+  const bool exists = s == NATS_OK;
+  const bool same = exists && ci->Config != nullptr && ci->Config->MaxAckPending == cc.MaxAckPending &&
+                    ci->Config->AckWait == cc.AckWait;
+  jsConsumerInfo_Destroy(ci);
+  ci = nullptr;
+  if (same) return true;
+  if (exists) s = js_UpdateConsumer(&ci, relay_->js, stream_.c_str(), &cc, nullptr, &err);
+  else if (err == JSConsumerNotFoundErr) s = js_AddConsumer(&ci, relay_->js, stream_.c_str(), &cc, nullptr, &err);
+  jsConsumerInfo_Destroy(ci);
+  if (s != NATS_OK)
+    observability::logger("cluster")->warn("cluster: cannot set up the durable consumer of plugin={}: {}", plugin,
+                                           natsStatus_GetText(s));
+  return s == NATS_OK;
+}
+
 void DurableEvents::consume(Consumer& c) {
   auto log = observability::logger("cluster");
   const std::string filter = subject_ + ">";
+  const int batch = static_cast<int>(cfg_.durable_batch);
   int errors = 0;
   while (!c.stop.load()) {
     if (!link_.up() || !stream_ready_.load()) {
@@ -295,15 +365,11 @@ void DurableEvents::consume(Consumer& c) {
       jsSubOptions so;
       jsSubOptions_Init(&so);
       so.Stream = stream_.c_str();
-      so.Config.AckPolicy = js_AckExplicit;
-      so.Config.DeliverPolicy = js_DeliverAll;
-      so.Config.AckWait = kAckWaitNs;
-      so.Config.MaxAckPending = 1;  // one event at a time across replicas: per-topic order
-      so.Config.MaxDeliver = -1;    // this host dead-letters after [events] max_attempts
-      so.Config.FilterSubject = filter.c_str();
+      so.Consumer = c.plugin.c_str();  // bound to the consumer ensure_consumer() set up
       jsErrCode err = static_cast<jsErrCode>(0);
-      if (const auto s = js_PullSubscribe(&c.sub, relay_->js, filter.c_str(), c.plugin.c_str(), nullptr, &so, &err);
-          s != NATS_OK) {
+      natsStatus s = ensure_consumer(c.plugin) ? NATS_OK : NATS_ERR;
+      if (s == NATS_OK) s = js_PullSubscribe(&c.sub, relay_->js, filter.c_str(), c.plugin.c_str(), nullptr, &so, &err);
+      if (s != NATS_OK) {
         log->warn("cluster: cannot consume durable events for plugin={}: {}", c.plugin, natsStatus_GetText(s));
         c.sub = nullptr;
         std::this_thread::sleep_for(1s);
@@ -312,7 +378,7 @@ void DurableEvents::consume(Consumer& c) {
     }
     natsMsgList list{};
     jsErrCode err = static_cast<jsErrCode>(0);
-    const auto s = natsSubscription_Fetch(&list, c.sub, 1, kFetchWaitMs, &err);
+    const auto s = natsSubscription_Fetch(&list, c.sub, batch, kFetchWaitMs, &err);
     if (s == NATS_TIMEOUT) continue;
     if (s != NATS_OK) {
       if (++errors >= kErrorsBeforeResubscribe) {  // the server may have lost the consumer: make it again
@@ -324,47 +390,75 @@ void DurableEvents::consume(Consumer& c) {
       continue;
     }
     errors = 0;
-    for (int i = 0; i < list.Count; ++i) {
-      natsMsg* msg = list.Msgs[i];
-      ForwardedEvent f;
-      std::string error;
-      const std::string_view data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
-      if (!decode_forwarded_event(data, f, error)) {
-        if (error.starts_with("cluster wire version")) {  // a host of another version may read it: not ours
-          log->warn("cluster: a durable event for plugin={} this host cannot read: {}; left to other hosts", c.plugin, error);
-          natsMsg_NakWithDelay(msg, 5000, nullptr);
-        } else {
-          log->warn("cluster: dropped a malformed durable event for plugin={}: {}", c.plugin, error);
-          natsMsg_Term(msg, nullptr);
-        }
-        continue;
-      }
-      if (std::find(f.here.begin(), f.here.end(), c.plugin) != f.here.end()) {  // got it on the publisher's host
-        natsMsg_Ack(msg, nullptr);
-        continue;
-      }
-      jsMsgMetaData* meta = nullptr;
-      std::uint64_t attempt = 1;
-      if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) attempt = meta->NumDelivered;
-      jsMsgMetaData_Destroy(meta);
-      const events::EventRecord::Parts parts{f.event_id,  f.topic,       f.payload,    f.content_type,
-                                             f.publisher, f.traceparent, f.tracestate, f.request_id};
-      const auto st = bus_.deliver_external(c.plugin, parts, f.published_unix_ns, static_cast<std::uint32_t>(attempt),
-                                            kHandlerWait, [msg] { natsMsg_InProgress(msg, nullptr); });
-      if (st >= 0 || st == KEEL_ERR_NOT_FOUND) {
-        natsMsg_Ack(msg, nullptr);
-      } else if (st == KEEL_ERR_UNAVAILABLE || st == KEEL_ERR_TIMEOUT) {
-        natsMsg_NakWithDelay(msg, events_cfg_.retry_base.count(), nullptr);  // not an attempt: again later
-      } else if (attempt >= events_cfg_.max_attempts) {
-        bus_.bury(c.plugin, parts, f.published_unix_ns, static_cast<std::uint32_t>(attempt), st);
-        natsMsg_Term(msg, nullptr);
-      } else {
-        natsMsg_NakWithDelay(msg, bus_.retry_delay(static_cast<std::uint32_t>(attempt)).count(), nullptr);
-      }
-    }
+    handle_batch(c, std::span<natsMsg*>(list.Msgs, static_cast<std::size_t>(list.Count)));
     natsMsgList_Destroy(&list);
   }
   if (c.sub != nullptr) natsSubscription_Destroy(c.sub);  // the durable consumer stays on the server
+}
+
+// One fetched batch, in stream order. Each event is acknowledged once its handler returned. A
+// failed event is retried here, after the bus's backoff, before any later one of the batch (the
+// rest wait, kept "in progress"), then dead-lettered; an event the plugin cannot take now (it is
+// stopping) is handed back with the rest of the batch, for a replica or a later fetch.
+void DurableEvents::handle_batch(Consumer& c, std::span<natsMsg*> msgs) {
+  auto log = observability::logger("cluster");
+  // Every event of the batch not yet acknowledged stays ours while a handler or a backoff runs.
+  std::size_t next = 0;
+  const auto keep_rest = [&] {
+    for (std::size_t k = next; k < msgs.size(); ++k) natsMsg_InProgress(msgs[k], nullptr);
+  };
+  for (; next < msgs.size() && !c.stop.load(); ++next) {
+    natsMsg* msg = msgs[next];
+    ForwardedEvent f;
+    std::string error;
+    const std::string_view data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+    if (!decode_forwarded_event(data, f, error)) {
+      if (error.starts_with("cluster wire version")) {  // a host of another version may read it: not ours
+        log->warn("cluster: a durable event for plugin={} this host cannot read: {}; left to other hosts", c.plugin, error);
+        natsMsg_NakWithDelay(msg, 5000, nullptr);
+      } else {
+        log->warn("cluster: dropped a malformed durable event for plugin={}: {}", c.plugin, error);
+        natsMsg_Term(msg, nullptr);
+      }
+      continue;
+    }
+    if (std::find(f.here.begin(), f.here.end(), c.plugin) != f.here.end()) {  // got it on the publisher's host
+      natsMsg_Ack(msg, nullptr);
+      continue;
+    }
+    jsMsgMetaData* meta = nullptr;
+    std::uint32_t attempt = 1;
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) attempt = static_cast<std::uint32_t>(meta->NumDelivered);
+    jsMsgMetaData_Destroy(meta);
+    const events::EventRecord::Parts parts{f.event_id,  f.topic,       f.payload,    f.content_type,
+                                           f.publisher, f.traceparent, f.tracestate, f.request_id};
+    for (;;) {
+      const auto st = bus_.deliver_external(c.plugin, parts, f.published_unix_ns, attempt, kHandlerWait, keep_rest);
+      if (st >= 0 || st == KEEL_ERR_NOT_FOUND) {
+        natsMsg_Ack(msg, nullptr);
+        break;
+      }
+      if (st == KEEL_ERR_UNAVAILABLE || st == KEEL_ERR_TIMEOUT) {  // not an attempt: the rest go back too
+        for (std::size_t k = next; k < msgs.size(); ++k)
+          natsMsg_NakWithDelay(msgs[k], events_cfg_.retry_base.count(), nullptr);
+        return;
+      }
+      if (attempt >= events_cfg_.max_attempts) {
+        bus_.bury(c.plugin, parts, f.published_unix_ns, attempt, st);
+        natsMsg_Term(msg, nullptr);
+        break;
+      }
+      // Backoff here, in slices, so a stop is not held up and the batch stays ours meanwhile.
+      const auto until = std::chrono::steady_clock::now() + bus_.retry_delay(attempt);
+      while (!c.stop.load() && std::chrono::steady_clock::now() < until) {
+        keep_rest();
+        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+            1s, until - std::chrono::steady_clock::now()));
+      }
+      if (c.stop.load()) return;  // unacknowledged: redelivered after the ack wait
+      ++attempt;
+    }
+  }
 }
 
 std::string DurableEvents::admin_json() const {

@@ -3,10 +3,11 @@
 // "Events"). The publisher's outbox stays the source of truth: a relay (a bus subscriber of every
 // durable topic, events::Endpoint::relay) publishes each committed event to one JetStream stream
 // with the event id as deduplication id, and the bus saves the relay's cursor only after
-// JetStream acknowledged it. Each subscribing plugin here consumes through one durable consumer,
-// shared by its replicas on every host, one event at a time (MaxAckPending 1: per-topic order),
-// and acknowledges after its handler returned; failures are redelivered with the bus's backoff,
-// then dead-lettered here. An event a plugin already got on the publisher's host is skipped.
+// JetStream acknowledged them (in batches). Each subscribing plugin here consumes through one
+// durable consumer, shared by its replicas on every host, [cluster] durable_batch events at a time,
+// in stream order, and acknowledges each after its handler returned; a failure is retried here
+// with the bus's backoff before the rest of its batch, then dead-lettered here. An event a plugin
+// already got on the publisher's host is skipped.
 
 #include <atomic>
 #include <condition_variable>
@@ -14,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -22,6 +24,8 @@
 #include "cluster/nats_link.hpp"
 #include "config/config.hpp"
 #include "events/bus.hpp"
+
+struct __natsMsg;
 
 namespace keel::host::cluster {
 
@@ -52,7 +56,9 @@ class DurableEvents {
   struct Consumer;
   void maintain();
   bool ensure_stream();
+  bool ensure_consumer(const std::string& plugin) const;
   void consume(Consumer& c);
+  void handle_batch(Consumer& c, std::span<__natsMsg*> msgs);  // natsMsg of <nats/nats.h>
 
   const config::ClusterConfig cfg_;
   const config::EventsConfig events_cfg_;

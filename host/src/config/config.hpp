@@ -225,6 +225,9 @@ struct ClusterConfig {
   std::string password;  ///< ... and password (secret)
   std::chrono::milliseconds announce_interval{1000};  ///< how often this host announces its plugins
   std::chrono::milliseconds request_timeout{10000};   ///< longest wait for another host's answer
+  /// Durable events a subscribing plugin's consumer has in flight (fetched, not acknowledged);
+  /// 1 keeps one event at a time in order across the plugin's replicas on several hosts.
+  std::uint32_t durable_batch = 256;
   [[nodiscard]] bool enabled() const noexcept { return !nats_url.empty(); }
   /// The servers of nats_url, in order, each trimmed (cluster_keys.cpp).
   [[nodiscard]] std::vector<std::string> servers() const;

@@ -138,6 +138,7 @@ void visit_keys(V& v, C& c) {
   v.secret("password", c.cluster.password);
   v.duration("announce_interval_ms", c.cluster.announce_interval, 50, 600000);
   v.duration("request_timeout_ms", c.cluster.request_timeout, 1, kMaxDurationMs);
+  v.integer("durable_batch", c.cluster.durable_batch, 1, 10000);
 }
 
 // The limits of a [plugin.<name>] table (its runner process, its error budget), declared once

@@ -654,15 +654,27 @@ struct Bus::Impl {
       drain_later(s, std::chrono::seconds(1));
       return;
     }
-    for (auto& e : batch) {
-      const auto attempt = s.attempt + 1;
-      const keel_status st = s.sub->ep.deliver(e, attempt);
-      if (st >= 0) {
-        s.counters.delivered.add();
-        s.cursor = e.seq;
-        s.attempt = 0;
-        continue;
+    for (std::size_t i = 0; i < batch.size();) {
+      auto attempt = s.attempt + 1;
+      std::size_t taken = 0;
+      keel_status st = KEEL_OK;
+      if (s.sub->ep.deliver_batch) {
+        std::tie(taken, st) = s.sub->ep.deliver_batch(std::span<const EventRecord>(batch).subspan(i), attempt);
+        taken = std::min(taken, batch.size() - i);
+      } else if (st = s.sub->ep.deliver(batch[i], attempt); st >= 0) {
+        taken = 1;
       }
+      if (taken > 0) {
+        s.counters.delivered.add(taken);
+        s.cursor = batch[i + taken - 1].seq;
+        s.attempt = 0;
+        attempt = 1;  // the first event not taken has had this one attempt
+        i += taken;
+        if (i == batch.size() || st >= 0) continue;
+      } else if (st >= 0) {
+        st = KEEL_ERR_INTERNAL;  // a relay that took nothing and named no reason
+      }
+      const EventRecord& e = batch[i];
       if (st == KEEL_ERR_UNAVAILABLE) {  // the subscriber is stopping: resume after a restart
         static_cast<void>(persist_cursor(s, *db));
         std::lock_guard lock(s.mutex);
@@ -681,6 +693,7 @@ struct Bus::Impl {
         }
         s.counters.dead_lettered.add();
         s.attempt = 0;
+        ++i;
         continue;
       }
       s.attempt = attempt;

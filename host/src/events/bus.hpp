@@ -26,8 +26,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <keel/plugin.h>
@@ -98,6 +100,11 @@ struct Endpoint {
   /// Not a plugin but a relay of durable events (a cluster's, to other hosts): it gets durable
   /// topics only, and is not one of subscribers().
   bool relay = false;
+  /// Optional, for a relay: takes a run of durable events in commit order at once and returns how
+  /// many of them (a prefix) it took, and the status of the first one it did not take (ignored
+  /// when it took them all). `attempt` is the first event's. Set, it replaces `deliver` for
+  /// durable events: the cursor moves past the prefix only.
+  std::function<std::pair<std::size_t, keel_status>(std::span<const EventRecord>, std::uint32_t attempt)> deliver_batch{};
 };
 
 /// One publishing plugin.

@@ -1092,6 +1092,7 @@ user = "keel"
 password = "pw"
 announce_interval_ms = 250
 request_timeout_ms = 1500
+durable_batch = 1
 )",
                             "keel.toml", {})
                      .cluster;
@@ -1102,6 +1103,7 @@ request_timeout_ms = 1500
   CHECK(c.password == "pw");
   CHECK(c.announce_interval == 250ms);
   CHECK(c.request_timeout == 1500ms);
+  CHECK(c.durable_batch == 1);
   // The environment overrides as for every section; a token alone is fine.
   const auto env = cfg::parse("", "keel.toml",
                               {{"KEEL_CLUSTER_NATS_URL", "nats://127.0.0.1:4222"}, {"KEEL_CLUSTER_TOKEN", "t0k"}});
