@@ -444,6 +444,41 @@ TEST_CASE("cluster: durable events reach another host's subscribers through JetS
   CHECK(view["relayed"].get<int>() >= 80);
 }
 
+TEST_CASE("cluster: a failing durable event on another host is retried before the rest of its batch, then dead-lettered",
+          "[cluster][integration][events]") {
+  NatsServer nats;
+  KeelHost a(member(nats, "a", {fixture("events_pub")}));
+  KeelHost b(member(nats, "b", {fixture("events_sub")}, "\n[events]\nretry_base_ms = 20\nmax_attempts = 3\n"));
+  REQUIRE(eventually([&] { return admin(a, "/admin/cluster")["durable_events"]["ready"] == true &&
+                                  admin(b, "/admin/cluster")["durable_events"]["consumers"].size() == 1; }, 10s));
+  const auto post = [&](const std::string& path, const std::string& body) {
+    const auto r = simple_request(a.port(), "POST", "/api/events_pub/" + path, body);
+    return r && r->status == 200;
+  };
+  // One transaction of 20 events, each failing its first attempt: one relayed batch, one fetched
+  // batch on b, every event retried there before the next one is handled.
+  REQUIRE(post("txn/20/commit", "fail:1-"));
+  REQUIRE(eventually([&] { return received(b, "events_sub", "demo.durable") == 20; }, 15s));
+  std::string expected;
+  for (int i = 0; i < 20; ++i) expected += (i == 0 ? "" : ",") + std::string("fail:1-tx") + std::to_string(i);
+  const auto payloads = simple_request(b.port(), "GET", "/api/events_sub/payloads?topic=demo.durable");
+  REQUIRE(payloads);
+  CHECK(payloads->body == expected);
+  // An event that always fails is dead-lettered on b after max_attempts; what follows it flows on.
+  REQUIRE(post("durable/1", "fail:99-"));
+  REQUIRE(post("durable/2", "after-"));
+  CHECK(eventually([&] { return received(b, "events_sub", "demo.durable") == 22; }, 15s));
+  const auto deliveries = simple_request(b.port(), "GET", "/api/events_sub/deliveries?payload=fail:99-0");
+  REQUIRE(deliveries);
+  CHECK(deliveries->body == "3");
+  const auto dead = admin(b, "/admin/events/dead-letters");
+  REQUIRE(dead.is_array());
+  CHECK(std::count_if(dead.begin(), dead.end(), [](const Json& d) { return d.value("payload", "") == "fail:99-0"; }) == 1);
+  const auto after = simple_request(b.port(), "GET", "/api/events_sub/payloads?topic=demo.durable");
+  REQUIRE(after);
+  CHECK(after->body == expected + ",after-0,after-1");
+}
+
 TEST_CASE("cluster: the README quickstart works on every host and through HAProxy with the shop split over three hosts",
           "[cluster][integration][shop]") {
   NatsServer nats;

@@ -139,6 +139,7 @@ struct DurableEvents::Consumer {
   std::string plugin;
   std::atomic<bool> stop{false};
   natsSubscription* sub = nullptr;
+  bool ack_all = true;  // the consumer's policy: cumulative acknowledgements (else one per event)
   std::thread thread;
   // Read by the announcer for admin_json().
   std::atomic<std::uint64_t> pending{0}, ack_pending{0}, redelivered{0};
@@ -321,13 +322,16 @@ void DurableEvents::maintain() {
 }
 
 // The plugin's durable consumer, made or brought to this host's settings (a changed
-// [cluster] durable_batch). Its replicas on other hosts share it.
-bool DurableEvents::ensure_consumer(const std::string& plugin) const {
+// [cluster] durable_batch). Its replicas on other hosts share it. Events are acknowledged
+// cumulatively (AckAll: acknowledging an event acknowledges every earlier one), so a batch
+// costs one acknowledgement, not one per event. Sets c.ack_all to the policy the consumer has
+// (one made by an earlier version may acknowledge each event).
+bool DurableEvents::ensure_consumer(Consumer& c) const {
   const std::string filter = subject_ + ">";
   jsConsumerConfig cc;
   jsConsumerConfig_Init(&cc);
-  cc.Durable = plugin.c_str();
-  cc.AckPolicy = js_AckExplicit;
+  cc.Durable = c.plugin.c_str();
+  cc.AckPolicy = js_AckAll;
   cc.DeliverPolicy = js_DeliverAll;
   cc.AckWait = kAckWaitNs;
   cc.MaxAckPending = cfg_.durable_batch;  // events in flight; 1: one at a time across replicas
@@ -335,20 +339,24 @@ bool DurableEvents::ensure_consumer(const std::string& plugin) const {
   cc.FilterSubject = filter.c_str();
   jsConsumerInfo* ci = nullptr;
   jsErrCode err = static_cast<jsErrCode>(0);
-  auto s = js_GetConsumerInfo(&ci, relay_->js, stream_.c_str(), plugin.c_str(), nullptr, &err);
-  const bool exists = s == NATS_OK;
-  const bool same = exists && ci->Config != nullptr && ci->Config->MaxAckPending == cc.MaxAckPending &&
-                    ci->Config->AckWait == cc.AckWait;
+  auto s = js_GetConsumerInfo(&ci, relay_->js, stream_.c_str(), c.plugin.c_str(), nullptr, &err);
+  const bool exists = s == NATS_OK && ci->Config != nullptr;
+  if (exists) cc.AckPolicy = ci->Config->AckPolicy;  // not changeable on a consumer
+  const bool same = exists && ci->Config->MaxAckPending == cc.MaxAckPending && ci->Config->AckWait == cc.AckWait;
   jsConsumerInfo_Destroy(ci);
   ci = nullptr;
-  if (same) return true;
-  if (exists) s = js_UpdateConsumer(&ci, relay_->js, stream_.c_str(), &cc, nullptr, &err);
-  else if (err == JSConsumerNotFoundErr) s = js_AddConsumer(&ci, relay_->js, stream_.c_str(), &cc, nullptr, &err);
-  jsConsumerInfo_Destroy(ci);
-  if (s != NATS_OK)
-    observability::logger("cluster")->warn("cluster: cannot set up the durable consumer of plugin={}: {}", plugin,
+  if (!same) {
+    if (exists) s = js_UpdateConsumer(&ci, relay_->js, stream_.c_str(), &cc, nullptr, &err);
+    else if (err == JSConsumerNotFoundErr) s = js_AddConsumer(&ci, relay_->js, stream_.c_str(), &cc, nullptr, &err);
+    jsConsumerInfo_Destroy(ci);
+  }
+  if (s != NATS_OK) {
+    observability::logger("cluster")->warn("cluster: cannot set up the durable consumer of plugin={}: {}", c.plugin,
                                            natsStatus_GetText(s));
-  return s == NATS_OK;
+    return false;
+  }
+  c.ack_all = cc.AckPolicy == js_AckAll;
+  return true;
 }
 
 void DurableEvents::consume(Consumer& c) {
@@ -367,7 +375,7 @@ void DurableEvents::consume(Consumer& c) {
       so.Stream = stream_.c_str();
       so.Consumer = c.plugin.c_str();  // bound to the consumer ensure_consumer() set up
       jsErrCode err = static_cast<jsErrCode>(0);
-      natsStatus s = ensure_consumer(c.plugin) ? NATS_OK : NATS_ERR;
+      natsStatus s = ensure_consumer(c) ? NATS_OK : NATS_ERR;
       if (s == NATS_OK) s = js_PullSubscribe(&c.sub, relay_->js, filter.c_str(), c.plugin.c_str(), nullptr, &so, &err);
       if (s != NATS_OK) {
         log->warn("cluster: cannot consume durable events for plugin={}: {}", c.plugin, natsStatus_GetText(s));
@@ -396,69 +404,109 @@ void DurableEvents::consume(Consumer& c) {
   if (c.sub != nullptr) natsSubscription_Destroy(c.sub);  // the durable consumer stays on the server
 }
 
-// One fetched batch, in stream order. Each event is acknowledged once its handler returned. A
-// failed event is retried here, after the bus's backoff, before any later one of the batch (the
-// rest wait, kept "in progress"), then dead-lettered; an event the plugin cannot take now (it is
-// stopping) is handed back with the rest of the batch, for a replica or a later fetch.
+// One fetched batch, in stream order, handed to the plugin in one job of the bus. Handled events
+// are acknowledged when the batch is done and about every second while it runs (one cumulative
+// acknowledgement each time; one per event with a consumer that acknowledges each). A failed
+// event is retried here, after the bus's backoff, before any later one of the batch, then
+// dead-lettered; meanwhile, and while a batch takes long, the events not yet handled are kept
+// "in progress". Events the plugin cannot take now (it is stopping) go back, with the rest of
+// the batch, for a replica or a later fetch.
 void DurableEvents::handle_batch(Consumer& c, std::span<natsMsg*> msgs) {
+  using Clock = std::chrono::steady_clock;
+  constexpr auto kProgressEvery = 1s;
   auto log = observability::logger("cluster");
-  // Every event of the batch not yet acknowledged stays ours while a handler or a backoff runs.
-  std::size_t next = 0;
-  const auto keep_rest = [&] {
-    for (std::size_t k = next; k < msgs.size(); ++k) natsMsg_InProgress(msgs[k], nullptr);
+  std::size_t acked = 0;  // msgs before this index are acknowledged
+  // The first `done` messages are handled: acknowledge them.
+  const auto ack_through = [&](std::size_t done) {
+    if (done <= acked) return;
+    if (c.ack_all) {
+      natsMsg_Ack(msgs[done - 1], nullptr);
+    } else {
+      for (std::size_t k = acked; k < done; ++k) natsMsg_Ack(msgs[k], nullptr);
+    }
+    acked = done;
   };
-  for (; next < msgs.size() && !c.stop.load(); ++next) {
-    natsMsg* msg = msgs[next];
-    ForwardedEvent f;
+  const auto keep_from = [&](std::size_t first) {
+    for (std::size_t k = first; k < msgs.size(); ++k) natsMsg_InProgress(msgs[k], nullptr);
+  };
+  const auto give_back_from = [&](std::size_t first, std::int64_t delay_ms) {
+    ack_through(first);
+    for (std::size_t k = first; k < msgs.size(); ++k) natsMsg_NakWithDelay(msgs[k], delay_ms, nullptr);
+  };
+
+  // Decode the batch: the events for the plugin, each with the index of its message.
+  std::vector<ForwardedEvent> decoded(msgs.size());
+  std::vector<events::Bus::ExternalEvent> items;
+  std::vector<std::size_t> msg_of;
+  items.reserve(msgs.size());
+  msg_of.reserve(msgs.size());
+  std::size_t readable = msgs.size();  // messages from here on go back unread
+  for (std::size_t k = 0; k < msgs.size(); ++k) {
+    auto& f = decoded[k];
     std::string error;
-    const std::string_view data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+    const std::string_view data(natsMsg_GetData(msgs[k]), static_cast<std::size_t>(natsMsg_GetDataLength(msgs[k])));
     if (!decode_forwarded_event(data, f, error)) {
-      if (error.starts_with("cluster wire version")) {  // a host of another version may read it: not ours
+      if (error.starts_with("cluster wire version")) {
+        // A host of another version may read it, and later events must not overtake it.
         log->warn("cluster: a durable event for plugin={} this host cannot read: {}; left to other hosts", c.plugin, error);
-        natsMsg_NakWithDelay(msg, 5000, nullptr);
-      } else {
-        log->warn("cluster: dropped a malformed durable event for plugin={}: {}", c.plugin, error);
-        natsMsg_Term(msg, nullptr);
+        readable = k;
+        break;
       }
+      log->warn("cluster: dropped a malformed durable event for plugin={}: {}", c.plugin, error);
+      if (!c.ack_all) natsMsg_Term(msgs[k], nullptr);  // else the next acknowledgement covers it
       continue;
     }
-    if (std::find(f.here.begin(), f.here.end(), c.plugin) != f.here.end()) {  // got it on the publisher's host
-      natsMsg_Ack(msg, nullptr);
-      continue;
-    }
+    if (std::find(f.here.begin(), f.here.end(), c.plugin) != f.here.end()) continue;  // got it on the publisher's host
     jsMsgMetaData* meta = nullptr;
     std::uint32_t attempt = 1;
-    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) attempt = static_cast<std::uint32_t>(meta->NumDelivered);
+    if (natsMsg_GetMetaData(&meta, msgs[k]) == NATS_OK) attempt = static_cast<std::uint32_t>(meta->NumDelivered);
     jsMsgMetaData_Destroy(meta);
-    const events::EventRecord::Parts parts{f.event_id,  f.topic,       f.payload,    f.content_type,
-                                           f.publisher, f.traceparent, f.tracestate, f.request_id};
-    for (;;) {
-      const auto st = bus_.deliver_external(c.plugin, parts, f.published_unix_ns, attempt, kHandlerWait, keep_rest);
-      if (st >= 0 || st == KEEL_ERR_NOT_FOUND) {
-        natsMsg_Ack(msg, nullptr);
-        break;
-      }
-      if (st == KEEL_ERR_UNAVAILABLE || st == KEEL_ERR_TIMEOUT) {  // not an attempt: the rest go back too
-        for (std::size_t k = next; k < msgs.size(); ++k)
-          natsMsg_NakWithDelay(msgs[k], events_cfg_.retry_base.count(), nullptr);
-        return;
-      }
-      if (attempt >= events_cfg_.max_attempts) {
-        bus_.bury(c.plugin, parts, f.published_unix_ns, attempt, st);
-        natsMsg_Term(msg, nullptr);
-        break;
-      }
-      // Backoff here, in slices, so a stop is not held up and the batch stays ours meanwhile.
-      const auto until = std::chrono::steady_clock::now() + bus_.retry_delay(attempt);
-      while (!c.stop.load() && std::chrono::steady_clock::now() < until) {
-        keep_rest();
-        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
-            1s, until - std::chrono::steady_clock::now()));
-      }
-      if (c.stop.load()) return;  // unacknowledged: redelivered after the ack wait
-      ++attempt;
-    }
+    items.push_back({{f.event_id, f.topic, f.payload, f.content_type, f.publisher, f.traceparent, f.tracestate, f.request_id},
+                     f.published_unix_ns,
+                     attempt});
+    msg_of.push_back(k);
   }
+
+  std::size_t pos = 0;  // items before this one are handled
+  const auto first_msg = [&](std::size_t item) { return item < items.size() ? msg_of[item] : readable; };
+  while (pos < items.size() && !c.stop.load()) {
+    const auto [delivered, st] = bus_.deliver_external(
+        c.plugin, std::span<const events::Bus::ExternalEvent>(items).subspan(pos), kHandlerWait, [&](std::size_t so_far) {
+          ack_through(first_msg(pos + so_far));
+          keep_from(first_msg(pos + so_far));
+        });
+    pos += delivered;
+    if (pos == items.size()) break;
+    if (st == KEEL_ERR_NOT_FOUND) {  // not (or no longer) a subscriber of this one: skipped
+      ++pos;
+      continue;
+    }
+    if (st == KEEL_ERR_UNAVAILABLE || st == KEEL_ERR_TIMEOUT) {  // not an attempt: the rest go back too
+      give_back_from(first_msg(pos), events_cfg_.retry_base.count());
+      return;
+    }
+    auto& failed = items[pos];
+    if (failed.attempt >= events_cfg_.max_attempts) {
+      bus_.bury(c.plugin, failed.parts, failed.published_unix_ns, failed.attempt, st);
+      if (!c.ack_all) natsMsg_Term(msgs[msg_of[pos]], nullptr);  // else the next acknowledgement covers it
+      ++pos;
+      continue;
+    }
+    // Backoff here, in slices, so a stop is not held up and the batch stays ours meanwhile.
+    ack_through(first_msg(pos));
+    const auto until = Clock::now() + bus_.retry_delay(failed.attempt);
+    while (!c.stop.load() && Clock::now() < until) {
+      keep_from(first_msg(pos));
+      std::this_thread::sleep_for(std::min<Clock::duration>(kProgressEvery, until - Clock::now()));
+    }
+    ++failed.attempt;
+  }
+  if (c.stop.load()) {  // unacknowledged: redelivered after the ack wait
+    ack_through(first_msg(pos));
+    return;
+  }
+  ack_through(readable);
+  if (readable < msgs.size()) give_back_from(readable, 5000);
 }
 
 std::string DurableEvents::admin_json() const {

@@ -956,47 +956,78 @@ std::vector<std::string> Bus::subscribers_of(std::string_view topic) const {
   return out;
 }
 
-keel_status Bus::deliver_external(std::string_view subscriber, const EventRecord::Parts& parts,
-                                  std::int64_t published_unix_ns, std::uint32_t attempt, std::chrono::milliseconds wait,
-                                  const std::function<void()>& still_waiting) {
+std::pair<std::size_t, keel_status> Bus::deliver_external(std::string_view subscriber,
+                                                          std::span<const ExternalEvent> events,
+                                                          std::chrono::milliseconds wait,
+                                                          const std::function<void(std::size_t)>& still_waiting) {
   auto& s = *impl_;
-  if (!s.delivering.load(std::memory_order_acquire)) return KEEL_ERR_UNAVAILABLE;
+  if (events.empty()) return {0, KEEL_OK};
+  const std::size_t full = events.size();
+  if (!s.delivering.load(std::memory_order_acquire)) return {0, KEEL_ERR_UNAVAILABLE};
   Impl::Sub* sub = nullptr;
+  std::size_t matching = 0;  // the run of events, from the first, that the subscriber's patterns match
   {
     std::lock_guard lock(s.membership);
     sub = s.find_sub(subscriber);
-    if (sub == nullptr || sub->ep.relay || !Impl::matches_any(sub->ep.patterns, parts.topic)) return KEEL_ERR_NOT_FOUND;
+    if (sub == nullptr || sub->ep.relay) return {0, KEEL_ERR_NOT_FOUND};
+    while (matching < events.size() && Impl::matches_any(sub->ep.patterns, events[matching].parts.topic)) ++matching;
   }
-  struct Result {
+  if (matching == 0) return {0, KEEL_ERR_NOT_FOUND};
+  events = events.first(matching);
+  // The job owns copies: the caller may give up waiting (and free its buffers) before it ends.
+  struct Job {
+    std::vector<EventRecord> events;
+    std::vector<std::uint32_t> attempts;
     std::mutex mutex;
     std::condition_variable done;
-    std::optional<keel_status> status;
+    std::size_t delivered = 0;          // guarded by mutex
+    std::optional<keel_status> status;  // set when the job ends
+    bool cancelled = false;             // the caller gave up: stop after the event in hand
   };
-  auto result = std::make_shared<Result>();
-  auto event = std::make_shared<const EventRecord>(parts, published_unix_ns, 0);
-  const bool posted = sub->ep.execute([sub, event, attempt, result] {
-    const auto st = sub->ep.deliver(*event, attempt);
-    {
-      std::lock_guard lock(result->mutex);
-      result->status = st;
+  auto job = std::make_shared<Job>();
+  job->events.reserve(events.size());
+  job->attempts.reserve(events.size());
+  for (const auto& e : events) {
+    job->events.emplace_back(e.parts, e.published_unix_ns, 0);
+    job->attempts.push_back(e.attempt);
+  }
+  const bool posted = sub->ep.execute([sub, job] {
+    keel_status st = KEEL_OK;
+    for (std::size_t i = 0; i < job->events.size(); ++i) {
+      {
+        std::lock_guard lock(job->mutex);
+        if (job->cancelled) break;
+      }
+      st = sub->ep.deliver(job->events[i], job->attempts[i]);
+      if (st >= 0) sub->counters.delivered.add();
+      else if (st != KEEL_ERR_UNAVAILABLE) sub->counters.failed.add();
+      if (st < 0) break;
+      std::lock_guard lock(job->mutex);
+      ++job->delivered;
     }
-    result->done.notify_one();
+    {
+      std::lock_guard lock(job->mutex);
+      job->status = st;
+    }
+    job->done.notify_one();
   });
-  if (!posted) return KEEL_ERR_UNAVAILABLE;
+  if (!posted) return {0, KEEL_ERR_UNAVAILABLE};
   const auto give_up = std::chrono::steady_clock::now() + wait;
-  std::unique_lock lock(result->mutex);
-  while (!result->done.wait_for(lock, std::chrono::seconds(1), [&] { return result->status.has_value(); })) {
-    if (std::chrono::steady_clock::now() >= give_up) return KEEL_ERR_TIMEOUT;
+  std::unique_lock lock(job->mutex);
+  while (!job->done.wait_for(lock, std::chrono::seconds(1), [&] { return job->status.has_value(); })) {
+    if (std::chrono::steady_clock::now() >= give_up) {
+      job->cancelled = true;
+      return {job->delivered, KEEL_ERR_TIMEOUT};
+    }
     if (still_waiting) {
+      const auto so_far = job->delivered;
       lock.unlock();
-      still_waiting();
+      still_waiting(so_far);
       lock.lock();
     }
   }
-  const auto st = *result->status;
-  if (st >= 0) sub->counters.delivered.add();
-  else if (st != KEEL_ERR_UNAVAILABLE) sub->counters.failed.add();
-  return st;
+  if (job->delivered < job->events.size()) return {job->delivered, *job->status};
+  return {job->delivered, matching < full ? KEEL_ERR_NOT_FOUND : KEEL_OK};  // then one its patterns do not match
 }
 
 std::chrono::milliseconds Bus::retry_delay(std::uint32_t attempt) const noexcept { return impl_->backoff(attempt); }

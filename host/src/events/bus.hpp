@@ -200,15 +200,23 @@ class Bus final : public abi::EventSink {
   [[nodiscard]] std::vector<std::string> subscribers() const;
   /// The subscribing plugins here whose patterns match `topic` (relays left out).
   [[nodiscard]] std::vector<std::string> subscribers_of(std::string_view topic) const;
-  /// A durable event another host's outbox holds, delivered to `subscriber` here now, on its
-  /// executor (one hook at a time, as every delivery), waiting up to `wait` for the result:
-  /// on_event's status; KEEL_ERR_NOT_FOUND (no such subscriber, or no pattern matches),
-  /// KEEL_ERR_UNAVAILABLE (stopping), KEEL_ERR_TIMEOUT (no result in time). Counted as a
-  /// delivery of `subscriber`; a final failure is for the caller to dead-letter (bury()).
-  /// `still_waiting` (when set) runs about every second while the handler has not answered.
-  keel_status deliver_external(std::string_view subscriber, const EventRecord::Parts& parts, std::int64_t published_unix_ns,
-                               std::uint32_t attempt, std::chrono::milliseconds wait,
-                               const std::function<void()>& still_waiting = nullptr);
+  /// A durable event another host's outbox holds (for deliver_external()).
+  struct ExternalEvent {
+    EventRecord::Parts parts;
+    std::int64_t published_unix_ns = 0;
+    std::uint32_t attempt = 1;
+  };
+  /// Durable events another host's outbox holds, delivered to `subscriber` here now, in order,
+  /// in one job on its executor (one hook at a time, as every delivery), stopping at the first
+  /// failure; waits up to `wait` for the job. Returns how many were delivered and the status of
+  /// the first one that was not (KEEL_OK when all were): on_event's status; KEEL_ERR_NOT_FOUND
+  /// (no such subscriber, or no pattern matches that event's topic), KEEL_ERR_UNAVAILABLE
+  /// (stopping), KEEL_ERR_TIMEOUT (not done in time: the job stops after the event in hand).
+  /// Each counts as a delivery of `subscriber`; a final failure is for the caller to dead-letter
+  /// (bury()). `still_waiting(delivered so far)` (when set) runs about every second meanwhile.
+  std::pair<std::size_t, keel_status> deliver_external(std::string_view subscriber, std::span<const ExternalEvent> events,
+                                                       std::chrono::milliseconds wait,
+                                                       const std::function<void(std::size_t)>& still_waiting = nullptr);
   /// The delay before delivery attempt `attempt` + 1: [events] retry_base_ms, doubled per
   /// attempt, capped at retry_max_ms (the bus's own retries, and a cluster consumer's).
   [[nodiscard]] std::chrono::milliseconds retry_delay(std::uint32_t attempt) const noexcept;
