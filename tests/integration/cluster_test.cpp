@@ -273,6 +273,7 @@ TEST_CASE("cluster: a host in no cluster says so on /admin/cluster and needs no 
   CHECK(view["node"].is_null());
   CHECK(view["link"]["state"] == "off");
   CHECK(view["nodes"].empty());
+  CHECK(admin(host, "/admin/events/jetstream")["enabled"] == false);
   const auto ready = simple_request(host.port(), "GET", "/readyz");
   REQUIRE(ready);
   CHECK_FALSE(Json::parse(ready->body).contains("cluster"));
@@ -442,6 +443,18 @@ TEST_CASE("cluster: durable events reach another host's subscribers through JetS
   CHECK(received(b, "events_sub", "demo.durable") == 80);
   const auto view = admin(a, "/admin/cluster")["durable_events"];
   CHECK(view["relayed"].get<int>() >= 80);
+  // Lag on both sides: nothing left for the relay on a, nothing pending for b's consumer, and the
+  // stream holds the 80 events (JetStream's numbers are read every announce interval).
+  CHECK(eventually([&] {
+    const auto js = admin(a, "/admin/events/jetstream");
+    return js["enabled"] == true && js["relay"].size() == 1 && js["relay"][0]["publisher"] == "events_pub" &&
+           js["relay"][0]["lag"] == 0 && js["durable_events"]["messages"].get<int>() == 80;
+  }, 10s));
+  CHECK(eventually([&] {
+    const auto consumers = admin(b, "/admin/events/jetstream")["durable_events"]["consumers"];
+    return consumers.size() == 1 && consumers[0]["plugin"] == "events_sub" && consumers[0]["pending"] == 0 &&
+           consumers[0]["ack_pending"] == 0;
+  }, 10s));
 }
 
 TEST_CASE("cluster: a failing durable event on another host is retried before the rest of its batch, then dead-lettered",

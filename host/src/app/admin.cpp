@@ -48,6 +48,7 @@ constexpr std::array kBuiltinRoutes{
     BuiltinRoute{"GET", "/admin/events/topics", "published and refused events per topic"},
     BuiltinRoute{"GET", "/admin/events/subscriptions", "delivery counters, queue depth and lag per subscription"},
     BuiltinRoute{"GET", "/admin/events/dead-letters", "events given up on after the last retry"},
+    BuiltinRoute{"GET", "/admin/events/jetstream", "in a cluster: the JetStream stream, the relay's lag, each consumer's lag"},
     BuiltinRoute{"POST", "/admin/events/dead-letters/{kind}/{publisher}/{subscriber}/{seq}/resubmit",
                  "deliver a dead letter again"},
     BuiltinRoute{"DELETE", "/admin/events/dead-letters/{kind}/{publisher}/{subscriber}/{seq}", "discard a dead letter"},
@@ -172,6 +173,21 @@ void events_api(const http::Request& req, http::Response& res, const std::vector
 
 void admin_read(const http::Request& req, http::Response& res, const std::vector<std::string_view>& seg,
                 plugins::PluginHost& plugins, const cluster::Cluster* cluster) {
+  if (seg.size() == 3 && seg[1] == "events" && seg[2] == "jetstream") {
+    if (req.method != "GET" && req.method != "HEAD") return res.set_method_not_allowed("GET, HEAD");
+    if (cluster == nullptr)
+      return reply(res, 200, Json{{"enabled", false},
+                                  {"message", "this host is in no cluster: durable events stay in the outboxes "
+                                              "(docs/cluster.md)"}});
+    Json out{{"enabled", true}, {"durable_events", Json::parse(cluster->durable_events_json())}};
+    // What the relay has not handed to JetStream yet, per publisher here.
+    Json relay = Json::array();
+    for (const auto& st : plugins.bus().subscriptions())
+      if (st.subscriber == cluster::DurableEvents::kRelay && !st.publisher.empty())
+        relay.push_back({{"publisher", st.publisher}, {"lag", st.lag}, {"relayed", st.delivered}});
+    out["relay"] = std::move(relay);
+    return reply(res, 200, out);
+  }
   if (seg.size() >= 2 && seg[1] == "events") return events_api(req, res, seg, plugins.bus());
   if (seg.size() == 2 && seg[1] == "cluster") {
     if (req.method != "GET" && req.method != "HEAD") return res.set_method_not_allowed("GET, HEAD");

@@ -323,6 +323,8 @@ std::string Cluster::readiness_json() const {
   return j.dump();
 }
 
+std::string Cluster::durable_events_json() const { return durable_ ? durable_->admin_json() : "null"; }
+
 std::string Cluster::admin_json() const {
   const auto now = Clock::now();
   nlohmann::json nodes = nlohmann::json::array();

@@ -59,6 +59,8 @@ class Cluster final : public plugins::RemoteCalls, public events::RemoteEvents {
   [[nodiscard]] std::string readiness_json() const;
   /// GET /admin/cluster: this node, the link, every other host with its plugins and last sighting.
   [[nodiscard]] std::string admin_json() const;
+  /// DurableEvents::admin_json() (null before start()).
+  [[nodiscard]] std::string durable_events_json() const;
   /// The cluster's families for /metrics.
   void metrics(observability::Exposition& m) const;
 

@@ -305,7 +305,17 @@ void DurableEvents::maintain() {
     }
     for (auto& c : gone)
       if (c->thread.joinable()) c->thread.join();
-    for (const auto& name : names) {  // lag for /admin/cluster, read here, off the I/O threads
+    {  // the stream's state and each consumer's lag for the admin API, read here, off the I/O threads
+      jsStreamInfo* si = nullptr;
+      jsErrCode err = static_cast<jsErrCode>(0);
+      if (js_GetStreamInfo(&si, relay_->js, stream_.c_str(), nullptr, &err) == NATS_OK) {
+        stream_messages_.store(si->State.Msgs);
+        stream_bytes_.store(si->State.Bytes);
+        stream_last_seq_.store(si->State.LastSeq);
+      }
+      jsStreamInfo_Destroy(si);
+    }
+    for (const auto& name : names) {
       jsConsumerInfo* ci = nullptr;
       jsErrCode err = static_cast<jsErrCode>(0);
       if (js_GetConsumerInfo(&ci, relay_->js, stream_.c_str(), name.c_str(), nullptr, &err) == NATS_OK) {
@@ -521,6 +531,9 @@ std::string DurableEvents::admin_json() const {
   }
   return nlohmann::json{{"stream", stream_},
                         {"ready", stream_ready_.load()},
+                        {"messages", stream_messages_.load()},
+                        {"bytes", stream_bytes_.load()},
+                        {"last_seq", stream_last_seq_.load()},
                         {"relayed", relay_->relayed.load()},
                         {"consumers", std::move(consumers)}}
       .dump();

@@ -45,7 +45,9 @@ class DurableEvents {
 
   /// Stops relaying (the relay's patterns go) and every consumer. Idempotent.
   void stop();
-  /// {"stream":{...},"consumers":[{"plugin","pending","ack_pending","redelivered"}],"relayed":N}.
+  /// {"stream","ready","messages","bytes","last_seq","relayed","consumers":[{"plugin","pending",
+  /// "ack_pending","redelivered"}]}: the stream's state and each consumer's lag as last read
+  /// (every announce interval).
   [[nodiscard]] std::string admin_json() const;
 
   /// The bus subscriber name of the relay (not a plugin name: those are [a-z][a-z0-9_]*).
@@ -70,6 +72,7 @@ class DurableEvents {
   mutable std::mutex mutex_;  // consumers_ (never held across a JetStream call)
   std::map<std::string, std::unique_ptr<Consumer>> consumers_;
   std::atomic<bool> stream_ready_{false};
+  std::atomic<std::uint64_t> stream_messages_{0}, stream_bytes_{0}, stream_last_seq_{0};
   std::mutex stop_mutex_;
   std::condition_variable stop_wake_;
   bool stopping_ = false;
