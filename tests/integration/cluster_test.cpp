@@ -320,6 +320,21 @@ TEST_CASE("cluster: a plugin calls a plugin on another host as it would a local 
   CHECK(metric(b, "keel_cluster_forwarded_requests_total", {{"plugin", "no_op"}, {"peer", "a"}}) >= 2);
 }
 
+TEST_CASE("cluster: a call to another host keeps the caller's dependency version range", "[cluster][integration]") {
+  NatsServer nats;
+  KeelHost a(member(nats, "a", {fixture("no_op_v2")}));  // no_op 2.0.0; caller needs >=1.0.0 <2.0.0
+  KeelHost b(member(nats, "b", {fixture("caller")}));
+  REQUIRE(eventually([&] { return admin(b, "/admin/cluster")["nodes"].size() == 1; }, 10s));
+  const auto r = simple_request(b.port(), "GET", "/api/caller/call/ping");
+  REQUIRE(r);
+  CHECK(r->status == 502);
+  CHECK(r->body == "call failed rc=" + std::to_string(KEEL_ERR_NOT_FOUND));
+  CHECK(b.process().wait_for_output("call refused: 'caller' depends on 'no_op' >=1.0.0 <2.0.0 but the hosts serving "
+                                    "it announce version 2.0.0",
+                                    5s));
+  CHECK(a.process().output().find("forwarded request served") == std::string::npos);  // nothing was sent
+}
+
 TEST_CASE("cluster: the callee's host checks a call's permission itself", "[cluster][integration][attack]") {
   NatsServer nats;
   KeelHost a(member(nats, "a", {fixture("no_op")}));

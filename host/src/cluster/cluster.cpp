@@ -312,7 +312,7 @@ std::optional<http::Deferred> Cluster::forward(const http::Request& req, http::R
   return forwarder_->forward(req, plugin, res);
 }
 
-bool Cluster::serves(std::string_view plugin) const { return directory_.serves(plugin); }
+std::vector<std::string> Cluster::versions(std::string_view plugin) const { return directory_.versions(plugin); }
 
 bool Cluster::send(const plugins::RemoteCall& call, std::shared_ptr<http::AsyncReply> reply) {
   return link_->up() && forwarder_->call(call, std::move(reply));

@@ -65,7 +65,7 @@ class Cluster final : public plugins::RemoteCalls, public events::RemoteEvents {
   void metrics(observability::Exposition& m) const;
 
   // plugins::RemoteCalls: calls to plugins only other hosts load.
-  [[nodiscard]] bool serves(std::string_view plugin) const override;
+  [[nodiscard]] std::vector<std::string> versions(std::string_view plugin) const override;
   bool send(const plugins::RemoteCall& call, std::shared_ptr<http::AsyncReply> reply) override;
   // events::RemoteEvents: in-memory events to the subscribers of other hosts.
   void published(const events::EventRecord& event, const std::vector<std::string>& delivered_here) override;

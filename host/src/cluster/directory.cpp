@@ -171,6 +171,15 @@ bool Directory::serves(std::string_view plugin) const {
   return false;
 }
 
+std::vector<std::string> Directory::versions(std::string_view plugin) const {
+  std::vector<std::string> out;
+  std::lock_guard lock(mutex_);
+  for (const auto& n : nodes_)
+    for (const auto& p : n.last.plugins)
+      if (p.name == plugin) out.push_back(p.version);
+  return out;
+}
+
 std::string Directory::plugin_at(std::string_view path) const {
   std::lock_guard lock(mutex_);
   const AnnouncedPlugin* best = nullptr;

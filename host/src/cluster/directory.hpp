@@ -73,6 +73,8 @@ class Directory {
   /// Whether another host serves `plugin` as far as this one knows (a host is known until
   /// expire() forgets it: while the link is down, nothing is forgotten).
   [[nodiscard]] bool serves(std::string_view plugin) const;
+  /// The version of `plugin` each host serving it announced (in host order; may repeat).
+  [[nodiscard]] std::vector<std::string> versions(std::string_view plugin) const;
   /// The plugin another host serves under whose mount `path` lies (the longest mount), or "".
   [[nodiscard]] std::string plugin_at(std::string_view path) const;
   /// Whether host `node` announced plugin `caller` as one that may call `target`.

@@ -223,7 +223,24 @@ keel_status PluginHost::Impl::call_remote(Plugin& caller, const keel_call_args& 
                                           void* user) {
   auto* remote = remote_calls.load(std::memory_order_acquire);
   const auto target_name = view(args.target_plugin);
-  if (remote == nullptr || !remote->serves(target_name)) return KEEL_ERR_NOT_FOUND;
+  if (remote == nullptr) return KEEL_ERR_NOT_FOUND;
+  const auto versions = remote->versions(target_name);
+  if (versions.empty()) return KEEL_ERR_NOT_FOUND;
+  // A declared dependency's version range holds across hosts as pre-flight holds it on one: a
+  // target only announced in versions outside the range is not there for this caller.
+  const auto dep = std::find_if(caller.manifest.dependencies.begin(), caller.manifest.dependencies.end(),
+                                [&](const Dependency& d) { return d.name == target_name; });
+  if (dep != caller.manifest.dependencies.end() && std::none_of(versions.begin(), versions.end(), [&](const std::string& v) {
+        const auto parsed = package::parse_version(v);
+        return parsed && dep->range.contains(*parsed);
+      })) {
+    std::string announced;
+    for (const auto& v : versions) announced += (announced.empty() ? "" : ", ") + v;
+    caller.log->warn("call refused: '{}' depends on '{}' {} but the hosts serving it announce version {} (deploy a "
+                     "matching version)",
+                     caller.name, target_name, dep->range.text(), announced);
+    return KEEL_ERR_NOT_FOUND;
+  }
   auto [state, reply] = begin_call(caller, args, cb, user, {std::string(target_name), nullptr, nullptr, std::string(view(args.path))});
   RemoteCall c;
   c.caller = caller.name;

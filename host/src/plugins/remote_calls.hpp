@@ -28,8 +28,9 @@ struct RemoteCall {
 class RemoteCalls {
  public:
   virtual ~RemoteCalls() = default;
-  /// Whether another host serves `plugin`, as far as this one knows.
-  [[nodiscard]] virtual bool serves(std::string_view plugin) const = 0;
+  /// The versions of `plugin` other hosts announce, as far as this one knows (one per host
+  /// serving it; empty: no other host does).
+  [[nodiscard]] virtual std::vector<std::string> versions(std::string_view plugin) const = 0;
   /// Sends `call`; `reply` is completed with the callee's answer (or 502/503 when none can
   /// come) unless it expired first. False, with `reply` untouched, when the call cannot be sent
   /// (the link is down). Never blocks; thread-safe.

@@ -63,6 +63,8 @@ TEST_CASE("cluster directory: hosts join, refresh, change, leave and expire", "[
   CHECK(d.apply(announcement("a", {"catalog", "orders"}), t0 + 200ms) == "updated");
   CHECK(d.apply(announcement("b", {"orders"}), t0 + 200ms) == "joined");
   CHECK(d.serves("orders"));
+  CHECK(d.versions("orders") == std::vector<std::string>{"1.0.0", "1.0.0"});
+  CHECK(d.versions("billing").empty());
   CHECK(d.nodes().size() == 2);
   // Silent for more than three of its intervals (100 ms each): forgotten; b announced later.
   CHECK(d.apply(announcement("b", {"orders"}), t0 + 450ms).empty());
