@@ -282,7 +282,7 @@ TEST_CASE("cluster: a host in no cluster says so on /admin/cluster and needs no 
 
 TEST_CASE("cluster: a plugin calls a plugin on another host as it would a local one", "[cluster][integration]") {
   NatsServer nats;
-  KeelHost a(member(nats, "a", {fixture("no_op"), fixture("slow_handler")}));
+  KeelHost a(member(nats, "a", {fixture("no_op"), fixture("slow_handler"), fixture("blocking")}));
   // caller depends on no_op, which only a loads: in a cluster pre-flight leaves that to the call.
   KeelHost b(member(nats, "b", {fixture("caller")}));
   REQUIRE(eventually([&] { return status_of(b, "/api/caller/call/ping") == 200; }, 10s));
@@ -311,12 +311,16 @@ TEST_CASE("cluster: a plugin calls a plugin on another host as it would a local 
   const auto late = simple_request(b.port(), "GET", "/api/caller/deadline");
   REQUIRE(late);
   CHECK(late->body == std::to_string(KEEL_ERR_TIMEOUT));
-  // A plugin it did not declare is refused by the caller's host, before anything is sent.
-  const auto undeclared = simple_request(b.port(), "GET", "/api/caller/undeclared");
+  // A plugin it did not declare (blocking, on a) is refused by the caller's host, before the
+  // call is sent; the host serving the target logs the attempt too.
+  const auto undeclared = simple_request(b.port(), "GET", "/api/caller/undeclared", {}, "X-Request-Id: undeclared-1\r\n");
   REQUIRE(undeclared);
   CHECK(undeclared->body == std::to_string(KEEL_ERR_PERMISSION_DENIED));
   CHECK(b.process().output().find("call refused: 'blocking' is not a declared dependency of 'caller'") !=
         std::string::npos);
+  CHECK(a.process().wait_for_output("call refused by host b: its plugin 'caller' has not declared 'blocking' (served "
+                                    "here) as a dependency method=GET path=/quick req=undeclared-1",
+                                    5s));
   CHECK(metric(b, "keel_cluster_forwarded_requests_total", {{"plugin", "no_op"}, {"peer", "a"}}) >= 2);
 }
 

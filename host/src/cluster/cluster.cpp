@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "observability/log.hpp"
+#include "package/manifest.hpp"
 #include "plugins/plugin_host.hpp"
 
 namespace keel::host::cluster {
@@ -78,6 +79,7 @@ void Cluster::start(http::Handler& local) {
   local_ = &local;
   const auto& p = cfg_.subject_prefix;
   announce_sub_ = link_->subscribe(p + ".announce.*", {}, [this](const Message& m) { on_announcement(m); });
+  refused_sub_ = link_->subscribe(p + ".refused.*", {}, [this](const Message& m) { on_refused(m); });
   discover_sub_ = link_->subscribe(p + ".discover", {}, [this](const Message&) {
     {
       std::lock_guard lock(mutex_);
@@ -112,6 +114,7 @@ void Cluster::leave() {
   }
   announce_sub_.reset();
   discover_sub_.reset();
+  refused_sub_.reset();
   if (link_->up()) {
     announce(true);
     link_->flush(500);
@@ -313,6 +316,39 @@ std::optional<http::Deferred> Cluster::forward(const http::Request& req, http::R
 }
 
 std::vector<std::string> Cluster::versions(std::string_view plugin) const { return directory_.versions(plugin); }
+
+// A refused call's report: small, on `<prefix>.refused.<this node>`, for the hosts serving the
+// target (docs/cluster.md "Calls"). Only when another host serves it; dropped when the link is down.
+void Cluster::report_refused(const plugins::RemoteCall& call) {
+  if (!link_->up() || directory_.versions(call.target).empty() || !package::valid_plugin_name(call.target)) return;
+  const nlohmann::json j{{"v", 1},          {"node", node_},        {"caller", call.caller}, {"target", call.target},
+                         {"method", call.method}, {"path", call.path}, {"req", call.request_id}};
+  static_cast<void>(link_->publish_async(cfg_.subject_prefix + ".refused." + node_,
+                                         j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+}
+
+// Another host's report of a call it refused to a plugin served here: logged, so the attempt
+// shows on both hosts. Every field reaches a log line: anything out of grammar drops the report.
+void Cluster::on_refused(const Message& m) {
+  const auto j = nlohmann::json::parse(m.data, nullptr, false);
+  if (!j.is_object() || j.value("v", 0) != 1) return;
+  const auto text = [&](const char* key) {
+    const auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  const auto node = text("node"), caller = text("caller"), target = text("target"), method = text("method"),
+             path = text("path"), req = text("req");
+  constexpr std::size_t kMaxPath = 1024;
+  if (node == node_ || m.subject != cfg_.subject_prefix + ".refused." + node || node.size() > kMaxNodeName ||
+      !std::all_of(node.begin(), node.end(), subject_token_char) || !package::valid_plugin_name(caller) ||
+      !package::valid_plugin_name(target) || !http::valid_token(method) || path.empty() || path.front() != '/' ||
+      path.size() > kMaxPath || !std::all_of(path.begin(), path.end(), [](char c) { return c > ' ' && c < 0x7f && c != '"'; }) ||
+      (!req.empty() && !http::valid_request_id(req)) || !started_here(target))
+    return;
+  observability::logger("cluster")->warn("call refused by host {}: its plugin '{}' has not declared '{}' (served "
+                                         "here) as a dependency method={} path={} req={}",
+                                         node, caller, target, method, path, req);
+}
 
 bool Cluster::send(const plugins::RemoteCall& call, std::shared_ptr<http::AsyncReply> reply) {
   return link_->up() && forwarder_->call(call, std::move(reply));

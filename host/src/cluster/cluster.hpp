@@ -67,6 +67,7 @@ class Cluster final : public plugins::RemoteCalls, public events::RemoteEvents {
   // plugins::RemoteCalls: calls to plugins only other hosts load.
   [[nodiscard]] std::vector<std::string> versions(std::string_view plugin) const override;
   bool send(const plugins::RemoteCall& call, std::shared_ptr<http::AsyncReply> reply) override;
+  void report_refused(const plugins::RemoteCall& call) override;
   // events::RemoteEvents: in-memory events to the subscribers of other hosts.
   void published(const events::EventRecord& event, const std::vector<std::string>& delivered_here) override;
 
@@ -75,6 +76,7 @@ class Cluster final : public plugins::RemoteCalls, public events::RemoteEvents {
   void announce(bool leaving);
   void sync_subscriptions();
   void on_announcement(const Message& m);
+  void on_refused(const Message& m);
   void on_event(const std::string& subscriber, const Message& m);
   [[nodiscard]] bool started_here(std::string_view plugin) const;
 
@@ -95,7 +97,7 @@ class Cluster final : public plugins::RemoteCalls, public events::RemoteEvents {
   std::unique_ptr<NatsLink> link_;
   std::unique_ptr<Forwarder> forwarder_;
   std::unique_ptr<DurableEvents> durable_;  // from start() on
-  std::unique_ptr<NatsLink::Subscription> announce_sub_, discover_sub_;
+  std::unique_ptr<NatsLink::Subscription> announce_sub_, discover_sub_, refused_sub_;
   // The plugins this host serves to others: their subscriptions (whose removal waits for a
   // request being handed to the plugin), and their names, read on I/O threads.
   std::mutex subs_mutex_;

@@ -5,6 +5,7 @@
 #include <keel/plugin.h>
 
 #include "abi/topic.hpp"
+#include "package/manifest.hpp"
 
 namespace keel::host::cluster {
 namespace {
@@ -37,10 +38,6 @@ bool visible(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
 }
 
-bool plugin_name(std::string_view s) {
-  return !s.empty() && s.front() >= 'a' && s.front() <= 'z' &&
-         std::all_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; });
-}
 
 // What the HTTP layer guarantees of a client's request, checked again: a message on NATS did
 // not come through it, and its fields reach logs and plugins.
@@ -48,7 +45,7 @@ const char* ill_formed(const ForwardedRequest& f) {
   if (!http::valid_token(f.method)) return "the method is not an HTTP token";
   if (f.target.empty() || f.target.front() != '/' || !visible(f.target)) return "the target is not an origin-form path";
   if (!visible(f.remote_address)) return "the client address holds invisible characters";
-  if (!f.caller.empty() && !plugin_name(f.caller)) return "the calling plugin's name is not a plugin name";
+  if (!f.caller.empty() && !package::valid_plugin_name(f.caller)) return "the calling plugin's name is not a plugin name";
   for (const auto& h : f.headers) {
     if (!http::valid_token(h.name)) return "a header field name is not an HTTP token";
     if (!http::valid_field_value(h.value)) return "a header field value holds CR, LF or NUL";
@@ -174,8 +171,8 @@ bool decode_forwarded_event(std::string_view data, ForwardedEvent& out, std::str
     error = "malformed forwarded event";
     return false;
   }
-  if (!abi::valid_topic(out.topic) || !plugin_name(out.publisher) || !visible(out.event_id) ||
-      !visible(out.request_id) || !std::all_of(out.here.begin(), out.here.end(), plugin_name)) {
+  if (!abi::valid_topic(out.topic) || !package::valid_plugin_name(out.publisher) || !visible(out.event_id) ||
+      !visible(out.request_id) || !std::all_of(out.here.begin(), out.here.end(), package::valid_plugin_name)) {
     error = "a forwarded event with a topic, a name or an id out of grammar";
     return false;
   }

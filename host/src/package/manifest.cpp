@@ -133,12 +133,6 @@ std::string key_path(const std::string& path, std::string_view key) {
 
 std::string index_path(const std::string& path, std::size_t index) { return path + "[" + std::to_string(index) + "]"; }
 
-// docs/abi.md §7.2: [a-z][a-z0-9_]*, at most 64 bytes.
-bool valid_plugin_name(std::string_view s) {
-  if (s.empty() || s.size() > kMaxNameBytes || !is_lower(s.front())) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) { return is_lower(c) || is_digit(c) || c == '_'; });
-}
-
 std::string plugin_name_problem(std::string_view s) {
   if (s.empty()) return "must not be empty";
   if (s.size() > kMaxNameBytes) return "is " + std::to_string(s.size()) + " bytes long; at most 64 are allowed";
@@ -887,6 +881,12 @@ class Checker {
 };
 
 }  // namespace
+
+// docs/abi.md §7.2: [a-z][a-z0-9_]*, at most 64 bytes.
+bool valid_plugin_name(std::string_view s) noexcept {
+  if (s.empty() || s.size() > kMaxNameBytes || !is_lower(s.front())) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return is_lower(c) || is_digit(c) || c == '_'; });
+}
 
 std::variant<std::string_view, ManifestError> manifest_text_from_section(std::string_view section) {
   if (section.size() > kMaxManifestBytes) {

@@ -132,4 +132,7 @@ struct ConfigIssue {
 /// including wildcards ("call:*").
 [[nodiscard]] bool has_permission(const Manifest& manifest, std::string_view permission);
 
+/// A plugin name (docs/abi.md §7.2): [a-z][a-z0-9_]*, 1..64 bytes.
+[[nodiscard]] bool valid_plugin_name(std::string_view s) noexcept;
+
 }  // namespace keel::host::package

@@ -170,6 +170,18 @@ keel_status PluginHost::Impl::call(Plugin& caller, const keel_call_args* args, k
   if (!declared && !has_permission(caller.manifest, "call:" + std::string(target_name))) {
     caller.log->warn("call refused: '{}' is not a declared dependency of '{}' (add it to the manifest's dependencies)",
                      target_name, caller.name);
+    // A target only other hosts load hears of it too (docs/cluster.md "Calls").
+    const auto snap = routes.load();
+    if (auto* remote = remote_calls.load(std::memory_order_acquire);
+        remote != nullptr && find_named(snap->gens, target_name) == snap->gens.end()) {
+      RemoteCall c;
+      c.caller = caller.name;
+      c.target = target_name;
+      c.method = method;
+      c.path = full.substr(0, full.find('?'));
+      if (const auto* cur = abi::current_request(); cur != nullptr && cur->ctx == &caller.ctx) c.request_id = cur->request_id;
+      remote->report_refused(c);
+    }
     return KEEL_ERR_PERMISSION_DENIED;
   }
   // The target's current generation, admitted; one a reload retired meanwhile is looked up again.

@@ -35,6 +35,10 @@ class RemoteCalls {
   /// come) unless it expired first. False, with `reply` untouched, when the call cannot be sent
   /// (the link is down). Never blocks; thread-safe.
   virtual bool send(const RemoteCall& call, std::shared_ptr<http::AsyncReply> reply) = 0;
+  /// Tells the hosts serving `call.target` that this host refused `call` (the caller did not
+  /// declare the target), so their logs show the attempt as well (headers and body are not
+  /// sent). Fire and forget: never blocks; thread-safe.
+  virtual void report_refused(const RemoteCall& call) = 0;
 };
 
 }  // namespace keel::host::plugins
