@@ -303,10 +303,10 @@ std::optional<http::Deferred> Cluster::forward(const http::Request& req, http::R
   if (!link_->up()) {
     if (!req.path.starts_with("/api/")) return std::nullopt;  // could not be a plugin's
     handled = true;
-    res.set_error(503, "unavailable",
-                  "no plugin on this host serves " + std::string(req.path) +
-                      ", and the cluster link (NATS) is down: this host cannot reach the hosts that may; retry later");
-    res.headers.emplace_back("Retry-After", std::to_string(std::max<std::int64_t>(1, cfg_.announce_interval.count() / 1000)));
+    set_unavailable(res,
+                    "no plugin on this host serves " + std::string(req.path) +
+                        ", and the cluster link (NATS) is down: this host cannot reach the hosts that may; retry later",
+                    cfg_.announce_interval);
     return std::nullopt;
   }
   const auto plugin = directory_.plugin_at(req.path);

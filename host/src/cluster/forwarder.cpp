@@ -14,13 +14,13 @@ std::int64_t micros(Clock::duration d) { return std::chrono::duration_cast<std::
 
 std::string plugin_named(std::string_view plugin) { return "plugin '" + std::string(plugin) + "'"; }
 
+}  // namespace
+
 void set_unavailable(http::Response& res, std::string_view message, std::chrono::milliseconds retry_after) {
   res.set_error(503, "unavailable", message);
   const auto seconds = std::max<std::int64_t>(1, (retry_after.count() + 999) / 1000);
   res.headers.emplace_back("Retry-After", std::to_string(seconds));
 }
-
-}  // namespace
 
 PeerCounters& ForwardStats::get(Map& m, std::string_view plugin, std::string_view peer) {
   std::lock_guard lock(mutex_);

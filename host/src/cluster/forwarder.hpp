@@ -29,6 +29,10 @@
 
 namespace keel::host::cluster {
 
+/// A 503 with a JSON error saying `message` and Retry-After: `retry_after` in whole seconds
+/// (rounded up, at least 1).
+void set_unavailable(http::Response& res, std::string_view message, std::chrono::milliseconds retry_after);
+
 /// Counters of one (plugin, peer host) pair, on one side of the link.
 struct PeerCounters {
   std::atomic<std::uint64_t> requests{0}, errors{0};
