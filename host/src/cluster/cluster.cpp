@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <set>
+#include <utility>
 
 #include <unistd.h>
 
@@ -317,37 +318,67 @@ std::optional<http::Deferred> Cluster::forward(const http::Request& req, http::R
 
 std::vector<std::string> Cluster::versions(std::string_view plugin) const { return directory_.versions(plugin); }
 
+bool Cluster::Budget::take(Clock::time_point now, std::uint64_t& dropped_before) {
+  std::lock_guard lock(mutex);
+  dropped_before = 0;
+  if (now - window >= std::chrono::seconds(1)) {
+    window = now;
+    used = 0;
+    dropped_before = std::exchange(dropped, 0);
+  }
+  if (used >= kRefusedPerSecond) {
+    ++dropped;
+    return false;
+  }
+  ++used;
+  return true;
+}
+
 // A refused call's report: small, on `<prefix>.refused.<this node>`, for the hosts serving the
-// target (docs/cluster.md "Calls"). Only when another host serves it; dropped when the link is down.
+// target (docs/cluster.md "Calls"). Only when another host serves it; dropped when the link is
+// down or past kRefusedPerSecond.
 void Cluster::report_refused(const plugins::RemoteCall& call) {
-  if (!link_->up() || directory_.versions(call.target).empty() || !package::valid_plugin_name(call.target)) return;
+  if (!link_->up() || !package::valid_plugin_name(call.target) || directory_.versions(call.target).empty()) return;
+  std::uint64_t dropped = 0;
+  if (!refused_sent_.take(Clock::now(), dropped)) return;
   const nlohmann::json j{{"v", 1},          {"node", node_},        {"caller", call.caller}, {"target", call.target},
-                         {"method", call.method}, {"path", call.path}, {"req", call.request_id}};
+                         {"method", call.method}, {"path", call.path}, {"req", call.request_id}, {"dropped", dropped}};
   static_cast<void>(link_->publish_async(cfg_.subject_prefix + ".refused." + node_,
                                          j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
 }
 
 // Another host's report of a call it refused to a plugin served here: logged, so the attempt
-// shows on both hosts. Every field reaches a log line: anything out of grammar drops the report.
+// shows on both hosts. Every field reaches a log line, so anything out of grammar, or from a
+// host this one does not know, drops the report.
 void Cluster::on_refused(const Message& m) {
   const auto j = nlohmann::json::parse(m.data, nullptr, false);
-  if (!j.is_object() || j.value("v", 0) != 1) return;
+  if (!j.is_object()) return;
+  const auto number = [&](const char* key) {
+    const auto it = j.find(key);
+    return it != j.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : std::uint64_t{0};
+  };
   const auto text = [&](const char* key) {
     const auto it = j.find(key);
     return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
   };
   const auto node = text("node"), caller = text("caller"), target = text("target"), method = text("method"),
              path = text("path"), req = text("req");
-  constexpr std::size_t kMaxPath = 1024;
-  if (node == node_ || m.subject != cfg_.subject_prefix + ".refused." + node || node.size() > kMaxNodeName ||
-      !std::all_of(node.begin(), node.end(), subject_token_char) || !package::valid_plugin_name(caller) ||
-      !package::valid_plugin_name(target) || !http::valid_token(method) || path.empty() || path.front() != '/' ||
+  constexpr std::size_t kMaxMethod = 32, kMaxPath = 1024;
+  if (number("v") != 1 || node == node_ || m.subject != cfg_.subject_prefix + ".refused." + node ||
+      !directory_.knows(node) || !package::valid_plugin_name(caller) || !package::valid_plugin_name(target) ||
+      method.size() > kMaxMethod || !http::valid_token(method) || path.empty() || path.front() != '/' ||
       path.size() > kMaxPath || !std::all_of(path.begin(), path.end(), [](char c) { return c > ' ' && c < 0x7f && c != '"'; }) ||
       (!req.empty() && !http::valid_request_id(req)) || !started_here(target))
     return;
-  observability::logger("cluster")->warn("call refused by host {}: its plugin '{}' has not declared '{}' (served "
-                                         "here) as a dependency method={} path={} req={}",
-                                         node, caller, target, method, path, req);
+  auto log = observability::logger("cluster");
+  std::uint64_t dropped_here = 0;
+  if (!refused_logged_.take(Clock::now(), dropped_here)) return;
+  if (dropped_here > 0) log->warn("cluster: {} more reports of refused calls were not logged (at most {} a second)",
+                                  dropped_here, kRefusedPerSecond);
+  log->warn("call refused by host {}: its plugin '{}' has not declared '{}' (served here) as a dependency method={} "
+            "path={} req={}{}",
+            node, caller, target, method, path, req,
+            number("dropped") > 0 ? " (that host also left " + std::to_string(number("dropped")) + " more unreported)" : "");
 }
 
 bool Cluster::send(const plugins::RemoteCall& call, std::shared_ptr<http::AsyncReply> reply) {

@@ -111,6 +111,18 @@ class Cluster final : public plugins::RemoteCalls, public events::RemoteEvents {
   mutable std::mutex names_mutex_;
   std::map<std::string, std::string, std::less<>> local_mounts_;  // plugin -> its mount
   std::atomic<std::uint64_t> announcements_sent_{0}, announcements_heard_{0}, announcements_refused_{0};
+  // Refused-call reports, sent and logged: at most kRefusedPerSecond each a second (a plugin
+  // calling in a loop, or anyone on NATS, must not flood the logs); the rest are counted.
+  struct Budget {
+    std::mutex mutex;
+    Clock::time_point window{};
+    int used = 0;
+    std::uint64_t dropped = 0;  ///< since the last window that had room
+    /// True when one more fits this second; `dropped_before` gets what the last full window dropped.
+    bool take(Clock::time_point now, std::uint64_t& dropped_before);
+  };
+  static constexpr int kRefusedPerSecond = 10;
+  Budget refused_sent_, refused_logged_;
   std::atomic<std::uint64_t> events_sent_{0}, events_received_{0}, events_refused_{0};
 
   std::thread announcer_;

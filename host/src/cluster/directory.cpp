@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "package/semver.hpp"
+
 namespace keel::host::cluster {
 namespace {
 
@@ -116,6 +118,10 @@ bool parse_fields(std::string_view json, Announcement& out, std::string& error) 
     }
     if (!valid_mount(ap.mount)) {
       error = "plugin '" + ap.name + "' without a valid \"mount\"";
+      return false;
+    }
+    if (!package::parse_version(ap.version)) {  // semver: it reaches log lines and range checks
+      error = "plugin '" + ap.name + "' without a valid \"version\"";
       return false;
     }
     if (const auto routes = p.find("routes"); routes != p.end() && routes->is_array() && routes->size() <= kMaxRoutes)

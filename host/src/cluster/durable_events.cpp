@@ -82,6 +82,13 @@ struct DurableEvents::Relay {
         stopped = KEEL_ERR_TOO_LARGE;
         break;
       }
+      // Only into a connected socket, never into the client's reconnect buffer: an event lost with
+      // a broken connection must not be overtaken by later ones of its batch sent after the
+      // reconnect (the whole batch fails instead, and goes again in order).
+      if (natsConnection_Status(link->native()) != NATS_CONN_STATUS_CONNECTED) {
+        failures.fetch_add(1);
+        break;
+      }
       const std::string subject = subject_prefix + std::string(e.topic());
       const std::string id(e.event_id());
       jsPubOptions opts;
@@ -139,7 +146,6 @@ struct DurableEvents::Consumer {
   std::string plugin;
   std::atomic<bool> stop{false};
   natsSubscription* sub = nullptr;
-  bool ack_all = true;  // the consumer's policy: cumulative acknowledgements (else one per event)
   std::thread thread;
   // Read by the announcer for admin_json().
   std::atomic<std::uint64_t> pending{0}, ack_pending{0}, redelivered{0};
@@ -203,6 +209,7 @@ DurableEvents::~DurableEvents() {
   if (relay_->thread.joinable()) relay_->thread.join();
   jsCtx_Destroy(relay_->js);
   relay_->js = nullptr;
+  link_.retain_until_closed(relay_);  // its ErrHandler closure: the client may be in it still
 }
 
 void DurableEvents::stop() {
@@ -332,16 +339,15 @@ void DurableEvents::maintain() {
 }
 
 // The plugin's durable consumer, made or brought to this host's settings (a changed
-// [cluster] durable_batch). Its replicas on other hosts share it. Events are acknowledged
-// cumulatively (AckAll: acknowledging an event acknowledges every earlier one), so a batch
-// costs one acknowledgement, not one per event. Sets c.ack_all to the policy the consumer has
-// (one made by an earlier version may acknowledge each event).
-bool DurableEvents::ensure_consumer(Consumer& c) const {
+// [cluster] durable_batch). Its replicas on other hosts share it. Each event is acknowledged on
+// its own (explicitly): a cumulative acknowledgement would also cover events a replica holds or
+// this host handed back.
+bool DurableEvents::ensure_consumer(const Consumer& c) const {
   const std::string filter = subject_ + ">";
   jsConsumerConfig cc;
   jsConsumerConfig_Init(&cc);
   cc.Durable = c.plugin.c_str();
-  cc.AckPolicy = js_AckAll;
+  cc.AckPolicy = js_AckExplicit;
   cc.DeliverPolicy = js_DeliverAll;
   cc.AckWait = kAckWaitNs;
   cc.MaxAckPending = cfg_.durable_batch;  // events in flight; 1: one at a time across replicas
@@ -351,7 +357,6 @@ bool DurableEvents::ensure_consumer(Consumer& c) const {
   jsErrCode err = static_cast<jsErrCode>(0);
   auto s = js_GetConsumerInfo(&ci, relay_->js, stream_.c_str(), c.plugin.c_str(), nullptr, &err);
   const bool exists = s == NATS_OK && ci->Config != nullptr;
-  if (exists) cc.AckPolicy = ci->Config->AckPolicy;  // not changeable on a consumer
   const bool same = exists && ci->Config->MaxAckPending == cc.MaxAckPending && ci->Config->AckWait == cc.AckWait;
   jsConsumerInfo_Destroy(ci);
   ci = nullptr;
@@ -365,7 +370,6 @@ bool DurableEvents::ensure_consumer(Consumer& c) const {
                                            natsStatus_GetText(s));
     return false;
   }
-  c.ack_all = cc.AckPolicy == js_AckAll;
   return true;
 }
 
@@ -415,26 +419,23 @@ void DurableEvents::consume(Consumer& c) {
 }
 
 // One fetched batch, in stream order, handed to the plugin in one job of the bus. Handled events
-// are acknowledged when the batch is done and about every second while it runs (one cumulative
-// acknowledgement each time; one per event with a consumer that acknowledges each). A failed
-// event is retried here, after the bus's backoff, before any later one of the batch, then
-// dead-lettered; meanwhile, and while a batch takes long, the events not yet handled are kept
-// "in progress". Events the plugin cannot take now (it is stopping) go back, with the rest of
-// the batch, for a replica or a later fetch.
+// are acknowledged, each on its own and without waiting, when the batch is done and about every
+// second while it runs. A failed event is retried here, after the bus's backoff, before any later
+// one of the batch, then dead-lettered; meanwhile, and while a batch takes long, the events not
+// yet handled are kept "in progress". Events the plugin cannot take now (it is stopping, or a
+// handler outlived kHandlerWait) go back with the rest of the batch, for a replica or a later
+// fetch; so do events this host cannot read (another wire version), which later events may then
+// overtake.
 void DurableEvents::handle_batch(Consumer& c, std::span<natsMsg*> msgs) {
   using Clock = std::chrono::steady_clock;
   constexpr auto kProgressEvery = 1s;
   auto log = observability::logger("cluster");
-  std::size_t acked = 0;  // msgs before this index are acknowledged
+  std::size_t acked = 0;                       // msgs before this index are acknowledged (or terminated)
+  std::vector<bool> terminated(msgs.size());  // given up on with natsMsg_Term: no acknowledgement
   // The first `done` messages are handled: acknowledge them.
   const auto ack_through = [&](std::size_t done) {
-    if (done <= acked) return;
-    if (c.ack_all) {
-      natsMsg_Ack(msgs[done - 1], nullptr);
-    } else {
-      for (std::size_t k = acked; k < done; ++k) natsMsg_Ack(msgs[k], nullptr);
-    }
-    acked = done;
+    for (; acked < done; ++acked)
+      if (!terminated[acked]) natsMsg_Ack(msgs[acked], nullptr);  // sent without waiting
   };
   const auto keep_from = [&](std::size_t first) {
     for (std::size_t k = first; k < msgs.size(); ++k) natsMsg_InProgress(msgs[k], nullptr);
@@ -457,13 +458,14 @@ void DurableEvents::handle_batch(Consumer& c, std::span<natsMsg*> msgs) {
     const std::string_view data(natsMsg_GetData(msgs[k]), static_cast<std::size_t>(natsMsg_GetDataLength(msgs[k])));
     if (!decode_forwarded_event(data, f, error)) {
       if (error.starts_with("cluster wire version")) {
-        // A host of another version may read it, and later events must not overtake it.
+        // A host of another version may read it: it and the rest of the batch go back.
         log->warn("cluster: a durable event for plugin={} this host cannot read: {}; left to other hosts", c.plugin, error);
         readable = k;
         break;
       }
       log->warn("cluster: dropped a malformed durable event for plugin={}: {}", c.plugin, error);
-      if (!c.ack_all) natsMsg_Term(msgs[k], nullptr);  // else the next acknowledgement covers it
+      natsMsg_Term(msgs[k], nullptr);
+      terminated[k] = true;
       continue;
     }
     if (std::find(f.here.begin(), f.here.end(), c.plugin) != f.here.end()) continue;  // got it on the publisher's host
@@ -484,6 +486,7 @@ void DurableEvents::handle_batch(Consumer& c, std::span<natsMsg*> msgs) {
         c.plugin, std::span<const events::Bus::ExternalEvent>(items).subspan(pos), kHandlerWait, [&](std::size_t so_far) {
           ack_through(first_msg(pos + so_far));
           keep_from(first_msg(pos + so_far));
+          return !c.stop.load();  // stopping: the job ends after the event in hand
         });
     pos += delivered;
     if (pos == items.size()) break;
@@ -491,6 +494,7 @@ void DurableEvents::handle_batch(Consumer& c, std::span<natsMsg*> msgs) {
       ++pos;
       continue;
     }
+    if (c.stop.load()) break;
     if (st == KEEL_ERR_UNAVAILABLE || st == KEEL_ERR_TIMEOUT) {  // not an attempt: the rest go back too
       give_back_from(first_msg(pos), events_cfg_.retry_base.count());
       return;
@@ -498,7 +502,8 @@ void DurableEvents::handle_batch(Consumer& c, std::span<natsMsg*> msgs) {
     auto& failed = items[pos];
     if (failed.attempt >= events_cfg_.max_attempts) {
       bus_.bury(c.plugin, failed.parts, failed.published_unix_ns, failed.attempt, st);
-      if (!c.ack_all) natsMsg_Term(msgs[msg_of[pos]], nullptr);  // else the next acknowledgement covers it
+      natsMsg_Term(msgs[msg_of[pos]], nullptr);
+      terminated[msg_of[pos]] = true;
       ++pos;
       continue;
     }

@@ -58,7 +58,7 @@ class DurableEvents {
   struct Consumer;
   void maintain();
   bool ensure_stream();
-  bool ensure_consumer(Consumer& c) const;
+  bool ensure_consumer(const Consumer& c) const;
   void consume(Consumer& c);
   void handle_batch(Consumer& c, std::span<__natsMsg*> msgs);  // natsMsg of <nats/nats.h>
 

@@ -34,6 +34,7 @@ struct Shared {
   NatsLink::OnState on_state;
   std::atomic<bool>* up = nullptr;
   std::shared_ptr<spdlog::logger> log = observability::logger("cluster");
+  std::vector<std::shared_ptr<void>> retained;  // closures of the client's callbacks (retain_until_closed)
 };
 
 struct NatsLink::Impl {
@@ -184,6 +185,11 @@ NatsLink::~NatsLink() {
     natsConnection_Destroy(impl_->conn);
   }
   up_.store(false);
+}
+
+void NatsLink::retain_until_closed(std::shared_ptr<void> object) {
+  std::lock_guard lock(impl_->shared->mutex);
+  impl_->shared->retained.push_back(std::move(object));
 }
 
 std::string NatsLink::connected_url() const {

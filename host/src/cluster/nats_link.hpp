@@ -64,6 +64,10 @@ class NatsLink {
   [[nodiscard]] std::int64_t max_payload() const;
   static constexpr std::size_t kMaxQueuedBytes = 64u << 20;
 
+  /// Keeps `object` alive until the client has closed this connection and called its last
+  /// callback: for the closure of a callback the client calls on its own threads.
+  void retain_until_closed(std::shared_ptr<void> object);
+
   class Subscription;
   /// Subscribes to `subject` (in queue group `queue` when not empty); `fn` runs on the client's
   /// delivery thread for the subscription, one message at a time. Throws std::runtime_error.

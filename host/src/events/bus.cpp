@@ -959,7 +959,7 @@ std::vector<std::string> Bus::subscribers_of(std::string_view topic) const {
 std::pair<std::size_t, keel_status> Bus::deliver_external(std::string_view subscriber,
                                                           std::span<const ExternalEvent> events,
                                                           std::chrono::milliseconds wait,
-                                                          const std::function<void(std::size_t)>& still_waiting) {
+                                                          const std::function<bool(std::size_t)>& still_waiting) {
   auto& s = *impl_;
   if (events.empty()) return {0, KEEL_OK};
   const std::size_t full = events.size();
@@ -1012,9 +1012,15 @@ std::pair<std::size_t, keel_status> Bus::deliver_external(std::string_view subsc
     job->done.notify_one();
   });
   if (!posted) return {0, KEEL_ERR_UNAVAILABLE};
-  const auto give_up = std::chrono::steady_clock::now() + wait;
+  // `wait` is per event: it starts again whenever the job moves on to the next one.
+  auto give_up = std::chrono::steady_clock::now() + wait;
+  std::size_t seen = 0;
   std::unique_lock lock(job->mutex);
   while (!job->done.wait_for(lock, std::chrono::seconds(1), [&] { return job->status.has_value(); })) {
+    if (job->delivered != seen) {
+      seen = job->delivered;
+      give_up = std::chrono::steady_clock::now() + wait;
+    }
     if (std::chrono::steady_clock::now() >= give_up) {
       job->cancelled = true;
       return {job->delivered, KEEL_ERR_TIMEOUT};
@@ -1022,8 +1028,12 @@ std::pair<std::size_t, keel_status> Bus::deliver_external(std::string_view subsc
     if (still_waiting) {
       const auto so_far = job->delivered;
       lock.unlock();
-      still_waiting(so_far);
+      const bool go_on = still_waiting(so_far);
       lock.lock();
+      if (!go_on && !job->status) {
+        job->cancelled = true;
+        return {job->delivered, KEEL_ERR_UNAVAILABLE};
+      }
     }
   }
   if (job->delivered < job->events.size()) return {job->delivered, *job->status};

@@ -211,12 +211,13 @@ class Bus final : public abi::EventSink {
   /// failure; waits up to `wait` for the job. Returns how many were delivered and the status of
   /// the first one that was not (KEEL_OK when all were): on_event's status; KEEL_ERR_NOT_FOUND
   /// (no such subscriber, or no pattern matches that event's topic), KEEL_ERR_UNAVAILABLE
-  /// (stopping), KEEL_ERR_TIMEOUT (not done in time: the job stops after the event in hand).
+  /// (stopping, or the caller cancelled), KEEL_ERR_TIMEOUT (one event's handler ran past `wait`).
   /// Each counts as a delivery of `subscriber`; a final failure is for the caller to dead-letter
-  /// (bury()). `still_waiting(delivered so far)` (when set) runs about every second meanwhile.
+  /// (bury()). `still_waiting(delivered so far)` (when set) runs about every second meanwhile;
+  /// false from it cancels: the job stops after the event in hand and the call returns at once.
   std::pair<std::size_t, keel_status> deliver_external(std::string_view subscriber, std::span<const ExternalEvent> events,
                                                        std::chrono::milliseconds wait,
-                                                       const std::function<void(std::size_t)>& still_waiting = nullptr);
+                                                       const std::function<bool(std::size_t)>& still_waiting = nullptr);
   /// The delay before delivery attempt `attempt` + 1: [events] retry_base_ms, doubled per
   /// attempt, capped at retry_max_ms (the bus's own retries, and a cluster consumer's).
   [[nodiscard]] std::chrono::milliseconds retry_delay(std::uint32_t attempt) const noexcept;

@@ -51,6 +51,9 @@ TEST_CASE("cluster directory: an announcement survives its JSON, and malformed o
   refused(R"({"v":1,"node":"a","interval_ms":1,"plugins":[{"name":"x.>"}]})", "valid \"name\"");
   refused(R"({"v":1,"node":"a","interval_ms":1,"plugins":[{"name":"x","mount":"/api/x/"}]})", "valid \"mount\"");
   refused(R"({"v":1,"node":"a","interval_ms":1,"plugins":[{"name":"x"}]})", "valid \"mount\"");
+  refused(R"({"v":1,"node":"a","interval_ms":1,"plugins":[{"name":"x","mount":"/api/x","version":"1.0\u001b"}]})",
+          "valid \"version\"");
+  refused(R"({"v":1,"node":"a","interval_ms":1,"plugins":[{"name":"x","mount":"/api/x"}]})", "valid \"version\"");
 }
 
 TEST_CASE("cluster directory: hosts join, refresh, change, leave and expire", "[cluster]") {
