@@ -256,8 +256,10 @@ bool DurableEvents::ensure_stream() {
     const auto keep = events_cfg_.retention >= std::chrono::minutes(2) ? events_cfg_.retention : std::chrono::hours(24);
     sc.MaxAge = ns_of(keep);
     // A relayed event sent again (its cursor not saved yet when the host or NATS went away) is
-    // dropped within this window.
-    sc.Duplicates = ns_of(std::min<std::chrono::milliseconds>(keep, std::chrono::hours(1)));
+    // dropped within this window: NATS's own default, 2 minutes. A longer one costs the server
+    // an id per event for longer (an hour of ids slowed a busy stream down to half its rate); a
+    // copy sent after it is a redelivery that first_delivery absorbs.
+    sc.Duplicates = ns_of(std::min<std::chrono::milliseconds>(keep, std::chrono::minutes(2)));
     s = js_AddStream(&si, relay_->js, &sc, nullptr, &err);
     jsStreamInfo_Destroy(si);
     if (s == NATS_OK) observability::logger("cluster")->info("cluster: created the JetStream stream {}", stream_);
