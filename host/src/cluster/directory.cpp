@@ -169,14 +169,6 @@ std::vector<std::string> Directory::expire(Clock::time_point now) {
   return gone;
 }
 
-bool Directory::serves(std::string_view plugin) const {
-  std::lock_guard lock(mutex_);
-  for (const auto& n : nodes_)
-    for (const auto& p : n.last.plugins)
-      if (p.name == plugin) return true;
-  return false;
-}
-
 std::vector<std::string> Directory::versions(std::string_view plugin) const {
   std::vector<std::string> out;
   std::lock_guard lock(mutex_);

@@ -70,10 +70,9 @@ class Directory {
   std::string apply(Announcement a, Clock::time_point now);
   /// Forgets the hosts silent for kMissedAnnouncements of their intervals; returns their names.
   std::vector<std::string> expire(Clock::time_point now);
-  /// Whether another host serves `plugin` as far as this one knows (a host is known until
-  /// expire() forgets it: while the link is down, nothing is forgotten).
-  [[nodiscard]] bool serves(std::string_view plugin) const;
-  /// The version of `plugin` each host serving it announced (in host order; may repeat).
+  /// The version of `plugin` each host serving it announced, in host order (may repeat; empty:
+  /// no other host serves it as far as this one knows). A host is known until expire() forgets
+  /// it: while the link is down, nothing is forgotten.
   [[nodiscard]] std::vector<std::string> versions(std::string_view plugin) const;
   /// The plugin another host serves under whose mount `path` lies (the longest mount), or "".
   [[nodiscard]] std::string plugin_at(std::string_view path) const;

@@ -447,15 +447,15 @@ void DurableEvents::handle_batch(Consumer& c, std::span<natsMsg*> msgs) {
     for (std::size_t k = first; k < msgs.size(); ++k) natsMsg_NakWithDelay(msgs[k], delay_ms, nullptr);
   };
 
-  // Decode the batch: the events for the plugin, each with the index of its message.
-  std::vector<ForwardedEvent> decoded(msgs.size());
+  // Decode the batch: the events for the plugin (views into the messages' data), each with the
+  // index of its message.
   std::vector<events::Bus::ExternalEvent> items;
   std::vector<std::size_t> msg_of;
   items.reserve(msgs.size());
   msg_of.reserve(msgs.size());
   std::size_t readable = msgs.size();  // messages from here on go back unread
   for (std::size_t k = 0; k < msgs.size(); ++k) {
-    auto& f = decoded[k];
+    ForwardedEvent f;
     std::string error;
     const std::string_view data(natsMsg_GetData(msgs[k]), static_cast<std::size_t>(natsMsg_GetDataLength(msgs[k])));
     if (!decode_forwarded_event(data, f, error)) {

@@ -60,20 +60,20 @@ TEST_CASE("cluster directory: hosts join, refresh, change, leave and expire", "[
   kc::Directory d("self");
   const auto t0 = kc::Clock::time_point{} + 1h;
   CHECK(d.apply(announcement("self", {"catalog"}), t0).empty());  // its own: ignored
-  CHECK_FALSE(d.serves("catalog"));
+  CHECK(d.versions("catalog").empty());
   CHECK(d.apply(announcement("a", {"catalog"}), t0) == "joined");
   CHECK(d.apply(announcement("a", {"catalog"}), t0 + 100ms).empty());  // a refresh
   CHECK(d.apply(announcement("a", {"catalog", "orders"}), t0 + 200ms) == "updated");
   CHECK(d.apply(announcement("b", {"orders"}), t0 + 200ms) == "joined");
-  CHECK(d.serves("orders"));
+  CHECK_FALSE(d.versions("orders").empty());
   CHECK(d.versions("orders") == std::vector<std::string>{"1.0.0", "1.0.0"});
   CHECK(d.versions("billing").empty());
   CHECK(d.nodes().size() == 2);
   // Silent for more than three of its intervals (100 ms each): forgotten; b announced later.
   CHECK(d.apply(announcement("b", {"orders"}), t0 + 450ms).empty());
   CHECK(d.expire(t0 + 550ms) == std::vector<std::string>{"a"});
-  CHECK_FALSE(d.serves("catalog"));
-  CHECK(d.serves("orders"));
+  CHECK(d.versions("catalog").empty());
+  CHECK_FALSE(d.versions("orders").empty());
   // After a gap in the link, what was known gets a fresh lease instead of expiring at once.
   d.touch_all(t0 + 2s);
   CHECK(d.expire(t0 + 2s + 200ms).empty());
