@@ -12,6 +12,7 @@ KEEL_PACKAGES=(
   ccache clang lld abigail-tools shellcheck wrk nginx-light procps curl util-linux
   libssl-dev openssl
   libnats-dev nats-server haproxy
+  postgresql-15 libpq-dev
 )
 
 keel_log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -20,7 +20,7 @@
 #include "observability/log.hpp"
 #include "plugins/loader.hpp"
 #include "plugins/plugin_host.hpp"
-#include "storage/database.hpp"
+#include "storage/sqlite/sqlite_database.hpp"
 
 namespace keel::host::app {
 namespace {

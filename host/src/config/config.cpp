@@ -94,6 +94,7 @@ struct KeyCollector {
   void flag(std::string_view key, const auto&) { add(key, Kind::kBool); }
   void text(std::string_view key, const auto&, auto&&...) { add(key, Kind::kString); }
   void secret(std::string_view key, const auto&) { add(key, Kind::kString); }
+  void conninfo(std::string_view key, const auto&) { add(key, Kind::kString); }
   void path(std::string_view key, const auto&) { add(key, Kind::kString); }
   void list(std::string_view key, const auto&) { add(key, Kind::kString); }
   void choice(std::string_view key, const auto&, const auto&) { add(key, Kind::kString); }
@@ -455,6 +456,14 @@ bool host_plugin_key(const std::string& plugin, const std::string& key, const to
     }
     return true;
   }
+  if (key == "storage_engine") {
+    const auto* text = value.as_string();
+    if (text == nullptr || std::find(kStorageEngines.begin(), kStorageEngines.end(), text->get()) == kStorageEngines.end())
+      ctx.error(ctx.at(value.source()), prefix + "expected \"sqlite\" or \"postgres\"");
+    else
+      section.storage_engine = text->get();
+    return true;
+  }
   if (key == "isolation") {
     const auto* text = value.as_string();
     if (text == nullptr || std::find(kIsolationModes.begin(), kIsolationModes.end(), text->get()) == kIsolationModes.end())
@@ -731,6 +740,7 @@ class Applier {
     }
   }
   void secret(std::string_view key, std::string& out) { text(key, out); }
+  void conninfo(std::string_view key, std::string& out) { text(key, out); }
 
   void list(std::string_view key, std::vector<std::string>& out) const {
     if (const std::string* value = string_value(key)) out = split_list(*value);
@@ -768,6 +778,7 @@ class Applier {
   }
 
   void error(const Setting& at, std::string message) { ctx_.error(at.where, std::move(message)); }
+  void error(const SourcePos& where, std::string message) { ctx_.error(where, std::move(message)); }
 
  private:
   // The setting's text if it was given as a string.
@@ -835,6 +846,18 @@ void apply(const Settings& settings, Context& ctx, const std::filesystem::path& 
       if (const Setting* set = a.find("cluster", name); set != nullptr)
         a.error(*set, section_key("cluster", name) + " is set but nats_url is not: set nats_url to the NATS "
                                                     "server(s), e.g. \"nats://127.0.0.1:4222\", or remove the key");
+
+  // [storage]: PostgreSQL needs a server to reach, whether every plugin or one plugin uses it.
+  if (config.storage.postgres_url.empty()) {
+    if (const Setting* engine = a.find("storage", "engine");
+        engine != nullptr && config.storage.engine == StorageEngine::kPostgres)
+      a.error(*engine, "[storage] engine = \"postgres\" needs postgres_url: set it to a libpq connection string "
+                       "of a role that may create roles and schemas, e.g. \"host=127.0.0.1 user=keel dbname=keel\"");
+    for (const auto& [name, section] : config.plugin_sections)
+      if (section.storage_engine == "postgres")
+        a.error(section.where, "[plugin." + name + "] storage_engine = \"postgres\" needs [storage] postgres_url: "
+                               "set it to a libpq connection string of a role that may create roles and schemas");
+  }
 
   // [admin]: token lengths, token_file, the admin socket's path. A problem names the key it is about.
   for (auto& problem : check_admin(config.admin, base)) {

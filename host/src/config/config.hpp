@@ -43,6 +43,7 @@ class ConfigError : public std::runtime_error {
 
 enum class LogFormat { kText, kJson };
 enum class SyncMode { kNormal, kFull };
+enum class StorageEngine { kSqlite, kPostgres };  ///< in kStorageEngines order ("sqlite", "postgres")
 enum class TlsVersion { k12, k13 };  ///< lowest TLS version a listener accepts
 
 struct ServerConfig {
@@ -124,8 +125,16 @@ struct CorsConfig {
   bool allow_credentials = false;
 };
 
-/// Per-plugin SQLite databases (docs/config.md [storage]); one file per plugin under server.data_dir.
+/// Per-plugin databases (docs/config.md [storage]): a SQLite file per plugin under
+/// server.data_dir, or a schema and a role per plugin on a PostgreSQL server.
 struct StorageConfig {
+  StorageEngine engine = StorageEngine::kSqlite;  ///< [plugin.<name>] storage_engine overrides it
+  /// libpq connection string (key=value or postgresql:// URI) of the administrative role that
+  /// creates each plugin's schema and role. Holds a secret: never logged, redacted in /admin/config.
+  std::string postgres_url;
+  std::uint32_t postgres_pool_size = 8;  ///< range 1..1000: connections per plugin at most
+  /// Key postgres_connect_timeout_ms, range 100..600000: how long opening a connection may take.
+  std::chrono::milliseconds postgres_connect_timeout{3000};
   /// "normal" (WAL: survives process crash, kill -9) | "full" (also survives power loss; fsync per commit).
   SyncMode synchronous = SyncMode::kNormal;
   /// Key busy_timeout_ms, range 0..600000: how long a writer waits for the database lock / writer slot.
@@ -207,6 +216,7 @@ struct PluginSection {
   std::map<std::string, std::chrono::milliseconds> route_timeouts;  ///< "GET /greet/{name}" -> timeout
   std::optional<std::uint64_t> max_db_bytes;  ///< overrides [storage] max_db_bytes for this plugin; 0 = unlimited
   std::string isolation;                      ///< "in-process" | "process"; empty = [plugins] isolation
+  std::string storage_engine;                 ///< "sqlite" | "postgres"; empty = [storage] engine
   RunnerSettings runner;
   ErrorBudget budget;
   SourcePos where;                              ///< position of the table header

@@ -41,6 +41,53 @@ std::string without_url_password(const std::string& text) {
   return text.substr(0, colon + 1) + std::string{kRedacted} + text.substr(at);
 }
 
+// A libpq connection string's password: the URI form as above, and in the key=value form the
+// value of "password" (bare or single-quoted, with backslash escapes).
+std::string without_conninfo_password(const std::string& text) {
+  if (text.find("://") != std::string::npos) {
+    // A URI: the password of its user part, and a "password" query parameter.
+    auto out = without_url_password(text);
+    const auto query = out.find('?');
+    for (auto at = query; at != std::string::npos && at < out.size(); at = out.find('&', at + 1)) {
+      if (out.compare(at + 1, 9, "password=") != 0) continue;
+      const auto value = at + 10;
+      const auto end = std::min(out.find_first_of("&#", value), out.size());
+      out.replace(value, end - value, kRedacted);
+    }
+    return out;
+  }
+  std::string out;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto key_start = text.find_first_not_of(" \t\n", i);
+    if (key_start == std::string::npos) break;
+    const auto eq = text.find('=', key_start);
+    if (eq == std::string::npos) {
+      out += text.substr(i);
+      break;
+    }
+    std::size_t key_end = eq;
+    while (key_end > key_start && (text[key_end - 1] == ' ' || text[key_end - 1] == '\t')) --key_end;
+    const bool secret = text.compare(key_start, key_end - key_start, "password") == 0;
+    std::size_t v = text.find_first_not_of(" \t", eq + 1);
+    if (v == std::string::npos) v = text.size();
+    // The value runs to the first blank outside single quotes (backslash escapes a character).
+    std::size_t value_end = v;
+    bool quoted = false;
+    for (; value_end < text.size(); ++value_end) {
+      const char c = text[value_end];
+      if (c == '\\') ++value_end;
+      else if (c == '\'') quoted = !quoted;
+      else if (!quoted && (c == ' ' || c == '\t' || c == '\n')) break;
+    }
+    value_end = std::min(value_end, text.size());
+    out += text.substr(i, v - i);
+    out += secret ? std::string{kRedacted} : text.substr(v, value_end - v);
+    i = value_end;
+  }
+  return out;
+}
+
 // Plugin settings may nest ([plugin.x.db] password = ...): redact secret-looking names at any
 // depth, and the password of any URL written with one.
 void redact_nested(OrderedJson& value) {
@@ -67,6 +114,7 @@ struct Dumper {
   void flag(std::string_view key, bool value) { set(key, value); }
   void text(std::string_view key, const std::string& value, auto&&...) { set(key, value); }
   void secret(std::string_view key, const std::string& value) { set(key, value.empty() ? std::string{} : std::string{kRedacted}); }
+  void conninfo(std::string_view key, const std::string& value) { set(key, without_conninfo_password(value)); }
   void path(std::string_view key, const std::filesystem::path& value) { set(key, value.string()); }
   void list(std::string_view key, const std::vector<std::string>& value) { set(key, value); }
   template <typename T, std::size_t N>
@@ -100,6 +148,7 @@ OrderedJson plugin_section_json(const PluginSection& s, const std::vector<std::s
   p["route_timeouts"] = std::move(routes);
   p["max_db_bytes"] = s.max_db_bytes ? OrderedJson(*s.max_db_bytes) : OrderedJson(nullptr);
   p["isolation"] = optional_text(s.isolation);
+  p["storage_engine"] = optional_text(s.storage_engine);
   PluginLimitDumper limits{p};
   visit_plugin_limits(limits, s);
   // settings_json was written by collect_plugins(), so it is a valid object; a discarded parse

@@ -21,6 +21,7 @@ constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug", "info", "
 constexpr std::array<std::string_view, 2> kLogFormats{"text", "json"};  // in LogFormat order
 constexpr std::array<std::string_view, 2> kSyncModes{"normal", "full"};  // in SyncMode order
 constexpr std::array<std::string_view, 2> kIsolationModes{"in-process", "process"};
+constexpr std::array<std::string_view, 2> kStorageEngines{"sqlite", "postgres"};  // in StorageEngine order
 constexpr std::array<std::string_view, 2> kTlsVersions{"1.2", "1.3"};  // in TlsVersion order
 
 // A day is far beyond any sane I/O timeout, and the cap keeps `steady_clock::now() + timeout`
@@ -117,6 +118,10 @@ void visit_keys(V& v, C& c) {
   v.integer("statement_cache", c.storage.statement_cache, 0, 10000);
   v.duration("transaction_timeout_ms", c.storage.transaction_timeout, 100, 3600000);
   v.integer("max_db_bytes", c.storage.max_db_bytes, 0, kUnbounded);
+  v.choice("engine", c.storage.engine, kStorageEngines);
+  v.conninfo("postgres_url", c.storage.postgres_url);
+  v.integer("postgres_pool_size", c.storage.postgres_pool_size, 1, 1000);
+  v.duration("postgres_connect_timeout_ms", c.storage.postgres_connect_timeout, 100, 600000);
   v.section("events");
   v.integer("queue_capacity", c.events.queue_capacity, 1, 10000000);
   v.integer("max_attempts", c.events.max_attempts, 1, 1000);

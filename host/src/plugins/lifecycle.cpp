@@ -96,9 +96,9 @@ PluginHost::~PluginHost() { stop(); }
 // before any of its code runs. Returns false (plugin failed) when that is impossible.
 bool PluginHost::Impl::open_storage(Plugin& p) {
   if (!has_permission(p.manifest, "ext:" KEEL_STORAGE_EXTENSION_ID)) return true;
-  const auto file = storage::database_file(cfg.server.data_dir, p.name);
   storage::Options o;
-  o.file = file;
+  o.engine = cfg.storage.engine;
+  o.file = storage::database_file(cfg.server.data_dir, p.name);
   o.plugin = p.name;
   o.synchronous = cfg.storage.synchronous;
   o.busy_timeout = cfg.storage.busy_timeout;
@@ -106,22 +106,36 @@ bool PluginHost::Impl::open_storage(Plugin& p) {
   o.statement_cache = cfg.storage.statement_cache;
   o.transaction_timeout = cfg.storage.transaction_timeout;
   o.max_bytes = cfg.storage.max_db_bytes;
-  if (const auto sec = cfg.plugin_sections.find(p.name); sec != cfg.plugin_sections.end() && sec->second.max_db_bytes)
-    o.max_bytes = *sec->second.max_db_bytes;
+  if (const auto sec = cfg.plugin_sections.find(p.name); sec != cfg.plugin_sections.end()) {
+    if (sec->second.max_db_bytes) o.max_bytes = *sec->second.max_db_bytes;
+    if (!sec->second.storage_engine.empty())
+      o.engine = sec->second.storage_engine == "postgres" ? config::StorageEngine::kPostgres : config::StorageEngine::kSqlite;
+  }
+  o.postgres.url = cfg.storage.postgres_url;
+  o.postgres.pool_size = cfg.storage.postgres_pool_size;
+  o.postgres.connect_timeout = cfg.storage.postgres_connect_timeout;
+  if (o.engine == config::StorageEngine::kPostgres && !p.manifest.durable.empty()) {
+    // The outbox's SQL (events/bus.cpp) is SQLite's; refuse clearly rather than fail later.
+    fail(p, "durable event topics (\"events.durable\") need the sqlite storage engine for now; set [plugin." + p.name +
+                "] storage_engine = \"sqlite\" or drop the durable topics (docs/storage.md#postgresql)");
+    return false;
+  }
   try {
-    storage::prepare_data_dir(cfg.server.data_dir);
-    p.database = std::make_shared<storage::Database>(std::move(o));
+    if (o.engine == config::StorageEngine::kSqlite) storage::prepare_data_dir(cfg.server.data_dir);
+    p.database = storage::open_database(std::move(o));
   } catch (const std::exception& e) {
     fail(p, e.what());
     return false;
   }
   if (auto why = storage::migrate(*p.database, p.manifest.migrations); !why.empty()) {
+    const auto where = p.database->location();
     p.database.reset();
-    fail(p, why + " (database " + file.string() + ")");
+    fail(p, why + " (database " + where + ")");
     return false;
   }
   p.ctx.storage = p.database.get();
-  log->info("plugin database ready name={} file={} migrations={}", p.name, file.string(), p.manifest.migrations.size());
+  log->info("plugin database ready name={} at={} migrations={}", p.name, p.database->location(),
+            p.manifest.migrations.size());
   return true;
 }
 

@@ -1,13 +1,12 @@
 #pragma once
-// storage::Database: one plugin's SQLite database, the engine behind keel/storage.h.
+// storage::Database: one plugin's database behind keel/storage.h, whatever engine holds it.
 //
-// Concurrency model (docs/storage.md): one writer connection and a pool of reader connections
-// per plugin, all in WAL mode. Autocommit reads run on a free reader and never wait for writers.
-// Every write (an autocommit write statement, or a whole transaction from begin to commit) owns
-// the single writer: writers queue in the host instead of racing for SQLite's lock, so
-// SQLITE_BUSY does not reach plugins; a writer that waits longer than busy_timeout gets
-// KEEL_ERR_BUSY. Every public member is thread-safe and reports failures as a keel_status plus
-// a message readable through last_error() on the same thread.
+// An engine is a subclass in a folder of its own: storage/sqlite/ (the default: a file per plugin
+// in data_dir, one writer and a pool of readers) and storage/postgres/ (a schema and a role per
+// plugin on a PostgreSQL server, a pool of connections). open_database() picks one from
+// Options::engine; nothing else in the host names an engine. Every public member is thread-safe
+// and reports failures as a keel_status plus a message readable through last_error() on the
+// same thread.
 
 #include <array>
 #include <atomic>
@@ -39,16 +38,31 @@ void prepare_data_dir(const std::filesystem::path& data_dir);
 
 /// The message of the last failure of a Database member on this thread (empty after success).
 [[nodiscard]] const std::string& last_error() noexcept;
+/// Sets the thread's last error to `message` and returns `status` (for engines).
+keel_status fail(keel_status status, std::string message);
+/// Clears the thread's last error (for engines, on entry to a public member).
+void clear_error() noexcept;
+
+using config::StorageEngine;
+
+/// Where and how a PostgreSQL engine reaches its server (docs/storage.md "PostgreSQL").
+struct PostgresOptions {
+  std::string url;  ///< libpq connection string of the administrative role (holds a secret)
+  std::uint32_t pool_size = 8;                   ///< connections of this plugin's role at most
+  std::chrono::milliseconds connect_timeout{3000};
+};
 
 struct Options {
-  std::filesystem::path file;
-  std::string plugin;  ///< for messages
+  StorageEngine engine = StorageEngine::kSqlite;
+  std::filesystem::path file;  ///< SQLite: the database file
+  std::string plugin;          ///< whose data it is (PostgreSQL: names its schema and role)
   config::SyncMode synchronous = config::SyncMode::kNormal;
   std::chrono::milliseconds busy_timeout{5000};
   std::uint32_t readers = 4;
   std::uint32_t statement_cache = 128;
   std::chrono::milliseconds transaction_timeout{10000};
-  std::uint64_t max_bytes = 0;  ///< 0 = no quota
+  std::uint64_t max_bytes = 0;  ///< 0 = no quota (SQLite)
+  PostgresOptions postgres;
 };
 
 /// Per-plugin counters for metrics (issue 8 exports them); monotonic, read without locks.
@@ -62,8 +76,8 @@ struct Stats {
   std::uint64_t full = 0;        ///< writes refused for a full disk or quota
   double seconds_total = 0;      ///< summed latency
   std::array<std::uint64_t, kBucketBounds.size() + 1> buckets{};  ///< non-cumulative counts
-  std::uint64_t db_bytes = 0;     ///< size of the database file now
-  std::uint64_t wal_bytes = 0;    ///< size of the write-ahead log now
+  std::uint64_t db_bytes = 0;     ///< SQLite: size of the database file now (0 elsewhere)
+  std::uint64_t wal_bytes = 0;    ///< SQLite: size of the write-ahead log now (0 elsewhere)
 };
 
 /// Row callback of exec(): mirrors keel_sql_row_fn.
@@ -74,60 +88,54 @@ struct RowSink {
 
 class Database {
  public:
-  /// Opens (creating if needed) the database at options.file and checks WAL mode. Throws
-  /// std::runtime_error with a message naming the file on failure.
-  explicit Database(Options options);
-  ~Database();  ///< close()
+  virtual ~Database() = default;
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
 
-  keel_status exec(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
-                   keel_sql_result* out);
-  keel_status prepare(std::string_view sql, keel_sql_info* out);
-  keel_status begin(keel_txn parent, keel_txn* out);
-  keel_status commit(keel_txn txn);
-  keel_status rollback(keel_txn txn);
+  virtual keel_status exec(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
+                           keel_sql_result* out) = 0;
+  virtual keel_status prepare(std::string_view sql, keel_sql_info* out) = 0;
+  virtual keel_status begin(keel_txn parent, keel_txn* out) = 0;
+  virtual keel_status commit(keel_txn txn) = 0;
+  virtual keel_status rollback(keel_txn txn) = 0;
 
-  keel_status kv_get(keel_txn txn, std::string_view key, keel_kv_entry* out);
-  keel_status kv_put(keel_txn txn, const keel_kv_put_args& args, std::int64_t* out_version);
-  keel_status kv_delete(keel_txn txn, std::string_view key, std::int64_t expected_version);
-  keel_status kv_list(keel_txn txn, std::string_view prefix, std::string_view start_after, std::uint32_t limit,
-                      keel_kv_entry_fn fn, void* user, std::uint32_t* out_more);
+  virtual keel_status kv_get(keel_txn txn, std::string_view key, keel_kv_entry* out) = 0;
+  virtual keel_status kv_put(keel_txn txn, const keel_kv_put_args& args, std::int64_t* out_version) = 0;
+  virtual keel_status kv_delete(keel_txn txn, std::string_view key, std::int64_t expected_version) = 0;
+  virtual keel_status kv_list(keel_txn txn, std::string_view prefix, std::string_view start_after, std::uint32_t limit,
+                              keel_kv_entry_fn fn, void* user, std::uint32_t* out_more) = 0;
 
-  /// Runs a host-owned script (several statements, e.g. a migration) on the writer inside an
-  /// open transaction, under the same statement rules as plugin SQL.
-  keel_status exec_script(keel_txn txn, std::string_view sql);
-  /// Runs a host statement on the writer that may touch the host's own "_keel_" tables.
-  keel_status exec_host(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
-                        keel_sql_result* out);
+  /// Runs a host-owned script (several statements, e.g. a migration) inside an open
+  /// transaction, under the same rules as plugin SQL.
+  virtual keel_status exec_script(keel_txn txn, std::string_view sql) = 0;
+  /// Runs a host statement that may touch the host's own "_keel_" tables.
+  virtual keel_status exec_host(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params,
+                                RowSink rows, keel_sql_result* out) = 0;
 
   /// `fn` runs after every top-level commit of a transaction marked with notify_on_commit(),
   /// on the committing thread (keep it short). Set it before the database is shared.
-  void set_commit_listener(std::function<void()> fn);
+  virtual void set_commit_listener(std::function<void()> fn) = 0;
   /// Marks the open transaction `txn` (or the one its savepoint belongs to) for the listener.
   /// A rollback clears the mark.
-  void notify_on_commit(keel_txn txn);
+  virtual void notify_on_commit(keel_txn txn) = 0;
 
-  /// Rolls back an open transaction and closes every connection; later calls get
+  /// Rolls back open transactions and closes every connection; later calls get
   /// KEEL_ERR_UNAVAILABLE. Idempotent.
-  void close();
+  virtual void close() = 0;
 
-  [[nodiscard]] Stats stats() const;
+  [[nodiscard]] virtual Stats stats() const = 0;
   [[nodiscard]] const Options& options() const noexcept { return options_; }
+  /// Where the data is, for messages: the file, or the server and schema.
+  [[nodiscard]] virtual std::string location() const = 0;
 
-  struct Impl;
-
- private:
+ protected:
+  explicit Database(Options options) : options_(std::move(options)) {}
   Options options_;
-  std::unique_ptr<Impl> impl_;
 };
 
-/// Copies the database at `source` (a live database: other processes may write it) into a new
-/// file `target` with SQLite's online backup, as one consistent snapshot, then checks the copy
-/// with PRAGMA integrity_check. Throws std::runtime_error naming the file on failure.
-void backup(const std::filesystem::path& source, const std::filesystem::path& target);
-
-/// PRAGMA integrity_check of the database at `file`, read-only: "ok" or the problems found.
-[[nodiscard]] std::string integrity_check(const std::filesystem::path& file);
+/// Opens (creating or provisioning what is missing) `options.plugin`'s database on the engine
+/// options.engine names. Throws std::runtime_error with a message naming the plugin, the file
+/// or server, and the reason.
+[[nodiscard]] std::unique_ptr<Database> open_database(Options options);
 
 }  // namespace keel::host::storage

@@ -19,7 +19,7 @@ TestDatabase::TestDatabase(keel_host_ctx* ctx, const std::filesystem::path& file
   Options options;
   options.file = file;
   options.plugin = manifest.name;
-  db_ = std::make_unique<Database>(std::move(options));
+  db_ = open_database(std::move(options));
   if (auto why = migrate(*db_, manifest.migrations); !why.empty()) throw std::runtime_error("TestDatabase: " + why);
   CommittedPublish on_publish;
   if (host != nullptr && host->publish != nullptr)

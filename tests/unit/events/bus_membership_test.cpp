@@ -67,7 +67,7 @@ struct Harness {
       kst::Options o;
       o.file = dir.path() / (name + ".db");
       o.plugin = name;
-      slot = std::make_shared<kst::Database>(std::move(o));
+      slot = kst::open_database(std::move(o));
     }
     return slot;
   }

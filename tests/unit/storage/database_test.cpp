@@ -1,6 +1,6 @@
 // storage::Database: values, statements, errors, lockdown, stats and durability.
 
-#include "storage/database.hpp"
+#include "storage/sqlite/sqlite_database.hpp"
 
 #include <atomic>
 #include <algorithm>
@@ -42,7 +42,7 @@ std::string read_file(const fs::path& file) {
 
 }  // namespace
 
-TEST_CASE("storage: every parameter type round-trips through SELECT and a table", "[storage]") {
+TEST_CASE("storage: every parameter type round-trips through SELECT and a table", "[storage][sqlite]") {
   TestDb t;
   const auto text_with_nul = "a\0b\0"s;
   const std::string utf8 = "h\xC3\xA9llo \xE2\x82\xAC \xF0\x9D\x84\x9E";  // héllo € 𝄞
@@ -127,7 +127,7 @@ TEST_CASE("storage: every parameter type round-trips through SELECT and a table"
   }
 }
 
-TEST_CASE("storage: column names, row counts and ?NNN parameters", "[storage]") {
+TEST_CASE("storage: column names, row counts and ?NNN parameters", "[storage][sqlite]") {
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)") == KEEL_OK);
   for (int i = 1; i <= 5; ++i) {
@@ -164,7 +164,7 @@ TEST_CASE("storage: column names, row counts and ?NNN parameters", "[storage]") 
   CHECK(exec(*t, 0, "  -- leading comment\n SELECT 1; /* trailing */ ;  -- done") == KEEL_OK);
 }
 
-TEST_CASE("storage: a non-zero return from the row callback stops early", "[storage]") {
+TEST_CASE("storage: a non-zero return from the row callback stops early", "[storage][sqlite]") {
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE n (x INTEGER)") == KEEL_OK);
   REQUIRE(exec(*t, 0, "INSERT INTO n VALUES (1), (2), (3), (4), (5), (6), (7), (8), (9), (10)") == KEEL_OK);
@@ -204,7 +204,7 @@ TEST_CASE("storage: a non-zero return from the row callback stops early", "[stor
   }
 }
 
-TEST_CASE("storage: malformed statements and parameters are INVALID_ARGUMENT with a message", "[storage]") {
+TEST_CASE("storage: malformed statements and parameters are INVALID_ARGUMENT with a message", "[storage][sqlite]") {
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE t (a, b)") == KEEL_OK);
 
@@ -286,7 +286,7 @@ TEST_CASE("storage: malformed statements and parameters are INVALID_ARGUMENT wit
   }
 }
 
-TEST_CASE("storage: constraint failures are CONFLICT, foreign keys are enforced", "[storage]") {
+TEST_CASE("storage: constraint failures are CONFLICT, foreign keys are enforced", "[storage][sqlite]") {
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE products (id INTEGER PRIMARY KEY, sku TEXT UNIQUE NOT NULL)") == KEEL_OK);
   REQUIRE(exec(*t, 0, "CREATE TABLE orders (id INTEGER PRIMARY KEY, product INTEGER NOT NULL REFERENCES products(id))") ==
@@ -317,7 +317,7 @@ TEST_CASE("storage: constraint failures are CONFLICT, foreign keys are enforced"
   CHECK(scalar(*t, "SELECT count(*) FROM products") == 3);
 }
 
-TEST_CASE("storage: a deferred foreign key violation fails the commit and ends the transaction", "[storage]") {
+TEST_CASE("storage: a deferred foreign key violation fails the commit and ends the transaction", "[storage][sqlite]") {
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE parent (id INTEGER PRIMARY KEY)") == KEEL_OK);
   REQUIRE(exec(*t, 0,
@@ -338,7 +338,7 @@ TEST_CASE("storage: a deferred foreign key violation fails the commit and ends t
   REQUIRE(t->commit(next) == KEEL_OK);
 }
 
-TEST_CASE("storage: changes and last_insert_id", "[storage]") {
+TEST_CASE("storage: changes and last_insert_id", "[storage][sqlite]") {
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)") == KEEL_OK);
   auto res = new_result();
@@ -390,7 +390,7 @@ TEST_CASE("storage: changes and last_insert_id", "[storage]") {
   CHECK(small.guard == -7);
 }
 
-TEST_CASE("storage: prepare reports parameters, columns and read-only without running", "[storage]") {
+TEST_CASE("storage: prepare reports parameters, columns and read-only without running", "[storage][sqlite]") {
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE t (a INTEGER, b TEXT)") == KEEL_OK);
   keel_sql_info info{};
@@ -441,7 +441,7 @@ TEST_CASE("storage: prepare reports parameters, columns and read-only without ru
   CHECK(small.guard == 99);
 }
 
-TEST_CASE("storage: ATTACH and VACUUM cannot reach other files", "[storage]") {
+TEST_CASE("storage: ATTACH and VACUUM cannot reach other files", "[storage][sqlite]") {
   TestDb t;
   const auto other = t.dir.path() / "other.db";
 
@@ -496,7 +496,7 @@ TEST_CASE("storage: ATTACH and VACUUM cannot reach other files", "[storage]") {
   }
 }
 
-TEST_CASE("storage: PRAGMAs that change the database are refused, read-only ones allowed", "[storage]") {
+TEST_CASE("storage: PRAGMAs that change the database are refused, read-only ones allowed", "[storage][sqlite]") {
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE parent (id INTEGER PRIMARY KEY)") == KEEL_OK);
   REQUIRE(exec(*t, 0, "CREATE TABLE child (p INTEGER REFERENCES parent(id))") == KEEL_OK);
@@ -547,7 +547,7 @@ TEST_CASE("storage: PRAGMAs that change the database are refused, read-only ones
   CHECK(fn_form.rows.size() == 1);
 }
 
-TEST_CASE("storage: the host's tables are off-limits to plugin SQL", "[storage]") {
+TEST_CASE("storage: the host's tables are off-limits to plugin SQL", "[storage][sqlite]") {
   TestDb t;
   std::int64_t version = 0;
   REQUIRE(t->kv_put(0, put_args("k", "v"), &version) == KEEL_OK);
@@ -583,7 +583,7 @@ TEST_CASE("storage: the host's tables are off-limits to plugin SQL", "[storage]"
   CHECK(t->kv_get(0, "k", &e) == KEEL_OK);
 }
 
-TEST_CASE("storage: transaction control as SQL text and load_extension are refused", "[storage]") {
+TEST_CASE("storage: transaction control as SQL text and load_extension are refused", "[storage][sqlite]") {
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE t (x)") == KEEL_OK);
   for (const char* sql : {"BEGIN", "BEGIN IMMEDIATE", "BEGIN EXCLUSIVE TRANSACTION", "COMMIT", "END", "ROLLBACK",
@@ -610,7 +610,7 @@ TEST_CASE("storage: transaction control as SQL text and load_extension are refus
   }
 }
 
-TEST_CASE("storage: the database file is in WAL mode", "[storage]") {
+TEST_CASE("storage: the database file is in WAL mode", "[storage][sqlite]") {
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE t (x)") == KEEL_OK);
   CHECK(journal_mode(t.options.file) == "wal");
@@ -618,7 +618,7 @@ TEST_CASE("storage: the database file is in WAL mode", "[storage]") {
   CHECK(journal_mode(t.options.file) == "wal");
 }
 
-TEST_CASE("storage: calling storage from a row callback is INVALID_ARGUMENT, not a deadlock", "[storage]") {
+TEST_CASE("storage: calling storage from a row callback is INVALID_ARGUMENT, not a deadlock", "[storage][sqlite]") {
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE t (x)") == KEEL_OK);
   REQUIRE(exec(*t, 0, "INSERT INTO t VALUES (1), (2)") == KEEL_OK);
@@ -710,7 +710,7 @@ TEST_CASE("storage: calling storage from a row callback is INVALID_ARGUMENT, not
   REQUIRE(t->commit(txn) == KEEL_OK);
 }
 
-TEST_CASE("storage: stats count statements, errors and latency buckets", "[storage]") {
+TEST_CASE("storage: stats count statements, errors and latency buckets", "[storage][sqlite]") {
   TestDb t;
   const auto s0 = t->stats();
   REQUIRE(exec(*t, 0, "CREATE TABLE t (x)") == KEEL_OK);
@@ -738,7 +738,7 @@ TEST_CASE("storage: stats count statements, errors and latency buckets", "[stora
   CHECK(s1.db_bytes > 0);
 }
 
-TEST_CASE("storage: committed data survives close and reopen, close rolls back an open transaction", "[storage]") {
+TEST_CASE("storage: committed data survives close and reopen, close rolls back an open transaction", "[storage][sqlite]") {
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE t (x TEXT)") == KEEL_OK);
   REQUIRE(exec(*t, 0, "INSERT INTO t VALUES ('autocommit')") == KEEL_OK);
@@ -777,7 +777,7 @@ TEST_CASE("storage: committed data survives close and reopen, close rolls back a
   CHECK(kst::integrity_check(t.options.file) == "ok");
 
   t.db.reset();
-  t.db = std::make_unique<kst::Database>(t.options);
+  t.db = kst::open_database(t.options);
   Rows rows;
   REQUIRE(exec(*t, 0, "SELECT x FROM t ORDER BY rowid", {}, &rows) == KEEL_OK);
   REQUIRE(rows.rows.size() == 2);
@@ -790,20 +790,20 @@ TEST_CASE("storage: committed data survives close and reopen, close rolls back a
   CHECK(t->commit(open_txn) == KEEL_ERR_NOT_FOUND);
 }
 
-TEST_CASE("storage: opening a database in a missing directory throws with the file name", "[storage]") {
+TEST_CASE("storage: opening a database in a missing directory throws with the file name", "[storage][sqlite]") {
   keel::test::TempDir dir;
   kst::Options o;
   o.file = dir.path() / "no" / "such" / "dir" / "p.db";
   o.plugin = "p";
   try {
-    kst::Database db(o);
+    kst::SqliteDatabase db(o);
     FAIL("opened a database in a missing directory");
   } catch (const std::runtime_error& e) {
     CHECK(contains(e.what(), o.file.string()));
   }
 }
 
-TEST_CASE("storage: a tiny statement cache still runs every statement correctly", "[storage]") {
+TEST_CASE("storage: a tiny statement cache still runs every statement correctly", "[storage][sqlite]") {
   for (std::uint32_t cache : {0u, 1u, 2u}) {
     INFO("statement_cache=" << cache);
     TestDb t([&](kst::Options& o) { o.statement_cache = cache; });
@@ -820,7 +820,7 @@ TEST_CASE("storage: a tiny statement cache still runs every statement correctly"
   }
 }
 
-TEST_CASE("storage: a cached statement recompiled after a schema change is checked again", "[storage]") {
+TEST_CASE("storage: a cached statement recompiled after a schema change is checked again", "[storage][sqlite]") {
   TestDb t;
   std::int64_t version = 0;
   REQUIRE(t->kv_put(0, put_args("secret", "value"), &version) == KEEL_OK);
@@ -844,7 +844,7 @@ TEST_CASE("storage: a cached statement recompiled after a schema change is check
   CHECK(leaked.rows.empty());
 }
 
-TEST_CASE("storage: the last error is empty after a call that succeeded around failed nested calls", "[storage]") {
+TEST_CASE("storage: the last error is empty after a call that succeeded around failed nested calls", "[storage][sqlite]") {
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE t (x)") == KEEL_OK);
   REQUIRE(exec(*t, 0, "INSERT INTO t VALUES (1)") == KEEL_OK);
@@ -862,20 +862,20 @@ TEST_CASE("storage: the last error is empty after a call that succeeded around f
   CHECK(kst::last_error().empty());  // keel/storage.h error_message: "empty after a success"
 }
 
-TEST_CASE("storage: opening a file that is not a database throws with the file name", "[storage]") {
+TEST_CASE("storage: opening a file that is not a database throws with the file name", "[storage][sqlite]") {
   keel::test::TempDir dir;
   kst::Options o;
   o.file = dir.write("p.db", std::string(8192, 'x'));
   o.plugin = "p";
   try {
-    kst::Database db(o);
+    kst::SqliteDatabase db(o);
     FAIL("opened a file that is not a database");
   } catch (const std::runtime_error& e) {
     CHECK(contains(e.what(), o.file.string()));
   }
 }
 
-TEST_CASE("storage: a table cannot be renamed onto the host's names, however the name is written", "[storage]") {
+TEST_CASE("storage: a table cannot be renamed onto the host's names, however the name is written", "[storage][sqlite]") {
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE mine (x)") == KEEL_OK);
   for (const char* sql : {"ALTER TABLE mine RENAME TO _keel_kv2", "alter table mine rename to _KEEL_shadow",
@@ -894,7 +894,7 @@ TEST_CASE("storage: a table cannot be renamed onto the host's names, however the
   CHECK(scalar(*t, "SELECT count(*) FROM my_keel_notes") == 0);
 }
 
-TEST_CASE("storage: fts3_tokenizer() is refused: it hands out and takes C pointers", "[storage]") {
+TEST_CASE("storage: fts3_tokenizer() is refused: it hands out and takes C pointers", "[storage][sqlite]") {
   TestDb t;
   for (const char* sql : {"SELECT fts3_tokenizer('simple')", "SELECT FTS3_TOKENIZER('porter')",
                           "SELECT fts3_tokenizer('mine', x'0000000000000000')"}) {
@@ -905,7 +905,7 @@ TEST_CASE("storage: fts3_tokenizer() is refused: it hands out and takes C pointe
   }
 }
 
-TEST_CASE("storage: the data directory and every database file are private from their first byte", "[storage]") {
+TEST_CASE("storage: the data directory and every database file are private from their first byte", "[storage][sqlite]") {
   const auto saved = ::umask(022);  // what a service usually runs with: new files 0644 by default
   keel::test::TempDir dir;
   const auto data = dir.path() / "data" / "nested";
@@ -915,7 +915,7 @@ TEST_CASE("storage: the data directory and every database file are private from 
     kst::Options o;
     o.file = data / "p.db";
     o.plugin = "p";
-    kst::Database db(o);
+    kst::SqliteDatabase db(o);
     REQUIRE(exec(db, 0, "CREATE TABLE t (x)") == KEEL_OK);
     REQUIRE(exec(db, 0, "INSERT INTO t VALUES ('fresh row')") == KEEL_OK);
     for (const char* name : {"p.db", "p.db-wal", "p.db-shm"}) {
@@ -935,12 +935,12 @@ TEST_CASE("storage: the data directory and every database file are private from 
   kst::Options o;
   o.file = data / "p.db";
   o.plugin = "p";
-  kst::Database again(o);
+  kst::SqliteDatabase again(o);
   CHECK((fs::status(data / "p.db").permissions() & fs::perms::all) == (fs::perms::owner_read | fs::perms::owner_write));
   ::umask(saved);
 }
 
-TEST_CASE("storage: a runaway statement stops at its deadline, and close() waits for it no longer", "[storage]") {
+TEST_CASE("storage: a runaway statement stops at its deadline, and close() waits for it no longer", "[storage][sqlite]") {
   constexpr std::string_view kForever =
       "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
   using Clock = std::chrono::steady_clock;

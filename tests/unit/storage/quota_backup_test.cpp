@@ -1,6 +1,6 @@
 // storage::Database under a byte quota (max_bytes), and storage::backup / integrity_check.
 
-#include "storage/database.hpp"
+#include "storage/sqlite/sqlite_database.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -38,7 +38,7 @@ keel_status fill(kst::Database& db, keel_txn txn, std::string_view table, int& i
 
 }  // namespace
 
-TEST_CASE("storage: a full quota is STORAGE_FULL, the file stays intact, and deleting frees space", "[storage][quota]") {
+TEST_CASE("storage: a full quota is STORAGE_FULL, the file stays intact, and deleting frees space", "[storage][sqlite][quota]") {
   TestDb t([](kst::Options& o) { o.max_bytes = kQuota; });
   REQUIRE(exec(*t, 0, "CREATE TABLE b (id INTEGER PRIMARY KEY, data BLOB)") == KEEL_OK);
 
@@ -77,7 +77,7 @@ TEST_CASE("storage: a full quota is STORAGE_FULL, the file stays intact, and del
   CHECK(after_reopen >= 1);
 }
 
-TEST_CASE("storage: STORAGE_FULL inside a transaction is reported consistently", "[storage][quota][txn]") {
+TEST_CASE("storage: STORAGE_FULL inside a transaction is reported consistently", "[storage][sqlite][quota][txn]") {
   // Whether SQLite undoes only the statement or the whole transaction depends on the statement
   // (a statement journal is used when it may abort half-way). Either way the outcome must match
   // what keel/storage.h promises: "rolled back" in the message and NOT_FOUND afterwards, or an
@@ -116,7 +116,7 @@ TEST_CASE("storage: STORAGE_FULL inside a transaction is reported consistently",
   }
 }
 
-TEST_CASE("storage: backup copies a consistent snapshot while a writer runs", "[storage][backup]") {
+TEST_CASE("storage: backup copies a consistent snapshot while a writer runs", "[storage][sqlite][backup]") {
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE pairs (id INTEGER PRIMARY KEY, grp INTEGER NOT NULL)") == KEEL_OK);
   std::atomic<bool> stop{false};
@@ -172,7 +172,7 @@ TEST_CASE("storage: backup copies a consistent snapshot while a writer runs", "[
   CHECK(raw.execAndGet("SELECT count(*) FROM pairs").getInt64() == scalar(*t, "SELECT count(*) FROM pairs"));
 }
 
-TEST_CASE("storage: backup and integrity_check of missing files throw", "[storage][backup]") {
+TEST_CASE("storage: backup and integrity_check of missing files throw", "[storage][sqlite][backup]") {
   keel::test::TempDir dir;
   CHECK_THROWS_AS(kst::backup(dir.path() / "missing.db", dir.path() / "copy.db"), std::runtime_error);
   CHECK(!fs::exists(dir.path() / "copy.db"));
@@ -181,14 +181,14 @@ TEST_CASE("storage: backup and integrity_check of missing files throw", "[storag
   CHECK(!fs::exists(dir.path() / "missing.db"));
 }
 
-TEST_CASE("storage: a quota too small for the host's own tables fails at open with a message", "[storage][quota]") {
+TEST_CASE("storage: a quota too small for the host's own tables fails at open with a message", "[storage][sqlite][quota]") {
   keel::test::TempDir dir;
   kst::Options o;
   o.file = dir.path() / "p.db";
   o.plugin = "p";
   o.max_bytes = 1;
   try {
-    kst::Database db(o);
+    kst::SqliteDatabase db(o);
     // Opened: then it must still behave (refuse writes as full, not crash).
     const auto st = exec(db, 0, "CREATE TABLE t (x)");
     CHECK((st == KEEL_OK || st == KEEL_ERR_STORAGE_FULL));

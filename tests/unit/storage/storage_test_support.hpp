@@ -13,9 +13,12 @@
 #include <utility>
 #include <vector>
 
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <keel/storage.h>
 
+#include "postgres_server.hpp"
 #include "storage/database.hpp"
 #include "temp_dir.hpp"
 
@@ -105,6 +108,21 @@ inline std::int64_t host_scalar(kst::Database& db, std::string_view sql, keel_tx
   return rows.rows[0][0].integer;
 }
 
+/// The engine the suite runs on: SQLite, or (with KEEL_TEST_POSTGRES_DIR set by the ctest
+/// "postgres:" variants) the shared PostgreSQL server, under a plugin name of its own per
+/// database so that tests never see each other's data.
+inline void use_test_engine(kst::Options& options) {
+  static const std::string url = keel::test::shared_postgres_url();
+  if (url.empty()) return;
+  static int databases = 0;
+  options.engine = kst::StorageEngine::kPostgres;
+  options.postgres.url = url;
+  options.plugin += "_" + std::to_string(::getpid()) + "_" + std::to_string(++databases);
+}
+
+/// True when the suite runs on PostgreSQL.
+inline bool on_postgres() { return !keel::test::shared_postgres_url().empty(); }
+
 /// A plugin database "p" in a fresh temporary directory.
 struct TestDb {
   keel::test::TempDir dir;
@@ -114,15 +132,16 @@ struct TestDb {
   explicit TestDb(const std::function<void(kst::Options&)>& tune = {}) {
     options.file = dir.path() / "p.db";
     options.plugin = "p";
+    use_test_engine(options);
     if (tune) tune(options);
-    db = std::make_unique<kst::Database>(options);
+    db = kst::open_database(options);
   }
   kst::Database& operator*() { return *db; }
   kst::Database* operator->() { return db.get(); }
   void reopen() {
     db->close();
     db.reset();
-    db = std::make_unique<kst::Database>(options);
+    db = kst::open_database(options);
   }
 };
 

@@ -66,7 +66,7 @@ TEST_CASE("storage: rollback undoes a transaction", "[storage][txn]") {
   REQUIRE(t->begin(0, &txn) == KEEL_OK);
   REQUIRE(exec(*t, txn, "INSERT INTO t VALUES (1)") == KEEL_OK);
   REQUIRE(exec(*t, txn, "DELETE FROM t WHERE x = 0") == KEEL_OK);
-  REQUIRE(exec(*t, txn, "CREATE TABLE u (y)") == KEEL_OK);
+  REQUIRE(exec(*t, txn, "CREATE TABLE u (y INTEGER)") == KEEL_OK);
   REQUIRE(t->rollback(txn) == KEEL_OK);
   CHECK(scalar(*t, "SELECT count(*) FROM t WHERE x = 0") == 1);
   CHECK(count_rows(*t) == 1);
@@ -164,7 +164,7 @@ TEST_CASE("storage: committing or rolling back the outer transaction ends its sa
 
 TEST_CASE("storage: unknown transaction ids are NOT_FOUND", "[storage][txn]") {
   TestDb t;
-  REQUIRE(exec(*t, 0, "CREATE TABLE t (x)") == KEEL_OK);
+  REQUIRE(exec(*t, 0, "CREATE TABLE t (x INTEGER)") == KEEL_OK);
   const keel_txn bogus = 987654321;
   keel_txn out = 5;
   CHECK(t->begin(bogus, &out) == KEEL_ERR_NOT_FOUND);
@@ -196,7 +196,7 @@ TEST_CASE("storage: unknown transaction ids are NOT_FOUND", "[storage][txn]") {
 
 TEST_CASE("storage: a transaction may be used from another thread", "[storage][txn]") {
   TestDb t;
-  REQUIRE(exec(*t, 0, "CREATE TABLE t (x)") == KEEL_OK);
+  REQUIRE(exec(*t, 0, "CREATE TABLE t (x INTEGER)") == KEEL_OK);
   keel_txn txn = 0;
   REQUIRE(t->begin(0, &txn) == KEEL_OK);
   auto worker = std::async(std::launch::async, [&] {
@@ -211,9 +211,10 @@ TEST_CASE("storage: a transaction may be used from another thread", "[storage][t
   CHECK(count_rows(*t) == 2);
 }
 
-TEST_CASE("storage: a second writer waits for the open transaction and proceeds after commit", "[storage][txn]") {
+TEST_CASE("storage: a second writer waits for the open transaction and proceeds after commit",
+          "[storage][txn][sqlite]") {
   TestDb t;
-  REQUIRE(exec(*t, 0, "CREATE TABLE t (x)") == KEEL_OK);
+  REQUIRE(exec(*t, 0, "CREATE TABLE t (x INTEGER)") == KEEL_OK);
   keel_txn first = 0;
   REQUIRE(t->begin(0, &first) == KEEL_OK);
   REQUIRE(exec(*t, first, "INSERT INTO t VALUES (1)") == KEEL_OK);
@@ -253,9 +254,9 @@ TEST_CASE("storage: a second writer waits for the open transaction and proceeds 
   CHECK(t->stats().busy == 0);
 }
 
-TEST_CASE("storage: a writer that waits longer than busy_timeout gets BUSY", "[storage][txn]") {
+TEST_CASE("storage: a writer that waits longer than busy_timeout gets BUSY", "[storage][txn][sqlite]") {
   TestDb t([](kst::Options& o) { o.busy_timeout = std::chrono::milliseconds(100); });
-  REQUIRE(exec(*t, 0, "CREATE TABLE t (x)") == KEEL_OK);
+  REQUIRE(exec(*t, 0, "CREATE TABLE t (x INTEGER)") == KEEL_OK);
   keel_txn first = 0;
   REQUIRE(t->begin(0, &first) == KEEL_OK);
   REQUIRE(exec(*t, first, "INSERT INTO t VALUES (1)") == KEEL_OK);
@@ -290,12 +291,13 @@ TEST_CASE("storage: a writer that waits longer than busy_timeout gets BUSY", "[s
   CHECK(count_rows(*t) == 2);
 }
 
-TEST_CASE("storage: a waiting writer reclaims a transaction older than transaction_timeout", "[storage][txn]") {
+TEST_CASE("storage: a waiting writer reclaims a transaction older than transaction_timeout",
+          "[storage][txn][sqlite]") {
   TestDb t([](kst::Options& o) {
     o.busy_timeout = std::chrono::milliseconds(2000);
     o.transaction_timeout = std::chrono::milliseconds(100);
   });
-  REQUIRE(exec(*t, 0, "CREATE TABLE t (x)") == KEEL_OK);
+  REQUIRE(exec(*t, 0, "CREATE TABLE t (x TEXT)") == KEEL_OK);
   keel_txn stale = 0, stale_sp = 0;
   const auto stale_began = Clock::now();  // the host's open_since is at or after this
   REQUIRE(t->begin(0, &stale) == KEEL_OK);
@@ -400,7 +402,7 @@ TEST_CASE("storage: 8 writer threads and concurrent readers never see BUSY", "[s
   CHECK(t->stats().errors == 0);
 }
 
-TEST_CASE("storage: close() wakes a writer waiting for the transaction", "[storage][txn]") {
+TEST_CASE("storage: close() wakes a writer waiting for the transaction", "[storage][txn][sqlite]") {
   TestDb t;
   keel_txn txn = 0;
   REQUIRE(t->begin(0, &txn) == KEEL_OK);
@@ -417,7 +419,7 @@ TEST_CASE("storage: close() wakes a writer waiting for the transaction", "[stora
 
 TEST_CASE("storage: with one reader connection concurrent reads queue and all succeed", "[storage][txn]") {
   TestDb t([](kst::Options& o) { o.readers = 1; });
-  REQUIRE(exec(*t, 0, "CREATE TABLE t (x)") == KEEL_OK);
+  REQUIRE(exec(*t, 0, "CREATE TABLE t (x INTEGER)") == KEEL_OK);
   REQUIRE(exec(*t, 0, "INSERT INTO t VALUES (1), (2), (3)") == KEEL_OK);
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
@@ -438,7 +440,7 @@ TEST_CASE("storage: with one reader connection concurrent reads queue and all su
 
 TEST_CASE("storage: close() lets a read in progress finish", "[storage][txn]") {
   TestDb t;
-  REQUIRE(exec(*t, 0, "CREATE TABLE t (x)") == KEEL_OK);
+  REQUIRE(exec(*t, 0, "CREATE TABLE t (x INTEGER)") == KEEL_OK);
   REQUIRE(exec(*t, 0, "INSERT INTO t VALUES (1), (2), (3)") == KEEL_OK);
   std::atomic<bool> reading{false};
   struct Slow {
@@ -465,7 +467,7 @@ TEST_CASE("storage: close() lets a read in progress finish", "[storage][txn]") {
 
 TEST_CASE("storage: synchronous=FULL databases work the same", "[storage][txn]") {
   TestDb t([](kst::Options& o) { o.synchronous = keel::host::config::SyncMode::kFull; });
-  REQUIRE(exec(*t, 0, "CREATE TABLE t (x)") == KEEL_OK);
+  REQUIRE(exec(*t, 0, "CREATE TABLE t (x INTEGER)") == KEEL_OK);
   keel_txn txn = 0;
   REQUIRE(t->begin(0, &txn) == KEEL_OK);
   REQUIRE(exec(*t, txn, "INSERT INTO t VALUES (1)") == KEEL_OK);

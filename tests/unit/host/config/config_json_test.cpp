@@ -112,7 +112,11 @@ TEST_CASE("config to_json writes every section and key with the effective values
                              {"readers", 4},
                              {"statement_cache", 128},
                              {"transaction_timeout_ms", 10000},
-                             {"max_db_bytes", 0}});
+                             {"max_db_bytes", 0},
+                             {"engine", "sqlite"},
+                             {"postgres_url", ""},
+                             {"postgres_pool_size", 8},
+                             {"postgres_connect_timeout_ms", 3000}});
   CHECK(j["events"] == Json{{"queue_capacity", 10000},
                             {"max_attempts", 5},
                             {"retry_base_ms", 100},
@@ -138,6 +142,20 @@ TEST_CASE("config to_json redacts the admin token from the file and from the env
     CHECK(json_of(c)["admin"]["token"] == "<redacted>");
     CHECK(cfg::to_json(c).find("from-env") == std::string::npos);
   }
+}
+
+TEST_CASE("config to_json shows [storage] postgres_url without its password", "[config][admin]") {
+  const auto key_value = cfg::parse(
+      "[storage]\nengine = \"postgres\"\npostgres_url = \"host=db port=5432 password='it''s s3cret' user=keel\"\n",
+      "keel.toml", {});
+  CHECK(json_of(key_value)["storage"]["postgres_url"] == "host=db port=5432 password=<redacted> user=keel");
+  CHECK(cfg::to_json(key_value).find("s3cret") == std::string::npos);
+  const auto uri = cfg::parse("", "keel.toml", {{"KEEL_STORAGE_POSTGRES_URL", "postgresql://keel:s3cret@db:5432/shop"}});
+  CHECK(json_of(uri)["storage"]["postgres_url"] == "postgresql://keel:<redacted>@db:5432/shop");
+  const auto query = cfg::parse("", "keel.toml", {{"KEEL_STORAGE_POSTGRES_URL", "postgresql://db/shop?user=k&password=s3cret&x=1"}});
+  CHECK(json_of(query)["storage"]["postgres_url"] == "postgresql://db/shop?user=k&password=<redacted>&x=1");
+  const auto bare = cfg::parse("[storage]\npostgres_url = \"host=db password=s3cret\"\n", "keel.toml", {});
+  CHECK(json_of(bare)["storage"]["postgres_url"] == "host=db password=<redacted>");
 }
 
 TEST_CASE("config to_json redacts plugin keys declared secret or named like secrets", "[config][admin]") {

@@ -583,6 +583,21 @@ max_db_bytes = "1GB"
   CHECK(single_error("storage = 1\n") == "keel.toml:1:11: [storage]: expected a table, got an integer");
 }
 
+TEST_CASE("the postgres storage engine needs postgres_url", "[config]") {
+  const auto contains = [](const std::string& text, std::string_view part) { return text.find(part) != std::string::npos; };
+  CHECK(contains(single_error("[storage]\nengine = \"postgres\"\n"),
+                 "keel.toml:2:10: [storage] engine = \"postgres\" needs postgres_url"));
+  CHECK(contains(single_error("[plugin.orders]\nstorage_engine = \"postgres\"\n"),
+                 "[plugin.orders] storage_engine = \"postgres\" needs [storage] postgres_url"));
+  CHECK(contains(single_error("[plugin.orders]\nstorage_engine = \"mysql\"\n"), "expected \"sqlite\" or \"postgres\""));
+  CHECK(contains(single_error("[storage]\nengine = \"mysql\"\n"), "sqlite"));
+  const auto c = cfg::parse("[storage]\nengine = \"postgres\"\npostgres_url = \"host=127.0.0.1\"\n"
+                            "[plugin.orders]\nstorage_engine = \"sqlite\"\n",
+                            "keel.toml", {});
+  CHECK(c.storage.engine == cfg::StorageEngine::kPostgres);
+  CHECK(c.plugin_sections.at("orders").storage_engine == "sqlite");
+}
+
 TEST_CASE("unknown storage keys suggest the closest valid one", "[config][storage]") {
   CHECK(single_error("[storage]\nreader = 2\n") ==
         "keel.toml:2:1: unknown key 'reader' in [storage] (did you mean 'readers'?)");
@@ -593,7 +608,8 @@ TEST_CASE("unknown storage keys suggest the closest valid one", "[config][storag
         "(did you mean 'busy_timeout_ms'? durations are integer milliseconds)");
   CHECK(single_error("[storage]\njournal_mode = \"wal\"\n") ==
         "keel.toml:2:1: unknown key 'journal_mode' in [storage]; valid keys: synchronous, busy_timeout_ms, readers, "
-        "statement_cache, transaction_timeout_ms, max_db_bytes");
+        "statement_cache, transaction_timeout_ms, max_db_bytes, engine, postgres_url, postgres_pool_size, "
+        "postgres_connect_timeout_ms");
   CHECK(single_error("[storag]\n") == "keel.toml:1:2: unknown section [storag] (did you mean [storage]?)");
   CHECK(single_error("readers = 2\n") ==
         "keel.toml:1:1: key 'readers' is outside any section (did you mean 'readers' in [storage]?)");

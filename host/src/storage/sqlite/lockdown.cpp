@@ -1,4 +1,4 @@
-#include "storage/lockdown.hpp"
+#include "storage/sqlite/lockdown.hpp"
 
 #include <algorithm>
 #include <array>

@@ -1,0 +1,1112 @@
+#include "storage/postgres/postgres_database.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cstdint>
+#include <charconv>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <libpq-fe.h>
+
+#include "observability/log.hpp"
+#include "storage/engine_support.hpp"
+#include "storage/postgres/sql_text.hpp"
+
+namespace keel::host::storage {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Type OIDs of pg_type (stable since forever; libpq ships no header with them for clients).
+constexpr Oid kBoolOid = 16, kByteaOid = 17, kInt8Oid = 20, kInt2Oid = 21, kInt4Oid = 23, kTextOid = 25, kOidOid = 26,
+              kFloat4Oid = 700, kFloat8Oid = 701, kNumericOid = 1700;
+
+std::string quote_ident(std::string_view name) {
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + '"';
+}
+
+std::string quote_literal(std::string_view text) {
+  std::string out = "'";
+  for (char c : text) {
+    if (c == '\'') out += '\'';
+    out += c;
+  }
+  return out + '\'';
+}
+
+/// keel_status for a failed result (docs/storage.md "Errors", the PostgreSQL table).
+keel_status status_for(std::string_view sqlstate, bool connection_lost) noexcept {
+  if (connection_lost) return KEEL_ERR_UNAVAILABLE;
+  if (sqlstate.size() != 5) return KEEL_ERR_INTERNAL;
+  const auto cls = sqlstate.substr(0, 2);
+  if (cls == "23") return KEEL_ERR_CONFLICT;  // integrity constraint violation (unique, foreign key, check, not null)
+  if (sqlstate == "40001" || sqlstate == "40P01" || sqlstate == "55P03") return KEEL_ERR_BUSY;  // retry the transaction
+  if (sqlstate == "57014" || sqlstate == "25P03") return KEEL_ERR_TIMEOUT;  // statement or idle-transaction timeout
+  if (sqlstate == "53100") return KEEL_ERR_STORAGE_FULL;
+  if (cls == "08" || cls == "53" || cls == "57" || cls == "58") return KEEL_ERR_UNAVAILABLE;
+  if (sqlstate == "42501") return KEEL_ERR_PERMISSION_DENIED;
+  if (sqlstate == "54000" || sqlstate == "54001") return KEEL_ERR_TOO_LARGE;
+  if (cls == "42" || cls == "22" || cls == "21" || cls == "25" || cls == "26" || cls == "34" || cls == "2B" ||
+      cls == "0A" || cls == "44")
+    return KEEL_ERR_INVALID_ARGUMENT;
+  return KEEL_ERR_INTERNAL;
+}
+
+/// Owns a PGresult.
+struct Result {
+  PGresult* r = nullptr;
+  explicit Result(PGresult* p = nullptr) : r(p) {}
+  ~Result() { PQclear(r); }
+  Result(const Result&) = delete;
+  Result& operator=(const Result&) = delete;
+  Result(Result&& o) noexcept : r(std::exchange(o.r, nullptr)) {}
+  Result& operator=(Result&& o) noexcept {
+    std::swap(r, o.r);
+    return *this;
+  }
+};
+
+std::string random_password() {
+  std::random_device rd;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (int i = 0; i < 32; ++i) out += kHex[rd() % 16];
+  return out;
+}
+
+// Decodes bytea's text output ("\x0a1b..."); the old escape format is never produced by a
+// server whose bytea_output is hex, the default the host's connections keep.
+bool decode_bytea(const char* text, std::size_t len, std::string& out) {
+  out.clear();
+  if (len < 2 || text[0] != '\\' || text[1] != 'x' || (len - 2) % 2 != 0) return false;
+  out.reserve((len - 2) / 2);
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (std::size_t i = 2; i < len; i += 2) {
+    const int hi = nibble(text[i]), lo = nibble(text[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out += static_cast<char>(hi * 16 + lo);
+  }
+  return true;
+}
+
+/// Transaction control belongs to the storage API: a COMMIT inside a plugin's statement or
+/// script would end the transaction the host tracks (a migration's, with its history row).
+keel_status refuse_control(std::string_view keyword) {
+  static constexpr std::string_view kControl[] = {"begin",   "start",      "commit",  "end",
+                                                  "rollback", "abort",     "savepoint", "release",
+                                                  "prepare", "deallocate", "discard"};
+  if (std::find(std::begin(kControl), std::end(kControl), keyword) == std::end(kControl)) return KEEL_OK;
+  return fail(KEEL_ERR_PERMISSION_DENIED, "\"" + std::string(keyword) + "\" is not allowed in a statement: use the "
+                                          "storage API's begin, commit and rollback");
+}
+
+
+// ---------------------------------------------------------------------------------------------
+
+/// One server connection with its prepared statements. Used by one thread at a time: a pool
+/// lease, a transaction (under its mutex), or the host connection (under its mutex).
+class Connection {
+ public:
+  explicit Connection(PGconn* c) : conn_(c) {}
+  ~Connection() { PQfinish(conn_); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  [[nodiscard]] PGconn* get() const noexcept { return conn_; }
+  [[nodiscard]] bool lost() const noexcept { return PQstatus(conn_) != CONNECTION_OK; }
+  [[nodiscard]] bool idle() const noexcept { return PQtransactionStatus(conn_) == PQTRANS_IDLE; }
+
+  /// A statement prepared on this connection under a name of its own.
+  struct Prepared {
+    std::string name;
+    int params = 0;
+    bool returning_added = false;  ///< " RETURNING <identity column>" was appended for last_insert_id
+    bool insert = false;
+    bool read_only = false;
+    bool changes_settings = false;  ///< SET, RESET or set_config(): the session needs RESET ALL after
+    std::uint64_t used = 0;
+  };
+
+  /// A statement changed session settings (search_path, statement_timeout, ...): they are put
+  /// back to the connection's own before another user gets it.
+  bool dirty = false;
+
+  /// Runs text with the simple protocol (any number of statements, no parameters).
+  keel_status simple(std::string_view sql) {
+    const std::string text{sql};
+    Result r{PQexec(conn_, text.c_str())};
+    return check(r.r, PGRES_COMMAND_OK);
+  }
+
+  /// Turns a failed result (or a lost connection) into a status and the thread's last error.
+  keel_status check(const PGresult* r, ExecStatusType want, ExecStatusType also = PGRES_TUPLES_OK) {
+    const auto st = r == nullptr ? PGRES_FATAL_ERROR : PQresultStatus(r);
+    if (st == want || st == also || st == PGRES_EMPTY_QUERY) return KEEL_OK;
+    const char* state = r != nullptr ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    const char* primary = r != nullptr ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+    std::string message = primary != nullptr ? primary : PQerrorMessage(conn_);
+    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+    const bool gone = lost();
+    if (gone) message = "connection to PostgreSQL lost: " + message;
+    if (state != nullptr) message += std::string(" (SQLSTATE ") + state + ")";
+    return fail(status_for(state != nullptr ? state : "", gone), std::move(message));
+  }
+
+  /// The prepared statement for `sql` (plugin text with ? placeholders), preparing it on first use.
+  keel_status prepared(std::string_view sql, std::span<const keel_sql_param> params, std::uint32_t capacity,
+                       Prepared*& out) {
+    if (auto it = cache_.find(sql); it != cache_.end()) {
+      it->second.used = ++tick_;
+      out = &it->second;
+      return KEEL_OK;
+    }
+    const auto keyword = pg::first_keyword(sql);
+    if (keyword.empty())
+      return fail(KEEL_ERR_INVALID_ARGUMENT, "no SQL statement in the text (only whitespace or comments)");
+    if (auto st = refuse_control(keyword); st < 0) return st;
+    // DDL written for SQLite reads as in a migration (INTEGER PRIMARY KEY, BLOB, ...).
+    auto translated = pg::translate_placeholders(keyword == "create" || keyword == "alter" ? pg::translate_ddl(sql)
+                                                                                            : std::string(sql));
+    if (!translated.error.empty()) return fail(KEEL_ERR_INVALID_ARGUMENT, translated.error);
+    Prepared p;
+    p.params = translated.count;
+    p.read_only = pg::read_only(sql);
+    p.insert = keyword == "insert";
+    std::string lower{sql};
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    p.changes_settings = keyword == "set" || keyword == "reset" || lower.find("set_config") != std::string::npos;
+    std::string text = std::move(translated.sql);
+    if (const auto target = pg::insert_without_returning(sql)) {
+      std::string column;
+      if (auto st = identity_column(*target, column); st < 0) return st;
+      if (!column.empty()) {
+        while (!text.empty() && (std::isspace(static_cast<unsigned char>(text.back())) != 0 || text.back() == ';'))
+          text.pop_back();
+        text += "\nRETURNING " + quote_ident(column);
+        p.returning_added = true;
+      }
+    }
+    if (capacity > 0 && cache_.size() >= capacity && idle()) {
+      // Full: start over (DEALLOCATE needs a healthy transaction state, which idle guarantees).
+      static_cast<void>(simple("DEALLOCATE ALL"));
+      cache_.clear();
+    }
+    p.name = "k" + std::to_string(++names_);
+    // Each parameter takes the type its place gives it ("id = ?" a number, "name = ?" text), as
+    // SQLite's dynamic values would fit there. Where nothing gives one ("SELECT ?"), the server
+    // refuses (42P18) and the statement is prepared again with the types of this call's values.
+    Result r{PQprepare(conn_, p.name.c_str(), text.c_str(), 0, nullptr)};
+    const char* state = PQresultErrorField(r.r, PG_DIAG_SQLSTATE);
+    if (state != nullptr && std::string_view(state) == "42P18" && params.size() == static_cast<std::size_t>(p.params)) {
+      std::vector<Oid> types;
+      for (const auto& v : params)
+        types.push_back(v.type == KEEL_SQL_INTEGER ? kInt8Oid
+                        : v.type == KEEL_SQL_REAL  ? kFloat8Oid
+                        : v.type == KEEL_SQL_BLOB  ? kByteaOid
+                                                   : kTextOid);
+      r = Result{PQprepare(conn_, p.name.c_str(), text.c_str(), static_cast<int>(types.size()), types.data())};
+    }
+    if (auto st = check(r.r, PGRES_COMMAND_OK); st < 0) return st;
+    p.used = ++tick_;
+    out = &cache_.emplace(std::string(sql), std::move(p)).first->second;
+    return KEEL_OK;
+  }
+
+  /// Forgets prepared statements and identity columns (after a migration changed the schema:
+  /// PostgreSQL re-plans prepared statements itself, but an added RETURNING may be stale).
+  void forget_schema() { identity_.clear(); }
+
+ private:
+  /// The identity (or serial) column of an INSERT's target table, "" if it has none.
+  keel_status identity_column(const pg::InsertTarget& target, std::string& out) {
+    const auto key = target.schema + '.' + target.table;
+    if (auto it = identity_.find(key); it != identity_.end()) {
+      out = it->second;
+      return KEEL_OK;
+    }
+    const std::string rel = target.schema.empty() ? quote_ident(target.table)
+                                                  : quote_ident(target.schema) + '.' + quote_ident(target.table);
+    const char* values[1] = {rel.c_str()};
+    Result r{PQexecParams(conn_,
+                          "SELECT a.attname FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND"
+                          " d.adnum = a.attnum WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT"
+                          " a.attisdropped AND (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE"
+                          " 'nextval(%') ORDER BY a.attnum LIMIT 1",
+                          1, nullptr, values, nullptr, nullptr, 0)};
+    if (auto st = check(r.r, PGRES_TUPLES_OK); st < 0) return st;
+    out = PQntuples(r.r) > 0 ? PQgetvalue(r.r, 0, 0) : "";
+    identity_.emplace(key, out);
+    return KEEL_OK;
+  }
+
+  struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  PGconn* conn_;
+  std::uint64_t tick_ = 0, names_ = 0;
+  std::unordered_map<std::string, Prepared, StringHash, std::equal_to<>> cache_;
+  std::unordered_map<std::string, std::string> identity_;
+};
+
+/// Binds `params` for PQexecPrepared: integers and reals as text with their type, text as text of
+/// a type the server infers, blobs as binary bytea.
+struct Bound {
+  std::vector<std::string> text;
+  std::vector<const char*> values;
+  std::vector<int> lengths, formats;
+
+  keel_status bind(std::span<const keel_sql_param> params, int expected) {
+    if (static_cast<std::size_t>(expected) != params.size())
+      return fail(KEEL_ERR_INVALID_ARGUMENT, "the statement has " + std::to_string(expected) + " parameter(s), " +
+                                                 std::to_string(params.size()) + " given");
+    text.assign(params.size(), {});
+    values.assign(params.size(), nullptr);
+    lengths.assign(params.size(), 0);
+    formats.assign(params.size(), 0);
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      const auto& p = params[i];
+      const auto index = std::to_string(i + 1);
+      if ((p.type == KEEL_SQL_TEXT || p.type == KEEL_SQL_BLOB) && p.bytes.ptr == nullptr && p.bytes.len != 0)
+        return fail(KEEL_ERR_INVALID_ARGUMENT, "parameter " + index + " has a NULL pointer and length " +
+                                                   std::to_string(p.bytes.len));
+      switch (p.type) {
+        case KEEL_SQL_NULL: break;
+        case KEEL_SQL_INTEGER: text[i] = std::to_string(p.integer); values[i] = text[i].c_str(); break;
+        case KEEL_SQL_REAL: {
+          char buf[32];
+          const auto r = std::to_chars(buf, buf + sizeof buf, p.real);
+          text[i].assign(buf, r.ptr);
+          values[i] = text[i].c_str();
+          break;
+        }
+        case KEEL_SQL_TEXT:
+          if (std::memchr(p.bytes.ptr != nullptr ? p.bytes.ptr : "", '\0', p.bytes.len) != nullptr)
+            return fail(KEEL_ERR_INVALID_ARGUMENT, "parameter " + index + ": PostgreSQL text cannot hold a NUL byte; "
+                                                                          "bind it as a blob");
+          text[i].assign(p.bytes.ptr != nullptr ? p.bytes.ptr : "", p.bytes.len);
+          values[i] = text[i].c_str();
+          break;
+        case KEEL_SQL_BLOB:
+          if (p.bytes.len > static_cast<std::size_t>(INT32_MAX))
+            return fail(KEEL_ERR_TOO_LARGE, "parameter " + index + " is larger than 2 GiB");
+          values[i] = p.bytes.ptr != nullptr ? p.bytes.ptr : "";
+          lengths[i] = static_cast<int>(p.bytes.len);
+          formats[i] = 1;
+          break;
+        default:
+          return fail(KEEL_ERR_INVALID_ARGUMENT, "parameter " + index + " has unknown type " + std::to_string(p.type));
+      }
+    }
+    return KEEL_OK;
+  }
+};
+
+}  // namespace
+
+std::string describe_postgres_url(const std::string& url) {
+  PQconninfoOption* options = PQconninfoParse(url.c_str(), nullptr);
+  if (options == nullptr) return "(an unreadable postgres_url)";
+  std::string host, port, db, user;
+  for (auto* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    const std::string_view k = o->keyword;
+    if (k == "host" || (k == "hostaddr" && host.empty())) host = o->val;
+    else if (k == "port") port = o->val;
+    else if (k == "dbname") db = o->val;
+    else if (k == "user") user = o->val;
+  }
+  PQconninfoFree(options);
+  return "postgresql://" + (user.empty() ? "" : user + "@") + (host.empty() ? "localhost" : host) +
+         (port.empty() ? "" : ":" + port) + "/" + db;
+}
+
+std::string PostgresDatabase::schema_name(std::string_view plugin) { return "keel_" + std::string(plugin); }
+
+// ---------------------------------------------------------------------------------------------
+
+struct PostgresDatabase::Impl {
+  explicit Impl(const Options& o)
+      : options(o), schema(schema_name(o.plugin)), log(observability::logger("storage")),
+        where(describe_postgres_url(o.postgres.url)) {}
+
+  const Options& options;
+  const std::string schema;  // also the role's name
+  std::shared_ptr<spdlog::logger> log;
+  const std::string where;  // the server, for messages (no password)
+  std::string password;     // of the plugin's role, from keel.plugin_roles
+
+  Counters counters;
+  std::function<void()> commit_listener;
+
+  // The pool of the plugin's connections.
+  std::mutex pool_mutex;
+  std::condition_variable pool_free;
+  std::vector<std::unique_ptr<Connection>> idle;
+  std::uint32_t open_count = 0;  // idle + leased + held by transactions
+  std::atomic<bool> closed{false};
+
+  // Transactions: every open id (top level and savepoints) maps to its transaction.
+  struct Txn {
+    std::mutex m;
+    std::unique_ptr<Connection> conn;  // null once finished
+    std::vector<keel_txn> open;        // the top-level id, then its savepoints
+    Clock::time_point since;
+    bool notify = false;
+  };
+  std::mutex txns_mutex;
+  std::unordered_map<keel_txn, std::shared_ptr<Txn>> txns;
+  std::unordered_set<keel_txn> expired;  // rolled back after transaction_timeout
+  keel_txn next_txn = 1;
+
+  // The administrative connection for the host's own statements outside transactions.
+  std::mutex host_mutex;
+  std::unique_ptr<Connection> host;
+
+  // --- connections ---
+
+  /// Opens a connection as `admin` (the URL's role) or as the plugin's role. Both keep the
+  /// plugin's schema as their only search path and the server-side timeouts.
+  std::unique_ptr<Connection> connect(bool admin) {
+    const auto timeout_ms = std::to_string(options.transaction_timeout.count());
+    const std::string server_options = "-c search_path=" + schema + " -c statement_timeout=" + timeout_ms +
+                                       " -c idle_in_transaction_session_timeout=" + timeout_ms +
+                                       " -c bytea_output=hex -c client_encoding=UTF8";
+    const auto connect_s =
+        std::to_string(std::max<std::int64_t>(2, (options.postgres.connect_timeout.count() + 999) / 1000));
+    const std::string app = "keel:" + options.plugin;
+    std::vector<const char*> keys{"dbname", "options", "connect_timeout", "application_name"};
+    std::vector<const char*> values{options.postgres.url.c_str(), server_options.c_str(), connect_s.c_str(), app.c_str()};
+    if (!admin) {
+      keys.insert(keys.end(), {"user", "password"});
+      values.insert(values.end(), {schema.c_str(), password.c_str()});
+    }
+    keys.push_back(nullptr);
+    values.push_back(nullptr);
+    PGconn* c = PQconnectdbParams(keys.data(), values.data(), 1);
+    auto conn = std::make_unique<Connection>(c);
+    if (c == nullptr || PQstatus(c) != CONNECTION_OK) {
+      std::string why = c != nullptr ? PQerrorMessage(c) : "out of memory";
+      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      fail(KEEL_ERR_UNAVAILABLE, "cannot connect to PostgreSQL " + where + " as " +
+                                     (admin ? std::string("the administrative role") : "role " + schema) + ": " + why);
+      return nullptr;
+    }
+    return conn;
+  }
+
+  /// Takes a connection of the plugin's role from the pool, opening one while fewer than
+  /// pool_size exist; waits up to busy_timeout for one to come back.
+  keel_status lease(std::unique_ptr<Connection>& out) {
+    std::unique_lock lock(pool_mutex);
+    const auto deadline = Clock::now() + options.busy_timeout;
+    for (;;) {
+      if (closed) return fail(KEEL_ERR_UNAVAILABLE, "storage is closed (the plugin is stopping)");
+      if (!idle.empty()) {
+        out = std::move(idle.back());
+        idle.pop_back();
+        if (!out->lost()) return KEEL_OK;
+        out.reset();  // the server went away since it was used: open a fresh one below
+        --open_count;
+      }
+      if (open_count < options.postgres.pool_size) {
+        ++open_count;
+        lock.unlock();
+        out = connect(false);
+        if (out != nullptr) return KEEL_OK;
+        lock.lock();
+        --open_count;
+        pool_free.notify_one();
+        return KEEL_ERR_UNAVAILABLE;  // connect() set the message
+      }
+      lock.unlock();
+      const bool reclaimed = reclaim_expired();
+      lock.lock();
+      if (reclaimed) continue;
+      // Wake now and then: a transaction holding a connection may pass its timeout meanwhile.
+      const auto wake = std::min(deadline, Clock::now() + std::chrono::milliseconds(50));
+      if (pool_free.wait_until(lock, wake) == std::cv_status::timeout && Clock::now() >= deadline && idle.empty() &&
+          open_count >= options.postgres.pool_size) {
+        counters.count_busy();
+        log->warn("storage pool busy plugin={} pool_size={} waited_ms={}", options.plugin, options.postgres.pool_size,
+                  options.busy_timeout.count());
+        return fail(KEEL_ERR_BUSY, "all " + std::to_string(options.postgres.pool_size) +
+                                       " PostgreSQL connections ([storage] postgres_pool_size) stayed busy for "
+                                       "busy_timeout_ms=" + std::to_string(options.busy_timeout.count()) +
+                                       "; retry later");
+      }
+    }
+  }
+
+  /// Puts a connection back: a lost one, or one a plugin left inside a transaction block, is
+  /// closed instead (the next lease opens a fresh one).
+  void give_back(std::unique_ptr<Connection> conn) {
+    if (conn != nullptr && !conn->lost() && !conn->idle()) {
+      if (conn->simple("ROLLBACK") < 0 || !conn->idle()) conn.reset();
+    }
+    if (conn != nullptr && conn->dirty) {
+      if (conn->simple("RESET ALL") < 0) conn.reset();
+      else conn->dirty = false;
+    }
+    std::lock_guard lock(pool_mutex);
+    if (conn == nullptr || conn->lost() || closed) {
+      --open_count;
+    } else {
+      idle.push_back(std::move(conn));
+    }
+    pool_free.notify_one();
+  }
+
+  /// Rolls back every transaction older than transaction_timeout (a plugin that never ended it)
+  /// and returns its connection to the pool. True if one was reclaimed.
+  bool reclaim_expired() {
+    std::vector<std::shared_ptr<Txn>> old;
+    {
+      std::lock_guard lock(txns_mutex);
+      const auto now = Clock::now();
+      for (auto& [id, t] : txns)
+        if (id == t->open.front() && now - t->since >= options.transaction_timeout) old.push_back(t);
+    }
+    bool any = false;
+    for (auto& t : old) {
+      std::unique_lock lock(t->m, std::try_to_lock);  // one in use is not forgotten
+      if (!lock.owns_lock() || t->conn == nullptr) continue;
+      log->warn("transaction rolled back after transaction_timeout_ms={} plugin={} txn={}",
+                options.transaction_timeout.count(), options.plugin, t->open.front());
+      finish(*t, true);
+      any = true;
+    }
+    return any;
+  }
+
+  /// Ends `t` (its SQL side done or abandoned): forgets its ids, returns its connection.
+  void finish(Txn& t, bool timed_out) {
+    {
+      std::lock_guard lock(txns_mutex);
+      for (auto id : t.open) {
+        txns.erase(id);
+        if (timed_out) expired.insert(id);
+      }
+      if (expired.size() > 4096) expired.clear();  // bounded memory; old ids then read as "unknown"
+    }
+    t.open.clear();
+    t.notify = false;
+    give_back(std::move(t.conn));
+  }
+
+  /// Finds the open transaction of `id`, locked; `depth` is the id's place in it.
+  keel_status find(keel_txn id, std::shared_ptr<Txn>& out, std::unique_lock<std::mutex>& lock, std::size_t& depth) {
+    {
+      std::lock_guard g(txns_mutex);
+      if (closed) return fail(KEEL_ERR_UNAVAILABLE, "storage is closed (the plugin is stopping)");
+      if (auto it = txns.find(id); it != txns.end()) out = it->second;
+      if (out == nullptr) {
+        if (expired.contains(id))
+          return fail(KEEL_ERR_TIMEOUT, "transaction " + std::to_string(id) + " was rolled back after "
+                                        "transaction_timeout_ms=" + std::to_string(options.transaction_timeout.count()));
+        return fail(KEEL_ERR_NOT_FOUND, "no open transaction or savepoint with id " + std::to_string(id));
+      }
+    }
+    lock = std::unique_lock(out->m);
+    const auto it = std::find(out->open.begin(), out->open.end(), id);
+    if (out->conn == nullptr || it == out->open.end())
+      return fail(KEEL_ERR_NOT_FOUND, "no open transaction or savepoint with id " + std::to_string(id));
+    if (Clock::now() - out->since >= options.transaction_timeout) {
+      static_cast<void>(out->conn->simple("ROLLBACK"));
+      log->warn("transaction rolled back after transaction_timeout_ms={} plugin={} txn={}",
+                options.transaction_timeout.count(), options.plugin, out->open.front());
+      finish(*out, true);
+      return fail(KEEL_ERR_TIMEOUT, "transaction " + std::to_string(id) + " was rolled back after "
+                                    "transaction_timeout_ms=" + std::to_string(options.transaction_timeout.count()));
+    }
+    depth = static_cast<std::size_t>(it - out->open.begin());
+    return KEEL_OK;
+  }
+
+  /// Runs `fn(connection)` inside `txn`, or (txn 0) on a leased connection in autocommit mode.
+  /// A transaction whose connection is lost is over: its ids are forgotten.
+  template <class F>
+  keel_status with_connection(keel_txn txn, F&& fn) {
+    if (txn == KEEL_TXN_NONE) {
+      std::unique_ptr<Connection> conn;
+      if (auto st = lease(conn); st < 0) return st;
+      const auto st = fn(*conn);
+      give_back(std::move(conn));
+      return st;
+    }
+    std::shared_ptr<Txn> t;
+    std::unique_lock<std::mutex> lock;
+    std::size_t depth = 0;
+    if (auto st = find(txn, t, lock, depth); st < 0) return st;
+    const auto st = fn(*t->conn);
+    if (st < 0 && t->conn->lost()) {
+      finish(*t, false);
+      error_text() += " (the transaction was rolled back)";
+    }
+    return st;
+  }
+
+  /// Runs `fn(host connection)` under its mutex, reconnecting it if it was lost.
+  template <class F>
+  keel_status with_host(F&& fn) {
+    std::lock_guard lock(host_mutex);
+    if (closed) return fail(KEEL_ERR_UNAVAILABLE, "storage is closed (the plugin is stopping)");
+    if (host == nullptr || host->lost()) {
+      host = connect(true);
+      if (host == nullptr) return KEEL_ERR_UNAVAILABLE;
+    }
+    return fn(*host);
+  }
+
+  // --- statements ---
+
+  /// Runs one statement on `c` and streams its rows to `rows`.
+  keel_status run(Connection& c, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
+                  keel_sql_result* out) {
+    Connection::Prepared* p = nullptr;
+    if (auto st = c.prepared(sql, params, options.statement_cache, p); st < 0) return st;
+    c.dirty = c.dirty || p->changes_settings;
+    thread_local Bound bound;
+    if (auto st = bound.bind(params, p->params); st < 0) return st;
+    Result r{PQexecPrepared(c.get(), p->name.c_str(), static_cast<int>(params.size()), bound.values.data(),
+                            bound.lengths.data(), bound.formats.data(), 0)};
+    if (auto st = c.check(r.r, PGRES_COMMAND_OK); st < 0) return st;
+    const int n = PQntuples(r.r);
+    std::int64_t last_id = 0;
+    if (p->insert && n > 0 && PQnfields(r.r) > 0 && !PQgetisnull(r.r, n - 1, 0)) {
+      const Oid t = PQftype(r.r, 0);
+      if (t == kInt8Oid || t == kInt4Oid || t == kInt2Oid) last_id = std::strtoll(PQgetvalue(r.r, n - 1, 0), nullptr, 10);
+    }
+    std::int64_t delivered = p->returning_added ? 0 : n;
+    if (rows.fn != nullptr && !p->returning_added && n > 0) delivered = deliver(r.r, rows);
+    if (out != nullptr) {
+      out->reserved = 0;
+      const char* changed = PQcmdTuples(r.r);
+      if (KEEL_HAS_FIELD(out, keel_sql_result, changes))
+        out->changes = p->read_only || changed == nullptr || *changed == '\0' ? 0 : std::strtoll(changed, nullptr, 10);
+      if (KEEL_HAS_FIELD(out, keel_sql_result, last_insert_id)) out->last_insert_id = last_id;
+      if (KEEL_HAS_FIELD(out, keel_sql_result, rows)) out->rows = delivered;
+    }
+    return KEEL_OK;
+  }
+
+  /// Hands the rows of `r` to the callback as typed values, until it asks to stop. Returns the
+  /// number of rows handed over.
+  static std::int64_t deliver(PGresult* r, RowSink rows) {
+    const int n = PQntuples(r), columns = PQnfields(r);
+    thread_local std::vector<keel_sql_value> values;
+    thread_local std::vector<keel_host_bytes> names;
+    thread_local std::vector<std::string> blobs;
+    thread_local std::vector<Oid> types;
+    values.resize(static_cast<std::size_t>(columns));
+    names.resize(static_cast<std::size_t>(columns));
+    blobs.resize(static_cast<std::size_t>(columns));
+    types.resize(static_cast<std::size_t>(columns));
+    for (int i = 0; i < columns; ++i) {
+      const char* name = PQfname(r, i);
+      names[static_cast<std::size_t>(i)] = {name, name != nullptr ? std::strlen(name) : 0};
+      types[static_cast<std::size_t>(i)] = PQftype(r, i);
+    }
+    std::int64_t delivered = 0;
+    for (int row = 0; row < n; ++row) {
+      for (int i = 0; i < columns; ++i) {
+        const auto ui = static_cast<std::size_t>(i);
+        auto& v = values[ui];
+        v = keel_sql_value{};
+        if (PQgetisnull(r, row, i) != 0) continue;  // KEEL_SQL_NULL
+        const char* text = PQgetvalue(r, row, i);
+        const auto len = static_cast<std::size_t>(PQgetlength(r, row, i));
+        switch (types[ui]) {
+          case kInt2Oid:
+          case kInt4Oid:
+          case kInt8Oid:
+          case kOidOid: v.type = KEEL_SQL_INTEGER; v.integer = std::strtoll(text, nullptr, 10); break;
+          case kBoolOid: v.type = KEEL_SQL_INTEGER; v.integer = text[0] == 't' ? 1 : 0; break;
+          case kNumericOid:
+            // An integral numeric (sum() of integers) reads as an integer, as SQLite's would.
+            if (len > 0 && len < 19 && std::strpbrk(text, ".eEN") == nullptr) {
+              v.type = KEEL_SQL_INTEGER;
+              v.integer = std::strtoll(text, nullptr, 10);
+              break;
+            }
+            [[fallthrough]];
+          case kFloat4Oid:
+          case kFloat8Oid: v.type = KEEL_SQL_REAL; v.real = std::strtod(text, nullptr); break;
+          case kByteaOid:
+            v.type = KEEL_SQL_BLOB;
+            if (!decode_bytea(text, len, blobs[ui])) blobs[ui].assign(text, len);
+            v.bytes = {blobs[ui].empty() ? nullptr : blobs[ui].data(), blobs[ui].size()};
+            break;
+          default: v.type = KEEL_SQL_TEXT; v.bytes = {len == 0 ? nullptr : text, len}; break;
+        }
+      }
+      ++delivered;
+      const CallbackScope scope;
+      if (rows.fn(rows.user, values.data(), names.data(), static_cast<std::size_t>(columns)) != 0) break;
+    }
+    return delivered;
+  }
+
+  void record(Clock::time_point start, keel_status st) {
+    counters.record(start, st);
+    if (st == KEEL_ERR_UNAVAILABLE)
+      log->error("storage unavailable plugin={} server={} error=\"{}\"", options.plugin, where, error_text());
+    else if (st == KEEL_ERR_STORAGE_FULL)
+      log->warn("storage full plugin={} server={} error=\"{}\"", options.plugin, where, error_text());
+  }
+
+  /// Where a statement runs: the plugin's SQL, the host's statements on the plugin's data (the
+  /// key-value store) and the host's statements on its own tables (outside a transaction: on the
+  /// administrative connection, which alone may reach them).
+  enum class Runner { kPlugin, kHostOnPluginRole, kHost };
+
+  keel_status exec(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
+                   keel_sql_result* out, Runner runner) {
+    if (auto st = enter_call(); st < 0) return st;
+    const auto start = Clock::now();
+    keel_status st = KEEL_OK;
+    if (runner == Runner::kHost && txn == KEEL_TXN_NONE)
+      st = with_host([&](Connection& c) { return run(c, sql, params, rows, out); });
+    else
+      st = with_connection(txn, [&](Connection& c) { return run(c, sql, params, rows, out); });
+    record(start, st);
+    return st;
+  }
+
+  // --- set-up ---
+
+  /// Creates what is missing, as the administrative role, in one transaction under an advisory
+  /// lock (hosts starting together provision one after the other): the host's schema "keel"
+  /// with the plugin roles' passwords, the plugin's role and schema, and the host's tables in
+  /// that schema with the grants docs/storage.md lists.
+  void provision() {
+    auto admin = connect(true);
+    if (admin == nullptr) throw std::runtime_error(last_error());
+    auto run_sql = [&](const std::string& sql) {
+      if (admin->simple(sql) < 0) throw std::runtime_error(last_error());
+    };
+    const auto role = quote_ident(schema);
+    run_sql("BEGIN; SELECT pg_advisory_xact_lock(hashtext('keel provisioning'))");
+    run_sql("CREATE SCHEMA IF NOT EXISTS keel; REVOKE ALL ON SCHEMA keel FROM PUBLIC;"
+            "CREATE TABLE IF NOT EXISTS keel.plugin_roles (plugin TEXT PRIMARY KEY, role TEXT NOT NULL,"
+            " password TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now());"
+            "REVOKE ALL ON keel.plugin_roles FROM PUBLIC");
+    {
+      const char* values[1] = {options.plugin.c_str()};
+      Result r{PQexecParams(admin->get(), "SELECT password FROM keel.plugin_roles WHERE plugin = $1", 1, nullptr,
+                            values, nullptr, nullptr, 0)};
+      if (admin->check(r.r, PGRES_TUPLES_OK) < 0) throw std::runtime_error(last_error());
+      if (PQntuples(r.r) > 0) password = PQgetvalue(r.r, 0, 0);
+    }
+    if (password.empty()) {
+      password = random_password();
+      run_sql("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = " + quote_literal(schema) +
+              ") THEN CREATE ROLE " + role + "; END IF; END $$");
+      run_sql("INSERT INTO keel.plugin_roles (plugin, role, password) VALUES (" + quote_literal(options.plugin) + ", " +
+              quote_literal(schema) + ", " + quote_literal(password) + ")");
+    }
+    // Every start re-asserts the role's limits, in case someone widened them by hand.
+    run_sql("ALTER ROLE " + role + " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS"
+            " PASSWORD " + quote_literal(password));
+    const auto s = quote_ident(schema);
+    run_sql("CREATE SCHEMA IF NOT EXISTS " + s + "; REVOKE ALL ON SCHEMA " + s + " FROM PUBLIC;"
+            "GRANT USAGE, CREATE ON SCHEMA " + s + " TO " + role + ";"
+            "CREATE TABLE IF NOT EXISTS " + s + "._keel_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,"
+            " checksum TEXT NOT NULL, applied_at TEXT NOT NULL, duration_ms BIGINT NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS " + s + "._keel_kv (key BYTEA PRIMARY KEY, value BYTEA NOT NULL,"
+            " version BIGINT NOT NULL, expires_at BIGINT NOT NULL DEFAULT 0);"
+            "CREATE INDEX IF NOT EXISTS _keel_kv_expiry ON " + s + "._keel_kv (expires_at) WHERE expires_at > 0;"
+            "GRANT SELECT, INSERT ON " + s + "._keel_migrations TO " + role + ";"
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON " + s + "._keel_kv TO " + role);
+    run_sql("COMMIT");
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+
+PostgresDatabase::PostgresDatabase(Options options)
+    : Database(std::move(options)), impl_(std::make_unique<Impl>(options_)) {
+  auto& s = *impl_;
+  const auto context = " (plugin " + options_.plugin + ", PostgreSQL " + s.where + ")";
+  if (options_.postgres.url.empty())
+    throw std::runtime_error("cannot open database" + context + ": [storage] postgres_url is not set");
+  if (s.schema.size() > 63)
+    throw std::runtime_error("cannot open database" + context + ": the schema name " + s.schema +
+                             " is longer than PostgreSQL's 63 bytes; use a shorter plugin name");
+  try {
+    s.provision();
+    // One connection of the plugin's role now: a role that cannot log in fails the start, not
+    // the first request.
+    std::unique_ptr<Connection> first;
+    if (s.lease(first) < 0) throw std::runtime_error(last_error());
+    s.give_back(std::move(first));
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot prepare database" + context + ": " + e.what());
+  }
+}
+
+PostgresDatabase::~PostgresDatabase() { close(); }
+
+std::string PostgresDatabase::location() const { return impl_->where + " schema " + impl_->schema; }
+
+void PostgresDatabase::close() {
+  auto& s = *impl_;
+  std::vector<std::shared_ptr<Impl::Txn>> open;
+  {
+    std::lock_guard lock(s.txns_mutex);
+    if (s.closed) return;
+    s.closed = true;
+    for (auto& [id, t] : s.txns)
+      if (id == t->open.front()) open.push_back(t);
+  }
+  for (auto& t : open) {
+    std::lock_guard lock(t->m);  // a statement still running finishes first (statement_timeout bounds it)
+    if (t->conn == nullptr) continue;
+    s.log->warn("transaction left open at stop rolled back plugin={} txn={}", options_.plugin, t->open.front());
+    static_cast<void>(t->conn->simple("ROLLBACK"));
+    s.finish(*t, false);
+  }
+  {
+    std::unique_lock lock(s.pool_mutex);
+    s.closed = true;
+    s.pool_free.notify_all();
+    s.open_count -= static_cast<std::uint32_t>(s.idle.size());
+    s.idle.clear();
+    // Leased connections finish their statement first (never held across calls).
+    while (s.open_count != 0) s.pool_free.wait_for(lock, std::chrono::milliseconds(10));
+  }
+  std::lock_guard lock(s.host_mutex);
+  s.host.reset();
+}
+
+keel_status PostgresDatabase::exec(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params,
+                                   RowSink rows, keel_sql_result* out) {
+  return impl_->exec(txn, sql, params, rows, out, Impl::Runner::kPlugin);
+}
+
+keel_status PostgresDatabase::exec_host(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params,
+                                        RowSink rows, keel_sql_result* out) {
+  return impl_->exec(txn, sql, params, rows, out, Impl::Runner::kHost);
+}
+
+keel_status PostgresDatabase::exec_script(keel_txn txn, std::string_view sql) {
+  auto& s = *impl_;
+  if (auto st = enter_call(); st < 0) return st;
+  if (txn == KEEL_TXN_NONE) return fail(KEEL_ERR_INVALID_ARGUMENT, "a script runs inside a transaction");
+  const auto start = Clock::now();
+  for (const auto& keyword : pg::statement_keywords(sql))
+    if (auto st = refuse_control(keyword); st < 0) return st;
+  const auto st = s.with_connection(txn, [&](Connection& c) {
+    c.forget_schema();
+    c.dirty = true;  // a script may SET anything; RESET ALL when the connection goes back
+    return c.simple(pg::translate_ddl(sql));
+  });
+  s.record(start, st);
+  return st;
+}
+
+keel_status PostgresDatabase::prepare(std::string_view sql, keel_sql_info* out) {
+  auto& s = *impl_;
+  if (auto st = enter_call(); st < 0) return st;
+  if (out == nullptr) return fail(KEEL_ERR_INVALID_ARGUMENT, "prepare needs an output struct");
+  return s.with_connection(KEEL_TXN_NONE, [&](Connection& c) {
+    Connection::Prepared* p = nullptr;
+    if (auto st = c.prepared(sql, {}, s.options.statement_cache, p); st < 0) return st;
+    Result d{PQdescribePrepared(c.get(), p->name.c_str())};
+    if (auto st = c.check(d.r, PGRES_COMMAND_OK); st < 0) return st;
+    if (KEEL_HAS_FIELD(out, keel_sql_info, param_count)) out->param_count = static_cast<std::uint32_t>(PQnparams(d.r));
+    if (KEEL_HAS_FIELD(out, keel_sql_info, column_count))
+      out->column_count = p->returning_added ? 0u : static_cast<std::uint32_t>(PQnfields(d.r));
+    if (KEEL_HAS_FIELD(out, keel_sql_info, read_only)) out->read_only = p->read_only ? 1u : 0u;
+    return KEEL_OK;
+  });
+}
+
+keel_status PostgresDatabase::begin(keel_txn parent, keel_txn* out) {
+  auto& s = *impl_;
+  if (auto st = enter_call(); st < 0) return st;
+  if (out == nullptr) return fail(KEEL_ERR_INVALID_ARGUMENT, "begin needs an output id");
+  *out = KEEL_TXN_NONE;
+  const auto start = Clock::now();
+  keel_status st = KEEL_OK;
+  if (parent == KEEL_TXN_NONE) {
+    auto t = std::make_shared<Impl::Txn>();
+    st = s.lease(t->conn);
+    if (st >= 0) st = t->conn->simple("BEGIN");
+    if (st >= 0) {
+      std::lock_guard lock(s.txns_mutex);
+      if (s.closed) {
+        s.give_back(std::move(t->conn));
+        return fail(KEEL_ERR_UNAVAILABLE, "storage is closed (the plugin is stopping)");
+      }
+      *out = s.next_txn++;
+      t->open.assign(1, *out);
+      t->since = Clock::now();
+      s.txns.emplace(*out, t);
+    } else if (t->conn != nullptr) {
+      s.give_back(std::move(t->conn));
+    }
+  } else {
+    std::shared_ptr<Impl::Txn> t;
+    std::unique_lock<std::mutex> lock;
+    std::size_t depth = 0;
+    st = s.find(parent, t, lock, depth);
+    if (st >= 0 && depth + 1 != t->open.size())
+      st = fail(KEEL_ERR_INVALID_ARGUMENT, "savepoint " + std::to_string(t->open.back()) + " is open inside " +
+                                               std::to_string(parent) + "; nest under the innermost one");
+    if (st >= 0) {
+      keel_txn id = KEEL_TXN_NONE;
+      {
+        std::lock_guard g(s.txns_mutex);
+        id = s.next_txn++;
+      }
+      st = t->conn->simple("SAVEPOINT keel_sp_" + std::to_string(id));
+      if (st >= 0) {
+        t->open.push_back(id);
+        std::lock_guard g(s.txns_mutex);
+        s.txns.emplace(id, t);
+        *out = id;
+      } else if (t->conn->lost()) {
+        s.finish(*t, false);
+      }
+    }
+  }
+  s.record(start, st);
+  return st;
+}
+
+keel_status PostgresDatabase::commit(keel_txn txn) {
+  auto& s = *impl_;
+  if (auto st = enter_call(); st < 0) return st;
+  const auto start = Clock::now();
+  std::shared_ptr<Impl::Txn> t;
+  std::unique_lock<std::mutex> lock;
+  std::size_t depth = 0;
+  auto st = s.find(txn, t, lock, depth);
+  if (st >= 0 && depth == 0) {
+    // COMMIT of a transaction a failed statement aborted answers ROLLBACK without an error.
+    const bool aborted = PQtransactionStatus(t->conn->get()) == PQTRANS_INERROR;
+    Result r{PQexec(t->conn->get(), "COMMIT")};
+    st = t->conn->check(r.r, PGRES_COMMAND_OK);
+    if (st >= 0 && aborted)
+      st = fail(KEEL_ERR_CONFLICT, "transaction " + std::to_string(txn) +
+                                       " was rolled back, not committed: a statement in it failed earlier");
+    if (st >= 0 && t->notify && s.commit_listener) s.commit_listener();
+    if (st < 0) error_text() += " (the transaction was rolled back)";
+    s.finish(*t, false);
+  } else if (st >= 0) {
+    st = t->conn->simple("RELEASE keel_sp_" + std::to_string(txn));
+    if (st >= 0) {
+      std::lock_guard g(s.txns_mutex);
+      for (auto i = depth; i < t->open.size(); ++i) s.txns.erase(t->open[i]);
+      t->open.resize(depth);
+    } else if (t->conn->lost()) {
+      s.finish(*t, false);
+    }
+  }
+  s.record(start, st);
+  return st;
+}
+
+keel_status PostgresDatabase::rollback(keel_txn txn) {
+  auto& s = *impl_;
+  if (auto st = enter_call(); st < 0) return st;
+  const auto start = Clock::now();
+  std::shared_ptr<Impl::Txn> t;
+  std::unique_lock<std::mutex> lock;
+  std::size_t depth = 0;
+  auto st = s.find(txn, t, lock, depth);
+  if (st >= 0 && depth == 0) {
+    if (!t->conn->lost()) st = t->conn->simple("ROLLBACK");
+    if (t->conn->lost()) st = KEEL_OK;  // the server ended it with the connection
+    s.finish(*t, false);
+  } else if (st >= 0) {
+    const auto name = "keel_sp_" + std::to_string(txn);
+    st = t->conn->simple("ROLLBACK TO SAVEPOINT " + name + "; RELEASE SAVEPOINT " + name);
+    {
+      std::lock_guard g(s.txns_mutex);
+      for (auto i = depth; i < t->open.size(); ++i) s.txns.erase(t->open[i]);
+    }
+    t->open.resize(depth);
+    if (t->conn->lost()) s.finish(*t, false);
+  }
+  s.record(start, st);
+  return st;
+}
+
+void PostgresDatabase::set_commit_listener(std::function<void()> fn) { impl_->commit_listener = std::move(fn); }
+
+void PostgresDatabase::notify_on_commit(keel_txn txn) {
+  auto& s = *impl_;
+  std::shared_ptr<Impl::Txn> t;
+  {
+    std::lock_guard lock(s.txns_mutex);
+    if (auto it = s.txns.find(txn); it != s.txns.end()) t = it->second;
+  }
+  if (t != nullptr) t->notify = true;  // only the thread holding the transaction calls this
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key-value store: each change is one statement, atomic under PostgreSQL's row locks whatever
+// the isolation level, so compare-and-set holds between hosts too.
+
+keel_status PostgresDatabase::kv_get(keel_txn txn, std::string_view key, keel_kv_entry* out) {
+  auto& s = *impl_;
+  if (auto st = enter_call(); st < 0) return st;
+  if (out == nullptr) return fail(KEEL_ERR_INVALID_ARGUMENT, "kv_get needs an output entry");
+  thread_local std::string key_copy, value_copy;
+  KvRow found;
+  const keel_sql_param p[2] = {{KEEL_SQL_BLOB, 0, 0, 0, {key.data(), key.size()}},
+                               {KEEL_SQL_INTEGER, 0, now_unix_ms(), 0, {}}};
+  auto sink = [](void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) -> int32_t {
+    *static_cast<KvRow*>(user) = {true, v[1].integer, v[2].integer};
+    value_copy.assign(v[0].bytes.ptr != nullptr ? v[0].bytes.ptr : "", v[0].bytes.len);
+    return 1;
+  };
+  const auto st = s.exec(txn, kKvGet, p, {sink, &found}, nullptr, Impl::Runner::kHostOnPluginRole);
+  if (st < 0) return st;
+  if (!found.found) return fail(KEEL_ERR_NOT_FOUND, "no such key");
+  key_copy.assign(key);
+  out->reserved = 0;
+  if (KEEL_HAS_FIELD(out, keel_kv_entry, key)) out->key = {key_copy.data(), key_copy.size()};
+  if (KEEL_HAS_FIELD(out, keel_kv_entry, value)) out->value = {value_copy.data(), value_copy.size()};
+  if (KEEL_HAS_FIELD(out, keel_kv_entry, version)) out->version = found.version;
+  if (KEEL_HAS_FIELD(out, keel_kv_entry, expires_unix_ms)) out->expires_unix_ms = found.expires;
+  return KEEL_OK;
+}
+
+namespace {
+
+int32_t take_version(void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) {
+  *static_cast<std::int64_t*>(user) = v[0].integer;
+  return 1;
+}
+
+/// The key's current row, for the message of a refused compare-and-set.
+keel_status why_refused(PostgresDatabase& db, keel_txn txn, std::string_view key, std::int64_t expected,
+                        std::string_view what) {
+  KvRow row;
+  const keel_sql_param p[2] = {{KEEL_SQL_BLOB, 0, 0, 0, {key.data(), key.size()}},
+                               {KEEL_SQL_INTEGER, 0, now_unix_ms(), 0, {}}};
+  auto sink = [](void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) -> int32_t {
+    *static_cast<KvRow*>(user) = {true, v[0].integer, v[1].integer};
+    return 1;
+  };
+  if (auto st = db.kv_read(txn, kKvCurrent, p, {sink, &row}); st < 0) return st;
+  if (!row.found && what == "kv_delete") return fail(KEEL_ERR_NOT_FOUND, "no such key");
+  const auto st = check_kv_version(row, expected, what);
+  // The row changed again between the two statements: report the conflict all the same.
+  return st < 0 ? st : fail(KEEL_ERR_CONFLICT, std::string(what) + ": the key changed concurrently; retry");
+}
+
+}  // namespace
+
+keel_status PostgresDatabase::kv_put(keel_txn txn, const keel_kv_put_args& args, std::int64_t* out_version) {
+  auto& s = *impl_;
+  if (auto st = enter_call(); st < 0) return st;
+  std::string_view key;
+  if (auto st = check_kv_put(args, key); st < 0) return st;
+  const auto now = now_unix_ms();
+  const keel_sql_param p[5] = {{KEEL_SQL_BLOB, 0, 0, 0, args.key},
+                               {KEEL_SQL_BLOB, 0, 0, 0, args.value},
+                               {KEEL_SQL_INTEGER, 0, kv_expiry(now, args.ttl_ms), 0, {}},
+                               {KEEL_SQL_INTEGER, 0, now, 0, {}},
+                               {KEEL_SQL_INTEGER, 0, args.expected_version, 0, {}}};
+  std::string_view sql;
+  std::span<const keel_sql_param> params{p, 4};
+  if (args.expected_version == KEEL_KV_ANY_VERSION) {
+    sql = "INSERT INTO _keel_kv AS k (key, value, version, expires_at) VALUES ($1, $2, 1, $3) ON CONFLICT (key) DO"
+          " UPDATE SET value = excluded.value, expires_at = excluded.expires_at, version = CASE WHEN"
+          " k.expires_at = 0 OR k.expires_at > $4 THEN k.version + 1 ELSE 1 END RETURNING version";
+  } else if (args.expected_version == 0) {
+    sql = "INSERT INTO _keel_kv AS k (key, value, version, expires_at) VALUES ($1, $2, 1, $3) ON CONFLICT (key) DO"
+          " UPDATE SET value = excluded.value, expires_at = excluded.expires_at, version = 1"
+          " WHERE k.expires_at <> 0 AND k.expires_at <= $4 RETURNING version";
+  } else {
+    sql = "UPDATE _keel_kv SET value = $2, expires_at = $3, version = version + 1 WHERE key = $1 AND version = $5"
+          " AND (expires_at = 0 OR expires_at > $4) RETURNING version";
+    params = {p, 5};
+  }
+  std::int64_t version = 0;
+  auto st = s.exec(txn, sql, params, {&take_version, &version}, nullptr, Impl::Runner::kHostOnPluginRole);
+  if (st >= 0 && version == 0) st = why_refused(*this, txn, key, args.expected_version, "kv_put");
+  if (st >= 0 && txn == KEEL_TXN_NONE) {
+    // Expired entries are invisible already; each autocommit write also removes a few, skipping
+    // rows another writer holds.
+    const keel_sql_param sweep[1] = {{KEEL_SQL_INTEGER, 0, now, 0, {}}};
+    static_cast<void>(s.exec(txn,
+                             "DELETE FROM _keel_kv WHERE key IN (SELECT key FROM _keel_kv WHERE expires_at > 0 AND"
+                             " expires_at <= $1 LIMIT 16 FOR UPDATE SKIP LOCKED)",
+                             sweep, {}, nullptr, Impl::Runner::kHostOnPluginRole));
+    clear_error();
+  }
+  if (st >= 0 && out_version != nullptr) *out_version = version;
+  return st;
+}
+
+keel_status PostgresDatabase::kv_delete(keel_txn txn, std::string_view key, std::int64_t expected_version) {
+  auto& s = *impl_;
+  if (auto st = enter_call(); st < 0) return st;
+  if (auto st = check_kv_key(key); st < 0) return st;
+  if (expected_version < KEEL_KV_ANY_VERSION) return fail(KEEL_ERR_INVALID_ARGUMENT, "expected_version below -1");
+  const keel_sql_param p[3] = {{KEEL_SQL_BLOB, 0, 0, 0, {key.data(), key.size()}},
+                               {KEEL_SQL_INTEGER, 0, now_unix_ms(), 0, {}},
+                               {KEEL_SQL_INTEGER, 0, expected_version, 0, {}}};
+  std::int64_t version = 0;
+  auto st = s.exec(txn,
+                   "DELETE FROM _keel_kv WHERE key = $1 AND (expires_at = 0 OR expires_at > $2) AND ($3 < 0 OR"
+                   " version = $3) RETURNING version",
+                   p, {&take_version, &version}, nullptr, Impl::Runner::kHostOnPluginRole);
+  if (st >= 0 && version == 0) st = why_refused(*this, txn, key, expected_version, "kv_delete");
+  return st;
+}
+
+keel_status PostgresDatabase::kv_list(keel_txn txn, std::string_view prefix, std::string_view start_after,
+                                      std::uint32_t limit, keel_kv_entry_fn fn, void* user, std::uint32_t* out_more) {
+  auto& s = *impl_;
+  if (auto st = enter_call(); st < 0) return st;
+  if (fn == nullptr) return fail(KEEL_ERR_INVALID_ARGUMENT, "kv_list needs an entry callback");
+  if (limit == 0) return fail(KEEL_ERR_INVALID_ARGUMENT, "kv_list limit must be at least 1");
+  KvListing listing{prefix, start_after, limit, fn, user};
+  const auto& upper = listing.upper;
+  const keel_sql_param p[5] = {{KEEL_SQL_BLOB, 0, 0, 0, {listing.lower.data(), listing.lower.size()}},
+                               {KEEL_SQL_INTEGER, 0, listing.exclusive ? 1 : 0, 0, {}},
+                               {upper.empty() ? KEEL_SQL_NULL : KEEL_SQL_BLOB, 0, 0, 0, {upper.data(), upper.size()}},
+                               {KEEL_SQL_INTEGER, 0, now_unix_ms(), 0, {}},
+                               {KEEL_SQL_INTEGER, 0, static_cast<std::int64_t>(listing.limit) + 1, 0, {}}};
+  // The upper bound's type is stated: PostgreSQL cannot infer one from "? IS NULL" alone.
+  const auto st = s.exec(txn,
+                         "SELECT key, value, version, expires_at FROM _keel_kv WHERE (key > $1 OR ($2 = 0 AND key = $1))"
+                         " AND ($3::bytea IS NULL OR key < $3::bytea) AND (expires_at = 0 OR expires_at > $4)"
+                         " ORDER BY key LIMIT $5",
+                         p, {&KvListing::on_row, &listing}, nullptr, Impl::Runner::kHostOnPluginRole);
+  if (st >= 0 && out_more != nullptr) *out_more = listing.more ? 1u : 0u;
+  return st;
+}
+
+keel_status PostgresDatabase::kv_read(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params,
+                                      RowSink rows) {
+  return impl_->exec(txn, sql, params, rows, nullptr, Impl::Runner::kHostOnPluginRole);
+}
+
+Stats PostgresDatabase::stats() const { return impl_->counters.snapshot(); }
+
+}  // namespace keel::host::storage

@@ -1,0 +1,64 @@
+#pragma once
+// The PostgreSQL engine: each plugin's data in a schema of its own ("keel_<plugin>") on a shared
+// server, reached as a role of its own ("keel_<plugin>") that may use only that schema, so that
+// replicas of a plugin on several hosts share one database (docs/storage.md "PostgreSQL").
+//
+// An administrative connection (Options::postgres.url) provisions the role, the schema and the
+// host's tables in it once per host start, under an advisory lock, and serves the host's own
+// statements. The plugin's SQL runs on a bounded pool of connections logged in as its role:
+// what it may not reach, the server refuses. A transaction holds one pooled connection from begin
+// to commit; autocommit statements take any free one. Statements and idle transactions stop by
+// themselves (statement_timeout, idle_in_transaction_session_timeout = transaction_timeout). A lost
+// connection is dropped and replaced on the next use: during an outage calls fail at once with
+// KEEL_ERR_UNAVAILABLE and the pool recovers when the server is back.
+
+#include <memory>
+#include <string>
+
+#include "storage/database.hpp"
+
+namespace keel::host::storage {
+
+class PostgresDatabase final : public Database {
+ public:
+  /// Connects as the administrative role and provisions what is missing. Throws
+  /// std::runtime_error naming the plugin, the server (never its password) and the reason.
+  explicit PostgresDatabase(Options options);
+  ~PostgresDatabase() override;  ///< close()
+
+  keel_status exec(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
+                   keel_sql_result* out) override;
+  keel_status prepare(std::string_view sql, keel_sql_info* out) override;
+  keel_status begin(keel_txn parent, keel_txn* out) override;
+  keel_status commit(keel_txn txn) override;
+  keel_status rollback(keel_txn txn) override;
+  keel_status kv_get(keel_txn txn, std::string_view key, keel_kv_entry* out) override;
+  keel_status kv_put(keel_txn txn, const keel_kv_put_args& args, std::int64_t* out_version) override;
+  keel_status kv_delete(keel_txn txn, std::string_view key, std::int64_t expected_version) override;
+  keel_status kv_list(keel_txn txn, std::string_view prefix, std::string_view start_after, std::uint32_t limit,
+                      keel_kv_entry_fn fn, void* user, std::uint32_t* out_more) override;
+  keel_status exec_script(keel_txn txn, std::string_view sql) override;
+  keel_status exec_host(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
+                        keel_sql_result* out) override;
+  void set_commit_listener(std::function<void()> fn) override;
+  void notify_on_commit(keel_txn txn) override;
+  void close() override;
+  [[nodiscard]] Stats stats() const override;
+  [[nodiscard]] std::string location() const override;
+
+  /// A key-value read on the plugin's role (for compare-and-set messages).
+  keel_status kv_read(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows);
+
+  /// The schema and the role of `plugin` ("keel_<plugin>"), unquoted.
+  [[nodiscard]] static std::string schema_name(std::string_view plugin);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+/// `url` for messages and logs: the server's host, port, database and user, never a password.
+[[nodiscard]] std::string describe_postgres_url(const std::string& url);
+
+}  // namespace keel::host::storage
