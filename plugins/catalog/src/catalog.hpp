@@ -9,6 +9,7 @@
 // holds the plugin's single writer), so on_request runs concurrently with itself without locks.
 
 #include "catalog_rules/json_input.hpp"
+#include "catalog_rules/timestamps.hpp"
 #include "catalog_rules/validation.hpp"
 #include "manifest.hpp"
 
@@ -97,23 +98,6 @@ struct ReservationLine {
   return nlohmann::ordered_json{{"reservation_id", id}, {"lines", std::move(array)}};
 }
 
-/// Now as an RFC 3339 UTC timestamp with milliseconds, e.g. "2025-03-02T10:14:07.123Z".
-[[nodiscard]] inline std::string utc_now() {
-  const auto now = std::chrono::system_clock::now();
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buffer[32];
-  const std::size_t n = std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string out{buffer, n};
-  out += '.';
-  out += static_cast<char>('0' + ms / 100);
-  out += static_cast<char>('0' + ms / 10 % 10);
-  out += static_cast<char>('0' + ms % 10);
-  out += 'Z';
-  return out;
-}
 
 class CatalogPlugin final : public keel::sdk::Plugin {
  public:
@@ -189,13 +173,15 @@ class CatalogPlugin final : public keel::sdk::Plugin {
     const auto input = validate_product(*parsed.value, ProductMode::kCreate);
     if (!input.value) return invalid(res, input.error);
     const ProductInput& in = *input.value;
-    const std::string now = utc_now();
+    const std::string now = catalog::utc_now();
     keel::sdk::ExecResult result;
     const Status st = db_.exec(
         "INSERT INTO products (sku, name, description, price_cents, currency, stock, created_at, updated_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         {*in.sku, *in.name, *in.description, *in.price_cents, *in.currency, *in.stock, now, now}, &result);
-    if (st.code() == keel::sdk::StatusCode::kConflict && st.message().find("products.sku") != std::string::npos) {
+    // The only unique rule on products is the sku's; both engines name it in the message
+    // (SQLite "UNIQUE constraint failed: products.sku", PostgreSQL "... constraint \"products_sku_key\"").
+    if (st.code() == keel::sdk::StatusCode::kConflict && st.message().find("sku") != std::string::npos) {
       return res.json(409, error_json("duplicate_sku", "a product with sku " + *in.sku + " exists", "sku"));
     }
     KEEL_TRY(st);
@@ -269,7 +255,7 @@ class CatalogPlugin final : public keel::sdk::Plugin {
     apply(product->currency, in.currency);
     apply(product->stock, in.stock);
     if (changed) {
-      product->updated_at = utc_now();
+      product->updated_at = catalog::utc_now();
       KEEL_TRY(tx->exec(
           "UPDATE products SET name = ?, description = ?, price_cents = ?, currency = ?, stock = ?, updated_at = ? "
           "WHERE id = ?",
@@ -296,8 +282,20 @@ class CatalogPlugin final : public keel::sdk::Plugin {
     if (!input.value) return invalid(res, input.error);
     const ReservationInput& in = *input.value;
 
-    // One transaction holds the plugin's single writer from the check to the decrement, so no
-    // other reservation or PATCH can change stock in between.
+    // One transaction from the check to the decrement. With one writer at a time (SQLite) no
+    // other reservation can change stock in between; where writers run side by side
+    // (PostgreSQL, replicas on several hosts) the decrement itself re-checks the stock under the
+    // row's lock, and a reservation that lost the race is refused like one that read too little.
+    // Likewise, of two concurrent requests for one reservation id, the second meets the id's
+    // unique key on insert and then replays the first's answer.
+    const Status first = reserve_once(in, res);
+    if (first.code() != keel::sdk::StatusCode::kConflict) return first;
+    return reserve_once(in, res);
+  }
+
+  /// One attempt of POST /reservations; kConflict (nothing answered) when another request
+  /// recorded the same reservation id meanwhile.
+  Status reserve_once(const ReservationInput& in, const keel::sdk::Responder& res) {
     auto tx = db_.begin();
     if (!tx) return tx.status();
     std::optional<std::optional<std::string>> existing;  // outer: the reservation exists; inner: released_at
@@ -315,25 +313,23 @@ class CatalogPlugin final : public keel::sdk::Plugin {
                                         "items[" + std::to_string(i) + "].product_id",
                                         Json{{"product_id", item.product_id}}));
       }
-      if (product->stock < item.quantity) {
-        return res.json(409, error_json("insufficient_stock",
-                                        "product " + std::to_string(product->id) + " (sku " + product->sku + ") has " +
-                                            std::to_string(product->stock) + " in stock, " +
-                                            std::to_string(item.quantity) + " requested",
-                                        "items[" + std::to_string(i) + "].quantity",
-                                        Json{{"product_id", product->id},
-                                             {"sku", product->sku},
-                                             {"available", product->stock},
-                                             {"requested", item.quantity}}));
-      }
+      if (product->stock < item.quantity) return insufficient_stock(res, i, *product, item.quantity);
       lines.push_back(ReservationLine{product->id, product->sku, product->name, product->price_cents,
                                       product->currency, item.quantity});
     }
-    const std::string now = utc_now();
-    KEEL_TRY(tx->exec("INSERT INTO reservations (id, created_at) VALUES (?, ?)", {in.reservation_id, now}));
+    const std::string now = catalog::utc_now();
+    KEEL_TRY(tx->exec("INSERT INTO reservations (id, created_at) VALUES (?, ?)", {in.reservation_id, now}));  // may be kConflict
     for (std::size_t i = 0; i < lines.size(); ++i) {
       const ReservationLine& l = lines[i];
-      KEEL_TRY(tx->exec("UPDATE products SET stock = stock - ?, updated_at = ? WHERE id = ?", {l.quantity, now, l.product_id}));
+      keel::sdk::ExecResult taken;
+      KEEL_TRY(tx->exec("UPDATE products SET stock = stock - ?, updated_at = ? WHERE id = ? AND stock >= ?",
+                        {l.quantity, now, l.product_id, l.quantity}, &taken));
+      if (taken.changes == 0) {  // taken by a concurrent reservation since it was read
+        std::optional<Product> current;
+        KEEL_TRY(load_product(*tx, l.product_id, current));
+        if (!current) return Status::internal("product " + std::to_string(l.product_id) + " vanished while reserved");
+        return insufficient_stock(res, i, *current, l.quantity);
+      }
       KEEL_TRY(tx->exec(
           "INSERT INTO reservation_lines (reservation_id, line, product_id, sku, name, unit_price_cents, currency, "
           "quantity) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -342,6 +338,20 @@ class CatalogPlugin final : public keel::sdk::Plugin {
     }
     KEEL_TRY(tx->commit());
     return res.json(201, json::dump(reservation_json(in.reservation_id, lines)));
+  }
+
+  /// 409 insufficient_stock for item `i` of a reservation.
+  static Status insufficient_stock(const keel::sdk::Responder& res, std::size_t i, const Product& product,
+                                   std::int64_t requested) {
+    return res.json(409, error_json("insufficient_stock",
+                                    "product " + std::to_string(product.id) + " (sku " + product.sku + ") has " +
+                                        std::to_string(product.stock) + " in stock, " + std::to_string(requested) +
+                                        " requested",
+                                    "items[" + std::to_string(i) + "].quantity",
+                                    Json{{"product_id", product.id},
+                                         {"sku", product.sku},
+                                         {"available", product.stock},
+                                         {"requested", requested}}));
   }
 
   /// POST /reservations for an id already recorded: the same answer as the first time when the
@@ -380,7 +390,7 @@ class CatalogPlugin final : public keel::sdk::Plugin {
     if (existing->has_value()) return res.respond(204);  // released before: stock is not put back twice
     std::vector<ReservationLine> lines;
     KEEL_TRY(load_lines(*tx, id, lines));
-    const std::string now = utc_now();
+    const std::string now = catalog::utc_now();
     for (const ReservationLine& l : lines) {
       // A product deleted since the reservation has nothing to put the stock back into.
       KEEL_TRY(tx->exec("UPDATE products SET stock = stock + ?, updated_at = ? WHERE id = ?", {l.quantity, now, l.product_id}));

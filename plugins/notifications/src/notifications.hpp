@@ -10,6 +10,7 @@
 // worker pool ("blocking": true), concurrently with on_event, and only reads.
 
 #include "catalog_rules/json_input.hpp"
+#include "catalog_rules/timestamps.hpp"
 #include "catalog_rules/validation.hpp"
 #include "manifest.hpp"
 
@@ -135,10 +136,9 @@ class NotificationsPlugin final : public keel::sdk::Plugin {
         std::chrono::duration_cast<std::chrono::milliseconds>(event.timestamp().time_since_epoch()).count();
     KEEL_TRY(tx->exec(
         "INSERT INTO notifications (event_id, topic, order_id, status, total_cents, currency, message, published_at, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', ? / 1000.0, 'unixepoch'), "
-        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         {event.event_id(), event.topic(), e->order_id, e->status, e->total_cents, e->currency, message_for(*e),
-         published_ms}));
+         catalog::utc_from_ms(published_ms), catalog::utc_now()}));
     return tx->commit();
   }
 
@@ -175,7 +175,7 @@ class NotificationsPlugin final : public keel::sdk::Plugin {
     // One row more than the page tells whether another page follows.
     KEEL_TRY(db_.query(
         "SELECT id, order_id, status, message, total_cents, currency, topic, event_id, published_at, created_at "
-        "FROM notifications WHERE id > ?1 AND (?2 IS NULL OR order_id = ?2) ORDER BY id LIMIT ?3",
+        "FROM notifications WHERE id > ?1 AND (CAST(?2 AS BIGINT) IS NULL OR order_id = ?2) ORDER BY id LIMIT ?3",
         {after, order_id, *limit + 1}, [&](const keel::sdk::Row& row) {
           const auto total = row.get<std::optional<std::int64_t>>(4);
           const auto currency = row.get<std::optional<std::string>>(5);

@@ -168,8 +168,10 @@ class OrdersPlugin final : public keel::sdk::Plugin {
     while (!base.empty() && base.back() == '/') base.pop_back();
     auto waiter = std::make_shared<Waiter>(Waiter{std::move(res), std::move(base), false, std::string{req.request_id()}});
 
-    // The lookup and the insert share one transaction, which holds the single writer: of two
-    // concurrent requests with one key, the second sees the first's order and replays it.
+    // The lookup and the insert share one transaction. With one writer at a time (SQLite), of
+    // two concurrent requests with one key the second sees the first's order and replays it;
+    // where writers run side by side (PostgreSQL, replicas on several hosts) the second's insert
+    // meets the key's unique index instead, and it replays the order that won.
     auto tx = db_.begin();
     if (!tx) return tx.status();
     if (key) {
@@ -183,7 +185,15 @@ class OrdersPlugin final : public keel::sdk::Plugin {
     }
     std::int64_t id = 0;
     std::string reservation_id;
-    KEEL_TRY(store::insert_pending(*tx, random_token(), key, *input.value, id, reservation_id));
+    if (const Status st = store::insert_pending(*tx, random_token(), key, *input.value, id, reservation_id);
+        !st.ok()) {
+      KEEL_TRY(tx->rollback());
+      std::optional<std::int64_t> winner;
+      if (key && st.code() == keel::sdk::StatusCode::kConflict) KEEL_TRY(store::find_by_key(db_, *key, winner));
+      if (!winner) return st;
+      waiter->replayed = true;
+      return replay(waiter, *winner, *input.value);
+    }
     KEEL_TRY(tx->commit());
     reserve(waiter, id, reservation_id, *input.value);
     return {};

@@ -1,10 +1,12 @@
 #pragma once
 // orders' SQL: every statement on the orders and order_lines tables (schema: manifest.hpp).
 // Functions take a keel::sdk::SqlOps, so the same read runs on the database (autocommit) or
-// inside a transaction that must see its own writes. Timestamps come from SQLite
-// (strftime(..., 'now'), one value per statement), RFC 3339 UTC with milliseconds.
+// inside a transaction that must see its own writes. Timestamps are RFC 3339 UTC with
+// milliseconds, computed here (catalog_rules/timestamps.hpp) so that the SQL is portable between
+// SQLite and PostgreSQL (docs/storage.md "Portable plugins").
 // Stateless; thread-safe as the SDK's storage calls are.
 
+#include "catalog_rules/timestamps.hpp"
 #include "order.hpp"
 
 #include <keel/sdk/storage.hpp>
@@ -23,7 +25,7 @@ using keel::sdk::Row;
 using keel::sdk::SqlOps;
 using keel::sdk::Status;
 
-#define ORDERS_NOW "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+using catalog::utc_now;
 
 inline constexpr std::string_view kOrderColumns =
     "id, status, reservation_id, total_cents, currency, release_due, rejection_status, rejection, created_at, updated_at";
@@ -76,9 +78,10 @@ inline Status find_by_key(const SqlOps& ops, std::string_view key, std::optional
 inline Status insert_pending(const SqlOps& tx, std::string_view token, const std::optional<std::string>& key,
                              const std::vector<Line>& lines, std::int64_t& id, std::string& reservation_id) {
   keel::sdk::ExecResult r;
+  const std::string now = utc_now();
   KEEL_TRY(tx.exec("INSERT INTO orders (status, reservation_id, idempotency_key, created_at, updated_at) "
-                   "VALUES ('pending', ?, ?, " ORDERS_NOW ", " ORDERS_NOW ")",
-                   {token, key}, &r));
+                   "VALUES ('pending', ?, ?, ?, ?)",
+                   {token, key, now, now}, &r));
   id = r.last_insert_id;
   reservation_id = "order-" + std::to_string(id) + "-" + std::string{token};
   KEEL_TRY(tx.exec("UPDATE orders SET reservation_id = ? WHERE id = ?", {reservation_id, id}));
@@ -97,9 +100,9 @@ inline Status place(const SqlOps& tx, std::int64_t id, const Priced& priced) {
                      "WHERE order_id = ? AND line = ?",
                      {l.sku, l.name, l.unit_price_cents, l.line_total_cents, id, static_cast<std::int64_t>(i)}));
   }
-  return tx.exec("UPDATE orders SET status = 'placed', total_cents = ?, currency = ?, updated_at = " ORDERS_NOW
-                 " WHERE id = ? AND status = 'pending'",
-                 {priced.total_cents, priced.currency, id});
+  return tx.exec("UPDATE orders SET status = 'placed', total_cents = ?, currency = ?, updated_at = ? "
+                 "WHERE id = ? AND status = 'pending'",
+                 {priced.total_cents, priced.currency, utc_now(), id});
 }
 
 /// pending -> rejected, keeping the answer for idempotent retries. `release_due`: catalog
@@ -107,15 +110,16 @@ inline Status place(const SqlOps& tx, std::int64_t id, const Priced& priced) {
 inline Status reject(const SqlOps& tx, std::int64_t id, const ApiError& error, bool release_due) {
   const std::string rejection = json::dump(error.error);
   return tx.exec("UPDATE orders SET status = 'rejected', rejection_status = ?, rejection = ?, release_due = ?, "
-                 "updated_at = " ORDERS_NOW " WHERE id = ? AND status = 'pending'",
-                 {error.http, rejection, release_due, id});
+                 "updated_at = ? WHERE id = ? AND status = 'pending'",
+                 {error.http, rejection, release_due, utc_now(), id});
 }
 
 /// `from` -> `to` (a client's transition); `release_due` marks the reservation for release.
 inline Status change_status(const SqlOps& tx, std::int64_t id, OrderStatus from, OrderStatus to, bool release_due) {
-  return tx.exec("UPDATE orders SET status = ?, release_due = (release_due OR ?), updated_at = " ORDERS_NOW
-                 " WHERE id = ? AND status = ?",
-                 {status_name(to), release_due, id, status_name(from)});
+  // release_due only ever turns on here (an integer 0/1 in both engines, no boolean OR).
+  return tx.exec("UPDATE orders SET status = ?, release_due = CASE WHEN ? = 1 THEN 1 ELSE release_due END, "
+                 "updated_at = ? WHERE id = ? AND status = ?",
+                 {status_name(to), release_due ? 1 : 0, utc_now(), id, status_name(from)});
 }
 
 /// Records that the reservation of order `id` must be released (true) or is released (false).
@@ -161,6 +165,5 @@ inline Status unfinished(const SqlOps& ops, std::int64_t limit, std::vector<Unfi
       [&](const Row& row) { out.push_back(Unfinished{row.get<std::int64_t>(0), row.get<bool>(1)}); });
 }
 
-#undef ORDERS_NOW
 
 }  // namespace orders::store
