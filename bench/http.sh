@@ -114,8 +114,11 @@ FAILURES=$TMP/failures   # one line per fail_later: the run exits 1 at the end
 : >"$FAILURES"
 STARTED=() # pids this script started; the EXIT trap stops whatever is left
 
+PG_DIR= # a PostgreSQL cluster the storage scenario started (stopped by the EXIT trap too)
+
 cleanup() {
   local pid
+  if [[ -n $PG_DIR ]]; then "$BUILD_DIR/tests/keel_test_postgres_fixture" stop "$PG_DIR" >/dev/null 2>&1 || true; fi
   for pid in "${STARTED[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
   done
@@ -487,26 +490,44 @@ scenario_relay() {
 # key (GET /api/store/items/1) and inserts one row (POST /api/store/items, autocommit) through
 # keel.storage/1, both "blocking" routes on the worker pool. References in the same process:
 # hello's GET /greet (reads) and POST /echo with the same body (writes). Writes are measured with
-# [storage] synchronous = "normal" (the default) and "full" (fsync per commit).
+# [storage] synchronous = "normal" (the default) and "full" (fsync per commit). The same plugin
+# once more with [storage] engine = "postgres", on a PostgreSQL 15 cluster the test suite's
+# fixture program starts (loopback TCP, fsync off: the engine's own cost, not the disk's); the
+# server's processes are not pinned, so the db-*-pg CPU per request counts Keel's side only.
 scenario_storage() {
-  local dir keel kp full fp
+  local dir keel kp full fp pg pgp url port
   dir=$(plugin_dir storage hello)
   [[ -f $BUILD_DIR/fixtures/store.so ]] || die "$BUILD_DIR/fixtures/store.so not built"
+  [[ -x $BUILD_DIR/tests/keel_test_postgres_fixture ]] || die "$BUILD_DIR/tests/keel_test_postgres_fixture not built"
   cp "$BUILD_DIR/fixtures/store.so" "$dir/"
+  PG_DIR=$TMP/postgres
+  chmod o+x "$TMP"  # the postgres account runs the server below it
+  "$BUILD_DIR/tests/keel_test_postgres_fixture" start "$PG_DIR" >"$TMP/postgres.log" 2>&1 ||
+    { cat "$TMP/postgres.log" >&2; die "storage: PostgreSQL did not start"; }
+  url=$(cat "$PG_DIR/url")
   start_keel storage "$dir"; keel=$LAST_PID kp=$LAST_PORT
   start_keel storage-full "$dir" $'[storage]\nsynchronous = "full"'; full=$LAST_PID fp=$LAST_PORT
-  curl -s -o /dev/null -X POST --data 'a row to read' "http://127.0.0.1:$kp/api/store/items"
-  require_ok "http://127.0.0.1:$kp/api/store/items/1" "keel store read"
+  start_keel storage-pg "$dir" "$(printf '[storage]\nengine = "postgres"\npostgres_url = "%s"' "$url")"
+  pg=$LAST_PID pgp=$LAST_PORT
+  for port in "$kp" "$pgp"; do
+    curl -s -o /dev/null -X POST --data 'a row to read' "http://127.0.0.1:$port/api/store/items"
+    require_ok "http://127.0.0.1:$port/api/store/items/1" "keel store read (port $port)"
+  done
   run_rounds storage "" "hello|http://127.0.0.1:$kp$HELLO_PATH|$keel" \
-    "db-read|http://127.0.0.1:$kp/api/store/items/1|$keel"
+    "db-read|http://127.0.0.1:$kp/api/store/items/1|$keel" "db-read-pg|http://127.0.0.1:$pgp/api/store/items/1|$pg"
   run_rounds storage "$WRITE_LUA" "echo|http://127.0.0.1:$kp$ECHO_PATH|$keel" \
-    "db-write|http://127.0.0.1:$kp/api/store/items|$keel" "db-write-full|http://127.0.0.1:$fp/api/store/items|$full"
-  stop_server "$keel"; stop_server "$full"
+    "db-write|http://127.0.0.1:$kp/api/store/items|$keel" "db-write-full|http://127.0.0.1:$fp/api/store/items|$full" \
+    "db-write-pg|http://127.0.0.1:$pgp/api/store/items|$pg"
+  stop_server "$keel"; stop_server "$full"; stop_server "$pg"
+  "$BUILD_DIR/tests/keel_test_postgres_fixture" stop "$PG_DIR" >/dev/null 2>&1 || true
+  PG_DIR=
   check "storage db-read/hello req/s" "$(paired_ratio storage db-read hello 1)" - -
   check "storage db-read/hello CPU/request" "$(paired_ratio storage db-read hello 4)" - -
   check "storage db-write/echo req/s" "$(paired_ratio storage db-write echo 1)" - -
   check "storage db-write/echo CPU/request" "$(paired_ratio storage db-write echo 4)" - -
   check "storage db-write-full/db-write req/s" "$(paired_ratio storage db-write-full db-write 1)" - -
+  check "storage db-read-pg/db-read req/s (PostgreSQL/SQLite)" "$(paired_ratio storage db-read-pg db-read 1)" - -
+  check "storage db-write-pg/db-write req/s (PostgreSQL/SQLite)" "$(paired_ratio storage db-write-pg db-write 1)" - -
 }
 
 # events: events delivered per second through the event bus, Keel and its plugins pinned to one
