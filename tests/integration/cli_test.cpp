@@ -91,6 +91,7 @@ TEST_CASE("keel plugin inspect shows the documentation keys of the hello plugin'
     const auto out = nlohmann::json::parse(r.output, nullptr, false);
     REQUIRE(out.is_object());
     CHECK(out["ok"] == true);
+    CHECK(out["warnings"] == nlohmann::json::array());  // no migrations, none SQLite-only
     const auto& routes = out["manifest"]["routes"];
     REQUIRE(routes.size() == 2);
 

@@ -155,7 +155,7 @@ TEST_CASE("limits: a result set over 64 MiB reaches an isolated plugin as too la
 }
 
 TEST_CASE("limits: a statement an isolated plugin left running stops when its runner dies",
-          "[isolation][integration][storage][attack]") {
+          "[isolation][integration][storage][attack][sqlite]") {
   // Neither the request's deadline nor transaction_timeout_ms would stop it for ten minutes.
   KeelHost host(options({fixture("store")}, "[http]\nrequest_timeout_ms = 600000\n"
                                             "[storage]\ntransaction_timeout_ms = 600000\n"

@@ -24,6 +24,7 @@
 
 #include "eventually.hpp"
 #include "keel_host.hpp"
+#include "postgres_server.hpp"
 #include "raw_client.hpp"
 #include "shop.hpp"
 
@@ -289,4 +290,136 @@ TEST_CASE("shop makes one order of concurrent requests with one Idempotency-Key"
   CHECK(replayed == 7);
   CHECK(all_pages(port, "/api/orders/orders").size() == 1);
   CHECK(stock_of(port, mug) == 8);
+}
+
+// --- The shop on PostgreSQL: replicas of catalog and orders on two hosts share their data
+// ([storage] engine = "postgres", docs/storage.md). Each test starts a server of its own.
+
+namespace {
+
+HostOptions shop_on(const keel::test::PostgresServer& pg) {
+  auto options = shop();
+  options.config_toml = "[storage]\nengine = \"postgres\"\npostgres_url = \"" + pg.admin_url() + "\"\n";
+  return options;
+}
+
+}  // namespace
+
+TEST_CASE("shop on PostgreSQL: two hosts place exactly 5 of 40 concurrent orders for 5 in stock",
+          "[postgres][integration]") {
+  keel::test::PostgresServer pg;
+  KeelHost a(shop_on(pg));
+  KeelHost b(shop_on(pg));
+  const std::uint16_t ports[2] = {a.port(), b.port()};
+  constexpr int kStock = 5;
+  const auto mug = create_product(ports[0], "MUG-1", 1250, kStock);
+  CHECK(stock_of(ports[1], mug) == kStock);  // one catalog, seen from both hosts
+
+  std::mutex mutex;
+  std::vector<Answer> answers;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([&, c] {
+      for (int n = 0; n < 5; ++n) {
+        auto answer = http(ports[(c + n) % 2], "POST", "/api/orders/orders", order_body({{mug, 1}}));
+        std::lock_guard lock{mutex};
+        answers.push_back(std::move(answer));
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  int placed = 0;
+  std::set<std::int64_t> ids;
+  for (const auto& answer : answers) {
+    INFO(answer.status << " " << answer.body);
+    if (answer.status == 201) {
+      ++placed;
+      ids.insert(answer.json["id"].get<std::int64_t>());
+    } else {
+      CHECK(answer.status == 409);
+      CHECK(answer.json["error"]["code"] == "insufficient_stock");
+    }
+  }
+  CHECK(placed == kStock);
+  CHECK(ids.size() == static_cast<std::size_t>(kStock));
+  for (const auto port : ports) {
+    CHECK(stock_of(port, mug) == 0);
+    CHECK(all_pages(port, "/api/orders/orders?status=placed").size() == static_cast<std::size_t>(kStock));
+    CHECK(all_pages(port, "/api/orders/orders?status=pending").empty());
+  }
+}
+
+TEST_CASE("shop on PostgreSQL: one Idempotency-Key sent to two hosts at once makes one order",
+          "[postgres][integration]") {
+  keel::test::PostgresServer pg;
+  KeelHost a(shop_on(pg));
+  KeelHost b(shop_on(pg));
+  const std::uint16_t ports[2] = {a.port(), b.port()};
+  const auto mug = create_product(ports[0], "MUG-1", 1250, 10);
+  std::mutex mutex;
+  std::vector<Answer> answers;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([&, c] {
+      auto answer = http(ports[c % 2], "POST", "/api/orders/orders", order_body({{mug, 2}}), "one-key");
+      std::lock_guard lock{mutex};
+      answers.push_back(std::move(answer));
+    });
+  }
+  for (auto& t : clients) t.join();
+  std::set<std::int64_t> ids;
+  for (const auto& answer : answers) {
+    INFO(answer.status << " " << answer.body);
+    CHECK(answer.status == 201);
+    if (answer.status == 201) ids.insert(answer.json["id"].get<std::int64_t>());
+  }
+  CHECK(ids.size() == 1);
+  CHECK(all_pages(ports[1], "/api/orders/orders").size() == 1);
+  CHECK(stock_of(ports[0], mug) == 8);
+}
+
+TEST_CASE("shop on PostgreSQL: the server restarted under 20 clients loses no acknowledged order",
+          "[postgres][integration]") {
+  keel::test::PostgresServer pg;
+  KeelHost host(shop_on(pg));
+  const auto port = host.port();
+  constexpr std::int64_t kInitialStock = 100000;
+  const auto mug = create_product(port, "MUG-1", 100, kInitialStock);
+  std::mutex mutex;
+  std::map<std::int64_t, std::int64_t> acknowledged;  // order id -> quantity, for every 201
+  std::atomic<bool> stop{false};
+  std::atomic<int> unavailable{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 20; ++c) {
+    clients.emplace_back([&, c] {
+      for (int n = 0; !stop.load() && n < 1000; ++n) {
+        const std::int64_t quantity = 1 + (n + c) % 3;
+        const auto answer = http(port, "POST", "/api/orders/orders", order_body({{mug, quantity}}),
+                                 "client-" + std::to_string(c) + "-" + std::to_string(n));
+        if (answer.status == 201) {
+          std::lock_guard lock{mutex};
+          acknowledged[answer.json["id"].get<std::int64_t>()] = quantity;
+        } else if (answer.status == 503) {
+          ++unavailable;
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+      }
+    });
+  }
+  auto acked = [&] {
+    std::lock_guard lock{mutex};
+    return acknowledged.size();
+  };
+  const bool before = eventually([&] { return acked() >= 40; }, std::chrono::seconds(60));
+  pg.crash();  // mid-traffic: transactions in flight die with their connections
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  pg.start();
+  const auto at_restart = acked();
+  const bool after = eventually([&] { return acked() >= at_restart + 40; }, std::chrono::seconds(60));
+  stop = true;
+  for (auto& t : clients) t.join();
+  REQUIRE(before);
+  REQUIRE(after);
+  INFO(unavailable.load() << " answers 503 during the outage");
+  keel::test::shop::check_nothing_lost(port, acknowledged, {}, mug, kInitialStock);
 }

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <thread>
 
@@ -45,6 +48,16 @@ KeelHost::KeelHost(const HostOptions& options) {
   data_dir_ = options.data_dir.empty() ? dir_.path() / "data" : options.data_dir;
   auto env = options.env;
   env.insert(env.begin(), {"KEEL_SERVER_DATA_DIR=" + data_dir_.string(), "KEEL_PLUGINS_DIRECTORY=" + plugin_dir_.string()});
+  if (const char* url = std::getenv("KEEL_TEST_POSTGRES_URL"); url != nullptr && *url != '\0') {
+    // The ctest "postgres:" variants: plugin data on the shared PostgreSQL server, under a prefix
+    // of this data_dir's own, so a host restarted on the same data_dir finds its data again and
+    // tests running side by side never meet.
+    const auto hash = std::hash<std::string>{}(std::filesystem::absolute(data_dir_).string());
+    char prefix[24];
+    std::snprintf(prefix, sizeof prefix, "t%016zx", hash);
+    env.insert(env.begin(), {"KEEL_STORAGE_ENGINE=postgres", std::string("KEEL_STORAGE_POSTGRES_URL=") + url,
+                             std::string("KEEL_STORAGE_POSTGRES_PREFIX=") + prefix});
+  }
   const auto port_file = dir_.path() / "port";
   const auto admin_file = dir_.path() / "admin-address";
   std::vector<std::string> args{"serve", "--config", config_file.string(), "--listen", "127.0.0.1:0", "--port-file",

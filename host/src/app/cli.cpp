@@ -20,6 +20,7 @@
 #include "observability/log.hpp"
 #include "plugins/loader.hpp"
 #include "plugins/plugin_host.hpp"
+#include "storage/postgres/sql_text.hpp"
 #include "storage/sqlite/sqlite_database.hpp"
 
 namespace keel::host::app {
@@ -160,6 +161,12 @@ int inspect_plugin(const std::string& file, const std::string& config_file, bool
       jm["config"][k.name] = std::move(jk);
     }
     out["manifest"] = std::move(jm);
+    // Migrations that would not run on the PostgreSQL engine (docs/storage.md "Portable plugins").
+    nlohmann::ordered_json warnings = nlohmann::json::array();
+    for (const auto& mig : m.migrations)
+      for (const auto& construct : storage::pg::sqlite_only_constructs(mig.sql))
+        warnings.push_back("migration " + std::to_string(mig.version) + " uses SQLite-only SQL: " + construct);
+    out["warnings"] = std::move(warnings);
   }
   if (as_json) {
     std::printf("%s\n", out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
@@ -184,6 +191,7 @@ int inspect_plugin(const std::string& file, const std::string& config_file, bool
         std::printf("config: %s (%s%s)%s%s\n", k.name.c_str(), std::string(type_name(k.type)).c_str(),
                     k.required ? ", required" : "", k.default_json.empty() ? "" : (" default " + k.default_json).c_str(),
                     k.description.empty() ? "" : ("  " + k.description).c_str());
+      for (const auto& w : out["warnings"]) std::printf("warning: %s\n", w.get<std::string>().c_str());
     }
     std::printf("preflight: %s\n", c.error.empty() ? "ok" : ("FAILED: " + c.error).c_str());
   }

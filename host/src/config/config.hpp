@@ -132,6 +132,9 @@ struct StorageConfig {
   /// libpq connection string (key=value or postgresql:// URI) of the administrative role that
   /// creates each plugin's schema and role. Holds a secret: never logged, redacted in /admin/config.
   std::string postgres_url;
+  /// The host's schema, and the start of each plugin's schema and role ("<prefix>_<plugin>"):
+  /// deployments sharing a PostgreSQL cluster need different ones (role names are cluster-wide).
+  std::string postgres_prefix = "keel";
   std::uint32_t postgres_pool_size = 8;  ///< range 1..1000: connections per plugin at most
   /// Key postgres_connect_timeout_ms, range 100..600000: how long opening a connection may take.
   std::chrono::milliseconds postgres_connect_timeout{3000};

@@ -37,6 +37,9 @@ std::optional<std::string> listen_problem(std::string_view listen);
 /// Why an [admin] listen value is neither HOST:PORT nor unix:PATH, or nothing ("" is fine: unset).
 std::optional<std::string> admin_listen_problem(std::string_view listen);
 
+/// Why a [storage] postgres_prefix cannot start PostgreSQL role and schema names, or nothing.
+std::optional<std::string> postgres_prefix_problem(std::string_view prefix);
+
 /// Why a [cluster] nats_url is not a list of nats://HOST:PORT servers, or nothing.
 std::optional<std::string> nats_url_problem(std::string_view url);
 /// Why a cluster node name or subject prefix is not made of NATS subject tokens, or nothing.
@@ -120,6 +123,7 @@ void visit_keys(V& v, C& c) {
   v.integer("max_db_bytes", c.storage.max_db_bytes, 0, kUnbounded);
   v.choice("engine", c.storage.engine, kStorageEngines);
   v.conninfo("postgres_url", c.storage.postgres_url);
+  v.text("postgres_prefix", c.storage.postgres_prefix, &postgres_prefix_problem);
   v.integer("postgres_pool_size", c.storage.postgres_pool_size, 1, 1000);
   v.duration("postgres_connect_timeout_ms", c.storage.postgres_connect_timeout, 100, 600000);
   v.section("events");

@@ -263,14 +263,8 @@ struct Bus::Impl {
   std::optional<std::vector<std::string>> prepare_outbox(const std::string& pub, storage::Database& db,
                                                          const std::vector<std::string>& durable) {
     auto table_exists = [&](std::string_view table) {
-      const keel_sql_param p[1] = {bytes_param(table)};
       bool found = false;
-      auto sink = [](void* user, const keel_sql_value*, const keel_host_bytes*, std::size_t) -> int32_t {
-        *static_cast<bool*>(user) = true;
-        return 1;
-      };
-      if (db.exec_host(KEEL_TXN_NONE, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", p,
-                       {sink, &found}, nullptr) < 0)
+      if (db.has_table(table, found) < 0)
         throw std::runtime_error("plugin '" + pub + "': cannot read its database schema: " + storage::last_error());
       return found;
     };
@@ -291,11 +285,12 @@ struct Bus::Impl {
       }
       // An outbox written before the topics were recorded: its rows name them.
       if (rc >= 0 && had_outbox && !had_topics)
-        rc = db.exec_host(txn, "INSERT OR IGNORE INTO _keel_outbox_topics (topic) SELECT DISTINCT topic FROM _keel_outbox",
+        rc = db.exec_host(txn, "INSERT INTO _keel_outbox_topics (topic) SELECT DISTINCT topic FROM _keel_outbox"
+                          " ON CONFLICT (topic) DO NOTHING",
                           {}, {}, nullptr);
       for (const auto& t : durable) {
         const keel_sql_param p[1] = {bytes_param(t)};
-        if (rc >= 0) rc = db.exec_host(txn, "INSERT OR IGNORE INTO _keel_outbox_topics (topic) VALUES (?1)", p, {}, nullptr);
+        if (rc >= 0) rc = db.exec_host(txn, "INSERT INTO _keel_outbox_topics (topic) VALUES (?1) ON CONFLICT (topic) DO NOTHING", p, {}, nullptr);
       }
       auto sink = [](void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) -> int32_t {
         static_cast<std::vector<std::string>*>(user)->push_back(text(v[0]));
@@ -602,10 +597,12 @@ struct Bus::Impl {
       const keel_sql_param p[6] = {bytes_param(s.sub->ep.name), int_param(e.seq), int_param(attempts),
                                    int_param(status), int_param(unix_ns() / 1000000), int_param(e.seq)};
       auto rc = db.exec_host(txn,
-                             "INSERT OR REPLACE INTO _keel_dead_letters (subscriber, seq, event_id, topic, payload,"
+                             "INSERT INTO _keel_dead_letters (subscriber, seq, event_id, topic, payload,"
                              " content_type, published_ns, traceparent, tracestate, request_id, attempts, last_status,"
                              " failed_ms) SELECT ?1, seq, event_id, topic, payload, content_type, published_ns,"
-                             " traceparent, tracestate, request_id, ?3, ?4, ?5 FROM _keel_outbox WHERE seq = ?6",
+                             " traceparent, tracestate, request_id, ?3, ?4, ?5 FROM _keel_outbox WHERE seq = ?6"
+                             " ON CONFLICT (subscriber, seq) DO UPDATE SET attempts = excluded.attempts,"
+                             " last_status = excluded.last_status, failed_ms = excluded.failed_ms",
                              std::span<const keel_sql_param>(p, 6), {}, nullptr);
       const keel_sql_param c[2] = {bytes_param(s.sub->ep.name), int_param(e.seq)};
       if (rc >= 0) rc = db.exec_host(txn, kSaveCursor, c, {}, nullptr);
@@ -755,10 +752,11 @@ struct Bus::Impl {
                                  bytes_param(e.payload(), KEEL_SQL_BLOB), bytes_param(e.content_type()),
                                  int_param(e.published_unix_ns), bytes_param(e.traceparent()),
                                  bytes_param(e.tracestate()), bytes_param(e.request_id())};
-    const auto st = db.exec_host(txn,
-                                 "INSERT INTO _keel_outbox (event_id, topic, payload, content_type, published_ns,"
-                                 " traceparent, tracestate, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                                 p, {}, nullptr);
+    const auto st = db.append_in_commit_order(txn,
+                                              "INSERT INTO _keel_outbox (event_id, topic, payload, content_type,"
+                                              " published_ns, traceparent, tracestate, request_id)"
+                                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                              p);
     if (st < 0) {
       topic.stats->refused.add();
       error = "outbox write failed: " + storage::last_error();

@@ -112,14 +112,9 @@ bool PluginHost::Impl::open_storage(Plugin& p) {
       o.engine = sec->second.storage_engine == "postgres" ? config::StorageEngine::kPostgres : config::StorageEngine::kSqlite;
   }
   o.postgres.url = cfg.storage.postgres_url;
+  o.postgres.prefix = cfg.storage.postgres_prefix;
   o.postgres.pool_size = cfg.storage.postgres_pool_size;
   o.postgres.connect_timeout = cfg.storage.postgres_connect_timeout;
-  if (o.engine == config::StorageEngine::kPostgres && !p.manifest.durable.empty()) {
-    // The outbox's SQL (events/bus.cpp) is SQLite's; refuse clearly rather than fail later.
-    fail(p, "durable event topics (\"events.durable\") need the sqlite storage engine for now; set [plugin." + p.name +
-                "] storage_engine = \"sqlite\" or drop the durable topics (docs/storage.md#postgresql)");
-    return false;
-  }
   try {
     if (o.engine == config::StorageEngine::kSqlite) storage::prepare_data_dir(cfg.server.data_dir);
     p.database = storage::open_database(std::move(o));

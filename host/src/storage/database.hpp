@@ -48,6 +48,8 @@ using config::StorageEngine;
 /// Where and how a PostgreSQL engine reaches its server (docs/storage.md "PostgreSQL").
 struct PostgresOptions {
   std::string url;  ///< libpq connection string of the administrative role (holds a secret)
+  /// Names the host's schema and starts every plugin's schema and role ("<prefix>_<plugin>").
+  std::string prefix = "keel";
   std::uint32_t pool_size = 8;                   ///< connections of this plugin's role at most
   std::chrono::milliseconds connect_timeout{3000};
 };
@@ -111,6 +113,15 @@ class Database {
   /// Runs a host statement that may touch the host's own "_keel_" tables.
   virtual keel_status exec_host(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params,
                                 RowSink rows, keel_sql_result* out) = 0;
+
+  /// Runs the host's INSERT `sql` into an append-only table numbered by an automatic key (the
+  /// event outbox), in `txn` or on its own, so that keys are taken in commit order: a reader
+  /// that remembers the last key it saw never misses a row committed later with a smaller one.
+  virtual keel_status append_in_commit_order(keel_txn txn, std::string_view sql,
+                                             std::span<const keel_sql_param> params) = 0;
+
+  /// Whether the plugin's database has a table `name` (the host's or the plugin's).
+  virtual keel_status has_table(std::string_view name, bool& out) = 0;
 
   /// `fn` runs after every top-level commit of a transaction marked with notify_on_commit(),
   /// on the committing thread (keep it short). Set it before the database is shared.

@@ -1,6 +1,11 @@
 #include "storage/testing.hpp"
 
+#include <atomic>
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
+
+#include <unistd.h>
 #include <variant>
 
 #include "package/manifest.hpp"
@@ -19,6 +24,13 @@ TestDatabase::TestDatabase(keel_host_ctx* ctx, const std::filesystem::path& file
   Options options;
   options.file = file;
   options.plugin = manifest.name;
+  if (const char* url = std::getenv("KEEL_TEST_POSTGRES_URL"); url != nullptr && *url != '\0') {
+    // A schema of its own per database: tests running side by side never share data.
+    static std::atomic<int> databases{0};
+    options.engine = StorageEngine::kPostgres;
+    options.postgres.url = url;
+    options.postgres.prefix = "t" + std::to_string(::getpid()) + "_" + std::to_string(++databases);
+  }
   db_ = open_database(std::move(options));
   if (auto why = migrate(*db_, manifest.migrations); !why.empty()) throw std::runtime_error("TestDatabase: " + why);
   CommittedPublish on_publish;

@@ -21,7 +21,9 @@ namespace keel::host::storage {
 
 class TestDatabase {
  public:
-  /// Opens (creating) `file`, applies the "migrations" of `manifest_json` (throws
+  /// Opens (creating) `file` — or, when the environment variable KEEL_TEST_POSTGRES_URL holds a
+  /// libpq connection string, a schema of its own on that PostgreSQL server, so the same tests
+  /// check the plugin on both engines — applies the "migrations" of `manifest_json` (throws
   /// std::runtime_error with the reason if the manifest is invalid or a migration fails) and
   /// binds the database to `ctx`. With `host` (the fake host's table), events the plugin
   /// publishes in a transaction reach host->publish when that transaction commits — as the real

@@ -17,6 +17,7 @@
 
 #include "common/timer_queue.hpp"
 #include "common/worker_pool.hpp"
+#include "../storage/storage_test_support.hpp"
 #include "eventually.hpp"
 #include "storage/database.hpp"
 #include "temp_dir.hpp"
@@ -67,6 +68,7 @@ struct Harness {
       kst::Options o;
       o.file = dir.path() / (name + ".db");
       o.plugin = name;
+      keel::test::storage::use_test_engine(o);  // the outbox on PostgreSQL in the "postgres:" variant
       slot = kst::open_database(std::move(o));
     }
     return slot;

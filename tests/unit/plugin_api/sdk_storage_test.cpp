@@ -124,7 +124,7 @@ TEST_CASE("sdk storage: a type mismatch or a throwing callback becomes the query
   CHECK(st.message() == "boom");
 }
 
-TEST_CASE("sdk storage: failures carry SQLite's message and the mapped code", "[sdk][storage]") {
+TEST_CASE("sdk storage: failures carry SQLite's message and the mapped code", "[sdk][storage][sqlite]") {
   Fixture f;
   auto st = f.db().exec("SELEC 1");
   CHECK(st.code() == sdk::StatusCode::kInvalidArgument);

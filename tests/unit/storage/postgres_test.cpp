@@ -35,11 +35,11 @@ std::int64_t ms_since(Clock::time_point t) {
 
 }  // namespace
 
-TEST_CASE("postgres: a plugin's role reaches only its own schema, and the server refuses the rest", "[storage][postgres]") {
+TEST_CASE("postgres engine: a plugin's role reaches only its own schema, and the server refuses the rest", "[storage][postgres]") {
   REQUIRE_POSTGRES();
   TestDb a;
   TestDb b;
-  const auto schema_a = kst::PostgresDatabase::schema_name(a.options.plugin);
+  const auto schema_a = kst::PostgresDatabase::schema_name("keel", a.options.plugin);
   REQUIRE(exec(*a, 0, "CREATE TABLE secrets (id INTEGER PRIMARY KEY, v TEXT)") == KEEL_OK);
   REQUIRE(exec(*a, 0, "INSERT INTO secrets (v) VALUES ('a''s')") == KEEL_OK);
   REQUIRE(a->kv_put(0, put_args("k", "v"), nullptr) == KEEL_OK);
@@ -72,7 +72,7 @@ TEST_CASE("postgres: a plugin's role reaches only its own schema, and the server
   CHECK(scalar(*a, "SELECT count(*) FROM _keel_kv") == 1);
 }
 
-TEST_CASE("postgres: session settings a plugin changes do not outlive its statement's connection use",
+TEST_CASE("postgres engine: session settings a plugin changes do not outlive its statement's connection use",
           "[storage][postgres]") {
   REQUIRE_POSTGRES();
   TestDb t([](kst::Options& o) {
@@ -94,7 +94,7 @@ TEST_CASE("postgres: session settings a plugin changes do not outlive its statem
   CHECK(exec(*t, 0, "COMMIT") == KEEL_ERR_PERMISSION_DENIED);
 }
 
-TEST_CASE("postgres: values keep their types and an INSERT reports its id through RETURNING", "[storage][postgres]") {
+TEST_CASE("postgres engine: values keep their types and an INSERT reports its id through RETURNING", "[storage][postgres]") {
   REQUIRE_POSTGRES();
   TestDb t;
   REQUIRE(exec(*t, 0, "CREATE TABLE items (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, price REAL, data BLOB)") ==
@@ -152,7 +152,7 @@ TEST_CASE("postgres: values keep their types and an INSERT reports its id throug
   CHECK(info.read_only == 1);
 }
 
-TEST_CASE("postgres: SQLSTATEs map to the statuses plugins handle", "[storage][postgres]") {
+TEST_CASE("postgres engine: SQLSTATEs map to the statuses plugins handle", "[storage][postgres]") {
   REQUIRE_POSTGRES();
   TestDb t([](kst::Options& o) { o.transaction_timeout = std::chrono::milliseconds(300); });
   REQUIRE(exec(*t, 0, "CREATE TABLE p (id INTEGER PRIMARY KEY, sku TEXT UNIQUE, stock INTEGER CHECK (stock >= 0))") ==
@@ -190,7 +190,7 @@ TEST_CASE("postgres: SQLSTATEs map to the statuses plugins handle", "[storage][p
   CHECK(d->rollback(t2) == KEEL_OK);
 }
 
-TEST_CASE("postgres: transactions run side by side up to the pool's size, then wait up to busy_timeout",
+TEST_CASE("postgres engine: transactions run side by side up to the pool's size, then wait up to busy_timeout",
           "[storage][postgres]") {
   REQUIRE_POSTGRES();
   TestDb t([](kst::Options& o) {
@@ -213,7 +213,7 @@ TEST_CASE("postgres: transactions run side by side up to the pool's size, then w
   CHECK(scalar(*t, "SELECT count(*) FROM t") == 2);
 }
 
-TEST_CASE("postgres: an abandoned transaction is rolled back after transaction_timeout", "[storage][postgres]") {
+TEST_CASE("postgres engine: an abandoned transaction is rolled back after transaction_timeout", "[storage][postgres]") {
   REQUIRE_POSTGRES();
   TestDb t([](kst::Options& o) {
     o.postgres.pool_size = 1;
@@ -231,7 +231,7 @@ TEST_CASE("postgres: an abandoned transaction is rolled back after transaction_t
   CHECK(scalar(*t, "SELECT count(*) FROM t") == 1);
 }
 
-TEST_CASE("postgres: compare-and-set holds between two hosts sharing a plugin's schema", "[storage][postgres]") {
+TEST_CASE("postgres engine: compare-and-set holds between two hosts sharing a plugin's schema", "[storage][postgres]") {
   REQUIRE_POSTGRES();
   TestDb one;
   auto options = one.options;  // a second host: same plugin, same server, its own pool
@@ -266,7 +266,7 @@ TEST_CASE("postgres: compare-and-set holds between two hosts sharing a plugin's 
   two->close();
 }
 
-TEST_CASE("postgres: a server restart fails calls fast, and the pool reconnects by itself", "[storage][postgres]") {
+TEST_CASE("postgres engine: a server restart fails calls fast, and the pool reconnects by itself", "[storage][postgres]") {
   REQUIRE_POSTGRES();
   keel::test::PostgresServer server;
   kst::Options o;

@@ -339,20 +339,23 @@ std::string describe_postgres_url(const std::string& url) {
          (port.empty() ? "" : ":" + port) + "/" + db;
 }
 
-std::string PostgresDatabase::schema_name(std::string_view plugin) { return "keel_" + std::string(plugin); }
+std::string PostgresDatabase::schema_name(std::string_view prefix, std::string_view plugin) {
+  return std::string(prefix) + "_" + std::string(plugin);
+}
 
 // ---------------------------------------------------------------------------------------------
 
 struct PostgresDatabase::Impl {
   explicit Impl(const Options& o)
-      : options(o), schema(schema_name(o.plugin)), log(observability::logger("storage")),
+      : options(o), schema(schema_name(o.postgres.prefix, o.plugin)), host_schema(quote_ident(o.postgres.prefix)), log(observability::logger("storage")),
         where(describe_postgres_url(o.postgres.url)) {}
 
   const Options& options;
-  const std::string schema;  // also the role's name
+  const std::string schema;       // also the role's name
+  const std::string host_schema;  // quoted: the host's own, with the roles' passwords
   std::shared_ptr<spdlog::logger> log;
   const std::string where;  // the server, for messages (no password)
-  std::string password;     // of the plugin's role, from keel.plugin_roles
+  std::string password;     // of the plugin's role, from <prefix>.plugin_roles
 
   Counters counters;
   std::function<void()> commit_listener;
@@ -376,10 +379,6 @@ struct PostgresDatabase::Impl {
   std::unordered_map<keel_txn, std::shared_ptr<Txn>> txns;
   std::unordered_set<keel_txn> expired;  // rolled back after transaction_timeout
   keel_txn next_txn = 1;
-
-  // The administrative connection for the host's own statements outside transactions.
-  std::mutex host_mutex;
-  std::unique_ptr<Connection> host;
 
   // --- connections ---
 
@@ -564,18 +563,6 @@ struct PostgresDatabase::Impl {
     return st;
   }
 
-  /// Runs `fn(host connection)` under its mutex, reconnecting it if it was lost.
-  template <class F>
-  keel_status with_host(F&& fn) {
-    std::lock_guard lock(host_mutex);
-    if (closed) return fail(KEEL_ERR_UNAVAILABLE, "storage is closed (the plugin is stopping)");
-    if (host == nullptr || host->lost()) {
-      host = connect(true);
-      if (host == nullptr) return KEEL_ERR_UNAVAILABLE;
-    }
-    return fn(*host);
-  }
-
   // --- statements ---
 
   /// Runs one statement on `c` and streams its rows to `rows`.
@@ -673,20 +660,13 @@ struct PostgresDatabase::Impl {
       log->warn("storage full plugin={} server={} error=\"{}\"", options.plugin, where, error_text());
   }
 
-  /// Where a statement runs: the plugin's SQL, the host's statements on the plugin's data (the
-  /// key-value store) and the host's statements on its own tables (outside a transaction: on the
-  /// administrative connection, which alone may reach them).
-  enum class Runner { kPlugin, kHostOnPluginRole, kHost };
-
+  /// Every statement, the plugin's and the host's, runs as the plugin's role: the host's own
+  /// tables in its schema are reached through the grants (docs/storage.md).
   keel_status exec(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
-                   keel_sql_result* out, Runner runner) {
+                   keel_sql_result* out) {
     if (auto st = enter_call(); st < 0) return st;
     const auto start = Clock::now();
-    keel_status st = KEEL_OK;
-    if (runner == Runner::kHost && txn == KEEL_TXN_NONE)
-      st = with_host([&](Connection& c) { return run(c, sql, params, rows, out); });
-    else
-      st = with_connection(txn, [&](Connection& c) { return run(c, sql, params, rows, out); });
+    const auto st = with_connection(txn, [&](Connection& c) { return run(c, sql, params, rows, out); });
     record(start, st);
     return st;
   }
@@ -694,7 +674,7 @@ struct PostgresDatabase::Impl {
   // --- set-up ---
 
   /// Creates what is missing, as the administrative role, in one transaction under an advisory
-  /// lock (hosts starting together provision one after the other): the host's schema "keel"
+  /// lock (hosts starting together provision one after the other): the host's schema (the prefix)
   /// with the plugin roles' passwords, the plugin's role and schema, and the host's tables in
   /// that schema with the grants docs/storage.md lists.
   void provision() {
@@ -704,15 +684,17 @@ struct PostgresDatabase::Impl {
       if (admin->simple(sql) < 0) throw std::runtime_error(last_error());
     };
     const auto role = quote_ident(schema);
-    run_sql("BEGIN; SELECT pg_advisory_xact_lock(hashtext('keel provisioning'))");
-    run_sql("CREATE SCHEMA IF NOT EXISTS keel; REVOKE ALL ON SCHEMA keel FROM PUBLIC;"
-            "CREATE TABLE IF NOT EXISTS keel.plugin_roles (plugin TEXT PRIMARY KEY, role TEXT NOT NULL,"
+    const auto& h = host_schema;
+    run_sql("BEGIN; SELECT pg_advisory_xact_lock(hashtext(" + quote_literal(options.postgres.prefix) +
+            " || ' provisioning'))");
+    run_sql("CREATE SCHEMA IF NOT EXISTS " + h + "; REVOKE ALL ON SCHEMA " + h + " FROM PUBLIC;"
+            "CREATE TABLE IF NOT EXISTS " + h + ".plugin_roles (plugin TEXT PRIMARY KEY, role TEXT NOT NULL,"
             " password TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now());"
-            "REVOKE ALL ON keel.plugin_roles FROM PUBLIC");
+            "REVOKE ALL ON " + h + ".plugin_roles FROM PUBLIC");
     {
       const char* values[1] = {options.plugin.c_str()};
-      Result r{PQexecParams(admin->get(), "SELECT password FROM keel.plugin_roles WHERE plugin = $1", 1, nullptr,
-                            values, nullptr, nullptr, 0)};
+      const auto select = "SELECT password FROM " + h + ".plugin_roles WHERE plugin = $1";
+      Result r{PQexecParams(admin->get(), select.c_str(), 1, nullptr, values, nullptr, nullptr, 0)};
       if (admin->check(r.r, PGRES_TUPLES_OK) < 0) throw std::runtime_error(last_error());
       if (PQntuples(r.r) > 0) password = PQgetvalue(r.r, 0, 0);
     }
@@ -720,7 +702,7 @@ struct PostgresDatabase::Impl {
       password = random_password();
       run_sql("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = " + quote_literal(schema) +
               ") THEN CREATE ROLE " + role + "; END IF; END $$");
-      run_sql("INSERT INTO keel.plugin_roles (plugin, role, password) VALUES (" + quote_literal(options.plugin) + ", " +
+      run_sql("INSERT INTO " + h + ".plugin_roles (plugin, role, password) VALUES (" + quote_literal(options.plugin) + ", " +
               quote_literal(schema) + ", " + quote_literal(password) + ")");
     }
     // Every start re-asserts the role's limits, in case someone widened them by hand.
@@ -793,18 +775,16 @@ void PostgresDatabase::close() {
     // Leased connections finish their statement first (never held across calls).
     while (s.open_count != 0) s.pool_free.wait_for(lock, std::chrono::milliseconds(10));
   }
-  std::lock_guard lock(s.host_mutex);
-  s.host.reset();
 }
 
 keel_status PostgresDatabase::exec(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params,
                                    RowSink rows, keel_sql_result* out) {
-  return impl_->exec(txn, sql, params, rows, out, Impl::Runner::kPlugin);
+  return impl_->exec(txn, sql, params, rows, out);
 }
 
 keel_status PostgresDatabase::exec_host(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params,
                                         RowSink rows, keel_sql_result* out) {
-  return impl_->exec(txn, sql, params, rows, out, Impl::Runner::kHost);
+  return impl_->exec(txn, sql, params, rows, out);
 }
 
 keel_status PostgresDatabase::exec_script(keel_txn txn, std::string_view sql) {
@@ -952,6 +932,37 @@ keel_status PostgresDatabase::rollback(keel_txn txn) {
   return st;
 }
 
+keel_status PostgresDatabase::append_in_commit_order(keel_txn txn, std::string_view sql,
+                                                     std::span<const keel_sql_param> params) {
+  // Appending transactions go one after the other, from the lock to their end: an identity value
+  // drawn earlier never commits after a later one. The lock is per schema, so it orders the
+  // plugin's replicas on every host too. Outside a transaction, one of its own holds it.
+  auto& s = *impl_;
+  const bool own = txn == KEEL_TXN_NONE;
+  if (own)
+    if (auto st = begin(KEEL_TXN_NONE, &txn); st < 0) return st;
+  auto st = s.exec(txn, "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/appends'))", {}, {}, nullptr);
+  if (st >= 0) st = s.exec(txn, sql, params, {}, nullptr);
+  if (own) {
+    if (st >= 0) return commit(txn);
+    const std::string why = last_error();
+    static_cast<void>(rollback(txn));
+    return fail(st, why);
+  }
+  return st;
+}
+
+keel_status PostgresDatabase::has_table(std::string_view name, bool& out) {
+  out = false;
+  const keel_sql_param p[1] = {{KEEL_SQL_TEXT, 0, 0, 0, {name.data(), name.size()}}};
+  auto sink = [](void* user, const keel_sql_value*, const keel_host_bytes*, std::size_t) -> int32_t {
+    *static_cast<bool*>(user) = true;
+    return 1;
+  };
+  return exec_host(KEEL_TXN_NONE, "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = $1", p,
+                   {sink, &out}, nullptr);
+}
+
 void PostgresDatabase::set_commit_listener(std::function<void()> fn) { impl_->commit_listener = std::move(fn); }
 
 void PostgresDatabase::notify_on_commit(keel_txn txn) {
@@ -981,7 +992,7 @@ keel_status PostgresDatabase::kv_get(keel_txn txn, std::string_view key, keel_kv
     value_copy.assign(v[0].bytes.ptr != nullptr ? v[0].bytes.ptr : "", v[0].bytes.len);
     return 1;
   };
-  const auto st = s.exec(txn, kKvGet, p, {sink, &found}, nullptr, Impl::Runner::kHostOnPluginRole);
+  const auto st = s.exec(txn, kKvGet, p, {sink, &found}, nullptr);
   if (st < 0) return st;
   if (!found.found) return fail(KEEL_ERR_NOT_FOUND, "no such key");
   key_copy.assign(key);
@@ -1010,7 +1021,7 @@ keel_status why_refused(PostgresDatabase& db, keel_txn txn, std::string_view key
     *static_cast<KvRow*>(user) = {true, v[0].integer, v[1].integer};
     return 1;
   };
-  if (auto st = db.kv_read(txn, kKvCurrent, p, {sink, &row}); st < 0) return st;
+  if (auto st = db.exec_host(txn, kKvCurrent, p, {sink, &row}, nullptr); st < 0) return st;
   if (!row.found && what == "kv_delete") return fail(KEEL_ERR_NOT_FOUND, "no such key");
   const auto st = check_kv_version(row, expected, what);
   // The row changed again between the two statements: report the conflict all the same.
@@ -1046,7 +1057,7 @@ keel_status PostgresDatabase::kv_put(keel_txn txn, const keel_kv_put_args& args,
     params = {p, 5};
   }
   std::int64_t version = 0;
-  auto st = s.exec(txn, sql, params, {&take_version, &version}, nullptr, Impl::Runner::kHostOnPluginRole);
+  auto st = s.exec(txn, sql, params, {&take_version, &version}, nullptr);
   if (st >= 0 && version == 0) st = why_refused(*this, txn, key, args.expected_version, "kv_put");
   if (st >= 0 && txn == KEEL_TXN_NONE) {
     // Expired entries are invisible already; each autocommit write also removes a few, skipping
@@ -1055,7 +1066,7 @@ keel_status PostgresDatabase::kv_put(keel_txn txn, const keel_kv_put_args& args,
     static_cast<void>(s.exec(txn,
                              "DELETE FROM _keel_kv WHERE key IN (SELECT key FROM _keel_kv WHERE expires_at > 0 AND"
                              " expires_at <= $1 LIMIT 16 FOR UPDATE SKIP LOCKED)",
-                             sweep, {}, nullptr, Impl::Runner::kHostOnPluginRole));
+                             sweep, {}, nullptr));
     clear_error();
   }
   if (st >= 0 && out_version != nullptr) *out_version = version;
@@ -1074,7 +1085,7 @@ keel_status PostgresDatabase::kv_delete(keel_txn txn, std::string_view key, std:
   auto st = s.exec(txn,
                    "DELETE FROM _keel_kv WHERE key = $1 AND (expires_at = 0 OR expires_at > $2) AND ($3 < 0 OR"
                    " version = $3) RETURNING version",
-                   p, {&take_version, &version}, nullptr, Impl::Runner::kHostOnPluginRole);
+                   p, {&take_version, &version}, nullptr);
   if (st >= 0 && version == 0) st = why_refused(*this, txn, key, expected_version, "kv_delete");
   return st;
 }
@@ -1097,14 +1108,9 @@ keel_status PostgresDatabase::kv_list(keel_txn txn, std::string_view prefix, std
                          "SELECT key, value, version, expires_at FROM _keel_kv WHERE (key > $1 OR ($2 = 0 AND key = $1))"
                          " AND ($3::bytea IS NULL OR key < $3::bytea) AND (expires_at = 0 OR expires_at > $4)"
                          " ORDER BY key LIMIT $5",
-                         p, {&KvListing::on_row, &listing}, nullptr, Impl::Runner::kHostOnPluginRole);
+                         p, {&KvListing::on_row, &listing}, nullptr);
   if (st >= 0 && out_more != nullptr) *out_more = listing.more ? 1u : 0u;
   return st;
-}
-
-keel_status PostgresDatabase::kv_read(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params,
-                                      RowSink rows) {
-  return impl_->exec(txn, sql, params, rows, nullptr, Impl::Runner::kHostOnPluginRole);
 }
 
 Stats PostgresDatabase::stats() const { return impl_->counters.snapshot(); }

@@ -1,12 +1,13 @@
 #pragma once
-// The PostgreSQL engine: each plugin's data in a schema of its own ("keel_<plugin>") on a shared
-// server, reached as a role of its own ("keel_<plugin>") that may use only that schema, so that
+// The PostgreSQL engine: each plugin's data in a schema of its own ("<prefix>_<plugin>", prefix
+// "keel" by default) on a shared server, reached as a role of the same name that may use only
+// that schema, so that
 // replicas of a plugin on several hosts share one database (docs/storage.md "PostgreSQL").
 //
 // An administrative connection (Options::postgres.url) provisions the role, the schema and the
-// host's tables in it once per host start, under an advisory lock, and serves the host's own
-// statements. The plugin's SQL runs on a bounded pool of connections logged in as its role:
-// what it may not reach, the server refuses. A transaction holds one pooled connection from begin
+// host's tables in it once per host start, under an advisory lock, then closes. Every statement,
+// the plugin's and the host's, runs on a bounded pool of connections logged in as the plugin's
+// role: what it may not reach, the server refuses. A transaction holds one pooled connection from begin
 // to commit; autocommit statements take any free one. Statements and idle transactions stop by
 // themselves (statement_timeout, idle_in_transaction_session_timeout = transaction_timeout). A lost
 // connection is dropped and replaced on the next use: during an outage calls fail at once with
@@ -40,17 +41,17 @@ class PostgresDatabase final : public Database {
   keel_status exec_script(keel_txn txn, std::string_view sql) override;
   keel_status exec_host(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
                         keel_sql_result* out) override;
+  keel_status has_table(std::string_view name, bool& out) override;
+  keel_status append_in_commit_order(keel_txn txn, std::string_view sql,
+                                     std::span<const keel_sql_param> params) override;
   void set_commit_listener(std::function<void()> fn) override;
   void notify_on_commit(keel_txn txn) override;
   void close() override;
   [[nodiscard]] Stats stats() const override;
   [[nodiscard]] std::string location() const override;
 
-  /// A key-value read on the plugin's role (for compare-and-set messages).
-  keel_status kv_read(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows);
-
-  /// The schema and the role of `plugin` ("keel_<plugin>"), unquoted.
-  [[nodiscard]] static std::string schema_name(std::string_view plugin);
+  /// The schema and the role of `plugin` ("<prefix>_<plugin>", e.g. "keel_orders"), unquoted.
+  [[nodiscard]] static std::string schema_name(std::string_view prefix, std::string_view plugin);
 
   struct Impl;
 

@@ -787,6 +787,22 @@ keel_status SqliteDatabase::commit(keel_txn txn) {
   return st;
 }
 
+keel_status SqliteDatabase::append_in_commit_order(keel_txn txn, std::string_view sql,
+                                                   std::span<const keel_sql_param> params) {
+  return exec_host(txn, sql, params, {}, nullptr);  // one writer: keys are in commit order already
+}
+
+keel_status SqliteDatabase::has_table(std::string_view name, bool& out) {
+  out = false;
+  const keel_sql_param p[1] = {{KEEL_SQL_TEXT, 0, 0, 0, {name.data(), name.size()}}};
+  auto sink = [](void* user, const keel_sql_value*, const keel_host_bytes*, std::size_t) -> int32_t {
+    *static_cast<bool*>(user) = true;
+    return 1;
+  };
+  return exec_host(KEEL_TXN_NONE, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", p, {sink, &out},
+                   nullptr);
+}
+
 void SqliteDatabase::set_commit_listener(std::function<void()> fn) {
   std::lock_guard lock(impl_->writer_mutex);
   impl_->commit_listener = std::move(fn);

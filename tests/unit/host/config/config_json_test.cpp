@@ -115,6 +115,7 @@ TEST_CASE("config to_json writes every section and key with the effective values
                              {"max_db_bytes", 0},
                              {"engine", "sqlite"},
                              {"postgres_url", ""},
+                             {"postgres_prefix", "keel"},
                              {"postgres_pool_size", 8},
                              {"postgres_connect_timeout_ms", 3000}});
   CHECK(j["events"] == Json{{"queue_capacity", 10000},

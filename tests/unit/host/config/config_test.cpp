@@ -608,7 +608,7 @@ TEST_CASE("unknown storage keys suggest the closest valid one", "[config][storag
         "(did you mean 'busy_timeout_ms'? durations are integer milliseconds)");
   CHECK(single_error("[storage]\njournal_mode = \"wal\"\n") ==
         "keel.toml:2:1: unknown key 'journal_mode' in [storage]; valid keys: synchronous, busy_timeout_ms, readers, "
-        "statement_cache, transaction_timeout_ms, max_db_bytes, engine, postgres_url, postgres_pool_size, "
+        "statement_cache, transaction_timeout_ms, max_db_bytes, engine, postgres_url, postgres_prefix, postgres_pool_size, "
         "postgres_connect_timeout_ms");
   CHECK(single_error("[storag]\n") == "keel.toml:1:2: unknown section [storag] (did you mean [storage]?)");
   CHECK(single_error("readers = 2\n") ==
