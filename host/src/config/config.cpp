@@ -31,9 +31,10 @@ using namespace detail;
 std::optional<std::string> detail::postgres_prefix_problem(std::string_view prefix) {
   const bool ok = !prefix.empty() && prefix.size() <= 20 && prefix.front() >= 'a' && prefix.front() <= 'z' &&
                   std::all_of(prefix.begin(), prefix.end(),
-                              [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; });
+                              [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); });
   if (ok) return std::nullopt;
-  return "expected 1 to 20 lowercase letters, digits or '_', starting with a letter (it starts PostgreSQL role and "
+  // No '_': "<prefix>_<plugin>" must never read the same for two prefixes (plugin names may hold '_').
+  return "expected 1 to 20 lowercase letters or digits, starting with a letter (it starts PostgreSQL role and "
          "schema names)";
 }
 

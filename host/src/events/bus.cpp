@@ -752,7 +752,7 @@ struct Bus::Impl {
                                  bytes_param(e.payload(), KEEL_SQL_BLOB), bytes_param(e.content_type()),
                                  int_param(e.published_unix_ns), bytes_param(e.traceparent()),
                                  bytes_param(e.tracestate()), bytes_param(e.request_id())};
-    const auto st = db.append_in_commit_order(txn,
+    const auto st = db.append_in_commit_order(txn, "_keel_outbox",
                                               "INSERT INTO _keel_outbox (event_id, topic, payload, content_type,"
                                               " published_ns, traceparent, tracestate, request_id)"
                                               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

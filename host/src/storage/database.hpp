@@ -114,10 +114,10 @@ class Database {
   virtual keel_status exec_host(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params,
                                 RowSink rows, keel_sql_result* out) = 0;
 
-  /// Runs the host's INSERT `sql` into an append-only table numbered by an automatic key (the
-  /// event outbox), in `txn` or on its own, so that keys are taken in commit order: a reader
-  /// that remembers the last key it saw never misses a row committed later with a smaller one.
-  virtual keel_status append_in_commit_order(keel_txn txn, std::string_view sql,
+  /// Runs the host's INSERT `sql` into `table`, an append-only table numbered by an automatic
+  /// key (the event outbox), in `txn` or on its own, so that keys are taken in commit order: a
+  /// reader that remembers the last key it saw never misses a row committed later with a smaller one.
+  virtual keel_status append_in_commit_order(keel_txn txn, std::string_view table, std::string_view sql,
                                              std::span<const keel_sql_param> params) = 0;
 
   /// Whether the plugin's database has a table `name` (the host's or the plugin's).

@@ -29,7 +29,7 @@ TestDatabase::TestDatabase(keel_host_ctx* ctx, const std::filesystem::path& file
     static std::atomic<int> databases{0};
     options.engine = StorageEngine::kPostgres;
     options.postgres.url = url;
-    options.postgres.prefix = "t" + std::to_string(::getpid()) + "_" + std::to_string(++databases);
+    options.postgres.prefix = "t" + std::to_string(::getpid()) + "n" + std::to_string(++databases);
   }
   db_ = open_database(std::move(options));
   if (auto why = migrate(*db_, manifest.migrations); !why.empty()) throw std::runtime_error("TestDatabase: " + why);

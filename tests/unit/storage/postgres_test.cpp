@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 
 #include "postgres_server.hpp"
+#include "process.hpp"
 #include "storage/postgres/postgres_database.hpp"
 #include "storage_test_support.hpp"
 
@@ -296,4 +297,56 @@ TEST_CASE("postgres engine: a server restart fails calls fast, and the pool reco
   CHECK(scalar(*db, "SELECT count(*) FROM t") == 2);
   CHECK(db->kv_put(0, put_args("k", "v"), nullptr) == KEEL_OK);
   db->close();
+}
+
+TEST_CASE("postgres engine: a role of the plugin's name that this deployment did not create is never taken over",
+          "[storage][postgres]") {
+  REQUIRE_POSTGRES();
+  keel::test::TempDir dir;
+  const auto role = "keel_squatted_" + std::to_string(::getpid());
+  keel::test::Process psql("/usr/lib/postgresql/15/bin/psql",
+                           {keel::test::shared_postgres_url(), "-v", "ON_ERROR_STOP=1", "-c", "CREATE ROLE " + role},
+                           dir.path() / "psql.log");
+  REQUIRE(psql.wait(std::chrono::seconds(20)) == 0);
+  kst::Options o;
+  o.engine = kst::StorageEngine::kPostgres;
+  o.postgres.url = keel::test::shared_postgres_url();
+  o.plugin = role.substr(5);  // "squatted_<pid>": its role would be keel_squatted_<pid>
+  try {
+    static_cast<void>(kst::open_database(o));
+    FAIL("the existing role was taken over");
+  } catch (const std::runtime_error& e) {
+    CHECK(contains(e.what(), "exists but this deployment did not create it"));
+    CHECK(contains(e.what(), "postgres_prefix"));
+  }
+}
+
+TEST_CASE("postgres engine: a statement prepared before another host's migration is prepared again",
+          "[storage][postgres]") {
+  REQUIRE_POSTGRES();
+  TestDb one;
+  auto options = one.options;
+  options.postgres.pool_size = 1;  // the same connection keeps the prepared statement
+  auto two = kst::open_database(options);
+  REQUIRE(exec(*one, 0, "CREATE TABLE t (a INTEGER)") == KEEL_OK);
+  REQUIRE(exec(*one, 0, "INSERT INTO t (a) VALUES (1)") == KEEL_OK);
+  Rows before;
+  REQUIRE(exec(*two, 0, "SELECT * FROM t", {}, &before) == KEEL_OK);
+  CHECK(before.names.size() == 1);
+  REQUIRE(exec(*one, 0, "ALTER TABLE t ADD COLUMN b INTEGER NOT NULL DEFAULT 7") == KEEL_OK);
+  Rows after;
+  const auto st = exec(*two, 0, "SELECT * FROM t", {}, &after);
+  INFO(kst::last_error());
+  REQUIRE(st == KEEL_OK);
+  CHECK(after.names == std::vector<std::string>{"a", "b"});
+  // Inside a transaction the failure ends it: the caller is told to run it again.
+  REQUIRE(exec(*one, 0, "ALTER TABLE t ADD COLUMN c INTEGER") == KEEL_OK);
+  keel_txn txn = 0;
+  REQUIRE(two->begin(0, &txn) == KEEL_OK);
+  CHECK(exec(*two, txn, "SELECT * FROM t") == KEEL_ERR_BUSY);
+  CHECK(two->rollback(txn) == KEEL_OK);
+  Rows again;
+  REQUIRE(exec(*two, 0, "SELECT * FROM t", {}, &again) == KEEL_OK);
+  CHECK(again.names.size() == 3);
+  two->close();
 }

@@ -125,8 +125,21 @@ keel_status refuse_control(std::string_view keyword) {
 /// lease, a transaction (under its mutex), or the host connection (under its mutex).
 class Connection {
  public:
-  explicit Connection(PGconn* c) : conn_(c) {}
-  ~Connection() { PQfinish(conn_); }
+  explicit Connection(PGconn* c) : conn_(c) {
+    // Server notices (a plugin's RAISE WARNING, "already exists, skipping") never reach the
+    // host's log stream, where a plugin could forge lines with them.
+    if (conn_ != nullptr) PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+    cancel_ = conn_ != nullptr ? PQgetCancel(conn_) : nullptr;
+  }
+  ~Connection() {
+    PQfreeCancel(cancel_);
+    PQfinish(conn_);
+  }
+  /// Asks the server to stop the statement running on this connection; any thread may call it.
+  void cancel() const noexcept {
+    char error[256];
+    if (cancel_ != nullptr) static_cast<void>(PQcancel(cancel_, error, sizeof error));
+  }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -213,9 +226,14 @@ class Connection {
     // Each parameter takes the type its place gives it ("id = ?" a number, "name = ?" text), as
     // SQLite's dynamic values would fit there. Where nothing gives one ("SELECT ?"), the server
     // refuses (42P18) and the statement is prepared again with the types of this call's values.
+    // Inside a transaction a failed prepare would end it: try under a savepoint there.
+    const bool guarded = PQtransactionStatus(conn_) == PQTRANS_INTRANS && simple("SAVEPOINT keel_prepare") >= 0;
     Result r{PQprepare(conn_, p.name.c_str(), text.c_str(), 0, nullptr)};
     const char* state = PQresultErrorField(r.r, PG_DIAG_SQLSTATE);
-    if (state != nullptr && std::string_view(state) == "42P18" && params.size() == static_cast<std::size_t>(p.params)) {
+    const bool untyped = state != nullptr && std::string_view(state) == "42P18";
+    if (guarded) static_cast<void>(simple(untyped ? "ROLLBACK TO SAVEPOINT keel_prepare; RELEASE SAVEPOINT keel_prepare"
+                                                 : "RELEASE SAVEPOINT keel_prepare"));
+    if (untyped && params.size() == static_cast<std::size_t>(p.params)) {
       std::vector<Oid> types;
       for (const auto& v : params)
         types.push_back(v.type == KEEL_SQL_INTEGER ? kInt8Oid
@@ -230,9 +248,19 @@ class Connection {
     return KEEL_OK;
   }
 
-  /// Forgets prepared statements and identity columns (after a migration changed the schema:
-  /// PostgreSQL re-plans prepared statements itself, but an added RETURNING may be stale).
+  /// Forgets identity columns (after a migration changed the schema: PostgreSQL re-plans
+  /// prepared statements itself, but an appended RETURNING may be stale).
   void forget_schema() { identity_.clear(); }
+
+  /// Forgets the prepared statement of `sql`, whose plan the schema outgrew (another
+  /// connection or host migrated); the server-side name is freed when the connection is idle.
+  void forget_statement(std::string_view sql) {
+    const auto it = cache_.find(sql);
+    if (it == cache_.end()) return;
+    if (idle()) static_cast<void>(simple("DEALLOCATE " + it->second.name));
+    cache_.erase(it);
+    identity_.clear();
+  }
 
  private:
   /// The identity (or serial) column of an INSERT's target table, "" if it has none.
@@ -262,6 +290,7 @@ class Connection {
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
   PGconn* conn_;
+  PGcancel* cancel_ = nullptr;
   std::uint64_t tick_ = 0, names_ = 0;
   std::unordered_map<std::string, Prepared, StringHash, std::equal_to<>> cache_;
   std::unordered_map<std::string, std::string> identity_;
@@ -358,17 +387,25 @@ struct PostgresDatabase::Impl {
   std::string password;     // of the plugin's role, from <prefix>.plugin_roles
 
   Counters counters;
+  std::mutex listener_mutex;  // a reload may set the listener while the old generation commits
   std::function<void()> commit_listener;
+
+  void committed() {
+    std::lock_guard lock(listener_mutex);
+    if (commit_listener) commit_listener();
+  }
 
   // The pool of the plugin's connections.
   std::mutex pool_mutex;
   std::condition_variable pool_free;
   std::vector<std::unique_ptr<Connection>> idle;
   std::uint32_t open_count = 0;  // idle + leased + held by transactions
+  std::unordered_set<Connection*> every;  // every open connection of the pool, to cancel at close
   std::atomic<bool> closed{false};
 
   // Transactions: every open id (top level and savepoints) maps to its transaction.
   struct Txn {
+    keel_txn top = KEEL_TXN_NONE;  // the top-level id; set before the transaction is shared
     std::mutex m;
     std::unique_ptr<Connection> conn;  // null once finished
     std::vector<keel_txn> open;        // the top-level id, then its savepoints
@@ -388,7 +425,7 @@ struct PostgresDatabase::Impl {
     const auto timeout_ms = std::to_string(options.transaction_timeout.count());
     const std::string server_options = "-c search_path=" + schema + " -c statement_timeout=" + timeout_ms +
                                        " -c idle_in_transaction_session_timeout=" + timeout_ms +
-                                       " -c bytea_output=hex -c client_encoding=UTF8";
+                                       " -c bytea_output=hex -c client_encoding=UTF8 -c standard_conforming_strings=on";
     const auto connect_s =
         std::to_string(std::max<std::int64_t>(2, (options.postgres.connect_timeout.count() + 999) / 1000));
     const std::string app = "keel:" + options.plugin;
@@ -409,7 +446,18 @@ struct PostgresDatabase::Impl {
                                      (admin ? std::string("the administrative role") : "role " + schema) + ": " + why);
       return nullptr;
     }
+    if (!admin) {
+      std::lock_guard lock(pool_mutex);
+      every.insert(conn.get());
+    }
     return conn;
+  }
+
+  /// Closes a pooled connection for good (pool_mutex held).
+  void forget(std::unique_ptr<Connection>& conn) {
+    every.erase(conn.get());
+    conn.reset();
+    --open_count;
   }
 
   /// Takes a connection of the plugin's role from the pool, opening one while fewer than
@@ -423,8 +471,7 @@ struct PostgresDatabase::Impl {
         out = std::move(idle.back());
         idle.pop_back();
         if (!out->lost()) return KEEL_OK;
-        out.reset();  // the server went away since it was used: open a fresh one below
-        --open_count;
+        forget(out);  // the server went away since it was used: open a fresh one below
       }
       if (open_count < options.postgres.pool_size) {
         ++open_count;
@@ -458,21 +505,23 @@ struct PostgresDatabase::Impl {
   /// Puts a connection back: a lost one, or one a plugin left inside a transaction block, is
   /// closed instead (the next lease opens a fresh one).
   void give_back(std::unique_ptr<Connection> conn) {
-    if (conn != nullptr && !conn->lost() && !conn->idle()) {
-      if (conn->simple("ROLLBACK") < 0 || !conn->idle()) conn.reset();
-    }
-    if (conn != nullptr && conn->dirty) {
-      if (conn->simple("RESET ALL") < 0) conn.reset();
-      else conn->dirty = false;
-    }
+    if (conn == nullptr) return;
+    bool keep = !conn->lost();
+    if (keep && !conn->idle()) keep = conn->simple("ROLLBACK") >= 0 && conn->idle();
+    if (keep && conn->dirty) keep = conn->simple("RESET ALL") >= 0;
+    conn->dirty = false;
     std::lock_guard lock(pool_mutex);
-    if (conn == nullptr || conn->lost() || closed) {
-      --open_count;
-    } else {
-      idle.push_back(std::move(conn));
-    }
-    pool_free.notify_one();
+    if (keep && !closed) idle.push_back(std::move(conn));
+    else forget(conn);
+    pool_free.notify_all();
   }
+
+  /// A leased connection, given back when the lease ends (also when an exception passes).
+  struct Lease {
+    Impl& impl;
+    std::unique_ptr<Connection> conn;
+    ~Lease() { impl.give_back(std::move(conn)); }
+  };
 
   /// Rolls back every transaction older than transaction_timeout (a plugin that never ended it)
   /// and returns its connection to the pool. True if one was reclaimed.
@@ -482,14 +531,14 @@ struct PostgresDatabase::Impl {
       std::lock_guard lock(txns_mutex);
       const auto now = Clock::now();
       for (auto& [id, t] : txns)
-        if (id == t->open.front() && now - t->since >= options.transaction_timeout) old.push_back(t);
+        if (id == t->top && now - t->since >= options.transaction_timeout) old.push_back(t);
     }
     bool any = false;
     for (auto& t : old) {
       std::unique_lock lock(t->m, std::try_to_lock);  // one in use is not forgotten
       if (!lock.owns_lock() || t->conn == nullptr) continue;
       log->warn("transaction rolled back after transaction_timeout_ms={} plugin={} txn={}",
-                options.transaction_timeout.count(), options.plugin, t->open.front());
+                options.transaction_timeout.count(), options.plugin, t->top);
       finish(*t, true);
       any = true;
     }
@@ -531,7 +580,7 @@ struct PostgresDatabase::Impl {
     if (Clock::now() - out->since >= options.transaction_timeout) {
       static_cast<void>(out->conn->simple("ROLLBACK"));
       log->warn("transaction rolled back after transaction_timeout_ms={} plugin={} txn={}",
-                options.transaction_timeout.count(), options.plugin, out->open.front());
+                options.transaction_timeout.count(), options.plugin, out->top);
       finish(*out, true);
       return fail(KEEL_ERR_TIMEOUT, "transaction " + std::to_string(id) + " was rolled back after "
                                     "transaction_timeout_ms=" + std::to_string(options.transaction_timeout.count()));
@@ -545,11 +594,9 @@ struct PostgresDatabase::Impl {
   template <class F>
   keel_status with_connection(keel_txn txn, F&& fn) {
     if (txn == KEEL_TXN_NONE) {
-      std::unique_ptr<Connection> conn;
-      if (auto st = lease(conn); st < 0) return st;
-      const auto st = fn(*conn);
-      give_back(std::move(conn));
-      return st;
+      Lease leased{*this, nullptr};
+      if (auto st = lease(leased.conn); st < 0) return st;
+      return fn(*leased.conn);
     }
     std::shared_ptr<Txn> t;
     std::unique_lock<std::mutex> lock;
@@ -568,6 +615,22 @@ struct PostgresDatabase::Impl {
   /// Runs one statement on `c` and streams its rows to `rows`.
   keel_status run(Connection& c, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
                   keel_sql_result* out) {
+    const auto st = run_once(c, sql, params, rows, out);
+    if (st >= 0 || !schema_outgrew()) return st;
+    // A statement prepared before a migration (here, on another connection or on another host)
+    // whose result no longer fits: prepare it again. Outside a transaction at once; inside one,
+    // the failure ended the transaction, so the caller runs it again.
+    c.forget_statement(sql);
+    if (!c.idle()) return fail(KEEL_ERR_BUSY, error_text() + "; the schema changed under a prepared statement: "
+                                                             "run the transaction again");
+    return run_once(c, sql, params, rows, out);
+  }
+
+  /// Whether the last failure was PostgreSQL's "cached plan must not change result type".
+  static bool schema_outgrew() { return error_text().find("(SQLSTATE 0A000)") != std::string::npos; }
+
+  keel_status run_once(Connection& c, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
+                       keel_sql_result* out) {
     Connection::Prepared* p = nullptr;
     if (auto st = c.prepared(sql, params, options.statement_cache, p); st < 0) return st;
     c.dirty = c.dirty || p->changes_settings;
@@ -683,31 +746,57 @@ struct PostgresDatabase::Impl {
     auto run_sql = [&](const std::string& sql) {
       if (admin->simple(sql) < 0) throw std::runtime_error(last_error());
     };
+    auto query = [&](const std::string& sql, std::vector<std::string> args) {
+      std::vector<const char*> values;
+      for (const auto& a : args) values.push_back(a.c_str());
+      Result r{PQexecParams(admin->get(), sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                            nullptr, 0)};
+      if (admin->check(r.r, PGRES_TUPLES_OK) < 0) throw std::runtime_error(last_error());
+      return r;
+    };
     const auto role = quote_ident(schema);
     const auto& h = host_schema;
-    run_sql("BEGIN; SELECT pg_advisory_xact_lock(hashtext(" + quote_literal(options.postgres.prefix) +
-            " || ' provisioning'))");
-    run_sql("CREATE SCHEMA IF NOT EXISTS " + h + "; REVOKE ALL ON SCHEMA " + h + " FROM PUBLIC;"
-            "CREATE TABLE IF NOT EXISTS " + h + ".plugin_roles (plugin TEXT PRIMARY KEY, role TEXT NOT NULL,"
-            " password TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now());"
-            "REVOKE ALL ON " + h + ".plugin_roles FROM PUBLIC");
+    const auto& prefix = options.postgres.prefix;
+    run_sql("BEGIN");
+    // The first host to arrive creates the host's schema; an advisory lock orders hosts arriving
+    // together only then (any role could hold its key). Later, the table's own lock orders them.
+    if (PQgetisnull(query("SELECT to_regclass($1)", {h + ".plugin_roles"}).r, 0, 0) != 0) {
+      run_sql("SELECT pg_advisory_xact_lock(hashtext(" + quote_literal(prefix) + " || ' provisioning'))");
+      run_sql("CREATE SCHEMA IF NOT EXISTS " + h + "; REVOKE ALL ON SCHEMA " + h + " FROM PUBLIC;"
+              "CREATE TABLE IF NOT EXISTS " + h + ".plugin_roles (plugin TEXT PRIMARY KEY, role TEXT NOT NULL,"
+              " password TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now());"
+              "REVOKE ALL ON " + h + ".plugin_roles FROM PUBLIC");
+    }
+    run_sql("LOCK TABLE " + h + ".plugin_roles IN EXCLUSIVE MODE");
     {
-      const char* values[1] = {options.plugin.c_str()};
-      const auto select = "SELECT password FROM " + h + ".plugin_roles WHERE plugin = $1";
-      Result r{PQexecParams(admin->get(), select.c_str(), 1, nullptr, values, nullptr, nullptr, 0)};
-      if (admin->check(r.r, PGRES_TUPLES_OK) < 0) throw std::runtime_error(last_error());
+      const Result r = query("SELECT password FROM " + h + ".plugin_roles WHERE plugin = $1", {options.plugin});
       if (PQntuples(r.r) > 0) password = PQgetvalue(r.r, 0, 0);
     }
+    const bool superuser = std::string_view(PQgetvalue(
+                               query("SELECT rolsuper::text FROM pg_roles WHERE rolname = current_user", {}).r, 0, 0)) ==
+                           "true";
+    const bool exists = PQntuples(query("SELECT 1 FROM pg_roles WHERE rolname = $1", {schema}).r) > 0;
+    if (password.empty() && exists)
+      throw std::runtime_error("a role named " + schema + " exists but this deployment did not create it (no row in " +
+                               prefix + ".plugin_roles); Keel never takes over a role: drop it, or set another "
+                               "[storage] postgres_prefix");
     if (password.empty()) {
       password = random_password();
-      run_sql("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = " + quote_literal(schema) +
-              ") THEN CREATE ROLE " + role + "; END IF; END $$");
-      run_sql("INSERT INTO " + h + ".plugin_roles (plugin, role, password) VALUES (" + quote_literal(options.plugin) + ", " +
-              quote_literal(schema) + ", " + quote_literal(password) + ")");
+      run_sql("CREATE ROLE " + role);
+      const Result r = query("INSERT INTO " + h + ".plugin_roles (plugin, role, password) VALUES ($1, $2, $3) RETURNING 1",
+                             {options.plugin, schema, password});
     }
-    // Every start re-asserts the role's limits, in case someone widened them by hand.
-    run_sql("ALTER ROLE " + role + " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS"
-            " PASSWORD " + quote_literal(password));
+    // The password travels hashed, so no statement the server might log holds it.
+    char* hashed = PQencryptPasswordConn(admin->get(), password.c_str(), schema.c_str(), nullptr);
+    if (hashed == nullptr) throw std::runtime_error("cannot hash the role's password: " + std::string(PQerrorMessage(admin->get())));
+    const std::string verifier = hashed;
+    PQfreemem(hashed);
+    // Every start re-asserts the role's limits and drops settings it gave itself. Only a superuser
+    // may name the superuser, replication and RLS attributes; a CREATEROLE administrator cannot
+    // grant them in the first place.
+    run_sql("ALTER ROLE " + role + " LOGIN NOCREATEDB NOCREATEROLE NOINHERIT" +
+            (superuser ? " NOSUPERUSER NOREPLICATION NOBYPASSRLS" : "") + " PASSWORD " + quote_literal(verifier) +
+            "; ALTER ROLE " + role + " RESET ALL");
     const auto s = quote_ident(schema);
     run_sql("CREATE SCHEMA IF NOT EXISTS " + s + "; REVOKE ALL ON SCHEMA " + s + " FROM PUBLIC;"
             "GRANT USAGE, CREATE ON SCHEMA " + s + " TO " + role + ";"
@@ -757,23 +846,36 @@ void PostgresDatabase::close() {
     if (s.closed) return;
     s.closed = true;
     for (auto& [id, t] : s.txns)
-      if (id == t->open.front()) open.push_back(t);
+      if (id == t->top) open.push_back(t);
   }
+  // Statements still running stop now: statement_timeout alone does not bound them, since a
+  // plugin may lift it for its own session.
+  auto cancel_all = [&] {
+    std::lock_guard lock(s.pool_mutex);
+    for (const auto* c : s.every) c->cancel();
+  };
+  cancel_all();
   for (auto& t : open) {
-    std::lock_guard lock(t->m);  // a statement still running finishes first (statement_timeout bounds it)
+    std::lock_guard lock(t->m);
     if (t->conn == nullptr) continue;
-    s.log->warn("transaction left open at stop rolled back plugin={} txn={}", options_.plugin, t->open.front());
+    s.log->warn("transaction left open at stop rolled back plugin={} txn={}", options_.plugin, t->top);
     static_cast<void>(t->conn->simple("ROLLBACK"));
     s.finish(*t, false);
   }
-  {
-    std::unique_lock lock(s.pool_mutex);
-    s.closed = true;
-    s.pool_free.notify_all();
-    s.open_count -= static_cast<std::uint32_t>(s.idle.size());
-    s.idle.clear();
-    // Leased connections finish their statement first (never held across calls).
-    while (s.open_count != 0) s.pool_free.wait_for(lock, std::chrono::milliseconds(10));
+  std::unique_lock lock(s.pool_mutex);
+  s.pool_free.notify_all();
+  while (!s.idle.empty()) {
+    s.forget(s.idle.back());
+    s.idle.pop_back();
+  }
+  // Leased connections come back as their statement ends (never held across calls).
+  for (int waited = 0; s.open_count != 0; ++waited) {
+    s.pool_free.wait_for(lock, std::chrono::milliseconds(10));
+    if (waited % 100 == 99) {
+      lock.unlock();
+      cancel_all();
+      lock.lock();
+    }
   }
 }
 
@@ -838,6 +940,7 @@ keel_status PostgresDatabase::begin(keel_txn parent, keel_txn* out) {
         return fail(KEEL_ERR_UNAVAILABLE, "storage is closed (the plugin is stopping)");
       }
       *out = s.next_txn++;
+      t->top = *out;
       t->open.assign(1, *out);
       t->since = Clock::now();
       s.txns.emplace(*out, t);
@@ -889,8 +992,14 @@ keel_status PostgresDatabase::commit(keel_txn txn) {
     if (st >= 0 && aborted)
       st = fail(KEEL_ERR_CONFLICT, "transaction " + std::to_string(txn) +
                                        " was rolled back, not committed: a statement in it failed earlier");
-    if (st >= 0 && t->notify && s.commit_listener) s.commit_listener();
-    if (st < 0) error_text() += " (the transaction was rolled back)";
+    if (st >= 0 && t->notify) s.committed();
+    if (st < 0 && t->conn->lost()) {
+      // The COMMIT may have reached the server before the connection broke.
+      error_text() += " (the outcome of the commit is unknown: it may have been applied)";
+      if (t->notify) s.committed();  // let readers look; they find what committed
+    } else if (st < 0) {
+      error_text() += " (the transaction was rolled back)";
+    }
     s.finish(*t, false);
   } else if (st >= 0) {
     st = t->conn->simple("RELEASE keel_sp_" + std::to_string(txn));
@@ -932,16 +1041,18 @@ keel_status PostgresDatabase::rollback(keel_txn txn) {
   return st;
 }
 
-keel_status PostgresDatabase::append_in_commit_order(keel_txn txn, std::string_view sql,
+keel_status PostgresDatabase::append_in_commit_order(keel_txn txn, std::string_view table, std::string_view sql,
                                                      std::span<const keel_sql_param> params) {
   // Appending transactions go one after the other, from the lock to their end: an identity value
-  // drawn earlier never commits after a later one. The lock is per schema, so it orders the
+  // drawn earlier never commits after a later one. The lock is the table's, so it orders the
   // plugin's replicas on every host too. Outside a transaction, one of its own holds it.
   auto& s = *impl_;
   const bool own = txn == KEEL_TXN_NONE;
   if (own)
     if (auto st = begin(KEEL_TXN_NONE, &txn); st < 0) return st;
-  auto st = s.exec(txn, "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/appends'))", {}, {}, nullptr);
+  // A lock on the table itself, which only this plugin's role can reach (an advisory lock's key
+  // could be taken by any role). SHARE ROW EXCLUSIVE conflicts with itself, not with readers.
+  auto st = s.exec(txn, "LOCK TABLE " + quote_ident(table) + " IN SHARE ROW EXCLUSIVE MODE", {}, {}, nullptr);
   if (st >= 0) st = s.exec(txn, sql, params, {}, nullptr);
   if (own) {
     if (st >= 0) return commit(txn);
@@ -963,7 +1074,10 @@ keel_status PostgresDatabase::has_table(std::string_view name, bool& out) {
                    {sink, &out}, nullptr);
 }
 
-void PostgresDatabase::set_commit_listener(std::function<void()> fn) { impl_->commit_listener = std::move(fn); }
+void PostgresDatabase::set_commit_listener(std::function<void()> fn) {
+  std::lock_guard lock(impl_->listener_mutex);
+  impl_->commit_listener = std::move(fn);
+}
 
 void PostgresDatabase::notify_on_commit(keel_txn txn) {
   auto& s = *impl_;
@@ -972,7 +1086,9 @@ void PostgresDatabase::notify_on_commit(keel_txn txn) {
     std::lock_guard lock(s.txns_mutex);
     if (auto it = s.txns.find(txn); it != s.txns.end()) t = it->second;
   }
-  if (t != nullptr) t->notify = true;  // only the thread holding the transaction calls this
+  if (t == nullptr) return;
+  std::lock_guard lock(t->m);
+  t->notify = true;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -787,7 +787,7 @@ keel_status SqliteDatabase::commit(keel_txn txn) {
   return st;
 }
 
-keel_status SqliteDatabase::append_in_commit_order(keel_txn txn, std::string_view sql,
+keel_status SqliteDatabase::append_in_commit_order(keel_txn txn, std::string_view /*table*/, std::string_view sql,
                                                    std::span<const keel_sql_param> params) {
   return exec_host(txn, sql, params, {}, nullptr);  // one writer: keys are in commit order already
 }

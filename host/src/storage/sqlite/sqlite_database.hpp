@@ -38,7 +38,7 @@ class SqliteDatabase final : public Database {
   keel_status exec_host(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
                         keel_sql_result* out) override;
   keel_status has_table(std::string_view name, bool& out) override;
-  keel_status append_in_commit_order(keel_txn txn, std::string_view sql,
+  keel_status append_in_commit_order(keel_txn txn, std::string_view table, std::string_view sql,
                                      std::span<const keel_sql_param> params) override;
   void set_commit_listener(std::function<void()> fn) override;
   void notify_on_commit(keel_txn txn) override;
