@@ -136,6 +136,48 @@ int32_t KvListing::on_row(void* self, const keel_sql_value* v, const keel_host_b
   return 0;
 }
 
+keel_status Database::kv_get(keel_txn txn, std::string_view key, keel_kv_entry* out) {
+  if (auto st = enter_call(); st < 0) return st;
+  if (out == nullptr) return fail(KEEL_ERR_INVALID_ARGUMENT, "kv_get needs an output entry");
+  thread_local std::string key_copy, value_copy;
+  KvRow found;
+  const keel_sql_param p[2] = {{KEEL_SQL_BLOB, 0, 0, 0, {key.data(), key.size()}},
+                               {KEEL_SQL_INTEGER, 0, now_unix_ms(), 0, {}}};
+  auto sink = [](void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) -> int32_t {
+    *static_cast<KvRow*>(user) = {true, v[1].integer, v[2].integer};
+    value_copy.assign(v[0].bytes.ptr != nullptr ? v[0].bytes.ptr : "", v[0].bytes.len);
+    return 1;
+  };
+  const auto st = exec_host(txn, kKvGet, p, {sink, &found}, nullptr);
+  if (st < 0) return st;
+  if (!found.found) return fail(KEEL_ERR_NOT_FOUND, "no such key");
+  key_copy.assign(key);
+  out->reserved = 0;
+  if (KEEL_HAS_FIELD(out, keel_kv_entry, key)) out->key = {key_copy.data(), key_copy.size()};
+  if (KEEL_HAS_FIELD(out, keel_kv_entry, value)) out->value = {value_copy.data(), value_copy.size()};
+  if (KEEL_HAS_FIELD(out, keel_kv_entry, version)) out->version = found.version;
+  if (KEEL_HAS_FIELD(out, keel_kv_entry, expires_unix_ms)) out->expires_unix_ms = found.expires;
+  return KEEL_OK;
+}
+
+keel_status Database::kv_list(keel_txn txn, std::string_view prefix, std::string_view start_after,
+                              std::uint32_t limit, keel_kv_entry_fn fn, void* user, std::uint32_t* out_more) {
+  if (auto st = enter_call(); st < 0) return st;
+  if (fn == nullptr) return fail(KEEL_ERR_INVALID_ARGUMENT, "kv_list needs an entry callback");
+  if (limit == 0) return fail(KEEL_ERR_INVALID_ARGUMENT, "kv_list limit must be at least 1");
+  KvListing listing{prefix, start_after, limit, fn, user};
+  const auto& upper = listing.upper;
+  const keel_sql_param p[6] = {{KEEL_SQL_BLOB, 0, 0, 0, {listing.lower.data(), listing.lower.size()}},
+                               {KEEL_SQL_INTEGER, 0, listing.exclusive ? 1 : 0, 0, {}},
+                               {KEEL_SQL_INTEGER, 0, upper.empty() ? 0 : 1, 0, {}},
+                               {KEEL_SQL_BLOB, 0, 0, 0, {upper.data(), upper.size()}},
+                               {KEEL_SQL_INTEGER, 0, now_unix_ms(), 0, {}},
+                               {KEEL_SQL_INTEGER, 0, static_cast<std::int64_t>(listing.limit) + 1, 0, {}}};
+  const auto st = exec_host(txn, kKvList, p, {&KvListing::on_row, &listing}, nullptr);
+  if (st >= 0 && out_more != nullptr) *out_more = listing.more ? 1u : 0u;
+  return st;
+}
+
 std::unique_ptr<Database> open_database(Options options) {
   switch (options.engine) {
     case StorageEngine::kPostgres: return std::make_unique<PostgresDatabase>(std::move(options));

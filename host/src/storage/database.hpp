@@ -101,11 +101,14 @@ class Database {
   virtual keel_status commit(keel_txn txn) = 0;
   virtual keel_status rollback(keel_txn txn) = 0;
 
-  virtual keel_status kv_get(keel_txn txn, std::string_view key, keel_kv_entry* out) = 0;
+  /// One engine-neutral read of the key-value table (through exec_host); the entry's bytes stay
+  /// valid on this thread until its next kv_get.
+  keel_status kv_get(keel_txn txn, std::string_view key, keel_kv_entry* out);
   virtual keel_status kv_put(keel_txn txn, const keel_kv_put_args& args, std::int64_t* out_version) = 0;
   virtual keel_status kv_delete(keel_txn txn, std::string_view key, std::int64_t expected_version) = 0;
-  virtual keel_status kv_list(keel_txn txn, std::string_view prefix, std::string_view start_after, std::uint32_t limit,
-                              keel_kv_entry_fn fn, void* user, std::uint32_t* out_more) = 0;
+  /// Engine-neutral too: one range read of the key-value table.
+  keel_status kv_list(keel_txn txn, std::string_view prefix, std::string_view start_after, std::uint32_t limit,
+                      keel_kv_entry_fn fn, void* user, std::uint32_t* out_more);
 
   /// Runs a host-owned script (several statements, e.g. a migration) inside an open
   /// transaction, under the same rules as plugin SQL.

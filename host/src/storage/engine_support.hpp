@@ -66,8 +66,9 @@ struct KvRow {
 /// The Unix-millisecond expiry of an entry written at `now` with `ttl_ms` (0 = never, saturating).
 [[nodiscard]] std::int64_t kv_expiry(std::int64_t now, std::int64_t ttl_ms) noexcept;
 
-/// The range of keys kv_list reads, as its statement's parameters ?1..?5 (lower bound, whether it
-/// is exclusive, upper bound or NULL, now, limit + 1) and the per-row callback state.
+/// The range of keys kv_list reads, as its statement's parameters ?1..?6 (lower bound, whether it
+/// is exclusive, whether there is an upper bound, the upper bound, now, limit + 1) and the per-row
+/// callback state.
 struct KvListing {
   KvListing(std::string_view prefix, std::string_view start_after, std::uint32_t limit, keel_kv_entry_fn fn,
             void* user);
@@ -85,7 +86,7 @@ struct KvListing {
 };
 
 // The key-value statements, in the SQL both engines read (?N placeholders; PostgreSQL's engine
-// translates them). Table _keel_kv (key, value, version, expires_at); keys compare as bytes.
+// translates them; every parameter's type follows from its place, which PostgreSQL needs). Table _keel_kv (key, value, version, expires_at); keys compare as bytes.
 inline constexpr std::string_view kKvGet =
     "SELECT value, version, expires_at FROM _keel_kv WHERE key = ?1 AND (expires_at = 0 OR expires_at > ?2)";
 inline constexpr std::string_view kKvCurrent =
@@ -101,6 +102,6 @@ inline constexpr std::string_view kKvSweep =
 inline constexpr std::string_view kKvDelete = "DELETE FROM _keel_kv WHERE key = ?1";
 inline constexpr std::string_view kKvList =
     "SELECT key, value, version, expires_at FROM _keel_kv WHERE (key > ?1 OR (?2 = 0 AND key = ?1))"
-    " AND (?3 IS NULL OR key < ?3) AND (expires_at = 0 OR expires_at > ?4) ORDER BY key LIMIT ?5";
+    " AND (?3 = 0 OR key < ?4) AND (expires_at = 0 OR expires_at > ?5) ORDER BY key LIMIT ?6";
 
 }  // namespace keel::host::storage

@@ -172,8 +172,10 @@ class Connection {
   /// Turns a failed result (or a lost connection) into a status and the thread's last error.
   keel_status check(const PGresult* r, ExecStatusType want, ExecStatusType also = PGRES_TUPLES_OK) {
     const auto st = r == nullptr ? PGRES_FATAL_ERROR : PQresultStatus(r);
+    state_.clear();
     if (st == want || st == also || st == PGRES_EMPTY_QUERY) return KEEL_OK;
     const char* state = r != nullptr ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    if (state != nullptr) state_ = state;
     const char* primary = r != nullptr ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
     std::string message = primary != nullptr ? primary : PQerrorMessage(conn_);
     while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
@@ -248,6 +250,9 @@ class Connection {
     return KEEL_OK;
   }
 
+  /// The SQLSTATE of the last failure check() saw on this connection ("" after a success).
+  [[nodiscard]] const std::string& state() const noexcept { return state_; }
+
   /// Forgets identity columns (after a migration changed the schema: PostgreSQL re-plans
   /// prepared statements itself, but an appended RETURNING may be stale).
   void forget_schema() { identity_.clear(); }
@@ -291,6 +296,7 @@ class Connection {
   };
   PGconn* conn_;
   PGcancel* cancel_ = nullptr;
+  std::string state_;
   std::uint64_t tick_ = 0, names_ = 0;
   std::unordered_map<std::string, Prepared, StringHash, std::equal_to<>> cache_;
   std::unordered_map<std::string, std::string> identity_;
@@ -616,7 +622,8 @@ struct PostgresDatabase::Impl {
   keel_status run(Connection& c, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
                   keel_sql_result* out) {
     const auto st = run_once(c, sql, params, rows, out);
-    if (st >= 0 || !schema_outgrew()) return st;
+    // 0A000 "cached plan must not change result type".
+    if (st >= 0 || c.state() != "0A000") return st;
     // A statement prepared before a migration (here, on another connection or on another host)
     // whose result no longer fits: prepare it again. Outside a transaction at once; inside one,
     // the failure ended the transaction, so the caller runs it again.
@@ -625,9 +632,6 @@ struct PostgresDatabase::Impl {
                                                              "run the transaction again");
     return run_once(c, sql, params, rows, out);
   }
-
-  /// Whether the last failure was PostgreSQL's "cached plan must not change result type".
-  static bool schema_outgrew() { return error_text().find("(SQLSTATE 0A000)") != std::string::npos; }
 
   keel_status run_once(Connection& c, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
                        keel_sql_result* out) {
@@ -1095,31 +1099,6 @@ void PostgresDatabase::notify_on_commit(keel_txn txn) {
 // Key-value store: each change is one statement, atomic under PostgreSQL's row locks whatever
 // the isolation level, so compare-and-set holds between hosts too.
 
-keel_status PostgresDatabase::kv_get(keel_txn txn, std::string_view key, keel_kv_entry* out) {
-  auto& s = *impl_;
-  if (auto st = enter_call(); st < 0) return st;
-  if (out == nullptr) return fail(KEEL_ERR_INVALID_ARGUMENT, "kv_get needs an output entry");
-  thread_local std::string key_copy, value_copy;
-  KvRow found;
-  const keel_sql_param p[2] = {{KEEL_SQL_BLOB, 0, 0, 0, {key.data(), key.size()}},
-                               {KEEL_SQL_INTEGER, 0, now_unix_ms(), 0, {}}};
-  auto sink = [](void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) -> int32_t {
-    *static_cast<KvRow*>(user) = {true, v[1].integer, v[2].integer};
-    value_copy.assign(v[0].bytes.ptr != nullptr ? v[0].bytes.ptr : "", v[0].bytes.len);
-    return 1;
-  };
-  const auto st = s.exec(txn, kKvGet, p, {sink, &found}, nullptr);
-  if (st < 0) return st;
-  if (!found.found) return fail(KEEL_ERR_NOT_FOUND, "no such key");
-  key_copy.assign(key);
-  out->reserved = 0;
-  if (KEEL_HAS_FIELD(out, keel_kv_entry, key)) out->key = {key_copy.data(), key_copy.size()};
-  if (KEEL_HAS_FIELD(out, keel_kv_entry, value)) out->value = {value_copy.data(), value_copy.size()};
-  if (KEEL_HAS_FIELD(out, keel_kv_entry, version)) out->version = found.version;
-  if (KEEL_HAS_FIELD(out, keel_kv_entry, expires_unix_ms)) out->expires_unix_ms = found.expires;
-  return KEEL_OK;
-}
-
 namespace {
 
 int32_t take_version(void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) {
@@ -1203,29 +1182,6 @@ keel_status PostgresDatabase::kv_delete(keel_txn txn, std::string_view key, std:
                    " version = $3) RETURNING version",
                    p, {&take_version, &version}, nullptr);
   if (st >= 0 && version == 0) st = why_refused(*this, txn, key, expected_version, "kv_delete");
-  return st;
-}
-
-keel_status PostgresDatabase::kv_list(keel_txn txn, std::string_view prefix, std::string_view start_after,
-                                      std::uint32_t limit, keel_kv_entry_fn fn, void* user, std::uint32_t* out_more) {
-  auto& s = *impl_;
-  if (auto st = enter_call(); st < 0) return st;
-  if (fn == nullptr) return fail(KEEL_ERR_INVALID_ARGUMENT, "kv_list needs an entry callback");
-  if (limit == 0) return fail(KEEL_ERR_INVALID_ARGUMENT, "kv_list limit must be at least 1");
-  KvListing listing{prefix, start_after, limit, fn, user};
-  const auto& upper = listing.upper;
-  const keel_sql_param p[5] = {{KEEL_SQL_BLOB, 0, 0, 0, {listing.lower.data(), listing.lower.size()}},
-                               {KEEL_SQL_INTEGER, 0, listing.exclusive ? 1 : 0, 0, {}},
-                               {upper.empty() ? KEEL_SQL_NULL : KEEL_SQL_BLOB, 0, 0, 0, {upper.data(), upper.size()}},
-                               {KEEL_SQL_INTEGER, 0, now_unix_ms(), 0, {}},
-                               {KEEL_SQL_INTEGER, 0, static_cast<std::int64_t>(listing.limit) + 1, 0, {}}};
-  // The upper bound's type is stated: PostgreSQL cannot infer one from "? IS NULL" alone.
-  const auto st = s.exec(txn,
-                         "SELECT key, value, version, expires_at FROM _keel_kv WHERE (key > $1 OR ($2 = 0 AND key = $1))"
-                         " AND ($3::bytea IS NULL OR key < $3::bytea) AND (expires_at = 0 OR expires_at > $4)"
-                         " ORDER BY key LIMIT $5",
-                         p, {&KvListing::on_row, &listing}, nullptr);
-  if (st >= 0 && out_more != nullptr) *out_more = listing.more ? 1u : 0u;
   return st;
 }
 

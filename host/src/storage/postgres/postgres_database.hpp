@@ -33,11 +33,8 @@ class PostgresDatabase final : public Database {
   keel_status begin(keel_txn parent, keel_txn* out) override;
   keel_status commit(keel_txn txn) override;
   keel_status rollback(keel_txn txn) override;
-  keel_status kv_get(keel_txn txn, std::string_view key, keel_kv_entry* out) override;
   keel_status kv_put(keel_txn txn, const keel_kv_put_args& args, std::int64_t* out_version) override;
   keel_status kv_delete(keel_txn txn, std::string_view key, std::int64_t expected_version) override;
-  keel_status kv_list(keel_txn txn, std::string_view prefix, std::string_view start_after, std::uint32_t limit,
-                      keel_kv_entry_fn fn, void* user, std::uint32_t* out_more) override;
   keel_status exec_script(keel_txn txn, std::string_view sql) override;
   keel_status exec_host(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
                         keel_sql_result* out) override;

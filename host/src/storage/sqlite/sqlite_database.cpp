@@ -839,36 +839,6 @@ keel_status SqliteDatabase::rollback(keel_txn txn) {
 // ---------------------------------------------------------------------------------------------
 // Key-value store: rows of _keel_kv, keys compared as bytes (BLOB), expiry in Unix milliseconds.
 
-keel_status SqliteDatabase::kv_get(keel_txn txn, std::string_view key, keel_kv_entry* out) {
-  auto& s = *impl_;
-  if (auto st = s.enter(); st < 0) return st;
-  if (out == nullptr) return fail(KEEL_ERR_INVALID_ARGUMENT, "kv_get needs an output entry");
-  thread_local std::string key_copy, value_copy;
-  struct Found {
-    bool found = false;
-    std::int64_t version = 0, expires = 0;
-  } found;
-  const keel_sql_param p[2] = {{KEEL_SQL_BLOB, 0, 0, 0, {key.data(), key.size()}},
-                               {KEEL_SQL_INTEGER, 0, now_unix_ms(), 0, {}}};
-  auto sink = [](void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) -> int32_t {
-    auto& f = *static_cast<Found*>(user);
-    f = {true, v[1].integer, v[2].integer};
-    value_copy.assign(v[0].bytes.ptr != nullptr ? v[0].bytes.ptr : "", v[0].bytes.len);
-    return 1;
-  };
-  const auto st = s.exec(txn, kKvGet, p, {sink, &found}, nullptr, true);
-  if (st < 0) return st;
-  if (!found.found) return fail(KEEL_ERR_NOT_FOUND, "no such key");
-  key_copy.assign(key);
-  out->reserved = 0;
-  if (KEEL_HAS_FIELD(out, keel_kv_entry, key)) out->key = {key_copy.data(), key_copy.size()};
-  if (KEEL_HAS_FIELD(out, keel_kv_entry, value)) out->value = {value_copy.data(), value_copy.size()};
-  if (KEEL_HAS_FIELD(out, keel_kv_entry, version)) out->version = found.version;
-  if (KEEL_HAS_FIELD(out, keel_kv_entry, expires_unix_ms)) out->expires_unix_ms = found.expires;
-  return KEEL_OK;
-}
-
-
 keel_status SqliteDatabase::kv_put(keel_txn txn, const keel_kv_put_args& args, std::int64_t* out_version) {
   auto& s = *impl_;
   if (auto st = s.enter(); st < 0) return st;
@@ -913,24 +883,6 @@ keel_status SqliteDatabase::kv_delete(keel_txn txn, std::string_view key, std::i
     return s.run_sql(w, kKvDelete, p, {}, nullptr, true);
   });
   s.record(start, st);
-  return st;
-}
-
-keel_status SqliteDatabase::kv_list(keel_txn txn, std::string_view prefix, std::string_view start_after, std::uint32_t limit,
-                              keel_kv_entry_fn fn, void* user, std::uint32_t* out_more) {
-  auto& s = *impl_;
-  if (auto st = s.enter(); st < 0) return st;
-  if (fn == nullptr) return fail(KEEL_ERR_INVALID_ARGUMENT, "kv_list needs an entry callback");
-  if (limit == 0) return fail(KEEL_ERR_INVALID_ARGUMENT, "kv_list limit must be at least 1");
-  KvListing listing{prefix, start_after, limit, fn, user};
-  const auto& upper = listing.upper;
-  const keel_sql_param p[5] = {{KEEL_SQL_BLOB, 0, 0, 0, {listing.lower.data(), listing.lower.size()}},
-                               {KEEL_SQL_INTEGER, 0, listing.exclusive ? 1 : 0, 0, {}},
-                               {upper.empty() ? KEEL_SQL_NULL : KEEL_SQL_BLOB, 0, 0, 0, {upper.data(), upper.size()}},
-                               {KEEL_SQL_INTEGER, 0, now_unix_ms(), 0, {}},
-                               {KEEL_SQL_INTEGER, 0, static_cast<std::int64_t>(listing.limit) + 1, 0, {}}};
-  const auto st = s.exec(txn, kKvList, p, {&KvListing::on_row, &listing}, nullptr, true);
-  if (st >= 0 && out_more != nullptr) *out_more = listing.more ? 1u : 0u;
   return st;
 }
 
