@@ -7,14 +7,19 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <fstream>
 #include <cstdint>
 #include <filesystem>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "admin_token.hpp"
 #include "keel_host.hpp"
 #include "process.hpp"
 #include "raw_client.hpp"
@@ -36,9 +41,18 @@ struct Run {
   std::string output;  // stdout and stderr
 };
 
-Run run_keel(const fs::path& dir, const std::vector<std::string>& args) {
+Run run_keel(const fs::path& dir, const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
   static int runs = 0;
-  Process p(KEEL_BINARY, args, dir / ("keel-cli-" + std::to_string(++runs) + ".txt"));
+  Process p(KEEL_BINARY, args, dir / ("keel-cli-" + std::to_string(++runs) + ".txt"), env);
+  const auto code = p.wait(30s);
+  REQUIRE(code);
+  return {*code, p.output()};
+}
+
+/// Runs a PostgreSQL client program (psql, pg_restore) and collects its output.
+Run run_tool(const fs::path& dir, const std::string& program, const std::vector<std::string>& args) {
+  static int runs = 0;
+  Process p(program, args, dir / ("tool-" + std::to_string(++runs) + ".txt"));
   const auto code = p.wait(30s);
   REQUIRE(code);
   return {*code, p.output()};
@@ -295,4 +309,82 @@ TEST_CASE("storage tools without a running host: pending migrations, config erro
     CHECK(same.code == 2);
     CHECK(contains(same.output, "is the data directory itself"));
   }
+}
+
+// The same tools on the PostgreSQL engine (the ctest "postgres:" variant): the history is read
+// from the plugin's schema, the backup is pg_dump's archive of that schema, and pg_restore brings
+// it back whole into another database.
+TEST_CASE("keel migrate status, keel backup and GET /admin/migrations on PostgreSQL", "[storage][integration][postgres]") {
+  const char* admin_url = std::getenv("KEEL_TEST_POSTGRES_URL");
+  if (admin_url == nullptr || *admin_url == '\0') {
+    WARN("KEEL_SKIP: needs KEEL_TEST_POSTGRES_DIR (the ctest postgres: variant)");
+    return;
+  }
+  TempDir work;
+  const auto data = work.path() / "data";
+  auto options = host_options(data);
+  options.env.push_back(keel::test::kAdminTokenEnv);
+  KeelHost host(options);
+  const auto& env = host.storage_env();
+  REQUIRE(env.size() == 3);
+  const auto prefix = env[2].substr(env[2].find('=') + 1);
+  const auto schema = prefix + "_migrating";
+  const auto config = host.config_file().string();
+  CHECK(post_note(host.port(), "first") == "1");
+  CHECK(post_note(host.port(), "second") == "2");
+
+  const auto status = run_keel(work.path(), {"migrate", "status", "--config", config, "--json"}, env);
+  INFO(status.output);
+  CHECK(status.code == 0);
+  auto doc = json_of(status.output);
+  REQUIRE(doc["plugins"].size() == 1);
+  CHECK(doc["plugins"][0]["engine"] == "postgres");
+  CHECK(contains(doc["plugins"][0]["database"].get<std::string>(), "schema " + schema));
+  CHECK(doc["plugins"][0]["database_exists"] == true);
+  CHECK(doc["summary"]["applied"] == 2);
+  CHECK_FALSE(contains(status.output, "password"));
+
+  const auto admin = simple_request(host.port(), "GET", "/admin/migrations", {}, keel::test::kAdminBearer);
+  REQUIRE(admin);
+  INFO(admin->body);
+  CHECK(admin->status == 200);
+  const auto report = nlohmann::json::parse(admin->body);
+  CHECK(report["summary"]["applied"] == 2);
+  CHECK(report["plugins"][0]["engine"] == "postgres");
+
+  const auto out = work.path() / "backups";
+  const auto archive = out / "migrating.pgdump";
+  const auto backup = run_keel(work.path(), {"backup", "--config", config, "--out", out.string()}, env);
+  INFO(backup.output);
+  REQUIRE(backup.code == 0);
+  CHECK(contains(backup.output, "migrating: "));
+  CHECK(contains(backup.output, "-> " + archive.string()));
+  CHECK(contains(backup.output, "backed up 1 database(s)"));
+  REQUIRE(fs::exists(archive));
+  struct stat st {};
+  REQUIRE(::stat(archive.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  CHECK_FALSE(fs::exists(out / "migrating.pgdump.partial"));
+  const auto again = run_keel(work.path(), {"backup", "--config", config, "--out", out.string()}, env);
+  CHECK(again.code == 1);
+  CHECK(contains(again.output, archive.string() + " already exists"));
+
+  // Restored into a database of its own, the archive holds the notes and the history.
+  const std::string bin = "/usr/lib/postgresql/15/bin/";
+  const std::string url = admin_url;
+  const auto restored_db = "restored_" + std::to_string(::getpid());
+  const auto restored_url = url.substr(0, url.find("dbname=")) + "dbname=" + restored_db;
+  auto tool = [&](const std::string& program, const std::vector<std::string>& args) {
+    return run_tool(work.path(), bin + program, args);
+  };
+  REQUIRE(tool("psql", {url, "-v", "ON_ERROR_STOP=1", "-c", "CREATE DATABASE " + restored_db}).code == 0);
+  const auto restore = tool("pg_restore", {"--no-owner", "--no-acl", "--dbname=" + restored_url, archive.string()});
+  INFO(restore.output);
+  CHECK(restore.code == 0);
+  const auto counted = tool("psql", {restored_url, "-tAc",
+                                     "SELECT (SELECT count(*) FROM " + schema + ".notes) || '/' || "
+                                     "(SELECT count(*) FROM " + schema + "._keel_migrations)"});
+  INFO(counted.output);
+  CHECK(contains(counted.output, "2/2"));
+  static_cast<void>(tool("psql", {url, "-c", "DROP DATABASE " + restored_db}));
 }

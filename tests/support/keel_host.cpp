@@ -55,8 +55,9 @@ KeelHost::KeelHost(const HostOptions& options) {
     const auto hash = std::hash<std::string>{}(std::filesystem::absolute(data_dir_).string());
     char prefix[24];
     std::snprintf(prefix, sizeof prefix, "t%016zx", hash);
-    env.insert(env.begin(), {"KEEL_STORAGE_ENGINE=postgres", std::string("KEEL_STORAGE_POSTGRES_URL=") + url,
-                             std::string("KEEL_STORAGE_POSTGRES_PREFIX=") + prefix});
+    storage_env_ = {"KEEL_STORAGE_ENGINE=postgres", std::string("KEEL_STORAGE_POSTGRES_URL=") + url,
+                    std::string("KEEL_STORAGE_POSTGRES_PREFIX=") + prefix};
+    env.insert(env.begin(), storage_env_.begin(), storage_env_.end());
   }
   const auto port_file = dir_.path() / "port";
   const auto admin_file = dir_.path() / "admin-address";

@@ -57,6 +57,9 @@ class KeelHost {
   [[nodiscard]] const std::filesystem::path& data_dir() const noexcept { return data_dir_; }
   /// The config file the host was started with.
   [[nodiscard]] std::filesystem::path config_file() const { return dir_.path() / "keel.toml"; }
+  /// The KEEL_STORAGE_* settings the host got from the harness ("K=V"; empty unless a postgres:
+  /// variant runs), for command-line tools that must find the same databases.
+  [[nodiscard]] const std::vector<std::string>& storage_env() const noexcept { return storage_env_; }
   /// SIGTERM, then wait up to `timeout`; returns the exit code (nullopt if still running).
   std::optional<int> stop(std::chrono::milliseconds timeout = std::chrono::seconds(15));
   /// Sleeps a random time in [lo, hi), then SIGKILL; returns the exit code (128 + 9 when killed).
@@ -67,6 +70,7 @@ class KeelHost {
   std::unique_ptr<Process> process_;
   std::uint16_t port_ = 0;
   std::string admin_address_;
+  std::vector<std::string> storage_env_;
   std::filesystem::path plugin_dir_;
   std::filesystem::path data_dir_;
 };

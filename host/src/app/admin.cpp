@@ -63,8 +63,8 @@ nlohmann::ordered_json routes_json(const plugins::PluginHost& plugins) {
   return out;
 }
 
-// Reads each storage plugin's _keel_migrations on this I/O thread: a read-only connection of its
-// own per database (what `keel migrate status` does against a running host), a few small rows.
+// Reads each storage plugin's _keel_migrations: a read-only connection of its own per database
+// (what `keel migrate status` does against a running host), a few small rows.
 nlohmann::ordered_json migrations_json(const plugins::PluginHost& plugins) {
   using OrderedJson = nlohmann::ordered_json;
   MigrationReport report;
@@ -235,7 +235,6 @@ void admin_read(const http::Request& req, http::Response& res, const std::vector
   if (seg.size() == 2 && (seg[1] == "routes" || seg[1] == "migrations" || seg[1] == "config")) {
     if (req.method != "GET" && req.method != "HEAD") return res.set_method_not_allowed("GET, HEAD");
     if (seg[1] == "routes") return reply(res, 200, routes_json(plugins));
-    if (seg[1] == "migrations") return reply(res, 200, migrations_json(plugins));
     return res.set_json(200, config::to_json(plugins.config(), plugins.secret_config_keys()));
   }
   if (seg.size() == 2 && seg[1] == "storage") {
@@ -255,40 +254,48 @@ void admin_read(const http::Request& req, http::Response& res, const std::vector
   res.set_error(404, "not_found", "no such admin path");
 }
 
-// POST /admin/plugins/{name}/disable|enable|reload: blocks (drains, runs the plugin's hooks), so
-// it runs on the worker pool and answers through a Deferred.
-std::optional<http::Deferred> plugin_action(const http::Request& req, http::Response& res, std::string name,
-                                            std::string action, plugins::PluginHost& plugins) {
+// Runs `work` (it blocks: plugin hooks, database round trips) on the admin queue of the worker
+// pool and answers through a Deferred with the response it makes.
+std::optional<http::Deferred> answer_later(const http::Request& req, http::Response& res, plugins::PluginHost& plugins,
+                                           std::string timeout_message, std::function<http::Response()> work) {
   auto reply_later = std::make_shared<http::AsyncReply>();
-  reply_later->timeout_message = "the admin action on plugin '" + name + "' did not finish in time; see the log";
-  auto log = observability::logger("admin");
-  log->info("admin {} plugin={} from={} req={}", action, name, req.remote_address, req.request_id);
-  const bool queued = plugins.post_admin_job([&plugins, reply_later, log, name, action] {
-    const auto result = action == "disable" ? plugins.disable(name)
-                        : action == "enable" ? plugins.enable(name)
-                                             : plugins.reload(name);
-    http::Response out;
-    if (result.status == 200) {
-      Json body{{"name", name}, {"message", result.message}};
-      for (const auto& st : plugins.statuses()) {
-        if (st.name != name) continue;
-        body["state"] = plugins::to_string(st.state);
-        body["version"] = st.version;
-        body["generation"] = st.generation;
-      }
-      out.set_json(200, body.dump());
-      log->info("admin {} done plugin={} message=\"{}\"", action, name, result.message);
-    } else {
-      out.set_error(result.status, http::error_code_for(result.status), result.message);
-      log->warn("admin {} refused plugin={} status={} reason=\"{}\"", action, name, result.status, result.message);
-    }
-    reply_later->complete(std::move(out));
-  });
+  reply_later->timeout_message = std::move(timeout_message);
+  const bool queued = plugins.post_admin_job([reply_later, work = std::move(work)] { reply_later->complete(work()); });
   if (!queued) {
     res.set_error(503, "unavailable", "the host is shutting down");
     return std::nullopt;
   }
   return http::Deferred{std::move(reply_later), req.deadline};
+}
+
+// POST /admin/plugins/{name}/disable|enable|reload: blocks (drains, runs the plugin's hooks).
+std::optional<http::Deferred> plugin_action(const http::Request& req, http::Response& res, std::string name,
+                                            std::string action, plugins::PluginHost& plugins) {
+  auto log = observability::logger("admin");
+  log->info("admin {} plugin={} from={} req={}", action, name, req.remote_address, req.request_id);
+  return answer_later(
+      req, res, plugins, "the admin action on plugin '" + name + "' did not finish in time; see the log",
+      [&plugins, log, name, action] {
+        const auto result = action == "disable" ? plugins.disable(name)
+                            : action == "enable" ? plugins.enable(name)
+                                                 : plugins.reload(name);
+        http::Response out;
+        if (result.status == 200) {
+          Json body{{"name", name}, {"message", result.message}};
+          for (const auto& st : plugins.statuses()) {
+            if (st.name != name) continue;
+            body["state"] = plugins::to_string(st.state);
+            body["version"] = st.version;
+            body["generation"] = st.generation;
+          }
+          out.set_json(200, body.dump());
+          log->info("admin {} done plugin={} message=\"{}\"", action, name, result.message);
+        } else {
+          out.set_error(result.status, http::error_code_for(result.status), result.message);
+          log->warn("admin {} refused plugin={} status={} reason=\"{}\"", action, name, result.status, result.message);
+        }
+        return out;
+      });
 }
 
 }  // namespace
@@ -332,6 +339,14 @@ std::optional<http::Deferred> handle_admin(const http::Request& req, http::Respo
     }
     return plugin_action(req, res, std::string(seg[2]), std::string(seg[3]), plugins);
   }
+  // Reading the migration history may be a database round trip (PostgreSQL): off the I/O thread.
+  if (seg.size() == 2 && seg[1] == "migrations" && (req.method == "GET" || req.method == "HEAD"))
+    return answer_later(req, res, plugins, "reading the migration history did not finish in time; see the log",
+                        [&plugins] {
+                          http::Response out;
+                          reply(out, 200, migrations_json(plugins));
+                          return out;
+                        });
   admin_read(req, res, seg, plugins, cluster);
   return std::nullopt;
 }

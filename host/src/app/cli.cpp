@@ -21,7 +21,7 @@
 #include "plugins/loader.hpp"
 #include "plugins/plugin_host.hpp"
 #include "storage/postgres/sql_text.hpp"
-#include "storage/sqlite/sqlite_database.hpp"
+#include "storage/offline.hpp"
 
 namespace keel::host::app {
 namespace {
@@ -261,7 +261,7 @@ int migrate_status(const std::string& config_file, bool as_json) {
     jp["storage"] = c.manifest ? nlohmann::ordered_json(storage) : nlohmann::ordered_json(nullptr);
     // A second file with the same name (refused by pre-flight) does not own the database.
     if (storage && seen.insert(c.manifest->name).second)
-      report.add_database(jp, storage::database_file(cfg->server.data_dir, c.manifest->name), c.manifest->migrations);
+      report.add_database(jp, storage::options_for(*cfg, c.manifest->name), c.manifest->migrations);
     out["plugins"].push_back(std::move(jp));
   }
   const bool ok = report.ok();
@@ -285,7 +285,7 @@ int migrate_status(const std::string& config_file, bool as_json) {
       std::printf("%s (%s): pre-flight failed: %s\n", name.c_str(), str(jp, "file").c_str(), str(jp, "error").c_str());
     if (!jp.contains("database")) continue;
     std::printf("%s: %s%s\n", name.c_str(), str(jp, "database").c_str(),
-                jp["database_exists"].get<bool>() ? "" : " (not created yet)");
+                jp["database_exists"] == false ? " (not created yet)" : "");
     if (jp.contains("read_error")) {
       std::printf("  cannot read it: %s\n", str(jp, "read_error").c_str());
       continue;
@@ -329,10 +329,12 @@ std::string human_size(std::uintmax_t bytes) {
   return text;
 }
 
-// `keel backup`: an online, consistent copy of every storage plugin's database into out_dir.
+// `keel backup`: an online, consistent copy of every storage plugin's database into out_dir
+// (SQLite: a copy of the file; PostgreSQL: pg_dump of the plugin's schema).
 // Exit 0 when every copy succeeded, 1 when any failed or would overwrite a file without
 // --force, 2 on config errors or an --out that is the data directory itself.
-int backup_databases(const std::string& config_file, const std::string& out_dir, bool force) {
+int backup_databases(const std::string& config_file, const std::string& out_dir, bool force,
+                     const storage::BackupTools& tools) {
   const auto cfg = load_tool_config(config_file);
   if (!cfg) return 2;
   const fs::path out = out_dir;
@@ -347,12 +349,13 @@ int backup_databases(const std::string& config_file, const std::string& out_dir,
   const auto candidates = scan_plugins(*cfg, "backup");
 
   struct Job {
-    std::string plugin;
-    fs::path source;
+    storage::Options source;
+    std::string where;
     fs::path target;
   };
   std::vector<Job> jobs;
   std::set<std::string> seen;
+  std::size_t failures = 0;
   for (const auto& c : candidates) {
     if (!c.manifest) {
       std::fprintf(stderr, "keel backup: %s: skipped, its manifest cannot be read (%s)\n", c.file.string().c_str(),
@@ -361,12 +364,20 @@ int backup_databases(const std::string& config_file, const std::string& out_dir,
     }
     if (!uses_storage(*c.manifest) || !seen.insert(c.manifest->name).second) continue;
     const auto& name = c.manifest->name;
-    auto source = storage::database_file(cfg->server.data_dir, name);
-    if (!fs::exists(source, ec)) {
-      std::printf("%s: no database yet (%s), skipped\n", name.c_str(), source.string().c_str());
+    auto source = storage::options_for(*cfg, name);
+    auto where = storage::describe_location(source);
+    try {
+      if (!storage::read_migration_history(source).exists) {
+        std::printf("%s: no database yet (%s), skipped\n", name.c_str(), where.c_str());
+        continue;
+      }
+    } catch (const std::exception& e) {
+      ++failures;
+      std::fprintf(stderr, "keel backup: %s: FAILED: %s\n", name.c_str(), e.what());
       continue;
     }
-    jobs.push_back({name, std::move(source), out / (name + ".db")});
+    auto target = out / storage::backup_file_name(source);
+    jobs.push_back({std::move(source), std::move(where), std::move(target)});
   }
 
   if (!fs::create_directories(out, ec) && ec) {
@@ -382,7 +393,7 @@ int backup_databases(const std::string& config_file, const std::string& out_dir,
     for (const auto& j : jobs) {
       if (!fs::exists(fs::symlink_status(j.target, ec))) continue;
       ++existing;
-      std::fprintf(stderr, "keel backup: %s: %s already exists; refusing to overwrite it\n", j.plugin.c_str(),
+      std::fprintf(stderr, "keel backup: %s: %s already exists; refusing to overwrite it\n", j.source.plugin.c_str(),
                    j.target.string().c_str());
     }
     if (existing > 0) {
@@ -393,25 +404,24 @@ int backup_databases(const std::string& config_file, const std::string& out_dir,
     }
   }
 
-  std::size_t failures = 0;
   for (const auto& j : jobs) {
     try {
       // Leftovers of a database that was opened at the target path would be applied to the new
       // copy by SQLite: remove them first (the copy itself replaces the file atomically).
       for (const char* suffix : {"-wal", "-shm", "-journal"}) fs::remove(j.target.string() + suffix, ec);
-      storage::backup(j.source, j.target);  // a self-contained file, mode 0600
+      storage::backup_database(j.source, j.target, tools);  // mode 0600, complete or absent
       const auto size = fs::file_size(j.target, ec);
-      std::printf("%s: %s -> %s (%s)\n", j.plugin.c_str(), j.source.string().c_str(), j.target.string().c_str(),
+      std::printf("%s: %s -> %s (%s)\n", j.source.plugin.c_str(), j.where.c_str(), j.target.string().c_str(),
                   ec ? "size unknown" : human_size(size).c_str());
     } catch (const std::exception& e) {
       ++failures;
       std::fflush(stdout);
-      std::fprintf(stderr, "keel backup: %s: FAILED: %s\n", j.plugin.c_str(), e.what());
+      std::fprintf(stderr, "keel backup: %s: FAILED: %s\n", j.source.plugin.c_str(), e.what());
     }
     std::fflush(stdout);
   }
   if (failures > 0) {
-    std::fprintf(stderr, "keel backup: %zu of %zu backup(s) failed\n", failures, jobs.size());
+    std::fprintf(stderr, "keel backup: %zu backup(s) failed\n", failures);
     return 1;
   }
   std::printf("backed up %zu database(s) to %s\n", jobs.size(), out_dir.c_str());
@@ -475,9 +485,15 @@ int run_cli(int argc, char** argv) {
   bool backup_force = false;
   backup_cmd->add_option("--config", backup_config, "host configuration file (TOML), the one given to keel serve")
       ->required();
-  backup_cmd->add_option("--out", backup_out, "directory for the copies, <plugin>.db each (created if missing)")
+  backup_cmd->add_option("--out", backup_out,
+                         "directory for the copies, <plugin>.db (SQLite) or <plugin>.pgdump (PostgreSQL) each "
+                         "(created if missing)")
       ->required();
   backup_cmd->add_flag("--force", backup_force, "replace copies already in --out");
+  storage::BackupTools backup_tools;
+  backup_cmd->add_option("--pg-dump", backup_tools.pg_dump,
+                         "pg_dump program for plugins on PostgreSQL (default: pg_dump in PATH; its major version must "
+                         "be at least the server's)");
 
   try {
     cli.parse(argc, argv);
@@ -503,7 +519,7 @@ int run_cli(int argc, char** argv) {
     return code;
   }
   if (*backup_cmd) {
-    const int code = backup_databases(backup_config, backup_out, backup_force);
+    const int code = backup_databases(backup_config, backup_out, backup_force, backup_tools);
     observability::shutdown();
     return code;
   }

@@ -2,22 +2,23 @@
 
 #include <exception>
 #include <string>
-#include <system_error>
 
 #include <nlohmann/json.hpp>
 
 namespace keel::host::app {
 
-void MigrationReport::add_database(nlohmann::ordered_json& plugin, const std::filesystem::path& database,
+void MigrationReport::add_database(nlohmann::ordered_json& plugin, const storage::Options& database,
                                    const std::vector<package::MigrationDecl>& declared) {
   using Json = nlohmann::ordered_json;
   ++databases_;
-  std::error_code ec;
-  plugin["database"] = database.string();
-  plugin["database_exists"] = std::filesystem::exists(database, ec);
+  plugin["engine"] = database.engine == storage::StorageEngine::kPostgres ? "postgres" : "sqlite";
+  plugin["database"] = storage::describe_location(database);
+  plugin["database_exists"] = nullptr;  // unknown until read
   try {
+    const auto history = storage::read_migration_history(database);
+    plugin["database_exists"] = history.exists;
     auto migrations = Json::array();
-    for (const auto& st : storage::migration_status(database, declared)) {
+    for (const auto& st : storage::migration_status(history, declared)) {
       ++counts_[static_cast<std::size_t>(st.state)];
       migrations.push_back({{"version", st.version},
                             {"state", storage::to_string(st.state)},

@@ -1,28 +1,29 @@
 #pragma once
 // The JSON report of plugin database migrations that `keel migrate status --json` prints and
 // GET /admin/migrations answers, built in one place so the two keep the same shape. Reads each
-// database with storage::migration_status() (a read-only connection of its own, safe while a
-// host has the file open in WAL mode). One report per caller; not thread-safe.
+// database with storage::read_migration_history() (a read-only connection of its own, safe while
+// a host uses the database; on PostgreSQL a network round trip, so never on an I/O thread). One
+// report per caller; not thread-safe.
 
 #include <array>
 #include <cstddef>
-#include <filesystem>
 #include <optional>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
 #include "package/manifest.hpp"
+#include "storage/database.hpp"
 #include "storage/migrations.hpp"
 
 namespace keel::host::app {
 
 class MigrationReport {
  public:
-  /// Reads the migrations of `database` and adds to `plugin` "database", "database_exists" and
-  /// either "migrations" (version, state, applied_at or null, checksum, description; in version
-  /// order) or "read_error" when the file cannot be read.
-  void add_database(nlohmann::ordered_json& plugin, const std::filesystem::path& database,
+  /// Reads the migrations of `database` and adds to `plugin` "engine", "database" (where it is),
+  /// "database_exists" (null when unreadable) and either "migrations" (version, state, applied_at
+  /// or null, checksum, description; in version order) or "read_error" when it cannot be read.
+  void add_database(nlohmann::ordered_json& plugin, const storage::Options& database,
                     const std::vector<package::MigrationDecl>& declared);
 
   /// {"plugins_with_storage", ["preflight_failed",] "applied", "pending", "changed", "unknown",

@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -293,7 +294,24 @@ struct PluginHost::Impl final : isolation::RunnerListener {
     p.state = s;
   }
 
+  /// Opens and migrates the plugin's database when its manifest asks for storage. False (the
+  /// plugin failed) when that is impossible; when the database's server cannot be reached, the
+  /// plugin also waits for it (waiting_for_storage) and is started again once it can.
   bool open_storage(Plugin& p);
+
+  // Plugins whose database server could not be reached when they were to start, and the plugins
+  // that depend on them: failed, with the reason, and started again on a timer with backoff until
+  // they start (docs/storage.md "Faults"). Under admin_mutex (or start(), before it is shared).
+  std::set<std::string> waiting_for_storage;
+  std::mutex storage_retry_mutex;  // the timer below, against stop()
+  std::uint64_t storage_retry_timer = 0;
+  bool storage_retry_off = false;
+  std::chrono::milliseconds storage_retry_delay{250};
+  /// Starts a retry after the current delay (doubled each time, up to kStorageRetryMax).
+  void schedule_storage_retry();
+  /// On the admin queue: starts each waiting plugin again, dependencies first.
+  void retry_waiting_plugins();
+  static constexpr std::chrono::milliseconds kStorageRetryMax{4000};
   void close_storage(Plugin& p) {
     p.ctx.storage = nullptr;
     if (p.database) p.database->close();

@@ -7,6 +7,7 @@
 #include "abi/status.hpp"
 #include "plugins/host_impl.hpp"
 #include "package/sha256.hpp"
+#include "common/timer_queue.hpp"
 #include "storage/migrations.hpp"
 
 namespace keel::host::plugins {
@@ -96,32 +97,24 @@ PluginHost::~PluginHost() { stop(); }
 // before any of its code runs. Returns false (plugin failed) when that is impossible.
 bool PluginHost::Impl::open_storage(Plugin& p) {
   if (!has_permission(p.manifest, "ext:" KEEL_STORAGE_EXTENSION_ID)) return true;
-  storage::Options o;
-  o.engine = cfg.storage.engine;
-  o.file = storage::database_file(cfg.server.data_dir, p.name);
-  o.plugin = p.name;
-  o.synchronous = cfg.storage.synchronous;
-  o.busy_timeout = cfg.storage.busy_timeout;
-  o.readers = cfg.storage.readers;
-  o.statement_cache = cfg.storage.statement_cache;
-  o.transaction_timeout = cfg.storage.transaction_timeout;
-  o.max_bytes = cfg.storage.max_db_bytes;
-  if (const auto sec = cfg.plugin_sections.find(p.name); sec != cfg.plugin_sections.end()) {
-    if (sec->second.max_db_bytes) o.max_bytes = *sec->second.max_db_bytes;
-    if (!sec->second.storage_engine.empty())
-      o.engine = sec->second.storage_engine == "postgres" ? config::StorageEngine::kPostgres : config::StorageEngine::kSqlite;
-  }
-  o.postgres.url = cfg.storage.postgres_url;
-  o.postgres.prefix = cfg.storage.postgres_prefix;
-  o.postgres.pool_size = cfg.storage.postgres_pool_size;
-  o.postgres.connect_timeout = cfg.storage.postgres_connect_timeout;
+  auto o = storage::options_for(cfg, p.name);
   try {
     if (o.engine == config::StorageEngine::kSqlite) storage::prepare_data_dir(cfg.server.data_dir);
     p.database = storage::open_database(std::move(o));
+  } catch (const storage::Unavailable& e) {
+    {
+      std::lock_guard lock(status_mutex);
+      p.state = PluginState::kFailed;
+      p.reason = std::string("waiting for storage, trying again: ") + e.what();
+    }
+    log->warn("plugin waits for its storage name={} reason=\"{}\"", p.name, e.what());
+    waiting_for_storage.insert(p.name);
+    return false;
   } catch (const std::exception& e) {
     fail(p, e.what());
     return false;
   }
+  waiting_for_storage.erase(p.name);
   if (auto why = storage::migrate(*p.database, p.manifest.migrations); !why.empty()) {
     const auto where = p.database->location();
     p.database.reset();
@@ -421,6 +414,9 @@ void PluginHost::start() {
     auto& p = *s.plugins[i];
     if (auto why = deps_ok(p, PluginState::kCreated); !why.empty()) {
       s.fail(p, why);
+      // It starts with the dependency that waits for its storage.
+      for (auto d : p.dependencies)
+        if (s.waiting_for_storage.count(s.plugins[d]->name) != 0) s.waiting_for_storage.insert(p.name);
       continue;
     }
     if (s.open_storage(p)) s.load_and_create(p);
@@ -445,10 +441,65 @@ void PluginHost::start() {
   std::size_t started = 0;
   for (auto& p : s.plugins) started += p->state == PluginState::kStarted ? 1 : 0;
   s.log->info("plugins ready started={} total={}", started, s.plugins.size());
+  if (!s.waiting_for_storage.empty()) s.schedule_storage_retry();
+}
+
+void PluginHost::Impl::schedule_storage_retry() {
+  std::lock_guard lock(storage_retry_mutex);
+  if (storage_retry_off) return;
+  const auto delay = storage_retry_delay;
+  storage_retry_delay = std::min(storage_retry_delay * 2, kStorageRetryMax);
+  storage_retry_timer = timers.schedule(Clock::now() + delay, [this] {
+    std::lock_guard l(storage_retry_mutex);
+    if (storage_retry_off) return;
+    storage_retry_timer = 0;
+    static_cast<void>(post_admin([this] { retry_waiting_plugins(); }));
+  });
+}
+
+void PluginHost::Impl::retry_waiting_plugins() {
+  {
+    std::lock_guard admin(admin_mutex);
+    if (stopped) return;
+    for (auto i : order) {
+      const auto g = current_generations()[i];
+      if (waiting_for_storage.count(g->name) == 0) continue;
+      if (g->state == PluginState::kStarted || g->state == PluginState::kDisabled) {
+        waiting_for_storage.erase(g->name);
+        continue;
+      }
+      // open_storage() puts it back while the server is still out of reach.
+      waiting_for_storage.erase(g->name);
+      const auto result = install(g, g->file);
+      if (result.status == 200) {
+        log->info("plugin started once its storage could be reached name={}", g->name);
+        continue;
+      }
+      for (auto d : g->dependencies)
+        if (waiting_for_storage.count(plugins[d]->name) != 0) waiting_for_storage.insert(g->name);
+      if (waiting_for_storage.count(g->name) != 0) {
+        constexpr std::string_view kPrefix = "not started: ";
+        auto why = std::string_view(result.message).starts_with(kPrefix) ? result.message.substr(kPrefix.size())
+                                                                         : result.message;
+        if (!why.starts_with("waiting for storage")) why = "waiting for storage (of a dependency): " + why;
+        std::lock_guard lock(status_mutex);
+        g->reason = std::move(why);
+      } else {
+        log->error("plugin failed after waiting for its storage name={} reason=\"{}\"", g->name, result.message);
+      }
+    }
+    if (waiting_for_storage.empty()) return;
+  }
+  schedule_storage_retry();
 }
 
 void PluginHost::stop() {
   auto& s = *impl_;
+  {
+    std::lock_guard lock(s.storage_retry_mutex);
+    s.storage_retry_off = true;
+    if (s.storage_retry_timer != 0) s.timers.cancel(s.storage_retry_timer);
+  }
   if (s.watcher) s.watcher->stop();  // before admin_mutex: a sync in progress holds it
   s.stop_admin_queue();               // queued admin actions run first
   {

@@ -184,11 +184,11 @@ class PluginHost {
   struct StoragePlugin {
     std::string name;
     PluginState state = PluginState::kDiscovered;
-    std::filesystem::path database;         ///< its database file in [server] data_dir
+    storage::Options database;              ///< where its database is, as the host opens it
     std::vector<package::MigrationDecl> migrations;  ///< as its manifest declares them
   };
   /// Every plugin with storage, whatever its state (the first file of a duplicated name), in
-  /// directory order. Touches no database: read them with storage::migration_status().
+  /// directory order. Touches no database: read them with storage::read_migration_history().
   [[nodiscard]] std::vector<StoragePlugin> storage_plugins() const;
   /// Per plugin, the [plugin.<name>] keys its manifest config schema marks "secret": true.
   [[nodiscard]] config::SecretKeys secret_config_keys() const;

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "plugins/host_impl.hpp"
+#include "storage/offline.hpp"
 
 namespace keel::host::plugins {
 
@@ -160,7 +161,7 @@ std::vector<PluginHost::StoragePlugin> PluginHost::storage_plugins() const {
   for (const auto& p : impl_->plugins) {
     // A file whose manifest could not be read has an empty manifest and no permissions.
     if (!has_permission(p->manifest, "ext:" KEEL_STORAGE_EXTENSION_ID) || !seen.insert(p->name).second) continue;
-    out.push_back({p->name, p->state, storage::database_file(impl_->cfg.server.data_dir, p->name), p->manifest.migrations});
+    out.push_back({p->name, p->state, storage::options_for(impl_->cfg, p->name), p->manifest.migrations});
   }
   return out;
 }

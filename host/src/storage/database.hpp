@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -123,6 +124,10 @@ class Database {
   virtual keel_status append_in_commit_order(keel_txn txn, std::string_view table, std::string_view sql,
                                              std::span<const keel_sql_param> params) = 0;
 
+  /// Inside `txn`, waits until no other host migrates this database and keeps it so until the
+  /// transaction ends (a database only one host opens needs nothing).
+  virtual keel_status lock_migrations(keel_txn txn) = 0;
+
   /// Whether the plugin's database has a table `name` (the host's or the plugin's).
   virtual keel_status has_table(std::string_view name, bool& out) = 0;
 
@@ -147,9 +152,16 @@ class Database {
   Options options_;
 };
 
+/// Thrown by open_database() when the database's server cannot be reached now (down, starting,
+/// or the network): opening it again later may succeed, unlike for other errors.
+class Unavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 /// Opens (creating or provisioning what is missing) `options.plugin`'s database on the engine
 /// options.engine names. Throws std::runtime_error with a message naming the plugin, the file
-/// or server, and the reason.
+/// or server, and the reason (Unavailable when the server cannot be reached).
 [[nodiscard]] std::unique_ptr<Database> open_database(Options options);
 
 }  // namespace keel::host::storage

@@ -3,10 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
-#include <stdexcept>
 
-#include <SQLiteCpp/Database.h>
-#include <SQLiteCpp/Statement.h>
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
@@ -50,6 +47,18 @@ std::vector<MigrationStatus> compare(const std::map<std::int64_t, Recorded>& rec
   return out;
 }
 
+/// Reads _keel_migrations of `db` (in `txn`, or on its own) into `out`.
+keel_status read_recorded(Database& db, keel_txn txn, std::map<std::int64_t, Recorded>& out) {
+  auto sink = [](void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) -> int32_t {
+    auto text = [](const keel_sql_value& x) { return std::string(x.bytes.ptr != nullptr ? x.bytes.ptr : "", x.bytes.len); };
+    (*static_cast<std::map<std::int64_t, Recorded>*>(user))[v[0].integer] = {text(v[1]), text(v[2]), text(v[3])};
+    return 0;
+  };
+  out.clear();
+  return db.exec_host(txn, "SELECT version, description, checksum, applied_at FROM _keel_migrations", {}, {sink, &out},
+                      nullptr);
+}
+
 }  // namespace
 
 std::string_view to_string(MigrationState state) noexcept {
@@ -66,14 +75,7 @@ std::string migration_checksum(const package::MigrationDecl& migration) { return
 
 std::string migrate(Database& db, const std::vector<package::MigrationDecl>& declared) {
   std::map<std::int64_t, Recorded> recorded;
-  auto sink = [](void* user, const keel_sql_value* v, const keel_host_bytes*, std::size_t) -> int32_t {
-    auto text = [](const keel_sql_value& x) { return std::string(x.bytes.ptr != nullptr ? x.bytes.ptr : "", x.bytes.len); };
-    (*static_cast<std::map<std::int64_t, Recorded>*>(user))[v[0].integer] = {text(v[1]), text(v[2]), text(v[3])};
-    return 0;
-  };
-  if (db.exec_host(KEEL_TXN_NONE, "SELECT version, description, checksum, applied_at FROM _keel_migrations", {},
-                   {sink, &recorded}, nullptr) < 0)
-    return "cannot read the migration history: " + last_error();
+  if (read_recorded(db, KEEL_TXN_NONE, recorded) < 0) return "cannot read the migration history: " + last_error();
 
   const auto plan = compare(recorded, declared);
   std::int64_t last_applied = 0;
@@ -105,7 +107,25 @@ std::string migrate(Database& db, const std::vector<package::MigrationDecl>& dec
     keel_txn txn = KEEL_TXN_NONE;
     if (db.begin(KEEL_TXN_NONE, &txn) < 0)
       return fmt::format("migration {} (\"{}\") could not start a transaction: {}", m.version, m.description, last_error());
-    auto st = db.exec_script(txn, decl.sql);
+    // Hosts sharing the database (PostgreSQL) migrate one at a time: under the lock, the history
+    // is read again, and what another host applied meanwhile is not applied twice.
+    auto st = db.lock_migrations(txn);
+    if (st >= 0) st = read_recorded(db, txn, recorded);
+    if (st < 0) {
+      const auto why = last_error();
+      static_cast<void>(db.rollback(txn));
+      return fmt::format("migration {} (\"{}\") could not lock the migration history: {}", m.version, m.description, why);
+    }
+    if (const auto it = recorded.find(m.version); it != recorded.end()) {
+      static_cast<void>(db.rollback(txn));
+      if (it->second.checksum != m.checksum)
+        return fmt::format("migration {} (\"{}\") was applied meanwhile with another checksum ({}, here {}); is "
+                           "another version of the plugin starting on another host?",
+                           m.version, m.description, short_sum(it->second.checksum), short_sum(m.checksum));
+      log->info("migration applied meanwhile by another host plugin={} version={}", plugin, m.version);
+      continue;
+    }
+    st = db.exec_script(txn, decl.sql);
     std::string error = st < 0 ? last_error() : std::string{};
     if (st >= 0) {
       const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
@@ -132,23 +152,10 @@ std::string migrate(Database& db, const std::vector<package::MigrationDecl>& dec
   return {};
 }
 
-std::vector<MigrationStatus> migration_status(const std::filesystem::path& file,
+std::vector<MigrationStatus> migration_status(const MigrationHistory& history,
                                               const std::vector<package::MigrationDecl>& declared) {
   std::map<std::int64_t, Recorded> recorded;
-  std::error_code ec;
-  if (std::filesystem::exists(file, ec)) {
-    try {
-      SQLite::Database db(file.string(), SQLite::OPEN_READONLY, 5000);
-      if (db.tableExists("_keel_migrations")) {
-        SQLite::Statement q(db, "SELECT version, description, checksum, applied_at FROM _keel_migrations");
-        while (q.executeStep())
-          recorded[q.getColumn(0).getInt64()] = {q.getColumn(1).getString(), q.getColumn(2).getString(),
-                                                 q.getColumn(3).getString()};
-      }
-    } catch (const std::exception& e) {
-      throw std::runtime_error("cannot read migrations of " + file.string() + ": " + e.what());
-    }
-  }
+  for (const auto& r : history.recorded) recorded[r.version] = {r.description, r.checksum, r.applied_at};
   return compare(recorded, declared);
 }
 

@@ -5,11 +5,11 @@
 // is compared on every start.
 
 #include <cstdint>
-#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "package/manifest.hpp"
+#include "storage/offline.hpp"
 
 namespace keel::host::storage {
 
@@ -40,10 +40,9 @@ struct MigrationStatus {
 /// migration changed or disappeared, or a pending one sorts before an applied one.
 [[nodiscard]] std::string migrate(Database& db, const std::vector<package::MigrationDecl>& declared);
 
-/// Status of every declared and recorded migration of the database at `file`, read-only (the
-/// database may be in use by a running host). A missing file means everything is pending.
-/// Throws std::runtime_error when the file exists but cannot be read.
-[[nodiscard]] std::vector<MigrationStatus> migration_status(const std::filesystem::path& file,
+/// Status of every declared and recorded migration in `history` (read_migration_history()), in
+/// version order. A database that does not exist yet has every declared migration pending.
+[[nodiscard]] std::vector<MigrationStatus> migration_status(const MigrationHistory& history,
                                                             const std::vector<package::MigrationDecl>& declared);
 
 }  // namespace keel::host::storage

@@ -1,4 +1,4 @@
-// storage::migrate and storage::migration_status: ordered, recorded, never edited.
+// storage::migrate, read_migration_history and migration_status: ordered, recorded, never edited.
 
 #include "storage/migrations.hpp"
 
@@ -42,6 +42,11 @@ std::vector<History> history(kst::Database& db) {
   std::vector<History> out;
   for (const auto& r : rows.rows) out.push_back({r[0].integer, r[1].bytes, r[2].bytes, r[3].bytes});
   return out;
+}
+
+/// What `keel migrate status` reports about the database `options` name, read on the side.
+std::vector<kst::MigrationStatus> status_of(const kst::Options& options, const std::vector<MigrationDecl>& declared) {
+  return kst::migration_status(kst::read_migration_history(options), declared);
 }
 
 std::vector<std::int64_t> versions(const std::vector<History>& h) {
@@ -101,8 +106,7 @@ TEST_CASE("storage migrations: applied in order, recorded, and a re-run is a no-
   t.reopen();
   CHECK(kst::migrate(*t, {kCreate, kSeed, kIndex}) == "");
   CHECK(history(*t).size() == 3);
-  if (!on_postgres())
-    CHECK(states(kst::migration_status(t.options.file, {kCreate, kSeed, kIndex})) ==
+  CHECK(states(status_of(t.options, {kCreate, kSeed, kIndex})) ==
         VS{{1, MigrationState::kApplied}, {2, MigrationState::kApplied}, {3, MigrationState::kApplied}});
 
   // No migrations at all: fine.
@@ -125,8 +129,7 @@ TEST_CASE("storage migrations: a failing migration names its version and keeps e
   CHECK(!table_exists(*t, "half"));
   CHECK(!table_exists(*t, "never"));
   CHECK(scalar(*t, "SELECT count(*) FROM items") == 2);
-  if (!on_postgres())
-    CHECK(states(kst::migration_status(t.options.file, {kCreate, kSeed, bad, after})) ==
+  CHECK(states(status_of(t.options, {kCreate, kSeed, bad, after})) ==
           VS{{1, MigrationState::kApplied},
              {2, MigrationState::kApplied},
              {3, MigrationState::kPending},
@@ -198,20 +201,23 @@ TEST_CASE("storage migrations: migration_status reports applied, pending, change
   keel::test::TempDir dir;
   // A missing file: everything pending, and the file is not created.
   const auto missing = dir.path() / "none.db";
-  const auto none = kst::migration_status(missing, {kCreate, kSeed});
+  kst::Options at_missing;
+  at_missing.file = missing;
+  at_missing.plugin = "none";
+  const auto none = status_of(at_missing, {kCreate, kSeed});
   CHECK(states(none) == VS{{1, MigrationState::kPending}, {2, MigrationState::kPending}});
   CHECK(none[0].checksum == kst::migration_checksum(kCreate));
   CHECK(none[0].description == "create items");
   CHECK(none[0].applied_at.empty());
   CHECK(!std::filesystem::exists(missing));
-  CHECK(kst::migration_status(missing, {}).empty());
+  CHECK(status_of(at_missing, {}).empty());
 
   TestDb t;
   REQUIRE(kst::migrate(*t, {kCreate, kSeed}) == "");
   auto edited = kCreate;
   edited.sql = "CREATE TABLE items (id INTEGER PRIMARY KEY);";
   // While the database is open and in use (WAL), status is read-only and works.
-  const auto s = kst::migration_status(t.options.file, {edited, kIndex});
+  const auto s = status_of(t.options, {edited, kIndex});
   CHECK(states(s) == VS{{1, MigrationState::kChanged}, {2, MigrationState::kUnknown}, {3, MigrationState::kPending}});
   REQUIRE(s.size() == 3);
   CHECK(!s[0].applied_at.empty());
@@ -228,7 +234,9 @@ TEST_CASE("storage migrations: migration_status reports applied, pending, change
   // A file that is not a database: an exception naming it.
   const auto junk = dir.write("junk.db", std::string(4096, 'x'));
   try {
-    static_cast<void>(kst::migration_status(junk, {kCreate}));
+    kst::Options at_junk;
+    at_junk.file = junk;
+    static_cast<void>(kst::read_migration_history(at_junk));
     FAIL("read migrations of a non-database file");
   } catch (const std::runtime_error& e) {
     CHECK(contains(e.what(), junk.string()));

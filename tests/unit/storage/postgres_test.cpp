@@ -15,6 +15,7 @@
 
 #include "postgres_server.hpp"
 #include "process.hpp"
+#include "storage/migrations.hpp"
 #include "storage/postgres/postgres_database.hpp"
 #include "storage_test_support.hpp"
 
@@ -349,4 +350,51 @@ TEST_CASE("postgres engine: a statement prepared before another host's migration
   REQUIRE(exec(*two, 0, "SELECT * FROM t", {}, &again) == KEEL_OK);
   CHECK(again.names.size() == 3);
   two->close();
+}
+
+TEST_CASE("postgres engine: two hosts migrating one plugin at the same moment apply each migration once",
+          "[storage][postgres]") {
+  REQUIRE_POSTGRES();
+  TestDb one;
+  auto two = kst::open_database(one.options);
+  // A slow first migration: without the lock both hosts would run it, and the second would fail
+  // on "relation already exists" or on the history's key.
+  const std::vector<keel::host::package::MigrationDecl> declared{
+      {1, "slow table", "CREATE TABLE items (id INTEGER PRIMARY KEY); SELECT pg_sleep(0.3);"},
+      {2, "a column", "ALTER TABLE items ADD COLUMN name TEXT"}};
+  auto a = std::async(std::launch::async, [&] { return kst::migrate(*one, declared); });
+  auto b = std::async(std::launch::async, [&] { return kst::migrate(*two, declared); });
+  CHECK(a.get() == "");
+  CHECK(b.get() == "");
+  Rows rows;
+  REQUIRE(exec(*one, 0, "SELECT version FROM _keel_migrations ORDER BY version", {}, &rows) == KEEL_OK);
+  REQUIRE(rows.rows.size() == 2);
+  CHECK(rows.rows[0][0].integer == 1);
+  CHECK(rows.rows[1][0].integer == 2);
+  // The history reads the same from the side (keel migrate status).
+  const auto history = kst::read_migration_history(one.options);
+  CHECK(history.exists);
+  CHECK(history.recorded.size() == 2);
+  two->close();
+}
+
+TEST_CASE("postgres engine: a malformed postgres_url is refused without quoting it", "[storage][postgres]") {
+  REQUIRE_POSTGRES();
+  kst::Options options;
+  options.engine = kst::StorageEngine::kPostgres;
+  options.plugin = "p";
+  options.postgres.url = "host=127.0.0.1 password=s3cret-value port";  // no '=' after "port"
+  try {
+    static_cast<void>(kst::open_database(options));
+    FAIL("opened a database with a malformed URL");
+  } catch (const std::runtime_error& e) {
+    CHECK(contains(e.what(), "postgres_url is not a connection string"));
+    CHECK_FALSE(contains(e.what(), "s3cret"));
+  }
+  try {
+    static_cast<void>(kst::read_migration_history(options));
+    FAIL("read a history with a malformed URL");
+  } catch (const std::runtime_error& e) {
+    CHECK_FALSE(contains(e.what(), "s3cret"));
+  }
 }

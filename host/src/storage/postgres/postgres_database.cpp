@@ -374,6 +374,18 @@ std::string describe_postgres_url(const std::string& url) {
          (port.empty() ? "" : ":" + port) + "/" + db;
 }
 
+std::string check_postgres_url(const std::string& url) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
+  PQfreemem(error);  // it may quote part of the string
+  if (options != nullptr) {
+    PQconninfoFree(options);
+    return {};
+  }
+  return "[storage] postgres_url is not a connection string libpq can read (key=value pairs, or a postgresql:// URI "
+         "with percent-encoded special characters); it is not shown here because it may hold a password";
+}
+
 std::string PostgresDatabase::schema_name(std::string_view prefix, std::string_view plugin) {
   return std::string(prefix) + "_" + std::string(plugin);
 }
@@ -746,16 +758,21 @@ struct PostgresDatabase::Impl {
   /// that schema with the grants docs/storage.md lists.
   void provision() {
     auto admin = connect(true);
-    if (admin == nullptr) throw std::runtime_error(last_error());
+    if (admin == nullptr) throw Unavailable(last_error());
+    // A failure because the server went away may pass by itself; any other will not.
+    auto failed = [&admin] {
+      if (admin->lost()) throw Unavailable(last_error());
+      throw std::runtime_error(last_error());
+    };
     auto run_sql = [&](const std::string& sql) {
-      if (admin->simple(sql) < 0) throw std::runtime_error(last_error());
+      if (admin->simple(sql) < 0) failed();
     };
     auto query = [&](const std::string& sql, std::vector<std::string> args) {
       std::vector<const char*> values;
       for (const auto& a : args) values.push_back(a.c_str());
       Result r{PQexecParams(admin->get(), sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
                             nullptr, 0)};
-      if (admin->check(r.r, PGRES_TUPLES_OK) < 0) throw std::runtime_error(last_error());
+      if (admin->check(r.r, PGRES_TUPLES_OK) < 0) failed();
       return r;
     };
     const auto role = quote_ident(schema);
@@ -823,6 +840,8 @@ PostgresDatabase::PostgresDatabase(Options options)
   const auto context = " (plugin " + options_.plugin + ", PostgreSQL " + s.where + ")";
   if (options_.postgres.url.empty())
     throw std::runtime_error("cannot open database" + context + ": [storage] postgres_url is not set");
+  if (const auto why = check_postgres_url(options_.postgres.url); !why.empty())
+    throw std::runtime_error("cannot open database (plugin " + options_.plugin + "): " + why);
   if (s.schema.size() > 63)
     throw std::runtime_error("cannot open database" + context + ": the schema name " + s.schema +
                              " is longer than PostgreSQL's 63 bytes; use a shorter plugin name");
@@ -831,8 +850,13 @@ PostgresDatabase::PostgresDatabase(Options options)
     // One connection of the plugin's role now: a role that cannot log in fails the start, not
     // the first request.
     std::unique_ptr<Connection> first;
-    if (s.lease(first) < 0) throw std::runtime_error(last_error());
+    if (const auto st = s.lease(first); st < 0) {
+      if (st == KEEL_ERR_UNAVAILABLE) throw Unavailable(last_error());
+      throw std::runtime_error(last_error());
+    }
     s.give_back(std::move(first));
+  } catch (const Unavailable& e) {
+    throw Unavailable("cannot prepare database" + context + ": " + e.what());
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot prepare database" + context + ": " + e.what());
   }
@@ -1065,6 +1089,13 @@ keel_status PostgresDatabase::append_in_commit_order(keel_txn txn, std::string_v
     return fail(st, why);
   }
   return st;
+}
+
+// A transaction-scoped advisory lock keyed by the schema: LOCK TABLE would need more than the
+// role's SELECT and INSERT on _keel_migrations, and any role may take an advisory lock.
+keel_status PostgresDatabase::lock_migrations(keel_txn txn) {
+  const auto sql = "SELECT pg_advisory_xact_lock(hashtext(" + quote_literal(impl_->schema + " migrations") + "))::text";
+  return exec_host(txn, sql, {}, {}, nullptr);
 }
 
 keel_status PostgresDatabase::has_table(std::string_view name, bool& out) {

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "storage/database.hpp"
+#include "storage/offline.hpp"
 
 namespace keel::host::storage {
 
@@ -38,6 +39,7 @@ class PostgresDatabase final : public Database {
   keel_status exec_script(keel_txn txn, std::string_view sql) override;
   keel_status exec_host(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
                         keel_sql_result* out) override;
+  keel_status lock_migrations(keel_txn txn) override;
   keel_status has_table(std::string_view name, bool& out) override;
   keel_status append_in_commit_order(keel_txn txn, std::string_view table, std::string_view sql,
                                      std::span<const keel_sql_param> params) override;
@@ -58,5 +60,16 @@ class PostgresDatabase final : public Database {
 
 /// `url` for messages and logs: the server's host, port, database and user, never a password.
 [[nodiscard]] std::string describe_postgres_url(const std::string& url);
+
+/// Empty when libpq can read `url`, else why not, without quoting any of it (it may hold a password).
+[[nodiscard]] std::string check_postgres_url(const std::string& url);
+
+/// The _keel_migrations rows of `options.plugin`'s schema, read by the administrative role in a
+/// read-only session. Throws std::runtime_error naming the plugin, the server and the schema.
+[[nodiscard]] MigrationHistory read_postgres_history(const Options& options);
+
+/// Dumps `options.plugin`'s schema with `pg_dump` (custom format, one snapshot) into `target`,
+/// logged in as the plugin's role; the connection reaches pg_dump through its environment only.
+void backup_postgres(const Options& options, const std::filesystem::path& target, const std::string& pg_dump);
 
 }  // namespace keel::host::storage

@@ -792,6 +792,9 @@ keel_status SqliteDatabase::append_in_commit_order(keel_txn txn, std::string_vie
   return exec_host(txn, sql, params, {}, nullptr);  // one writer: keys are in commit order already
 }
 
+// One host opens a SQLite file, and its transaction already owns the only writer.
+keel_status SqliteDatabase::lock_migrations(keel_txn) { return KEEL_OK; }
+
 keel_status SqliteDatabase::has_table(std::string_view name, bool& out) {
   out = false;
   const keel_sql_param p[1] = {{KEEL_SQL_TEXT, 0, 0, 0, {name.data(), name.size()}}};
@@ -907,6 +910,24 @@ std::string integrity_check(const fs::path& file) {
     result += q.getColumn(0).getString();
   }
   return result;
+}
+
+MigrationHistory read_sqlite_history(const fs::path& file) {
+  MigrationHistory out;
+  std::error_code ec;
+  out.exists = fs::exists(file, ec);
+  if (!out.exists) return out;
+  try {
+    SQLite::Database db(file.string(), SQLite::OPEN_READONLY, 5000);
+    if (!db.tableExists("_keel_migrations")) return out;
+    SQLite::Statement q(db, "SELECT version, description, checksum, applied_at FROM _keel_migrations");
+    while (q.executeStep())
+      out.recorded.push_back({q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getString(),
+                              q.getColumn(3).getString()});
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot read migrations of " + file.string() + ": " + e.what());
+  }
+  return out;
 }
 
 void backup(const fs::path& source, const fs::path& target) {

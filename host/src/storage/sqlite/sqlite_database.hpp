@@ -13,6 +13,7 @@
 #include <string>
 
 #include "storage/database.hpp"
+#include "storage/offline.hpp"
 
 namespace keel::host::storage {
 
@@ -34,6 +35,7 @@ class SqliteDatabase final : public Database {
   keel_status exec_script(keel_txn txn, std::string_view sql) override;
   keel_status exec_host(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
                         keel_sql_result* out) override;
+  keel_status lock_migrations(keel_txn txn) override;
   keel_status has_table(std::string_view name, bool& out) override;
   keel_status append_in_commit_order(keel_txn txn, std::string_view table, std::string_view sql,
                                      std::span<const keel_sql_param> params) override;
@@ -53,6 +55,10 @@ class SqliteDatabase final : public Database {
 /// file `target` with SQLite's online backup, as one consistent snapshot, then checks the copy
 /// with PRAGMA integrity_check. Throws std::runtime_error naming the file on failure.
 void backup(const std::filesystem::path& source, const std::filesystem::path& target);
+
+/// The _keel_migrations rows of the database at `file`, read-only (safe while a host writes it).
+/// A missing file has none. Throws std::runtime_error naming the file.
+[[nodiscard]] MigrationHistory read_sqlite_history(const std::filesystem::path& file);
 
 /// PRAGMA integrity_check of the database at `file`, read-only: "ok" or the problems found.
 [[nodiscard]] std::string integrity_check(const std::filesystem::path& file);
