@@ -423,3 +423,31 @@ TEST_CASE("shop on PostgreSQL: the server restarted under 20 clients loses no ac
   INFO(unavailable.load() << " answers 503 during the outage");
   keel::test::shop::check_nothing_lost(port, acknowledged, {}, mug, kInitialStock);
 }
+
+TEST_CASE("shop on PostgreSQL: a host started while the server is down waits in /readyz and serves once it is up",
+          "[postgres][integration]") {
+  keel::test::PostgresServer pg;
+  pg.stop();
+  KeelHost host(shop_on(pg));
+  const auto port = host.port();
+  // Not ready, and saying why: catalog and orders wait for their storage.
+  const auto waiting = http(port, "GET", "/readyz", "");
+  INFO(waiting.body);
+  CHECK(waiting.status == 503);
+  CHECK(waiting.body.find("waiting for storage") != std::string::npos);
+  CHECK(waiting.body.find("catalog") != std::string::npos);
+  const auto early = http(port, "GET", "/api/catalog/products", "").status;
+  CHECK((early == 404 || early == 503));  // not served until it starts
+
+  pg.start();
+  const bool ready = eventually([&] { return http(port, "GET", "/readyz", "").status == 200; }, std::chrono::seconds(30));
+  INFO(http(port, "GET", "/readyz", "").body);
+  REQUIRE(ready);
+  const auto mug = create_product(port, "MUG-1", 1250, 3);
+  const auto order = http(port, "POST", "/api/orders/orders", order_body({{mug, 2}}));
+  INFO(order.body);
+  CHECK(order.status == 201);
+  CHECK(stock_of(port, mug) == 1);
+  CHECK(host.process().output().find("plugin started once its storage could be reached name=catalog") !=
+        std::string::npos);
+}

@@ -1,6 +1,7 @@
 #include "storage/postgres/postgres_database.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <cctype>
 #include <cstdint>
@@ -15,7 +16,9 @@
 #include <vector>
 
 #include <libpq-fe.h>
+#include <poll.h>
 
+#include "abi/current_request.hpp"
 #include "observability/log.hpp"
 #include "storage/engine_support.hpp"
 #include "storage/postgres/sql_text.hpp"
@@ -123,6 +126,13 @@ keel_status refuse_control(std::string_view keyword) {
 
 /// One server connection with its prepared statements. Used by one thread at a time: a pool
 /// lease, a transaction (under its mutex), or the host connection (under its mutex).
+/// When a running statement must stop early: at `deadline`, or once `*abandoned` is set.
+struct Watch {
+  Clock::time_point deadline = Clock::time_point::max();
+  const std::atomic<bool>* abandoned = nullptr;
+  enum class Stop { kNo, kDeadline, kAbandoned };
+};
+
 class Connection {
  public:
   explicit Connection(PGconn* c) : conn_(c) {
@@ -161,6 +171,49 @@ class Connection {
   /// A statement changed session settings (search_path, statement_timeout, ...): they are put
   /// back to the connection's own before another user gets it.
   bool dirty = false;
+
+  /// PQexecPrepared that watches `watch` while the server works: past the deadline, or once the
+  /// caller is abandoned, the statement is cancelled on the server and `stopped` says why. The
+  /// result of the statement (the server's 57014 error when the cancel came in time), or null.
+  PGresult* exec_prepared(const char* name, int n, const char* const* values, const int* lengths, const int* formats,
+                          const Watch& watch, Watch::Stop& stopped) {
+    if (PQsendQueryPrepared(conn_, name, n, values, lengths, formats, 0) == 0) return nullptr;
+    PGresult* last = nullptr;
+    for (;;) {
+      bool readable = true;
+      while (readable && PQisBusy(conn_) != 0) {
+        int wait_ms = -1;
+        if (stopped == Watch::Stop::kNo) {
+          const auto now = Clock::now();
+          if (watch.abandoned != nullptr && watch.abandoned->load(std::memory_order_relaxed)) {
+            stopped = Watch::Stop::kAbandoned;
+          } else if (now >= watch.deadline) {
+            stopped = Watch::Stop::kDeadline;
+          } else {
+            const auto left = watch.deadline == Clock::time_point::max()
+                                  ? std::chrono::milliseconds::max()
+                                  : std::chrono::ceil<std::chrono::milliseconds>(watch.deadline - now);
+            // Whether the caller is still there is looked at ten times a second.
+            const auto slice = watch.abandoned != nullptr ? std::min(left, std::chrono::milliseconds(100)) : left;
+            wait_ms = slice == std::chrono::milliseconds::max() ? -1 : static_cast<int>(std::min<std::int64_t>(slice.count(), 60000));
+          }
+          if (stopped != Watch::Stop::kNo) {
+            cancel();
+            continue;
+          }
+        }
+        pollfd pfd{PQsocket(conn_), POLLIN, 0};
+        if (::poll(&pfd, 1, wait_ms) < 0 && errno != EINTR) break;
+        readable = PQconsumeInput(conn_) != 0;  // 0: the connection failed; PQgetResult says how
+      }
+      PGresult* r = PQgetResult(conn_);
+      if (r == nullptr) break;
+      PQclear(last);  // one statement: one result, then null
+      last = r;
+      if (!readable && PQstatus(conn_) != CONNECTION_OK) break;
+    }
+    return last;
+  }
 
   /// Runs text with the simple protocol (any number of statements, no parameters).
   keel_status simple(std::string_view sql) {
@@ -632,8 +685,8 @@ struct PostgresDatabase::Impl {
 
   /// Runs one statement on `c` and streams its rows to `rows`.
   keel_status run(Connection& c, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
-                  keel_sql_result* out) {
-    const auto st = run_once(c, sql, params, rows, out);
+                  keel_sql_result* out, bool plugin) {
+    const auto st = run_once(c, sql, params, rows, out, plugin);
     // 0A000 "cached plan must not change result type".
     if (st >= 0 || c.state() != "0A000") return st;
     // A statement prepared before a migration (here, on another connection or on another host)
@@ -642,19 +695,32 @@ struct PostgresDatabase::Impl {
     c.forget_statement(sql);
     if (!c.idle()) return fail(KEEL_ERR_BUSY, error_text() + "; the schema changed under a prepared statement: "
                                                              "run the transaction again");
-    return run_once(c, sql, params, rows, out);
+    return run_once(c, sql, params, rows, out, plugin);
   }
 
   keel_status run_once(Connection& c, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
-                       keel_sql_result* out) {
+                       keel_sql_result* out, bool plugin) {
     Connection::Prepared* p = nullptr;
     if (auto st = c.prepared(sql, params, options.statement_cache, p); st < 0) return st;
     c.dirty = c.dirty || p->changes_settings;
     thread_local Bound bound;
     if (auto st = bound.bind(params, p->params); st < 0) return st;
-    Result r{PQexecPrepared(c.get(), p->name.c_str(), static_cast<int>(params.size()), bound.values.data(),
-                            bound.lengths.data(), bound.formats.data(), 0)};
-    if (auto st = c.check(r.r, PGRES_COMMAND_OK); st < 0) return st;
+    // A plugin's statement ends with the request it serves (the server's statement_timeout bounds
+    // it by transaction_timeout_ms anyway), or at once when the runner that asked is gone.
+    const auto* cur = plugin ? abi::current_request() : nullptr;
+    const Watch watch{cur != nullptr && cur->deadline != Clock::time_point{} ? cur->deadline : Clock::time_point::max(),
+                      cur != nullptr ? cur->abandoned : nullptr};
+    Watch::Stop stopped = Watch::Stop::kNo;
+    Result r{c.exec_prepared(p->name.c_str(), static_cast<int>(params.size()), bound.values.data(),
+                             bound.lengths.data(), bound.formats.data(), watch, stopped)};
+    if (auto st = c.check(r.r, PGRES_COMMAND_OK); st < 0) {
+      if (stopped == Watch::Stop::kNo || c.state() != "57014") return st;
+      if (stopped == Watch::Stop::kAbandoned) {
+        log->warn("stopped a statement whose plugin runner is gone plugin={}", options.plugin);
+        return fail(KEEL_ERR_UNAVAILABLE, "statement stopped: the plugin runner that asked for it is gone");
+      }
+      return fail(KEEL_ERR_TIMEOUT, "statement stopped at its deadline (the request's)");
+    }
     const int n = PQntuples(r.r);
     std::int64_t last_id = 0;
     if (p->insert && n > 0 && PQnfields(r.r) > 0 && !PQgetisnull(r.r, n - 1, 0)) {
@@ -742,10 +808,10 @@ struct PostgresDatabase::Impl {
   /// Every statement, the plugin's and the host's, runs as the plugin's role: the host's own
   /// tables in its schema are reached through the grants (docs/storage.md).
   keel_status exec(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
-                   keel_sql_result* out) {
+                   keel_sql_result* out, bool plugin = false) {
     if (auto st = enter_call(); st < 0) return st;
     const auto start = Clock::now();
-    const auto st = with_connection(txn, [&](Connection& c) { return run(c, sql, params, rows, out); });
+    const auto st = with_connection(txn, [&](Connection& c) { return run(c, sql, params, rows, out, plugin); });
     record(start, st);
     return st;
   }
@@ -909,7 +975,7 @@ void PostgresDatabase::close() {
 
 keel_status PostgresDatabase::exec(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params,
                                    RowSink rows, keel_sql_result* out) {
-  return impl_->exec(txn, sql, params, rows, out);
+  return impl_->exec(txn, sql, params, rows, out, /*plugin=*/true);
 }
 
 keel_status PostgresDatabase::exec_host(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params,
