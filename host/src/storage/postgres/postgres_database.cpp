@@ -681,6 +681,30 @@ struct PostgresDatabase::Impl {
     return st;
   }
 
+  /// Commit or rollback of `txn`, counted as one statement: `top(t)` ends a top-level
+  /// transaction, `savepoint(t, depth)` the savepoint at `depth` (and those above it); `t` is locked.
+  template <class Top, class Savepoint>
+  keel_status end_transaction(keel_txn txn, Top&& top, Savepoint&& savepoint) {
+    if (auto st = enter_call(); st < 0) return st;
+    const auto start = Clock::now();
+    std::shared_ptr<Txn> t;
+    std::unique_lock<std::mutex> lock;
+    std::size_t depth = 0;
+    auto st = find(txn, t, lock, depth);
+    if (st >= 0) st = depth == 0 ? top(*t) : savepoint(*t, depth);
+    record(start, st);
+    return st;
+  }
+
+  /// Forgets the ids of `t`'s savepoints from `depth` on (released or rolled back).
+  void drop_savepoints(Txn& t, std::size_t depth) {
+    {
+      std::lock_guard g(txns_mutex);
+      for (auto i = depth; i < t.open.size(); ++i) txns.erase(t.open[i]);
+    }
+    t.open.resize(depth);
+  }
+
   // --- statements ---
 
   /// Runs one statement on `c` and streams its rows to `rows`.
@@ -1072,67 +1096,53 @@ keel_status PostgresDatabase::begin(keel_txn parent, keel_txn* out) {
 
 keel_status PostgresDatabase::commit(keel_txn txn) {
   auto& s = *impl_;
-  if (auto st = enter_call(); st < 0) return st;
-  const auto start = Clock::now();
-  std::shared_ptr<Impl::Txn> t;
-  std::unique_lock<std::mutex> lock;
-  std::size_t depth = 0;
-  auto st = s.find(txn, t, lock, depth);
-  if (st >= 0 && depth == 0) {
-    // COMMIT of a transaction a failed statement aborted answers ROLLBACK without an error.
-    const bool aborted = PQtransactionStatus(t->conn->get()) == PQTRANS_INERROR;
-    Result r{PQexec(t->conn->get(), "COMMIT")};
-    st = t->conn->check(r.r, PGRES_COMMAND_OK);
-    if (st >= 0 && aborted)
-      st = fail(KEEL_ERR_CONFLICT, "transaction " + std::to_string(txn) +
-                                       " was rolled back, not committed: a statement in it failed earlier");
-    if (st >= 0 && t->notify) s.committed();
-    if (st < 0 && t->conn->lost()) {
-      // The COMMIT may have reached the server before the connection broke.
-      error_text() += " (the outcome of the commit is unknown: it may have been applied)";
-      if (t->notify) s.committed();  // let readers look; they find what committed
-    } else if (st < 0) {
-      error_text() += " (the transaction was rolled back)";
-    }
-    s.finish(*t, false);
-  } else if (st >= 0) {
-    st = t->conn->simple("RELEASE keel_sp_" + std::to_string(txn));
-    if (st >= 0) {
-      std::lock_guard g(s.txns_mutex);
-      for (auto i = depth; i < t->open.size(); ++i) s.txns.erase(t->open[i]);
-      t->open.resize(depth);
-    } else if (t->conn->lost()) {
-      s.finish(*t, false);
-    }
-  }
-  s.record(start, st);
-  return st;
+  return s.end_transaction(
+      txn,
+      [&](Impl::Txn& t) -> keel_status {
+        // COMMIT of a transaction a failed statement aborted answers ROLLBACK without an error.
+        const bool aborted = PQtransactionStatus(t.conn->get()) == PQTRANS_INERROR;
+        Result r{PQexec(t.conn->get(), "COMMIT")};
+        auto st = t.conn->check(r.r, PGRES_COMMAND_OK);
+        if (st >= 0 && aborted)
+          st = fail(KEEL_ERR_CONFLICT, "transaction " + std::to_string(txn) +
+                                           " was rolled back, not committed: a statement in it failed earlier");
+        if (st >= 0 && t.notify) s.committed();
+        if (st < 0 && t.conn->lost()) {
+          // The COMMIT may have reached the server before the connection broke.
+          error_text() += " (the outcome of the commit is unknown: it may have been applied)";
+          if (t.notify) s.committed();  // let readers look; they find what committed
+        } else if (st < 0) {
+          error_text() += " (the transaction was rolled back)";
+        }
+        s.finish(t, false);
+        return st;
+      },
+      [&](Impl::Txn& t, std::size_t depth) -> keel_status {
+        const auto st = t.conn->simple("RELEASE keel_sp_" + std::to_string(txn));
+        if (st >= 0) s.drop_savepoints(t, depth);
+        else if (t.conn->lost()) s.finish(t, false);
+        return st;
+      });
 }
 
 keel_status PostgresDatabase::rollback(keel_txn txn) {
   auto& s = *impl_;
-  if (auto st = enter_call(); st < 0) return st;
-  const auto start = Clock::now();
-  std::shared_ptr<Impl::Txn> t;
-  std::unique_lock<std::mutex> lock;
-  std::size_t depth = 0;
-  auto st = s.find(txn, t, lock, depth);
-  if (st >= 0 && depth == 0) {
-    if (!t->conn->lost()) st = t->conn->simple("ROLLBACK");
-    if (t->conn->lost()) st = KEEL_OK;  // the server ended it with the connection
-    s.finish(*t, false);
-  } else if (st >= 0) {
-    const auto name = "keel_sp_" + std::to_string(txn);
-    st = t->conn->simple("ROLLBACK TO SAVEPOINT " + name + "; RELEASE SAVEPOINT " + name);
-    {
-      std::lock_guard g(s.txns_mutex);
-      for (auto i = depth; i < t->open.size(); ++i) s.txns.erase(t->open[i]);
-    }
-    t->open.resize(depth);
-    if (t->conn->lost()) s.finish(*t, false);
-  }
-  s.record(start, st);
-  return st;
+  return s.end_transaction(
+      txn,
+      [&](Impl::Txn& t) -> keel_status {
+        keel_status st = KEEL_OK;  // a lost connection: the server ended the transaction with it
+        if (!t.conn->lost()) st = t.conn->simple("ROLLBACK");
+        if (t.conn->lost()) st = KEEL_OK;
+        s.finish(t, false);
+        return st;
+      },
+      [&](Impl::Txn& t, std::size_t depth) -> keel_status {
+        const auto name = "keel_sp_" + std::to_string(txn);
+        const auto st = t.conn->simple("ROLLBACK TO SAVEPOINT " + name + "; RELEASE SAVEPOINT " + name);
+        s.drop_savepoints(t, depth);
+        if (t.conn->lost()) s.finish(t, false);
+        return st;
+      });
 }
 
 keel_status PostgresDatabase::append_in_commit_order(keel_txn txn, std::string_view table, std::string_view sql,
