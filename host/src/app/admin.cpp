@@ -342,8 +342,13 @@ std::optional<http::Deferred> handle_admin(const http::Request& req, http::Respo
   // Reading the migration history may be a database round trip (PostgreSQL): off the I/O thread.
   if (seg.size() == 2 && seg[1] == "migrations" && (req.method == "GET" || req.method == "HEAD"))
     return answer_later(req, res, plugins, "reading the migration history did not finish in time; see the log",
-                        [&plugins] {
+                        [&plugins, deadline = req.deadline] {
                           http::Response out;
+                          // Its client got 504 already: no read for nobody (a poller must not
+                          // stack reads on the admin queue while a server does not answer).
+                          if (deadline != std::chrono::steady_clock::time_point{} &&
+                              std::chrono::steady_clock::now() >= deadline)
+                            return out;
                           reply(out, 200, migrations_json(plugins));
                           return out;
                         });

@@ -299,19 +299,29 @@ struct PluginHost::Impl final : isolation::RunnerListener {
   /// plugin also waits for it (waiting_for_storage) and is started again once it can.
   bool open_storage(Plugin& p);
 
-  // Plugins whose database server could not be reached when they were to start, and the plugins
-  // that depend on them: failed, with the reason, and started again on a timer with backoff until
-  // they start (docs/storage.md "Faults"). Under admin_mutex (or start(), before it is shared).
+  // Plugins whose database server did not answer when they were to start, and the plugins that
+  // depend on them: failed, with the reason, and started again on a timer with backoff until
+  // they start (docs/storage.md "Deadlines, migrations and start-up"). Under admin_mutex (or in
+  // start(), before anything else runs).
   std::set<std::string> waiting_for_storage;
-  std::mutex storage_retry_mutex;  // the timer below, against stop()
-  std::uint64_t storage_retry_timer = 0;
-  bool storage_retry_off = false;
-  std::chrono::milliseconds storage_retry_delay{250};
-  /// Starts a retry after the current delay (doubled each time, up to kStorageRetryMax).
-  void schedule_storage_retry();
-  /// On the admin queue: starts each waiting plugin again, dependencies first.
-  void retry_waiting_plugins();
+  // The retry timer's state, shared with its callback so that a callback running while the host
+  // stops never touches a destroyed Impl.
+  struct StorageRetry {
+    std::mutex mutex;
+    bool off = false;          // stop() was called
+    bool armed = false;        // a timer or a queued pass is pending
+    std::uint64_t timer = 0;
+    std::chrono::milliseconds delay{250};
+  };
+  std::shared_ptr<StorageRetry> storage_retry = std::make_shared<StorageRetry>();
   static constexpr std::chrono::milliseconds kStorageRetryMax{4000};
+  std::function<void()> sync_directory;  // PluginHost::sync_directory, set by start()
+  /// Arms the retry timer unless it is armed already: after the current delay, doubled each
+  /// time up to kStorageRetryMax.
+  void schedule_storage_retry();
+  /// On the admin queue: starts each waiting plugin again, dependencies first, while their
+  /// servers answer.
+  void retry_waiting_plugins();
   void close_storage(Plugin& p) {
     p.ctx.storage = nullptr;
     if (p.database) p.database->close();

@@ -9,6 +9,7 @@
 #include "package/sha256.hpp"
 #include "common/timer_queue.hpp"
 #include "storage/migrations.hpp"
+#include "storage/offline.hpp"
 
 namespace keel::host::plugins {
 namespace {
@@ -107,8 +108,9 @@ bool PluginHost::Impl::open_storage(Plugin& p) {
       p.state = PluginState::kFailed;
       p.reason = std::string("waiting for storage, trying again: ") + e.what();
     }
-    log->warn("plugin waits for its storage name={} reason=\"{}\"", p.name, e.what());
-    waiting_for_storage.insert(p.name);
+    if (waiting_for_storage.insert(p.name).second)
+      log->warn("plugin waits for its storage name={} reason=\"{}\"", p.name, e.what());
+    schedule_storage_retry();
     return false;
   } catch (const std::exception& e) {
     fail(p, e.what());
@@ -346,6 +348,7 @@ void PluginHost::Impl::configure(Plugin& p) {
 void PluginHost::start() {
   auto& s = *impl_;
   const auto& cfg = s.cfg;
+  s.sync_directory = [this] { sync_directory(); };
   s.log->info("scanning plugins directory={}", cfg.plugins.directory.string());
   std::error_code ec;
   if (!fs::is_directory(cfg.plugins.directory, ec))
@@ -441,64 +444,89 @@ void PluginHost::start() {
   std::size_t started = 0;
   for (auto& p : s.plugins) started += p->state == PluginState::kStarted ? 1 : 0;
   s.log->info("plugins ready started={} total={}", started, s.plugins.size());
-  if (!s.waiting_for_storage.empty()) s.schedule_storage_retry();
 }
 
 void PluginHost::Impl::schedule_storage_retry() {
-  std::lock_guard lock(storage_retry_mutex);
-  if (storage_retry_off) return;
-  const auto delay = storage_retry_delay;
-  storage_retry_delay = std::min(storage_retry_delay * 2, kStorageRetryMax);
-  storage_retry_timer = timers.schedule(Clock::now() + delay, [this] {
-    std::lock_guard l(storage_retry_mutex);
-    if (storage_retry_off) return;
-    storage_retry_timer = 0;
-    static_cast<void>(post_admin([this] { retry_waiting_plugins(); }));
+  const auto state = storage_retry;
+  std::lock_guard lock(state->mutex);
+  if (state->off || state->armed) return;
+  state->armed = true;
+  const auto delay = state->delay;
+  state->delay = std::min(state->delay * 2, kStorageRetryMax);
+  state->timer = timers.schedule(Clock::now() + delay, [this, state] {
+    std::lock_guard l(state->mutex);
+    state->timer = 0;
+    if (state->off) return;  // stop() began: `this` may be gone soon
+    if (!post_admin([this] { retry_waiting_plugins(); })) state->armed = false;
   });
 }
 
 void PluginHost::Impl::retry_waiting_plugins() {
+  const auto state = storage_retry;
+  auto off = [&state] {
+    std::lock_guard lock(state->mutex);
+    return state->off;
+  };
+  {
+    std::lock_guard lock(state->mutex);
+    state->armed = false;
+  }
+  bool unknown = false;  // a waiting plugin that never got a generation (a file added later)
   {
     std::lock_guard admin(admin_mutex);
-    if (stopped) return;
+    if (stopped || off()) return;
+    auto waits = [this](const Plugin& g) { return waiting_for_storage.count(g.name) != 0; };
+    std::set<std::string> known;
+    for (auto i : order) known.insert(plugins[i]->name);
+    for (const auto& name : waiting_for_storage) unknown = unknown || known.count(name) == 0;
     for (auto i : order) {
+      if (off()) return;
       const auto g = current_generations()[i];
-      if (waiting_for_storage.count(g->name) == 0) continue;
+      if (!waits(*g)) continue;
       if (g->state == PluginState::kStarted || g->state == PluginState::kDisabled) {
         waiting_for_storage.erase(g->name);
         continue;
       }
-      // open_storage() puts it back while the server is still out of reach.
-      waiting_for_storage.erase(g->name);
+      // A dependency still waits: so does this one, without a try.
+      const bool blocked = std::any_of(g->dependencies.begin(), g->dependencies.end(),
+                                       [&](auto d) { return waits(*plugins[d]); });
+      if (blocked) continue;
+      // Its server still does not answer: nor would the next plugin's (one server, most often);
+      // the next pass tries again.
+      if (has_permission(g->manifest, "ext:" KEEL_STORAGE_EXTENSION_ID) &&
+          !storage::storage_answers(storage::options_for(cfg, g->name)))
+        break;
+      waiting_for_storage.erase(g->name);  // open_storage() puts it back if the server went away again
       const auto result = install(g, g->file);
       if (result.status == 200) {
         log->info("plugin started once its storage could be reached name={}", g->name);
         continue;
       }
-      for (auto d : g->dependencies)
-        if (waiting_for_storage.count(plugins[d]->name) != 0) waiting_for_storage.insert(g->name);
-      if (waiting_for_storage.count(g->name) != 0) {
-        constexpr std::string_view kPrefix = "not started: ";
-        auto why = std::string_view(result.message).starts_with(kPrefix) ? result.message.substr(kPrefix.size())
-                                                                         : result.message;
-        if (!why.starts_with("waiting for storage")) why = "waiting for storage (of a dependency): " + why;
-        std::lock_guard lock(status_mutex);
-        g->reason = std::move(why);
-      } else {
-        log->error("plugin failed after waiting for its storage name={} reason=\"{}\"", g->name, result.message);
-      }
+      constexpr std::string_view kPrefix = "not started: ";
+      auto why = std::string_view(result.message).starts_with(kPrefix) ? result.message.substr(kPrefix.size())
+                                                                       : result.message;
+      if (!waits(*g)) log->error("plugin failed after waiting for its storage name={} reason=\"{}\"", g->name, why);
+      std::lock_guard lock(status_mutex);
+      g->reason = std::move(why);
     }
-    if (waiting_for_storage.empty()) return;
+    if (unknown) {
+      // sync_directory() installs the files no started plugin runs, new ones included.
+      for (auto it = waiting_for_storage.begin(); it != waiting_for_storage.end();)
+        it = known.count(*it) == 0 ? waiting_for_storage.erase(it) : std::next(it);
+    }
+    if (waiting_for_storage.empty() && !unknown) return;
   }
-  schedule_storage_retry();
+  if (unknown && sync_directory) sync_directory();
+  std::lock_guard admin(admin_mutex);
+  if (!waiting_for_storage.empty() && !stopped) schedule_storage_retry();
 }
 
 void PluginHost::stop() {
   auto& s = *impl_;
   {
-    std::lock_guard lock(s.storage_retry_mutex);
-    s.storage_retry_off = true;
-    if (s.storage_retry_timer != 0) s.timers.cancel(s.storage_retry_timer);
+    std::lock_guard lock(s.storage_retry->mutex);
+    s.storage_retry->off = true;
+    if (s.storage_retry->timer != 0) s.timers.cancel(s.storage_retry->timer);
   }
   if (s.watcher) s.watcher->stop();  // before admin_mutex: a sync in progress holds it
   s.stop_admin_queue();               // queued admin actions run first

@@ -59,6 +59,37 @@ keel_status read_recorded(Database& db, keel_txn txn, std::map<std::int64_t, Rec
                       nullptr);
 }
 
+/// Why `plan` (compared with `recorded`) must not be applied: an applied migration changed or
+/// no longer declared, or a pending one below an applied one. Empty when it may; `next` is then
+/// the first pending migration (null when none is).
+std::string check_plan(const std::vector<MigrationStatus>& plan, const std::map<std::int64_t, Recorded>& recorded,
+                       const MigrationStatus*& next) {
+  std::int64_t last_applied = 0;
+  for (const auto& m : plan) {
+    if (m.state == MigrationState::kChanged)
+      return fmt::format(
+          "migration {} (\"{}\") was edited after it was applied: checksum {} in the database, {} in the manifest; "
+          "never change an applied migration, add a new one",
+          m.version, m.description, short_sum(recorded.at(m.version).checksum), short_sum(m.checksum));
+    if (m.state == MigrationState::kUnknown)
+      return fmt::format(
+          "migration {} (\"{}\") is recorded as applied but the manifest no longer declares it; is this an older "
+          "version of the plugin? Deploy a version that declares it",
+          m.version, m.description);
+    if (m.state == MigrationState::kApplied) last_applied = std::max(last_applied, m.version);
+  }
+  for (const auto& m : plan) {
+    if (m.state != MigrationState::kPending) continue;
+    if (m.version < last_applied)
+      return fmt::format("migration {} (\"{}\") is pending but migration {} is already applied; new migrations must "
+                         "have versions above the last applied one",
+                         m.version, m.description, last_applied);
+    next = &m;
+    break;
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string_view to_string(MigrationState state) noexcept {
@@ -74,57 +105,32 @@ std::string_view to_string(MigrationState state) noexcept {
 std::string migration_checksum(const package::MigrationDecl& migration) { return package::sha256_hex(migration.sql); }
 
 std::string migrate(Database& db, const std::vector<package::MigrationDecl>& declared) {
-  std::map<std::int64_t, Recorded> recorded;
-  if (read_recorded(db, KEEL_TXN_NONE, recorded) < 0) return "cannot read the migration history: " + last_error();
-
-  const auto plan = compare(recorded, declared);
-  std::int64_t last_applied = 0;
-  for (const auto& m : plan) {
-    if (m.state == MigrationState::kChanged) {
-      const auto it = recorded.find(m.version);
-      return fmt::format(
-          "migration {} (\"{}\") was edited after it was applied: checksum {} in the database, {} in the manifest; "
-          "never change an applied migration, add a new one",
-          m.version, m.description, short_sum(it->second.checksum), short_sum(m.checksum));
-    }
-    if (m.state == MigrationState::kUnknown)
-      return fmt::format(
-          "migration {} (\"{}\") is recorded as applied but the manifest no longer declares it; is this an older "
-          "version of the plugin? Deploy a version that declares it",
-          m.version, m.description);
-    if (m.state == MigrationState::kApplied) last_applied = std::max(last_applied, m.version);
-  }
   auto log = observability::logger("storage");
   const auto& plugin = db.options().plugin;
-  for (const auto& m : plan) {
-    if (m.state != MigrationState::kPending) continue;
-    if (m.version < last_applied)
-      return fmt::format("migration {} (\"{}\") is pending but migration {} is already applied; new migrations must "
-                         "have versions above the last applied one",
-                         m.version, m.description, last_applied);
-    const auto& decl = *std::find_if(declared.begin(), declared.end(), [&](const auto& d) { return d.version == m.version; });
-    const auto start = std::chrono::steady_clock::now();
+  // One transaction per migration, which first takes the migration lock and reads the history
+  // under it: hosts sharing the database (PostgreSQL) take turns, and each checks and applies
+  // only what the others have not.
+  for (;;) {
     keel_txn txn = KEEL_TXN_NONE;
-    if (db.begin(KEEL_TXN_NONE, &txn) < 0)
-      return fmt::format("migration {} (\"{}\") could not start a transaction: {}", m.version, m.description, last_error());
-    // Hosts sharing the database (PostgreSQL) migrate one at a time: under the lock, the history
-    // is read again, and what another host applied meanwhile is not applied twice.
+    if (db.begin(KEEL_TXN_NONE, &txn) < 0) return "cannot start a transaction for migrations: " + last_error();
+    std::map<std::int64_t, Recorded> recorded;
     auto st = db.lock_migrations(txn);
     if (st >= 0) st = read_recorded(db, txn, recorded);
     if (st < 0) {
       const auto why = last_error();
       static_cast<void>(db.rollback(txn));
-      return fmt::format("migration {} (\"{}\") could not lock the migration history: {}", m.version, m.description, why);
+      return "cannot read the migration history: " + why;
     }
-    if (const auto it = recorded.find(m.version); it != recorded.end()) {
+    const MigrationStatus* next = nullptr;
+    const auto plan = compare(recorded, declared);
+    auto why = check_plan(plan, recorded, next);
+    if (!why.empty() || next == nullptr) {
       static_cast<void>(db.rollback(txn));
-      if (it->second.checksum != m.checksum)
-        return fmt::format("migration {} (\"{}\") was applied meanwhile with another checksum ({}, here {}); is "
-                           "another version of the plugin starting on another host?",
-                           m.version, m.description, short_sum(it->second.checksum), short_sum(m.checksum));
-      log->info("migration applied meanwhile by another host plugin={} version={}", plugin, m.version);
-      continue;
+      return why;
     }
+    const auto& m = *next;
+    const auto& decl = *std::find_if(declared.begin(), declared.end(), [&](const auto& d) { return d.version == m.version; });
+    const auto start = std::chrono::steady_clock::now();
     st = db.exec_script(txn, decl.sql);
     std::string error = st < 0 ? last_error() : std::string{};
     if (st >= 0) {
@@ -149,7 +155,6 @@ std::string migrate(Database& db, const std::vector<package::MigrationDecl>& dec
     log->info("migration applied plugin={} version={} description=\"{}\" checksum={}", plugin, m.version,
               m.description, short_sum(m.checksum));
   }
-  return {};
 }
 
 std::vector<MigrationStatus> migration_status(const MigrationHistory& history,

@@ -33,6 +33,10 @@ MigrationHistory read_migration_history(const Options& options) {
   return read_sqlite_history(options.file);
 }
 
+bool storage_answers(const Options& options) {
+  return options.engine != StorageEngine::kPostgres || postgres_answers(options);
+}
+
 std::string describe_location(const Options& options) {
   if (options.engine == StorageEngine::kPostgres)
     return describe_postgres_url(options.postgres.url) + " schema " +

@@ -37,6 +37,9 @@ struct MigrationHistory {
 /// exist yet has no history. Throws std::runtime_error naming the database and the reason.
 [[nodiscard]] MigrationHistory read_migration_history(const Options& options);
 
+/// Whether the database's server answers now (SQLite: always). Cheap: no login.
+[[nodiscard]] bool storage_answers(const Options& options);
+
 /// Where the plugin's data is, for people: the file, or the server and the schema (never a password).
 [[nodiscard]] std::string describe_location(const Options& options);
 

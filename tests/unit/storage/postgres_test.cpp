@@ -398,3 +398,28 @@ TEST_CASE("postgres engine: a malformed postgres_url is refused without quoting 
     CHECK_FALSE(contains(e.what(), "s3cret"));
   }
 }
+
+TEST_CASE("postgres engine: a server that does not answer is Unavailable, one that refuses the login is not",
+          "[storage][postgres]") {
+  REQUIRE_POSTGRES();
+  kst::Options options;
+  options.engine = kst::StorageEngine::kPostgres;
+  options.plugin = "p";
+  options.postgres.connect_timeout = std::chrono::milliseconds(2000);
+  const auto url = keel::test::shared_postgres_url();
+  // Nobody listens on port 1: the host waits for such a server.
+  options.postgres.url = "host=127.0.0.1 port=1 user=postgres dbname=postgres";
+  CHECK_THROWS_AS(kst::open_database(options), kst::Unavailable);
+  CHECK_FALSE(kst::storage_answers(options));
+  // The server answers, but there is no such database: waiting would not help.
+  options.postgres.url = url.substr(0, url.find("dbname=")) + "dbname=no_such_database";
+  CHECK(kst::storage_answers(options));
+  try {
+    static_cast<void>(kst::open_database(options));
+    FAIL("opened a database that does not exist");
+  } catch (const kst::Unavailable& e) {
+    FAIL(std::string("a login refusal taken for an outage: ") + e.what());
+  } catch (const std::runtime_error& e) {
+    CHECK(contains(e.what(), "no_such_database"));
+  }
+}

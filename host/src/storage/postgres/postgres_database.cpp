@@ -17,6 +17,7 @@
 
 #include <libpq-fe.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include "abi/current_request.hpp"
 #include "observability/log.hpp"
@@ -127,6 +128,9 @@ keel_status refuse_control(std::string_view keyword) {
 /// One server connection with its prepared statements. Used by one thread at a time: a pool
 /// lease, a transaction (under its mutex), or the host connection (under its mutex).
 /// When a running statement must stop early: at `deadline`, or once `*abandoned` is set.
+/// How long a statement may go on after its cancel before its connection is cut.
+constexpr std::chrono::milliseconds kCancelGrace{2000};
+
 struct Watch {
   Clock::time_point deadline = Clock::time_point::max();
   const std::atomic<bool>* abandoned = nullptr;
@@ -181,9 +185,19 @@ class Connection {
     PGresult* last = nullptr;
     for (;;) {
       bool readable = true;
+      Clock::time_point cut_at = Clock::time_point::max();  // after a cancel the server did not act on
       while (readable && PQisBusy(conn_) != 0) {
         int wait_ms = -1;
-        if (stopped == Watch::Stop::kNo) {
+        if (stopped != Watch::Stop::kNo) {
+          const auto now = Clock::now();
+          if (now >= cut_at) {
+            // The cancel got lost (or the server is stuck): the connection goes, and the pool
+            // opens another. The statement ends on the server when it notices.
+            ::shutdown(PQsocket(conn_), SHUT_RDWR);
+          } else {
+            wait_ms = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(cut_at - now).count());
+          }
+        } else {
           const auto now = Clock::now();
           if (watch.abandoned != nullptr && watch.abandoned->load(std::memory_order_relaxed)) {
             stopped = Watch::Stop::kAbandoned;
@@ -199,6 +213,7 @@ class Connection {
           }
           if (stopped != Watch::Stop::kNo) {
             cancel();
+            cut_at = Clock::now() + kCancelGrace;
             continue;
           }
         }
@@ -425,6 +440,13 @@ std::string describe_postgres_url(const std::string& url) {
   PQconninfoFree(options);
   return "postgresql://" + (user.empty() ? "" : user + "@") + (host.empty() ? "localhost" : host) +
          (port.empty() ? "" : ":" + port) + "/" + db;
+}
+
+bool postgres_answers(const Options& options) {
+  const auto connect_s = std::to_string(std::max<std::int64_t>(2, (options.postgres.connect_timeout.count() + 999) / 1000));
+  const char* keys[] = {"dbname", "connect_timeout", nullptr};
+  const char* values[] = {options.postgres.url.c_str(), connect_s.c_str(), nullptr};
+  return PQpingParams(keys, values, 1) == PQPING_OK;
 }
 
 std::string check_postgres_url(const std::string& url) {
@@ -738,7 +760,7 @@ struct PostgresDatabase::Impl {
     Result r{c.exec_prepared(p->name.c_str(), static_cast<int>(params.size()), bound.values.data(),
                              bound.lengths.data(), bound.formats.data(), watch, stopped)};
     if (auto st = c.check(r.r, PGRES_COMMAND_OK); st < 0) {
-      if (stopped == Watch::Stop::kNo || c.state() != "57014") return st;
+      if (stopped == Watch::Stop::kNo || (c.state() != "57014" && !c.lost())) return st;
       if (stopped == Watch::Stop::kAbandoned) {
         log->warn("stopped a statement whose plugin runner is gone plugin={}", options.plugin);
         return fail(KEEL_ERR_UNAVAILABLE, "statement stopped: the plugin runner that asked for it is gone");
@@ -847,8 +869,13 @@ struct PostgresDatabase::Impl {
   /// with the plugin roles' passwords, the plugin's role and schema, and the host's tables in
   /// that schema with the grants docs/storage.md lists.
   void provision() {
+    // A server that does not answer (down, starting, shutting down, unreachable) may answer
+    // later: the host waits for it. One that answers but refuses the login (password, pg_hba,
+    // no such database) will not change by itself.
+    if (!postgres_answers(options))
+      throw Unavailable("PostgreSQL " + where + " does not accept connections (down, starting up, or unreachable)");
     auto admin = connect(true);
-    if (admin == nullptr) throw Unavailable(last_error());
+    if (admin == nullptr) throw std::runtime_error(last_error());
     // A failure because the server went away may pass by itself; any other will not.
     auto failed = [&admin] {
       if (admin->lost()) throw Unavailable(last_error());
@@ -941,7 +968,7 @@ PostgresDatabase::PostgresDatabase(Options options)
     // the first request.
     std::unique_ptr<Connection> first;
     if (const auto st = s.lease(first); st < 0) {
-      if (st == KEEL_ERR_UNAVAILABLE) throw Unavailable(last_error());
+      if (st == KEEL_ERR_UNAVAILABLE && !postgres_answers(options_)) throw Unavailable(last_error());
       throw std::runtime_error(last_error());
     }
     s.give_back(std::move(first));
@@ -1050,7 +1077,8 @@ keel_status PostgresDatabase::begin(keel_txn parent, keel_txn* out) {
   if (parent == KEEL_TXN_NONE) {
     auto t = std::make_shared<Impl::Txn>();
     st = s.lease(t->conn);
-    if (st >= 0) st = t->conn->simple("BEGIN");
+    // Explicit, whatever default the database was given: statements see what committed before them.
+    if (st >= 0) st = t->conn->simple("BEGIN ISOLATION LEVEL READ COMMITTED");
     if (st >= 0) {
       std::lock_guard lock(s.txns_mutex);
       if (s.closed) {

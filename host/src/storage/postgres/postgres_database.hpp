@@ -61,6 +61,9 @@ class PostgresDatabase final : public Database {
 /// `url` for messages and logs: the server's host, port, database and user, never a password.
 [[nodiscard]] std::string describe_postgres_url(const std::string& url);
 
+/// Whether the server of options.postgres.url accepts connections now (PQping: no login needed).
+[[nodiscard]] bool postgres_answers(const Options& options);
+
 /// Empty when libpq can read `url`, else why not, without quoting any of it (it may hold a password).
 [[nodiscard]] std::string check_postgres_url(const std::string& url);
 

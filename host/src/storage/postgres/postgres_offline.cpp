@@ -45,6 +45,7 @@ std::string trimmed(std::string text) {
 
 /// A read-only session of the administrative role. Throws naming the server.
 Conn connect_admin(const Options& o, const std::string& where) {
+  if (o.postgres.url.empty()) throw std::runtime_error("[storage] postgres_url is not set");
   if (const auto why = check_postgres_url(o.postgres.url); !why.empty()) throw std::runtime_error(why);
   const auto connect_s = std::to_string(std::max<std::int64_t>(2, (o.postgres.connect_timeout.count() + 999) / 1000));
   const char* keys[] = {"dbname", "options", "connect_timeout", "application_name", nullptr};
@@ -72,40 +73,45 @@ bool schema_exists(PGconn* c, const std::string& schema) {
 }
 
 /// The environment pg_dump runs with: this process's, without any variable libpq would read,
-/// plus the connection of `url` (its variables: PGHOST, PGPORT, ...) as `role` with `password`.
-/// Nothing secret goes on the command line, where other users could read it.
-std::vector<std::string> dump_environment(const std::string& url, const std::string& role, const std::string& password) {
-  PQconninfoOption* parsed = PQconninfoParse(url.c_str(), nullptr);
-  PQconninfoOption* defaults = PQconndefaults();
+/// plus the settings `admin` connected with (PGHOST, PGPORT, PGSSLMODE, ... as in effect, so
+/// pg_dump reaches the same server the same way) as `role` with `password`. Nothing secret goes
+/// on the command line, where other users could read it. Settings without a variable
+/// (sslpassword, keepalives) do not reach pg_dump.
+std::vector<std::string> dump_environment(PGconn* admin, const std::string& role, const std::string& password) {
+  PQconninfoOption* used = PQconninfo(admin);
   std::vector<std::string> names;  // every variable libpq reads
-  for (auto* o = defaults; o != nullptr && o->keyword != nullptr; ++o)
+  for (auto* o = used; o != nullptr && o->keyword != nullptr; ++o)
     if (o->envvar != nullptr) names.emplace_back(o->envvar);
+  names.insert(names.end(), {"PGSERVICE", "PGSERVICEFILE", "PGPASSFILE", "PGSYSCONFDIR"});
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string_view entry = *e;
     const auto name = entry.substr(0, entry.find('='));
     if (std::find(names.begin(), names.end(), name) == names.end()) env.emplace_back(entry);
   }
-  for (auto* o = parsed; o != nullptr && o->keyword != nullptr; ++o) {
+  for (auto* o = used; o != nullptr && o->keyword != nullptr; ++o) {
     const std::string_view k = o->keyword;
-    if (o->val == nullptr || o->envvar == nullptr || k == "user" || k == "password") continue;
+    if (o->val == nullptr || *o->val == '\0' || o->envvar == nullptr || k == "user" || k == "password" ||
+        k == "passfile" || k == "service" || k == "options" || k == "application_name")
+      continue;
     env.push_back(std::string(o->envvar) + "=" + o->val);
   }
   env.push_back("PGUSER=" + role);
   env.push_back("PGPASSWORD=" + password);
   env.push_back("PGAPPNAME=keel:backup");
-  PQconninfoFree(parsed);
-  PQconninfoFree(defaults);
+  PQconninfoFree(used);
   return env;
 }
 
-/// Runs `argv` with `env`; returns its exit status and up to 64 KiB of what it wrote to stderr.
-int run(const std::vector<std::string>& argv, const std::vector<std::string>& env, std::string& err) {
+/// Runs `argv` with `env` and its standard output on `out`; returns its exit status and up to
+/// 64 KiB of what it wrote to stderr.
+int run(const std::vector<std::string>& argv, const std::vector<std::string>& env, int out, std::string& err) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, out, STDOUT_FILENO);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   std::vector<char*> args, envp;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -163,39 +169,42 @@ void backup_postgres(const Options& o, const fs::path& target, const std::string
   const auto where = describe_postgres_url(o.postgres.url);
   const auto partial = fs::path(target.string() + ".partial");
   std::error_code ec;
+  int fd = -1;
   try {
-    std::string password;
+    std::vector<std::string> env;
     {
       const auto c = connect_admin(o, where);
       if (!schema_exists(c.get(), schema)) throw std::runtime_error("the schema does not exist (the plugin never ran)");
       const auto r = query(c.get(), "SELECT password FROM \"" + o.postgres.prefix + "\".plugin_roles WHERE plugin = $1",
                            {o.plugin}, "the plugin's role");
       if (PQntuples(r.get()) == 0) throw std::runtime_error("no role of this deployment owns the schema");
-      password = PQgetvalue(r.get(), 0, 0);
+      env = dump_environment(c.get(), schema, PQgetvalue(r.get(), 0, 0));
     }
-    // The file exists, private, before pg_dump writes into it (it keeps the mode).
+    // pg_dump writes to its standard output: this file, private from its creation, so nothing
+    // can be swapped in under its name meanwhile.
     fs::remove(partial, ec);
-    const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    fd = ::open(partial.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) throw std::runtime_error("cannot create " + partial.string() + ": " + std::strerror(errno));
-    ::close(fd);
     const auto lock_wait = std::to_string(o.busy_timeout.count()) + "ms";
     std::string err;
     const int status = run({pg_dump, "--format=custom", "--no-password", "--schema=" + schema,
-                            "--lock-wait-timeout=" + lock_wait, "--file=" + partial.string()},
-                           dump_environment(o.postgres.url, schema, password), err);
+                            "--lock-wait-timeout=" + lock_wait},
+                           env, fd, err);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
       throw std::runtime_error(pg_dump + " failed (" +
                                (WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
                                                   : "signal " + std::to_string(WTERMSIG(status))) +
                                "): " + trimmed(err));
     char magic[5] = {};
-    const int in = ::open(partial.c_str(), O_RDONLY | O_CLOEXEC);
-    const bool ok = in >= 0 && ::read(in, magic, sizeof magic) == static_cast<ssize_t>(sizeof magic) &&
-                    std::memcmp(magic, "PGDMP", sizeof magic) == 0;
-    if (in >= 0) ::close(in);
-    if (!ok) throw std::runtime_error(pg_dump + " did not write a custom-format archive");
+    if (::pread(fd, magic, sizeof magic, 0) != static_cast<ssize_t>(sizeof magic) ||
+        std::memcmp(magic, "PGDMP", sizeof magic) != 0)
+      throw std::runtime_error(pg_dump + " did not write a custom-format archive");
+    if (::fsync(fd) != 0) throw std::runtime_error("cannot write " + partial.string() + ": " + std::strerror(errno));
+    ::close(fd);
+    fd = -1;
     fs::rename(partial, target);
   } catch (const std::exception& e) {
+    if (fd >= 0) ::close(fd);
     fs::remove(partial, ec);
     throw std::runtime_error("backup of plugin " + o.plugin + " (PostgreSQL " + where + " schema " + schema +
                              ") failed: " + e.what());
