@@ -541,17 +541,12 @@ asio::awaitable<void> Server::Impl::SessionCore::await_reply(Deferred& deferred)
 }
 
 void Server::Impl::SessionCore::log_access(std::size_t bytes_out) {
-  if (!server_.options_.access_log) return;
+  if (!server_.options_.access_log || !server_.access_log_->should_log(spdlog::level::info)) return;
   const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_at_).count();
-  // The request's span: the scope adds req=, trace_id= and span_id= (JSON: fields).
-  const observability::LogScope scope({request_.request_id, span_.trace_id(), span_.span_id()});
-  if (span_.parent_id().empty())
-    server_.access_log_->info("request method={} target={} status={} bytes={} duration_us={} peer={}", request_.method,
-                              request_.target, response_.status, bytes_out, micros, remote_);
-  else
-    server_.access_log_->info("request method={} target={} status={} bytes={} duration_us={} peer={} parent_id={}",
-                              request_.method, request_.target, response_.status, bytes_out, micros, remote_,
-                              span_.parent_id());
+  // Formatted on the log writer's thread; the request's span ids go with it (JSON: fields).
+  observability::log_access({request_.method, request_.target, remote_, span_.parent_id(),
+                             static_cast<unsigned>(response_.status), bytes_out, micros,
+                             {request_.request_id, span_.trace_id(), span_.span_id()}});
 }
 
 bool Server::Impl::SessionCore::build_head(bool head, bool close) {

@@ -1,6 +1,7 @@
 #include "observability/log.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <span>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
@@ -17,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <spdlog/details/os.h>
 #include <spdlog/sinks/sink.h>
 #include <spdlog/spdlog.h>
 
@@ -29,12 +32,164 @@ namespace fs = std::filesystem;
 
 // Lines waiting for the writer beyond this are dropped (and counted) rather than queued.
 constexpr std::size_t kMaxPendingBytes = std::size_t{8} << 20;
+// The writer writes what is queued every kFlushInterval, or at once past kFlushBytes; after
+// kQuietIntervals without a line it sleeps until the next one.
+constexpr auto kFlushInterval = std::chrono::milliseconds(10);
+constexpr std::size_t kFlushBytes = 64 * 1024;
+constexpr int kQuietIntervals = 20;
 
 std::atomic<std::uint64_t> g_lines{0}, g_dropped{0}, g_write_errors{0}, g_rotations{0};
 std::atomic<LogFormat> g_format{LogFormat::kText};
 thread_local const LogContext* tl_context = nullptr;
 
 void say(const std::string& text) noexcept { [[maybe_unused]] const auto n = ::write(2, text.data(), text.size()); }
+
+// "2026-11-25T11:32:36" for the current second, cached per thread.
+std::string_view utc_second(std::chrono::system_clock::time_point t, long& micros) {
+  thread_local std::int64_t cached = -1;
+  thread_local char text[64];
+  const auto since = t.time_since_epoch();
+  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since);
+  micros = static_cast<long>(std::chrono::duration_cast<std::chrono::microseconds>(since - secs).count());
+  if (secs.count() != cached) {
+    cached = secs.count();
+    const std::time_t tt = static_cast<std::time_t>(cached);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec);
+  }
+  return {text, 19};
+}
+
+/// One line's parts, whoever formats them: a spdlog message on the logging thread, or an
+/// access-log entry on the writer thread.
+struct LineParts {
+  std::chrono::system_clock::time_point time;
+  std::string_view level;
+  std::string_view logger;
+  std::string_view payload;
+  std::size_t thread_id = 0;
+  const LogContext* context = nullptr;
+};
+
+// Text: "2026-11-25T11:32:36.123456Z info  [http] message req=... trace_id=... span_id=..."
+// JSON: {"ts":"...Z","level":"info","logger":"http","thread":N,"msg":"...","request_id":...}
+// Appends to `out`.
+void format_line(const LineParts& line, LogFormat format, std::string& out) {
+  long micros = 0;
+  const auto second = utc_second(line.time, micros);
+  char frac[16];
+  const auto nfrac = std::snprintf(frac, sizeof frac, ".%06ldZ", micros);
+  const auto level = line.level;
+  const LogContext* ctx = line.context;
+  if (format == LogFormat::kJson) {
+    out += R"({"ts":")";
+    out += second;
+    out.append(frac, static_cast<std::size_t>(nfrac));
+    out += R"(","level":")";
+    out.append(level.data(), level.size());
+    out += R"(","logger":")";
+    append_json_escaped(out, line.logger);
+    out += R"(","thread":)";
+    out += std::to_string(line.thread_id);
+    out += R"(,"msg":")";
+    append_json_escaped(out, line.payload);
+    out += '"';
+    if (ctx != nullptr) {
+      const auto field = [&out](std::string_view key, std::string_view value) {
+        if (value.empty()) return;
+        out += R"(,")";
+        out += key;
+        out += R"(":")";
+        append_json_escaped(out, value);
+        out += '"';
+      };
+      field("request_id", ctx->request_id);
+      field("trace_id", ctx->trace_id);
+      field("span_id", ctx->span_id);
+    }
+    out += "}\n";
+    return;
+  }
+  out += second;
+  out.append(frac, static_cast<std::size_t>(nfrac));
+  out += ' ';
+  out.append(level.data(), level.size());
+  if (level.size() < 5) out.append(5 - level.size(), ' ');
+  out += " [";
+  out += line.logger;
+  out += "] ";
+  out += line.payload;
+  if (ctx != nullptr) {
+    const auto field = [&out](std::string_view key, std::string_view value) {
+      if (value.empty()) return;
+      out += ' ';
+      out += key;
+      out += value;
+    };
+    field("req=", ctx->request_id);
+    field("trace_id=", ctx->trace_id);
+    field("span_id=", ctx->span_id);
+  }
+  out += '\n';
+}
+
+// --- access-log entries, formatted by the writer thread ---
+//
+// In the writer's queue an entry is a fixed header followed by its strings, each a 32-bit length
+// and the bytes. A queued line of any other logger is a header with kind kLine and one string.
+
+enum class EntryKind : std::uint8_t { kLine, kAccess };
+
+struct EntryHeader {
+  EntryKind kind = EntryKind::kLine;
+  std::uint16_t status = 0;
+  std::int64_t time_ns = 0;  // system clock
+  std::uint64_t thread_id = 0;
+  std::uint64_t bytes = 0;
+  std::int64_t duration_us = 0;
+};
+
+constexpr std::size_t kAccessStrings = 7;  // method, target, peer, parent_id, request_id, trace_id, span_id
+
+void put_string(std::string& out, std::string_view text) {
+  const auto n = static_cast<std::uint32_t>(text.size());
+  out.append(reinterpret_cast<const char*>(&n), sizeof n);
+  out.append(text);
+}
+
+std::string_view get_string(std::string_view& in) {
+  std::uint32_t n = 0;
+  std::memcpy(&n, in.data(), sizeof n);
+  const auto text = in.substr(sizeof n, n);
+  in.remove_prefix(sizeof n + n);
+  return text;
+}
+
+/// Appends to `out` the text lines of the queued entries in `queued`.
+void format_entries(std::string_view queued, LogFormat format, std::string& out) {
+  std::string payload;
+  while (queued.size() >= sizeof(EntryHeader)) {
+    EntryHeader h;
+    std::memcpy(&h, queued.data(), sizeof h);
+    queued.remove_prefix(sizeof h);
+    if (h.kind == EntryKind::kLine) {
+      out += get_string(queued);
+      continue;
+    }
+    std::array<std::string_view, kAccessStrings> f;
+    for (auto& x : f) x = get_string(queued);
+    payload.clear();
+    fmt::format_to(std::back_inserter(payload), "request method={} target={} status={} bytes={} duration_us={} peer={}",
+                   f[0], f[1], h.status, h.bytes, h.duration_us, f[2]);
+    if (!f[3].empty()) fmt::format_to(std::back_inserter(payload), " parent_id={}", f[3]);
+    const LogContext ctx{f[4], f[5], f[6]};
+    const auto time = std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(h.time_ns)));
+    format_line({time, "info", "access", payload, static_cast<std::size_t>(h.thread_id), &ctx}, format, out);
+  }
+}
 
 // The one writer thread and its target (standard error or a file with rotation).
 class Writer {
@@ -72,28 +227,68 @@ class Writer {
     }
   }
 
-  void push(std::string_view line) noexcept {
+  /// Queues a formatted line.
+  void push_line(std::string_view line) noexcept {
+    EntryHeader h;
+    h.kind = EntryKind::kLine;
+    push(h, {&line, 1}, line.size());
+  }
+
+  /// Queues an access-log entry; the writer thread formats it.
+  void push_access(const AccessEntry& e) noexcept {
+    EntryHeader h;
+    h.kind = EntryKind::kAccess;
+    h.status = static_cast<std::uint16_t>(e.status);
+    h.time_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+    h.thread_id = spdlog::details::os::thread_id();
+    h.bytes = e.bytes;
+    h.duration_us = e.duration_us;
+    const std::string_view fields[kAccessStrings] = {e.method,           e.target,           e.peer,
+                                                     e.parent_id,        e.context.request_id, e.context.trace_id,
+                                                     e.context.span_id};
+    // About the line it becomes, for the queue's bound.
+    std::size_t text = 96;
+    for (const auto& f : fields) text += f.size();
+    push(h, fields, text);
+  }
+
+ private:
+  void push(const EntryHeader& h, std::span<const std::string_view> fields, std::size_t text_bytes) noexcept {
     std::unique_lock lock(queue_mutex_);
     if (!running_) {  // before init() or after shutdown(): write on the caller's thread
       lock.unlock();
+      std::string one;
+      append_entry(one, h, fields);
+      std::string line;
+      format_entries(one, g_format.load(std::memory_order_relaxed), line);
       std::lock_guard io(io_mutex_);
       write_batch(line);
       return;
     }
-    if (pending_.size() + line.size() > kMaxPendingBytes) {
+    if (pending_text_ + text_bytes > kMaxPendingBytes) {
       g_dropped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    const bool was_empty = pending_.empty();
     try {
-      pending_.append(line);
+      append_entry(pending_, h, fields);
     } catch (...) {  // out of memory: the line is lost, the caller is not
       g_dropped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    if (was_empty) cv_.notify_one();
+    const bool crossed = pending_text_ < kFlushBytes && pending_text_ + text_bytes >= kFlushBytes;
+    pending_text_ += text_bytes;
+    // The writer wakes by itself every kFlushInterval while lines come: waking it for each one
+    // would cost a context switch per request. Only a writer asleep for good, or a full batch, is woken.
+    if (idle_ || crossed) cv_.notify_one();
   }
 
+  static void append_entry(std::string& out, const EntryHeader& h, std::span<const std::string_view> fields) {
+    out.append(reinterpret_cast<const char*>(&h), sizeof h);
+    for (const auto& f : fields) put_string(out, f);
+  }
+
+ public:
   void stop() noexcept {
     {
       std::lock_guard lock(queue_mutex_);
@@ -109,16 +304,29 @@ class Writer {
 
  private:
   void run() {
-    std::string batch;
+    std::string batch, text;
+    int quiet = 0;  // intervals in a row without a line
     std::unique_lock lock(queue_mutex_);
     for (;;) {
-      cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
-      if (pending_.empty()) return;  // stopping, and everything is written
+      cv_.wait_for(lock, kFlushInterval, [this] { return stopping_ || pending_text_ >= kFlushBytes; });
+      if (pending_.empty()) {
+        if (stopping_) return;  // everything is written
+        if (++quiet < kQuietIntervals) continue;
+        idle_ = true;  // nothing for a while: sleep until a line comes
+        cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+        idle_ = false;
+        quiet = 0;
+        continue;  // and gather what follows it for one interval
+      }
+      quiet = 0;
       batch.swap(pending_);
+      pending_text_ = 0;
       lock.unlock();
+      text.clear();
+      format_entries(batch, g_format.load(std::memory_order_relaxed), text);
       {
         std::lock_guard io(io_mutex_);
-        write_batch(batch);
+        write_batch(text);
       }
       batch.clear();
       lock.lock();
@@ -210,7 +418,9 @@ class Writer {
 
   std::mutex queue_mutex_;
   std::condition_variable cv_;
-  std::string pending_;
+  std::string pending_;             // queued entries (EntryHeader + strings each)
+  std::size_t pending_text_ = 0;     // about the bytes of text they become
+  bool idle_ = false;                // the writer sleeps until a line comes
   bool running_ = false, stopping_ = false;
   std::thread thread_;
 
@@ -222,94 +432,17 @@ class Writer {
   bool failing_ = false;
 };
 
-// "2026-11-25T11:32:36" for the current second, cached per thread.
-std::string_view utc_second(std::chrono::system_clock::time_point t, long& micros) {
-  thread_local std::int64_t cached = -1;
-  thread_local char text[64];
-  const auto since = t.time_since_epoch();
-  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since);
-  micros = static_cast<long>(std::chrono::duration_cast<std::chrono::microseconds>(since - secs).count());
-  if (secs.count() != cached) {
-    cached = secs.count();
-    const std::time_t tt = static_cast<std::time_t>(cached);
-    std::tm tm{};
-    gmtime_r(&tt, &tm);
-    std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                  tm.tm_hour, tm.tm_min, tm.tm_sec);
-  }
-  return {text, 19};
-}
-
-// Text: "2026-11-25T11:32:36.123456Z info  [http] message req=... trace_id=... span_id=..."
-// JSON: {"ts":"...Z","level":"info","logger":"http","thread":N,"msg":"...","request_id":...}
-void format_line(const spdlog::details::log_msg& msg, LogFormat format, std::string& out) {
-  out.clear();
-  long micros = 0;
-  const auto second = utc_second(msg.time, micros);
-  char frac[16];
-  const auto nfrac = std::snprintf(frac, sizeof frac, ".%06ldZ", micros);
-  const auto level = spdlog::level::to_string_view(msg.level);
-  const std::string_view name(msg.logger_name.data(), msg.logger_name.size());
-  const std::string_view payload(msg.payload.data(), msg.payload.size());
-  const LogContext* ctx = tl_context;
-  if (format == LogFormat::kJson) {
-    out += R"({"ts":")";
-    out += second;
-    out.append(frac, static_cast<std::size_t>(nfrac));
-    out += R"(","level":")";
-    out.append(level.data(), level.size());
-    out += R"(","logger":")";
-    append_json_escaped(out, name);
-    out += R"(","thread":)";
-    out += std::to_string(msg.thread_id);
-    out += R"(,"msg":")";
-    append_json_escaped(out, payload);
-    out += '"';
-    if (ctx != nullptr) {
-      const auto field = [&out](std::string_view key, std::string_view value) {
-        if (value.empty()) return;
-        out += R"(,")";
-        out += key;
-        out += R"(":")";
-        append_json_escaped(out, value);
-        out += '"';
-      };
-      field("request_id", ctx->request_id);
-      field("trace_id", ctx->trace_id);
-      field("span_id", ctx->span_id);
-    }
-    out += "}\n";
-    return;
-  }
-  out += second;
-  out.append(frac, static_cast<std::size_t>(nfrac));
-  out += ' ';
-  out.append(level.data(), level.size());
-  if (level.size() < 5) out.append(5 - level.size(), ' ');
-  out += " [";
-  out += name;
-  out += "] ";
-  out += payload;
-  if (ctx != nullptr) {
-    const auto field = [&out](std::string_view key, std::string_view value) {
-      if (value.empty()) return;
-      out += ' ';
-      out += key;
-      out += value;
-    };
-    field("req=", ctx->request_id);
-    field("trace_id=", ctx->trace_id);
-    field("span_id=", ctx->span_id);
-  }
-  out += '\n';
-}
-
 class LineSink final : public spdlog::sinks::sink {
  public:
   void log(const spdlog::details::log_msg& msg) override {
     thread_local std::string line;
-    format_line(msg, g_format.load(std::memory_order_relaxed), line);
-    Writer::instance().push(line);
+    line.clear();
+    const auto level = spdlog::level::to_string_view(msg.level);
+    format_line({msg.time, std::string_view(level.data(), level.size()),
+                 std::string_view(msg.logger_name.data(), msg.logger_name.size()),
+                 std::string_view(msg.payload.data(), msg.payload.size()), msg.thread_id, tl_context},
+                g_format.load(std::memory_order_relaxed), line);
+    Writer::instance().push_line(line);
   }
   void flush() override {}
   void set_pattern(const std::string&) override {}
@@ -353,6 +486,8 @@ std::shared_ptr<spdlog::logger> logger(std::string_view name) {
 }
 
 void shutdown() noexcept { Writer::instance().stop(); }
+
+void log_access(const AccessEntry& entry) noexcept { Writer::instance().push_access(entry); }
 
 LogStats log_stats() noexcept {
   return {g_lines.load(std::memory_order_relaxed), g_dropped.load(std::memory_order_relaxed),

@@ -2,7 +2,9 @@
 // Logging for the host: one named spdlog logger per subsystem ("http", "access", "trace",
 // "plugins", "plugin.<name>", ...) sharing one sink. The sink formats each line on the calling
 // thread (so it can add the request id and trace of the work that thread is doing) and hands it
-// to one writer thread: a request never waits for the disk, a full queue drops lines (counted),
+// to one writer thread; access-log entries (log_access) go to it unformatted. The writer
+// gathers lines for up to 10 ms and writes them together: a request never waits for the disk
+// nor wakes the writer, a full queue drops lines (counted),
 // and a failing write (disk full, I/O error) is counted and reported, never thrown. The writer
 // writes to standard error or to a file with optional size-based rotation.
 // Thread-safe after init(); logger() may be called from any thread.
@@ -65,6 +67,20 @@ class LogScope {
   LogContext value_;
   const LogContext* saved_;
 };
+
+/// One request served, for the "access" logger: the line "request method=M target=T status=S
+/// bytes=B duration_us=D peer=P[ parent_id=X]" at info, with the context's ids, as if logged
+/// inside a LogScope of `context`.
+struct AccessEntry {
+  std::string_view method, target, peer, parent_id;
+  unsigned status = 0;
+  std::uint64_t bytes = 0;
+  std::int64_t duration_us = 0;
+  LogContext context;
+};
+/// Queues `entry` for the writer thread, which formats it: the caller only copies the fields
+/// (the request path pays no formatting). Check logger("access")->should_log(info) first.
+void log_access(const AccessEntry& entry) noexcept;
 
 /// Escape `text` for inclusion in a JSON string (no surrounding quotes); invalid UTF-8 becomes U+FFFD.
 void append_json_escaped(std::string& out, std::string_view text);

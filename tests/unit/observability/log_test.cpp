@@ -134,3 +134,50 @@ TEST_CASE("the log file's directory is created, an unopenable file is refused wi
     CHECK(std::string(e.what()).find("plain-file/keel.log") != std::string::npos);
   }
 }
+
+TEST_CASE("an access entry is written as the line the access logger would write, in order with the others",
+          "[log]") {
+  const RestoreLogging restore;
+  const keel::test::TempDir dir;
+  for (const auto format : {obs::LogFormat::kText, obs::LogFormat::kJson}) {
+    const auto file = dir.path() / (format == obs::LogFormat::kJson ? "access.json.log" : "access.txt.log");
+    obs::init({"info", format, file, 0, 5});
+    obs::logger("test.before")->info("first");
+    obs::log_access({"GET", "/api/hello/greet/x?y=\"z\"", "127.0.0.1:5000", {}, 200, 182, 37,
+                     {"req-3", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"}});
+    obs::log_access({"POST", "/api/orders/orders", "[::1]:6000", "b7ad6b7169203331", 201, 99, 1250, {"req-4", {}, {}}});
+    obs::logger("test.after")->info("last");
+    obs::shutdown();
+    const auto lines = lines_of(file);
+    REQUIRE(lines.size() == 4);
+    if (format == obs::LogFormat::kText) {
+      CHECK(lines[0].find("[test.before] first") != std::string::npos);
+      CHECK(lines[1].find(" info  [access] request method=GET target=/api/hello/greet/x?y=\"z\" status=200 bytes=182 "
+                          "duration_us=37 peer=127.0.0.1:5000 req=req-3 trace_id=4bf92f3577b34da6a3ce929d0e0e4736 "
+                          "span_id=00f067aa0ba902b7") != std::string::npos);
+      CHECK(lines[2].find(" info  [access] request method=POST target=/api/orders/orders status=201 bytes=99 "
+                          "duration_us=1250 peer=[::1]:6000 parent_id=b7ad6b7169203331 req=req-4") != std::string::npos);
+      CHECK(lines[2].find("trace_id") == std::string::npos);
+      CHECK(lines[3].find("[test.after] last") != std::string::npos);
+    } else {
+      const auto one = nlohmann::json::parse(lines[1]);
+      CHECK(one["logger"] == "access");
+      CHECK(one["level"] == "info");
+      CHECK(one["msg"] == "request method=GET target=/api/hello/greet/x?y=\"z\" status=200 bytes=182 duration_us=37 "
+                          "peer=127.0.0.1:5000");
+      CHECK(one["request_id"] == "req-3");
+      CHECK(one["span_id"] == "00f067aa0ba902b7");
+      CHECK(one["thread"].is_number());
+      CHECK(nlohmann::json::parse(lines[2])["msg"].get<std::string>().ends_with(" parent_id=b7ad6b7169203331"));
+      CHECK(nlohmann::json::parse(lines[3])["msg"] == "last");
+    }
+  }
+  // After shutdown (no writer thread) an entry is written at once.
+  const auto file = dir.path() / "sync.log";
+  obs::init({"info", obs::LogFormat::kText, file, 0, 5});
+  obs::shutdown();
+  obs::log_access({"GET", "/x", "127.0.0.1:1", {}, 404, 10, 1, {}});
+  const auto lines = lines_of(file);
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].find("request method=GET target=/x status=404") != std::string::npos);
+}
