@@ -16,7 +16,7 @@
 #   DURATION [5]       seconds per wrk round (whole seconds)
 #   CONNECTIONS [64]   wrk connections (always one wrk thread)
 #   WARMUP [1]         seconds of unmeasured wrk load per target before the rounds
-#   SCENARIOS [hello echo relay storage events startup rss reload isolation cluster]
+#   SCENARIOS [hello echo relay storage events startup rss reload isolation cluster peers]
 #   CPU [first allowed] the one CPU that every server and wrk are pinned to (taskset -c)
 #   STARTUP_RUNS [5]   starts per configuration in the startup scenario
 #   STARTUP_PLUGINS [100]
@@ -24,6 +24,8 @@
 #   RELOAD_CPU [another CPU than CPU, if any]  the CPU the reload scenario's deploy loop runs on
 #   BUILD_DIR [build]  configured with -G Ninja -DCMAKE_BUILD_TYPE=Release unless --no-build
 #   KEEP_TMP [0]       1 keeps the temporary directory (configs, server logs, raw wrk output)
+#   PEERS_CACHE [${XDG_CACHE_HOME:-~/.cache}/keel-bench/peers]  where the peers scenario keeps
+#                      bench/peers' node_modules (npm ci from its lockfile, one per lockfile and Node)
 #
 # Every wrk round records requests/s, p50 and p99 latency (wrk --latency) and the server's CPU
 # time per request (utime+stime from /proc/PID/stat around the round, divided by the requests
@@ -42,7 +44,7 @@
 #   alone against the same with a slow neighbour.
 set -euo pipefail
 
-ALL_SCENARIOS="hello echo relay storage events startup rss reload isolation cluster"
+ALL_SCENARIOS="hello echo relay storage events startup rss reload isolation cluster peers"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-5}
@@ -137,7 +139,8 @@ build() {
   cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >"$TMP/cmake.log" 2>&1 ||
     { tail -n 30 "$TMP/cmake.log" >&2; die "cmake configure failed"; }
   # Only what the benchmarks run: the full tree (tests) would take minutes on 2 cores.
-  cmake --build "$BUILD_DIR" --target keel_host keel_plugin_hello keel_plugin_relay keel_bench_bare_server \
+  cmake --build "$BUILD_DIR" --target keel_host keel_plugin_hello keel_plugin_relay keel_plugin_catalog keel_plugin_orders \
+    keel_bench_bare_server \
     keel_fixture_store keel_fixture_events_pub keel_fixture_events_sub keel_fixture_reload_v1 keel_fixture_reload_v2 ||
     die "build failed"
 }
@@ -301,7 +304,10 @@ EOF
 # Total bytes of one response (status line, header, body), as curl receives them.
 response_bytes() {
   local url=$1 lua=$2
-  if [[ -n $lua ]]; then
+  if [[ -n $lua && $lua = "${ORDER_LUA:-}" ]]; then  # one more order, with a key of the length wrk sends
+    curl -s -i -H 'Expect:' -H 'Content-Type: application/json' -H "Idempotency-Key: bytes-$(printf '%013d' $((RANDOM * 32768 + RANDOM)))" \
+      --data-binary "$ORDER_BODY" "$url" | wc -c
+  elif [[ -n $lua ]]; then
     curl -s -i -H 'Expect:' -H 'Content-Type: application/json' --data-binary "@$ECHO_FILE" "$url" | wc -c
   else
     curl -s -i "$url" | wc -c
@@ -938,6 +944,132 @@ scenario_cluster() {
   check "cluster forwarded/local CPU/request (both hosts + nats-server)" "$(paired_ratio cluster forwarded local 4)" - -
 }
 
+# peers: the same routes on the peer a user would pick instead of Keel, Node.js with Fastify and
+# better-sqlite3 (bench/peers: server.js, README.md), against one Keel with hello, the store
+# fixture, catalog and orders. Both are pinned to CPU with one thread serving HTTP (Keel
+# io_threads = 1; Node's one JavaScript thread); CPU per request is the whole process's (Keel
+# with its worker pool, node with its helper threads). Targets, alternating:
+#   hello        GET /api/hello/greet/bench
+#   db-read      GET /api/store/items/1 (one row by primary key)
+#   db-write     POST /api/store/items (one autocommit insert; synchronous = normal on both)
+#   order        POST /api/orders/orders, one line of a product created with a stock of 10^9, a
+#                fresh Idempotency-Key per request (ORDER_LUA); node places it in one transaction
+#                of one database, node-split in Keel's three transactions on two databases
+# The npm packages come from bench/peers/package-lock.json (npm ci into PEERS_CACHE, once per
+# lockfile and Node version); without node and npm, or when npm ci fails (offline, say), the
+# scenario is skipped with a line in the summary, never failed.
+PEERS_DIR=$ROOT/bench/peers
+PEERS_CACHE=${PEERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/keel-bench/peers}
+
+# peers_skip REASON: the scenario does not run; says why in the log and the summary.
+peers_skip() {
+  log "peers: skipped: $*"
+  check "peers: skipped ($*)" n/a - -
+}
+
+# peers_modules: prints the directory whose node_modules holds bench/peers' locked packages,
+# installing them with npm ci the first time (log in $TMP/peers-npm.log); returns 1 if npm ci fails.
+peers_modules() {
+  local key dir npmdir=()
+  key=$(cat "$PEERS_DIR/package.json" "$PEERS_DIR/package-lock.json" | sha256sum | cut -c1-16)
+  key=$key-$(node -p 'process.version + "-" + process.arch')
+  dir=$PEERS_CACHE/$key
+  if [[ -f $dir/.installed ]]; then echo "$dir"; return 0; fi
+  log "peers: npm ci of bench/peers into $dir (better-sqlite3 compiles: about a minute)"
+  # node-gyp builds against the installed Node's headers when they are there, never downloads them.
+  [[ -f /usr/include/node/node_version.h ]] && npmdir=(env npm_config_nodedir=/usr)
+  rm -rf "$dir.tmp"
+  mkdir -p "$dir.tmp"
+  cp "$PEERS_DIR/package.json" "$PEERS_DIR/package-lock.json" "$PEERS_DIR/.npmrc" "$dir.tmp/"
+  if ! (cd "$dir.tmp" && timeout 900 "${npmdir[@]}" npm ci --no-audit --no-fund --prefer-offline --fetch-retries=0 \
+    --fetch-timeout=30000) >"$TMP/peers-npm.log" 2>&1; then
+    tail -n 5 "$TMP/peers-npm.log" | sed 's/^/  npm: /' >&2
+    rm -rf "$dir.tmp"
+    return 1
+  fi
+  touch "$dir.tmp/.installed"
+  rm -rf "$dir"
+  mv "$dir.tmp" "$dir"
+  echo "$dir"
+}
+
+# start_peer NAME MODULES [server.js arguments]: the Node peer, pinned to CPU. Sets LAST_PID, LAST_PORT.
+start_peer() {
+  local name=$1 modules=$2 dir=$TMP/peer-$1
+  shift 2
+  mkdir -p "$dir"
+  NODE_PATH=$modules/node_modules taskset -c "$CPU" node "$PEERS_DIR/server.js" --listen 127.0.0.1:0 \
+    --port-file "$dir/port" --data-dir "$dir/data" --synchronous normal "$@" >"$dir/out.log" 2>&1 &
+  LAST_PID=$!
+  STARTED+=("$LAST_PID")
+  LAST_PORT=$(wait_port_file "$dir/port" "$LAST_PID") ||
+    { tail -n 20 "$dir/out.log" >&2; die "peers: node ($name) did not start"; }
+}
+
+# peers_setup PORT WHAT: one item to read, and product 1 with a stock of 10^9 to order.
+peers_setup() {
+  local port=$1 what=$2 code
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: text/plain' --data 'a row to read' \
+    "http://127.0.0.1:$port/api/store/items" || true)
+  [[ $code = 201 ]] || die "peers: $what: POST /api/store/items answered ${code:-nothing}, not 201"
+  require_ok "http://127.0.0.1:$port/api/store/items/1" "peers: $what store read"
+  code=$(curl -s -o "$TMP/peers-product.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    --data '{"sku":"BENCH-1","name":"Bench mug","price_cents":1250,"currency":"EUR","stock":1000000000}' \
+    "http://127.0.0.1:$port/api/catalog/products" || true)
+  [[ $code = 201 ]] && grep -q '"id":1,' "$TMP/peers-product.json" ||
+    die "peers: $what: POST /api/catalog/products answered ${code:-nothing}: $(cat "$TMP/peers-product.json" 2>/dev/null)"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    -H "Idempotency-Key: setup-$port" --data-binary "$ORDER_BODY" "http://127.0.0.1:$port/api/orders/orders" || true)
+  [[ $code = 201 ]] || die "peers: $what: POST /api/orders/orders answered ${code:-nothing}, not 201"
+}
+
+scenario_peers() {
+  local modules dir keel kp node np split sp label
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    peers_skip "node or npm not found; apt-get install nodejs npm"
+    return 0
+  fi
+  if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then
+    peers_skip "Node $(node --version) is older than 20, which better-sqlite3 12 needs"
+    return 0
+  fi
+  if ! modules=$(peers_modules); then
+    peers_skip "npm ci of bench/peers failed (offline?)"
+    return 0
+  fi
+  [[ -f $BUILD_DIR/fixtures/store.so ]] || die "$BUILD_DIR/fixtures/store.so not built"
+  dir=$(plugin_dir peers hello catalog orders)
+  cp "$BUILD_DIR/fixtures/store.so" "$dir/"
+  start_keel peers "$dir"; keel=$LAST_PID kp=$LAST_PORT
+  start_peer one "$modules"; node=$LAST_PID np=$LAST_PORT
+  start_peer split "$modules" --layout split; split=$LAST_PID sp=$LAST_PORT
+  require_ok "http://127.0.0.1:$kp$HELLO_PATH" "peers: keel hello"
+  require_ok "http://127.0.0.1:$np$HELLO_PATH" "peers: node hello"
+  peers_setup "$kp" keel
+  peers_setup "$np" node
+  peers_setup "$sp" node-split
+  run_rounds peers "" "keel-hello|http://127.0.0.1:$kp$HELLO_PATH|$keel" \
+    "node-hello|http://127.0.0.1:$np$HELLO_PATH|$node"
+  run_rounds peers "" "keel-db-read|http://127.0.0.1:$kp/api/store/items/1|$keel" \
+    "node-db-read|http://127.0.0.1:$np/api/store/items/1|$node"
+  run_rounds peers "$WRITE_LUA" "keel-db-write|http://127.0.0.1:$kp/api/store/items|$keel" \
+    "node-db-write|http://127.0.0.1:$np/api/store/items|$node"
+  run_rounds peers "$ORDER_LUA" "keel-order|http://127.0.0.1:$kp/api/orders/orders|$keel" \
+    "node-order|http://127.0.0.1:$np/api/orders/orders|$node" \
+    "node-split-order|http://127.0.0.1:$sp/api/orders/orders|$split"
+  check "peers: RSS peak keel / node / node-split (MiB)" "$(awk -v a="$(status_kib VmHWM "$keel")" \
+    -v b="$(status_kib VmHWM "$node")" -v c="$(status_kib VmHWM "$split")" \
+    'BEGIN {printf "%.1f / %.1f / %.1f", a / 1024, b / 1024, c / 1024}')" - -
+  stop_server "$keel"; stop_server "$node"; stop_server "$split"
+  for label in hello db-read db-write order; do
+    check "peers $label keel/node req/s" "$(paired_ratio peers "keel-$label" "node-$label" 1)" - -
+    check "peers $label keel/node p99" "$(paired_ratio peers "keel-$label" "node-$label" 3)" - -
+    check "peers $label keel/node CPU/request" "$(paired_ratio peers "keel-$label" "node-$label" 4)" - -
+  done
+  check "peers order keel/node-split req/s" "$(paired_ratio peers keel-order node-split-order 1)" - -
+  check "peers order keel/node-split CPU/request" "$(paired_ratio peers keel-order node-split-order 4)" - -
+}
+
 # rss: idle VmRSS right after start (+0.5 s), VmRSS near the end of one hello round, and the
 # peak (VmHWM) afterwards, for Keel+hello, nginx (master + worker) and the bare server.
 scenario_rss() {
@@ -1012,6 +1144,28 @@ cat >"$WRITE_LUA" <<'EOF'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "text/plain"
 wrk.body = "order 12345: 2 x widget, 1 x gadget"
+EOF
+
+# The order the peers scenario places again and again: one unit of product 1, each request with
+# a fresh Idempotency-Key (a random prefix per wrk run and a counter), so every request is a new
+# order on both sides (the key is looked up and stored with the order, as a client's retry needs).
+ORDER_BODY='{"items":[{"product_id":1,"quantity":1}]}'
+ORDER_LUA=$TMP/order.lua
+cat >"$ORDER_LUA" <<EOF
+local prefix, counter = "", 0
+local headers = {["Content-Type"] = "application/json"}
+local body = '$ORDER_BODY'
+function init(args)
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f:read(6)
+  f:close()
+  prefix = bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end)
+end
+function request()
+  counter = counter + 1
+  headers["Idempotency-Key"] = string.format("%s-%06d", prefix, counter)
+  return wrk.format("POST", nil, headers, body)
+end
 EOF
 
 TREE=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
