@@ -16,7 +16,7 @@
 #   DURATION [5]       seconds per wrk round (whole seconds)
 #   CONNECTIONS [64]   wrk connections (always one wrk thread)
 #   WARMUP [1]         seconds of unmeasured wrk load per target before the rounds
-#   SCENARIOS [hello echo relay storage events startup rss reload isolation cluster peers]
+#   SCENARIOS [hello accesslog echo relay storage events startup rss reload isolation cluster peers]
 #   CPU [first allowed] the one CPU that every server and wrk are pinned to (taskset -c)
 #   STARTUP_RUNS [5]   starts per configuration in the startup scenario
 #   STARTUP_PLUGINS [100]
@@ -44,7 +44,7 @@
 #   alone against the same with a slow neighbour.
 set -euo pipefail
 
-ALL_SCENARIOS="hello echo relay storage events startup rss reload isolation cluster peers"
+ALL_SCENARIOS="hello accesslog echo relay storage events startup rss reload isolation cluster peers"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-5}
@@ -201,10 +201,11 @@ stop_server() {
   forget_pid "$pid"
 }
 
-# start_keel NAME PLUGIN_DIR: Keel with io_threads=1, access log off, log level warn.
-# Sets LAST_PID and LAST_PORT.
+# start_keel NAME PLUGIN_DIR [EXTRA_TOML]: Keel with io_threads=1, access log off, log level
+# warn (BENCH_KEEL_LOG replaces that [log] section). Sets LAST_PID and LAST_PORT.
 start_keel() {
   local name=$1 plugins=$2 extra=${3:-} dir=$TMP/keel-$1
+  local log_toml=${BENCH_KEEL_LOG:-$'level = "warn"\naccess_log = false'}
   mkdir -p "$dir"
   cat >"$dir/keel.toml" <<EOF
 [server]
@@ -214,8 +215,7 @@ drain_timeout_ms = 1000
 data_dir = "$dir/data"
 
 [log]
-level = "warn"
-access_log = false
+$log_toml
 
 [plugins]
 directory = "$plugins"
@@ -248,10 +248,11 @@ port_in_use() {
     /proc/net/tcp /proc/net/tcp6
 }
 
-# start_nginx NAME: Debian's nginx in the foreground, 1 worker, answering the same bytes as
-# hello (and ECHO_BODY on the echo path). Sets LAST_PID (master), NGINX_WORKER, LAST_PORT.
+# start_nginx NAME [ACCESS_LOG]: Debian's nginx in the foreground, 1 worker, answering the same
+# bytes as hello (and ECHO_BODY on the echo path); ACCESS_LOG is its access_log directive's
+# arguments ("off" by default). Sets LAST_PID (master), NGINX_WORKER, LAST_PORT.
 start_nginx() {
-  local dir=$TMP/nginx-$1 port attempt i
+  local dir=$TMP/nginx-$1 access=${2:-off} port attempt i
   mkdir -p "$dir/tmp"
   for ((attempt = 0; attempt < 5; attempt++)); do
     port=$((20000 + RANDOM % 40000))
@@ -262,7 +263,7 @@ pid $dir/nginx.pid;
 error_log $dir/error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  access_log $access;
   client_body_temp_path $dir/tmp/body;
   proxy_temp_path $dir/tmp/proxy;
   fastcgi_temp_path $dir/tmp/fastcgi;
@@ -458,6 +459,27 @@ scenario_hello() {
   check "hello keel/bare req/s (dispatch+routing overhead <= 5 %)" \
     "$(paired_ratio hello keel bare 1)" ">=" 0.95
   check "hello keel/bare CPU/request" "$(paired_ratio hello keel bare 4)" - -
+}
+
+# accesslog: the hello request with every request logged to a file by both servers: Keel with
+# its default [log] (text, level info, access_log = true) and [log] file, nginx with
+# `access_log FILE combined` (one write per request: nginx's default, no buffer=).
+scenario_accesslog() {
+  local dir keel nginx nginx_worker kp np keel_log=$TMP/keel-accesslog/keel.log nginx_log=$TMP/nginx-accesslog/access.log
+  dir=$(plugin_dir hello hello)
+  BENCH_KEEL_LOG="file = \"$keel_log\"" start_keel accesslog "$dir"; keel=$LAST_PID kp=$LAST_PORT
+  start_nginx accesslog "$nginx_log combined"; nginx=$LAST_PID nginx_worker=$NGINX_WORKER np=$LAST_PORT
+  require_ok "http://127.0.0.1:$kp$HELLO_PATH" "keel hello (access log)"
+  run_rounds accesslog "" "keel|http://127.0.0.1:$kp$HELLO_PATH|$keel" \
+    "nginx|http://127.0.0.1:$np$HELLO_PATH|$nginx,$nginx_worker"
+  stop_server "$keel"; stop_server "$nginx"
+  local kl nl
+  kl=$(grep -c ' \[access\] request ' "$keel_log" || true)
+  nl=$(wc -l <"$nginx_log" || echo 0)
+  log "accesslog: keel wrote $kl access lines, nginx $nl"
+  ((kl > 0 && nl > 0)) || fail_later "accesslog: a server wrote no access lines (keel $kl, nginx $nl)"
+  check "access log keel/nginx req/s" "$(paired_ratio accesslog keel nginx 1)" ">=" 0.95
+  check "access log keel/nginx CPU/request" "$(paired_ratio accesslog keel nginx 4)" "<=" 1.05
 }
 
 # echo: POST a 1 KiB JSON body. Keel runs it through hello's /echo; the bare server echoes it

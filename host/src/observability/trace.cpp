@@ -64,9 +64,19 @@ class IdGenerator {
 
 thread_local IdGenerator tl_ids;
 
-void write_hex(char* out, std::uint64_t v) noexcept {
+// The two hex digits of every byte value: a span's 48 digits take 24 table loads.
+constexpr auto kHexPairs = [] {
+  std::array<char, 512> t{};
   constexpr char kDigits[] = "0123456789abcdef";
-  for (int i = 15; i >= 0; --i, v >>= 4) out[i] = kDigits[v & 0xF];
+  for (int b = 0; b < 256; ++b) {
+    t[static_cast<std::size_t>(2 * b)] = kDigits[b >> 4];
+    t[static_cast<std::size_t>(2 * b + 1)] = kDigits[b & 0xF];
+  }
+  return t;
+}();
+
+void write_hex(char* out, std::uint64_t v) noexcept {
+  for (int i = 7; i >= 0; --i, v >>= 8) std::memcpy(out + 2 * i, &kHexPairs[2 * (v & 0xFF)], 2);
 }
 
 }  // namespace
