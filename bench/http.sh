@@ -5,6 +5,11 @@
 #   bash bench/http.sh             build Release, run every scenario (about 8-10 minutes)
 #   bash bench/http.sh --smoke     1 round of 2 s per target: proves the harness runs (CI)
 #   bash bench/http.sh --no-build  reuse the binaries already in $BUILD_DIR
+#   bash bench/http.sh --record    also append this run's measures to $HISTORY (commit it with
+#                                  the change it measured; never with --smoke)
+#
+# The summary table shows, for each measure, the value last recorded in $HISTORY and the change
+# since: a hot path that got slower shows at once.
 #
 # Exit status: 1 if something did not work (a server does not start, a route is not 200, wrk
 # completes no requests, and in the reload scenario any non-2xx response, socket error, refused
@@ -24,6 +29,7 @@
 #   RELOAD_CPU [another CPU than CPU, if any]  the CPU the reload scenario's deploy loop runs on
 #   BUILD_DIR [build]  configured with -G Ninja -DCMAKE_BUILD_TYPE=Release unless --no-build
 #   KEEP_TMP [0]       1 keeps the temporary directory (configs, server logs, raw wrk output)
+#   HISTORY [bench/history.tsv]  recorded runs: date, tree, measure, value (tab-separated)
 #   PEERS_CACHE [${XDG_CACHE_HOME:-~/.cache}/keel-bench/peers]  where the peers scenario keeps
 #                      bench/peers' node_modules (npm ci from its lockfile, one per lockfile and Node)
 #
@@ -67,6 +73,8 @@ BUILD_DIR=${BUILD_DIR:-build}
 KEEP_TMP=${KEEP_TMP:-0}
 BUILD=1
 SMOKE=0
+RECORD=0
+HISTORY=${HISTORY:-$ROOT/bench/history.tsv}
 
 HELLO_PATH=/api/hello/greet/bench
 HELLO_BODY='{"greeting":"Hello, bench!"}'
@@ -81,6 +89,7 @@ while (($# > 0)); do
   case $1 in
     --smoke) SMOKE=1 ;;
     --no-build) BUILD=0 ;;
+    --record) RECORD=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench/http.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -88,6 +97,7 @@ while (($# > 0)); do
 done
 if ((SMOKE)); then
   ROUNDS=1 DURATION=2 WARMUP=0 STARTUP_RUNS=1
+  ((RECORD == 0)) || { echo "bench/http.sh: --record with --smoke would record noise; drop one" >&2; exit 2; }
 fi
 for n in ROUNDS DURATION CONNECTIONS WARMUP CPU STARTUP_RUNS STARTUP_PLUGINS RELOAD_INTERVAL_MS RELOAD_CPU; do
   [[ ${!n} =~ ^[0-9]+$ ]] || { echo "bench/http.sh: $n must be a whole number, not '${!n}'" >&2; exit 2; }
@@ -412,8 +422,32 @@ check() {
       ok = (op == ">=") ? v >= l : (op == "<=") ? v <= l : (op == "<") ? v < l : 0
       print (v == "n/a") ? "n/a" : ok ? "ok" : "MISS" }')
   fi
-  printf '%s\t%s%s\t%s\t%s\n' "$what" "$v" "$unit" "$([[ $op = - ]] && echo "-" || echo "$op $limit$unit")" \
-    "$verdict" >>"$CHECKS"
+  printf '%s\t%s%s\t%s\t%s\t%s\n' "$what" "$v" "$unit" "$([[ $op = - ]] && echo "-" || echo "$op $limit$unit")" \
+    "$verdict" "$v" >>"$CHECKS"
+}
+
+# The checks with two more columns: the value last recorded in $HISTORY for the measure (and
+# its date) and the change since, in percent.
+checks_against_history() {
+  awk -F'\t' -v OFS='\t' '
+    FNR == NR { if ($1 !~ /^#/ && $3 != "") { last[$3] = $4; when[$3] = $1 }; next }
+    {
+      change = "-"; before = "-"
+      if (($1 in last) && last[$1] + 0 != 0 && $5 != "n/a") {
+        before = last[$1] " (" substr(when[$1], 1, 10) ")"
+        change = sprintf("%+.1f%%", ($5 / last[$1] - 1) * 100)
+      }
+      print $1, $2, $3, $4, before, change
+    }' <(cat "$HISTORY" 2>/dev/null || true) "$CHECKS"
+}
+
+# Appends this run's measures to $HISTORY (--record).
+record_history() {
+  local when
+  when=$(date -u '+%Y-%m-%dT%H:%MZ')
+  [[ -s $HISTORY ]] || printf '# date\ttree\tmeasure\tvalue  (bench/http.sh --record; docs/benchmarks.md)\n' >"$HISTORY"
+  awk -F'\t' -v OFS='\t' -v when="$when" -v tree="$TREE" '$5 != "n/a" {print when, tree, $1, $5}' "$CHECKS" >>"$HISTORY"
+  log "recorded $(wc -l <"$CHECKS") measures in $HISTORY"
 }
 
 # fail_later MESSAGE: something did not work (not a timing miss); the run goes on, prints the
@@ -1135,7 +1169,8 @@ print_results() {
     echo
   fi
   if [[ -s $CHECKS ]]; then
-    { printf 'measure\tvalue\ttarget\tverdict\n'; cat "$CHECKS"; } | column -t -s $'\t'
+    { printf 'measure\tvalue\ttarget\tverdict\tlast recorded\tchange\n'; checks_against_history; } |
+      column -t -s $'\t'
     echo
   fi
 }
@@ -1210,3 +1245,4 @@ if [[ -s $FAILURES ]]; then
   sed 's/^/  /' "$FAILURES"
   exit 1
 fi
+if ((RECORD)); then record_history; fi
