@@ -227,11 +227,11 @@ class Writer {
     }
   }
 
-  /// Queues a formatted line.
-  void push_line(std::string_view line) noexcept {
+  /// Queues a formatted line; an `urgent` one (a warning or worse) is written at once.
+  void push_line(std::string_view line, bool urgent) noexcept {
     EntryHeader h;
     h.kind = EntryKind::kLine;
-    push(h, {&line, 1}, line.size());
+    push(h, {&line, 1}, line.size(), urgent);
   }
 
   /// Queues an access-log entry; the writer thread formats it.
@@ -250,11 +250,12 @@ class Writer {
     // About the line it becomes, for the queue's bound.
     std::size_t text = 96;
     for (const auto& f : fields) text += f.size();
-    push(h, fields, text);
+    push(h, fields, text, false);
   }
 
  private:
-  void push(const EntryHeader& h, std::span<const std::string_view> fields, std::size_t text_bytes) noexcept {
+  void push(const EntryHeader& h, std::span<const std::string_view> fields, std::size_t text_bytes,
+            bool urgent) noexcept {
     std::unique_lock lock(queue_mutex_);
     if (!running_) {  // before init() or after shutdown(): write on the caller's thread
       lock.unlock();
@@ -280,7 +281,12 @@ class Writer {
     pending_text_ += text_bytes;
     // The writer wakes by itself every kFlushInterval while lines come: waking it for each one
     // would cost a context switch per request. Only a writer asleep for good, or a full batch, is woken.
-    if (idle_ || crossed) cv_.notify_one();
+    if (urgent && !urgent_) {
+      urgent_ = true;
+      cv_.notify_one();
+    } else if (idle_ || crossed) {
+      cv_.notify_one();
+    }
   }
 
   static void append_entry(std::string& out, const EntryHeader& h, std::span<const std::string_view> fields) {
@@ -308,7 +314,7 @@ class Writer {
     int quiet = 0;  // intervals in a row without a line
     std::unique_lock lock(queue_mutex_);
     for (;;) {
-      cv_.wait_for(lock, kFlushInterval, [this] { return stopping_ || pending_text_ >= kFlushBytes; });
+      cv_.wait_for(lock, kFlushInterval, [this] { return stopping_ || urgent_ || pending_text_ >= kFlushBytes; });
       if (pending_.empty()) {
         if (stopping_) return;  // everything is written
         if (++quiet < kQuietIntervals) continue;
@@ -321,6 +327,7 @@ class Writer {
       quiet = 0;
       batch.swap(pending_);
       pending_text_ = 0;
+      urgent_ = false;
       lock.unlock();
       text.clear();
       format_entries(batch, g_format.load(std::memory_order_relaxed), text);
@@ -421,6 +428,7 @@ class Writer {
   std::string pending_;             // queued entries (EntryHeader + strings each)
   std::size_t pending_text_ = 0;     // about the bytes of text they become
   bool idle_ = false;                // the writer sleeps until a line comes
+  bool urgent_ = false;              // a warning or worse is queued: write now
   bool running_ = false, stopping_ = false;
   std::thread thread_;
 
@@ -442,7 +450,7 @@ class LineSink final : public spdlog::sinks::sink {
                  std::string_view(msg.logger_name.data(), msg.logger_name.size()),
                  std::string_view(msg.payload.data(), msg.payload.size()), msg.thread_id, tl_context},
                 g_format.load(std::memory_order_relaxed), line);
-    Writer::instance().push_line(line);
+    Writer::instance().push_line(line, msg.level >= spdlog::level::warn);
   }
   void flush() override {}
   void set_pattern(const std::string&) override {}
