@@ -4,6 +4,7 @@
 // the dispatching thread writes straight into the server's response (sync); one answered later
 // goes through an AsyncReply the server waits on. Thread-safe.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -37,6 +38,8 @@ class ResponderTable {
   // After on_request returned on the dispatching thread. Returns the reply to wait for, or
   // nullptr when the response is final (completed synchronously, or the handler failed).
   std::shared_ptr<http::AsyncReply> finish_sync(keel_responder id, bool failed) {
+    // Answered on this thread already (the common case): its slot is free, nothing to look up.
+    if (tl_completed_sync == id && tl_completed_table == instance_) return nullptr;
     std::lock_guard lock(mutex_);
     auto* s = find(id);
     if (s == nullptr || s->state != State::kSync) return nullptr;  // completed: slot already freed
@@ -59,6 +62,8 @@ class ResponderTable {
       if (s->state == State::kSync) {
         *s->sync_target = std::move(response);
         release(*s);
+        tl_completed_sync = id;  // ids never repeat within a table
+        tl_completed_table = instance_;
         return KEEL_OK;
       }
       reply = std::move(s->reply);
@@ -131,6 +136,13 @@ class ResponderTable {
     s.reply.reset();
     free_.push_back(static_cast<std::uint32_t>(s.id & 0xFFFFFFu));
   }
+
+  // The last synchronous request answered on this thread, for finish_sync.
+  // A table is known by a number of its own, never by its address (a new table may reuse it).
+  static inline std::atomic<std::uint64_t> instances_{0};
+  static inline thread_local keel_responder tl_completed_sync = 0;
+  static inline thread_local std::uint64_t tl_completed_table = 0;
+  const std::uint64_t instance_ = instances_.fetch_add(1, std::memory_order_relaxed) + 1;
 
   std::mutex mutex_;
   std::vector<Slot> slots_;
