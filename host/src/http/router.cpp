@@ -425,8 +425,10 @@ MatchResult RouteTable::match(std::string_view method, std::string_view path, Ma
     decoded.reserve(path.size());
     decoded.push_back('/');
   }
-  std::size_t pos = 1;
-  for (;;) {
+  // Without an escape, only a segment that starts with '.' can be a dot-segment: most paths
+  // have neither and need no pass of their own.
+  const bool checked = encoded || path.find("/.") != std::string_view::npos;
+  for (std::size_t pos = 1; checked;) {
     std::size_t end = path.find('/', pos);
     const bool last = end == std::string_view::npos;
     if (last) end = path.size();
