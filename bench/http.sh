@@ -429,8 +429,8 @@ check() {
 # The checks with two more columns: the value last recorded in $HISTORY for the measure (and
 # its date) and the change since, in percent.
 checks_against_history() {
-  awk -F'\t' -v OFS='\t' '
-    FNR == NR { if ($1 !~ /^#/ && $3 != "") { last[$3] = $4; when[$3] = $1 }; next }
+  awk -F'\t' -v OFS='\t' -v checks="$CHECKS" '
+    FILENAME != checks { if ($1 !~ /^#/ && $3 != "") { last[$3] = $4; when[$3] = $1 }; next }
     {
       change = "-"; before = "-"
       if (($1 in last) && last[$1] + 0 != 0 && $5 != "n/a") {
@@ -438,7 +438,7 @@ checks_against_history() {
         change = sprintf("%+.1f%%", ($5 / last[$1] - 1) * 100)
       }
       print $1, $2, $3, $4, before, change
-    }' <(cat "$HISTORY" 2>/dev/null || true) "$CHECKS"
+    }' "$([[ -s $HISTORY ]] && echo "$HISTORY" || echo /dev/null)" "$CHECKS"
 }
 
 # Appends this run's measures to $HISTORY (--record).
@@ -447,7 +447,7 @@ record_history() {
   when=$(date -u '+%Y-%m-%dT%H:%MZ')
   [[ -s $HISTORY ]] || printf '# date\ttree\tmeasure\tvalue  (bench/http.sh --record; docs/benchmarks.md)\n' >"$HISTORY"
   awk -F'\t' -v OFS='\t' -v when="$when" -v tree="$TREE" '$5 != "n/a" {print when, tree, $1, $5}' "$CHECKS" >>"$HISTORY"
-  log "recorded $(wc -l <"$CHECKS") measures in $HISTORY"
+  log "recorded $(awk -F'\t' '$5 != "n/a"' "$CHECKS" | wc -l) measures in $HISTORY"
 }
 
 # fail_later MESSAGE: something did not work (not a timing miss); the run goes on, prints the

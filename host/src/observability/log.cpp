@@ -144,6 +144,7 @@ enum class EntryKind : std::uint8_t { kLine, kAccess };
 
 struct EntryHeader {
   EntryKind kind = EntryKind::kLine;
+  LogFormat format = LogFormat::kText;  // when it was queued (a SIGHUP may change it before it is written)
   std::uint16_t status = 0;
   std::int64_t time_ns = 0;  // system clock
   std::uint64_t thread_id = 0;
@@ -168,7 +169,7 @@ std::string_view get_string(std::string_view& in) {
 }
 
 /// Appends to `out` the text lines of the queued entries in `queued`.
-void format_entries(std::string_view queued, LogFormat format, std::string& out) {
+void format_entries(std::string_view queued, std::string& out) {
   std::string payload;
   while (queued.size() >= sizeof(EntryHeader)) {
     EntryHeader h;
@@ -187,7 +188,7 @@ void format_entries(std::string_view queued, LogFormat format, std::string& out)
     const LogContext ctx{f[4], f[5], f[6]};
     const auto time = std::chrono::system_clock::time_point(
         std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(h.time_ns)));
-    format_line({time, "info", "access", payload, static_cast<std::size_t>(h.thread_id), &ctx}, format, out);
+    format_line({time, "info", "access", payload, static_cast<std::size_t>(h.thread_id), &ctx}, h.format, out);
   }
 }
 
@@ -238,6 +239,7 @@ class Writer {
   void push_access(const AccessEntry& e) noexcept {
     EntryHeader h;
     h.kind = EntryKind::kAccess;
+    h.format = g_format.load(std::memory_order_relaxed);
     h.status = static_cast<std::uint16_t>(e.status);
     h.time_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
                     .count();
@@ -257,17 +259,22 @@ class Writer {
   void push(const EntryHeader& h, std::span<const std::string_view> fields, std::size_t text_bytes,
             bool urgent) noexcept {
     std::unique_lock lock(queue_mutex_);
-    if (!running_) {  // before init() or after shutdown(): write on the caller's thread
+    if (!running_ || closed_) {  // before init(), or the writer is done: write on the caller's thread
       lock.unlock();
-      std::string one;
-      append_entry(one, h, fields);
-      std::string line;
-      format_entries(one, g_format.load(std::memory_order_relaxed), line);
-      std::lock_guard io(io_mutex_);
-      write_batch(line);
+      try {
+        std::string one;
+        append_entry(one, h, fields);
+        std::string line;
+        format_entries(one, line);
+        std::lock_guard io(io_mutex_);
+        write_batch(line);
+      } catch (...) {  // out of memory: the line is lost, the caller is not
+        g_dropped.fetch_add(1, std::memory_order_relaxed);
+      }
       return;
     }
-    if (pending_text_ + text_bytes > kMaxPendingBytes) {
+    // The bound is on what is queued (headers and lengths included), not on the text it becomes.
+    if (pending_.size() + sizeof h + text_bytes + 4 * fields.size() > kMaxPendingBytes) {
       g_dropped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
@@ -306,6 +313,7 @@ class Writer {
     std::lock_guard lock(queue_mutex_);
     running_ = false;
     stopping_ = false;
+    closed_ = false;
   }
 
  private:
@@ -316,7 +324,10 @@ class Writer {
     for (;;) {
       cv_.wait_for(lock, kFlushInterval, [this] { return stopping_ || urgent_ || pending_text_ >= kFlushBytes; });
       if (pending_.empty()) {
-        if (stopping_) return;  // everything is written
+        if (stopping_) {  // everything is written; a line pushed from now on is written by its caller
+          closed_ = true;
+          return;
+        }
         if (++quiet < kQuietIntervals) continue;
         idle_ = true;  // nothing for a while: sleep until a line comes
         cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
@@ -330,7 +341,11 @@ class Writer {
       urgent_ = false;
       lock.unlock();
       text.clear();
-      format_entries(batch, g_format.load(std::memory_order_relaxed), text);
+      try {
+        format_entries(batch, text);
+      } catch (...) {  // out of memory: what could not be formatted is lost, the process is not
+        g_dropped.fetch_add(1, std::memory_order_relaxed);
+      }
       {
         std::lock_guard io(io_mutex_);
         write_batch(text);
@@ -429,6 +444,7 @@ class Writer {
   std::size_t pending_text_ = 0;     // about the bytes of text they become
   bool idle_ = false;                // the writer sleeps until a line comes
   bool urgent_ = false;              // a warning or worse is queued: write now
+  bool closed_ = false;              // the writer thread has returned (stop() joins it)
   bool running_ = false, stopping_ = false;
   std::thread thread_;
 
