@@ -89,8 +89,8 @@ TEST_CASE("admin security: with [admin] listen on TCP, the public listener has n
   KeelHost host(o);
   REQUIRE(host.admin_port() != 0);
   REQUIRE(host.admin_port() != host.port());
-  CHECK(host.process().output().find("admin_address=127.0.0.1:" + std::to_string(host.admin_port())) !=
-        std::string::npos);
+  // The log is asynchronous: the line may land a moment after the port file.
+  CHECK(host.process().wait_for_output("admin_address=127.0.0.1:" + std::to_string(host.admin_port()), 5s));
   // The attack: the right token on the public listener. It answers exactly as for a path that
   // does not exist, and never asks for a token.
   const auto unknown = simple_request(host.port(), "GET", "/no/such/path");

@@ -32,8 +32,9 @@ namespace fs = std::filesystem;
 
 // Lines waiting for the writer beyond this are dropped (and counted) rather than queued.
 constexpr std::size_t kMaxPendingBytes = std::size_t{8} << 20;
-// The writer writes what is queued every kFlushInterval, or at once past kFlushBytes; after
-// kQuietIntervals without a line it sleeps until the next one.
+// Access entries wait up to kFlushInterval (or until kFlushBytes are queued) to be written with
+// others; any other line is written at once. After kQuietIntervals without a line the writer
+// sleeps until the next one.
 constexpr auto kFlushInterval = std::chrono::milliseconds(10);
 constexpr std::size_t kFlushBytes = 64 * 1024;
 constexpr int kQuietIntervals = 20;
@@ -228,14 +229,15 @@ class Writer {
     }
   }
 
-  /// Queues a formatted line; an `urgent` one (a warning or worse) is written at once.
-  void push_line(std::string_view line, bool urgent) noexcept {
+  /// Queues a formatted line, written at once (with whatever else is queued): lines other than
+  /// the access log's are few, and whoever reads the log expects them without delay.
+  void push_line(std::string_view line) noexcept {
     EntryHeader h;
     h.kind = EntryKind::kLine;
-    push(h, {&line, 1}, line.size(), urgent);
+    push(h, {&line, 1}, line.size(), true);
   }
 
-  /// Queues an access-log entry; the writer thread formats it.
+  /// Queues an access-log entry; the writer thread formats it, within kFlushInterval.
   void push_access(const AccessEntry& e) noexcept {
     EntryHeader h;
     h.kind = EntryKind::kAccess;
@@ -443,7 +445,7 @@ class Writer {
   std::string pending_;             // queued entries (EntryHeader + strings each)
   std::size_t pending_text_ = 0;     // about the bytes of text they become
   bool idle_ = false;                // the writer sleeps until a line comes
-  bool urgent_ = false;              // a warning or worse is queued: write now
+  bool urgent_ = false;              // a line other than an access entry is queued: write now
   bool closed_ = false;              // the writer thread has returned (stop() joins it)
   bool running_ = false, stopping_ = false;
   std::thread thread_;
@@ -466,7 +468,7 @@ class LineSink final : public spdlog::sinks::sink {
                  std::string_view(msg.logger_name.data(), msg.logger_name.size()),
                  std::string_view(msg.payload.data(), msg.payload.size()), msg.thread_id, tl_context},
                 g_format.load(std::memory_order_relaxed), line);
-    Writer::instance().push_line(line, msg.level >= spdlog::level::warn);
+    Writer::instance().push_line(line);
   }
   void flush() override {}
   void set_pattern(const std::string&) override {}

@@ -2,9 +2,9 @@
 // Logging for the host: one named spdlog logger per subsystem ("http", "access", "trace",
 // "plugins", "plugin.<name>", ...) sharing one sink. The sink formats each line on the calling
 // thread (so it can add the request id and trace of the work that thread is doing) and hands it
-// to one writer thread; access-log entries (log_access) go to it unformatted. The writer
-// gathers lines for up to 10 ms and writes them together (a warning or worse at once): a
-// request never waits for the disk nor wakes the writer, a full queue drops lines (counted),
+// to one writer thread; access-log entries (log_access) go to it unformatted and wait up to
+// 10 ms to be written together (any other line is written at once): a request never waits for
+// the disk and a logged request does not wake the writer, a full queue drops lines (counted),
 // and a failing write (disk full, I/O error) is counted and reported, never thrown. The writer
 // writes to standard error or to a file with optional size-based rotation.
 // Thread-safe after init(); logger() may be called from any thread.
