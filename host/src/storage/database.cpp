@@ -10,6 +10,7 @@
 
 #include "observability/log.hpp"
 #include "storage/engine_support.hpp"
+#include "storage/offline.hpp"
 #include "storage/postgres/postgres_database.hpp"
 #include "storage/sqlite/sqlite_database.hpp"
 
@@ -177,6 +178,8 @@ keel_status Database::kv_list(keel_txn txn, std::string_view prefix, std::string
   if (st >= 0 && out_more != nullptr) *out_more = listing.more ? 1u : 0u;
   return st;
 }
+
+std::string Database::location() const { return describe_location(options_); }
 
 std::unique_ptr<Database> open_database(Options options) {
   switch (options.engine) {

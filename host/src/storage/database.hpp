@@ -144,8 +144,8 @@ class Database {
 
   [[nodiscard]] virtual Stats stats() const = 0;
   [[nodiscard]] const Options& options() const noexcept { return options_; }
-  /// Where the data is, for messages: the file, or the server and schema.
-  [[nodiscard]] virtual std::string location() const = 0;
+  /// Where the data is, for messages: the file, or the server and schema (describe_location).
+  [[nodiscard]] std::string location() const;
 
  protected:
   explicit Database(Options options) : options_(std::move(options)) {}

@@ -442,8 +442,17 @@ std::string describe_postgres_url(const std::string& url) {
          (port.empty() ? "" : ":" + port) + "/" + db;
 }
 
+std::string connect_timeout_seconds(const Options& options) {
+  return std::to_string(std::max<std::int64_t>(2, (options.postgres.connect_timeout.count() + 999) / 1000));
+}
+
+std::string trimmed_message(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
 bool postgres_answers(const Options& options) {
-  const auto connect_s = std::to_string(std::max<std::int64_t>(2, (options.postgres.connect_timeout.count() + 999) / 1000));
+  const auto connect_s = connect_timeout_seconds(options);
   const char* keys[] = {"dbname", "connect_timeout", nullptr};
   const char* values[] = {options.postgres.url.c_str(), connect_s.c_str(), nullptr};
   return PQpingParams(keys, values, 1) == PQPING_OK;
@@ -519,8 +528,7 @@ struct PostgresDatabase::Impl {
     const std::string server_options = "-c search_path=" + schema + " -c statement_timeout=" + timeout_ms +
                                        " -c idle_in_transaction_session_timeout=" + timeout_ms +
                                        " -c bytea_output=hex -c client_encoding=UTF8 -c standard_conforming_strings=on";
-    const auto connect_s =
-        std::to_string(std::max<std::int64_t>(2, (options.postgres.connect_timeout.count() + 999) / 1000));
+    const auto connect_s = connect_timeout_seconds(options);
     const std::string app = "keel:" + options.plugin;
     std::vector<const char*> keys{"dbname", "options", "connect_timeout", "application_name"};
     std::vector<const char*> values{options.postgres.url.c_str(), server_options.c_str(), connect_s.c_str(), app.c_str()};
@@ -533,8 +541,7 @@ struct PostgresDatabase::Impl {
     PGconn* c = PQconnectdbParams(keys.data(), values.data(), 1);
     auto conn = std::make_unique<Connection>(c);
     if (c == nullptr || PQstatus(c) != CONNECTION_OK) {
-      std::string why = c != nullptr ? PQerrorMessage(c) : "out of memory";
-      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      const auto why = c != nullptr ? trimmed_message(PQerrorMessage(c)) : std::string("out of memory");
       fail(KEEL_ERR_UNAVAILABLE, "cannot connect to PostgreSQL " + where + " as " +
                                      (admin ? std::string("the administrative role") : "role " + schema) + ": " + why);
       return nullptr;
@@ -980,8 +987,6 @@ PostgresDatabase::PostgresDatabase(Options options)
 }
 
 PostgresDatabase::~PostgresDatabase() { close(); }
-
-std::string PostgresDatabase::location() const { return impl_->where + " schema " + impl_->schema; }
 
 void PostgresDatabase::close() {
   auto& s = *impl_;

@@ -47,7 +47,6 @@ class PostgresDatabase final : public Database {
   void notify_on_commit(keel_txn txn) override;
   void close() override;
   [[nodiscard]] Stats stats() const override;
-  [[nodiscard]] std::string location() const override;
 
   /// The schema and the role of `plugin` ("<prefix>_<plugin>", e.g. "keel_orders"), unquoted.
   [[nodiscard]] static std::string schema_name(std::string_view prefix, std::string_view plugin);
@@ -60,6 +59,13 @@ class PostgresDatabase final : public Database {
 
 /// `url` for messages and logs: the server's host, port, database and user, never a password.
 [[nodiscard]] std::string describe_postgres_url(const std::string& url);
+
+/// libpq's connect_timeout for options.postgres.connect_timeout: whole seconds, at least 2
+/// (libpq rounds anything smaller up to 2 anyway).
+[[nodiscard]] std::string connect_timeout_seconds(const Options& options);
+
+/// A libpq message without the line break (and spaces) it ends with.
+[[nodiscard]] std::string trimmed_message(std::string text);
 
 /// Whether the server of options.postgres.url accepts connections now (PQping: no login needed).
 [[nodiscard]] bool postgres_answers(const Options& options);

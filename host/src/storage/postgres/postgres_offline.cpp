@@ -38,23 +38,18 @@ struct ResultDeleter {
 using Conn = std::unique_ptr<PGconn, ConnDeleter>;
 using Rows = std::unique_ptr<PGresult, ResultDeleter>;
 
-std::string trimmed(std::string text) {
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  return text;
-}
-
 /// A read-only session of the administrative role. Throws naming the server.
 Conn connect_admin(const Options& o, const std::string& where) {
   if (o.postgres.url.empty()) throw std::runtime_error("[storage] postgres_url is not set");
   if (const auto why = check_postgres_url(o.postgres.url); !why.empty()) throw std::runtime_error(why);
-  const auto connect_s = std::to_string(std::max<std::int64_t>(2, (o.postgres.connect_timeout.count() + 999) / 1000));
+  const auto connect_s = connect_timeout_seconds(o);
   const char* keys[] = {"dbname", "options", "connect_timeout", "application_name", nullptr};
   const char* values[] = {o.postgres.url.c_str(), "-c default_transaction_read_only=on", connect_s.c_str(),
                           "keel:tools", nullptr};
   Conn c{PQconnectdbParams(keys, values, 1)};
   if (c == nullptr || PQstatus(c.get()) != CONNECTION_OK)
     throw std::runtime_error("cannot connect to PostgreSQL " + where + ": " +
-                             (c != nullptr ? trimmed(PQerrorMessage(c.get())) : std::string("out of memory")));
+                             (c != nullptr ? trimmed_message(PQerrorMessage(c.get())) : std::string("out of memory")));
   PQsetNoticeProcessor(c.get(), [](void*, const char*) {}, nullptr);
   return c;
 }
@@ -64,7 +59,7 @@ Rows query(PGconn* c, const std::string& sql, const std::vector<std::string>& ar
   std::vector<const char*> values;
   for (const auto& a : args) values.push_back(a.c_str());
   Rows r{PQexecParams(c, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0)};
-  if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) throw std::runtime_error("cannot read " + what + ": " + trimmed(PQerrorMessage(c)));
+  if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) throw std::runtime_error("cannot read " + what + ": " + trimmed_message(PQerrorMessage(c)));
   return r;
 }
 
@@ -194,7 +189,7 @@ void backup_postgres(const Options& o, const fs::path& target, const std::string
       throw std::runtime_error(pg_dump + " failed (" +
                                (WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
                                                   : "signal " + std::to_string(WTERMSIG(status))) +
-                               "): " + trimmed(err));
+                               "): " + trimmed_message(err));
     char magic[5] = {};
     if (::pread(fd, magic, sizeof magic, 0) != static_cast<ssize_t>(sizeof magic) ||
         std::memcmp(magic, "PGDMP", sizeof magic) != 0)

@@ -653,8 +653,6 @@ SqliteDatabase::SqliteDatabase(Options options) : Database(std::move(options)), 
 
 SqliteDatabase::~SqliteDatabase() { close(); }
 
-std::string SqliteDatabase::location() const { return options_.file.string(); }
-
 void SqliteDatabase::close() {
   auto& s = *impl_;
   // Statements still running finish first; each has a deadline (statement_deadline), so the

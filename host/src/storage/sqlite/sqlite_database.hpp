@@ -43,7 +43,6 @@ class SqliteDatabase final : public Database {
   void notify_on_commit(keel_txn txn) override;
   void close() override;
   [[nodiscard]] Stats stats() const override;
-  [[nodiscard]] std::string location() const override;
 
   struct Impl;
 
