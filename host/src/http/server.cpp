@@ -242,11 +242,10 @@ Failure map_parse_error(const error_code& ec, std::string_view header) {
 // Small per-thread helpers used when writing every response.
 
 // IMF-fixdate (RFC 9110 §5.6.7), recomputed at most once per second per thread.
-std::string_view http_date() {
+std::string_view http_date(std::time_t now) {
   thread_local std::time_t cached_second = 0;
   thread_local std::array<char, 32> cached{};
   thread_local std::size_t cached_len = 0;
-  const std::time_t now = std::time(nullptr);
   if (now != cached_second) {
     std::tm tm{};
     gmtime_r(&now, &tm);
@@ -273,10 +272,44 @@ bool safe_field_text(std::string_view s) {
   return std::none_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
 }
 
-void append_number(std::string& out, std::uint64_t v) {
-  char digits[24];
-  const auto r = std::to_chars(digits, digits + sizeof digits, v);
-  out.append(digits, r.ptr);
+// Appends every piece with one resize.
+void append_parts(std::string& out, std::span<const std::string_view> parts) {
+  std::size_t size = 0;
+  for (const std::string_view p : parts) size += p.size();
+  const std::size_t at = out.size();
+  out.resize(at + size);
+  char* dst = out.data() + at;
+  for (const std::string_view p : parts) {
+    std::memcpy(dst, p.data(), p.size());
+    dst += p.size();
+  }
+}
+
+// "HTTP/1.1 <status> <reason>\r\nDate: <IMF-fixdate>\r\nServer: keel\r\n": rebuilt when the
+// second or the status differs from this thread's last response (nearly always the same).
+// Plain arrays: no thread_local with a destructor (mingw-w64 runs those unreliably).
+std::string_view status_line_and_date(unsigned status) {
+  thread_local std::time_t cached_second = 0;
+  thread_local unsigned cached_status = 0;
+  thread_local std::array<char, 192> cached{};
+  thread_local std::size_t cached_len = 0;
+  const std::time_t now = std::time(nullptr);
+  if (now != cached_second || status != cached_status) {
+    char digits[8];
+    const auto end = std::to_chars(digits, digits + sizeof digits, status).ptr;
+    const std::array<std::string_view, 7> parts{"HTTP/1.1 "sv, {digits, static_cast<std::size_t>(end - digits)}, " "sv,
+                                                reason_phrase(status), "\r\nDate: "sv, http_date(now),
+                                                "\r\nServer: keel\r\n"sv};
+    cached_len = 0;
+    for (const std::string_view p : parts) {
+      const std::size_t n = std::min(p.size(), cached.size() - cached_len);  // reasons are short
+      std::memcpy(cached.data() + cached_len, p.data(), n);
+      cached_len += n;
+    }
+    cached_second = now;
+    cached_status = status;
+  }
+  return {cached.data(), cached_len};
 }
 
 }  // namespace
@@ -552,44 +585,43 @@ void Server::Impl::SessionCore::log_access(std::size_t bytes_out) {
 bool Server::Impl::SessionCore::build_head(bool head, bool close) {
   auto& r = response_;
   const bool no_body = r.status == 204 || r.status == 304 || (r.status >= 100 && r.status < 200);
-  auto& out = head_out_;
-  out.clear();
-  out += "HTTP/1.1 "sv;
-  append_number(out, r.status);
-  out += ' ';
-  out += reason_phrase(r.status);
-  out += "\r\nDate: "sv;
-  out += http_date();
-  out += "\r\nServer: keel\r\n"sv;
+  // The fixed fields go in as pieces sized once and copied once: a response head costs one
+  // resize, not a capacity check per fragment.
+  std::array<std::string_view, 16> parts;
+  std::size_t count = 0;
+  const auto add = [&](std::string_view piece) { parts[count++] = piece; };
+  add(status_line_and_date(r.status));
+  char length[24];
   if (!no_body) {
     if (!r.content_type.empty() && safe_field_text(r.content_type)) {
-      out += "Content-Type: "sv;
-      out += r.content_type;
-      out += "\r\n"sv;
+      add("Content-Type: "sv);
+      add(r.content_type);
+      add("\r\n"sv);
     }
-    out += "Content-Length: "sv;
-    append_number(out, r.body.size());
-    out += "\r\n"sv;
+    add("Content-Length: "sv);
+    add({length, static_cast<std::size_t>(std::to_chars(length, length + sizeof length, r.body.size()).ptr - length)});
+    add("\r\n"sv);
   }
   if (!request_.request_id.empty()) {
-    out += "X-Request-Id: "sv;
-    out += request_.request_id;
-    out += "\r\n"sv;
+    add("X-Request-Id: "sv);
+    add(request_.request_id);
+    add("\r\n"sv);
   }
+  auto& out = head_out_;
+  out.clear();
+  append_parts(out, {parts.data(), count});
   for (const auto& [name, value] : r.headers) {
     // Response splitting guard: a field a handler built from user input must not inject lines.
     if (name.empty() || !safe_field_text(name) || !safe_field_text(value) || name.find(':') != std::string::npos) {
       server_.http_log_->warn("dropped invalid response header req={} name_bytes={}", request_.request_id, name.size());
       continue;
     }
-    out += name;
-    out += ": "sv;
-    out += value;
-    out += "\r\n"sv;
+    const std::array<std::string_view, 4> field{name, ": "sv, value, "\r\n"sv};
+    append_parts(out, field);
   }
-  if (close) out += "Connection: close\r\n"sv;
-  else if (request_.version == 10) out += "Connection: keep-alive\r\n"sv;
-  out += "\r\n"sv;
+  if (close) out += "Connection: close\r\n\r\n"sv;
+  else if (request_.version == 10) out += "Connection: keep-alive\r\n\r\n"sv;
+  else out += "\r\n"sv;
 
   return !head && !no_body && !r.body.empty();
 }
