@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <limits>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <random>
 #include <set>
@@ -116,11 +118,46 @@ EventRecord::EventRecord(const Parts& parts, std::int64_t published, std::int64_
   std::size_t total = 0;
   for (const auto f : fields) total += f.size();
   if (total > UINT32_MAX) throw std::length_error("event larger than 4 GiB");
-  buf_.reserve(total);
+  block_ = new (::operator new(sizeof(Block) + total)) Block;
+  char* out = reinterpret_cast<char*>(block_ + 1);
+  std::uint32_t at = 0;
   for (std::size_t i = 0; i < fields.size(); ++i) {
-    buf_.append(fields[i]);
-    end_[i] = static_cast<std::uint32_t>(buf_.size());
+    if (!fields[i].empty()) std::memcpy(out + at, fields[i].data(), fields[i].size());
+    at += static_cast<std::uint32_t>(fields[i].size());
+    block_->end[i] = at;
   }
+}
+
+EventRecord::EventRecord(const EventRecord& other) noexcept
+    : published_unix_ns(other.published_unix_ns), seq(other.seq), block_(other.block_) {
+  if (block_ != nullptr) block_->refs.fetch_add(1, std::memory_order_relaxed);
+}
+
+EventRecord::EventRecord(EventRecord&& other) noexcept
+    : published_unix_ns(other.published_unix_ns), seq(other.seq), block_(std::exchange(other.block_, nullptr)) {}
+
+EventRecord& EventRecord::operator=(const EventRecord& other) noexcept {
+  if (this != &other) *this = EventRecord(other);
+  return *this;
+}
+
+EventRecord& EventRecord::operator=(EventRecord&& other) noexcept {
+  if (this != &other) {
+    this->~EventRecord();
+    published_unix_ns = other.published_unix_ns;
+    seq = other.seq;
+    block_ = std::exchange(other.block_, nullptr);
+  }
+  return *this;
+}
+
+EventRecord::~EventRecord() {
+  // The last handle frees the block; acquire so every other handle's reads come before it.
+  if (block_ != nullptr && block_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    block_->~Block();
+    ::operator delete(block_);
+  }
+  block_ = nullptr;
 }
 
 void write_event_id(std::int64_t now_unix_ns, char (&out)[36]) {
@@ -130,20 +167,29 @@ void write_event_id(std::int64_t now_unix_ns, char (&out)[36]) {
   // UUIDv7: 48-bit Unix milliseconds, version 7, 12 random bits, variant 10, 62 random bits.
   const std::uint64_t hi = (ms << 16) | 0x7000u | (r1 & 0x0FFFu);
   const std::uint64_t lo = (r2 & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;
-  // 8-4-4-4-12 lowercase hex digits, written directly (this runs once per published event).
-  constexpr char kHex[] = "0123456789abcdef";
-  int pos = 0;
-  auto put = [&](std::uint64_t v, int digits) {
-    for (int i = digits - 1; i >= 0; --i) out[pos++] = kHex[(v >> (4 * i)) & 0xF];
+  // 8-4-4-4-12 lowercase hex digits, two per table load (this runs once per published event).
+  static constexpr auto kPairs = [] {
+    std::array<char, 512> t{};
+    constexpr char kDigits[] = "0123456789abcdef";
+    for (int b = 0; b < 256; ++b) {
+      t[static_cast<std::size_t>(2 * b)] = kDigits[b >> 4];
+      t[static_cast<std::size_t>(2 * b + 1)] = kDigits[b & 0xF];
+    }
+    return t;
+  }();
+  char* at = out;
+  auto put = [&](std::uint64_t v, int digits) {  // `digits` is even
+    for (int i = digits / 2 - 1; i >= 0; --i) std::memcpy(at + 2 * (digits / 2 - 1 - i), &kPairs[2 * ((v >> (8 * i)) & 0xFF)], 2);
+    at += digits;
   };
   put(hi >> 32, 8);
-  out[pos++] = '-';
+  *at++ = '-';
   put((hi >> 16) & 0xFFFF, 4);
-  out[pos++] = '-';
+  *at++ = '-';
   put(hi & 0xFFFF, 4);
-  out[pos++] = '-';
+  *at++ = '-';
   put(lo >> 48, 4);
-  out[pos++] = '-';
+  *at++ = '-';
   put(lo & 0xFFFFFFFFFFFFull, 12);
 }
 
@@ -162,7 +208,7 @@ struct Bus::Impl {
   struct Sub {
     Endpoint ep;  // patterns change under `membership`; name, deliver and execute never
     std::mutex mutex;
-    std::deque<std::shared_ptr<const EventRecord>> inbox;
+    std::deque<EventRecord> inbox;
     std::atomic<std::uint32_t> reserved{0};  // inbox size plus publishes about to push
     bool scheduled = false;                  // a drain is queued, running or waiting to retry
     std::uint32_t attempt = 0;               // failed deliveries of the inbox head
@@ -442,7 +488,7 @@ struct Bus::Impl {
   void drain_inbox(Sub& sub) {
     // Take up to a batch from the inbox under one lock, deliver it in order, and put back what
     // is left if a delivery fails (only this drain reads the inbox front, so order is kept).
-    std::vector<std::shared_ptr<const EventRecord>> batch;
+    std::vector<EventRecord> batch;
     std::uint32_t head_attempts = 0;
     {
       std::lock_guard lock(sub.mutex);
@@ -456,7 +502,7 @@ struct Bus::Impl {
       head_attempts = std::exchange(sub.attempt, 0);
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      const auto& e = *batch[i];
+      const auto& e = batch[i];
       const std::uint32_t attempt = (i == 0 ? head_attempts : 0) + 1;
       const keel_status st = sub.ep.deliver(e, attempt);
       if (st >= 0 || st == KEEL_ERR_UNAVAILABLE) {
@@ -519,19 +565,19 @@ struct Bus::Impl {
     topic.stats->published.add();
     auto* other_hosts = remote.load(std::memory_order_acquire);
     if (topic.subs.empty() && other_hosts == nullptr) return KEEL_OK;
-    auto shared = std::make_shared<const EventRecord>(parts, now, 0);
-    for (auto* sub : topic.subs) push(*sub, shared);
+    const EventRecord event(parts, now, 0);
+    for (auto* sub : topic.subs) push(*sub, event);
     if (other_hosts != nullptr) {
       std::vector<std::string> here;
       here.reserve(topic.subs.size());
       for (const auto* sub : topic.subs) here.push_back(sub->ep.name);
-      other_hosts->published(*shared, here);
+      other_hosts->published(event, here);
     }
     return KEEL_OK;
   }
 
   // Queues `e` in `sub`'s inbox (a slot is reserved already) and schedules a drain if needed.
-  void push(Sub& sub, const std::shared_ptr<const EventRecord>& e) {
+  void push(Sub& sub, const EventRecord& e) {
     bool schedule = false;
     {
       // `delivering` is read under the inbox lock: begin_delivery() sets it before it checks
@@ -934,7 +980,7 @@ keel_status Bus::deliver_remote(std::string_view subscriber, const EventRecord::
     sub->reserved.fetch_sub(1, std::memory_order_relaxed);
     return KEEL_ERR_BUSY;
   }
-  s.push(*sub, std::make_shared<const EventRecord>(parts, published_unix_ns, 0));
+  s.push(*sub, EventRecord(parts, published_unix_ns, 0));
   return KEEL_OK;
 }
 
@@ -1175,7 +1221,7 @@ keel_status Bus::resubmit(std::string_view publisher, std::string_view subscribe
     sub.reserved.fetch_add(1);
     {
       std::lock_guard lock(sub.mutex);
-      sub.inbox.push_back(std::make_shared<const EventRecord>(std::move(d.event)));
+      sub.inbox.push_back(std::move(d.event));
     }
     s.kick_inbox(sub);
     return KEEL_OK;

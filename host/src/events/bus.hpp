@@ -22,6 +22,7 @@
 // so a bridge to an external broker can replace the local fan-out without touching plugins.
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -50,8 +51,10 @@ class Database;
 
 namespace keel::host::events {
 
-/// One published event as the bus keeps it. Its text fields share one buffer (one allocation
-/// per event on the in-memory fast path); the accessors view into it while the record lives.
+/// One published event as the bus keeps it: a handle to one immutable block (a reference count,
+/// the field offsets and the text of every field), so an event costs one allocation however many
+/// subscribers it goes to, and a copy costs an atomic increment. The accessors view into the
+/// block while a handle to it lives. Copies may be used from different threads.
 class EventRecord {
  public:
   struct Parts {
@@ -64,8 +67,13 @@ class EventRecord {
     std::string_view tracestate;
     std::string_view request_id;  ///< of the request that published it; empty outside a request
   };
-  EventRecord() = default;
+  EventRecord() noexcept = default;
   EventRecord(const Parts& parts, std::int64_t published_unix_ns, std::int64_t seq);
+  EventRecord(const EventRecord& other) noexcept;
+  EventRecord(EventRecord&& other) noexcept;
+  EventRecord& operator=(const EventRecord& other) noexcept;
+  EventRecord& operator=(EventRecord&& other) noexcept;
+  ~EventRecord();
 
   [[nodiscard]] std::string_view event_id() const noexcept { return field(0); }
   [[nodiscard]] std::string_view topic() const noexcept { return field(1); }
@@ -80,12 +88,17 @@ class EventRecord {
   std::int64_t seq = 0;  ///< outbox row (durable); 0 for in-memory events
 
  private:
+  // The block's header; the fields' bytes follow it in the same allocation.
+  struct Block {
+    std::atomic<std::uint32_t> refs{1};
+    std::array<std::uint32_t, 8> end{};  // end offset of each field in the bytes
+  };
   [[nodiscard]] std::string_view field(std::size_t i) const noexcept {
-    const std::uint32_t begin = i == 0 ? 0 : end_[i - 1];
-    return {buf_.data() + begin, end_[i] - begin};
+    if (block_ == nullptr) return {};
+    const std::uint32_t begin = i == 0 ? 0 : block_->end[i - 1];
+    return {reinterpret_cast<const char*>(block_ + 1) + begin, block_->end[i] - begin};
   }
-  std::string buf_;
-  std::array<std::uint32_t, 8> end_{};
+  Block* block_ = nullptr;  // null for a default-constructed record: every field empty
 };
 
 /// How the bus reaches one subscribing plugin.

@@ -25,7 +25,37 @@ bool lower_hex(std::string_view s) noexcept {
   return ok != 0;
 }
 
-bool all_zero(std::string_view s) noexcept { return s.find_first_not_of('0') == std::string_view::npos; }
+// Eight characters at once: 0 when every byte of `w` is '0'-'9' or 'a'-'f'. Each test adds a
+// constant that carries a byte over 0x7f exactly when it is at or above a bound; bytes with the
+// top bit set are refused first, so no sum carries into its neighbour.
+std::uint64_t not_lower_hex8(std::uint64_t w) noexcept {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ull, kTop = kOnes * 0x80;
+  const std::uint64_t at_least_0 = w + kOnes * (0x80 - '0');
+  const std::uint64_t above_9 = w + kOnes * (0x80 - '9' - 1);
+  const std::uint64_t at_least_a = w + kOnes * (0x80 - 'a');
+  const std::uint64_t above_f = w + kOnes * (0x80 - 'f' - 1);
+  const std::uint64_t digit = at_least_0 & ~above_9, letter = at_least_a & ~above_f;
+  return (w & kTop) | (((digit | letter) & kTop) ^ kTop);
+}
+
+std::uint64_t load8(const char* p) noexcept {
+  std::uint64_t w;
+  std::memcpy(&w, p, 8);
+  return w;
+}
+
+// `N` (a multiple of 8) lower-case hex digits at `p`, not all '0'.
+template <std::size_t N>
+bool hex_id(const char* p) noexcept {
+  constexpr std::uint64_t kZeros = 0x3030303030303030ull;
+  std::uint64_t bad = 0, nonzero = 0;
+  for (std::size_t i = 0; i < N; i += 8) {
+    const std::uint64_t w = load8(p + i);
+    bad |= not_lower_hex8(w);
+    nonzero |= w ^ kZeros;
+  }
+  return bad == 0 && nonzero != 0;
+}
 
 // xoshiro256** seeded per thread from the OS: fast, and ids from two threads never share a stream.
 class IdGenerator {
@@ -87,8 +117,7 @@ bool valid_traceparent(std::string_view tp) noexcept {
   if (!lower_hex(version) || version == "ff") return false;
   if (version == "00" ? tp.size() != Span::kLength : tp.size() > Span::kLength && tp[Span::kLength] != '-') return false;
   if (tp[2] != '-' || tp[35] != '-' || tp[52] != '-') return false;
-  const auto trace = tp.substr(3, 32), parent = tp.substr(36, 16), flags = tp.substr(53, 2);
-  return lower_hex(trace) && lower_hex(parent) && lower_hex(flags) && !all_zero(trace) && !all_zero(parent);
+  return lower_hex(tp.substr(53, 2)) && hex_id<32>(tp.data() + 3) && hex_id<16>(tp.data() + 36);
 }
 
 Span Span::start(std::string_view parent) noexcept {

@@ -32,6 +32,29 @@ TEST_CASE("traceparent validation follows W3C Trace Context", "[trace]") {
   CHECK_FALSE(valid_traceparent(kExample.substr(0, 54)));
 }
 
+TEST_CASE("traceparent validation judges every byte at every id position like the plain rule", "[trace]") {
+  // The ids are checked eight bytes at a time; compare with the character-by-character rule for
+  // each of the 256 byte values in each of the 48 id positions.
+  const auto lower_hex = [](unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); };
+  std::string tp(kExample);
+  for (const std::size_t pos : {3u, 36u}) {
+    for (std::size_t i = 0; i < (pos == 3 ? 32u : 16u); ++i) {
+      for (int b = 0; b < 256; ++b) {
+        tp = kExample;
+        tp[pos + i] = static_cast<char>(b);
+        INFO("position " << pos + i << " byte " << b);
+        CHECK(valid_traceparent(tp) == lower_hex(static_cast<unsigned char>(b)));
+      }
+    }
+  }
+  // A single non-zero digit anywhere makes an id non-zero.
+  for (std::size_t i = 0; i < 32; ++i) {
+    std::string zero_trace = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
+    zero_trace[3 + i] = 'a';
+    CHECK(valid_traceparent(zero_trace));
+  }
+}
+
 TEST_CASE("a span continues a valid incoming trace as its child", "[trace]") {
   const auto span = Span::start(kExample);
   CHECK(valid_traceparent(span.traceparent()));
