@@ -602,16 +602,36 @@ scenario_storage() {
 #                                 raised so the publisher is not refused; refusals are counted)
 #   durable      POST /durable/N  durable topic, Host::publish: one outbox commit per event
 #   durable-txn  POST /txn/N/commit  durable topic, Transaction::publish: N events per commit
+#   durable-parallel  POST /durable/N from EVENTS_CLIENTS [8] clients at once: publishes outside a
+#                 transaction that meet share one outbox commit (group commit)
 # The result rows put delivered events/s in the req/s column, CPU time of the Keel process per
 # delivered event in cpu_us/req and busy refusals in errors; latency and bytes do not apply (0).
 EVENTS_MEMORY_N=${EVENTS_MEMORY_N:-200000}
 EVENTS_DURABLE_N=${EVENTS_DURABLE_N:-2000}
 EVENTS_TXN_N=${EVENTS_TXN_N:-10000}
+EVENTS_CLIENTS=${EVENTS_CLIENTS:-8}
 
-# events_round LABEL PATH N TOPIC PORT PID: one round; appends "events/s cpu_us/event busy" to
+# events_client URL N END LABEL: POSTs URL until the clock passes END (microseconds), then prints
+# "accepted busy requests". An answer that is no count prints nothing (the round then fails).
+events_client() {
+  local url=$1 n=$2 end=$3 label=$4 out a b accepted=0 busy=0 requests=0
+  while ((${EPOCHREALTIME/./} < end)); do
+    out=$(taskset -c "$CPU" curl -fsS -X POST "$url") || { log "events/$label: POST $url failed"; return 1; }
+    case $out in
+      accepted=*) a=${out#accepted=} a=${a%% *} b=${out##*busy=} ;;
+      committed) a=$n b=0 ;;
+      *) a=$out b=0 ;;
+    esac
+    [[ $a =~ ^[0-9]+$ && $b =~ ^[0-9]+$ ]] || { log "events/$label: unexpected answer '$out'"; return 1; }
+    accepted=$((accepted + a)) busy=$((busy + b)) requests=$((requests + 1))
+  done
+  echo "$accepted $busy $requests"
+}
+
+# events_round LABEL PATH N TOPIC PORT PID [COUNTING_PORT] [CLIENTS]: one round; appends "events/s cpu_us/event busy" to
 # $TMP/raw/events.LABEL.
 events_round() {
-  local label=$1 path=$2 n=$3 topic=$4 port=$5 pid=$6 base out a b before got want t0 t1 end deadline
+  local label=$1 path=$2 n=$3 topic=$4 port=$5 pid=$6 base before got want t0 t1 end deadline
   local accepted=0 busy=0 ticks0 ticks1 requests=0 counted
   base=http://127.0.0.1:$port
   counted=http://127.0.0.1:${7:-$port}  # the host whose events_sub counts (the cluster scenario: another one)
@@ -619,16 +639,16 @@ events_round() {
   ticks0=$(cpu_ticks "$pid")
   t0=${EPOCHREALTIME/./}
   end=$((t0 + DURATION * 1000000))
-  while ((${EPOCHREALTIME/./} < end)); do
-    out=$(taskset -c "$CPU" curl -fsS -X POST "$base$path") || die "events/$label: POST $path failed"
-    case $out in
-      accepted=*) a=${out#accepted=} a=${a%% *} b=${out##*busy=} ;;
-      committed) a=$n b=0 ;;
-      *) a=$out b=0 ;;
-    esac
-    [[ $a =~ ^[0-9]+$ && $b =~ ^[0-9]+$ ]] || die "events/$label: unexpected answer '$out'"
-    accepted=$((accepted + a)) busy=$((busy + b)) requests=$((requests + 1))
+  local c clients=${8:-1} sums=$TMP/raw/events.$label.clients pids=()
+  mkdir -p "$TMP/raw"
+  rm -f "$sums"
+  for ((c = 1; c <= clients; c++)); do
+    events_client "$base$path" "$n" "$end" "$label" >>"$sums" &
+    pids+=($!)
   done
+  wait "${pids[@]}"  # not a bare wait: the servers are children of this shell too
+  read -r accepted busy requests < <(awk '{a += $1; b += $2; r += $3} END {print a + 0, b + 0, r + 0}' "$sums")
+  ((requests > 0)) || die "events/$label: no request succeeded"
   want=$((before + accepted))
   deadline=$((${EPOCHREALTIME/./} + 120000000))
   while :; do
@@ -662,15 +682,17 @@ scenario_events() {
   require_ok "http://127.0.0.1:$kp/api/events_sub/count" "keel events_sub"
   local targets=("memory|/api/events_pub/memory/$EVENTS_MEMORY_N?busy=count|$EVENTS_MEMORY_N|demo.memory"
     "durable|/api/events_pub/durable/$EVENTS_DURABLE_N|$EVENTS_DURABLE_N|demo.durable"
-    "durable-txn|/api/events_pub/txn/$EVENTS_TXN_N/commit|$EVENTS_TXN_N|demo.durable")
+    "durable-txn|/api/events_pub/txn/$EVENTS_TXN_N/commit|$EVENTS_TXN_N|demo.durable"
+    "durable-parallel|/api/events_pub/durable/$((EVENTS_DURABLE_N / 10))|$((EVENTS_DURABLE_N / 10))|demo.durable|$EVENTS_CLIENTS")
   for spec in "${targets[@]}"; do
     IFS='|' read -r label path n topic <<<"$spec"
     rm -f "$TMP/raw/events.$label"
   done
+  local clients
   for ((r = 1; r <= ROUNDS; r++)); do
     for spec in "${targets[@]}"; do
-      IFS='|' read -r label path n topic <<<"$spec"
-      events_round "$label" "$path" "$n" "$topic" "$kp" "$keel"
+      IFS='|' read -r label path n topic clients <<<"$spec"
+      events_round "$label" "$path" "$n" "$topic" "$kp" "$keel" "$kp" "${clients:-1}"
     done
   done
   stop_server "$keel"
@@ -686,6 +708,11 @@ scenario_events() {
   check "events in-memory CPU us/event" "$(median "$TMP/raw/events.memory" 2)" - -
   check "events durable CPU us/event" "$(median "$TMP/raw/events.durable" 2)" - -
   check "events durable-txn CPU us/event" "$(median "$TMP/raw/events.durable-txn" 2)" - -
+  check "events durable-parallel ($EVENTS_CLIENTS clients) CPU us/event" "$(median "$TMP/raw/events.durable-parallel" 2)" - -
+  check "events durable/durable-txn delivered/s (one commit per publish)" \
+    "$(awk -v a="$(median "$TMP/raw/events.durable" 1)" -v b="$(median "$TMP/raw/events.durable-txn" 1)" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')" ">=" 0.5
+  check "events durable-parallel/durable-txn delivered/s (group commit)" \
+    "$(awk -v a="$(median "$TMP/raw/events.durable-parallel" 1)" -v b="$(median "$TMP/raw/events.durable-txn" 1)" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')" ">=" 0.5
 }
 
 # Builds STARTUP_PLUGINS distinct copies of bench/startup_plugin.c into $BUILD_DIR/bench-plugins

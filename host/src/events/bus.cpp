@@ -242,6 +242,26 @@ struct Bus::Impl {
     DeliveryCounters counters;
   };
 
+  // Group commit (docs/events.md "Publishing"): durable events published outside a
+  // transaction at the same time by several threads share one outbox transaction. Each
+  // publisher queues its row; whoever finds no commit in progress takes every queued row of the
+  // same database, writes them in one transaction and hands each publisher its status. A publish
+  // still returns only once its row is committed.
+  struct GroupEntry {
+    const EventRecord* event;
+    storage::Database* database;
+    keel_status status = KEEL_OK;
+    std::string error;  // the failure's message (storage::last_error() is per thread)
+    bool finished = false;
+    bool alone = false;  // the shared transaction failed: write this row by itself
+  };
+  struct OutboxGroup {
+    std::mutex mutex;
+    std::condition_variable finished;
+    std::vector<GroupEntry*> queued;
+    bool writing = false;
+  };
+
   struct Pub {
     std::string name;
     std::vector<std::string> topics, durable;    // as declared now
@@ -251,6 +271,7 @@ struct Bus::Impl {
     StringMap<std::unique_ptr<Stream>> streams;   // by subscriber
     std::atomic<std::int64_t> last_sweep_ns{0};
     Counter undeclared;  // publishes of topics not in the manifest, refused
+    OutboxGroup group;   // durable publishes outside a transaction, committed together
   };
 
   // Everything the bus ever knew, under `membership`; elements are never destroyed before the
@@ -791,21 +812,89 @@ struct Bus::Impl {
       log->debug("outbox retention publisher={} deleted={}", pub.name, res.changes);
   }
 
-  keel_status publish_durable(const Routing::PubRoute& route, const Routing::TopicRoute& topic, const EventRecord& e,
-                              keel_txn txn, std::string& error) {
-    auto& db = *route.database;
+  static constexpr std::string_view kOutboxInsert =
+      "INSERT INTO _keel_outbox (event_id, topic, payload, content_type, published_ns, traceparent, tracestate,"
+      " request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+  static keel_status append_outbox(storage::Database& db, keel_txn txn, const EventRecord& e) {
     const keel_sql_param p[8] = {bytes_param(e.event_id()),    bytes_param(e.topic()),
                                  bytes_param(e.payload(), KEEL_SQL_BLOB), bytes_param(e.content_type()),
                                  int_param(e.published_unix_ns), bytes_param(e.traceparent()),
                                  bytes_param(e.tracestate()), bytes_param(e.request_id())};
-    const auto st = db.append_in_commit_order(txn, "_keel_outbox",
-                                              "INSERT INTO _keel_outbox (event_id, topic, payload, content_type,"
-                                              " published_ns, traceparent, tracestate, request_id)"
-                                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                                              p);
+    return db.append_in_commit_order(txn, "_keel_outbox", kOutboxInsert, p);
+  }
+
+  /// Writes the rows of `batch` (one database): one row on its own, several in one transaction.
+  /// When the shared transaction fails, every row is marked to be written by its own publisher,
+  /// which then gets its own row's status (and its own deadline).
+  static void write_group(const std::vector<GroupEntry*>& batch) {
+    auto& db = *batch.front()->database;
+    if (batch.size() == 1) {
+      auto& only = *batch.front();
+      only.status = append_outbox(db, KEEL_TXN_NONE, *only.event);
+      if (only.status < 0) only.error = storage::last_error();
+      return;
+    }
+    std::string error;
+    const auto st = in_transaction(db, error, [&](keel_txn txn) {
+      for (const auto* entry : batch)
+        if (const auto rc = append_outbox(db, txn, *entry->event); rc < 0) return rc;
+      return KEEL_OK;
+    });
+    for (auto* entry : batch) entry->alone = st < 0;
+  }
+
+  /// Commits `e` outside a transaction, with whatever other threads publish to the same outbox
+  /// meanwhile; returns its status once its row is committed (or failed).
+  keel_status publish_grouped(Pub& pub, storage::Database& db, const EventRecord& e, std::string& error) {
+    GroupEntry mine{&e, &db, KEEL_OK, {}, false, false};
+    auto& g = pub.group;
+    std::unique_lock lock(g.mutex);
+    g.queued.push_back(&mine);
+    while (!mine.finished) {
+      if (g.writing) {
+        g.finished.wait(lock);
+        continue;
+      }
+      // Lead: take every queued row of this row's database (a reload may have moved the outbox;
+      // rows of another database wait for the next round).
+      std::vector<GroupEntry*> batch;
+      const auto split = std::stable_partition(g.queued.begin(), g.queued.end(),
+                                               [&](const GroupEntry* q) { return q->database != mine.database; });
+      batch.assign(split, g.queued.end());
+      g.queued.erase(split, g.queued.end());
+      g.writing = true;
+      lock.unlock();
+      try {
+        write_group(batch);
+      } catch (...) {  // never leave the others waiting: each tries alone (and meets its own error)
+        for (auto* entry : batch) entry->alone = true;
+      }
+      lock.lock();
+      g.writing = false;
+      for (auto* entry : batch) entry->finished = true;
+      g.finished.notify_all();
+    }
+    lock.unlock();
+    if (mine.alone) {
+      mine.status = append_outbox(db, KEEL_TXN_NONE, e);
+      if (mine.status < 0) mine.error = storage::last_error();
+    }
+    if (mine.status < 0) error = "outbox write failed: " + mine.error;
+    return mine.status;
+  }
+
+  keel_status publish_durable(const Routing::PubRoute& route, const Routing::TopicRoute& topic, const EventRecord& e,
+                              keel_txn txn, std::string& error) {
+    auto& db = *route.database;
+    keel_status st = KEEL_OK;
+    if (txn == KEEL_TXN_NONE) {
+      st = publish_grouped(*route.pub, db, e, error);
+    } else if (st = append_outbox(db, txn, e); st < 0) {
+      error = "outbox write failed: " + storage::last_error();
+    }
     if (st < 0) {
       topic.stats->refused.add();
-      error = "outbox write failed: " + storage::last_error();
       return st;
     }
     topic.stats->published.add();
