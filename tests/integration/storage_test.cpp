@@ -250,3 +250,36 @@ TEST_CASE("plugin health: readyz aggregates the health hooks and admin plugins s
   CHECK(status_of(simple_request(host.port(), "GET", "/readyz")) == 200);
   CHECK(status_of(simple_request(host.port(), "GET", "/admin/plugins")) == 401);
 }
+
+TEST_CASE("storage: a \"storage\": \"read\" route is answered on the I/O thread while every worker is busy, and "
+          "cannot write",
+          "[storage][sqlite]") {
+  // In process on SQLite only (docs/storage.md "Routes that only read"): in a runner or on
+  // PostgreSQL the route runs on the worker pool like a blocking one.
+  KeelHost host(with_plugins({fixture("store"), fixture("blocking")}, "[server]\nworker_threads = 1\n"));
+  const auto created = simple_request(host.port(), "POST", "/api/store/items", "hello");
+  REQUIRE(status_of(created) == 201);
+  // Two one-second /block requests hold the only worker for about two seconds.
+  std::atomic<int> blocks_done{0};
+  std::vector<std::thread> blockers;
+  for (int i = 0; i < 2; ++i)
+    blockers.emplace_back([&] {
+      const auto r = simple_request(host.port(), "GET", "/api/blocking/block");
+      CHECK(status_of(r) == 200);
+      ++blocks_done;
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // both are in (one runs, one waits)
+  for (int i = 0; i < 5; ++i) {
+    const auto r = simple_request(host.port(), "GET", "/api/store/items/" + created->body);
+    REQUIRE(text_of(r) == "hello");
+  }
+  CHECK(blocks_done.load() == 0);  // every read was answered while the worker was still taken
+  for (auto& t : blockers) t.join();
+
+  // A write on the read route is refused (403), a read there works; the message is in the log.
+  CHECK(status_of(simple_request(host.port(), "POST", "/api/store/sql-read", "SELECT 1")) == 200);
+  CHECK(status_of(simple_request(host.port(), "POST", "/api/store/sql-read", "INSERT INTO items (body) VALUES ('x')")) ==
+        403);
+  CHECK(host.process().wait_for_output("declared \"storage\": \"read\"", std::chrono::seconds(5)));
+  CHECK(text_of(simple_request(host.port(), "GET", "/api/store/count")) == "1");
+}

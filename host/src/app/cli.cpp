@@ -86,6 +86,7 @@ nlohmann::ordered_json schema_value(const std::string& schema_json) {
 /// One route of `keel plugin inspect --json`; "request", "responses" and "query" only when declared.
 nlohmann::ordered_json route_json(const package::RouteDecl& r) {
   nlohmann::ordered_json jr{{"method", r.method}, {"path", r.path}, {"summary", r.summary}, {"blocking", r.blocking}};
+  if (r.storage_read) jr["storage"] = "read";
   if (r.request) {
     nlohmann::ordered_json jq{{"content_type", r.request->content_type}, {"description", r.request->description}};
     if (!r.request->schema_json.empty()) jq["schema"] = schema_value(r.request->schema_json);
@@ -180,7 +181,8 @@ int inspect_plugin(const std::string& file, const std::string& config_file, bool
                   jm["description"].get<std::string>().c_str(), jm["concurrency"].get<std::string>().c_str());
       for (const auto& d : c.manifest->dependencies) std::printf("depends on: %s %s\n", d.name.c_str(), d.range.text().c_str());
       for (const auto& r : c.manifest->routes) {
-        std::printf("route: %s %s%s%s\n", r.method.c_str(), r.path.c_str(), r.blocking ? " (blocking)" : "",
+        std::printf("route: %s %s%s%s\n", r.method.c_str(), r.path.c_str(),
+                    r.blocking ? " (blocking)" : r.storage_read ? " (storage: read)" : "",
                     r.summary.empty() ? "" : ("  " + r.summary).c_str());
         print_route_docs(r);
       }

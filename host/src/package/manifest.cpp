@@ -32,8 +32,8 @@ constexpr std::array<std::string_view, 11> kTopLevelKeys{
     "name", "version", "abi", "description", "dependencies", "routes",
     "concurrency", "events", "permissions", "config", "migrations"};
 constexpr std::array<std::string_view, 2> kDependencyKeys{"name", "version"};
-constexpr std::array<std::string_view, 7> kRouteKeys{"method",  "path",      "summary", "blocking",
-                                                     "request", "responses", "query"};
+constexpr std::array<std::string_view, 8> kRouteKeys{"method",  "path",      "summary", "blocking",
+                                                     "storage", "request",   "responses", "query"};
 constexpr std::array<std::string_view, 3> kRequestKeys{"content_type", "schema", "description"};
 constexpr std::array<std::string_view, 3> kResponseKeys{"description", "content_type", "schema"};
 constexpr std::array<std::string_view, 4> kQueryKeys{"name", "type", "description", "required"};
@@ -426,6 +426,7 @@ class Checker {
 
  private:
   bool durable_declared_ = false;  // a non-empty events.durable; needs kStoragePermission
+  std::string storage_read_route_;  // a route with "storage": "read" (its path); needs it too
 
   void check_identity(const Json& root, Manifest& m) {
     if (const auto* name = string_member(root, "", "name", true)) {
@@ -555,6 +556,18 @@ class Checker {
       }
       if (const auto* summary = string_member(route, path, "summary", false)) r.summary = *summary;
       if (const auto blocking = bool_member(route, path, "blocking")) r.blocking = *blocking;
+      if (const auto* storage = string_member(route, path, "storage", false)) {
+        if (*storage != "read") {
+          error(path + ".storage", in_quotes(*storage) + " is not a storage mode: the only one is \"read\" (a handler that "
+                                   "only reads its storage); leave it out for a route that writes");
+        } else if (r.blocking) {
+          error(path + ".storage", "\"read\" with \"blocking\": true: a blocking route always runs on the worker pool; "
+                                   "keep one of the two");
+        } else {
+          r.storage_read = true;
+          storage_read_route_ = path;
+        }
+      }
       check_route_request(route, path, r);
       check_route_responses(route, path, r);
       check_route_query(route, path, r);
@@ -714,6 +727,10 @@ class Checker {
     if (durable_declared_ && !has_permission(m, kStoragePermission)) {
       error("events.durable", "durable topics are stored in the publisher's database: add the permission \"" +
                                   std::string{kStoragePermission} + "\"");
+    }
+    if (!storage_read_route_.empty() && !has_permission(m, kStoragePermission)) {
+      error(storage_read_route_ + ".storage", "\"read\" reads the plugin's database: add the permission \"" +
+                                                  std::string{kStoragePermission} + "\"");
     }
   }
 

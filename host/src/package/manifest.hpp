@@ -46,6 +46,10 @@ struct RouteDecl {
   std::string path;     ///< template below the mount, e.g. "/greet/{name}"
   std::string summary;
   bool blocking = false;  ///< handler may block: run on the worker pool
+  /// "storage": "read": the handler only reads its own storage. In process on SQLite it runs on
+  /// the I/O thread with a reader connection reserved for it (writes are refused); elsewhere, or
+  /// when no reader is free, on the worker pool like a blocking route (docs/storage.md).
+  bool storage_read = false;
   // For GET /openapi.json only; routing ignores them.
   std::optional<RequestDecl> request;   ///< "request": the body the route expects, if declared
   std::vector<ResponseDecl> responses;  ///< "responses", in manifest order

@@ -206,6 +206,11 @@ std::optional<http::Deferred> PluginHost::Impl::dispatch_owned(Plugin& p, std::s
       p.responders.fail(id, std::move(res));
     } else {
       const RequestView view(*owned);
+      // A "storage": "read" route only reads here too (on the pool: no reader reserved).
+      storage::ReadOnlyScope reads;
+      if (p.ctx.storage != nullptr && p.manifest.routes[owned->route_index].storage_read &&
+          p.placement->runs_on_caller_thread())
+        reads.begin(*p.ctx.storage, /*reserve_reader=*/false);
       run_handler(p, view.req, id, true);
     }
     p.in_flight.fetch_sub(1);
@@ -278,7 +283,13 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& firs
   auto& sc = tl_scratch;
   parse_query(request.query, sc.query_storage, sc.query_spans);
 
-  if (p.serial || p.manifest.routes[route].blocking) {
+  // A "storage": "read" route runs here when its plugin runs in this process and a reader of
+  // its database is free now (SQLite); otherwise it goes to the pool like a blocking route.
+  const auto& decl = p.manifest.routes[route];
+  storage::ReadOnlyScope reads;
+  if (decl.storage_read && !p.serial && p.ctx.storage != nullptr && p.placement->runs_on_caller_thread())
+    reads.begin(*p.ctx.storage, /*reserve_reader=*/true);
+  if (p.serial || decl.blocking || (decl.storage_read && !reads.active())) {
     // Off the I/O thread: copy what the handler needs, since it may outlive this call.
     auto owned = copy_request(request, params, sc, route, deadline);
     auto reply = std::make_shared<http::AsyncReply>();
@@ -293,6 +304,7 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& firs
   const auto req = borrow_request(request, params, sc, route, deadline);
   const auto id = p.responders.acquire_sync(&response);
   const keel_status st = s.run_handler(p, req, id, false);
+  reads.end();  // the reader goes back before anything else: a later respond() reads elsewhere
   auto reply = p.responders.finish_sync(id, st < 0);
   if (reply) {
     reply->timeout_message = "plugin '" + p.name + "' did not answer within " + std::to_string(timeout.count()) + " ms";

@@ -64,6 +64,9 @@ class Placement {
   /// The placement gave up on this generation (a runner that crashed too often): it stays out of
   /// routing until it is enabled or reloaded.
   [[nodiscard]] virtual bool quarantined() const { return false; }
+  /// The plugin's hooks run on the thread that calls them (in this process): a "storage": "read"
+  /// route can then be served on the I/O thread with a reader reserved there.
+  [[nodiscard]] virtual bool runs_on_caller_thread() const noexcept { return false; }
 
  protected:
   Placement() = default;

@@ -14,6 +14,7 @@ class InProcess final : public Placement {
   InProcess(CodeFd code, std::unique_ptr<Library> library) : code_(std::move(code)), library_(std::move(library)) {}
   [[nodiscard]] const keel_plugin& table() const noexcept override { return library_->table(); }
   [[nodiscard]] std::uint32_t abi_version() const noexcept override { return library_->table().abi_version; }
+  [[nodiscard]] bool runs_on_caller_thread() const noexcept override { return true; }
 
  private:
   CodeFd code_;  // open only when the code was mapped through its /proc path (declared first: closed last)

@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <keel/storage.h>
@@ -138,6 +139,19 @@ class Database {
   /// A rollback clears the mark.
   virtual void notify_on_commit(keel_txn txn) = 0;
 
+  /// A "storage": "read" route's handler runs on the calling thread (docs/storage.md "Routes that
+  /// only read"): until end_read_only(), whatever this thread asks that would write or open a
+  /// transaction fails at once with KEEL_ERR_PERMISSION_DENIED. With `reserve_reader` a reader
+  /// connection that is free now becomes this thread's for that time, so its reads never wait
+  /// for one (an I/O thread); false when none is free, and then nothing is begun. Engines whose
+  /// reads may wait on a network do neither and return false (the default).
+  virtual bool begin_read_only(bool reserve_reader) {
+    static_cast<void>(reserve_reader);
+    return false;
+  }
+  /// Ends what begin_read_only() began on this thread (the reader goes back).
+  virtual void end_read_only() noexcept {}
+
   /// Rolls back open transactions and closes every connection; later calls get
   /// KEEL_ERR_UNAVAILABLE. Idempotent.
   virtual void close() = 0;
@@ -150,6 +164,26 @@ class Database {
  protected:
   explicit Database(Options options) : options_(std::move(options)) {}
   Options options_;
+};
+
+/// Database::begin_read_only() for one handler run on this thread; ends with the scope at the
+/// latest.
+class ReadOnlyScope {
+ public:
+  ReadOnlyScope() = default;
+  ~ReadOnlyScope() { end(); }
+  ReadOnlyScope(const ReadOnlyScope&) = delete;
+  ReadOnlyScope& operator=(const ReadOnlyScope&) = delete;
+  void begin(Database& db, bool reserve_reader) {
+    if (db_ == nullptr && db.begin_read_only(reserve_reader)) db_ = &db;
+  }
+  [[nodiscard]] bool active() const noexcept { return db_ != nullptr; }
+  void end() noexcept {
+    if (db_ != nullptr) std::exchange(db_, nullptr)->end_read_only();
+  }
+
+ private:
+  Database* db_ = nullptr;
 };
 
 /// Thrown by open_database() when the database's server cannot be reached now (down, starting,

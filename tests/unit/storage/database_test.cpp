@@ -996,3 +996,64 @@ TEST_CASE("storage: a runaway statement stops at its deadline, and close() waits
     CHECK(result == KEEL_ERR_TIMEOUT);
   }
 }
+
+TEST_CASE("storage: a read-only run reads through its reserved reader and refuses every write", "[storage][sqlite]") {
+  if (on_postgres()) return;  // PostgreSQL reads may wait on the network: it never begins one (below)
+  TestDb t([](kst::Options& o) { o.readers = 1; });
+  REQUIRE(t->exec(KEEL_TXN_NONE, "CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT)", {}, {}, nullptr) == KEEL_OK);
+  REQUIRE(t->exec(KEEL_TXN_NONE, "INSERT INTO items (body) VALUES ('a')", {}, {}, nullptr) == KEEL_OK);
+  {
+    kst::ReadOnlyScope run;
+    run.begin(*t, /*reserve_reader=*/true);
+    REQUIRE(run.active());
+    CHECK(scalar(*t, "SELECT count(*) FROM items") == 1);
+    keel_kv_entry e = new_entry();
+    CHECK(t->kv_get(KEEL_TXN_NONE, "k", &e) == KEEL_ERR_NOT_FOUND);
+    CHECK(refused(t->exec(KEEL_TXN_NONE, "INSERT INTO items (body) VALUES ('b')", {}, {}, nullptr)));
+    CHECK(contains(kst::last_error(), "\"storage\": \"read\""));
+    keel_txn txn = KEEL_TXN_NONE;
+    CHECK(refused(t->begin(KEEL_TXN_NONE, &txn)));
+    CHECK(refused(t->kv_put(KEEL_TXN_NONE, put_args("k", "v"), nullptr)));
+    CHECK(refused(t->kv_delete(KEEL_TXN_NONE, "k", KEEL_KV_ANY_VERSION)));
+    // The only reader is this thread's: another thread cannot reserve it, and its own reads
+    // wait for it (here: until the run ends).
+    std::atomic<bool> other_reserved{true};
+    std::thread([&] {
+      kst::ReadOnlyScope other;
+      other.begin(*t, true);
+      other_reserved = other.active();
+    }).join();
+    CHECK_FALSE(other_reserved.load());
+    // One run per thread.
+    kst::ReadOnlyScope nested;
+    nested.begin(*t, true);
+    CHECK_FALSE(nested.active());
+  }
+  // Ended: writes work again on this thread, and the reader is free for others.
+  CHECK(t->exec(KEEL_TXN_NONE, "INSERT INTO items (body) VALUES ('c')", {}, {}, nullptr) == KEEL_OK);
+  CHECK(scalar(*t, "SELECT count(*) FROM items") == 2);
+  std::atomic<bool> reserved{false};
+  std::thread([&] {
+    kst::ReadOnlyScope other;
+    other.begin(*t, true);
+    reserved = other.active();
+  }).join();
+  CHECK(reserved.load());
+  // Without a reserved reader (a "storage": "read" route on the worker pool) writes are refused
+  // all the same, and reads lease readers as usual.
+  {
+    kst::ReadOnlyScope run;
+    run.begin(*t, /*reserve_reader=*/false);
+    REQUIRE(run.active());
+    CHECK(scalar(*t, "SELECT count(*) FROM items") == 2);
+    CHECK(refused(t->exec(KEEL_TXN_NONE, "DELETE FROM items", {}, {}, nullptr)));
+  }
+}
+
+TEST_CASE("storage: PostgreSQL never runs a route's reads on the calling thread", "[storage]") {
+  if (!on_postgres()) return;
+  TestDb t;
+  kst::ReadOnlyScope run;
+  run.begin(*t, true);
+  CHECK_FALSE(run.active());
+}

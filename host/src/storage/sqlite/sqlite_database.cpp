@@ -308,6 +308,14 @@ keel_host_bytes column_bytes(sqlite3_stmt* stmt, int i, bool text) {
   return {n == 0 ? nullptr : static_cast<const char*>(p), n};
 }
 
+// The database a "storage": "read" handler runs against on this thread (begin_read_only): its
+// Impl, and the reader reserved for it (or null). Plain pointers: no thread_local destructor.
+struct ReadOnlyRun {
+  const void* owner = nullptr;
+  Connection* reader = nullptr;
+};
+thread_local ReadOnlyRun tl_read_only;
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -412,9 +420,23 @@ struct SqliteDatabase::Impl {
     return KEEL_OK;
   }
 
+  // --- "storage": "read" handlers (begin_read_only) ---
+
+  [[nodiscard]] bool read_only_here() const noexcept { return tl_read_only.owner == this; }
+  /// The reader reserved for this thread's read-only run, or null.
+  [[nodiscard]] Connection* reserved_reader() const noexcept {
+    return read_only_here() ? tl_read_only.reader : nullptr;
+  }
+  static keel_status refuse_write() {
+    return fail(KEEL_ERR_PERMISSION_DENIED,
+                "this route is declared \"storage\": \"read\": it can only read (leave that out and declare it "
+                "\"blocking\": true to write or open a transaction)");
+  }
+
   /// Runs `fn(writer)` holding the writer: inside `txn`, or (txn 0) as its own transaction.
   template <class F>
   keel_status with_writer(keel_txn txn, F&& fn) {
+    if (read_only_here()) return refuse_write();
     std::unique_lock lock(writer_mutex);
     if (txn == KEEL_TXN_NONE) {
       if (auto st = wait_for_writer(lock); st < 0) return st;
@@ -574,6 +596,13 @@ struct SqliteDatabase::Impl {
   /// Autocommit statement: on a reader if it only reads, else on the writer.
   keel_status autocommit(std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
                          keel_sql_result* out, bool host) {
+    if (Connection* own = reserved_reader()) {
+      keel_status st = KEEL_OK;
+      sqlite3_stmt* stmt = own->statement(sql, host, st);
+      if (stmt == nullptr) return st;
+      if (sqlite3_stmt_readonly(stmt) == 0) return refuse_write();
+      return run(*own, stmt, params, rows, out, host);
+    }
     {
       Connection* reader = nullptr;
       if (auto st = lease_reader(reader); st < 0) return st;
@@ -672,7 +701,8 @@ void SqliteDatabase::close() {
     std::unique_lock lock(s.readers_mutex);
     s.readers_closed = true;
     s.reader_free.notify_all();
-    // Readers in use finish their statement first (they are never held across calls).
+    // Readers in use finish their statement first (they are never held across calls, except by
+    // a "storage": "read" handler running on an I/O thread, which ends before its plugin stops).
     while (s.idle.size() != s.readers.size()) s.reader_free.wait_for(lock, std::chrono::milliseconds(10));
     s.idle.clear();
     s.readers.clear();
@@ -686,6 +716,31 @@ void SqliteDatabase::close() {
     s.log->warn("checkpoint at close failed plugin={} error=\"{}\"", options_.plugin, e.what());
   }
   s.writer.reset();
+}
+
+bool SqliteDatabase::begin_read_only(bool reserve_reader) {
+  auto& s = *impl_;
+  if (tl_read_only.owner != nullptr) return false;  // one run per thread
+  Connection* reader = nullptr;
+  if (reserve_reader) {
+    std::lock_guard lock(s.readers_mutex);
+    if (s.readers_closed || s.idle.empty()) return false;
+    reader = s.idle.back();
+    s.idle.pop_back();
+  }
+  tl_read_only = {&s, reader};
+  return true;
+}
+
+void SqliteDatabase::end_read_only() noexcept {
+  auto& s = *impl_;
+  if (tl_read_only.owner != &s) return;
+  if (tl_read_only.reader != nullptr) {
+    std::lock_guard lock(s.readers_mutex);
+    s.idle.push_back(tl_read_only.reader);
+    s.reader_free.notify_one();
+  }
+  tl_read_only = {};
 }
 
 keel_status SqliteDatabase::exec(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
@@ -712,9 +767,11 @@ keel_status SqliteDatabase::prepare(std::string_view sql, keel_sql_info* out) {
   auto& s = *impl_;
   if (auto st = s.enter(); st < 0) return st;
   if (out == nullptr) return fail(KEEL_ERR_INVALID_ARGUMENT, "prepare needs an output struct");
-  Connection* reader = nullptr;
-  if (auto st = s.lease_reader(reader); st < 0) return st;
-  const Impl::ReaderLease lease{&s, reader};
+  Connection* const reserved = s.reserved_reader();
+  Connection* reader = reserved;
+  if (reader == nullptr)
+    if (auto st = s.lease_reader(reader); st < 0) return st;
+  const Impl::ReaderLease lease{&s, reader == reserved ? nullptr : reader};
   keel_status st = KEEL_OK;
   sqlite3_stmt* stmt = reader->statement(sql, false, st);
   if (stmt == nullptr) return st;
@@ -731,6 +788,7 @@ keel_status SqliteDatabase::begin(keel_txn parent, keel_txn* out) {
   if (auto st = s.enter(); st < 0) return st;
   if (out == nullptr) return fail(KEEL_ERR_INVALID_ARGUMENT, "begin needs an output id");
   *out = KEEL_TXN_NONE;
+  if (s.read_only_here()) return Impl::refuse_write();
   const auto start = Clock::now();
   std::unique_lock lock(s.writer_mutex);
   keel_status st = KEEL_OK;

@@ -41,6 +41,8 @@ class SqliteDatabase final : public Database {
                                      std::span<const keel_sql_param> params) override;
   void set_commit_listener(std::function<void()> fn) override;
   void notify_on_commit(keel_txn txn) override;
+  bool begin_read_only(bool reserve_reader) override;
+  void end_read_only() noexcept override;
   void close() override;
   [[nodiscard]] Stats stats() const override;
 

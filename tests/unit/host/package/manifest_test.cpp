@@ -605,7 +605,7 @@ TEST_CASE("manifest: unknown keys in route documentation are warnings", "[plugin
   const auto m = parse_ok(doc);
   CHECK(warnings_of(m) ==
         std::vector<std::string>{
-            "routes[0].requestBody: unknown key ignored; known keys: method, path, summary, blocking, request, "
+            "routes[0].requestBody: unknown key ignored; known keys: method, path, summary, blocking, storage, request, "
             "responses, query",
             "routes[0].respones: unknown key ignored (did you mean 'responses'?)",
             "routes[0].request.contentType: unknown key ignored (did you mean 'content_type'?)",
@@ -1241,4 +1241,32 @@ TEST_CASE("has_permission: exact match, and call:* grants every call", "[plugins
   CHECK_FALSE(mp::has_permission(any, "callx:inventory"));
 
   CHECK_FALSE(mp::has_permission(parse_ok(minimal()), "call:inventory"));
+}
+
+TEST_CASE("manifest: a route that only reads its storage says \"storage\": \"read\"", "[plugins][manifest]") {
+  auto doc = minimal();
+  doc["permissions"] = {"ext:keel.storage/1"};
+  doc["routes"] = {{{"method", "GET"}, {"path", "/items/{id}"}, {"storage", "read"}},
+                   {{"method", "POST"}, {"path", "/items"}, {"blocking", true}}};
+  const auto m = parse_ok(doc);
+  CHECK(m.routes[0].storage_read);
+  CHECK_FALSE(m.routes[0].blocking);
+  CHECK_FALSE(m.routes[1].storage_read);
+
+  auto route_error = [&](const json& route) {
+    auto d = doc;
+    d["routes"] = {route};
+    return single_error(d);
+  };
+  CHECK(route_error({{"method", "GET"}, {"path", "/x"}, {"storage", "write"}}) ==
+        "routes[0].storage: 'write' is not a storage mode: the only one is \"read\" (a handler that only reads its "
+        "storage); leave it out for a route that writes");
+  CHECK(route_error({{"method", "GET"}, {"path", "/x"}, {"storage", true}}) ==
+        "routes[0].storage: expected a string, got a boolean");
+  CHECK(route_error({{"method", "GET"}, {"path", "/x"}, {"storage", "read"}, {"blocking", true}}) ==
+        "routes[0].storage: \"read\" with \"blocking\": true: a blocking route always runs on the worker pool; keep "
+        "one of the two");
+  doc.erase("permissions");
+  CHECK(single_error(doc) ==
+        "routes[0].storage: \"read\" reads the plugin's database: add the permission \"ext:keel.storage/1\"");
 }
