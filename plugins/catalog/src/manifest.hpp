@@ -67,7 +67,7 @@
   R"j(      "400": {"description": "the body is not one JSON object"},)j"                                                   \
   R"j(      "409": {"description": "a product with this sku exists (code duplicate_sku)"},)j"                               \
   R"j(      "422": {"description": "a field is missing or invalid (code invalid_field; member field names it)"}}},)j"       \
-  R"j(   {"method": "GET", "path": "/products", "summary": "list products by id, a page at a time", "blocking": true,)j"    \
+  R"j(   {"method": "GET", "path": "/products", "summary": "list products by id, a page at a time", "storage": "read",)j"    \
   R"j(    "query": [{"name": "limit", "type": "integer", "description": "page size, 1..100, default 20"},)j"                \
   R"j(              {"name": "cursor", "description": "opaque: the next_cursor of the previous page"}],)j"                  \
   R"j(    "responses": {"200": {"description": "a page of products in id order", "schema": {"type": "object",)j"            \
@@ -75,7 +75,7 @@
   R"j(        "items": {"type": "array", "items": )j" CATALOG_PRODUCT_SCHEMA R"j(},)j"                                      \
   R"j(        "next_cursor": {"type": ["string", "null"], "description": "null on the last page"}}}},)j"                    \
   R"j(      "422": {"description": "limit or cursor is invalid (code invalid_field)"}}},)j"                                 \
-  R"j(   {"method": "GET", "path": "/products/{id}", "summary": "one product", "blocking": true,)j"                         \
+  R"j(   {"method": "GET", "path": "/products/{id}", "summary": "one product", "storage": "read",)j"                         \
   R"j(    "responses": {"200": {"description": "the product", "schema": )j" CATALOG_PRODUCT_SCHEMA R"j(},)j"                \
   R"j(      "404": {"description": "no such product"}}},)j"                                                                 \
   R"j(   {"method": "PATCH", "path": "/products/{id}", "summary": "change some fields of a product", "blocking": true,)j"   \

@@ -85,7 +85,7 @@
   R"j( pending and is retried"},)j"                                                                                         \
   R"j(      "503": {"description": "catalog is not available (catalog_unavailable); the order stays pending"},)j"           \
   R"j(      "504": {"description": "catalog did not answer in time (catalog_timeout); the order stays pending"}}},)j"       \
-  R"j(   {"method": "GET", "path": "/orders", "summary": "list orders by id, a page at a time", "blocking": true,)j"        \
+  R"j(   {"method": "GET", "path": "/orders", "summary": "list orders by id, a page at a time", "storage": "read",)j"        \
   R"j(    "query": [{"name": "limit", "type": "integer", "description": "page size, 1..100, default 20"},)j"                \
   R"j(              {"name": "cursor", "description": "opaque: the next_cursor of the previous page"},)j"                  \
   R"j(              {"name": "status", "description": "only orders in this status"}],)j"                                   \
@@ -94,7 +94,7 @@
   R"j(        "items": {"type": "array", "items": )j" ORDERS_ORDER_SCHEMA R"j(},)j"                                         \
   R"j(        "next_cursor": {"type": ["string", "null"], "description": "null on the last page"}}}},)j"                    \
   R"j(      "422": {"description": "limit, cursor or status is invalid (code invalid_field)"}}},)j"                         \
-  R"j(   {"method": "GET", "path": "/orders/{id}", "summary": "one order", "blocking": true,)j"                             \
+  R"j(   {"method": "GET", "path": "/orders/{id}", "summary": "one order", "storage": "read",)j"                             \
   R"j(    "responses": {"200": {"description": "the order", "schema": )j" ORDERS_ORDER_SCHEMA R"j(},)j"                    \
   R"j(      "404": {"description": "no such order"}}},)j"                                                                   \
   R"j(   {"method": "POST", "path": "/orders/{id}/pay", "blocking": true,)j"                                                \
