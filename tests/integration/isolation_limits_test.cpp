@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -13,6 +14,8 @@
 #include <vector>
 
 #include <signal.h>
+
+#include <keel/plugin.h>
 
 #include "admin_token.hpp"
 #include "eventually.hpp"
@@ -99,6 +102,39 @@ TEST_CASE("isolation: a runner flooding the host with calls is answered busy, an
   CHECK(entry["runner"]["pid"].get<int>() == pid);  // within every limit: nothing to end it for
   CHECK(entry["runner"]["crashes"] == 0);
   CHECK(status_of(host, "GET", "/api/rogue_runner/forge-log") == 204);
+  CHECK(host.stop() == 0);
+}
+
+TEST_CASE("isolation: a malformed respond frame is answered 502 at once, and the runner keeps serving",
+          "[isolation][integration][attack]") {
+  KeelHost host(options({fixture("rogue_runner")}, kRogueIsolated));
+  const int pid = plugin_entry(host, "rogue_runner")["runner"]["pid"].get<int>();
+  // respond has no reply (docs/isolation.md): a broken one cannot be refused to the runner, so
+  // the host answers its responder rather than leave the client waiting for the deadline.
+  const auto started = std::chrono::steady_clock::now();
+  const auto r = simple_request(host.port(), "GET", "/api/rogue_runner/bad-respond");
+  REQUIRE(r);
+  CHECK(r->status == 502);
+  CHECK(r->body.find("sent a malformed response") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - started < 5s);
+  CHECK(host.process().wait_for_output("plugin runner sent a malformed respond frame plugin=rogue_runner", 5s));
+  // Not a broken stream (the frame's length was right): the same runner answers the next one.
+  CHECK(status_of(host, "GET", "/api/rogue_runner/forge-log") == 204);
+  const auto entry = plugin_entry(host, "rogue_runner");
+  CHECK(entry["runner"]["pid"].get<int>() == pid);
+  CHECK(entry["runner"]["crashes"] == 0);
+  CHECK(host.stop() == 0);
+}
+
+TEST_CASE("isolation: the runner refuses a response the host would refuse, since respond has no reply",
+          "[isolation][integration]") {
+  KeelHost host(options({fixture("rogue_runner")}, std::string(kRogueIsolated) + "[http]\nmax_body_bytes = 1024\n"));
+  const auto r = simple_request(host.port(), "GET", "/api/rogue_runner/respond-checks");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  // A status of 42 and a header name with a space: invalid; 2048 body bytes over 1024: too large.
+  CHECK(r->body == std::to_string(KEEL_ERR_INVALID_ARGUMENT) + " " + std::to_string(KEEL_ERR_INVALID_ARGUMENT) + " " +
+                       std::to_string(KEEL_ERR_TOO_LARGE));
   CHECK(host.stop() == 0);
 }
 

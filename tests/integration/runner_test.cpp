@@ -234,6 +234,7 @@ std::string hello_payload(std::string_view name, std::string_view manifest, std:
   const auto limits = FrameLimits::from(1u << 20, 1u << 20);
   w.u32(limits.respond);
   w.u32(limits.publish);
+  w.u64(limits.response_body);
   return w.take();
 }
 
@@ -354,9 +355,8 @@ std::string status_payload(keel_status st) {
   return w.take();
 }
 
-/// Answers respond with KEEL_OK, get_extension with "available", and leaves the rest unanswered.
+/// Answers get_extension with "available" and leaves the rest unanswered (respond has no reply).
 std::optional<std::string> default_answer(const Frame& f) {
-  if (f.kind == Kind::kRespond) return status_payload(KEEL_OK);
   if (f.kind == Kind::kGetExtension) return std::string(1, '\1');
   return std::nullopt;
 }
@@ -385,6 +385,7 @@ TEST_CASE("runner serves a plugin: hello, create, start, requests, health, stop,
   CHECK(status_of(host.ask(Kind::kRequest, request_payload(ping))) == KEEL_OK);
   auto respond = host.next(Kind::kRespond, 0ms);
   REQUIRE(respond);
+  CHECK(respond->id == 0);  // one way: nobody waits for a reply
   const auto r1 = parse_respond(*respond);
   CHECK(r1.request_id == "req-1");
   CHECK(r1.traceparent == kTraceparent);

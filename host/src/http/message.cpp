@@ -155,17 +155,6 @@ bool valid_request_id(std::string_view id) noexcept {
   });
 }
 
-bool valid_token(std::string_view s) noexcept {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-  });
-}
-
-bool valid_field_value(std::string_view s) noexcept {
-  return std::none_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
-}
-
 std::string_view error_code_for(unsigned status) noexcept {
   switch (status) {
     case 400: return "bad_request";

@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "abi/field_syntax.hpp"
+
 namespace keel::host::http {
 
 struct Header {
@@ -124,9 +126,9 @@ class Handler {
 /// is replaced (from a client) or dropped (from a runner).
 [[nodiscard]] bool valid_request_id(std::string_view id) noexcept;
 /// An HTTP token (RFC 9110 section 5.6.2): a method or a header field name.
-[[nodiscard]] bool valid_token(std::string_view s) noexcept;
+using abi::valid_token;
 /// A header field value the host will write: no CR, LF or NUL.
-[[nodiscard]] bool valid_field_value(std::string_view s) noexcept;
+using abi::valid_field_value;
 [[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;
 
 }  // namespace keel::host::http

@@ -412,6 +412,7 @@ void Runner::Impl::hello(Instance& inst) {
   w.u32(opts.queue_limit);
   w.u32(opts.frame_limits.respond);
   w.u32(opts.frame_limits.publish);
+  w.u64(opts.frame_limits.response_body);
   const auto reply = ask(inst, Kind::kHello, w.data(), opts.settings.hook_timeout, "hello", nullptr);
   if (!reply) throw std::runtime_error("the runner process did not answer hello: " + why_gone(inst));
   auto r = reply->reader();

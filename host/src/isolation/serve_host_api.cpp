@@ -338,12 +338,21 @@ void Runner::Impl::serve(Instance& inst, const Frame& f) {
         return;
       }
       case Kind::kRespond: {
+        // One way: the host's respond logs what it refuses (a responder completed or timed out
+        // already), and the runner checked the rest before sending.
         const auto responder = r.u64();
+        const bool have_responder = r.ok();
         keel_response res{};
         std::vector<keel_plugin_kv> kv;
         decode_response(r, res, kv);
-        out.i32(r.done() ? api->respond(cx, responder, &res) : KEEL_ERR_INVALID_ARGUMENT);
-        break;
+        if (r.done()) {
+          static_cast<void>(api->respond(cx, responder, &res));
+          return;
+        }
+        // Only a broken runner sends this; its client gets an answer now rather than at the deadline.
+        log->warn("plugin runner sent a malformed respond frame plugin={} responder={}", opts.plugin, responder);
+        if (have_responder) static_cast<void>(answer(responder, 502, "plugin '" + opts.plugin + "' sent a malformed response"));
+        return;
       }
       case Kind::kPublish: {
         keel_publish_args args{};

@@ -59,6 +59,7 @@ FrameLimits FrameLimits::from(std::uint64_t max_body_bytes, std::uint64_t max_ev
   FrameLimits l;
   l.respond = static_cast<std::uint32_t>(std::min(kCap, std::min(max_body_bytes, kCap) + kEnvelopeBytes));
   l.publish = static_cast<std::uint32_t>(std::min(kCap, std::min(max_event_payload_bytes, kCap) + kEnvelopeBytes));
+  l.response_body = max_body_bytes;
   return l;
 }
 

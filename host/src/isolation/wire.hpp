@@ -19,7 +19,7 @@ namespace keel::host::isolation {
 
 /// Bumped when a frame's layout changes; host and runner refuse each other on a mismatch
 /// (they are built together, so this guards against a stale runner binary).
-inline constexpr std::uint32_t kWireVersion = 2;
+inline constexpr std::uint32_t kWireVersion = 3;
 
 /// u32 length (of what follows it) + u8 kind + u64 id.
 inline constexpr std::size_t kHeaderBytes = 13;
@@ -39,7 +39,7 @@ inline constexpr std::uint32_t kMaxSqlParams = 32766;
 /// answers a request of either direction and carries the request's id.
 enum class Kind : std::uint8_t {
   // host -> runner
-  kHello = 1,       ///< no context; wire version, name, manifest, log level, threads, queue limit, respond and publish frame limits; reply: status, ABI, error
+  kHello = 1,       ///< no context; wire version, name, manifest, log level, threads, queue limit, respond and publish frame limits, response body limit; reply: status, ABI, error
   kCreate = 2,      ///< context, config JSON; reply: status
   kStart = 3,       ///< context; reply: status
   kStop = 4,        ///< context; reply: status
@@ -52,7 +52,7 @@ enum class Kind : std::uint8_t {
   kLogLevel = 11,   ///< no context; the plugin's logger level changed; no reply
   // runner -> host
   kLog = 32,           ///< context, level, message; no reply
-  kRespond = 33,       ///< context, responder, keel_response; reply: status
+  kRespond = 33,       ///< context, responder, keel_response; no reply (the runner checks what it can first)
   kPublish = 34,       ///< context, keel_publish_args; reply: status
   kCall = 35,          ///< context, call id, keel_call_args; reply: status
   kGetExtension = 36,  ///< context, extension id; reply: u8 available
@@ -76,6 +76,9 @@ enum class Kind : std::uint8_t {
 struct FrameLimits {
   std::uint32_t respond = kMaxFrameBytes - 9;  ///< a response: [server] max_body_bytes + an envelope
   std::uint32_t publish = kMaxFrameBytes - 9;  ///< an event: [events] max_payload_bytes + an envelope
+  /// The largest response body the host takes ([server] max_body_bytes): respond has no reply,
+  /// so the runner refuses a larger one itself, as the host would.
+  std::uint64_t response_body = kMaxFrameBytes;
   /// The host's limits for a configuration (each capped at what a frame can carry).
   [[nodiscard]] static FrameLimits from(std::uint64_t max_body_bytes, std::uint64_t max_event_payload_bytes) noexcept;
   [[nodiscard]] std::uint32_t max_payload(Kind kind) const noexcept;

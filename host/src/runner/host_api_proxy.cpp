@@ -12,6 +12,7 @@
 #include <keel/storage.h>
 
 #include "abi/bytes.hpp"
+#include "abi/field_syntax.hpp"
 #include "abi/limits.hpp"
 #include "runner/context.hpp"
 #include "runner/serve_plugin.hpp"
@@ -65,6 +66,21 @@ keel_log_level api_log_level(keel_host_ctx* ctx) {
   return r != nullptr ? r->log_level() : KEEL_LOG_OFF;
 }
 
+/// What the host's respond refuses with the responder still pending (plugin.h): a status outside
+/// 100..599, a header it would not write, a body over [server] max_body_bytes. Checked here
+/// because the respond frame has no reply; KEEL_OK when the host would take the response.
+keel_status check_response(const keel_response& res, const isolation::FrameLimits& limits) noexcept {
+  if (res.status < 100 || res.status > 599) return KEEL_ERR_INVALID_ARGUMENT;
+  if (res.body.len > limits.response_body) return KEEL_ERR_TOO_LARGE;
+  if (!abi::valid_field_value(abi::view(res.content_type))) return KEEL_ERR_INVALID_ARGUMENT;
+  for (std::size_t i = 0; i < res.headers.count; ++i) {
+    const auto& h = res.headers.items[i];
+    if (!abi::valid_token(abi::view(h.name)) || !abi::valid_field_value(abi::view(h.value)))
+      return KEEL_ERR_INVALID_ARGUMENT;
+  }
+  return KEEL_OK;
+}
+
 keel_status api_respond(keel_host_ctx* ctx, keel_responder responder, const keel_response* response) {
   Runner* r = runner_of(ctx);
   if (r == nullptr || response == nullptr ||
@@ -72,11 +88,14 @@ keel_status api_respond(keel_host_ctx* ctx, keel_responder responder, const keel
     return KEEL_ERR_INVALID_ARGUMENT;
   if (malformed(response->headers) || malformed(response->content_type) || malformed(response->body))
     return KEEL_ERR_INVALID_ARGUMENT;
+  if (const auto st = check_response(*response, r->limits()); st != KEEL_OK) return st;
   try {
     auto w = context_writer();
     w.u64(responder);
     encode_response(w, *response);
-    return r->ask_status(Kind::kRespond, w.data());
+    // One way: what only the host knows (the responder completed or timed out already, an
+    // unknown id) it logs, as it does for an in-process plugin; the plugin sees KEEL_OK.
+    return r->tell(Kind::kRespond, w.data());
   } catch (const std::length_error&) {
     return KEEL_ERR_TOO_LARGE;  // larger than a frame, so larger than any host body limit
   } catch (...) {

@@ -81,13 +81,14 @@ Runner::Runner(std::string plugin_name, int socket_fd, int code_fd)
 
 // --- any thread ------------------------------------------------------------------------------
 
-bool Runner::notify(Kind kind, std::string_view payload) noexcept {
-  if (payload.size() > limits_.max_payload(kind)) return false;
+keel_status Runner::tell(Kind kind, std::string_view payload) noexcept {
+  if (payload.size() > limits_.max_payload(kind)) return KEEL_ERR_TOO_LARGE;
   try {
-    return conn_.send(kind, 0, payload);
+    if (conn_.send(kind, 0, payload)) return KEEL_OK;
   } catch (...) {
-    return false;
   }
+  // send() refuses when the socket is closed or the send queue is full; tell them apart.
+  return conn_.closed() ? KEEL_ERR_UNAVAILABLE : KEEL_ERR_BUSY;
 }
 
 Runner::Answer Runner::ask(Kind kind, std::string_view payload) noexcept {
@@ -466,6 +467,7 @@ void Runner::handle_hello(const Frame& frame) {
   isolation::FrameLimits limits;
   limits.respond = r.u32();
   limits.publish = r.u32();
+  limits.response_body = r.u64();
   std::string error;
   std::uint32_t plugin_abi = 0;  // what the plugin's table says, once there is one
   if (!r.done()) {

@@ -55,8 +55,14 @@ class Runner {
 
   /// The log level the host last announced (hello, log_level frames).
   [[nodiscard]] keel_log_level log_level() const noexcept { return log_level_.load(std::memory_order_relaxed); }
-  /// Sends a frame that has no reply. False when it could not be queued.
-  bool notify(isolation::Kind kind, std::string_view payload) noexcept;
+  /// Sends a frame that has no reply: KEEL_OK when queued, KEEL_ERR_TOO_LARGE over the host's
+  /// limit for its kind, KEEL_ERR_UNAVAILABLE when the connection is closed, KEEL_ERR_BUSY when
+  /// the send queue is full.
+  keel_status tell(isolation::Kind kind, std::string_view payload) noexcept;
+  /// tell() for frames whose failure nobody needs to know (log lines). False when not queued.
+  bool notify(isolation::Kind kind, std::string_view payload) noexcept { return tell(kind, payload) == KEEL_OK; }
+  /// What the host takes from this runner (from hello; hooks run only after it).
+  [[nodiscard]] const isolation::FrameLimits& limits() const noexcept { return limits_; }
   /// Sends a request and waits for the reply; the host always answers or the connection closes.
   Answer ask(isolation::Kind kind, std::string_view payload) noexcept;
   /// ask() for the requests whose reply is a lone status:i32.

@@ -166,6 +166,7 @@ TEST_CASE("isolation wire: each kind a runner sends has its limit, the configure
           "[isolation][wire]") {
   const auto l = FrameLimits::from(1u << 20, 4096);
   CHECK(l.max_payload(Kind::kRespond) == (1u << 20) + kEnvelopeBytes);
+  CHECK(l.response_body == (1u << 20));  // exactly max_body_bytes: the runner checks it, respond has no reply
   CHECK(l.max_payload(Kind::kCall) == (1u << 20) + kEnvelopeBytes);
   CHECK(l.max_payload(Kind::kPublish) == 4096 + kEnvelopeBytes);
   CHECK(l.max_payload(Kind::kSqlPublish) == 4096 + kEnvelopeBytes);
