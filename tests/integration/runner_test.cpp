@@ -288,6 +288,7 @@ void load_and_start(FakeHost& host, const std::string& name, std::uint32_t threa
 struct RequestSpec {
   Context context;
   keel_responder responder = 1;
+  bool may_block = true;  // false: the runner runs it on its reader thread
   std::uint32_t route = 0;
   std::string method = "GET", path = "/";
   std::vector<std::pair<std::string, std::string>> params, query, headers;
@@ -297,6 +298,7 @@ struct RequestSpec {
 std::string request_payload(const RequestSpec& s) {
   auto w = context_writer(s.context);
   w.u64(s.responder);
+  w.u8(s.may_block ? 1 : 0);
   std::vector<keel_host_kv> params, query, headers;
   auto fill = [](std::vector<keel_host_kv>& out, const std::vector<std::pair<std::string, std::string>>& in) {
     for (const auto& [n, v] : in) out.push_back({{n.data(), n.size()}, {v.data(), v.size()}});
@@ -410,6 +412,15 @@ TEST_CASE("runner serves a plugin: hello, create, start, requests, health, stop,
   CHECK(r2.body == "a=1\nb=two words\na=\n");
   CHECK(r2.request_id.empty());  // no context: none invented
   CHECK(r2.remaining_ns == 0);
+
+  // A route that does not block runs on the reader thread: its respond leaves before its reply,
+  // in one write with it.
+  query.responder = 79;
+  query.may_block = false;
+  CHECK(status_of(host.ask(Kind::kRequest, request_payload(query))) == KEEL_OK);
+  respond = host.next(Kind::kRespond, 0ms);
+  REQUIRE(respond);
+  CHECK(parse_respond(*respond).responder == 79);
 
   // A truncated request frame is refused without reaching the plugin.
   auto broken = request_payload(ping);
@@ -696,6 +707,9 @@ TEST_CASE("runner proxies keel.storage/1: exec rows, parameters, errors, kv_get,
     }
     return default_answer(f);
   });
+  // Each request runs on a worker, or on the reader thread, which then reads the socket itself
+  // while the plugin waits for the host's answer (a route that does not block).
+  const bool may_block = GENERATE(true, false);
   load_and_start(host, "store");
   // create asked for the extension, with the extension id.
   {
@@ -744,6 +758,7 @@ TEST_CASE("runner proxies keel.storage/1: exec rows, parameters, errors, kv_get,
       return exec_reply(KEEL_OK, {"count(*)"}, {v}, {});
     });
     RequestSpec count;
+    count.may_block = may_block;
     count.responder = 11;
     count.route = 2;
     CHECK(status_of(host.ask(Kind::kRequest, request_payload(count))) == KEEL_OK);
@@ -771,6 +786,7 @@ TEST_CASE("runner proxies keel.storage/1: exec rows, parameters, errors, kv_get,
       return exec_reply(KEEL_OK, {"body"}, {v}, {});
     });
     RequestSpec get;
+    get.may_block = may_block;
     get.responder = 12;
     get.route = 1;
     get.params = {{"id", "7"}};
@@ -790,6 +806,7 @@ TEST_CASE("runner proxies keel.storage/1: exec rows, parameters, errors, kv_get,
       return exec_reply(KEEL_ERR_BUSY, {}, {}, "database is locked");
     });
     RequestSpec count;
+    count.may_block = may_block;
     count.responder = 13;
     count.route = 2;
     CHECK(status_of(host.ask(Kind::kRequest, request_payload(count))) == KEEL_ERR_BUSY);
@@ -799,6 +816,7 @@ TEST_CASE("runner proxies keel.storage/1: exec rows, parameters, errors, kv_get,
   SECTION("a malformed storage reply is KEEL_ERR_INTERNAL, not a crash") {
     answer_storage([&](const Frame&) -> std::optional<std::string> { return status_payload(KEEL_OK); });
     RequestSpec count;
+    count.may_block = may_block;
     count.responder = 14;
     count.route = 2;
     CHECK(status_of(host.ask(Kind::kRequest, request_payload(count))) == KEEL_ERR_INTERNAL);
@@ -823,6 +841,7 @@ TEST_CASE("runner proxies keel.storage/1: exec rows, parameters, errors, kv_get,
       return w.take();
     });
     RequestSpec kv;
+    kv.may_block = may_block;
     kv.responder = 15;
     kv.route = 6;
     kv.params = {{"key", "k1"}};
@@ -838,6 +857,7 @@ TEST_CASE("runner proxies keel.storage/1: exec rows, parameters, errors, kv_get,
 
   SECTION("health reports the plugin's state and detail") {
     RequestSpec warn;
+    warn.may_block = may_block;
     warn.responder = 16;
     warn.route = 9;
     warn.method = "POST";
@@ -855,6 +875,7 @@ TEST_CASE("runner proxies keel.storage/1: exec rows, parameters, errors, kv_get,
       return exec_reply(KEEL_ERR_PERMISSION_DENIED, {}, {}, "not authorized: ATTACH");
     });
     RequestSpec sql;
+    sql.may_block = may_block;
     sql.responder = 17;
     sql.route = 7;
     sql.method = "POST";

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
+#include <new>
+#include <tuple>
 #include <vector>
 
 #include <poll.h>
@@ -17,6 +20,106 @@ struct Connection::Waiter {
   bool done = false;
   std::optional<Frame> reply;
   Done callback;  // set for request_async: runs instead of waking a thread
+};
+
+/// Frames cut out of a buffer that one read() refills with whatever the socket holds, so a frame
+/// costs one system call (or a share of one) instead of two: its header, then its payload.
+/// Before it waits for the socket it writes what the reader thread gathered.
+class Connection::FrameReader {
+  static constexpr std::size_t kGrowStep = 1 << 20;
+
+ public:
+  FrameReader(Connection& owner, int fd, const std::optional<FrameLimits>& limits)
+      : owner_(owner), fd_(fd), limits_(limits), buf_(64 * 1024) {}
+
+  /// Whether a frame can be started before `deadline`: bytes are buffered, or the socket became
+  /// readable (or ended). Called between frames only, so giving up never cuts one.
+  bool ready_by(std::chrono::steady_clock::time_point deadline) {
+    if (begin_ != end_) return true;
+    owner_.flush_gathered();
+    for (;;) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{fd_, POLLIN, 0};
+      const auto n = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count(), INT_MAX)));
+      if (n > 0) return true;
+      if (n < 0 && errno != EINTR) return true;  // let read() report it
+    }
+  }
+
+  /// The next frame; false at the end of the stream, on an error or a corrupt header, with
+  /// `why` saying which.
+  bool next(Frame& frame, std::string& why) {
+    started_ = false;
+    char header[kHeaderBytes];
+    if (!take(header, sizeof header, why)) return false;
+    std::uint32_t len = 0;
+    if (!parse_header(header, len, frame.kind, frame.id)) {
+      why = "corrupt frame header (length out of range)";
+      corrupt = true;
+      return false;
+    }
+    if (limits_ && len > limits_->max_payload(frame.kind)) {
+      why = "a " + std::string(kind_name(frame.kind)) + " frame of " + std::to_string(len) +
+            " payload bytes is over its limit of " + std::to_string(limits_->max_payload(frame.kind));
+      corrupt = true;
+      return false;
+    }
+    // The payload grows as its bytes arrive, never more than a step ahead of them: a peer that
+    // declares a huge frame and sends nothing costs nothing.
+    frame.payload.clear();
+    while (frame.payload.size() < len) {
+      const auto at = frame.payload.size();
+      const auto step = std::min<std::size_t>(len - at, kGrowStep);
+      frame.payload.resize(at + step);
+      if (!take(frame.payload.data() + at, step, why)) return false;
+    }
+    return true;
+  }
+
+ private:
+  bool take(char* out, std::size_t len, std::string& why) {
+    while (len > 0) {
+      if (begin_ == end_ && !fill(why)) return false;
+      const auto n = std::min(len, end_ - begin_);
+      std::memcpy(out, buf_.data() + begin_, n);
+      begin_ += n;
+      out += n;
+      len -= n;
+      started_ = true;
+    }
+    return true;
+  }
+
+  bool fill(std::string& why) {
+    begin_ = end_ = 0;
+    owner_.flush_gathered();  // everything the handler sent goes out before the reader waits
+    for (;;) {
+      const auto n = ::read(fd_, buf_.data(), buf_.size());
+      if (n > 0) {
+        end_ = static_cast<std::size_t>(n);
+        return true;
+      }
+      if (n == 0) {
+        why = started_ ? "end of stream inside a frame" : "end of stream";
+        return false;
+      }
+      if (errno != EINTR) {
+        why = std::string("read failed: ") + std::strerror(errno);
+        return false;
+      }
+    }
+  }
+
+  Connection& owner_;
+  int fd_;
+  const std::optional<FrameLimits>& limits_;
+  std::vector<char> buf_;
+  std::size_t begin_ = 0, end_ = 0;  // the unread bytes of buf_
+  bool started_ = false;             // part of the current frame was taken
+
+ public:
+  bool corrupt = false;  // next() failed on a frame the protocol does not allow
 };
 
 Connection::Connection(int fd, Handler handler, Closed closed, std::size_t max_queued_bytes,
@@ -65,6 +168,12 @@ std::size_t Connection::queued_bytes() const {
   return queued_;
 }
 
+namespace {
+// Frames the reader thread gathered are written once they reach this many bytes, even before it
+// waits for the socket again.
+constexpr std::size_t kGatherBytes = 64 * 1024;
+}  // namespace
+
 bool Connection::send(Kind kind, std::uint64_t id, std::string_view payload) {
   std::string frame;
   try {
@@ -72,6 +181,25 @@ bool Connection::send(Kind kind, std::uint64_t id, std::string_view payload) {
   } catch (const std::length_error&) {
     return false;
   }
+  if (!on_reader_thread()) return write_or_queue(std::move(frame), false);
+  // Sent from the handler: gathered, and written with the others before the reader next waits.
+  {
+    std::lock_guard lock(send_mutex_);
+    if (closed_ || queued_ + gathered_.size() + frame.size() > max_queued_) return false;
+  }
+  gathered_.append(frame);
+  if (gathered_.size() >= kGatherBytes) flush_gathered();
+  return true;
+}
+
+void Connection::flush_gathered() {
+  if (gathered_.empty()) return;
+  std::string frames;
+  frames.swap(gathered_);
+  static_cast<void>(write_or_queue(std::move(frames), true));  // false only once closed
+}
+
+bool Connection::write_or_queue(std::string frame, bool promised) {
   std::unique_lock lock(send_mutex_);
   if (closed_) return false;
   std::size_t sent = 0;
@@ -96,8 +224,9 @@ bool Connection::send(Kind kind, std::uint64_t id, std::string_view payload) {
     if (sent == frame.size()) return true;
   }
   const auto rest = frame.size() - sent;
-  // A frame already partly written must be finished whatever the limit, or the stream breaks.
-  if (sent == 0 && queued_ + rest > max_queued_) return false;
+  // A frame already partly written must be finished whatever the limit, or the stream breaks;
+  // gathered frames were checked against it when they were sent.
+  if (!promised && sent == 0 && queued_ + rest > max_queued_) return false;
   queue_.push_back(sent == 0 ? std::move(frame) : frame.substr(sent));
   queued_ += rest;
   lock.unlock();
@@ -133,124 +262,90 @@ void Connection::write_loop() {
   }
 }
 
-namespace {
-
-/// Frames cut out of a buffer that one read() refills with whatever the socket holds, so a frame
-/// costs one system call (or a share of one) instead of two: its header, then its payload.
-class FrameReader {
-  static constexpr std::size_t kGrowStep = 1 << 20;
-
- public:
-  FrameReader(int fd, const std::optional<FrameLimits>& limits) : fd_(fd), limits_(limits), buf_(64 * 1024) {}
-
-  /// The next frame; false at the end of the stream, on an error or a corrupt header, with
-  /// `why` saying which.
-  bool next(Frame& frame, std::string& why) {
-    started_ = false;
-    char header[kHeaderBytes];
-    if (!take(header, sizeof header, why)) return false;
-    std::uint32_t len = 0;
-    if (!parse_header(header, len, frame.kind, frame.id)) {
-      why = "corrupt frame header (length out of range)";
-      corrupt = true;
-      return false;
-    }
-    if (limits_ && len > limits_->max_payload(frame.kind)) {
-      why = "a " + std::string(kind_name(frame.kind)) + " frame of " + std::to_string(len) +
-            " payload bytes is over its limit of " + std::to_string(limits_->max_payload(frame.kind));
-      corrupt = true;
-      return false;
-    }
-    // The payload grows as its bytes arrive, never more than a step ahead of them: a peer that
-    // declares a huge frame and sends nothing costs nothing.
-    frame.payload.clear();
-    while (frame.payload.size() < len) {
-      const auto at = frame.payload.size();
-      const auto step = std::min<std::size_t>(len - at, kGrowStep);
-      frame.payload.resize(at + step);
-      if (!take(frame.payload.data() + at, step, why)) return false;
-    }
-    return true;
-  }
-
- private:
-  bool take(char* out, std::size_t len, std::string& why) {
-    while (len > 0) {
-      if (begin_ == end_ && !fill(why)) return false;
-      const auto n = std::min(len, end_ - begin_);
-      std::memcpy(out, buf_.data() + begin_, n);
-      begin_ += n;
-      out += n;
-      len -= n;
-      started_ = true;
-    }
-    return true;
-  }
-
-  bool fill(std::string& why) {
-    begin_ = end_ = 0;
-    for (;;) {
-      const auto n = ::read(fd_, buf_.data(), buf_.size());
-      if (n > 0) {
-        end_ = static_cast<std::size_t>(n);
-        return true;
-      }
-      if (n == 0) {
-        why = started_ ? "end of stream inside a frame" : "end of stream";
-        return false;
-      }
-      if (errno != EINTR) {
-        why = std::string("read failed: ") + std::strerror(errno);
-        return false;
-      }
-    }
-  }
-
-  int fd_;
-  const std::optional<FrameLimits>& limits_;
-  std::vector<char> buf_;
-  std::size_t begin_ = 0, end_ = 0;  // the unread bytes of buf_
-  bool started_ = false;             // part of the current frame was taken
-
- public:
-  bool corrupt = false;  // next() failed on a frame the protocol does not allow
-};
-
-}  // namespace
-
 void Connection::read_loop() {
+  reader_id_.store(std::this_thread::get_id());
   std::string why;
-  FrameReader in(fd_, limits_);
-  for (;;) {
-    Frame frame;
-    if (!in.next(frame, why)) break;
-    if (frame.kind != Kind::kReply) {
-      handler_(std::move(frame));
-      continue;
-    }
-    std::shared_ptr<Waiter> waiter;
-    {
-      std::lock_guard lock(pending_mutex_);
-      if (const auto it = pending_.find(frame.id); it != pending_.end()) {
-        waiter = std::move(it->second);
-        pending_.erase(it);
-      }
-    }
-    if (!waiter) continue;  // its requester gave up (timeout)
-    if (waiter->callback) {
-      waiter->callback(std::move(frame));
-      continue;
-    }
-    {
-      std::lock_guard lock(waiter->mutex);
-      waiter->reply = std::move(frame);
-      waiter->done = true;
-    }
-    waiter->ready.notify_one();
+  bool corrupt = false;
+  try {
+    in_ = std::make_unique<FrameReader>(*this, fd_, limits_);
+  } catch (const std::bad_alloc&) {
+    why = "out of memory";
   }
+  while (in_) {
+    Frame frame;
+    if (!in_->next(frame, why)) {
+      corrupt = in_->corrupt;
+      break;
+    }
+    dispatch(std::move(frame));
+    if (ended_) {  // a request() in the handler read the end of the stream
+      std::tie(why, corrupt) = *ended_;
+      break;
+    }
+  }
+  gathered_.clear();
   close();
+  // Sends from here on fail (closed); a later thread that gets this id must not gather.
+  reader_id_.store(std::thread::id{});
   fail_pending();
-  if (closed_cb_) closed_cb_(why, in.corrupt);
+  if (closed_cb_) closed_cb_(why, corrupt);
+}
+
+void Connection::dispatch(Frame frame) {
+  if (frame.kind != Kind::kReply) {
+    handler_(std::move(frame));
+    return;
+  }
+  std::shared_ptr<Waiter> waiter;
+  {
+    std::lock_guard lock(pending_mutex_);
+    if (const auto it = pending_.find(frame.id); it != pending_.end()) {
+      waiter = std::move(it->second);
+      pending_.erase(it);
+    }
+  }
+  if (!waiter) return;  // its requester gave up (timeout)
+  if (waiter->callback) {
+    waiter->callback(std::move(frame));
+    return;
+  }
+  {
+    std::lock_guard lock(waiter->mutex);
+    waiter->reply = std::move(frame);
+    waiter->done = true;
+  }
+  waiter->ready.notify_one();
+}
+
+std::optional<Frame> Connection::read_until_reply(const std::shared_ptr<Waiter>& w, std::uint64_t id,
+                                                  std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto done = [&] {
+    std::lock_guard lock(w->mutex);
+    return w->done;
+  };
+  ++nested_;
+  while (!ended_ && !done()) {
+    if (!in_->ready_by(deadline)) break;
+    Frame frame;
+    std::string why;
+    if (!in_->next(frame, why)) {
+      // The end, seen here: the reader loop ends once the handler returns; the waits fail now.
+      ended_.emplace(why, in_->corrupt);
+      close();
+      fail_pending();
+      break;
+    }
+    dispatch(std::move(frame));
+  }
+  --nested_;
+  std::lock_guard lock(w->mutex);
+  if (!w->done) {
+    std::lock_guard forget(pending_mutex_);
+    pending_.erase(id);
+    return std::nullopt;
+  }
+  return std::move(w->reply);
 }
 
 void Connection::fail_pending() {
@@ -298,6 +393,8 @@ std::optional<Frame> Connection::request(Kind kind, std::string_view payload, st
   // wait_for adds the timeout to now() in nanoseconds: a "forever" of a year would overflow
   // into the past and return at once. A day is forever enough for a reply.
   timeout = std::min<std::chrono::milliseconds>(timeout, std::chrono::hours(24));
+  // The handler asks: nobody else reads the reply, so this thread does.
+  if (on_reader_thread()) return read_until_reply(w, id, timeout);
   std::unique_lock lock(w->mutex);
   if (!w->ready.wait_for(lock, timeout, [&] { return w->done; })) {
     lock.unlock();

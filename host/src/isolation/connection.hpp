@@ -3,8 +3,14 @@
 // socket: replies go to whoever waits for them, everything else to the handler. Sending never
 // blocks the caller on the peer: a frame is written at once when the socket takes it whole,
 // otherwise it joins a bounded queue that a writer thread drains, so a peer that stops reading
-// costs queue memory up to a limit, then failed sends, never a stuck caller. Thread-safe.
+// costs queue memory up to a limit, then failed sends, never a stuck caller. Frames the reader
+// thread itself sends (from the handler) are gathered and written together, in order, before it
+// next waits for the socket: a burst of frames read at once is answered with one write. The
+// handler may even send a request and wait for its reply (request()): the reader thread then
+// goes on reading, handing other frames to the handler with nested_read() true, until that reply
+// comes. Thread-safe.
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -17,6 +23,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 
 #include "isolation/wire.hpp"
 
@@ -48,7 +55,8 @@ class Connection {
   bool reply(std::uint64_t id, std::string_view payload) { return send(Kind::kReply, id, payload); }
 
   /// Sends a request and waits for its reply: nullopt when it could not be sent, the
-  /// connection closed, or `timeout` passed (a late reply is then dropped).
+  /// connection closed, or `timeout` passed (a late reply is then dropped). On the reader thread
+  /// (from the handler) it reads the socket itself while it waits (see nested_read()).
   std::optional<Frame> request(Kind kind, std::string_view payload, std::chrono::milliseconds timeout);
   /// Sends a request; `done` runs exactly once: on the reader thread with the reply, or with
   /// nullopt when the connection closes first (on the reader thread) or the send fails (here).
@@ -62,13 +70,26 @@ class Connection {
   [[nodiscard]] bool closed() const noexcept;
   /// Bytes queued for the writer thread now.
   [[nodiscard]] std::size_t queued_bytes() const;
+  /// True on the reader thread while a request() made by the handler waits for its reply: the
+  /// handler must then hand every frame on (it runs inside that wait).
+  [[nodiscard]] bool nested_read() const noexcept { return on_reader_thread() && nested_ > 0; }
 
  private:
   struct Waiter;
+  class FrameReader;
   void read_loop();
   void write_loop();
+  void dispatch(Frame frame);
+  std::optional<Frame> read_until_reply(const std::shared_ptr<Waiter>& w, std::uint64_t id,
+                                        std::chrono::milliseconds timeout);
   void fail_pending();
   std::shared_ptr<Waiter> add_waiter(std::uint64_t& id, Done callback);
+  [[nodiscard]] bool on_reader_thread() const noexcept { return std::this_thread::get_id() == reader_id_.load(); }
+  /// Writes `bytes` (whole frames) or queues what the socket does not take. `promised`: frames
+  /// a sender was told were sent (gathered ones), queued whatever the limit.
+  bool write_or_queue(std::string bytes, bool promised);
+  /// Writes the frames the reader thread gathered. Reader thread only.
+  void flush_gathered();
 
   int fd_;
   Handler handler_;
@@ -87,6 +108,14 @@ class Connection {
   std::map<std::uint64_t, std::shared_ptr<Waiter>> pending_;
   std::uint64_t next_id_ = 1;
   bool pending_closed_ = false;
+
+  // The reader thread's own: its frame buffer, the frames it sent and not yet written, how deep
+  // request() waits nest on it, and why the stream ended when a nested read saw the end.
+  std::unique_ptr<FrameReader> in_;
+  std::string gathered_;
+  int nested_ = 0;
+  std::optional<std::pair<std::string, bool>> ended_;
+  std::atomic<std::thread::id> reader_id_{};
 
   std::thread reader_, writer_;
 };

@@ -136,6 +136,10 @@ keel_status Runner::Impl::on_request(const keel_request* req, keel_responder res
   Writer w;
   encode_context(w, current_context());
   w.u64(responder);
+  // As in process: a handler that may block runs off the thread that reads the socket.
+  const auto route = req->route_index;
+  const bool may_block = opts.serialized || route >= opts.blocking_routes.size() || opts.blocking_routes[route];
+  w.u8(may_block ? 1 : 0);
   encode_request(w, *req);
   if (opts.serialized) {
     // One hook at a time: wait for this one to return, as the host's serial queue expects.

@@ -53,6 +53,7 @@ struct RunnerOptions {
   std::uint32_t queue_limit = 1024;    ///< hooks waiting in the runner beyond which it answers busy
   std::int32_t log_level = 2;          ///< the plugin logger's level now (keel_log_level)
   bool serialized = false;             ///< manifest "concurrency": "serialized": one hook at a time
+  std::vector<bool> blocking_routes;   ///< by route index: the manifest marks the route "blocking"
   FrameLimits frame_limits;            ///< what the runner may send ([server] max_body_bytes, [events] max_payload_bytes)
 };
 

@@ -19,7 +19,7 @@ namespace keel::host::isolation {
 
 /// Bumped when a frame's layout changes; host and runner refuse each other on a mismatch
 /// (they are built together, so this guards against a stale runner binary).
-inline constexpr std::uint32_t kWireVersion = 3;
+inline constexpr std::uint32_t kWireVersion = 4;
 
 /// u32 length (of what follows it) + u8 kind + u64 id.
 inline constexpr std::size_t kHeaderBytes = 13;
@@ -44,7 +44,7 @@ enum class Kind : std::uint8_t {
   kStart = 3,       ///< context; reply: status
   kStop = 4,        ///< context; reply: status
   kDestroy = 5,     ///< context; reply: empty; the runner exits when the host then closes the socket
-  kRequest = 6,     ///< context, responder, keel_request; reply: on_request's status
+  kRequest = 6,     ///< context, responder, may block, keel_request; reply: on_request's status
   kEvent = 7,       ///< context, keel_event; reply: on_event's status
   kHealth = 8,      ///< context; reply: keel_health, detail
   kCallDone = 9,    ///< context, call id, result, optional keel_call_response; no reply

@@ -278,6 +278,15 @@ void Runner::dispatch_hook(Frame frame) {
   if (!hooks_open()) return refuse(kind, id, KEEL_ERR_UNAVAILABLE, "the plugin is not created");
   // The deadline counts from arrival, not from when a worker gets to the frame.
   const auto received = monotonic_ns();
+  if (kind == Kind::kRequest && runs_here(frame)) {
+    begin_job();  // destroy waits for it like for any other hook
+    try {
+      run_request(frame, received);
+    } catch (...) {  // out of memory while decoding: the host's wait ends in its own timeout
+    }
+    finish_job();
+    return;
+  }
   bool posted = false;
   if (kind == Kind::kRequest) {
     posted = post_tracked(nullptr, [this, f = std::move(frame), received] { run_request(f, received); });
@@ -287,6 +296,18 @@ void Runner::dispatch_hook(Frame frame) {
     posted = post_tracked(health_.get(), [this, f = std::move(frame), received] { run_health(f, received); });
   }
   if (!posted) refuse(kind, id, KEEL_ERR_BUSY, "the runner's worker queue is full");
+}
+
+bool Runner::runs_here(const Frame& frame) const {
+  // A handler the plugin says does not block runs right here, as in process it runs on an I/O
+  // thread: no hand-off to a worker, and its frames leave with the others this thread sends.
+  // Not while a hook on this thread waits for the host (the frame arrived inside that wait).
+  if (conn_.nested_read()) return false;
+  Reader r = frame.reader();
+  static_cast<void>(decode_context(r));
+  static_cast<void>(r.u64());
+  const auto may_block = r.u8();
+  return r.ok() && may_block == 0;
 }
 
 void Runner::dispatch_call_done(Frame frame) {
@@ -657,6 +678,7 @@ void Runner::run_request(const Frame& frame, std::int64_t received_ns) {
   Reader r = frame.reader();
   const Context c = decode_context(r);
   const auto responder = r.u64();
+  static_cast<void>(r.u8());  // may block: dispatch_hook() chose the thread
   keel_request req{};
   std::vector<keel_host_kv> kv;
   decode_request(r, req, kv);

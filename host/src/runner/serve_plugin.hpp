@@ -1,9 +1,10 @@
 #pragma once
 // keel-plugin-runner's core (docs/isolation.md): one plugin, loaded from the code on fd 4,
 // served over the host's socket on fd 3. Threads: the Connection's reader takes frames off the
-// socket and answers ping itself; the main thread (run()) loads the plugin on hello and runs the
-// [init-only] hooks create/start/stop/destroy in order; a WorkerPool runs request, event, health
-// and call completions. The public members below are what the keel_host_api and
+// socket, answers ping itself and runs the requests of routes that do not block (as the host
+// runs them on an I/O thread in process); the main thread (run()) loads the plugin on hello and
+// runs the [init-only] hooks create/start/stop/destroy in order; a WorkerPool runs the other
+// requests, events, health and call completions. The public members below are what the keel_host_api and
 // keel_storage_api tables use, from any thread.
 
 #include <atomic>
@@ -88,6 +89,7 @@ class Runner {
   void on_closed(const std::string& why) noexcept;
   void enqueue_control(isolation::Frame frame);
   void dispatch_hook(isolation::Frame frame);
+  [[nodiscard]] bool runs_here(const isolation::Frame& frame) const;
   void dispatch_call_done(isolation::Frame frame);
 
   // Main thread.

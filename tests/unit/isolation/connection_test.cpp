@@ -436,3 +436,101 @@ TEST_CASE("isolation connection: a failed send closes the connection, so pending
   CHECK_FALSE(a.conn->send(Kind::kLog, 0, "after"));
   ::close(raw);
 }
+
+namespace {
+
+/// A connection end whose handler, on a `request` frame, first sends a log frame, then asks the
+/// peer (a `call`) from the reader thread itself, and replies to the request with what it got:
+/// the asking handler of keel-plugin-runner's reader thread. Every other frame is recorded with
+/// whether it arrived inside that wait.
+struct AskingPeer {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<std::pair<std::string, bool>> others;  // payload, nested_read() when handed on
+  std::optional<std::optional<Frame>> answer;        // what the handler's request() returned
+  int closed_calls = 0;
+  bool handler_done_before_close = false;
+  bool in_handler = false;
+  std::unique_ptr<Connection> conn;
+
+  explicit AskingPeer(int fd) {
+    conn = std::make_unique<Connection>(
+        fd,
+        [this](Frame f) {
+          if (f.kind != Kind::kRequest) {
+            std::lock_guard lock(mutex);
+            others.emplace_back(f.payload, conn->nested_read());
+            cv.notify_all();
+            return;
+          }
+          {
+            std::lock_guard lock(mutex);
+            in_handler = true;
+          }
+          static_cast<void>(conn->send(Kind::kLog, 0, "before the call"));
+          auto got = conn->request(Kind::kCall, "inner", 10s);
+          if (got) static_cast<void>(conn->reply(f.id, "outer got " + got->payload));
+          std::lock_guard lock(mutex);
+          answer = std::move(got);
+          in_handler = false;
+          cv.notify_all();
+        },
+        [this](const std::string&, bool) {
+          std::lock_guard lock(mutex);
+          ++closed_calls;
+          handler_done_before_close = !in_handler;
+          cv.notify_all();
+        });
+    conn->start();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("isolation connection: a handler that asks reads its reply on the reader thread, handing other frames on",
+          "[isolation][connection]") {
+  const auto [a_fd, b_fd] = socket_pair();
+  AskingPeer a(a_fd);
+  Peer b(b_fd);
+  std::optional<Frame> outer;
+  std::thread asker([&] { outer = b.conn->request(Kind::kRequest, "outer", 10s); });
+  // The handler's frames arrive in the order it sent them: the log, then its call.
+  const auto log = b.next();
+  REQUIRE(log);
+  CHECK(log->kind == Kind::kLog);
+  CHECK(log->payload == "before the call");
+  const auto call = b.next();
+  REQUIRE(call);
+  CHECK(call->kind == Kind::kCall);
+  CHECK(call->payload == "inner");
+  // While the handler waits, its reader thread still takes frames and hands them on.
+  REQUIRE(b.conn->send(Kind::kLog, 0, "meanwhile"));
+  REQUIRE(wait_for(a.mutex, a.cv, [&] { return !a.others.empty(); }));
+  REQUIRE(b.conn->reply(call->id, "the answer"));
+  asker.join();
+  REQUIRE(outer);
+  CHECK(outer->payload == "outer got the answer");
+  std::lock_guard lock(a.mutex);
+  CHECK(a.others == std::vector<std::pair<std::string, bool>>{{"meanwhile", true}});
+  REQUIRE(a.answer);
+  REQUIRE(a.answer->has_value());
+  CHECK((*a.answer)->payload == "the answer");
+}
+
+TEST_CASE("isolation connection: the end of the stream while a handler waits fails that wait, then closes once",
+          "[isolation][connection]") {
+  const auto [a_fd, b_fd] = socket_pair();
+  AskingPeer a(a_fd);
+  Peer b(b_fd);
+  REQUIRE(b.conn->send(Kind::kRequest, 7, "outer"));
+  REQUIRE(b.next());  // the log
+  REQUIRE(b.next());  // the call the handler waits for
+  b.conn->close();
+  REQUIRE(wait_for(a.mutex, a.cv, [&] { return a.closed_calls > 0; }));
+  std::lock_guard lock(a.mutex);
+  REQUIRE(a.answer);
+  CHECK_FALSE(a.answer->has_value());
+  CHECK(a.handler_done_before_close);  // the closed callback runs after the handler returned
+  CHECK(a.closed_calls == 1);
+  CHECK(a.conn->closed());
+}
