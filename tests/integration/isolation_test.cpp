@@ -172,6 +172,34 @@ TEST_CASE("isolation: a crashing runner answers 502 while everything else keeps 
   CHECK(host.stop() == 0);
 }
 
+TEST_CASE("isolation: a crash with a burst of requests in flight answers each of them 502 at once",
+          "[isolation][integration]") {
+  KeelHost host(options({fixture("crasher")}, kCrasherIsolated));
+  REQUIRE(serving_runner(host) > 0);
+  // Twelve requests sent together (the host writes them to the runner in one burst): four run
+  // on the runner's workers, the rest wait in its queue; /segv then runs on its reader thread.
+  constexpr int kBurst = 12;
+  std::vector<int> statuses(kBurst, 0);
+  std::vector<std::chrono::steady_clock::duration> took(kBurst);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kBurst; ++i)
+    clients.emplace_back([&, i] {
+      const auto started = std::chrono::steady_clock::now();
+      statuses[static_cast<std::size_t>(i)] = get(host, "/api/crasher/slow/4000").first;
+      took[static_cast<std::size_t>(i)] = std::chrono::steady_clock::now() - started;
+    });
+  std::this_thread::sleep_for(500ms);
+  CHECK(get(host, "/api/crasher/segv").first == 502);
+  for (auto& c : clients) c.join();
+  for (int i = 0; i < kBurst; ++i) {
+    INFO("request " << i);
+    CHECK(statuses[static_cast<std::size_t>(i)] == 502);
+    CHECK(took[static_cast<std::size_t>(i)] < 3s);  // at the crash, not when the handler would have answered
+  }
+  CHECK(eventually([&] { return serving_runner(host) > 0; }));
+  CHECK(host.stop() == 0);
+}
+
 TEST_CASE("isolation: a runner killed with SIGKILL is restarted", "[isolation][integration]") {
   KeelHost host(options({fixture("crasher")}, kCrasherIsolated));
   const int pid = runner_pid(host, "crasher");

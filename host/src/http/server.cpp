@@ -29,6 +29,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
+#include "common/thread_poster.hpp"
 #include "http/header_scanner.hpp"
 #include "http/listener.hpp"
 #include "http/tls.hpp"
@@ -986,11 +987,15 @@ void Server::Impl::start() {
   for (auto& t : threads_) {
     asio::co_spawn(t->ctx, sweep_loop(*t), asio::detached);
     t->thread = std::thread([&io = *t, log = http_log_] {
+      // What this thread sends plugin runners while serving ready connections leaves after them.
+      const ThreadPoster post_here = [&io](std::function<void()> job) { asio::post(io.ctx, std::move(job)); };
+      thread_poster() = &post_here;
       try {
         io.ctx.run();
       } catch (const std::exception& e) {
         log->critical("I/O thread stopped error=\"{}\"", e.what());
       }
+      thread_poster() = nullptr;
     });
   }
   http_log_->info("listening address={} io_threads={} max_connections={} tls={}", format_endpoint(local_endpoint()),

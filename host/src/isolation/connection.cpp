@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/thread_poster.hpp"
+
 namespace keel::host::isolation {
 
 struct Connection::Waiter {
@@ -153,6 +155,7 @@ void Connection::close() noexcept {
     closed_ = true;
     queue_.clear();
     queued_ = 0;
+    deferred_.clear();
   }
   send_ready_.notify_all();
   ::shutdown(fd_, SHUT_RDWR);  // wakes the reader (end of stream) and a writer blocked in send
@@ -174,14 +177,37 @@ namespace {
 constexpr std::size_t kGatherBytes = 64 * 1024;
 }  // namespace
 
-bool Connection::send(Kind kind, std::uint64_t id, std::string_view payload) {
+bool Connection::send_frame(Kind kind, std::uint64_t id, std::string_view payload, bool may_defer) {
   std::string frame;
   try {
     frame = frame_bytes(kind, id, payload);
   } catch (const std::length_error&) {
     return false;
   }
-  if (!on_reader_thread()) return write_or_queue(std::move(frame), false);
+  if (!on_reader_thread()) {
+    const auto* post = may_defer ? thread_poster() : nullptr;
+    auto self = post != nullptr ? weak_from_this() : std::weak_ptr<Connection>{};
+    if (self.expired()) return write_or_queue(std::move(frame), false);
+    // Put off until the poster's job: the first frame posts it, the others join.
+    bool first = false;
+    {
+      std::lock_guard lock(send_mutex_);
+      if (closed_ || queued_ + deferred_.size() + frame.size() > max_queued_) return false;
+      deferred_.append(frame);
+      first = !flush_posted_;
+      flush_posted_ = true;
+    }
+    if (first) {
+      try {
+        (*post)([self = std::move(self)] {
+          if (const auto c = self.lock()) c->flush_deferred();
+        });
+      } catch (...) {  // no job to run it: write now
+        flush_deferred();
+      }
+    }
+    return true;
+  }
   // Sent from the handler: gathered, and written with the others before the reader next waits.
   {
     std::lock_guard lock(send_mutex_);
@@ -190,6 +216,16 @@ bool Connection::send(Kind kind, std::uint64_t id, std::string_view payload) {
   gathered_.append(frame);
   if (gathered_.size() >= kGatherBytes) flush_gathered();
   return true;
+}
+
+void Connection::flush_deferred() {
+  std::string frames;
+  {
+    std::lock_guard lock(send_mutex_);
+    frames.swap(deferred_);
+    flush_posted_ = false;
+  }
+  if (!frames.empty()) static_cast<void>(write_or_queue(std::move(frames), true));  // false only once closed
 }
 
 void Connection::flush_gathered() {
@@ -202,6 +238,13 @@ void Connection::flush_gathered() {
 bool Connection::write_or_queue(std::string frame, bool promised) {
   std::unique_lock lock(send_mutex_);
   if (closed_) return false;
+  if (!deferred_.empty() && !promised) {
+    // Frames this thread (or another) put off go first: a thread's frames keep their order.
+    if (queued_ + frame.size() > max_queued_) return false;
+    frame.insert(0, deferred_);
+    deferred_.clear();
+    promised = true;
+  }
   std::size_t sent = 0;
   if (queue_.empty() && !writing_) {
     // The fast path: nothing is ahead of this frame, so write it here if the socket takes it.
@@ -386,7 +429,7 @@ std::optional<Frame> Connection::request(Kind kind, std::string_view payload, st
     std::lock_guard lock(pending_mutex_);
     pending_.erase(id);
   };
-  if (!send(kind, id, payload)) {
+  if (!send_frame(kind, id, payload, false)) {  // never put off: this thread waits for the reply
     forget();
     return std::nullopt;
   }

@@ -5,7 +5,9 @@
 // otherwise it joins a bounded queue that a writer thread drains, so a peer that stops reading
 // costs queue memory up to a limit, then failed sends, never a stuck caller. Frames the reader
 // thread itself sends (from the handler) are gathered and written together, in order, before it
-// next waits for the socket: a burst of frames read at once is answered with one write. The
+// next waits for the socket: a burst of frames read at once is answered with one write. Likewise
+// frames sent by a thread with a poster (common/thread_poster.hpp, an I/O thread) leave together
+// once that thread has run what it had ready (owned by a shared_ptr only). The
 // handler may even send a request and wait for its reply (request()): the reader thread then
 // goes on reading, handing other frames to the handler with nested_read() true, until that reply
 // comes. Thread-safe.
@@ -29,7 +31,7 @@
 
 namespace keel::host::isolation {
 
-class Connection {
+class Connection : public std::enable_shared_from_this<Connection> {
  public:
   /// Every frame that is not a reply, on the reader thread: it must not block (hand work on).
   using Handler = std::function<void(Frame)>;
@@ -51,7 +53,7 @@ class Connection {
   void start();
 
   /// Sends one frame. False when the connection is closed or the queue is full.
-  bool send(Kind kind, std::uint64_t id, std::string_view payload);
+  bool send(Kind kind, std::uint64_t id, std::string_view payload) { return send_frame(kind, id, payload, true); }
   bool reply(std::uint64_t id, std::string_view payload) { return send(Kind::kReply, id, payload); }
 
   /// Sends a request and waits for its reply: nullopt when it could not be sent, the
@@ -80,6 +82,11 @@ class Connection {
   void read_loop();
   void write_loop();
   void dispatch(Frame frame);
+  /// `may_defer`: the frame may wait for the calling thread's poster (never when the caller
+  /// then blocks for the reply).
+  bool send_frame(Kind kind, std::uint64_t id, std::string_view payload, bool may_defer);
+  /// Writes the frames put off for a poster.
+  void flush_deferred();
   std::optional<Frame> read_until_reply(const std::shared_ptr<Waiter>& w, std::uint64_t id,
                                         std::chrono::milliseconds timeout);
   void fail_pending();
@@ -103,6 +110,8 @@ class Connection {
   std::size_t queued_ = 0;
   bool writing_ = false;  // the writer thread is sending a frame outside the lock
   bool closed_ = false;
+  std::string deferred_;       // frames put off until a poster's job writes them
+  bool flush_posted_ = false;  // that job is on its way
 
   std::mutex pending_mutex_;
   std::map<std::uint64_t, std::shared_ptr<Waiter>> pending_;

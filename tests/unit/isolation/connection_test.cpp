@@ -27,6 +27,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "common/thread_poster.hpp"
+
 using namespace keel::host::isolation;
 using namespace std::chrono_literals;
 
@@ -533,4 +535,42 @@ TEST_CASE("isolation connection: the end of the stream while a handler waits fai
   CHECK(a.handler_done_before_close);  // the closed callback runs after the handler returned
   CHECK(a.closed_calls == 1);
   CHECK(a.conn->closed());
+}
+
+TEST_CASE("isolation connection: frames sent by a thread with a poster leave together once its job runs",
+          "[isolation][connection]") {
+  const auto [a_fd, b_fd] = socket_pair();
+  Peer b(b_fd);
+  auto a = std::make_shared<Connection>(a_fd, [](Frame) {}, [](const std::string&, bool) {});
+  a->start();
+  std::vector<std::function<void()>> jobs;
+  const keel::host::ThreadPoster poster = [&](std::function<void()> job) { jobs.push_back(std::move(job)); };
+  keel::host::thread_poster() = &poster;
+  CHECK(a->send(Kind::kLog, 0, "one"));
+  CHECK(a->send(Kind::kLog, 0, "two"));
+  CHECK(jobs.size() == 1);  // one job writes them all
+  CHECK_FALSE(b.next(100ms));
+  jobs.front()();
+  jobs.clear();
+  for (const auto* want : {"one", "two"}) {
+    const auto f = b.next();
+    REQUIRE(f);
+    CHECK(f->payload == want);
+  }
+  // A request this thread waits for is never put off, and what was put off goes ahead of it.
+  CHECK(a->send(Kind::kLog, 0, "three"));
+  std::optional<Frame> reply;
+  std::thread answer([&] {
+    const auto three = b.next();
+    const auto call = b.next();
+    if (three && call && three->payload == "three" && call->payload == "call") static_cast<void>(b.conn->reply(call->id, "ok"));
+  });
+  reply = a->request(Kind::kCall, "call", 10s);
+  answer.join();
+  keel::host::thread_poster() = nullptr;
+  REQUIRE(reply);
+  CHECK(reply->payload == "ok");
+  CHECK(jobs.size() == 1);  // its job finds nothing left to write
+  jobs.front()();
+  a->join();
 }
