@@ -3,12 +3,14 @@
 // socket: replies go to whoever waits for them, everything else to the handler. Sending never
 // blocks the caller on the peer: a frame is written at once when the socket takes it whole,
 // otherwise it joins a bounded queue that a writer thread drains, so a peer that stops reading
-// costs queue memory up to a limit, then failed sends, never a stuck caller. Frames the reader
-// thread itself sends (from the handler) are gathered and written together, in order, before it
-// next waits for the socket: a burst of frames read at once is answered with one write. Likewise
-// frames sent by a thread with a poster (common/thread_poster.hpp, an I/O thread) leave together
-// once that thread has run what it had ready (owned by a shared_ptr only). The
-// handler may even send a request and wait for its reply (request()): the reader thread then
+// costs queue memory up to a limit, then failed sends, never a stuck caller. Fewer writes:
+// - frames the reader thread itself sends (from the handler) are gathered and written together,
+//   in order, before it next waits for the socket, so a burst read at once is answered with one
+//   write;
+// - frames sent by a thread with a poster (common/thread_poster.hpp: an I/O thread) are put off
+//   until that thread has run what it had ready, then written together (for a Connection owned
+//   by a shared_ptr; a request the sender waits for is never put off).
+// The handler may also send a request and wait for its reply (request()): the reader thread then
 // goes on reading, handing other frames to the handler with nested_read() true, until that reply
 // comes. Thread-safe.
 
@@ -33,7 +35,8 @@ namespace keel::host::isolation {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  /// Every frame that is not a reply, on the reader thread: it must not block (hand work on).
+  /// Every frame that is not a reply, on the reader thread: it must not block (hand work on),
+  /// except in request(), which reads on while it waits.
   using Handler = std::function<void(Frame)>;
   /// Once, on the reader thread, when the socket closed or broke (after pending requests failed);
   /// `corrupt` when the peer broke the frame protocol (a bad header, a frame over its limit).
@@ -93,7 +96,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<Waiter> add_waiter(std::uint64_t& id, Done callback);
   [[nodiscard]] bool on_reader_thread() const noexcept { return std::this_thread::get_id() == reader_id_.load(); }
   /// Writes `bytes` (whole frames) or queues what the socket does not take. `promised`: frames
-  /// a sender was told were sent (gathered ones), queued whatever the limit.
+  /// a sender was told were sent (gathered or put off), queued whatever the limit.
   bool write_or_queue(std::string bytes, bool promised);
   /// Writes the frames the reader thread gathered. Reader thread only.
   void flush_gathered();
