@@ -433,7 +433,7 @@ checks_against_history() {
     FILENAME != checks { if ($1 !~ /^#/ && $3 != "") { last[$3] = $4; when[$3] = $1 }; next }
     {
       change = "-"; before = "-"
-      if (($1 in last) && last[$1] + 0 != 0 && $5 != "n/a") {
+      if (($1 in last) && last[$1] + 0 != 0 && $5 ~ /^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$/) {
         before = last[$1] " (" substr(when[$1], 1, 10) ")"
         change = sprintf("%+.1f%%", ($5 / last[$1] - 1) * 100)
       }
@@ -446,8 +446,10 @@ record_history() {
   local when
   when=$(date -u '+%Y-%m-%dT%H:%MZ')
   [[ -s $HISTORY ]] || printf '# date\ttree\tmeasure\tvalue  (bench/http.sh --record; docs/benchmarks.md)\n' >"$HISTORY"
-  awk -F'\t' -v OFS='\t' -v when="$when" -v tree="$TREE" '$5 != "n/a" {print when, tree, $1, $5}' "$CHECKS" >>"$HISTORY"
-  log "recorded $(awk -F'\t' '$5 != "n/a"' "$CHECKS" | wc -l) measures in $HISTORY"
+  # Numbers only: a measure printed as text (the peers' "26.0 / 111.0 / 115.0" RSS) is shown, not kept.
+  local numeric='$5 ~ /^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$/'
+  awk -F'\t' -v OFS='\t' -v when="$when" -v tree="$TREE" "$numeric {print when, tree, \$1, \$5}" "$CHECKS" >>"$HISTORY"
+  log "recorded $(awk -F'\t' "$numeric" "$CHECKS" | wc -l) measures in $HISTORY"
 }
 
 # fail_later MESSAGE: something did not work (not a timing miss); the run goes on, prints the

@@ -56,7 +56,8 @@ std::unique_ptr<Placement> place_in_runner(PluginHost::Impl& host, Plugin& p, Co
   o.queue_limit = cfg.server.worker_queue;
   o.log_level = static_cast<std::int32_t>(p.log->level());
   o.serialized = p.manifest.serialized;
-  for (const auto& route : p.manifest.routes) o.blocking_routes.push_back(route.blocking);
+  // A route that reads storage waits for the host: off the runner's reader thread, as on the pool here.
+  for (const auto& route : p.manifest.routes) o.blocking_routes.push_back(route.blocking || route.storage_read);
   o.frame_limits = isolation::FrameLimits::from(cfg.http.max_body_bytes, cfg.events.max_payload_bytes);
   if (!p.runner_counters) p.runner_counters = std::make_shared<isolation::RunnerCounters>();
   // The runner gets a read-only descriptor of the sealed copy (a description of its own: the
