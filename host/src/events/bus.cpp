@@ -143,7 +143,7 @@ EventRecord& EventRecord::operator=(const EventRecord& other) noexcept {
 
 EventRecord& EventRecord::operator=(EventRecord&& other) noexcept {
   if (this != &other) {
-    this->~EventRecord();
+    release();
     published_unix_ns = other.published_unix_ns;
     seq = other.seq;
     block_ = std::exchange(other.block_, nullptr);
@@ -151,7 +151,9 @@ EventRecord& EventRecord::operator=(EventRecord&& other) noexcept {
   return *this;
 }
 
-EventRecord::~EventRecord() {
+EventRecord::~EventRecord() { release(); }
+
+void EventRecord::release() noexcept {
   // The last handle frees the block; acquire so every other handle's reads come before it.
   if (block_ != nullptr && block_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     block_->~Block();
@@ -851,6 +853,17 @@ struct Bus::Impl {
     auto& g = pub.group;
     std::unique_lock lock(g.mutex);
     g.queued.push_back(&mine);
+    // Out of memory while taking a batch: this row leaves the queue before its frame does.
+    struct Dequeue {
+      std::unique_lock<std::mutex>& lock;
+      OutboxGroup& g;
+      GroupEntry* entry;
+      ~Dequeue() {
+        if (entry == nullptr) return;
+        if (!lock.owns_lock()) lock.lock();
+        std::erase(g.queued, entry);
+      }
+    } dequeue{lock, g, &mine};
     while (!mine.finished) {
       if (g.writing) {
         g.finished.wait(lock);
@@ -875,6 +888,7 @@ struct Bus::Impl {
       for (auto* entry : batch) entry->finished = true;
       g.finished.notify_all();
     }
+    dequeue.entry = nullptr;  // finished: no longer queued
     lock.unlock();
     if (mine.alone) {
       mine.status = append_outbox(db, KEEL_TXN_NONE, e);
@@ -888,9 +902,9 @@ struct Bus::Impl {
                               keel_txn txn, std::string& error) {
     auto& db = *route.database;
     keel_status st = KEEL_OK;
-    if (txn == KEEL_TXN_NONE) {
+    if (txn == KEEL_TXN_NONE && !db.read_only_here()) {
       st = publish_grouped(*route.pub, db, e, error);
-    } else if (st = append_outbox(db, txn, e); st < 0) {
+    } else if (st = append_outbox(db, txn, e); st < 0) {  // (a read-only run: refused here)
       error = "outbox write failed: " + storage::last_error();
     }
     if (st < 0) {

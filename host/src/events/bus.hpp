@@ -93,6 +93,7 @@ class EventRecord {
     std::atomic<std::uint32_t> refs{1};
     std::array<std::uint32_t, 8> end{};  // end offset of each field in the bytes
   };
+  void release() noexcept;  // drops this handle's share of the block
   [[nodiscard]] std::string_view field(std::size_t i) const noexcept {
     if (block_ == nullptr) return {};
     const std::uint32_t begin = i == 0 ? 0 : block_->end[i - 1];

@@ -151,6 +151,9 @@ class Database {
   }
   /// Ends what begin_read_only() began on this thread (the reader goes back).
   virtual void end_read_only() noexcept {}
+  /// Whether this thread is in a read-only run of this database (its writes are refused): a
+  /// write another thread would make on its behalf (a group commit) must be refused as well.
+  [[nodiscard]] virtual bool read_only_here() const noexcept { return false; }
 
   /// Rolls back open transactions and closes every connection; later calls get
   /// KEEL_ERR_UNAVAILABLE. Idempotent.

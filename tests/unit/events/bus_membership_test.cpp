@@ -282,3 +282,15 @@ TEST_CASE("bus: durable events published by many threads at once are each commit
     ++next[static_cast<std::size_t>(t)];
   }
 }
+
+TEST_CASE("bus: a durable publish from a read-only run is refused, never written by a group commit", "[events][bus]") {
+  Harness h;
+  h.publisher("orders", {"orders.placed"}, {"orders.placed"});
+  h.run();
+  kst::ReadOnlyScope run;  // as a "storage": "read" route of the publisher runs
+  run.begin(*h.db("orders"), /*reserve_reader=*/false);
+  if (!run.active()) return;  // PostgreSQL: such routes are not read-only runs
+  CHECK(h.publish("orders", "orders.placed", "x") == KEEL_ERR_PERMISSION_DENIED);
+  run.end();
+  CHECK(h.publish("orders", "orders.placed", "y") == KEEL_OK);
+}

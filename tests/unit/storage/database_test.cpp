@@ -1015,6 +1015,8 @@ TEST_CASE("storage: a read-only run reads through its reserved reader and refuse
     CHECK(refused(t->begin(KEEL_TXN_NONE, &txn)));
     CHECK(refused(t->kv_put(KEEL_TXN_NONE, put_args("k", "v"), nullptr)));
     CHECK(refused(t->kv_delete(KEEL_TXN_NONE, "k", KEEL_KV_ANY_VERSION)));
+    CHECK(refused(t->commit(txn + 1)));  // not even a transaction another thread opened
+    CHECK(refused(t->rollback(txn + 1)));
     // The only reader is this thread's: another thread cannot reserve it, and its own reads
     // wait for it (here: until the run ends).
     std::atomic<bool> other_reserved{true};

@@ -743,6 +743,8 @@ void SqliteDatabase::end_read_only() noexcept {
   tl_read_only = {};
 }
 
+bool SqliteDatabase::read_only_here() const noexcept { return impl_->read_only_here(); }
+
 keel_status SqliteDatabase::exec(keel_txn txn, std::string_view sql, std::span<const keel_sql_param> params, RowSink rows,
                            keel_sql_result* out) {
   return impl_->exec(txn, sql, params, rows, out, false);
@@ -822,6 +824,7 @@ keel_status SqliteDatabase::begin(keel_txn parent, keel_txn* out) {
 keel_status SqliteDatabase::commit(keel_txn txn) {
   auto& s = *impl_;
   if (auto st = s.enter(); st < 0) return st;
+  if (s.read_only_here()) return Impl::refuse_write();  // not even another thread's transaction
   const auto start = Clock::now();
   std::lock_guard lock(s.writer_mutex);
   std::size_t depth = 0;
@@ -875,6 +878,7 @@ void SqliteDatabase::notify_on_commit(keel_txn txn) {
 keel_status SqliteDatabase::rollback(keel_txn txn) {
   auto& s = *impl_;
   if (auto st = s.enter(); st < 0) return st;
+  if (s.read_only_here()) return Impl::refuse_write();  // not even another thread's transaction
   const auto start = Clock::now();
   std::lock_guard lock(s.writer_mutex);
   std::size_t depth = 0;

@@ -43,6 +43,7 @@ class SqliteDatabase final : public Database {
   void notify_on_commit(keel_txn txn) override;
   bool begin_read_only(bool reserve_reader) override;
   void end_read_only() noexcept override;
+  [[nodiscard]] bool read_only_here() const noexcept override;
   void close() override;
   [[nodiscard]] Stats stats() const override;
 
