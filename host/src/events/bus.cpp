@@ -25,6 +25,7 @@
 #include "common/timer_queue.hpp"
 #include "common/worker_pool.hpp"
 #include "abi/topic.hpp"
+#include "observability/hex.hpp"
 #include "observability/log.hpp"
 #include "storage/database.hpp"
 
@@ -170,29 +171,16 @@ void write_event_id(std::int64_t now_unix_ns, char (&out)[36]) {
   const std::uint64_t hi = (ms << 16) | 0x7000u | (r1 & 0x0FFFu);
   const std::uint64_t lo = (r2 & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;
   // 8-4-4-4-12 lowercase hex digits, two per table load (this runs once per published event).
-  static constexpr auto kPairs = [] {
-    std::array<char, 512> t{};
-    constexpr char kDigits[] = "0123456789abcdef";
-    for (int b = 0; b < 256; ++b) {
-      t[static_cast<std::size_t>(2 * b)] = kDigits[b >> 4];
-      t[static_cast<std::size_t>(2 * b + 1)] = kDigits[b & 0xF];
-    }
-    return t;
-  }();
-  char* at = out;
-  auto put = [&](std::uint64_t v, int digits) {  // `digits` is even
-    for (int i = digits / 2 - 1; i >= 0; --i) std::memcpy(at + 2 * (digits / 2 - 1 - i), &kPairs[2 * ((v >> (8 * i)) & 0xFF)], 2);
-    at += digits;
-  };
-  put(hi >> 32, 8);
-  *at++ = '-';
-  put((hi >> 16) & 0xFFFF, 4);
-  *at++ = '-';
-  put(hi & 0xFFFF, 4);
-  *at++ = '-';
-  put(lo >> 48, 4);
-  *at++ = '-';
-  put(lo & 0xFFFFFFFFFFFFull, 12);
+  using observability::write_hex;
+  write_hex(out, hi >> 32, 4);
+  out[8] = '-';
+  write_hex(out + 9, (hi >> 16) & 0xFFFF, 2);
+  out[13] = '-';
+  write_hex(out + 14, hi & 0xFFFF, 2);
+  out[18] = '-';
+  write_hex(out + 19, lo >> 48, 2);
+  out[23] = '-';
+  write_hex(out + 24, lo & 0xFFFFFFFFFFFFull, 6);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@
 #include <random>
 #include <thread>
 
+#include "observability/hex.hpp"
+
 namespace keel::host::observability {
 namespace {
 
@@ -94,21 +96,6 @@ class IdGenerator {
 
 thread_local IdGenerator tl_ids;
 
-// The two hex digits of every byte value: a span's 48 digits take 24 table loads.
-constexpr auto kHexPairs = [] {
-  std::array<char, 512> t{};
-  constexpr char kDigits[] = "0123456789abcdef";
-  for (int b = 0; b < 256; ++b) {
-    t[static_cast<std::size_t>(2 * b)] = kDigits[b >> 4];
-    t[static_cast<std::size_t>(2 * b + 1)] = kDigits[b & 0xF];
-  }
-  return t;
-}();
-
-void write_hex(char* out, std::uint64_t v) noexcept {
-  for (int i = 7; i >= 0; --i, v >>= 8) std::memcpy(out + 2 * i, &kHexPairs[2 * (v & 0xFF)], 2);
-}
-
 }  // namespace
 
 bool valid_traceparent(std::string_view tp) noexcept {
@@ -131,11 +118,11 @@ Span Span::start(std::string_view parent) noexcept {
     std::memcpy(s.text_ + 53, parent.data() + 53, 2);   // flags as received (version 00 layout)
     s.has_parent_ = true;
   } else {
-    write_hex(s.text_ + 3, tl_ids.nonzero());
-    write_hex(s.text_ + 19, tl_ids.next());
+    write_hex(s.text_ + 3, tl_ids.nonzero(), 8);
+    write_hex(s.text_ + 19, tl_ids.next(), 8);
     std::memcpy(s.text_ + 53, "01", 2);  // the host records every span: sampled
   }
-  write_hex(s.text_ + 36, tl_ids.nonzero());
+  write_hex(s.text_ + 36, tl_ids.nonzero(), 8);
   return s;
 }
 
