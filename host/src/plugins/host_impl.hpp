@@ -134,6 +134,10 @@ struct Plugin {
   std::string config_json = "{}";
   std::chrono::milliseconds timeout{30000};
   std::vector<std::chrono::milliseconds> route_timeouts;  // per manifest route; 0 = plugin default
+  /// The database once close_storage() closed it, kept until the placement is gone: an isolated
+  /// plugin's runner may still be inside a storage call served on the host's threads, which then
+  /// finds it closed instead of freed (declared before `placement`: destroyed after it).
+  std::shared_ptr<storage::Database> closed_database;
   std::unique_ptr<Placement> placement;         // where its code runs (placement.hpp); null until loaded
   std::shared_ptr<isolation::RunnerCounters> runner_counters;  // crashes and restarts, across generations
   std::string quarantined;                      // why its runner was quarantined (state failed)
@@ -326,7 +330,7 @@ struct PluginHost::Impl final : isolation::RunnerListener {
     p.ctx.storage = nullptr;
     if (p.database) p.database->close();
     std::lock_guard lock(status_mutex);  // storage_stats() reads p.database under it
-    p.database.reset();
+    p.closed_database = std::move(p.database);
   }
   void load_and_create(Plugin& p);
   bool create_plugin(Plugin& p);
