@@ -196,6 +196,14 @@ keel_status PluginHost::Impl::run_handler(Plugin& p, const keel_request& req, ke
 
 // `p` must have admitted the request (admit()); the job releases that admission after the
 // handler ran, so a draining generation waits for requests queued to it, not only running ones.
+namespace {
+// A "storage": "read" route of a plugin whose hooks run in this process, with a database: its
+// handler runs as a read-only run of that database, wherever it runs.
+bool read_only_route(const Plugin& p, std::uint32_t route) {
+  return p.manifest.routes[route].storage_read && p.ctx.storage != nullptr && p.placement->runs_on_caller_thread();
+}
+}  // namespace
+
 std::optional<http::Deferred> PluginHost::Impl::dispatch_owned(Plugin& p, std::shared_ptr<OwnedRequest> owned,
                                                                std::shared_ptr<http::AsyncReply> reply,
                                                                keel_responder id) {
@@ -208,9 +216,7 @@ std::optional<http::Deferred> PluginHost::Impl::dispatch_owned(Plugin& p, std::s
       const RequestView view(*owned);
       // A "storage": "read" route only reads here too (on the pool: no reader reserved).
       storage::ReadOnlyScope reads;
-      if (p.ctx.storage != nullptr && p.manifest.routes[owned->route_index].storage_read &&
-          p.placement->runs_on_caller_thread())
-        reads.begin(*p.ctx.storage, /*reserve_reader=*/false);
+      if (read_only_route(p, owned->route_index)) reads.begin(*p.ctx.storage, /*reserve_reader=*/false);
       run_handler(p, view.req, id, true);
     }
     p.in_flight.fetch_sub(1);
@@ -287,8 +293,7 @@ std::optional<http::Deferred> PluginHost::dispatch(const http::MatchResult& firs
   // its database is free now (SQLite); otherwise it goes to the pool like a blocking route.
   const auto& decl = p.manifest.routes[route];
   storage::ReadOnlyScope reads;
-  if (decl.storage_read && !p.serial && p.ctx.storage != nullptr && p.placement->runs_on_caller_thread())
-    reads.begin(*p.ctx.storage, /*reserve_reader=*/true);
+  if (!p.serial && read_only_route(p, route)) reads.begin(*p.ctx.storage, /*reserve_reader=*/true);
   if (p.serial || decl.blocking || (decl.storage_read && !reads.active())) {
     // Off the I/O thread: copy what the handler needs, since it may outlive this call.
     auto owned = copy_request(request, params, sc, route, deadline);
