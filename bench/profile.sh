@@ -3,7 +3,8 @@
 # Findings: docs/benchmarks.md ("Profile of the hello path").
 #
 #   bash bench/profile.sh                  profile keel (hello route) and bare
-#   bash bench/profile.sh keel relay bare  any of: keel (GET hello), relay (GET relay), bare
+#   bash bench/profile.sh keel relay bare  any of: keel (GET hello), relay (GET relay), bare,
+#                                          events (in-memory events: Ir per delivered event)
 #
 # Uses the binaries bench/http.sh builds (run it first, or cmake --build BUILD_DIR).
 # For each target:
@@ -53,9 +54,13 @@ trap cleanup EXIT
 # server_cmd TARGET: sets CMD (the server command line, ending in --port-file) and URL_PATH.
 server_cmd() {
   case $1 in
-    keel | relay)
+    keel | relay | events)
       mkdir -p "$TMP/plugins"
-      cp "$BUILD_DIR/plugins/hello.so" "$BUILD_DIR/plugins/relay.so" "$TMP/plugins/"
+      if [[ $1 = events ]]; then
+        cp "$BUILD_DIR/fixtures/events_pub.so" "$BUILD_DIR/fixtures/events_sub.so" "$TMP/plugins/"
+      else
+        cp "$BUILD_DIR/plugins/hello.so" "$BUILD_DIR/plugins/relay.so" "$TMP/plugins/"
+      fi
       cat >"$TMP/keel.toml" <<EOF
 [server]
 io_threads = 1
@@ -68,16 +73,23 @@ access_log = false
 
 [plugins]
 directory = "$TMP/plugins"
+
+[events]
+queue_capacity = 1000000
+
+[plugin.events_sub]
+record = false
 EOF
       CMD=("$KEEL" serve --config "$TMP/keel.toml" --listen 127.0.0.1:0 --port-file "$TMP/port")
       URL_PATH=/api/hello/greet/bench
       if [[ $1 = relay ]]; then URL_PATH=/api/relay/greet/bench; fi
+      if [[ $1 = events ]]; then URL_PATH="/api/events_sub/count?topic=demo.memory"; fi
       ;;
     bare)
       CMD=("$BARE" --listen 127.0.0.1:0 --port-file "$TMP/port")
       URL_PATH=/api/hello/greet/bench
       ;;
-    *) die "unknown target '$1' (keel, relay, bare)" ;;
+    *) die "unknown target '$1' (keel, relay, bare, events)" ;;
   esac
 }
 
@@ -127,25 +139,48 @@ top() {
     done
 }
 
+# load TARGET PORT SECONDS: the target's load for SECONDS; prints how many units it made
+# (requests; for events, delivered events).
+load() {
+  local target=$1 port=$2 seconds=$3
+  if [[ $target != events ]]; then
+    wrk -t1 -c8 "-d${seconds}s" "http://127.0.0.1:$port$URL_PATH" | awk '/ requests in / {print $1}'
+    return
+  fi
+  # POST /memory/1000 from one client until the time is up, then wait for the deliveries.
+  local base=http://127.0.0.1:$port before end now count="" i
+  before=$(curl -fsS "$base$URL_PATH")
+  end=$(($(date +%s) + seconds))
+  while (($(date +%s) < end)); do curl -fsS -o /dev/null -X POST "$base/api/events_pub/memory/1000"; done
+  for ((i = 0; i < 600; i++)); do
+    now=$(curl -fsS "$base$URL_PATH")
+    [[ $now = "$count" ]] && break
+    count=$now
+    sleep 0.5
+  done
+  echo $((now - before))
+}
+
 profile_callgrind() {
-  local target=$1 port requests file total
+  local target=$1 port requests file total unit=request
+  [[ $target = events ]] && unit=event
   server_cmd "$target"
   rm -f "$TMP/port"
   valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$target.%p" "${CMD[@]}" >"$TMP/vg.log" 2>&1 &
   SERVER_PID=$!
   port=$(wait_port) || { tail -n 20 "$TMP/vg.log" >&2; die "$target did not start under valgrind"; }
   [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$URL_PATH") = 200 ]] || die "$target: $URL_PATH is not 200"
-  wrk -t1 -c8 -d2s "http://127.0.0.1:$port$URL_PATH" >/dev/null
+  load "$target" "$port" 2 >/dev/null
   callgrind_control -z "$SERVER_PID" >/dev/null
-  requests=$(wrk -t1 -c8 "-d${CG_SECONDS}s" "http://127.0.0.1:$port$URL_PATH" | awk '/ requests in / {print $1}')
+  requests=$(load "$target" "$port" "$CG_SECONDS")
   callgrind_control -d "$SERVER_PID" >/dev/null
   file=$(find "$OUT" -name "callgrind.$target.$SERVER_PID.*" | sort | tail -n 1)
   stop
   total=$(awk '/^totals:/ {print $2}' "$file")
-  echo "== callgrind: $target ($URL_PATH), $requests requests, $((total / requests)) Ir/request (user space) =="
-  echo "-- inclusive Ir/request --"
+  echo "== callgrind: $target ($URL_PATH), $requests ${unit}s, $((total / requests)) Ir/$unit (user space) =="
+  echo "-- inclusive Ir/$unit --"
   top "$file" "$requests" yes
-  echo "-- self Ir/request --"
+  echo "-- self Ir/$unit --"
   top "$file" "$requests" no
   echo "(raw: $file)"
   echo
@@ -206,14 +241,17 @@ for t in "${TARGETS[@]}"; do
   log "callgrind: $t (about $((CG_SECONDS + 10)) s)"
   profile_callgrind "$t"
 done
+# The syscall and perf profiles drive a route with wrk: events has none to drive.
+ROUTES=()
+for t in "${TARGETS[@]}"; do [[ $t = events ]] || ROUTES+=("$t"); done
 if command -v strace >/dev/null; then
-  for t in "${TARGETS[@]}"; do
+  for t in "${ROUTES[@]}"; do
     log "syscalls: $t"
     profile_syscalls "$t"
   done
 fi
 if perf_works; then
-  for t in "${TARGETS[@]}"; do
+  for t in "${ROUTES[@]}"; do
     log "perf: $t"
     profile_perf "$t"
   done

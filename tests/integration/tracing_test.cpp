@@ -144,6 +144,16 @@ TEST_CASE("a client's traceparent runs through the request, the plugin call and 
   CHECK(host.stop() == 0);
 }
 
+TEST_CASE("with span lines off an event's handler continues the publisher's span", "[tracing]") {
+  // Nothing would record a delivery span, so none is made: the handler gets the publisher's.
+  KeelHost host(with_plugins({fixture("trace_front"), fixture("trace_back")}, "[log]\nspans = false\n"));
+  const auto chain = run_chain(host, "traceparent: 00-" + std::string(kClientTrace) + "-" + std::string(kClientSpan) + "-01\r\n");
+  CHECK(chain.event.trace == kClientTrace);
+  CHECK(chain.event.span == chain.front.span);
+  CHECK(lines_with(host.process().output(), "span kind=").empty());
+  CHECK(host.stop() == 0);
+}
+
 TEST_CASE("without a valid traceparent the host starts one trace per request", "[tracing]") {
   KeelHost host(with_plugins({fixture("trace_front"), fixture("trace_back")}));
   const auto plain = run_chain(host, "");

@@ -9,7 +9,6 @@
 #include <mutex>
 #include <new>
 #include <optional>
-#include <random>
 #include <set>
 #include <span>
 #include <stdexcept>
@@ -21,12 +20,14 @@
 
 #include "abi/bytes.hpp"
 #include "abi/status.hpp"
+#include "common/block_pool.hpp"
 #include "common/published.hpp"
 #include "common/timer_queue.hpp"
 #include "common/worker_pool.hpp"
 #include "abi/topic.hpp"
 #include "observability/hex.hpp"
 #include "observability/log.hpp"
+#include "observability/trace.hpp"
 #include "storage/database.hpp"
 
 namespace keel::host::events {
@@ -109,17 +110,49 @@ struct DeliveryCounters {
   Counter delivered, failed, retried, dead_lettered;
 };
 
+// The pools of event blocks: up to 256 and up to 1024 bytes, 8 MiB each at most. Never
+// destroyed: a record may be released by a thread still running while statics are destroyed.
+// Made while statics are initialised, before main(): no record may be made before then.
+constexpr std::array<std::size_t, 2> kPoolBlockSizes{256, 1024};
+BlockPool* const event_pools[2] = {new BlockPool(kPoolBlockSizes[0], 32768), new BlockPool(kPoolBlockSizes[1], 8192)};
+
 }  // namespace
 
 EventRecord::EventRecord(const Parts& parts, std::int64_t published, std::int64_t sequence)
     : published_unix_ns(published), seq(sequence) {
-  const std::array<std::string_view, 8> fields{parts.event_id,    parts.topic,       parts.payload,
-                                               parts.content_type, parts.publisher,  parts.traceparent,
-                                               parts.tracestate,   parts.request_id};
+  // A traceparent is kept in its version-00 form of 55 characters (a later version's extra
+  // fields dropped), and an invalid one is dropped with its tracestate (W3C): every record's is
+  // valid and bounded, or empty, so a delivery may hand it on unchecked.
+  const bool traced = observability::valid_traceparent(parts.traceparent);
+  char version00[observability::Span::kLength];
+  std::string_view traceparent;
+  if (traced) {
+    traceparent = parts.traceparent.substr(0, sizeof version00);
+    if (!traceparent.starts_with("00")) {
+      std::memcpy(version00, traceparent.data(), sizeof version00);
+      version00[0] = version00[1] = '0';
+      traceparent = std::string_view(version00, sizeof version00);
+    }
+  }
+  const std::array<std::string_view, 8> fields{parts.event_id,
+                                               parts.topic,
+                                               parts.payload,
+                                               parts.content_type,
+                                               parts.publisher,
+                                               traceparent,
+                                               traced ? parts.tracestate : std::string_view{},
+                                               parts.request_id};
   std::size_t total = 0;
   for (const auto f : fields) total += f.size();
   if (total > UINT32_MAX) throw std::length_error("event larger than 4 GiB");
-  block_ = new (::operator new(sizeof(Block) + total)) Block;
+  const std::size_t size = sizeof(Block) + total;
+  const int pool = size <= kPoolBlockSizes[0] ? 0 : size <= kPoolBlockSizes[1] ? 1 : -1;
+  const BlockPool::Block pooled = pool >= 0 ? event_pools[pool]->take() : BlockPool::Block{};
+  block_ = new (pooled.data != nullptr ? pooled.data : ::operator new(size)) Block;
+  if (pooled.data != nullptr) {
+    block_->pool = static_cast<std::uint8_t>(pool + 1);
+    block_->pool_index = pooled.index;
+  }
   char* out = reinterpret_cast<char*>(block_ + 1);
   std::uint32_t at = 0;
   for (std::size_t i = 0; i < fields.size(); ++i) {
@@ -157,16 +190,21 @@ EventRecord::~EventRecord() { release(); }
 void EventRecord::release() noexcept {
   // The last handle frees the block; acquire so every other handle's reads come before it.
   if (block_ != nullptr && block_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    const std::uint8_t pool = block_->pool;
+    const std::uint32_t index = block_->pool_index;
     block_->~Block();
-    ::operator delete(block_);
+    if (pool != 0) {
+      event_pools[pool - 1]->give(index);
+    } else {
+      ::operator delete(block_);
+    }
   }
   block_ = nullptr;
 }
 
 void write_event_id(std::int64_t now_unix_ns, char (&out)[36]) {
-  thread_local std::mt19937_64 rng{std::random_device{}() ^ static_cast<std::uint64_t>(now_unix_ns)};
   const auto ms = static_cast<std::uint64_t>(now_unix_ns / 1000000);
-  const std::uint64_t r1 = rng(), r2 = rng();
+  const std::uint64_t r1 = observability::random_bits(), r2 = observability::random_bits();
   // UUIDv7: 48-bit Unix milliseconds, version 7, 12 random bits, variant 10, 62 random bits.
   const std::uint64_t hi = (ms << 16) | 0x7000u | (r1 & 0x0FFFu);
   const std::uint64_t lo = (r2 & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;

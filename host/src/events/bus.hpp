@@ -52,9 +52,10 @@ class Database;
 namespace keel::host::events {
 
 /// One published event as the bus keeps it: a handle to one immutable block (a reference count,
-/// the field offsets and the text of every field), so an event costs one allocation however many
-/// subscribers it goes to, and a copy costs an atomic increment. The accessors view into the
-/// block while a handle to it lives. Copies may be used from different threads.
+/// the field offsets and the text of every field), so an event is one block however many
+/// subscribers it goes to, and a copy costs an atomic increment. Blocks of events up to 1 KiB
+/// come from lock-free pools, not the allocator (common/block_pool.hpp). The accessors view into
+/// the block while a handle to it lives. Copies may be used from different threads.
 class EventRecord {
  public:
   struct Parts {
@@ -63,7 +64,7 @@ class EventRecord {
     std::string_view payload;
     std::string_view content_type;
     std::string_view publisher;
-    std::string_view traceparent;
+    std::string_view traceparent;  ///< kept only when valid (with tracestate): else both empty
     std::string_view tracestate;
     std::string_view request_id;  ///< of the request that published it; empty outside a request
   };
@@ -92,6 +93,8 @@ class EventRecord {
   struct Block {
     std::atomic<std::uint32_t> refs{1};
     std::array<std::uint32_t, 8> end{};  // end offset of each field in the bytes
+    std::uint32_t pool_index = 0;        // the block's index in its pool
+    std::uint8_t pool = 0;               // 0: from operator new; else which pool (1, 2)
   };
   void release() noexcept;  // drops this handle's share of the block
   [[nodiscard]] std::string_view field(std::size_t i) const noexcept {

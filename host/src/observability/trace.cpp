@@ -98,6 +98,8 @@ thread_local IdGenerator tl_ids;
 
 }  // namespace
 
+std::uint64_t random_bits() noexcept { return tl_ids.next(); }
+
 bool valid_traceparent(std::string_view tp) noexcept {
   if (tp.size() < Span::kLength) return false;
   const auto version = tp.substr(0, 2);

@@ -5,6 +5,7 @@
 // Ids are lowercase hex text, kept in fixed arrays: starting a span never allocates.
 
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace keel::host::observability {
@@ -14,6 +15,14 @@ namespace keel::host::observability {
 /// with that prefix followed by nothing or '-'; lowercase hex; trace and parent id not all zero.
 [[nodiscard]] bool valid_traceparent(std::string_view traceparent) noexcept;
 
+/// The trace id and the parent (span) id of a valid traceparent (see valid_traceparent()).
+[[nodiscard]] inline std::string_view trace_id_of(std::string_view valid) noexcept { return {valid.data() + 3, 32}; }
+[[nodiscard]] inline std::string_view span_id_of(std::string_view valid) noexcept { return {valid.data() + 36, 16}; }
+
+/// 64 random bits from this thread's generator (xoshiro256**, seeded from the OS): fast, for
+/// ids that must not collide, never for secrets.
+[[nodiscard]] std::uint64_t random_bits() noexcept;
+
 class Span {
  public:
   /// A new span: the child of `parent_traceparent` when it is valid, else the root of a new
@@ -22,8 +31,8 @@ class Span {
 
   /// "00-<trace id>-<this span's id>-<flags>": the traceparent this span's children receive.
   [[nodiscard]] std::string_view traceparent() const noexcept { return {text_, kLength}; }
-  [[nodiscard]] std::string_view trace_id() const noexcept { return {text_ + 3, 32}; }
-  [[nodiscard]] std::string_view span_id() const noexcept { return {text_ + 36, 16}; }
+  [[nodiscard]] std::string_view trace_id() const noexcept { return trace_id_of(traceparent()); }
+  [[nodiscard]] std::string_view span_id() const noexcept { return span_id_of(traceparent()); }
   /// The parent span's id; empty for the root of a trace.
   [[nodiscard]] std::string_view parent_id() const noexcept { return {parent_, has_parent_ ? 16u : 0u}; }
 

@@ -175,6 +175,16 @@ struct Plugin {
   std::uint32_t generation = 1;
   std::atomic<bool> retired{false};  // replaced by a newer generation
   bool on_bus = false;               // the event bus has this generation's declarations
+  // The topics deliver_event() checked last against this generation's subscriptions, with the
+  // answers. Touched by deliveries only, which run one at a time per plugin (endpoint_of()).
+  struct TopicCheck {
+    static constexpr std::size_t kMaxTopic = 62;  // longer topics are not kept (keeping one never allocates)
+    std::array<char, kMaxTopic> topic;
+    std::uint8_t size = 0;       // 0: unused (a topic never is empty)
+    bool subscribed = false;
+  };
+  std::array<TopicCheck, 4> topic_checks;
+  std::uint8_t next_topic_check = 0;
   bool loaded = false;               // its code was loaded (it may have been unloaded since)
   std::string sha256;                // of the file this generation was loaded from
 };

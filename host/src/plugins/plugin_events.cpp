@@ -1,4 +1,6 @@
 // The plugins on the event bus: what each publishes and subscribes to, and event delivery.
+#include <cstring>
+
 #include "abi/current_request.hpp"
 #include "abi/status.hpp"
 #include "abi/topic.hpp"
@@ -60,6 +62,27 @@ void PluginHost::Impl::connect_events() {
   bus.start();
 }
 
+namespace {
+
+// Whether generation `p` subscribes to `topic`: the answer kept from a recent check of the same
+// topic, else its patterns' (then kept in place of the oldest answer).
+bool subscribes_to(Plugin& p, std::string_view topic) {
+  for (const auto& check : p.topic_checks) {
+    if (check.size != 0 && std::string_view(check.topic.data(), check.size) == topic) return check.subscribed;
+  }
+  const bool subscribed = std::any_of(p.manifest.subscribes.begin(), p.manifest.subscribes.end(),
+                                      [&](const std::string& pattern) { return abi::topic_matches(pattern, topic); });
+  if (!topic.empty() && topic.size() <= Plugin::TopicCheck::kMaxTopic) {
+    auto& slot = p.topic_checks[p.next_topic_check++ % p.topic_checks.size()];
+    std::memcpy(slot.topic.data(), topic.data(), topic.size());
+    slot.size = static_cast<std::uint8_t>(topic.size());
+    slot.subscribed = subscribed;
+  }
+  return subscribed;
+}
+
+}  // namespace
+
 keel_status PluginHost::Impl::deliver_event(std::size_t index, const events::EventRecord& e, std::uint32_t attempt) {
   Plugin* pp = routes.current().gens.at(index).get();
   for (int tries = 1; !admit(*pp); ++tries) {
@@ -71,8 +94,7 @@ keel_status PluginHost::Impl::deliver_event(std::size_t index, const events::Eve
   if (p.budget && p.budget->over()) return KEEL_ERR_UNAVAILABLE;  // quarantined: durable deliveries pause
   // The generation current now receives what it subscribes to: an event matched by the patterns
   // of the generation it replaced, and no longer by its own, is acknowledged, not handed over.
-  if (std::none_of(p.manifest.subscribes.begin(), p.manifest.subscribes.end(),
-                   [&](const std::string& pattern) { return abi::topic_matches(pattern, e.topic()); })) {
+  if (!subscribes_to(p, e.topic())) {
     p.log->debug("event skipped: not subscribed any more topic={} id={}", e.topic(), e.event_id());
     return KEEL_OK;
   }
@@ -85,25 +107,33 @@ keel_status PluginHost::Impl::deliver_event(std::size_t index, const events::Eve
   ev.event_id = host_bytes(e.event_id());
   ev.publisher = host_bytes(e.publisher());
   ev.timestamp_unix_ns = e.published_unix_ns;
-  // The delivery is a span: a child of the publisher's span, the parent of the handler's calls.
-  const auto span = observability::Span::start(e.traceparent());
-  ev.traceparent = host_bytes(span.traceparent());
+  // The delivery is a span, a child of the publisher's span and the parent of the handler's
+  // calls, when its line is written or the event starts a trace. Otherwise nothing would record
+  // its id, and the handler continues the publisher's span (the record's traceparent is valid).
+  const bool span_line = span_log && span_log->should_log(spdlog::level::info);
+  observability::Span span;
+  std::string_view traceparent = e.traceparent();
+  if (span_line || traceparent.empty()) {
+    span = observability::Span::start(traceparent);
+    traceparent = span.traceparent();
+  }
+  ev.traceparent = host_bytes(traceparent);
   ev.tracestate = host_bytes(e.tracestate());
   const auto start = Clock::now();
   keel_status st = KEEL_ERR_INTERNAL;
   {
     // Calls and publishes made by the handler carry the publishing request's id and this span.
-    const CurrentRequestScope scope({&p.ctx, start + p.timeout, e.request_id(), span.traceparent()});
+    const CurrentRequestScope scope({&p.ctx, start + p.timeout, e.request_id(), traceparent});
     try {
       st = p.table->on_event(p.self, &ev);
     } catch (...) {
       p.log->error("on_event let an exception escape topic={} id={}", e.topic(), e.event_id());
     }
   }
-  const bool span_line = span_log && span_log->should_log(spdlog::level::info);
   if (st >= 0 && !span_line) return st;  // nothing to log: no second clock read
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
-  const observability::LogScope log_scope({e.request_id(), span.trace_id(), span.span_id()});
+  const observability::LogScope log_scope({e.request_id(), observability::trace_id_of(traceparent),
+                                           observability::span_id_of(traceparent)});
   if (st < 0)
     p.log->warn("event handler failed topic={} id={} publisher={} attempt={} status={} duration_us={}", e.topic(),
                 e.event_id(), e.publisher(), attempt, status_name(st), us);
