@@ -52,19 +52,16 @@ void WorkerPool::run() {
 }
 
 bool SerialQueue::post(WorkerPool::Job job) {
-  bool start = false;
-  {
-    std::lock_guard lock(mutex_);
-    if (jobs_.size() >= max_queued_) return false;
-    jobs_.push_back(std::move(job));
-    if (!running_) start = running_ = true;
+  std::lock_guard lock(mutex_);
+  if (jobs_.size() >= max_queued_) return false;
+  // An idle queue needs a drain: it is posted before the job is queued, under the lock, so when
+  // the pool is full nothing was queued (the pool never calls back into a queue while it holds
+  // its own lock, and a drain that starts at once waits for this lock and finds the job).
+  if (!running_) {
+    if (!pool_.post([self = shared_from_this()] { self->drain(); })) return false;
+    running_ = true;
   }
-  if (start && !pool_.post([self = shared_from_this()] { self->drain(); })) {
-    std::lock_guard lock(mutex_);
-    jobs_.pop_back();
-    running_ = false;
-    return false;
-  }
+  jobs_.push_back(std::move(job));
   return true;
 }
 
