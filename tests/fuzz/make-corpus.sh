@@ -58,6 +58,11 @@ CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n
 GET /api/hello/greet/Ada?x=1 HTTP/1.1\r\nHost: x\r\nX-Request-Id: my-trace-1\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n
 EOF
 
+# Regressions (found by this target): a request line of exactly the harness's limit (256 + 64
+# bytes) whose CR ends a read, and a header block one byte over its limit (1024).
+seed http_parser regression-line-at-limit "GET /$(printf 'a%.0s' $(seq 306)) HTTP/1.1\r\nHost: x\r\n\r\n"
+seed http_parser regression-header-over-limit "GET / HTTP/1.1\r\nHost: x\r\nX: $(printf 'b%.0s' $(seq 993))\r\n\r\n"
+
 # --- router: tests/unit/host/http/router_test.cpp, docs/routing.md
 n=0
 while IFS= read -r path; do
