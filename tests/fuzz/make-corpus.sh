@@ -62,6 +62,9 @@ EOF
 # bytes) whose CR ends a read, and a header block one byte over its limit (1024).
 seed http_parser regression-line-at-limit "GET /$(printf 'a%.0s' $(seq 306)) HTTP/1.1\r\nHost: x\r\n\r\n"
 seed http_parser regression-header-over-limit "GET / HTTP/1.1\r\nHost: x\r\nX: $(printf 'b%.0s' $(seq 993))\r\n\r\n"
+# ... a target with "://" after no scheme, and a CONNECT target that is no host:port.
+seed http_parser regression-target-no-scheme 'GET htt\xffp://x/api/hello/greet/Ada HTTP/1.1\r\nHost: x\r\n\r\n'
+seed http_parser regression-connect-no-port 'CONNECT x HTTP/1.1\r\nHost: x\r\n\r\n'
 
 # --- router: tests/unit/host/http/router_test.cpp, docs/routing.md
 n=0

@@ -5,6 +5,7 @@
 // single-threaded. The callbacks stay inline, so the server's parse compiles as one unit; the
 // server and the fuzz target (tests/fuzz/http_parser) include this header.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -55,6 +56,26 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
     return s;
   }
 
+  // RFC 9112 §3.2: origin-form ("/..."), asterisk-form ("*"), absolute-form (a scheme, then
+  // "://"), or for CONNECT authority-form ("host:port").
+  static bool valid_target_form(std::string_view method, std::string_view target) {
+    const auto alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
+    const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    if (target.empty()) return false;
+    if (target.front() == '/' || target == "*") return true;
+    if (method == "CONNECT") {
+      const auto colon = target.rfind(':');
+      if (colon == 0 || colon == std::string_view::npos || colon + 1 == target.size()) return false;
+      const auto port = target.substr(colon + 1);
+      return std::all_of(port.begin(), port.end(), digit) &&
+             target.substr(0, colon).find_first_of("/?#@") == std::string_view::npos;
+    }
+    const auto scheme = target.substr(0, target.find("://"));
+    if (scheme.empty() || scheme.size() == target.size() || !alpha(scheme.front())) return false;
+    return std::all_of(scheme.begin(), scheme.end(),
+                       [&](char c) { return alpha(c) || digit(c) || c == '+' || c == '-' || c == '.'; });
+  }
+
   void fail(error_code& ec, unsigned status, std::string_view reason) {
     failure_ = {status, reason};
     ec = boost::beast::http::error::bad_value;  // any error stops Beast; failure_ carries the real answer
@@ -69,9 +90,7 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
     version_ = static_cast<unsigned>(version);
     if (version != 10 && version != 11) return fail(ec, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
     if (target.size() > max_target_) return fail(ec, 414, "request target too long");
-    if (target.empty() || (target.front() != '/' && target != "*" && method != "CONNECT" &&
-                           target.find("://") == std::string_view::npos))
-      return fail(ec, 400, "invalid request target");
+    if (!valid_target_form(method, target)) return fail(ec, 400, "invalid request target");
   }
 
   void on_response_impl(int, bsv, int, error_code& ec) override { ec = boost::beast::http::error::bad_version; }
