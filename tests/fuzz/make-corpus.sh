@@ -65,6 +65,8 @@ seed http_parser regression-header-over-limit "GET / HTTP/1.1\r\nHost: x\r\nX: $
 # ... a target with "://" after no scheme, and a CONNECT target that is no host:port.
 seed http_parser regression-target-no-scheme 'GET htt\xffp://x/api/hello/greet/Ada HTTP/1.1\r\nHost: x\r\n\r\n'
 seed http_parser regression-connect-no-port 'CONNECT x HTTP/1.1\r\nHost: x\r\n\r\n'
+# ... an empty Transfer-Encoding beside a Content-Length.
+seed http_parser regression-empty-transfer-encoding 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\nContent-Length: 1\r\n\r\nx'
 
 # --- router: tests/unit/host/http/router_test.cpp, docs/routing.md
 n=0

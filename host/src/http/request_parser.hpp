@@ -112,8 +112,9 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
         ++host_count_;
         break;
       case field::transfer_encoding:
-        if (!transfer_encoding_.empty()) transfer_encoding_ += ',';
+        if (has_transfer_encoding_) transfer_encoding_ += ',';
         transfer_encoding_.append(value.data(), value.size());
+        has_transfer_encoding_ = true;
         break;
       case field::content_length:
         has_content_length_ = true;
@@ -131,7 +132,7 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
     header_done_ = true;
     if (version_ == 11 && host_count_ == 0) return fail(ec, 400, "missing Host header");
     if (host_count_ > 1) return fail(ec, 400, "more than one Host header");
-    if (transfer_encoding_.empty()) return;
+    if (!has_transfer_encoding_) return;  // an empty field is there too: refused below
     // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing; with Content-Length
     // it is a smuggling attempt; the final coding must be chunked or the length is unknowable.
     if (version_ == 10) return fail(ec, 400, "Transfer-Encoding is not allowed in HTTP/1.0");
@@ -187,6 +188,7 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   bool expect_continue_ = false;
   bool header_done_ = false;
   bool started_ = false;
+  bool has_transfer_encoding_ = false;
   std::string transfer_encoding_;
   std::size_t trailer_fields_ = 0;
   std::size_t trailer_bytes_ = 0;
