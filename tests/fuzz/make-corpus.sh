@@ -236,3 +236,5 @@ done <<'EOF'
 {"order_id":7,"status":"cancelled","total_cents":null,"currency":null,"extra":[1,2]}
 {"items":[{"q":1,"q":2}]}
 EOF
+# Regression (found by this target): a number past a double's range threw out of parse_object.
+seed shop_json regression-number-out-of-range '{"sku":"A","name":"n","price_cents":1e400,"currency":"EUR"}'
