@@ -186,6 +186,8 @@ frame() {  # frame KIND ID NAME: the payload on stdin as one frame in corpus fil
 { context && le 0 8 && bytes k && bytes k1 && le 100 4; } | frame 48 16 kv-list
 { context && le 3 8 && publish; } | frame 49 17 sql-publish
 cat wire/corpus/log wire/corpus/get-extension wire/corpus/kv-get >wire/corpus/stream
+# Regression (found by this target): a log frame with a byte after its message.
+{ context && le 2 4 && bytes 'hello from the plugin' && le 0 1; } | frame 32 0 regression-log-trailing-byte
 
 # --- config: config/keel.toml, docs/config.md, tests/unit/host/config/
 mkdir -p config/corpus
