@@ -188,6 +188,8 @@ frame() {  # frame KIND ID NAME: the payload on stdin as one frame in corpus fil
 cat wire/corpus/log wire/corpus/get-extension wire/corpus/kv-get >wire/corpus/stream
 # Regression (found by this target): a log frame with a byte after its message.
 { context && le 2 4 && bytes 'hello from the plugin' && le 0 1; } | frame 32 0 regression-log-trailing-byte
+# ... and a sql_exec frame whose want_rows byte is 2.
+{ context && le 0 8 && bytes 'SELECT 1' && le 0 4 && le 2 1; } | frame 40 8 regression-sql-exec-flag-2
 
 # --- config: config/keel.toml, docs/config.md, tests/unit/host/config/
 mkdir -p config/corpus

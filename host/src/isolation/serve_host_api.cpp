@@ -84,7 +84,7 @@ void serve_sql_exec(StorageCall& c) {
   const auto sql = r.bytes();
   std::vector<keel_sql_param> params;
   decode_sql_params(r, params);
-  const bool want_rows = r.u8() != 0;
+  const bool want_rows = r.flag();
   if (!r.done()) return c.bad();
   // The rows go back in one frame: a result set over kMaxStorageBytes stops the statement and
   // is answered KEEL_ERR_TOO_LARGE rather than buffered whole.

@@ -22,7 +22,7 @@ void check(bool property) {
 }
 
 // A payload's fields in order, as serve_host_api.cpp reads them: c context, 4 u32, 8 u64,
-// f a u8 read as a flag, s bytes, R keel_response, P keel_publish_args, A keel_call_args,
+// f a flag (0 or 1), s bytes, R keel_response, P keel_publish_args, A keel_call_args,
 // Q SQL parameters. The host takes a payload only when every byte of it was read.
 struct Layout {
   Kind kind;
@@ -41,7 +41,7 @@ void reencode(char field, Reader& r, Writer& w) {
     case 'c': encode_context(w, decode_context(r)); break;
     case '4': w.u32(r.u32()); break;
     case '8': w.u64(r.u64()); break;
-    case 'f': w.u8(r.u8() != 0 ? 1 : 0); break;
+    case 'f': w.u8(r.flag() ? 1 : 0); break;
     case 's': w.bytes(r.bytes()); break;
     case 'R': {
       keel_response res{};
