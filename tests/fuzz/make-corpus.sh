@@ -199,6 +199,12 @@ seed config postgres-uri '[storage]\nengine = "postgres"\npostgres_url = "postgr
 seed config postgres-quoted "[storage]\npostgres_url = \"host=db password='a b\\\\\\\\' c' port=5432\"\n"
 seed config env '[http]\nmax_body_bytes = 1\n\0KEEL_HTTP_MAX_BODY_BYTES=2048\nKEEL_ADMIN_TOKEN=0123456789abcdef0123456789abcdef\nKEEL_STORAGE_POSTGRES_URL=password=s3cret host=db\nKEEL_PLUGINS_ISOLATION=process\n'
 seed config errors '[server]\nlisten = 8080\nio_thread = 2\n[http]\nmax_target_bytes = 999999\n[plugin.Bad-Name]\nx = 1\n[nope]\n'
+# Regressions (found by this target): postgres_url passwords /admin/config showed: key=value
+# with "://" in another value, pairs split by a CR, a '?' in a URI's password, an encoded keyword.
+seed config regression-redact-key-value-with-url '\0KEEL_STORAGE_POSTGRES_URL=application_name=a://b password=s3cret\n'
+seed config regression-redact-cr '\0KEEL_STORAGE_POSTGRES_URL=host=db\rpassword=s3cret\n'
+seed config regression-redact-uri-question-mark '\0KEEL_STORAGE_POSTGRES_URL=postgres://keel:s3?cret@db/shop\n'
+seed config regression-redact-encoded-keyword '\0KEEL_STORAGE_POSTGRES_URL=postgresql://db/shop?passwor%64=s3cret#x\n'
 
 # --- trace: tests/unit/observability/trace_test.cpp, docs/http.md (request ids)
 n=0
