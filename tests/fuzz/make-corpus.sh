@@ -153,6 +153,10 @@ seed manifest doc-example '{"name":"orders","version":"1.4.2","abi":"1.0","descr
 "migrations":[{"version":1,"description":"orders table","sql":"CREATE TABLE orders (id INTEGER PRIMARY KEY);"},
 {"version":2,"sql":"ALTER TABLE orders ADD COLUMN placed_at INTEGER;"}]}'
 seed manifest big-number '{"name": "x", "big": 1e400}'
+# Regressions (found writing this target's property, confirmed by it): a "*" route beside another
+# method of its path, and a path of 17 parameters; the router refused both at pre-flight.
+seed manifest regression-star-route '{"name":"p","version":"1.0.0","abi":"1.0","routes":[{"method":"GET","path":"/a/{x}"},{"method":"*","path":"/a/{y}"}]}'
+seed manifest regression-17-params "{\"name\":\"p\",\"version\":\"1.0.0\",\"abi\":\"1.0\",\"routes\":[{\"method\":\"GET\",\"path\":\"$(printf '/{p%d}' $(seq 17))\"}]}"
 
 # --- wire: the frames a runner sends (isolation/wire.hpp), with the values of tests/unit/isolation/wire_test.cpp
 le() {  # le VALUE BYTES: VALUE little-endian
