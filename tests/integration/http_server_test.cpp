@@ -211,6 +211,11 @@ TEST_CASE("framing attacks and malformed requests are refused and the connection
       {"HTTP/0.9 style version", "GET / HTTP/0.9\r\nHost: x\r\n\r\n", 505},
       {"garbage version", "GET / FTP/1.1\r\nHost: x\r\n\r\n", 400},
       {"relative target", "GET nope HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+      // tests/fuzz/http_parser: any target holding "://" passed as absolute-form, any CONNECT target too.
+      {"absolute-form without a scheme", "GET \xff://x/ HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+      {"CONNECT without host:port", "CONNECT x HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+      // tests/fuzz/http_parser: an empty Transfer-Encoding was taken for none, beside Content-Length too.
+      {"empty Transfer-Encoding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\nContent-Length: 1\r\n\r\nx", 400},
       {"malformed chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n", 400},
       {"oversized chunk extension",
        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;x=" + std::string(2000, 'a') + "\r\na\r\n0\r\n\r\n",

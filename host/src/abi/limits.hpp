@@ -8,6 +8,10 @@
 
 namespace keel::host::abi {
 
+/// Captures of one route template ({param}, {param:file} and the {tail...}): the router keeps
+/// them in a fixed array (http::MatchScratch), and the manifest checker refuses more.
+inline constexpr std::size_t kMaxRouteParams = 16;
+
 /// A plugin's log message: the host keeps this many bytes of it and says how many it cut.
 inline constexpr std::size_t kMaxLogMessageBytes = 16u << 10;
 

@@ -28,12 +28,13 @@ OrderedJson redacted(const OrderedJson& value) {
 }
 
 // A URL's password: "postgres://app:s3cret@db/x" -> "postgres://app:<redacted>@db/x". Other text
-// is returned as it is.
+// is returned as it is. The user part may run up to the first '/': libpq ends it there only (a
+// '?' or '#' in a password is the password's), and hiding too much is the safe side.
 std::string without_url_password(const std::string& text) {
   const auto scheme_end = text.find("://");
   if (scheme_end == std::string::npos) return text;
   const auto authority = scheme_end + 3;
-  const auto authority_end = std::min(text.find_first_of("/?#", authority), text.size());
+  const auto authority_end = std::min(text.find('/', authority), text.size());
   const auto at = text.rfind('@', authority_end - 1);
   if (at == std::string::npos || at < authority) return text;
   const auto colon = text.find(':', authority);
@@ -41,36 +42,64 @@ std::string without_url_password(const std::string& text) {
   return text.substr(0, colon + 1) + std::string{kRedacted} + text.substr(at);
 }
 
-// A libpq connection string's password: the URI form as above, and in the key=value form the
-// value of "password" (bare or single-quoted, with backslash escapes).
+// libpq's blanks between keys and values: isspace() in the C locale (fe-connect.c conninfo_parse).
+bool blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
+
+// Percent-decoding as libpq applies it to a URI's query keywords; a malformed escape stays as it is.
+std::string percent_decoded(std::string_view s) {
+  const auto hex = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// A libpq connection string's password, read as libpq reads it (fe-connect.c): a string that
+// starts with "postgresql://" or "postgres://" is a URI (the password of its user part, and every
+// query parameter whose keyword decodes to "password", up to the next '&'); any other is
+// "key = value" pairs, each value bare or single-quoted with backslash escapes. A string libpq
+// would refuse is redacted as far as it can be read, URL user parts included.
 std::string without_conninfo_password(const std::string& text) {
-  if (text.find("://") != std::string::npos) {
-    // A URI: the password of its user part, and a "password" query parameter.
+  if (text.starts_with("postgresql://") || text.starts_with("postgres://")) {
     auto out = without_url_password(text);
     const auto query = out.find('?');
     for (auto at = query; at != std::string::npos && at < out.size(); at = out.find('&', at + 1)) {
-      if (out.compare(at + 1, 9, "password=") != 0) continue;
-      const auto value = at + 10;
-      const auto end = std::min(out.find_first_of("&#", value), out.size());
-      out.replace(value, end - value, kRedacted);
+      const auto end = std::min(out.find('&', at + 1), out.size());
+      const auto eq = out.find('=', at + 1);
+      if (eq >= end || percent_decoded(std::string_view(out).substr(at + 1, eq - at - 1)) != "password") continue;
+      out.replace(eq + 1, end - eq - 1, kRedacted);
     }
     return out;
   }
   std::string out;
   std::size_t i = 0;
   while (i < text.size()) {
-    const auto key_start = text.find_first_not_of(" \t\n", i);
-    if (key_start == std::string::npos) break;
+    std::size_t key_start = i;
+    while (key_start < text.size() && blank(text[key_start])) ++key_start;
     const auto eq = text.find('=', key_start);
-    if (eq == std::string::npos) {
+    if (key_start == text.size() || eq == std::string::npos) {
       out += text.substr(i);
       break;
     }
+    // The key is the word just before '=' (libpq refuses anything else before it).
     std::size_t key_end = eq;
-    while (key_end > key_start && (text[key_end - 1] == ' ' || text[key_end - 1] == '\t')) --key_end;
-    const bool secret = text.compare(key_start, key_end - key_start, "password") == 0;
-    std::size_t v = text.find_first_not_of(" \t", eq + 1);
-    if (v == std::string::npos) v = text.size();
+    while (key_end > key_start && blank(text[key_end - 1])) --key_end;
+    std::size_t key_begin = key_end;
+    while (key_begin > key_start && !blank(text[key_begin - 1])) --key_begin;
+    const bool secret = text.compare(key_begin, key_end - key_begin, "password") == 0;
+    std::size_t v = eq + 1;
+    while (v < text.size() && blank(text[v])) ++v;
     // The value runs to the first blank outside single quotes (backslash escapes a character).
     std::size_t value_end = v;
     bool quoted = false;
@@ -78,14 +107,14 @@ std::string without_conninfo_password(const std::string& text) {
       const char c = text[value_end];
       if (c == '\\') ++value_end;
       else if (c == '\'') quoted = !quoted;
-      else if (!quoted && (c == ' ' || c == '\t' || c == '\n')) break;
+      else if (!quoted && blank(c)) break;
     }
     value_end = std::min(value_end, text.size());
     out += text.substr(i, v - i);
     out += secret ? std::string{kRedacted} : text.substr(v, value_end - v);
     i = value_end;
   }
-  return out;
+  return without_url_password(out);
 }
 
 // Plugin settings may nest ([plugin.x.db] password = ...): redact secret-looking names at any

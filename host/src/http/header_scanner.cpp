@@ -30,6 +30,7 @@ ScanResult HeaderScanner::scan(std::string_view data) noexcept {
         if (base[pos_ + 1] != '\n') return error(400, "bare CR in request header");
         if (!request_line_done_) return error(400, "empty request line");
         pos_ += 2;
+        if (pos_ > max_header_) return error(431, "request header fields too large");
         return {ScanResult::Kind::kComplete, pos_, 0, {}};
       }
       if (c == '\n') return error(400, "bare LF in request header");
@@ -55,8 +56,11 @@ ScanResult HeaderScanner::scan(std::string_view data) noexcept {
     request_line_done_ = true;
     line_start_ = pos_;
   }
-  if (!request_line_done_ && size - line_start_ > max_line_) return error(414, "request line too long");
-  if (size > max_header_) return error(431, "request header fields too large");
+  // Not complete yet, and the verdict must not depend on where this read ended: the request line
+  // so far (less a last CR, which may end it) is already too long, or the block, which needs at
+  // least one more byte, can no longer fit.
+  if (!request_line_done_ && pos_ - line_start_ > max_line_) return error(414, "request line too long");
+  if (size >= max_header_) return error(431, "request header fields too large");
   return {};
 }
 

@@ -13,6 +13,8 @@
 #include <variant>
 #include <vector>
 
+#include "abi/limits.hpp"
+
 namespace keel::host::http {
 
 /// What a route leads to; opaque to the router.
@@ -39,7 +41,7 @@ struct PathParam {
 
 /// Reusable per-connection storage for decoded captures; keeps match() allocation-free in steady state.
 struct MatchScratch {
-  static constexpr std::size_t kMaxParams = 16;
+  static constexpr std::size_t kMaxParams = abi::kMaxRouteParams;
   std::array<PathParam, kMaxParams> params{};
   std::size_t param_count = 0;
   std::string decoded;  ///< backing store for decoded values (capacity reused)

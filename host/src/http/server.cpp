@@ -25,13 +25,13 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "common/thread_poster.hpp"
 #include "http/header_scanner.hpp"
 #include "http/listener.hpp"
+#include "http/request_parser.hpp"
 #include "http/tls.hpp"
 #include "observability/log.hpp"
 #include "observability/trace.hpp"
@@ -46,7 +46,6 @@ namespace ssl = asio::ssl;
 using TlsStream = boost::beast::ssl_stream<tcp::socket>;
 using Clock = std::chrono::steady_clock;
 using error_code = boost::system::error_code;
-using bsv = boost::beast::string_view;
 constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
 using namespace std::string_view_literals;  // literals appended without strlen on the response path
 
@@ -58,186 +57,6 @@ constexpr auto kSweepInterval = std::chrono::milliseconds(100);
 constexpr auto kLingerTime = std::chrono::milliseconds(2000);
 constexpr std::size_t kLingerMaxBytes = 1 << 20;
 constexpr std::size_t kReadChunk = 16384;
-constexpr std::size_t kMaxChunkExtension = 1024;
-constexpr std::size_t kMaxTrailerBytes = 8192;
-constexpr std::size_t kMaxTrailerFields = 64;
-
-// ---------------------------------------------------------------------------------------------
-// Request parser: Beast tokenizes; Keel enforces RFC 9110/9112 rules Beast 1.81 does not.
-
-struct Failure {
-  unsigned status = 0;
-  std::string_view reason;
-};
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-class RequestParser final : public bhttp::basic_parser<true> {
- public:
-  RequestParser(std::vector<Header>& headers, std::string& body, std::size_t max_target)
-      : headers_(headers), body_(body), max_target_(max_target) {
-    headers_.clear();
-    body_.clear();
-  }
-
-  [[nodiscard]] const Failure& failure() const noexcept { return failure_; }
-  [[nodiscard]] std::string_view method() const noexcept { return method_; }
-  [[nodiscard]] std::string_view target() const noexcept { return target_; }
-  [[nodiscard]] unsigned version() const noexcept { return version_; }
-  [[nodiscard]] bool expects_continue() const noexcept { return expect_continue_; }
-  [[nodiscard]] bool started() const noexcept { return started_; }
-
- private:
-  void fail(error_code& ec, unsigned status, std::string_view reason) {
-    failure_ = {status, reason};
-    ec = bhttp::error::bad_value;  // any error stops Beast; failure_ carries the real answer
-  }
-
-  void on_request_impl(bhttp::verb, bsv method_in, bsv target_in, int version, error_code& ec) override {
-    const std::string_view method(method_in.data(), method_in.size());
-    const std::string_view target(target_in.data(), target_in.size());
-    started_ = true;
-    method_ = method;
-    target_ = target;
-    version_ = static_cast<unsigned>(version);
-    if (version != 10 && version != 11) return fail(ec, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
-    if (target.size() > max_target_) return fail(ec, 414, "request target too long");
-    if (target.empty() || (target.front() != '/' && target != "*" && method != "CONNECT" &&
-                           target.find("://") == std::string_view::npos))
-      return fail(ec, 400, "invalid request target");
-  }
-
-  void on_response_impl(int, bsv, int, error_code& ec) override { ec = bhttp::error::bad_version; }
-
-  void on_field_impl(bhttp::field f, bsv name_in, bsv value_in, error_code& ec) override {
-    const std::string_view name(name_in.data(), name_in.size());
-    const std::string_view value(value_in.data(), value_in.size());
-    if (header_done_) {
-      // Trailer fields are parsed (to find the end of the message) but discarded; bounded so
-      // a client cannot make the connection hold an unbounded trailer section.
-      trailer_bytes_ += name.size() + value.size();
-      if (++trailer_fields_ > kMaxTrailerFields || trailer_bytes_ > kMaxTrailerBytes)
-        return fail(ec, 431, "chunked trailer section too large");
-      return;
-    }
-    headers_.push_back({name, value});
-    switch (f) {
-      case bhttp::field::host:
-        ++host_count_;
-        break;
-      case bhttp::field::transfer_encoding:
-        if (!transfer_encoding_.empty()) transfer_encoding_ += ',';
-        transfer_encoding_.append(value.data(), value.size());
-        break;
-      case bhttp::field::content_length:
-        has_content_length_ = true;
-        break;
-      case bhttp::field::expect:
-        if (iequals(trim(value), "100-continue")) expect_continue_ = true;
-        else return fail(ec, 417, "unsupported Expect value");
-        break;
-      default:
-        break;
-    }
-  }
-
-  void on_header_impl(error_code& ec) override {
-    header_done_ = true;
-    if (version_ == 11 && host_count_ == 0) return fail(ec, 400, "missing Host header");
-    if (host_count_ > 1) return fail(ec, 400, "more than one Host header");
-    if (transfer_encoding_.empty()) return;
-    // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing; with Content-Length
-    // it is a smuggling attempt; the final coding must be chunked or the length is unknowable.
-    if (version_ == 10) return fail(ec, 400, "Transfer-Encoding is not allowed in HTTP/1.0");
-    if (has_content_length_) return fail(ec, 400, "both Transfer-Encoding and Content-Length");
-    std::string_view rest = transfer_encoding_;
-    std::string_view last;
-    std::size_t chunked = 0;
-    bool unknown = false;
-    while (!rest.empty()) {
-      const auto comma = rest.find(',');
-      const auto coding = trim(rest.substr(0, comma));
-      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
-      if (coding.empty()) continue;
-      last = coding;
-      if (iequals(coding, "chunked")) ++chunked;
-      else unknown = true;
-    }
-    if (last.empty()) return fail(ec, 400, "empty Transfer-Encoding");
-    if (!iequals(last, "chunked")) return fail(ec, 400, "final transfer coding is not chunked");
-    if (chunked > 1) return fail(ec, 400, "chunked applied more than once");
-    if (unknown) return fail(ec, 501, "unsupported transfer coding");
-  }
-
-  void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
-    if (length) body_.reserve(static_cast<std::size_t>(*length));
-  }
-
-  std::size_t on_body_impl(bsv s, error_code&) override {
-    body_.append(s.data(), s.size());
-    return s.size();
-  }
-
-  void on_chunk_header_impl(std::uint64_t, bsv extensions, error_code& ec) override {
-    if (extensions.size() > kMaxChunkExtension) return fail(ec, 400, "chunk extension too long");
-  }
-
-  std::size_t on_chunk_body_impl(std::uint64_t, bsv s, error_code&) override {
-    body_.append(s.data(), s.size());
-    return s.size();
-  }
-
-  void on_finish_impl(error_code&) override {}
-
-  std::vector<Header>& headers_;
-  std::string& body_;
-  std::size_t max_target_;
-  Failure failure_;
-  std::string_view method_;
-  std::string_view target_;
-  unsigned version_ = 11;
-  unsigned host_count_ = 0;
-  bool has_content_length_ = false;
-  bool expect_continue_ = false;
-  bool header_done_ = false;
-  bool started_ = false;
-  std::string transfer_encoding_;
-  std::size_t trailer_fields_ = 0;
-  std::size_t trailer_bytes_ = 0;
-};
-
-// True if the request line ends in a well-formed "HTTP/x.y" other than 1.0/1.1, which Beast
-// reports as bad_version but RFC 9110 §15.6.6 answers with 505.
-bool unsupported_version(std::string_view header) {
-  const auto line = header.substr(0, header.find("\r\n"));
-  const auto version = line.substr(line.rfind(' ') + 1);
-  const auto digit = [](char c) { return c >= '0' && c <= '9'; };
-  return version.size() == 8 && version.substr(0, 5) == "HTTP/" && digit(version[5]) && version[6] == '.' &&
-         digit(version[7]) && version != "HTTP/1.0" && version != "HTTP/1.1";
-}
-
-// Beast's own parse errors, as an HTTP status and a reason for the client.
-Failure map_parse_error(const error_code& ec, std::string_view header) {
-  if (ec == bhttp::error::header_limit) return {431, "request header fields too large"};
-  if (ec == bhttp::error::body_limit) return {413, "request body larger than the configured limit"};
-  if (ec == bhttp::error::bad_version && unsupported_version(header))
-    return {505, "only HTTP/1.0 and HTTP/1.1 are supported"};
-  if (ec == bhttp::error::bad_version) return {400, "malformed HTTP version"};
-  if (ec == bhttp::error::bad_method) return {400, "malformed method"};
-  if (ec == bhttp::error::bad_target) return {400, "malformed request target"};
-  if (ec == bhttp::error::bad_field) return {400, "malformed header field name"};
-  if (ec == bhttp::error::bad_value) return {400, "malformed header field value"};
-  if (ec == bhttp::error::bad_content_length || ec == bhttp::error::multiple_content_length)
-    return {400, "invalid or conflicting Content-Length"};
-  if (ec == bhttp::error::bad_transfer_encoding) return {400, "invalid or conflicting Transfer-Encoding"};
-  if (ec == bhttp::error::bad_chunk || ec == bhttp::error::bad_chunk_extension) return {400, "malformed chunked body"};
-  if (ec == bhttp::error::bad_line_ending) return {400, "malformed line ending"};
-  return {400, "malformed request"};
-}
 
 // ---------------------------------------------------------------------------------------------
 // Small per-thread helpers used when writing every response.

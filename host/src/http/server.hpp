@@ -2,9 +2,9 @@
 // The HTTP/1.1 server: one acceptor per listener (the public one, and optionally the admin one;
 // each request says which it came in on), N I/O threads each running its own event loop, one
 // coroutine per connection, over plain TCP or TLS (ServerOptions::tls, shared by every TCP
-// listener). Beast and Asio stay inside server.cpp, listener.cpp and tls.cpp (compile time), so
-// this header is plain C++. listen()/start()/shutdown()/wait() may be called from any one thread; shutdown() is
-// also safe from a signal-handling thread while the server runs.
+// listener). Beast and Asio stay inside server.cpp, listener.cpp, tls.cpp and request_parser.*
+// (compile time), so this header is plain C++. listen()/start()/shutdown()/wait() may be called
+// from any one thread; shutdown() is also safe from a signal-handling thread while the server runs.
 
 #include <chrono>
 #include <cstdint>

@@ -84,7 +84,7 @@ void serve_sql_exec(StorageCall& c) {
   const auto sql = r.bytes();
   std::vector<keel_sql_param> params;
   decode_sql_params(r, params);
-  const bool want_rows = r.u8() != 0;
+  const bool want_rows = r.flag();
   if (!r.done()) return c.bad();
   // The rows go back in one frame: a result set over kMaxStorageBytes stops the statement and
   // is answered KEEL_ERR_TOO_LARGE rather than buffered whole.
@@ -334,7 +334,7 @@ void Runner::Impl::serve(Instance& inst, const Frame& f) {
       case Kind::kLog: {
         const auto level = r.i32();
         const auto message = r.bytes();
-        if (r.ok()) api->log(cx, level, plugin_bytes(message));
+        if (r.done()) api->log(cx, level, plugin_bytes(message));
         return;
       }
       case Kind::kRespond: {
@@ -365,7 +365,7 @@ void Runner::Impl::serve(Instance& inst, const Frame& f) {
         break;
       case Kind::kGetExtension: {
         const auto id = std::string(r.bytes());
-        const void* ext = r.ok() ? api->get_extension(cx, id.c_str()) : nullptr;
+        const void* ext = r.done() ? api->get_extension(cx, id.c_str()) : nullptr;
         if (id == KEEL_STORAGE_EXTENSION_ID && ext != nullptr) storage.store(static_cast<const keel_storage_api*>(ext));
         out.u8(ext != nullptr ? 1 : 0);
         break;

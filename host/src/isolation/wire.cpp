@@ -143,6 +143,12 @@ double Reader::f64() noexcept {
   return v;
 }
 
+bool Reader::flag() noexcept {
+  const auto v = u8();
+  if (v > 1) ok_ = false;
+  return v == 1;
+}
+
 std::string_view Reader::bytes() noexcept {
   const auto n = u32();
   if (!take(n)) return {};

@@ -130,6 +130,8 @@ class Reader {
   std::int32_t i32() noexcept { return static_cast<std::int32_t>(u32()); }
   std::int64_t i64() noexcept { return static_cast<std::int64_t>(u64()); }
   double f64() noexcept;
+  /// A u8 that is 0 or 1; any other value fails the reader (a message has one encoding).
+  bool flag() noexcept;
   /// A view into the data; valid while the data is.
   std::string_view bytes() noexcept;
   /// A count of items of at least `min_item_bytes` each; fails when that many cannot fit.

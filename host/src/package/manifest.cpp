@@ -9,8 +9,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/suggest.hpp"
+#include "abi/limits.hpp"
 #include "abi/topic.hpp"
+#include "common/suggest.hpp"
 
 namespace keel::host::package {
 namespace {
@@ -251,6 +252,9 @@ std::optional<std::string> path_problem(std::string_view path, std::string& shap
         return "parameter " + in_quotes(name) + " appears twice";
       }
       names.push_back(name);
+      if (names.size() > abi::kMaxRouteParams) {
+        return "more than " + std::to_string(abi::kMaxRouteParams) + " parameters (the router's limit)";
+      }
       shape += tail ? "{...}" : "{}";
     } else {
       for (const char c : seg) {
@@ -518,7 +522,10 @@ class Checker {
   void check_routes(const Json& root, Manifest& m) {
     const Json* routes = array_member(root, "", "routes");
     if (routes == nullptr) return;
-    std::vector<std::pair<std::string, std::string>> seen;  // "METHOD shape" -> field of the first
+    struct Seen {
+      std::string method, shape, field;
+    };
+    std::vector<Seen> seen;  // each route accepted so far
     for (std::size_t i = 0; i < routes->size(); ++i) {
       const auto path = index_path("routes", i);
       const Json& route = (*routes)[i];
@@ -572,13 +579,18 @@ class Checker {
       check_route_responses(route, path, r);
       check_route_query(route, path, r);
       if (!ok) continue;
-      const auto key = r.method + " " + shape;
-      if (const auto it = std::find_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == key; });
+      // The router's rule: one shape, one route per method, and a "*" route takes them all.
+      if (const auto it = std::find_if(seen.begin(), seen.end(), [&](const Seen& s) {
+            return s.shape == shape && (s.method == r.method || s.method == "*" || r.method == "*");
+          });
           it != seen.end()) {
-        error(path, "duplicate route " + r.method + " " + r.path + " (same method and path as " + it->second + ")");
+        error(path, it->method == r.method
+                        ? "duplicate route " + r.method + " " + r.path + " (same method and path as " + it->field + ")"
+                        : "route " + r.method + " " + r.path + " overlaps " + it->field +
+                              ": a \"*\" route takes every method of its path");
         continue;
       }
-      seen.emplace_back(key, path);
+      seen.push_back({r.method, shape, path});
       m.routes.push_back(std::move(r));
     }
   }

@@ -56,6 +56,8 @@ struct Parsed {
     }
   } catch (const Value::parse_error& e) {
     out.error = "not valid JSON (at byte " + std::to_string(e.byte) + ")";
+  } catch (const Value::out_of_range&) {  // a number beyond a double's range, e.g. 1e400
+    out.error = "not valid JSON (a number out of range)";
   }
   return out;
 }

@@ -101,6 +101,20 @@ TEST_CASE("isolation wire: a NaN keeps its bit pattern across the wire", "[isola
   CHECK(back_bits == bits);
 }
 
+// tests/fuzz/wire found a want_rows byte of 2 taken as 1: two encodings of one message.
+TEST_CASE("isolation wire: a flag is 0 or 1, any other value fails the reader", "[isolation][wire]") {
+  Writer w;
+  w.u8(0);
+  w.u8(1);
+  w.u8(2);
+  Reader r(w.data());
+  CHECK_FALSE(r.flag());
+  CHECK(r.flag());
+  CHECK(r.ok());
+  static_cast<void>(r.flag());
+  CHECK_FALSE(r.ok());
+}
+
 TEST_CASE("isolation wire: reader refuses lengths and counts that cannot fit", "[isolation][wire]") {
   SECTION("a byte string longer than the rest") {
     Writer w;

@@ -159,6 +159,23 @@ TEST_CASE("config to_json shows [storage] postgres_url without its password", "[
   CHECK(json_of(bare)["storage"]["postgres_url"] == "host=db password=<redacted>");
 }
 
+TEST_CASE("config to_json finds postgres_url's password wherever libpq does", "[config][admin]") {
+  // Each of these showed the password (tests/fuzz/config, which reads the URL as libpq does).
+  const auto shown = [](const std::string& url) {
+    return json_of(cfg::parse("", "keel.toml", {{"KEEL_STORAGE_POSTGRES_URL", url}}))["storage"]["postgres_url"];
+  };
+  // key=value, though a value holds "://"
+  CHECK(shown("application_name=a://b password=s3cret") == "application_name=a://b password=<redacted>");
+  // any isspace() character separates pairs
+  CHECK(shown("host=db\rpassword=s3cret") == "host=db\rpassword=<redacted>");
+  CHECK(shown("host=db password\v=\fs3cret") == "host=db password\v=\f<redacted>");
+  // a URI's user part ends at its first '@', a '?' before it included
+  CHECK(shown("postgres://keel:s3?cret@db/shop") == "postgres://keel:<redacted>@db/shop");
+  // a query keyword is percent-decoded, and its value runs to the next '&' ('#' included)
+  CHECK(shown("postgresql://db/shop?passwor%64=s3cret") == "postgresql://db/shop?passwor%64=<redacted>");
+  CHECK(shown("postgresql://db/shop?password=s3#cret&x=1") == "postgresql://db/shop?password=<redacted>&x=1");
+}
+
 TEST_CASE("config to_json redacts plugin keys declared secret or named like secrets", "[config][admin]") {
   const auto c = cfg::parse(R"([plugin.orders]
 mount = "/orders"

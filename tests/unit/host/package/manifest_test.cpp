@@ -400,12 +400,29 @@ TEST_CASE("manifest: two routes with the same method and path shape conflict", "
       {{"method", "GET"}, {"path", "/files/{b}"}},
       {{"method", "GET"}, {"path", "/files/{c...}"}},
       {{"method", "GET"}, {"path", "/orders/{id}/"}},
+      {{"method", "*"}, {"path", "/files/{d}"}},
+      {{"method", "*"}, {"path", "/any"}},
+      {{"method", "DELETE"}, {"path", "/any"}},
   };
+  // The "*" conflicts: tests/fuzz/manifest found pre-flight (the router) refusing what was accepted here.
   CHECK(errors_of(doc) ==
         std::vector<std::string>{
             "routes[2]: duplicate route GET /orders/{order_id} (same method and path as routes[0])",
             "routes[5]: duplicate route GET /files/{c...} (same method and path as routes[3])",
+            "routes[7]: route * /files/{d} overlaps routes[4]: a \"*\" route takes every method of its path",
+            "routes[9]: route DELETE /any overlaps routes[8]: a \"*\" route takes every method of its path",
         });
+}
+
+TEST_CASE("manifest: a route has at most 16 parameters, the router's limit", "[plugins][manifest]") {
+  auto doc = minimal();
+  std::string path;
+  for (int i = 0; i < 16; ++i) path += "/{p" + std::to_string(i) + "}";
+  doc["routes"] = {{{"method", "GET"}, {"path", path}}};
+  CHECK(parse_ok(doc).routes.size() == 1);
+  doc["routes"] = {{{"method", "GET"}, {"path", path + "/{rest...}"}}};
+  CHECK(errors_of(doc) == std::vector<std::string>{"routes[0].path: '" + path +
+                                                   "/{rest...}': more than 16 parameters (the router's limit)"});
 }
 
 TEST_CASE("manifest: routes may document a request body, responses and query parameters", "[plugins][manifest]") {
