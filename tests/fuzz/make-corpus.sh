@@ -16,12 +16,17 @@ seed() {
   printf '%b' "$3" >"$1/corpus/$2"
 }
 
+# seed_lines TARGET PREFIX [LEAD]: each line of standard input, after LEAD, as PREFIX-1, PREFIX-2...
+seed_lines() {
+  local line n=0
+  while IFS= read -r line; do
+    n=$((n + 1))
+    seed "$1" "$2-$n" "${3:-}$line"
+  done
+}
+
 # --- http_parser: tests/integration/http_server_test.cpp, tests/unit/host/http/header_scanner_test.cpp
-n=0
-while IFS= read -r request; do
-  n=$((n + 1))
-  seed http_parser "request-$n" "$request"
-done <<'EOF'
+seed_lines http_parser request <<'EOF'
 GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n
 HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n
 GET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\n\r\n
@@ -69,11 +74,7 @@ seed http_parser regression-connect-no-port 'CONNECT x HTTP/1.1\r\nHost: x\r\n\r
 seed http_parser regression-empty-transfer-encoding 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\nContent-Length: 1\r\n\r\nx'
 
 # --- router: tests/unit/host/http/router_test.cpp, docs/routing.md
-n=0
-while IFS= read -r path; do
-  n=$((n + 1))
-  seed router "path-$n" "GET $path"
-done <<'EOF'
+seed_lines router path "GET " <<'EOF'
 /
 /files/new
 /files/new/a
@@ -211,11 +212,7 @@ seed config regression-redact-uri-question-mark '\0KEEL_STORAGE_POSTGRES_URL=pos
 seed config regression-redact-encoded-keyword '\0KEEL_STORAGE_POSTGRES_URL=postgresql://db/shop?passwor%64=s3cret#x\n'
 
 # --- trace: tests/unit/observability/trace_test.cpp, docs/http.md (request ids)
-n=0
-while IFS= read -r value; do
-  n=$((n + 1))
-  seed trace "value-$n" "$value"
-done <<'EOF'
+seed_lines trace value <<'EOF'
 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00
 01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future
@@ -230,11 +227,7 @@ a:b.c_d-e
 EOF
 
 # --- shop_json: tests/unit/plugins/{catalog,orders,notifications}/
-n=0
-while IFS= read -r body; do
-  n=$((n + 1))
-  seed shop_json "body-$n" "$body"
-done <<'EOF'
+seed_lines shop_json body <<'EOF'
 {"sku":"MUG-1","name":"Mug","price_cents":1250,"currency":"EUR","stock":5}
 {"sku":"MUG-1","name":"Mug","description":"A mug","price_cents":0,"currency":"USD","stock":1000000000}
 {"name":"Mug, large","price_cents":1500}
