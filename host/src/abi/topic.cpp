@@ -93,4 +93,8 @@ bool topic_matches(std::string_view pattern, std::string_view topic) noexcept {
   return have.done();
 }
 
+bool matches_any(const std::vector<std::string>& patterns, std::string_view topic) noexcept {
+  return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) { return topic_matches(p, topic); });
+}
+
 }  // namespace keel::host::abi

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace keel::host::abi {
 
@@ -29,5 +30,8 @@ namespace keel::host::abi {
 /// of pattern_problem(). A pattern that pattern_problem() rejects matches no valid topic.
 /// No allocation.
 [[nodiscard]] bool topic_matches(std::string_view pattern, std::string_view topic) noexcept;
+
+/// True when any of `patterns` matches `topic` (topic_matches()). No allocation.
+[[nodiscard]] bool matches_any(const std::vector<std::string>& patterns, std::string_view topic) noexcept;
 
 }  // namespace keel::host::abi

@@ -343,10 +343,6 @@ struct Bus::Impl {
 
   // --- membership ---
 
-  static bool matches_any(const std::vector<std::string>& patterns, std::string_view topic) {
-    return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) { return abi::topic_matches(p, topic); });
-  }
-
   Sub* find_sub(std::string_view name) const {
     const auto it = std::find_if(subs.begin(), subs.end(), [&](const auto& s) { return s->ep.name == name; });
     return it == subs.end() ? nullptr : it->get();
@@ -442,14 +438,14 @@ struct Bus::Impl {
         Routing::TopicRoute r{stats.get(), durable, {}};
         if (!durable)
           for (auto* sub : next->subs)
-            if (!sub->ep.relay && matches_any(sub->ep.patterns, t)) r.subs.push_back(sub);
+            if (!sub->ep.relay && abi::matches_any(sub->ep.patterns, t)) r.subs.push_back(sub);
         route.topics.emplace(t, std::move(r));
       }
       for (const auto& sub : subs) {
         std::string in;  // the known durable topics it matches; topics are [a-z0-9_.]
         if (pub->database)
           for (const auto& t : pub->known_durable)
-            if (matches_any(sub->ep.patterns, t)) in += (in.empty() ? "'" : ", '") + t + "'";
+            if (abi::matches_any(sub->ep.patterns, t)) in += (in.empty() ? "'" : ", '") + t + "'";
         const auto existing = pub->streams.find(sub->ep.name);
         if (in.empty()) {
           if (existing != pub->streams.end()) {
@@ -1103,7 +1099,7 @@ keel_status Bus::deliver_remote(std::string_view subscriber, const EventRecord::
   {
     std::lock_guard lock(s.membership);  // patterns change under it; the Sub itself stays
     sub = s.find_sub(subscriber);
-    if (sub == nullptr || !Impl::matches_any(sub->ep.patterns, parts.topic)) return KEEL_ERR_NOT_FOUND;
+    if (sub == nullptr || !abi::matches_any(sub->ep.patterns, parts.topic)) return KEEL_ERR_NOT_FOUND;
   }
   if (sub->reserved.fetch_add(1, std::memory_order_relaxed) >= s.cfg.queue_capacity) {
     sub->reserved.fetch_sub(1, std::memory_order_relaxed);
@@ -1125,7 +1121,7 @@ std::vector<std::string> Bus::subscribers_of(std::string_view topic) const {
   std::vector<std::string> out;
   std::lock_guard lock(impl_->membership);
   for (const auto& sub : impl_->subs)
-    if (!sub->ep.relay && Impl::matches_any(sub->ep.patterns, topic)) out.push_back(sub->ep.name);
+    if (!sub->ep.relay && abi::matches_any(sub->ep.patterns, topic)) out.push_back(sub->ep.name);
   return out;
 }
 
@@ -1143,7 +1139,7 @@ std::pair<std::size_t, keel_status> Bus::deliver_external(std::string_view subsc
     std::lock_guard lock(s.membership);
     sub = s.find_sub(subscriber);
     if (sub == nullptr || sub->ep.relay) return {0, KEEL_ERR_NOT_FOUND};
-    while (matching < events.size() && Impl::matches_any(sub->ep.patterns, events[matching].parts.topic)) ++matching;
+    while (matching < events.size() && abi::matches_any(sub->ep.patterns, events[matching].parts.topic)) ++matching;
   }
   if (matching == 0) return {0, KEEL_ERR_NOT_FOUND};
   events = events.first(matching);

@@ -70,8 +70,7 @@ bool subscribes_to(Plugin& p, std::string_view topic) {
   for (const auto& check : p.topic_checks) {
     if (check.size != 0 && std::string_view(check.topic.data(), check.size) == topic) return check.subscribed;
   }
-  const bool subscribed = std::any_of(p.manifest.subscribes.begin(), p.manifest.subscribes.end(),
-                                      [&](const std::string& pattern) { return abi::topic_matches(pattern, topic); });
+  const bool subscribed = abi::matches_any(p.manifest.subscribes, topic);
   if (!topic.empty() && topic.size() <= Plugin::TopicCheck::kMaxTopic) {
     auto& slot = p.topic_checks[p.next_topic_check++ % p.topic_checks.size()];
     std::memcpy(slot.topic.data(), topic.data(), topic.size());
