@@ -86,7 +86,8 @@ std::optional<std::string> without_key_value_password(std::string_view text) {
     while (i < text.size() && blank(text[i])) ++i;
     out += text.substr(key_start, i - key_start);
     const auto value = i;
-    if (i < text.size() && text[i] == '\'') {
+    const bool quoted = i < text.size() && text[i] == '\'';
+    if (quoted) {
       for (++i; i < text.size() && text[i] != '\''; ++i)
         if (text[i] == '\\') ++i;
       if (i >= text.size()) return std::nullopt;  // libpq: unterminated quoted string
@@ -96,7 +97,10 @@ std::optional<std::string> without_key_value_password(std::string_view text) {
         if (text[i] == '\\') ++i;
       i = std::min(i, text.size());
     }
-    out += key == "password" ? std::string{kRedacted} : std::string{text.substr(value, i - value)};
+    // A quoted password stays quoted: the pair after it may follow without a blank.
+    if (key != "password") out += text.substr(value, i - value);
+    else if (quoted) out += "'" + std::string{kRedacted} + "'";
+    else out += kRedacted;
   }
   return out;
 }
