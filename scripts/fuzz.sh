@@ -43,13 +43,14 @@ for t in "${targets[@]}"; do
   if [ -f "$fuzz_src/$t/$t.dict" ]; then args+=(-dict="$fuzz_src/$t/$t.dict"); fi
   # New inputs go to the first directory (the scratch corpus); the committed one is only read.
   status=0
+  started=$SECONDS
   "$dir/fuzz/$t" "${args[@]}" "$corpus" "$fuzz_src/$t/corpus" >"$log" 2>&1 || status=$?
   result=ok
   if [ "$status" -ne 0 ]; then
     result="FAILED (exit $status): $(sed -n 's/.*Test unit written to \(.*\)/\1/p' "$log" | tail -n 1), log $log"
     failed+=("$t")
   fi
-  printf '%-12s %8s %12s %10s %8s  %s\n' "$t" "$seconds" "$(final_stat "$log" number_of_executed_units)" \
+  printf '%-12s %8s %12s %10s %8s  %s\n' "$t" "$((SECONDS - started))" "$(final_stat "$log" number_of_executed_units)" \
     "$(final_stat "$log" average_exec_per_sec)" "$(final_stat "$log" new_units_added)" "$result" >&2
 done
 if [ "${#failed[@]}" -ne 0 ]; then

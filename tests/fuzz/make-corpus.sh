@@ -210,6 +210,10 @@ seed config regression-redact-key-value-with-url '\0KEEL_STORAGE_POSTGRES_URL=ap
 seed config regression-redact-cr '\0KEEL_STORAGE_POSTGRES_URL=host=db\rpassword=s3cret\n'
 seed config regression-redact-uri-question-mark '\0KEEL_STORAGE_POSTGRES_URL=postgres://keel:s3?cret@db/shop\n'
 seed config regression-redact-encoded-keyword '\0KEEL_STORAGE_POSTGRES_URL=postgresql://db/shop?passwor%64=s3cret#x\n'
+# ... and, from the campaigns, a quote inside a bare value taken to open a quoted one, and a quoted
+# password shown unquoted, so that the pair right after it read as part of it.
+seed config regression-redact-quote-in-bare-value '\0KEEL_STORAGE_POSTGRES_URL=host=a\x27b password=s3cret\n'
+seed config regression-redact-quoted-then-pair '\0KEEL_STORAGE_POSTGRES_URL=password=\x27s3 cret\x27host=db\n'
 
 # --- trace: tests/unit/observability/trace_test.cpp, docs/http.md (request ids)
 seed_lines trace value <<'EOF'

@@ -1,6 +1,7 @@
 // /admin/config: the effective configuration as JSON, secrets redacted.
 #include <algorithm>
 #include <array>
+#include <optional>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -65,11 +66,50 @@ std::string percent_decoded(std::string_view s) {
   return out;
 }
 
-// A libpq connection string's password, read as libpq reads it (fe-connect.c): a string that
-// starts with "postgresql://" or "postgres://" is a URI (the password of its user part, and every
-// query parameter whose keyword decodes to "password", up to the next '&'); any other is
-// "key = value" pairs, each value bare or single-quoted with backslash escapes. A string libpq
-// would refuse is redacted as far as it can be read, URL user parts included.
+// "key = value" pairs as libpq's conninfo_parse (fe-connect.c) reads them, each password value
+// replaced; nothing when libpq would refuse the string. A value is bare, up to a blank, or
+// single-quoted from its first character; a backslash escapes the next character in either.
+std::optional<std::string> without_key_value_password(std::string_view text) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    if (blank(text[i])) {
+      out += text[i++];
+      continue;
+    }
+    const auto key_start = i;
+    while (i < text.size() && text[i] != '=' && !blank(text[i])) ++i;
+    const auto key = text.substr(key_start, i - key_start);
+    while (i < text.size() && blank(text[i])) ++i;
+    if (i == text.size() || text[i] != '=') return std::nullopt;  // libpq: missing "="
+    ++i;
+    while (i < text.size() && blank(text[i])) ++i;
+    out += text.substr(key_start, i - key_start);
+    const auto value = i;
+    const bool quoted = i < text.size() && text[i] == '\'';
+    if (quoted) {
+      for (++i; i < text.size() && text[i] != '\''; ++i)
+        if (text[i] == '\\') ++i;
+      if (i >= text.size()) return std::nullopt;  // libpq: unterminated quoted string
+      ++i;
+    } else {
+      for (; i < text.size() && !blank(text[i]); ++i)
+        if (text[i] == '\\') ++i;
+      i = std::min(i, text.size());
+    }
+    // A quoted password stays quoted: the pair after it may follow without a blank.
+    if (key != "password") out += text.substr(value, i - value);
+    else if (quoted) out += "'" + std::string{kRedacted} + "'";
+    else out += kRedacted;
+  }
+  return out;
+}
+
+// A libpq connection string's password, read as libpq reads it: a string that starts with
+// "postgresql://" or "postgres://" is a URI (the password of its user part, and every query
+// parameter whose keyword decodes to "password", up to the next '&'); any other is key = value
+// pairs. A string libpq would refuse connects nowhere but may still hold a password: none of it
+// is shown.
 std::string without_conninfo_password(const std::string& text) {
   if (text.starts_with("postgresql://") || text.starts_with("postgres://")) {
     auto out = without_url_password(text);
@@ -82,39 +122,7 @@ std::string without_conninfo_password(const std::string& text) {
     }
     return out;
   }
-  std::string out;
-  std::size_t i = 0;
-  while (i < text.size()) {
-    std::size_t key_start = i;
-    while (key_start < text.size() && blank(text[key_start])) ++key_start;
-    const auto eq = text.find('=', key_start);
-    if (key_start == text.size() || eq == std::string::npos) {
-      out += text.substr(i);
-      break;
-    }
-    // The key is the word just before '=' (libpq refuses anything else before it).
-    std::size_t key_end = eq;
-    while (key_end > key_start && blank(text[key_end - 1])) --key_end;
-    std::size_t key_begin = key_end;
-    while (key_begin > key_start && !blank(text[key_begin - 1])) --key_begin;
-    const bool secret = text.compare(key_begin, key_end - key_begin, "password") == 0;
-    std::size_t v = eq + 1;
-    while (v < text.size() && blank(text[v])) ++v;
-    // The value runs to the first blank outside single quotes (backslash escapes a character).
-    std::size_t value_end = v;
-    bool quoted = false;
-    for (; value_end < text.size(); ++value_end) {
-      const char c = text[value_end];
-      if (c == '\\') ++value_end;
-      else if (c == '\'') quoted = !quoted;
-      else if (!quoted && blank(c)) break;
-    }
-    value_end = std::min(value_end, text.size());
-    out += text.substr(i, v - i);
-    out += secret ? std::string{kRedacted} : text.substr(v, value_end - v);
-    i = value_end;
-  }
-  return without_url_password(out);
+  return without_key_value_password(text).value_or(std::string{kRedacted});
 }
 
 // Plugin settings may nest ([plugin.x.db] password = ...): redact secret-looking names at any

@@ -149,15 +149,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto lines = split(std::string_view(reinterpret_cast<const char*>(data), size), '\n');
   const auto request = lines.back();
   lines.pop_back();
-  auto routes = fixed_routes();
-  for (const auto line : lines) {
-    const auto sp = line.find(' ');
-    routes.push_back({std::string(line.substr(0, sp)), sp == std::string_view::npos ? "" : std::string(line.substr(sp + 1)),
-                      "fuzz", {}});
+  std::shared_ptr<const RouteTable> table = fixed;
+  if (!lines.empty()) {  // a table of its own; one that does not build leaves the fixed one
+    auto routes = fixed_routes();
+    for (const auto line : lines) {
+      const auto sp = line.find(' ');
+      routes.push_back({std::string(line.substr(0, sp)),
+                        sp == std::string_view::npos ? "" : std::string(line.substr(sp + 1)), "fuzz", {}});
+    }
+    auto built = RouteTable::build(std::move(routes));
+    if (auto* own = std::get_if<std::shared_ptr<const RouteTable>>(&built)) table = std::move(*own);
   }
-  auto built = RouteTable::build(std::move(routes));
-  const auto* table = std::get_if<std::shared_ptr<const RouteTable>>(&built);
-  const RouteTable& router = table != nullptr ? **table : *fixed;
+  const RouteTable& router = *table;
 
   const auto sp = request.find(' ');
   const auto method = sp == std::string_view::npos ? std::string_view("GET") : request.substr(0, sp);

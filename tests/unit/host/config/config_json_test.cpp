@@ -147,9 +147,9 @@ TEST_CASE("config to_json redacts the admin token from the file and from the env
 
 TEST_CASE("config to_json shows [storage] postgres_url without its password", "[config][admin]") {
   const auto key_value = cfg::parse(
-      "[storage]\nengine = \"postgres\"\npostgres_url = \"host=db port=5432 password='it''s s3cret' user=keel\"\n",
+      "[storage]\nengine = \"postgres\"\npostgres_url = \"host=db port=5432 password='it\\\\'s s3cret' user=keel\"\n",
       "keel.toml", {});
-  CHECK(json_of(key_value)["storage"]["postgres_url"] == "host=db port=5432 password=<redacted> user=keel");
+  CHECK(json_of(key_value)["storage"]["postgres_url"] == "host=db port=5432 password='<redacted>' user=keel");
   CHECK(cfg::to_json(key_value).find("s3cret") == std::string::npos);
   const auto uri = cfg::parse("", "keel.toml", {{"KEEL_STORAGE_POSTGRES_URL", "postgresql://keel:s3cret@db:5432/shop"}});
   CHECK(json_of(uri)["storage"]["postgres_url"] == "postgresql://keel:<redacted>@db:5432/shop");
@@ -174,6 +174,13 @@ TEST_CASE("config to_json finds postgres_url's password wherever libpq does", "[
   // a query keyword is percent-decoded, and its value runs to the next '&' ('#' included)
   CHECK(shown("postgresql://db/shop?passwor%64=s3cret") == "postgresql://db/shop?passwor%64=<redacted>");
   CHECK(shown("postgresql://db/shop?password=s3#cret&x=1") == "postgresql://db/shop?password=<redacted>&x=1");
+  // a quote inside a bare value is a character of it, not the start of a quoted one
+  CHECK(shown("host=a'b password=s3cret") == "host=a'b password=<redacted>");
+  // a quoted password stays quoted, so the pair that may follow it without a blank stays one
+  CHECK(shown("password='s3 cret'host=db") == "password='<redacted>'host=db");
+  // a string libpq refuses (an unterminated quote, a scheme it does not know) is not shown at all
+  CHECK(shown("host=db password='s3cret") == "<redacted>");
+  CHECK(shown("POSTGRES://keel:s3cret@db/shop") == "<redacted>");
 }
 
 TEST_CASE("config to_json redacts plugin keys declared secret or named like secrets", "[config][admin]") {
