@@ -402,16 +402,23 @@ TEST_CASE("isolation: a cgroup holds the runner to its CPU share and memory ceil
   for (const auto& g : groups) CHECK_FALSE(fs::exists(g));  // removed with the runner
 }
 
-TEST_CASE("isolation: a reload starts a new runner and ends the old one", "[isolation][integration][reload]") {
+TEST_CASE("isolation: a reload starts a new runner and ends the old one; crash counts carry over",
+          "[isolation][integration][reload]") {
   KeelHost host(options({fixture("crasher")}, kCrasherIsolated));
-  const int first = serving_runner(host);
-  REQUIRE(first > 0);
+  CHECK(get(host, "/api/crasher/segv").first == 502);
+  int first = 0;
+  REQUIRE(eventually([&] { return (first = serving_runner(host)) > 0; }));
   CHECK(admin_post(host, "/admin/plugins/crasher/reload") == 200);
   const int second = serving_runner(host);
   CHECK(second > 0);
   CHECK(second != first);
   CHECK(eventually([&] { return process_gone(first); }));
-  CHECK(plugin_entry(host, "crasher")["generation"] == 2);
+  const auto entry = plugin_entry(host, "crasher");
+  CHECK(entry["generation"] == 2);
+  // Counters, not per generation: a reload never takes a crash back (found by bench/soak.sh).
+  CHECK(entry["runner"]["crashes"] == 1);
+  CHECK(entry["runner"]["restarts"] == 1);
+  CHECK(plugin_metric(host, "keel_plugin_runner_crashes_total", "crasher") == 1);
   CHECK(host.stop() == 0);
 }
 

@@ -187,6 +187,7 @@ std::shared_ptr<Plugin> PluginHost::Impl::next_generation(const std::shared_ptr<
   next->ctx.storage = next->database.get();
   next->call_counters = old ? old->call_counters : std::shared_ptr<CallCounters[]>(new CallCounters[kMaxPlugins]());
   next->reloads = old ? old->reloads : std::make_shared<ReloadCounters>();
+  next->runner_counters = old ? old->runner_counters : nullptr;  // made by the process placement
   for (const auto& decl : m.routes) {
     std::shared_ptr<RouteCounters> counters;
     for (std::size_t r = 0; old && r < old->manifest.routes.size() && !counters; ++r)
