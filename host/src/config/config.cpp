@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <sstream>
+#include <stdexcept>
 #include <string_view>
 #include <system_error>
 #include <tuple>
@@ -22,6 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <toml++/toml.h>
 
+#include "common/plugin_keys.hpp"
 #include "common/suggest.hpp"
 #include "config/config_keys.hpp"
 
@@ -53,7 +55,6 @@ struct SectionDef {
 };
 
 constexpr std::string_view kPluginSection = "plugin";
-constexpr std::string_view kPluginEnabledKey = "enabled";
 constexpr std::string_view kEnvPrefix = "KEEL_";
 constexpr std::string_view kNoFileLabel = "<config>";
 
@@ -407,10 +408,12 @@ struct PluginLimitParser {
   }
 };
 
-// Keys of a [plugin.<name>] table that the host reads itself (besides `enabled`); everything
-// else belongs to the plugin. Returns true when `key` is one of them (valid or not).
+// Reads `key` of a [plugin.<name>] table into `section` when it is one the host reads itself
+// (kHostPluginKeys, besides `enabled`); everything else belongs to the plugin. Returns true when
+// `key` is the host's (valid or not).
 bool host_plugin_key(const std::string& plugin, const std::string& key, const toml::node& value, Context& ctx,
                      PluginSection& section) {
+  if (!is_host_plugin_key(key)) return false;
   const std::string prefix = "[plugin." + plugin + "] " + key + ": ";
   if (key == "mount") {
     const auto* text = value.as_string();
@@ -497,7 +500,7 @@ bool host_plugin_key(const std::string& plugin, const std::string& key, const to
     }
     return true;
   }
-  return false;
+  throw std::logic_error("[plugin.<name>] " + key + " is in kHostPluginKeys but the config reader does not read it");
 }
 
 void collect_plugins(const toml::key& plugin_key, const toml::node& node, Context& ctx, Config& config) {
@@ -529,7 +532,7 @@ void collect_plugins(const toml::key& plugin_key, const toml::node& node, Contex
     PluginSettingsConverter converter{name, ctx, section.key_positions};
     for (auto&& [setting_key, setting] : *table) {
       const std::string setting_name{setting_key.str()};
-      if (setting_name == kPluginEnabledKey) {
+      if (setting_name == "enabled") {
         if (const auto* enabled = setting.as_boolean()) {
           section.enabled = enabled->get();
         } else {

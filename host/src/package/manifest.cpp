@@ -11,6 +11,7 @@
 
 #include "abi/limits.hpp"
 #include "abi/topic.hpp"
+#include "common/plugin_keys.hpp"
 #include "common/suggest.hpp"
 
 namespace keel::host::package {
@@ -51,8 +52,6 @@ constexpr char kNotATopic[] =
     " is not a topic: two or more dot-separated segments of [a-z0-9_]+, e.g. 'orders.placed'";
 constexpr std::array<std::string_view, 2> kConcurrency{"parallel", "serialized"};
 constexpr std::array<std::string_view, 2> kPermissionKinds{"call", "ext"};
-// The host reads `enabled` in [plugin.<name>] itself and never passes it to the plugin.
-constexpr std::string_view kReservedConfigKey = "enabled";
 
 struct TypeName {
   ConfigType type;
@@ -788,8 +787,9 @@ class Checker {
         error(path, "a config key must not be empty");
         continue;
       }
-      if (key == kReservedConfigKey) {
-        error(path, "'enabled' is reserved: the host reads [plugin.<name>] enabled itself");
+      if (is_host_plugin_key(key)) {
+        error(path, in_quotes(key) + " is reserved: the host reads [plugin.<name>] " + key +
+                        " itself and never passes it to the plugin (docs/config.md); name the plugin's key otherwise");
         continue;
       }
       if (!entry.is_object()) {

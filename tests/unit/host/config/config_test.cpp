@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/plugin_keys.hpp"
 #include "temp_dir.hpp"
 
 namespace cfg = keel::host::config;
@@ -489,6 +490,19 @@ TEST_CASE("bad plugin tables are reported", "[config]") {
   CHECK(single_error("plugin = 1\n") == "keel.toml:1:1: 'plugin' must hold [plugin.<name>] tables, got an integer");
   CHECK(single_error("[plugin.hello]\nratio = nan\n") ==
         "keel.toml:2:9: [plugin.hello] ratio: nan and inf cannot be passed to a plugin (JSON has no such numbers)");
+}
+
+TEST_CASE("the host reads every key of kHostPluginKeys itself and no other", "[config]") {
+  // A value no host key accepts: each listed key is reported as the host's, none reaches the plugin.
+  for (const auto key : keel::host::kHostPluginKeys) {
+    INFO(key);
+    const auto error = single_error("[plugin.hello]\n" + std::string(key) + " = [[1]]\n");
+    CHECK(error.find("[plugin.hello] " + std::string(key) + ": expected") != std::string::npos);
+  }
+  // A key the host does not read is the plugin's, whatever its value.
+  const auto c = parse_ok("[plugin.hello]\nrunner = [[1]]\nmounted = true\n");
+  CHECK(nlohmann::json::parse(c.plugin_sections.at("hello").settings_json) ==
+        nlohmann::json{{"runner", {{1}}}, {"mounted", true}});
 }
 
 TEST_CASE("storage keys are read from the file", "[config][storage]") {

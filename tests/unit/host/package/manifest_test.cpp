@@ -9,6 +9,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/plugin_keys.hpp"
+
 namespace mp = keel::host::package;
 // ordered_json keeps keys in the order written here, like the manifest text the host reads.
 using json = nlohmann::ordered_json;
@@ -849,8 +851,22 @@ TEST_CASE("manifest: the config schema is checked key by key", "[plugins][manife
   CHECK(one({{"type", "string"}, {"description", 1}}) == "config.k.description: expected a string, got an integer");
   CHECK(one({{"type", "string"}, {"required", true}, {"default", "x"}}) ==
         "config.k.required: a required key cannot have a default (a key with a default is never missing)");
+  // Every key the host reads in [plugin.<name>] (common/plugin_keys.hpp), not only `enabled`.
   CHECK(with({{"enabled", {{"type", "boolean"}}}}) ==
-        std::vector<std::string>{"config.enabled: 'enabled' is reserved: the host reads [plugin.<name>] enabled itself"});
+        std::vector<std::string>{"config.enabled: 'enabled' is reserved: the host reads [plugin.<name>] enabled itself "
+                                 "and never passes it to the plugin (docs/config.md); name the plugin's key otherwise"});
+  CHECK(with({{"mount", {{"type", "string"}}}}) ==
+        std::vector<std::string>{"config.mount: 'mount' is reserved: the host reads [plugin.<name>] mount itself "
+                                 "and never passes it to the plugin (docs/config.md); name the plugin's key otherwise"});
+  for (const auto key : keel::host::kHostPluginKeys) {
+    INFO(key);
+    const auto errors = with({{std::string(key), {{"type", "string"}}}});
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].find("is reserved: the host reads") != std::string::npos);
+  }
+  auto near_misses = minimal();
+  near_misses["config"] = {{"runner", {{"type", "string"}}}, {"mounted", {{"type", "string"}}}};
+  CHECK(parse_ok(near_misses).config.size() == 2);
   CHECK(with({{"", {{"type", "string"}}}}) == std::vector<std::string>{"config[\"\"]: a config key must not be empty"});
   CHECK(with({{"a.b", {{"type", "number"}, {"default", "x"}}}}) ==
         std::vector<std::string>{
@@ -950,7 +966,8 @@ TEST_CASE("manifest: every problem is reported, in schema order", "[plugins][man
                       "permissions[1]: 'ext:x' is malformed: expected ext:<namespace>.<name>/<revision>, e.g. "
                       "ext:keel.storage/1",
                       "config.n.default: does not match type 'integer': expected an integer, got a string",
-                      "config.enabled: 'enabled' is reserved: the host reads [plugin.<name>] enabled itself",
+                      "config.enabled: 'enabled' is reserved: the host reads [plugin.<name>] enabled itself and never "
+                      "passes it to the plugin (docs/config.md); name the plugin's key otherwise",
                   });
 }
 
