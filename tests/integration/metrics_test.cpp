@@ -204,6 +204,9 @@ TEST_CASE("metrics: the scrape is valid exposition text and its counters follow 
     CHECK(s.value("keel_storage_full_total", store) == 0);
     CHECK(s.value("keel_storage_database_bytes", store) > 0);
     CHECK(s.value("keel_storage_wal_bytes", store).has_value());
+    // SQLite's heap in the host: at least the open databases' schemas and caches.
+    CHECK(s.value("keel_storage_sqlite_memory_bytes", {}) > 0);
+    CHECK(s.family("keel_storage_sqlite_memory_bytes")->type == "gauge");
     CHECK(s.family("keel_storage_statement_duration_seconds")->type == "histogram");
     // events_pub has a database too: its durable outbox.
     CHECK(s.value("keel_storage_statements_total", {{"plugin", "events_pub"}}) > 0);

@@ -13,6 +13,7 @@
 #include "observability/log.hpp"
 #include "observability/metrics.hpp"
 #include "plugins/plugin_host.hpp"
+#include "storage/sqlite/sqlite_database.hpp"
 
 namespace keel::host::app {
 namespace {
@@ -199,6 +200,9 @@ void storage_metrics(Exposition& m, const std::vector<std::pair<std::string, sto
   for (const auto& [plugin, st] : all) m.sample({{"plugin", plugin}}, st.db_bytes);
   m.family("keel_storage_wal_bytes", MetricType::kGauge, "Size of the plugin's write-ahead log in bytes.");
   for (const auto& [plugin, st] : all) m.sample({{"plugin", plugin}}, st.wal_bytes);
+  m.family("keel_storage_sqlite_memory_bytes", MetricType::kGauge,
+           "Heap memory SQLite holds in this process (page caches, schemas, statements), every database together.");
+  m.sample({}, storage::sqlite_memory_bytes());
 }
 
 void events_metrics(Exposition& m, const events::Bus& bus) {

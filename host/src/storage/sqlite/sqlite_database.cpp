@@ -990,6 +990,8 @@ MigrationHistory read_sqlite_history(const fs::path& file) {
   return out;
 }
 
+std::int64_t sqlite_memory_bytes() noexcept { return sqlite3_memory_used(); }
+
 void backup(const fs::path& source, const fs::path& target) {
   const auto partial = fs::path(target.string() + ".partial");
   std::error_code ec;

@@ -8,6 +8,7 @@
 // SQLITE_BUSY does not reach plugins; a writer that waits longer than busy_timeout gets
 // KEEL_ERR_BUSY.
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -52,6 +53,11 @@ class SqliteDatabase final : public Database {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+/// Heap memory SQLite holds in this process now, every database together: page caches (up to
+/// SQLite's default 2 MiB per connection), schemas, prepared statements (sqlite3_memory_used).
+/// Thread-safe.
+[[nodiscard]] std::int64_t sqlite_memory_bytes() noexcept;
 
 /// Copies the database at `source` (a live database: other processes may write it) into a new
 /// file `target` with SQLite's online backup, as one consistent snapshot, then checks the copy
