@@ -447,6 +447,7 @@ record_history() {
   when=$(date -u '+%Y-%m-%dT%H:%MZ')
   [[ -s $HISTORY ]] || printf '# date\ttree\tmeasure\tvalue  (bench/http.sh --record; docs/benchmarks.md)\n' >"$HISTORY"
   # Numbers only: a measure printed as text (the peers' "26.0 / 111.0 / 115.0" RSS) is shown, not kept.
+  # shellcheck disable=SC2016  # an awk pattern: $5 is awk's field, not the shell's
   local numeric='$5 ~ /^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$/'
   awk -F'\t' -v OFS='\t' -v when="$when" -v tree="$TREE" "$numeric {print when, tree, \$1, \$5}" "$CHECKS" >>"$HISTORY"
   log "recorded $(awk -F'\t' "$numeric" "$CHECKS" | wc -l) measures in $HISTORY"
@@ -1101,8 +1102,9 @@ peers_setup() {
   code=$(curl -s -o "$TMP/peers-product.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
     --data '{"sku":"BENCH-1","name":"Bench mug","price_cents":1250,"currency":"EUR","stock":1000000000}' \
     "http://127.0.0.1:$port/api/catalog/products" || true)
-  [[ $code = 201 ]] && grep -q '"id":1,' "$TMP/peers-product.json" ||
+  if [[ $code != 201 ]] || ! grep -q '"id":1,' "$TMP/peers-product.json"; then
     die "peers: $what: POST /api/catalog/products answered ${code:-nothing}: $(cat "$TMP/peers-product.json" 2>/dev/null)"
+  fi
   code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
     -H "Idempotency-Key: setup-$port" --data-binary "$ORDER_BODY" "http://127.0.0.1:$port/api/orders/orders" || true)
   [[ $code = 201 ]] || die "peers: $what: POST /api/orders/orders answered ${code:-nothing}, not 201"
