@@ -115,7 +115,9 @@ EOF
   mv "$TMP/keel.toml.new" "$TMP/keel.toml"
 }
 write_config 0
-"$KEEL" serve --config "$TMP/keel.toml" --port-file "$TMP/port" >"$TMP/out.log" 2>&1 &
+# The admin API only to read why a reload was refused (the log rotates it away within minutes).
+TOKEN=soak-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+KEEL_ADMIN_TOKEN=$TOKEN "$KEEL" serve --config "$TMP/keel.toml" --port-file "$TMP/port" >"$TMP/out.log" 2>&1 &
 KEEL_PID=$!
 PIDS+=("$KEEL_PID")
 for ((i = 0; i < 1000; i++)); do
@@ -216,6 +218,7 @@ FORMAT='%-4s %7s %6s %6s %4s %7s %7s %7s %3s %3s %6s %9s %7s %9s %7s %9s %7s %8s
 printf "$FORMAT" min orders reqs non2xx kill rss_kib sqlite other fds thr runner catalog.db wal orders.db wal \
   notif.db wal log lag
 end=$((SECONDS + MINUTES * 60))
+REFUSED_SEEN=0
 minute=0
 while ((SECONDS < end)); do
   chunk=$((end - SECONDS < SAMPLE_S ? end - SECONDS : SAMPLE_S))
@@ -236,6 +239,12 @@ while ((SECONDS < end)); do
     "$(proc_field "$KEEL_PID" Threads)" "$( [[ -n $runner ]] && proc_field "$runner" VmRSS || echo 0)")
   for p in "${SHOP[@]}"; do row+=("$(file_bytes "$TMP/data/$p.db")" "$(file_bytes "$TMP/data/$p.db-wal")"); done
   row+=("$(du -sb "$TMP/log" | cut -f1)" "$(metric_sum keel_events_lag)")
+  if (($(metric_sum keel_plugin_reloads_total 'result="refused"') > REFUSED_SEEN)); then
+    REFUSED_SEEN=$(metric_sum keel_plugin_reloads_total 'result="refused"')
+    curl -s -H "Authorization: Bearer $TOKEN" -o "$TMP/plugins-$minute.json" "$URL/admin/plugins" || true
+    log "a reload was refused; its reason, from /admin/plugins (saved as $TMP/plugins-$minute.json):" \
+      "$(grep -o '"last_error":"[^"]*"' "$TMP/plugins-$minute.json" | grep -v '"last_error":""' | tr '\n' ' ')"
+  fi
   printf '%s\n' "${row[*]}" | tr ' ' '\t' >>"$SAMPLES"
   # shellcheck disable=SC2059
   printf "$FORMAT" "${row[@]}"
@@ -253,7 +262,7 @@ lag=$(metric_sum keel_events_lag)
 ((lag == 0)) || FAILED+=("$lag durable events still undelivered 60 s after the load stopped")
 reloads=$(metric_sum keel_plugin_reloads_total 'result="succeeded"')
 refused=$(metric_sum keel_plugin_reloads_total 'result="refused"')
-((refused == 0)) || FAILED+=("$refused reloads refused (see $TMP/log/keel.log)")
+((refused == 0)) || FAILED+=("$refused reloads refused (why: $TMP/plugins-*.json, and the log)")
 crashes=$(metric_sum keel_plugin_runner_crashes_total)
 restarts=$(metric_sum keel_plugin_runner_restarts_total)
 kills=$(wc -l <"$TMP/crashes")
@@ -271,7 +280,7 @@ judge() {
     NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
     NR - 1 > skip { v[++n] = per ? ($2 > 0 ? $c / $2 : 0) : $c }
     END {
-      if (n < 6) { print "not judged (" n " samples after warm-up)"; exit }
+      if (n < 6) { print col ": not judged (" (n + 0) " samples after warm-up)"; exit }
       t = int(n / 3); mid = -1e300; last = -1e300
       for (i = n - 2 * t + 1; i <= n - t; i++) if (v[i] > mid) mid = v[i]
       for (i = n - t + 1; i <= n; i++) if (v[i] > last) last = v[i]
