@@ -402,7 +402,7 @@ TEST_CASE("isolation: a cgroup holds the runner to its CPU share and memory ceil
   for (const auto& g : groups) CHECK_FALSE(fs::exists(g));  // removed with the runner
 }
 
-TEST_CASE("isolation: a reload starts a new runner and ends the old one; crash counts carry over",
+TEST_CASE("isolation: a reload starts a new runner, ends the old one and keeps the crash counts",
           "[isolation][integration][reload]") {
   KeelHost host(options({fixture("crasher")}, kCrasherIsolated));
   CHECK(get(host, "/api/crasher/segv").first == 502);
