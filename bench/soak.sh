@@ -239,8 +239,9 @@ while ((SECONDS < end)); do
     "$(proc_field "$KEEL_PID" Threads)" "$( [[ -n $runner ]] && proc_field "$runner" VmRSS || echo 0)")
   for p in "${SHOP[@]}"; do row+=("$(file_bytes "$TMP/data/$p.db")" "$(file_bytes "$TMP/data/$p.db-wal")"); done
   row+=("$(du -sb "$TMP/log" | cut -f1)" "$(metric_sum keel_events_lag)")
-  if (($(metric_sum keel_plugin_reloads_total 'result="refused"') > REFUSED_SEEN)); then
-    REFUSED_SEEN=$(metric_sum keel_plugin_reloads_total 'result="refused"')
+  refused_now=$(metric_sum keel_plugin_reloads_total 'result="refused"')
+  if ((refused_now > REFUSED_SEEN)); then
+    REFUSED_SEEN=$refused_now
     curl -s -H "Authorization: Bearer $TOKEN" -o "$TMP/plugins-$minute.json" "$URL/admin/plugins" || true
     log "a reload was refused; its reason, from /admin/plugins (saved as $TMP/plugins-$minute.json):" \
       "$(grep -o '"last_error":"[^"]*"' "$TMP/plugins-$minute.json" | grep -v '"last_error":""' | tr '\n' ' ')"
