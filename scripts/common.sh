@@ -13,13 +13,18 @@ KEEL_PACKAGES=(
   libssl-dev openssl
   libnats-dev nats-server haproxy
   postgresql-15 libpq-dev
+  chromium nodejs npm
 )
+# Packages that only bring a program: skipped when the program is already on the PATH (a Node.js
+# from elsewhere ships its own npm, which Debian's npm package would conflict with).
+declare -A KEEL_PACKAGE_PROGRAM=([nodejs]=node [npm]=npm)
 
 keel_log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 keel_install_packages() {
   local missing=() pkg
   for pkg in "${KEEL_PACKAGES[@]}"; do
+    if [ -n "${KEEL_PACKAGE_PROGRAM[$pkg]:-}" ] && command -v "${KEEL_PACKAGE_PROGRAM[$pkg]}" >/dev/null; then continue; fi
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
       missing+=("$pkg")
     fi

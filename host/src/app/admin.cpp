@@ -9,8 +9,10 @@
 
 #include "abi/status.hpp"
 #include "app/admin_guard.hpp"
+#include "app/console.hpp"
 #include "cluster/cluster.hpp"
 #include "app/migration_report.hpp"
+#include "app/traffic.hpp"
 #include "events/bus.hpp"
 #include "observability/log.hpp"
 #include "plugins/plugin_host.hpp"
@@ -41,6 +43,8 @@ constexpr std::array kBuiltinRoutes{
     BuiltinRoute{"POST", "/admin/plugins/{name}/enable", "start a plugin disabled through the admin API again"},
     BuiltinRoute{"POST", "/admin/plugins/{name}/reload", "replace a plugin with what its file holds now"},
     BuiltinRoute{"GET", "/admin/routes", "every route the host serves, built-in and plugin"},
+    BuiltinRoute{"GET", "/admin/traffic", "the last minute per second: requests, 5xx and p99 per plugin, calls, events"},
+    BuiltinRoute{"GET", "/admin/ui/", "the operator's console in the browser (signs in with the admin token)"},
     BuiltinRoute{"GET", "/admin/storage", "per-plugin storage counters, latency, database and WAL size"},
     BuiltinRoute{"GET", "/admin/migrations", "per storage plugin: declared and applied migrations with state"},
     BuiltinRoute{"GET", "/admin/config", "the effective configuration, secrets redacted"},
@@ -172,7 +176,11 @@ void events_api(const http::Request& req, http::Response& res, const std::vector
 }
 
 void admin_read(const http::Request& req, http::Response& res, const std::vector<std::string_view>& seg,
-                plugins::PluginHost& plugins, const cluster::Cluster* cluster) {
+                plugins::PluginHost& plugins, const cluster::Cluster* cluster, const TrafficHistory& traffic) {
+  if (seg.size() == 2 && seg[1] == "traffic") {
+    if (req.method != "GET" && req.method != "HEAD") return res.set_method_not_allowed("GET, HEAD");
+    return reply(res, 200, traffic.to_json());
+  }
   if (seg.size() == 3 && seg[1] == "events" && seg[2] == "jetstream") {
     if (req.method != "GET" && req.method != "HEAD") return res.set_method_not_allowed("GET, HEAD");
     if (cluster == nullptr)
@@ -313,7 +321,14 @@ bool constant_time_equals(std::string_view a, std::string_view b) noexcept {
 }
 
 std::optional<http::Deferred> handle_admin(const http::Request& req, http::Response& res, AdminGuard& guard,
-                                           plugins::PluginHost& plugins, const cluster::Cluster* cluster) {
+                                           plugins::PluginHost& plugins, const cluster::Cluster* cluster,
+                                           const TrafficHistory& traffic) {
+  // The console's files hold no data: served without a token (a browser cannot send one when it
+  // opens a page), but only while the API is on. Its data comes from the API below.
+  if (is_console_path(req.path)) {
+    serve_console(req, res, guard.enabled());
+    return std::nullopt;
+  }
   const auto check = guard.check(req);
   switch (check.verdict) {
     case AdminGuard::Verdict::kOff:
@@ -352,7 +367,7 @@ std::optional<http::Deferred> handle_admin(const http::Request& req, http::Respo
                           reply(out, 200, migrations_json(plugins));
                           return out;
                         });
-  admin_read(req, res, seg, plugins, cluster);
+  admin_read(req, res, seg, plugins, cluster, traffic);
   return std::nullopt;
 }
 

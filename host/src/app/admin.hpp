@@ -21,6 +21,7 @@ class Cluster;
 namespace keel::host::app {
 
 class AdminGuard;
+class TrafficHistory;
 
 /// True when `path` is under /admin/ (the caller then lets handle_admin answer).
 [[nodiscard]] inline bool is_admin_path(std::string_view path) noexcept {
@@ -29,9 +30,10 @@ class AdminGuard;
 
 /// Answers one /admin/ request into `res`, or returns a Deferred for actions that block
 /// (disable, enable), which run on the worker pool. `cluster`: null when the host is in none.
+/// /admin/ui/ is the console (app/console.hpp); /admin/traffic reads `traffic`.
 [[nodiscard]] std::optional<http::Deferred> handle_admin(const http::Request& req, http::Response& res,
                                                          AdminGuard& guard, plugins::PluginHost& plugins,
-                                                         const cluster::Cluster* cluster);
+                                                         const cluster::Cluster* cluster, const TrafficHistory& traffic);
 
 /// Constant-time equality of two byte strings (the time depends only on their lengths).
 [[nodiscard]] bool constant_time_equals(std::string_view a, std::string_view b) noexcept;

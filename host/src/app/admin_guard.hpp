@@ -77,6 +77,8 @@ class AdminGuard {
   /// (429, without looking at the token). Logs refusals at warn, at most one line of each kind per
   /// 10 s.
   [[nodiscard]] Result check(const http::Request& req);
+  /// True when a token is configured (the admin API and the console are on).
+  [[nodiscard]] bool enabled() { return !settings_.current().tokens.empty(); }
 
  private:
   struct Settings {

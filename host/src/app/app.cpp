@@ -12,6 +12,7 @@
 #include "app/admin_guard.hpp"
 #include "app/metrics_endpoint.hpp"
 #include "app/openapi.hpp"
+#include "app/traffic.hpp"
 #include "cluster/cluster.hpp"
 #include "common/timer_queue.hpp"
 #include "common/worker_pool.hpp"
@@ -103,10 +104,12 @@ class Cors {
 class Dispatcher final : public http::Handler {
  public:
   Dispatcher(plugins::PluginHost& plugins, const config::Config& config, AdminGuard& admin,
-             const std::atomic<bool>& draining, const http::TlsContext* tls, cluster::Cluster* cluster)
+             const TrafficHistory& traffic, const std::atomic<bool>& draining, const http::TlsContext* tls,
+             cluster::Cluster* cluster)
       : plugins_(plugins),
         cors_(config.cors),
         admin_(admin),
+        traffic_(traffic),
         admin_listener_(!config.admin.listen.empty()),
         draining_(draining),
         tls_(tls),
@@ -147,7 +150,7 @@ class Dispatcher final : public http::Handler {
     if (admin_listener_) {
       const bool admin_path = is_admin_path(req.path);
       if (req.listener == http::Listener::kAdmin) {
-        if (admin_path) return handle_admin(req, res, admin_, plugins_, cluster_);
+        if (admin_path) return handle_admin(req, res, admin_, plugins_, cluster_, traffic_);
         res.set_error(404, "not_found", "the admin listener serves only /admin/");
         return std::nullopt;
       }
@@ -178,7 +181,7 @@ class Dispatcher final : public http::Handler {
       return std::nullopt;
     }
     if (is_admin_path(req.path)) {
-      return handle_admin(req, res, admin_, plugins_, cluster_);
+      return handle_admin(req, res, admin_, plugins_, cluster_, traffic_);
     }
     return route_to_plugin(req, res);
   }
@@ -237,6 +240,7 @@ class Dispatcher final : public http::Handler {
   plugins::PluginHost& plugins_;
   Cors cors_;
   AdminGuard& admin_;
+  const TrafficHistory& traffic_;
   const bool admin_listener_;  ///< [admin] listen is set: /admin/ only on the admin listener
   const std::atomic<bool>& draining_;
   const http::TlsContext* tls_;
@@ -378,10 +382,11 @@ int App::run(const ServeOptions& options) {
   TimerQueue timers;
   plugins::PluginHost plugins(config_, pool, timers);
   AdminGuard admin(config_.admin);
+  TrafficHistory traffic(plugins, timers);
   // With [cluster]: the link connects in the background, so a NATS server that is down does not
   // keep this host from serving its own plugins.
   auto cluster = config_.cluster.enabled() ? std::make_unique<cluster::Cluster>(config_, plugins, timers) : nullptr;
-  Dispatcher dispatcher(plugins, config_, admin, draining, tls.get(), cluster.get());
+  Dispatcher dispatcher(plugins, config_, admin, traffic, draining, tls.get(), cluster.get());
   // However this function ends, the cluster stops handing requests to `dispatcher` before the
   // dispatcher goes (leave() is idempotent).
   struct LeaveFirst {
