@@ -104,9 +104,9 @@ class ApiError extends Error {
 
 let token = sessionStorage.getItem(TOKEN_KEY) || '';
 
-async function api(method, path, { body, tokenOverride } = {}) {
+async function api(method, path, { body, tokenOverride, contentType = 'application/json' } = {}) {
   const headers = { Authorization: `Bearer ${tokenOverride ?? token}` };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (body !== undefined) headers['Content-Type'] = contentType;
   let res;
   try {
     res = await fetch(path, { method, headers, body, cache: 'no-store', credentials: 'omit', redirect: 'error' });
@@ -123,6 +123,7 @@ async function api(method, path, { body, tokenOverride } = {}) {
   if (!res.ok) {
     const err = json && json.error ? json.error : {};
     const e = new ApiError(res.status, err.code || String(res.status), err.message || text || res.statusText);
+    e.body = json;
     if (res.status === 429) e.retryAfter = res.headers.get('Retry-After');
     if (res.status === 401 && tokenOverride === undefined) signOut('The admin token was refused: sign in again.');
     throw e;
@@ -187,6 +188,88 @@ function confirmAction({ title, body, okLabel = 'Confirm', danger = false, run }
   };
   dialog.showModal();
   cancel.focus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deploy: upload a plugin file, show its pre-flight, install on confirmation.
+
+function preflightReport(report, title) {
+  const m = report.manifest || {};
+  const install = report.install || {};
+  const rows = [
+    ['Name', m.name ? `${m.name} ${m.version}` : '–'],
+    ['Description', m.description || '–'],
+    ['ABI', m.abi ? `${m.abi} (host ${m.host_abi})` : '–'],
+    ['Installs as', install.file || '–'],
+    ['Replaces', install.replaces ? `${install.replaces.name} ${install.replaces.version}, generation ${install.replaces.generation} (${install.replaces.state})` : 'nothing: a new plugin'],
+    ['Dependencies', (m.dependencies || []).map((d) => `${d.name} ${d.version}`).join(', ') || 'none'],
+    ['Routes', (m.routes || []).map((r) => `${r.method} ${r.path}`).join('\n') || 'none'],
+    ['Events', m.events ? [...(m.events.publishes || []).map((t) => `publishes ${t}`), ...(m.events.subscribes || []).map((t) => `subscribes ${t}`)].join('\n') || 'none' : '–'],
+    ['Permissions', (m.permissions || []).join(', ') || 'none'],
+    ['SHA-256', report.sha256 || '–'],
+  ];
+  return h('div', { class: 'preflight' },
+    h('p', {}, h('strong', {}, title)),
+    report.error ? h('p', { class: 'error', id: 'deploy-error' }, report.error) : null,
+    h('dl', {}, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, h('pre', {}, v))])),
+    (report.warnings || []).map((w) => h('p', { class: 'muted' }, `Warning: ${w}`)));
+}
+
+function openDeploy() {
+  const dialog = $('deploy');
+  const file = $('deploy-file');
+  const report = $('deploy-report');
+  const check = $('deploy-check');
+  const install = $('deploy-install');
+  const cancel = $('deploy-cancel');
+  file.value = '';
+  report.hidden = true;
+  install.disabled = true;
+  install.hidden = false;
+  check.disabled = false;
+  cancel.textContent = 'Cancel';
+  let bytes = null;
+  const show = (cls, ...content) => {
+    report.hidden = false;
+    report.className = `answer ${cls}`;
+    report.replaceChildren(...content.flat());
+  };
+  file.onchange = () => { install.disabled = true; report.hidden = true; };
+  check.onclick = async () => {
+    if (!file.files.length) return show('bad', 'Choose a plugin file first.');
+    check.disabled = true;
+    show('', 'Checking…');
+    bytes = await file.files[0].arrayBuffer();
+    try {
+      const answer = await api('POST', '/admin/plugins?dry_run=true', { body: bytes, contentType: 'application/octet-stream' });
+      show('ok', preflightReport(answer.preflight, 'Pre-flight passed. Install it?'));
+      install.disabled = false;
+      install.focus();
+    } catch (e) {
+      show('bad', e.body && e.body.preflight ? preflightReport(e.body.preflight, 'Pre-flight refused this file: it cannot be installed.')
+        : h('p', { class: 'error', id: 'deploy-error' }, `Refused (${e.status || 'no answer'}): ${e.message}`));
+    }
+    check.disabled = false;
+  };
+  install.onclick = async () => {
+    install.disabled = true;
+    check.disabled = true;
+    show('', 'Installing…');
+    try {
+      const answer = await api('POST', '/admin/plugins', { body: bytes, contentType: 'application/octet-stream' });
+      const p = answer.plugin || {};
+      show('ok', h('p', { id: 'deploy-done' }, h('strong', {}, 'Installed. '), `${p.name} ${p.version} is ${p.state}, generation ${p.generation}. `, answer.message || ''));
+    } catch (e) {
+      show('bad', h('p', { class: 'error', id: 'deploy-error' }, `Not installed (${e.status || 'no answer'} ${e.code || ''}): ${e.message}`));
+    }
+    install.hidden = true;
+    check.disabled = false;
+    cancel.textContent = 'Close';
+    cancel.focus();
+    refresh();
+  };
+  dialog.showModal();
+  file.focus();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -333,7 +416,8 @@ const modulesView = {
   toolbar() {
     const input = h('input', { type: 'search', id: 'filter', placeholder: 'name, state, where…', value: ui.filter,
       oninput: (e) => { ui.filter = e.target.value; refresh(true); } });
-    return h('div', { class: 'toolbar' }, h('label', { for: 'filter' }, 'Filter'), input);
+    return h('div', { class: 'toolbar' }, h('label', { for: 'filter' }, 'Filter'), input,
+      h('button', { type: 'button', class: 'primary', id: 'deploy-open', onclick: openDeploy }, 'Deploy a plugin…'));
   },
 };
 
@@ -665,7 +749,7 @@ function show() {
     h('div', { id: 'view-content' }, h('p', { class: 'muted' }, 'Loading…'))]);
   refresh();
   clearInterval(pollTimer);
-  pollTimer = setInterval(() => { if (!document.hidden && !$('confirm').open) refresh(); }, POLL_MS);
+  pollTimer = setInterval(() => { if (!document.hidden && !$('confirm').open && !$('deploy').open) refresh(); }, POLL_MS);
 }
 
 function signOut(message) {

@@ -174,6 +174,40 @@ async function main() {
     fs.renameSync(path.join(tmp, 'relay.so.away'), path.join(tmp, 'plugins', 'relay.so'));
   });
 
+  const generationOf = async (name) =>
+    Number((await page.locator(`#modules tr[data-plugin="${name}"] td[data-label="Generation"]`).textContent()).trim());
+  await step('upload a new build of hello: its pre-flight is shown, then it is installed with a new generation', async () => {
+    const before = await generationOf('hello');
+    await page.getByRole('button', { name: 'Deploy a plugin' }).click();
+    await page.setInputFiles('#deploy-file', path.join(args.plugins, 'hello.so'));
+    await page.locator('#deploy').getByRole('button', { name: 'Check' }).click();
+    await page.locator('#deploy-report.ok').waitFor();
+    const report = await page.locator('#deploy-report').textContent();
+    for (const part of ['hello 0.1.0', 'GET /greet/{name}', `generation ${before}`, 'SHA-256'])
+      check(report.includes(part), `the pre-flight report lacks "${part}": ${report}`);
+    await shot('deploy-preflight');
+    await page.locator('#deploy').getByRole('button', { name: 'Install' }).click();
+    await page.locator('#deploy-done').waitFor();
+    check((await page.locator('#deploy-done').textContent()).includes(`generation ${before + 1}`), 'the answer lacks the new generation');
+    await page.locator('#deploy').getByRole('button', { name: 'Close' }).click();
+    await eventually('hello shown with the next generation', async () => (await generationOf('hello')) === before + 1);
+  });
+
+  await step('a broken file is refused at pre-flight and nothing is installed', async () => {
+    const broken = path.join(tmp, 'broken.so');
+    fs.writeFileSync(broken, fs.readFileSync(path.join(args.plugins, 'hello.so')).subarray(0, 4096));
+    const files = fs.readdirSync(path.join(tmp, 'plugins')).sort().join(',');
+    await page.getByRole('button', { name: 'Deploy a plugin' }).click();
+    await page.setInputFiles('#deploy-file', broken);
+    await page.locator('#deploy').getByRole('button', { name: 'Check' }).click();
+    await page.locator('#deploy-report.bad').waitFor();
+    check((await page.locator('#deploy-report').textContent()).includes('refused'), 'no refusal shown');
+    check(await page.locator('#deploy-install').isDisabled(), 'Install is offered for a refused file');
+    await shot('deploy-refused');
+    await page.locator('#deploy').getByRole('button', { name: 'Cancel' }).click();
+    check(fs.readdirSync(path.join(tmp, 'plugins')).sort().join(',') === files, 'the plugin directory changed');
+  });
+
   await step('traffic shows as requests per second', async () => {
     for (let i = 0; i < 50; ++i) await http(base, 'GET', `/api/hello/greet/n${i}`);
     await eventually('hello shows requests', async () => {

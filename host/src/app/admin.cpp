@@ -12,6 +12,7 @@
 #include "app/console.hpp"
 #include "cluster/cluster.hpp"
 #include "app/migration_report.hpp"
+#include "app/plugin_upload.hpp"
 #include "app/traffic.hpp"
 #include "events/bus.hpp"
 #include "observability/log.hpp"
@@ -39,6 +40,7 @@ constexpr std::array kBuiltinRoutes{
     BuiltinRoute{"GET", "/metrics", "Prometheus text exposition of the host's counters"},
     BuiltinRoute{"GET", "/openapi.json", "OpenAPI document of the plugin routes"},
     BuiltinRoute{"GET", "/admin/plugins", "every plugin: state, version, ABI, manifest, health, failure reason"},
+    BuiltinRoute{"POST", "/admin/plugins", "deploy a plugin file (the body): pre-flight, then install and start or reload; ?dry_run=true only checks"},
     BuiltinRoute{"POST", "/admin/plugins/{name}/disable", "stop a started plugin at run time"},
     BuiltinRoute{"POST", "/admin/plugins/{name}/enable", "start a plugin disabled through the admin API again"},
     BuiltinRoute{"POST", "/admin/plugins/{name}/reload", "replace a plugin with what its file holds now"},
@@ -276,6 +278,34 @@ std::optional<http::Deferred> answer_later(const http::Request& req, http::Respo
   return http::Deferred{std::move(reply_later), req.deadline};
 }
 
+// POST /admin/plugins[?dry_run=true]: the body is a plugin file (app/plugin_upload.hpp). Blocks
+// (file writes, a reload's drain): on the admin queue, like the other plugin actions.
+std::optional<http::Deferred> plugin_upload(const http::Request& req, http::Response& res, plugins::PluginHost& plugins) {
+  bool dry_run = false;
+  for (std::string_view rest = req.query; !rest.empty();) {
+    const auto amp = rest.find('&');
+    const auto pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
+    if (pair == "dry_run" || pair == "dry_run=true" || pair == "dry_run=1") dry_run = true;
+    else if (pair == "dry_run=false" || pair == "dry_run=0") dry_run = false;
+    else if (!pair.empty()) {
+      res.set_error(400, "bad_request", "unknown query parameter '" + std::string(pair.substr(0, 64)) +
+                                            "': POST /admin/plugins takes only dry_run=true|false");
+      return std::nullopt;
+    }
+  }
+  auto log = observability::logger("admin");
+  log->info("admin upload{} bytes={} from={} req={}", dry_run ? " (dry run)" : "", req.body.size(), req.remote_address,
+            req.request_id);
+  return answer_later(req, res, plugins, "the plugin upload did not finish in time; see the log",
+                      [&plugins, bytes = std::string(req.body), dry_run] {
+                        const auto result = upload_plugin(bytes, dry_run, plugins);
+                        http::Response out;
+                        out.set_json(result.status, result.body.dump(-1, ' ', false, Json::error_handler_t::replace));
+                        return out;
+                      });
+}
+
 // POST /admin/plugins/{name}/disable|enable|reload: blocks (drains, runs the plugin's hooks).
 std::optional<http::Deferred> plugin_action(const http::Request& req, http::Response& res, std::string name,
                                             std::string action, plugins::PluginHost& plugins) {
@@ -320,6 +350,18 @@ bool constant_time_equals(std::string_view a, std::string_view b) noexcept {
   return diff == 0;
 }
 
+std::uint64_t admit_upload(const http::Request& req, http::Response& res, AdminGuard& guard,
+                           std::uint64_t max_upload_bytes) {
+  if (req.method != "POST" || req.path != "/admin/plugins" || max_upload_bytes == 0) return 0;
+  switch (guard.check(req).verdict) {
+    case AdminGuard::Verdict::kAllowed: return max_upload_bytes;
+    case AdminGuard::Verdict::kOff: res.set_error(404, "not_found", "the admin API is off"); break;
+    case AdminGuard::Verdict::kThrottled: res.set_error(429, "too_many_requests", "too many failed admin attempts"); break;
+    case AdminGuard::Verdict::kRefused: res.set_error(401, "unauthorized", "send Authorization: Bearer <[admin] token>"); break;
+  }
+  return 0;
+}
+
 std::optional<http::Deferred> handle_admin(const http::Request& req, http::Response& res, AdminGuard& guard,
                                            plugins::PluginHost& plugins, const cluster::Cluster* cluster,
                                            const TrafficHistory& traffic) {
@@ -347,6 +389,7 @@ std::optional<http::Deferred> handle_admin(const http::Request& req, http::Respo
       break;
   }
   const auto seg = segments(req.path);
+  if (seg.size() == 2 && seg[1] == "plugins" && req.method == "POST") return plugin_upload(req, res, plugins);
   if (seg.size() == 4 && seg[1] == "plugins" && (seg[3] == "disable" || seg[3] == "enable" || seg[3] == "reload")) {
     if (req.method != "POST") {
       res.set_method_not_allowed("POST");

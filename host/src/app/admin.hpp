@@ -5,6 +5,7 @@
 // the API is off (404). Runs on the I/O thread: the handlers only read counters, small admin
 // queries and, for /admin/migrations, the few rows of each plugin database's migration table.
 
+#include <cstdint>
 #include <optional>
 #include <string_view>
 
@@ -34,6 +35,12 @@ class TrafficHistory;
 [[nodiscard]] std::optional<http::Deferred> handle_admin(const http::Request& req, http::Response& res,
                                                          AdminGuard& guard, plugins::PluginHost& plugins,
                                                          const cluster::Cluster* cluster, const TrafficHistory& traffic);
+
+/// A request over [http] max_body_bytes (http::Handler::large_body_limit): a plugin upload to
+/// POST /admin/plugins with a valid admin token may be up to `max_upload_bytes`; anything else 0
+/// (with 401/404/429 in `res` when the token is what is wrong).
+[[nodiscard]] std::uint64_t admit_upload(const http::Request& req, http::Response& res, AdminGuard& guard,
+                                         std::uint64_t max_upload_bytes);
 
 /// Constant-time equality of two byte strings (the time depends only on their lengths).
 [[nodiscard]] bool constant_time_equals(std::string_view a, std::string_view b) noexcept;

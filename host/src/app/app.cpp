@@ -143,6 +143,12 @@ class Dispatcher final : public http::Handler {
   };
   http::Handler& plugin_routes() noexcept { return plugin_routes_; }
 
+  // Over [http] max_body_bytes: only a plugin upload, on the listener that serves /admin/.
+  std::uint64_t large_body_limit(const http::Request& req, http::Response& res) override {
+    if (admin_listener_ != (req.listener == http::Listener::kAdmin)) return 0;
+    return admit_upload(req, res, admin_, plugins_.config().admin.max_upload_bytes);
+  }
+
  private:
   std::optional<http::Deferred> route(const http::Request& req, http::Response& res) {
     // With [admin] listen, /admin/ lives only there: the admin listener serves nothing else and

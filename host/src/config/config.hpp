@@ -96,6 +96,8 @@ struct AdminConfig {
   std::string listen;
   std::uint32_t max_failed_attempts = 10;  ///< failed bearer tokens from one client address per window ...
   std::chrono::milliseconds failed_attempts_window{60000};  ///< ... then 429 until the window ends
+  /// Largest plugin file POST /admin/plugins takes (the console's deploy); 0 = no uploads.
+  std::uint64_t max_upload_bytes = 64 * 1024 * 1024;
   /// Every token a request may present: token, then token_next when set.
   [[nodiscard]] std::vector<std::string> tokens() const {
     std::vector<std::string> out;

@@ -98,6 +98,7 @@ void visit_keys(V& v, C& c) {
   v.text("listen", c.admin.listen, admin_listen_problem);
   v.integer("max_failed_attempts", c.admin.max_failed_attempts, 1, 1000000);
   v.duration("failed_attempts_window_ms", c.admin.failed_attempts_window, 1000, kMaxDurationMs);
+  v.integer("max_upload_bytes", c.admin.max_upload_bytes, 0, std::int64_t{1} << 30);
   v.section("plugins");
   v.path("directory", c.plugins.directory);
   v.flag("watch", c.plugins.watch);

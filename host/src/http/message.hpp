@@ -4,6 +4,7 @@
 // A Response is owned by the connection and reused across requests (clear() keeps capacity).
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -115,6 +116,11 @@ class Handler {
  public:
   virtual ~Handler() = default;
   virtual std::optional<Deferred> handle(const Request& request, Response& response) = 0;
+  /// A request whose Content-Length is over ServerOptions::max_body_bytes, before its body is
+  /// read (`request` has no body): the larger limit the handler takes it with (an upload), or 0
+  /// to refuse it. On 0 the server sends `response` if the handler filled one (401, say), else
+  /// 413, and closes the connection. Called on the I/O thread; the default refuses.
+  virtual std::uint64_t large_body_limit(const Request& /*request*/, Response& /*response*/) { return 0; }
 };
 
 /// RFC 9110 reason phrase for `status` ("Unknown" for unregistered codes).

@@ -265,6 +265,7 @@ class Server::Impl::SessionCore : public std::enable_shared_from_this<SessionCor
     timed_out_ = false;
   }
   ScanResult scan_buffered(HeaderScanner& scanner, bool& begun);
+  void prepare_request();  // the parsed request's views into request_
   std::optional<Deferred> handle_request();
   asio::awaitable<void> await_reply(Deferred& deferred);
   // Builds the status line and header fields into head_out_; true when the body goes too.
@@ -346,6 +347,7 @@ class Server::Impl::Session final : public SessionCore {
   asio::awaitable<ReadResult> read_some();
   asio::awaitable<std::size_t> read_header(HeaderScanner& scanner, bool begun);
   asio::awaitable<bool> read_body(RequestParser& parser, bool head);
+  asio::awaitable<void> serve_large_body(bool head);
   asio::awaitable<bool> write_response(bool head, bool close);
   asio::awaitable<void> fail_and_close(unsigned status, std::string_view reason, bool head);
   asio::awaitable<void> linger_and_close();
@@ -608,9 +610,50 @@ asio::awaitable<bool> Server::Impl::Session<Stream>::read_body(RequestParser& pa
   co_return true;
 }
 
-// Hands the parsed request to the handler: response_ holds its answer, or the reply to wait for
-// comes back.
-std::optional<Deferred> Server::Impl::SessionCore::handle_request() {
+// A request whose Content-Length is over max_body_bytes (the parser stopped at that field): its
+// header parsed again without a body limit, then the handler's large_body_limit() decides before
+// any of the body is read. Served alone: the connection closes after the answer. Off the hot path.
+template <class Stream>
+asio::awaitable<void> Server::Impl::Session<Stream>::serve_large_body(bool head) {
+  const auto& opt = server_.options_;
+  RequestParser parser(headers_, body_, opt.max_target_bytes);
+  parser.header_limit(opt.max_header_bytes + 4);
+  parser.eager(true);
+  parser.body_limit(boost::none);  // the handler sets the limit below
+  error_code ec;
+  parser.put(asio::buffer(header_block_), ec);
+  if (ec) {
+    const auto failure = parser.failure().status != 0 ? parser.failure() : map_parse_error(ec, header_block_);
+    co_await fail_and_close(failure.status, failure.reason, head);
+    co_return;
+  }
+  prepare_request();
+  response_.clear();
+  std::uint64_t limit = 0;
+  try {
+    limit = server_.handler_.large_body_limit(request_, response_);
+  } catch (const std::exception& e) {
+    server_.http_log_->error("handler threw req={} target={} error=\"{}\"", request_.request_id, request_.target, e.what());
+    response_.clear();
+  }
+  const auto length = parser.content_length();
+  if (limit == 0 || !length || *length > limit) {
+    if (limit == 0 && response_.status >= 400) {
+      if (co_await write_response(head, true)) co_await linger_and_close();
+      co_return;
+    }
+    co_await fail_and_close(413, limit == 0 ? "request body too large" : "request body larger than this endpoint takes",
+                            head);
+    co_return;
+  }
+  parser.body_limit(limit);
+  set_deadline(opt.request_timeout);
+  if (!parser.is_done() && !co_await read_body(parser, head)) co_return;
+  if (auto deferred = handle_request()) co_await await_reply(*deferred);
+  if (co_await write_response(head, true)) co_await linger_and_close();
+}
+
+void Server::Impl::SessionCore::prepare_request() {
   const auto target = request_.target;
   const auto q = target.find('?');
   request_.path = target.substr(0, q);
@@ -620,6 +663,12 @@ std::optional<Deferred> Server::Impl::SessionCore::handle_request() {
   request_.remote_address = remote_;
   request_.listener = listener_;
   request_.deadline = deadline_;
+}
+
+// Hands the parsed request to the handler: response_ holds its answer, or the reply to wait for
+// comes back.
+std::optional<Deferred> Server::Impl::SessionCore::handle_request() {
+  prepare_request();
   response_.clear();
   std::optional<Deferred> deferred;
   try {
@@ -684,6 +733,11 @@ asio::awaitable<void> Server::Impl::Session<Stream>::run() {
     const bool head = request_.method == "HEAD";
     assign_request_ids();
     if (ec) {
+      // Over max_body_bytes by its Content-Length: the handler may take it with a larger limit.
+      if (ec == bhttp::error::body_limit) {
+        co_await serve_large_body(head);
+        co_return;
+      }
       const auto failure = parser.failure().status != 0 ? parser.failure() : map_parse_error(ec, header_block_);
       co_await fail_and_close(failure.status, failure.reason, head);
       co_return;

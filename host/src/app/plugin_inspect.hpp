@@ -1,0 +1,23 @@
+#pragma once
+// What `keel plugin inspect --json` prints about a plugin file and its pre-flight, and what
+// POST /admin/plugins answers before and after an upload: one shape for both.
+
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "package/manifest.hpp"
+#include "plugins/preflight.hpp"
+
+namespace keel::host::app {
+
+/// {"file", "ok", ["error"], ["manifest": {name, version, abi, host_abi, description,
+/// concurrency, dependencies, routes, events, permissions, config}], ["warnings"]} for a
+/// pre-flighted candidate; `file` is the path shown.
+[[nodiscard]] nlohmann::ordered_json inspect_json(const plugins::Candidate& c, const std::string& file);
+
+/// "string", "integer", ... for a config key's declared type.
+[[nodiscard]] std::string_view type_name(package::ConfigType t);
+
+}  // namespace keel::host::app
