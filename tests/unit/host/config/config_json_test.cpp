@@ -95,7 +95,8 @@ TEST_CASE("config to_json writes every section and key with the effective values
                            {"token_file", ""},
                            {"listen", ""},
                            {"max_failed_attempts", 10},
-                           {"failed_attempts_window_ms", 60000}});
+                           {"failed_attempts_window_ms", 60000},
+                           {"max_upload_bytes", 67108864}});
   CHECK(j["plugins"] == Json{{"directory", "/etc/keel/plugins"},
                              {"watch", true},
                              {"watch_debounce_ms", 500},

@@ -238,7 +238,7 @@ TEST_CASE("unknown keys point at the key and suggest the closest valid one", "[c
         "(did you mean 'drain_timeout_ms'? durations are integer milliseconds)");
   CHECK(single_error("[admin]\npassword = \"x\"\n") ==
         "keel.toml:2:1: unknown key 'password' in [admin]; valid keys: token, token_next, token_file, listen, "
-        "max_failed_attempts, failed_attempts_window_ms");
+        "max_failed_attempts, failed_attempts_window_ms, max_upload_bytes");
   CHECK(single_error("[http.extra]\nx = 1\n") ==
         "keel.toml:1:7: unknown key 'extra' in [http]; valid keys: max_header_bytes, max_target_bytes, "
         "max_body_bytes, header_read_timeout_ms, idle_timeout_ms, request_timeout_ms, write_timeout_ms");
@@ -379,7 +379,7 @@ TEST_CASE("bad environment values are reported under the variable name", "[confi
   CHECK(errors == std::vector<std::string>{
                       "keel.toml:2:14: [server] io_threads: 0 is out of range (allowed 1..256)",
                       "env KEEL_ADMIN_USER: unknown key 'user' in [admin]; valid keys: token, token_next, token_file, "
-                      "listen, max_failed_attempts, failed_attempts_window_ms",
+                      "listen, max_failed_attempts, failed_attempts_window_ms, max_upload_bytes",
                       "env KEEL_HTTP_MAX_BODY_BYTE: unknown key 'max_body_byte' in [http] "
                       "(did you mean KEEL_HTTP_MAX_BODY_BYTES?)",
                       "env KEEL_HTTP_MAX_BODY_BYTES: [http] max_body_bytes: expected a decimal integer, got 'ten'",
