@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (tests/fuzz, clang, in build-fuzz/) and runs one or all of them.
 #   scripts/fuzz.sh [TARGET|all] [SECONDS]     default: all, 30 seconds per target
+#   FUZZ_TIMEOUT=S: an input running longer than S seconds [10] is reported as a hang. libFuzzer
+#   measures wall-clock time: a target starved of CPU (at a low priority beside compile jobs) can
+#   pass 10 s on an input that takes milliseconds, so long campaigns beside other work raise it.
 # Each target starts from its committed corpus (tests/fuzz/TARGET/corpus) and dictionary; what
 # it finds new goes to build-fuzz/corpus/TARGET, never into the committed corpus. Prints each
 # target's executions and executions per second; exits 1 if a target crashed (or broke a
@@ -39,7 +42,7 @@ for t in "${targets[@]}"; do
   corpus="$dir/corpus/$t"
   log="$dir/logs/$t.log"
   mkdir -p "$corpus"
-  args=(-max_total_time="$seconds" -timeout=10 -print_final_stats=1 -artifact_prefix="$dir/crashes/$t-")
+  args=(-max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" -print_final_stats=1 -artifact_prefix="$dir/crashes/$t-")
   if [ -f "$fuzz_src/$t/$t.dict" ]; then args+=(-dict="$fuzz_src/$t/$t.dict"); fi
   # New inputs go to the first directory (the scratch corpus); the committed one is only read.
   status=0

@@ -604,7 +604,7 @@ const eventsView = {
       h('td', { 'data-label': 'Dead letters', class: 'num' }, x.dead_lettered ? h('span', { class: 'error' }, fmt(x.dead_lettered)) : '0'),
       h('td', { 'data-label': 'Queued', class: 'num' }, fmt(x.queued)),
       h('td', { 'data-label': 'Lag', class: 'num' }, x.lag ? badge(fmt(x.lag), x.lag > 1000 ? 'bad' : 'warn') : '0')));
-    const letterPath = (d) => `/admin/events/dead-letters/${d.kind}/${encodeURIComponent(d.publisher)}/${encodeURIComponent(d.subscriber)}/${d.seq}`;
+    const letterPath = (d) => `/admin/events/dead-letters/${encodeURIComponent(d.kind)}/${encodeURIComponent(d.publisher)}/${encodeURIComponent(d.subscriber)}/${encodeURIComponent(d.seq)}`;
     const letterRows = deadLetters.map((d) => {
       const preview = typeof d.payload === 'string' ? d.payload : JSON.stringify(d.payload);
       const id = `${d.kind}-${d.publisher}-${d.subscriber}-${d.seq}`;
@@ -646,7 +646,10 @@ function schemaText(schema) {
 const routesView = {
   title: 'Routes',
   async load() {
-    const [routes, openapi] = await Promise.all([api('GET', '/admin/routes'), api('GET', '/openapi.json')]);
+    // /openapi.json is public and not on an [admin] listen listener: fetched without the token,
+    // and the routes show without it.
+    const [routes, openapi] = await Promise.all([api('GET', '/admin/routes'),
+      fetch('/openapi.json', { cache: 'no-store', credentials: 'omit' }).then((r) => (r.ok ? r.json() : null)).catch(() => null)]);
     return { routes, openapi };
   },
   draw({ routes, openapi }) {
@@ -663,6 +666,10 @@ const routesView = {
         h('td', { 'data-label': 'Method' }, h('span', { class: `method ${r.method.toLowerCase()}` }, r.method)),
         h('td', { 'data-label': 'Path', class: 'mono' }, r.path),
         h('td', { 'data-label': 'Summary' }, r.summary || ''))))));
+    if (!openapi) {
+      return [h('div', { class: 'toolbar' }, h('label', { for: 'routes-plugin' }, 'Show'), pick), table,
+        h('p', { class: 'muted' }, 'The OpenAPI document is not served where the console is (with [admin] listen it is on the public listener, at /openapi.json).')];
+    }
     // The OpenAPI document, one operation per line, details on demand.
     const ops = [];
     for (const [path, item] of Object.entries(openapi.paths || {})) {
@@ -804,7 +811,14 @@ function start() {
   const fromLink = location.hash.match(/^#token=([^&]+)/);
   if (fromLink) {
     history.replaceState(null, '', `${location.pathname}#/modules`);
-    signIn(decodeURIComponent(fromLink[1]));
+    let candidate = '';
+    try {
+      candidate = decodeURIComponent(fromLink[1]);
+    } catch {
+      candidate = '';
+    }
+    if (candidate) signIn(candidate);
+    else signOut('The link holds no valid token: sign in.');
   } else if (token) {
     signIn(token);
   } else {

@@ -94,7 +94,9 @@ TEST_CASE("deploy: a file that fails pre-flight is refused with the reason and n
   // the set's checks, as `keel plugin inspect` would.
   auto [dep_status, dep] = upload(host, bytes_of(fixture("dep_missing")));
   INFO(dep.dump());
-  CHECK(dep_status == 422);
+  CHECK(dep_status == 409);
+  CHECK(dep["error"]["code"] == "preflight_failed");
+  CHECK(dep["preflight"]["ok"] == false);
   CHECK(dep["preflight"]["manifest"].is_object());
   CHECK(dep["error"]["message"].get<std::string>().find("missing dependency") != std::string::npos);
   CHECK(upload(host, "").first == 400);

@@ -352,12 +352,23 @@ bool constant_time_equals(std::string_view a, std::string_view b) noexcept {
 
 std::uint64_t admit_upload(const http::Request& req, http::Response& res, AdminGuard& guard,
                            std::uint64_t max_upload_bytes) {
-  if (req.method != "POST" || req.path != "/admin/plugins" || max_upload_bytes == 0) return 0;
-  switch (guard.check(req).verdict) {
-    case AdminGuard::Verdict::kAllowed: return max_upload_bytes;
-    case AdminGuard::Verdict::kOff: res.set_error(404, "not_found", "the admin API is off"); break;
-    case AdminGuard::Verdict::kThrottled: res.set_error(429, "too_many_requests", "too many failed admin attempts"); break;
-    case AdminGuard::Verdict::kRefused: res.set_error(401, "unauthorized", "send Authorization: Bearer <[admin] token>"); break;
+  if (!is_upload(req) || max_upload_bytes == 0) return 0;
+  const auto check = guard.check(req);
+  switch (check.verdict) {
+    case AdminGuard::Verdict::kAllowed:
+      return max_upload_bytes;
+    case AdminGuard::Verdict::kOff:
+      res.set_error(404, "not_found", "the admin API is off: set [admin] token (or KEEL_ADMIN_TOKEN) to enable it");
+      break;
+    case AdminGuard::Verdict::kThrottled:
+      res.set_error(429, "too_many_requests",
+                    "too many failed admin attempts from this address; try again after Retry-After seconds");
+      res.headers.emplace_back("Retry-After", std::to_string(check.retry_after_s));
+      break;
+    case AdminGuard::Verdict::kRefused:
+      res.set_error(401, "unauthorized", "send Authorization: Bearer <[admin] token>");
+      res.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"keel-admin\"");
+      break;
   }
   return 0;
 }
@@ -389,7 +400,7 @@ std::optional<http::Deferred> handle_admin(const http::Request& req, http::Respo
       break;
   }
   const auto seg = segments(req.path);
-  if (seg.size() == 2 && seg[1] == "plugins" && req.method == "POST") return plugin_upload(req, res, plugins);
+  if (is_upload(req)) return plugin_upload(req, res, plugins);
   if (seg.size() == 4 && seg[1] == "plugins" && (seg[3] == "disable" || seg[3] == "enable" || seg[3] == "reload")) {
     if (req.method != "POST") {
       res.set_method_not_allowed("POST");

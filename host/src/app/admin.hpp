@@ -36,6 +36,11 @@ class TrafficHistory;
                                                          AdminGuard& guard, plugins::PluginHost& plugins,
                                                          const cluster::Cluster* cluster, const TrafficHistory& traffic);
 
+/// POST /admin/plugins: a plugin upload.
+[[nodiscard]] inline bool is_upload(const http::Request& req) noexcept {
+  return req.method == "POST" && req.path == "/admin/plugins";
+}
+
 /// A request over [http] max_body_bytes (http::Handler::large_body_limit): a plugin upload to
 /// POST /admin/plugins with a valid admin token may be up to `max_upload_bytes`; anything else 0
 /// (with 401/404/429 in `res` when the token is what is wrong).

@@ -110,6 +110,7 @@ class Dispatcher final : public http::Handler {
         cors_(config.cors),
         admin_(admin),
         traffic_(traffic),
+        max_upload_bytes_(config.admin.max_upload_bytes),
         admin_listener_(!config.admin.listen.empty()),
         draining_(draining),
         tls_(tls),
@@ -145,8 +146,8 @@ class Dispatcher final : public http::Handler {
 
   // Over [http] max_body_bytes: only a plugin upload, on the listener that serves /admin/.
   std::uint64_t large_body_limit(const http::Request& req, http::Response& res) override {
-    if (admin_listener_ != (req.listener == http::Listener::kAdmin)) return 0;
-    return admit_upload(req, res, admin_, plugins_.config().admin.max_upload_bytes);
+    if (admin_listener_ != (req.listener == http::Listener::kAdmin) || !is_upload(req)) return 0;
+    return admit_upload(req, res, admin_, max_upload_bytes_);
   }
 
  private:
@@ -247,6 +248,7 @@ class Dispatcher final : public http::Handler {
   Cors cors_;
   AdminGuard& admin_;
   const TrafficHistory& traffic_;
+  const std::uint64_t max_upload_bytes_;  ///< [admin] max_upload_bytes (a restart applies a change)
   const bool admin_listener_;  ///< [admin] listen is set: /admin/ only on the admin listener
   const std::atomic<bool>& draining_;
   const http::TlsContext* tls_;
@@ -354,8 +356,10 @@ void reload_config(config::Config& running, std::optional<std::string> listen, p
     log->info("SIGHUP: admin tokens replaced; {} accepted now", next.admin.tokens().size());
   auto before = nlohmann::json::parse(config::to_json(running));
   auto after = nlohmann::json::parse(config::to_json(next));
-  before["admin"] = before["admin"].value("listen", "");
-  after["admin"] = after["admin"].value("listen", "");
+  // Of [admin], the tokens and attempt limits apply now (above); the rest needs a restart.
+  for (auto* admin_section : {&before["admin"], &after["admin"]})
+    *admin_section = {{"listen", admin_section->value("listen", "")},
+                      {"max_upload_bytes", admin_section->value("max_upload_bytes", 0)}};
   for (const auto& [section, value] : after.items())
     if (section != "plugin" && section != "log" && section != "source" && before.value(section, nlohmann::json()) != value)
       log->warn("SIGHUP: [{}] changed; restart the host to apply it", section);

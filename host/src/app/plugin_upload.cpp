@@ -8,14 +8,10 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <optional>
-#include <vector>
 
 #include "app/plugin_inspect.hpp"
 #include "observability/log.hpp"
-#include "package/sha256.hpp"
 #include "plugins/plugin_host.hpp"
-#include "plugins/preflight.hpp"
 
 namespace keel::host::app {
 namespace {
@@ -23,8 +19,10 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
 
-// Writes `bytes` to `path` (created 0644, never over an existing file) and syncs it; the reason
-// on failure.
+constexpr std::string_view kStagedPrefix = ".upload-";
+
+// Writes `bytes` to `path` (created 0644, never over an existing file or through a link) and
+// syncs it; the reason on failure.
 std::string write_new_file(const fs::path& path, std::string_view bytes) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) return "cannot create " + path.string() + ": " + std::strerror(errno);
@@ -33,7 +31,7 @@ std::string write_new_file(const fs::path& path, std::string_view bytes) {
     const auto n = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      const std::string reason = std::strerror(errno);
+      const std::string reason = n < 0 ? std::strerror(errno) : "no space written";
       ::close(fd);
       return "cannot write " + path.string() + ": " + reason;
     }
@@ -45,28 +43,21 @@ std::string write_new_file(const fs::path& path, std::string_view bytes) {
   return synced ? "" : "cannot sync " + path.string() + ": " + reason;
 }
 
-// A rename into the directory is durable once the directory itself is synced.
-void sync_directory_entry(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  (void)::fsync(fd);
-  ::close(fd);
+// Staged files a previous keel process left behind (it ended during an upload): theirs is
+// another process id.
+void sweep_stale_uploads(const fs::path& dir) {
+  const auto mine = std::string(kStagedPrefix) + std::to_string(::getpid()) + "-";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const auto name = entry.path().filename().string();
+    if (name.starts_with(kStagedPrefix) && name.ends_with(".tmp") && !name.starts_with(mine)) fs::remove(entry.path(), ec);
+  }
 }
 
-// A name the manifest checker accepted is already a safe file name; checked again here because
-// it becomes one.
-bool safe_file_stem(std::string_view name) {
-  if (name.empty() || name.size() > 64) return false;
-  for (const char c : name)
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return false;
-  return true;
-}
-
-// Removes a file on scope exit unless released.
+// Removes the staged file on scope exit (deploy() moved it when it installed it).
 struct RemoveOnExit {
   fs::path path;
   ~RemoveOnExit() {
-    if (path.empty()) return;
     std::error_code ec;
     fs::remove(path, ec);
   }
@@ -85,104 +76,58 @@ UploadResult refuse(unsigned status, std::string_view code, const std::string& m
 UploadResult upload_plugin(std::string_view file_bytes, bool dry_run, plugins::PluginHost& plugins) {
   auto log = observability::logger("admin");
   try {
-    if (file_bytes.empty())
-      return refuse(400, "bad_request", "send the plugin file (.so) as the request body");
+    if (file_bytes.empty()) return refuse(400, "bad_request", "send the plugin file (.so) as the request body");
     const auto cfg = plugins.config();
+    if (cfg.admin.max_upload_bytes == 0)
+      return refuse(403, "forbidden", "plugin uploads are off on this host: [admin] max_upload_bytes = 0");
+    if (file_bytes.size() > cfg.admin.max_upload_bytes)
+      return refuse(413, "payload_too_large", "the file is larger than [admin] max_upload_bytes (" +
+                                                  std::to_string(cfg.admin.max_upload_bytes) + " bytes)");
     const fs::path dir = cfg.plugins.directory;
     std::error_code ec;
-    if (!fs::is_directory(dir, ec))
-      return refuse(500, "internal", "the plugin directory " + dir.string() + " does not exist");
+    if (!fs::is_directory(dir, ec)) return refuse(500, "internal", "the plugin directory " + dir.string() + " does not exist");
+    sweep_stale_uploads(dir);
 
-    // Staged under a name no directory scan reads (*.so only), in the directory itself so the
-    // install is one rename on the same file system.
+    // Staged in the directory itself (one rename installs it, on the same file system) under a
+    // name no directory scan reads: scans take *.so only.
     static std::atomic<unsigned> counter{0};
-    const auto staged = dir / (".upload-" + std::to_string(::getpid()) + "-" + std::to_string(++counter) + ".tmp");
+    const auto staged = dir / (std::string(kStagedPrefix) + std::to_string(::getpid()) + "-" +
+                               std::to_string(counter.fetch_add(1) + 1) + ".tmp");
     RemoveOnExit cleanup{staged};
     if (auto error = write_new_file(staged, file_bytes); !error.empty()) return refuse(500, "internal", error);
 
-    // Pre-flight alone, then as a member of the directory's set (replacing the file of the
-    // plugin with the same name, if there is one).
-    auto candidate = plugins::read_candidate(staged, cfg);
-    std::optional<plugins::PluginStatus> running;
-    fs::path target;
-    if (candidate.error.empty() && candidate.manifest) {
-      const auto& name = candidate.manifest->name;
-      if (!safe_file_stem(name)) return refuse(422, "preflight_failed", "the plugin name '" + name + "' is not a file name");
-      for (auto& st : plugins.statuses())
-        if (st.name == name && !st.file.empty()) running = std::move(st);
-      target = running ? running->file : dir / (name + ".so");
-      if (fs::weakly_canonical(target.parent_path(), ec) != fs::weakly_canonical(dir, ec)) target = dir / (name + ".so");
-      std::vector<plugins::Candidate> all;
-      for (const auto& f : plugins::list_plugin_files(dir))
-        if (f.filename() != target.filename()) all.push_back(plugins::read_candidate(f, cfg));
-      all.push_back(std::move(candidate));
-      plugins::check_together(all, cfg);
-      candidate = std::move(all.back());
-    }
-    if (candidate.sha256.empty()) candidate.sha256 = package::sha256_file_hex(staged).value_or("");
-    auto report = inspect_json(candidate, target.empty() ? "(upload)" : target.string());
-    if (!target.empty()) {
+    const auto d = plugins.deploy(staged, dry_run);
+    auto report = inspect_json(d.candidate, d.target.empty() ? std::string("(upload)") : d.target.string());
+    if (!d.target.empty()) {
       Json replaces = nullptr;
-      if (running)
-        replaces = {{"name", running->name}, {"version", running->version}, {"generation", running->generation},
-                    {"state", plugins::to_string(running->state)}, {"sha256", running->sha256}};
-      report["install"] = {{"file", target.string()}, {"replaces", std::move(replaces)}};
+      if (d.replaces)
+        replaces = {{"name", d.replaces->name}, {"version", d.replaces->version}, {"generation", d.replaces->generation},
+                    {"state", d.replaces->state}, {"sha256", d.replaces->sha256}};
+      report["install"] = {{"file", d.target.string()}, {"replaces", std::move(replaces)}};
     }
-    if (!candidate.error.empty()) {
-      log->warn("admin upload refused by pre-flight bytes={} reason=\"{}\"", file_bytes.size(), candidate.error);
-      return refuse(422, "preflight_failed", candidate.error, std::move(report));
-    }
-    const auto& name = candidate.manifest->name;
-    if (dry_run) {
-      UploadResult r;
-      r.body = {{"dry_run", true}, {"preflight", std::move(report)}};
-      return r;
-    }
-
-    // Install: the previous file kept aside until the plugin runs from the new one.
-    const auto previous = dir / ("." + target.filename().string() + ".previous");
-    const bool had_file = fs::exists(target, ec);
-    if (had_file) {
-      fs::remove(previous, ec);
-      fs::create_hard_link(target, previous, ec);
-      if (ec) return refuse(500, "internal", "cannot keep the previous " + target.string() + ": " + ec.message());
-    }
-    fs::rename(staged, target, ec);
-    if (ec) return refuse(500, "internal", "cannot install " + target.string() + ": " + ec.message());
-    cleanup.path.clear();
-    sync_directory_entry(dir);
-    log->info("admin upload installed plugin={} file={} sha256={} bytes={}", name, target.string(), candidate.sha256,
-              file_bytes.size());
-
-    plugins::PluginHost::AdminResult result;
-    const bool reload = running && running->state == plugins::PluginState::kStarted;
-    if (reload) {
-      result = plugins.reload(name);
-    } else {
-      plugins.sync_directory();  // starts it (or a failed one again) as a file dropped in would be
-      result.message = "started from the uploaded file";
-      for (const auto& st : plugins.statuses())
-        if (st.name == name && st.state != plugins::PluginState::kStarted)
-          result = {500, st.reason.empty() ? "the plugin did not start; see the log" : st.reason};
-    }
-    if (result.status != 200 && had_file && reload) {
-      // Refused: the old generation still serves; its file goes back so a restart runs it too.
-      fs::rename(previous, target, ec);
-      sync_directory_entry(dir);
-      log->warn("admin upload: reload of plugin={} refused; previous file restored reason=\"{}\"", name, result.message);
-    } else {
-      fs::remove(previous, ec);
+    const auto status = d.result.status;
+    if (status >= 400 && !d.installed) {
+      // Refused before anything was installed: the file alone, or as a member of the running set.
+      report["ok"] = false;
+      report["error"] = d.result.message;
+      log->warn("admin upload refused bytes={} status={} reason=\"{}\"", file_bytes.size(), status, d.result.message);
+      const bool preflight = status == 409 || status == 422;
+      return refuse(status, preflight ? "preflight_failed" : http::error_code_for(status), d.result.message,
+                    std::move(report));
     }
     UploadResult r;
-    r.status = result.status != 200 ? result.status : running ? 200 : 201;
-    if (result.status != 200) r.body["error"] = {{"code", http::error_code_for(result.status)}, {"message", result.message}};
-    r.body["dry_run"] = false;
+    r.status = status;
+    if (status >= 400) r.body["error"] = {{"code", http::error_code_for(status)}, {"message", d.result.message}};
+    r.body["dry_run"] = dry_run;
     r.body["preflight"] = std::move(report);
-    for (const auto& st : plugins.statuses())
-      if (st.name == name)
-        r.body["plugin"] = {{"name", st.name}, {"version", st.version}, {"generation", st.generation},
-                            {"state", plugins::to_string(st.state)}, {"sha256", st.sha256}};
-    r.body["message"] = result.message;
+    if (d.installed)
+      for (const auto& st : plugins.statuses())
+        if (d.candidate.manifest && st.name == d.candidate.manifest->name)
+          r.body["plugin"] = {{"name", st.name}, {"version", st.version}, {"generation", st.generation},
+                              {"state", plugins::to_string(st.state)}, {"sha256", st.sha256}};
+    r.body["message"] = d.result.message;
+    log->info("admin upload{} status={} bytes={} sha256={} message=\"{}\"", dry_run ? " (dry run)" : "", status,
+              file_bytes.size(), d.candidate.sha256, d.result.message);
     return r;
   } catch (const std::exception& e) {
     log->error("admin upload failed error=\"{}\"", e.what());

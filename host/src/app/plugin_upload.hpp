@@ -1,12 +1,11 @@
 #pragma once
 // Deploying a plugin over the admin API (POST /admin/plugins, the console's "Deploy"): the body is
-// the plugin file. It is written beside the plugin directory's files under a name no scan
-// reads, pre-flighted exactly as `keel plugin inspect` does (manifest, ABI, sha256 allowlist,
-// dependencies, config, route conflicts: no plugin code runs), and only then, unless this is a
-// dry run, renamed over <directory>/<manifest name>.so (or the file the running plugin of that
-// name came from) and reloaded or started. A reload the host refuses puts the previous file
-// back, so what is on disk stays what runs. The file name comes from the manifest, never from the
-// client: nothing can be written outside the plugin directory. docs/operations.md "Deploy".
+// the plugin file. It is written into the plugin directory under a name no scan reads, then
+// PluginHost::deploy pre-flights it (no plugin code runs) and, unless this is a dry run, renames
+// it over <directory>/<manifest name>.so (or the running plugin's file) and reloads or starts it;
+// a refusal puts the previous file back. The file name comes from the manifest, never from the
+// client: nothing is written outside the plugin directory. The answer carries the report
+// `keel plugin inspect --json` prints. docs/operations.md "Deploying a plugin over the admin API".
 
 #include <string>
 
@@ -21,7 +20,7 @@ class PluginHost;
 namespace keel::host::app {
 
 struct UploadResult {
-  unsigned status = 200;  ///< 200 (dry run, replaced), 201 (a new plugin), 400, 422 (pre-flight), 409/500 (start)
+  unsigned status = 200;  ///< 200 (dry run, replaced), 201 (a new plugin), 400, 409/422 (refused), 500
   nlohmann::ordered_json body;
 };
 

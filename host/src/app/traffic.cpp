@@ -1,6 +1,8 @@
 #include "app/traffic.hpp"
 
 #include <chrono>
+#include <initializer_list>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -10,12 +12,6 @@
 #include "plugins/plugin_host.hpp"
 
 namespace keel::host::app {
-
-double TrafficHistory::Track::step(std::uint64_t total) {
-  const auto delta = total >= last ? total - last : total;  // a counter that went down was reset
-  last = total;
-  return static_cast<double>(delta);
-}
 
 double TrafficHistory::p99_ms(const std::uint64_t* buckets, std::size_t count) {
   std::uint64_t total = 0;
@@ -47,28 +43,36 @@ void TrafficHistory::schedule() {
   life_->timer = timers_.schedule(TimerQueue::Clock::now() + std::chrono::seconds(1), [this, life = life_] {
     std::lock_guard lock(life->mutex);
     if (life->stopped) return;
-    sample();
+    try {
+      sample();
+    } catch (const std::exception&) {  // out of memory: this second is missing, the next one comes
+    }
     schedule();
   });
 }
 
-void TrafficHistory::record(Series& s, std::size_t slot, bool baseline, std::uint64_t count, std::uint64_t errors,
-                            const std::vector<std::uint64_t>* buckets) {
+TrafficHistory::Totals TrafficHistory::advance(Totals& last, Totals now) {
+  bool reset = now.count < last.count || now.errors < last.errors || now.buckets.size() < last.buckets.size();
+  for (std::size_t i = 0; i < last.buckets.size() && !reset; ++i) reset = now.buckets[i] < last.buckets[i];
+  Totals delta = now;
+  if (!reset) {
+    delta.count -= last.count;
+    delta.errors -= last.errors;
+    for (std::size_t i = 0; i < last.buckets.size(); ++i) delta.buckets[i] -= last.buckets[i];
+  }
+  last = std::move(now);
+  return delta;
+}
+
+void TrafficHistory::add(Series& s, std::size_t slot, const Totals& delta) {
   s.idle = 0;
-  s.counts[0].values[slot] = s.counts[0].step(count);
-  s.counts[1].values[slot] = s.counts[1].step(errors);
-  if (baseline) s.counts[0].values[slot] = s.counts[1].values[slot] = 0;
-  if (buckets == nullptr) return;
-  // This second's histogram: the difference from the last sample's (all of it after a reset;
-  // a histogram first seen now started empty).
-  std::vector<std::uint64_t> delta(buckets->size());
-  bool reset = s.last_buckets.size() != buckets->size();
-  for (std::size_t i = 0; i < buckets->size() && !reset; ++i) reset = (*buckets)[i] < s.last_buckets[i];
-  for (std::size_t i = 0; i < buckets->size(); ++i) delta[i] = reset ? (*buckets)[i] : (*buckets)[i] - s.last_buckets[i];
-  s.last_buckets = *buckets;
-  if (baseline) return;
-  s.p99[slot] = p99_ms(delta.data(), delta.size());
-  s.histograms[slot] = std::move(delta);
+  s.counts[slot] += static_cast<double>(delta.count);
+  s.errors[slot] += static_cast<double>(delta.errors);
+  if (delta.buckets.empty()) return;
+  auto& h = s.histograms[slot];
+  if (h.size() < delta.buckets.size()) h.resize(delta.buckets.size());
+  for (std::size_t i = 0; i < delta.buckets.size(); ++i) h[i] += delta.buckets[i];
+  s.p99[slot] = p99_ms(h.data(), h.size());
 }
 
 void TrafficHistory::sample() {
@@ -76,26 +80,22 @@ void TrafficHistory::sample() {
   const auto routes = plugins_.route_stats();
   const auto calls = plugins_.call_stats();
   const auto topics = plugins_.bus().topics();
-
-  std::map<std::string, std::tuple<std::uint64_t, std::uint64_t, std::vector<std::uint64_t>>> per_plugin;
-  for (const auto& r : routes) {
-    auto& [requests, errors, buckets] = per_plugin[r.plugin];
-    for (const auto n : r.by_class) requests += n;
-    errors += r.by_class[4];
-    if (buckets.size() < r.buckets.size()) buckets.resize(r.buckets.size());
-    for (std::size_t i = 0; i < r.buckets.size(); ++i) buckets[i] += r.buckets[i];
-  }
+  const auto key = [](std::initializer_list<std::string_view> parts) {
+    std::string k;
+    for (const auto p : parts) (k += p) += '\0';
+    return k;
+  };
 
   std::lock_guard lock(mutex_);
   const auto slot = taken_ % kSamples;
-  const bool baseline = taken_ == 0;
+  const bool baseline = taken_ == 0;  // only notes where the counters stand
   ++taken_;
-  // Whatever is not seen this second counts nothing in it. A series is kept when it goes (its
-  // counters may come back where they were), and left out of to_json() after a minute unseen.
+  // Whatever is not seen this second counts nothing in it. A series is kept when it goes, and
+  // left out of to_json() after a minute unseen.
   const auto age = [slot](auto& all) {
-    for (auto& [key, s] : all) {
+    for (auto& [name, s] : all) {
       if (s.idle < kSamples + 1) ++s.idle;
-      s.counts[0].values[slot] = s.counts[1].values[slot] = 0;
+      s.counts[slot] = s.errors[slot] = 0;
       s.p99[slot] = -1;
       s.histograms[slot].clear();
     }
@@ -103,11 +103,21 @@ void TrafficHistory::sample() {
   age(plugins_series_);
   age(calls_);
   age(topics_);
-  for (const auto& [name, totals] : per_plugin)
-    record(plugins_series_[name], slot, baseline, std::get<0>(totals), std::get<1>(totals), &std::get<2>(totals));
-  for (const auto& c : calls) record(calls_[{c.caller, c.target}], slot, baseline, c.calls, c.errors, &c.buckets);
+  // Each source's increase, added to the series it shows in: a plugin's is the sum of its
+  // routes', so a route a reload removes takes nothing away.
+  const auto count = [&](std::string source, Totals now, Series& series) {
+    const auto delta = advance(last_[source], std::move(now));
+    if (!baseline) add(series, slot, delta);
+    else series.idle = 0;
+  };
+  for (const auto& r : routes) {
+    std::uint64_t answered = 0;
+    for (const auto n : r.by_class) answered += n;
+    count(key({"r", r.plugin, r.method, r.route}), {answered, r.by_class[4], r.buckets}, plugins_series_[r.plugin]);
+  }
+  for (const auto& c : calls) count(key({"c", c.caller, c.target}), {c.calls, c.errors, c.buckets}, calls_[{c.caller, c.target}]);
   for (const auto& t : topics)
-    if (!t.topic.empty()) record(topics_[{t.publisher, t.topic}], slot, baseline, t.published, t.refused, nullptr);
+    if (!t.topic.empty()) count(key({"t", t.publisher, t.topic}), {t.published, t.refused, {}}, topics_[{t.publisher, t.topic}]);
 }
 
 nlohmann::ordered_json TrafficHistory::to_json() const {
@@ -136,24 +146,24 @@ nlohmann::ordered_json TrafficHistory::to_json() const {
   Json out{{"interval_ms", 1000}, {"samples", n}};
   auto& plugins = out["plugins"] = Json::object();
   for (const auto& [name, s] : plugins_series_)
-    if (s.idle <= kSamples) plugins[name] = {{"requests", series(s.counts[0].values, false)},
-                     {"errors", series(s.counts[1].values, false)},
+    if (s.idle <= kSamples) plugins[name] = {{"requests", series(s.counts, false)},
+                     {"errors", series(s.errors, false)},
                      {"p99_ms", series(s.p99, true)},
                      {"p99_minute_ms", minute_p99(s)}};
   auto& calls = out["calls"] = Json::array();
   for (const auto& [key, s] : calls_)
     if (s.idle <= kSamples) calls.push_back({{"caller", key.first},
                      {"target", key.second},
-                     {"calls", series(s.counts[0].values, false)},
-                     {"errors", series(s.counts[1].values, false)},
+                     {"calls", series(s.counts, false)},
+                     {"errors", series(s.errors, false)},
                      {"p99_ms", series(s.p99, true)},
                      {"p99_minute_ms", minute_p99(s)}});
   auto& topics = out["topics"] = Json::array();
   for (const auto& [key, s] : topics_)
     if (s.idle <= kSamples) topics.push_back({{"publisher", key.first},
                       {"topic", key.second},
-                      {"published", series(s.counts[0].values, false)},
-                      {"refused", series(s.counts[1].values, false)}});
+                      {"published", series(s.counts, false)},
+                      {"refused", series(s.errors, false)}});
   return out;
 }
 

@@ -48,24 +48,23 @@ class TrafficHistory {
   [[nodiscard]] static double p99_ms(const std::uint64_t* buckets, std::size_t count);
 
  private:
-  // One measure over the last kSamples seconds, plus the counter it was last computed from.
-  struct Track {
-    std::array<double, kSamples> values{};
-    std::uint64_t last = 0;  // a counter first seen after the first sample started from 0
-    double step(std::uint64_t total);  // the increase since the last sample (a reset counts from 0)
+  // A counter source's totals at the last sample: a route, a caller and target, a topic. Kept
+  // while the source is gone, so one that comes back with its counters adds no spike.
+  struct Totals {
+    std::uint64_t count = 0, errors = 0;
+    std::vector<std::uint64_t> buckets;  // latency histogram; empty for topics
   };
+  // What a source added since the last sample (after a reset, all it holds), and `last` := `now`.
+  static Totals advance(Totals& last, Totals now);
+  // One displayed series (a plugin, a caller and target, a topic) over the last kSamples seconds.
   struct Series {
     Series() { p99.fill(-1); }
-    std::array<Track, 2> counts;  // requests/calls/published, errors
-    std::array<double, kSamples> p99{};
+    std::array<double, kSamples> counts{}, errors{}, p99{};
     std::array<std::vector<std::uint64_t>, kSamples> histograms;  // each second's latency counts
-    std::vector<std::uint64_t> last_buckets;
     std::size_t idle = 0;  // samples since it was last seen (at most kSamples + 1)
   };
+  static void add(Series& s, std::size_t slot, const Totals& delta);
   void schedule();  // under life_->mutex
-  // `baseline`: the first sample, which only notes where the counters stand.
-  void record(Series& s, std::size_t slot, bool baseline, std::uint64_t count, std::uint64_t errors,
-              const std::vector<std::uint64_t>* buckets);
 
   plugins::PluginHost& plugins_;
   TimerQueue& timers_;
@@ -80,6 +79,7 @@ class TrafficHistory {
   std::shared_ptr<Life> life_ = std::make_shared<Life>();
   mutable std::mutex mutex_;  // the series below
   std::size_t taken_ = 0;  // samples taken so far; the next goes to slot taken_ % kSamples
+  std::map<std::string, Totals> last_;  // by source: "r", plugin, method, route / "c", caller, target / "t", ...
   std::map<std::string, Series> plugins_series_;
   std::map<std::pair<std::string, std::string>, Series> calls_;
   std::map<std::pair<std::string, std::string>, Series> topics_;

@@ -649,6 +649,7 @@ asio::awaitable<void> Server::Impl::Session<Stream>::serve_large_body(bool head)
   parser.body_limit(limit);
   set_deadline(opt.request_timeout);
   if (!parser.is_done() && !co_await read_body(parser, head)) co_return;
+  set_deadline(opt.request_timeout);  // the handler's time starts when the body is in, not before
   if (auto deferred = handle_request()) co_await await_reply(*deferred);
   if (co_await write_response(head, true)) co_await linger_and_close();
 }

@@ -163,6 +163,27 @@ class PluginHost {
   /// are logged and counted; what runs keeps running. Called by the directory watcher and on
   /// SIGHUP. Blocks: never call on an I/O thread.
   void sync_directory();
+  /// What deploy() found and did.
+  struct DeployResult {
+    AdminResult result;            ///< 200/201 done (or would be: dry run); otherwise refused, and why
+    Candidate candidate;           ///< the file as pre-flight reads it alone (its manifest when readable)
+    std::filesystem::path target;  ///< where it goes: the file of the plugin it replaces, or <directory>/<name>.so
+    struct Replaced {
+      std::string name, version, state, sha256;
+      std::uint32_t generation = 0;
+    };
+    std::optional<Replaced> replaces;  ///< the plugin of the same name, if there is one
+    bool installed = false;  ///< the file was put in place and started or reloaded (a refusal then put it back)
+  };
+  /// Deploys a plugin file put in the plugin directory under a name no scan reads (`staged`; it
+  /// is moved or left for the caller to remove): pre-flights it exactly as a reload or a
+  /// dropped-in file would be (as the next generation of the plugin its manifest names, or a new
+  /// one, against the plugins running now) and, unless `dry_run`, renames it over that plugin's
+  /// file (or <directory>/<name>.so), then reloads or starts it; a refused reload or start puts
+  /// the previous file back. Refused: a disabled plugin of that name, a target file that holds
+  /// another plugin. All under the admin lock, so the directory watcher never acts in between.
+  /// Blocks: never call on an I/O thread.
+  DeployResult deploy(const std::filesystem::path& staged, bool dry_run);
   /// Runs `job` on the admin thread (admin actions block for a drain; the worker pool must stay
   /// free for the requests being drained). False once stop() began.
   bool post_admin_job(std::function<void()> job);
