@@ -127,3 +127,21 @@ TEST_CASE("console: /admin/traffic counts requests and 5xx and p99 per plugin an
   CHECK(t["calls"][0]["target"] == "hello");
   CHECK(host.stop() == 0);
 }
+
+TEST_CASE("console: with [admin] listen it and uploads are only on the admin listener", "[admin][console][integration]") {
+  auto o = with_plugins({example_plugin("hello")}, "[admin]\nlisten = \"127.0.0.1:0\"\n[http]\nmax_body_bytes = 1024\n");
+  o.env = {std::string("KEEL_ADMIN_TOKEN=") + keel::test::kAdminToken};
+  KeelHost host(o);
+  REQUIRE(host.admin_port() != 0);
+  CHECK(simple_request(host.admin_port(), "GET", "/admin/ui/")->status == 200);
+  CHECK(simple_request(host.port(), "GET", "/admin/ui/")->status == 404);
+  // An upload over max_body_bytes: taken on the admin listener, 413 on the public one (its
+  // /admin/ does not exist there), whatever the token.
+  const std::string big(4096, 'x');
+  CHECK(simple_request(host.port(), "POST", "/admin/plugins", big, kBearer)->status == 413);
+  const auto r = simple_request(host.admin_port(), "POST", "/admin/plugins", big, kBearer);
+  REQUIRE(r);
+  CHECK(r->status == 422);  // read, then refused by pre-flight: not a plugin
+  CHECK(r->body.find("not an ELF file") != std::string::npos);
+  CHECK(host.stop() == 0);
+}
