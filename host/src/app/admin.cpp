@@ -264,6 +264,28 @@ void admin_read(const http::Request& req, http::Response& res, const std::vector
   res.set_error(404, "not_found", "no such admin path");
 }
 
+// True for an allowed admin request; otherwise fills `res` with the refusal: 404 (the API is
+// off), 429 (throttled, with Retry-After) or 401 (with WWW-Authenticate).
+bool allowed(const AdminGuard::Result& check, http::Response& res) {
+  switch (check.verdict) {
+    case AdminGuard::Verdict::kAllowed:
+      return true;
+    case AdminGuard::Verdict::kOff:
+      res.set_error(404, "not_found", "the admin API is off: set [admin] token (or KEEL_ADMIN_TOKEN) to enable it");
+      break;
+    case AdminGuard::Verdict::kThrottled:
+      res.set_error(429, "too_many_requests",
+                    "too many failed admin attempts from this address; try again after Retry-After seconds");
+      res.headers.emplace_back("Retry-After", std::to_string(check.retry_after_s));
+      break;
+    case AdminGuard::Verdict::kRefused:
+      res.set_error(401, "unauthorized", "send Authorization: Bearer <[admin] token>");
+      res.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"keel-admin\"");
+      break;
+  }
+  return false;
+}
+
 // Runs `work` (it blocks: plugin hooks, database round trips) on the admin queue of the worker
 // pool and answers through a Deferred with the response it makes.
 std::optional<http::Deferred> answer_later(const http::Request& req, http::Response& res, plugins::PluginHost& plugins,
@@ -353,24 +375,7 @@ bool constant_time_equals(std::string_view a, std::string_view b) noexcept {
 std::uint64_t admit_upload(const http::Request& req, http::Response& res, AdminGuard& guard,
                            std::uint64_t max_upload_bytes) {
   if (!is_upload(req) || max_upload_bytes == 0) return 0;
-  const auto check = guard.check(req);
-  switch (check.verdict) {
-    case AdminGuard::Verdict::kAllowed:
-      return max_upload_bytes;
-    case AdminGuard::Verdict::kOff:
-      res.set_error(404, "not_found", "the admin API is off: set [admin] token (or KEEL_ADMIN_TOKEN) to enable it");
-      break;
-    case AdminGuard::Verdict::kThrottled:
-      res.set_error(429, "too_many_requests",
-                    "too many failed admin attempts from this address; try again after Retry-After seconds");
-      res.headers.emplace_back("Retry-After", std::to_string(check.retry_after_s));
-      break;
-    case AdminGuard::Verdict::kRefused:
-      res.set_error(401, "unauthorized", "send Authorization: Bearer <[admin] token>");
-      res.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"keel-admin\"");
-      break;
-  }
-  return 0;
+  return allowed(guard.check(req), res) ? max_upload_bytes : 0;
 }
 
 std::optional<http::Deferred> handle_admin(const http::Request& req, http::Response& res, AdminGuard& guard,
@@ -382,23 +387,7 @@ std::optional<http::Deferred> handle_admin(const http::Request& req, http::Respo
     serve_console(req, res, guard.enabled());
     return std::nullopt;
   }
-  const auto check = guard.check(req);
-  switch (check.verdict) {
-    case AdminGuard::Verdict::kOff:
-      res.set_error(404, "not_found", "the admin API is off: set [admin] token (or KEEL_ADMIN_TOKEN) to enable it");
-      return std::nullopt;
-    case AdminGuard::Verdict::kThrottled:
-      res.set_error(429, "too_many_requests",
-                    "too many failed admin attempts from this address; try again after Retry-After seconds");
-      res.headers.emplace_back("Retry-After", std::to_string(check.retry_after_s));
-      return std::nullopt;
-    case AdminGuard::Verdict::kRefused:
-      res.set_error(401, "unauthorized", "send Authorization: Bearer <[admin] token>");
-      res.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"keel-admin\"");
-      return std::nullopt;
-    case AdminGuard::Verdict::kAllowed:
-      break;
-  }
+  if (!allowed(guard.check(req), res)) return std::nullopt;
   const auto seg = segments(req.path);
   if (is_upload(req)) return plugin_upload(req, res, plugins);
   if (seg.size() == 4 && seg[1] == "plugins" && (seg[3] == "disable" || seg[3] == "enable" || seg[3] == "reload")) {

@@ -146,7 +146,7 @@ class Dispatcher final : public http::Handler {
 
   // Over [http] max_body_bytes: only a plugin upload, on the listener that serves /admin/.
   std::uint64_t large_body_limit(const http::Request& req, http::Response& res) override {
-    if (admin_listener_ != (req.listener == http::Listener::kAdmin) || !is_upload(req)) return 0;
+    if (admin_listener_ != (req.listener == http::Listener::kAdmin)) return 0;
     return admit_upload(req, res, admin_, max_upload_bytes_);
   }
 
