@@ -702,7 +702,237 @@ const routesView = {
   },
 };
 
-const views = { modules: modulesView, map: mapView, events: eventsView, routes: routesView };
+// The live tail: GET /admin/logs/stream read with fetch (EventSource cannot send the token), the
+// Server-Sent Events parsed here. A click on a request id shows that request's lines and spans.
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'critical'];
+const MAX_LOG_LINES = 1000;
+
+function logTime(ts) {
+  return (ts || '').slice(11, 23);
+}
+
+/** Microseconds since the epoch of a line's "2026-12-07T13:06:28.373123Z". */
+function logMicros(ts) {
+  return Date.parse(`${ts.slice(0, 19)}Z`) * 1000 + Number(ts.slice(20, 26));
+}
+
+/** The key=value fields of a log message ("span kind=call caller=orders ... duration_us=812"). */
+function messageFields(msg) {
+  const out = {};
+  for (const m of (msg || '').matchAll(/(?:^|\s)([a-z_]+)=("[^"]*"|\S*)/g)) out[m[1]] = m[2].replace(/^"|"$/g, '');
+  return out;
+}
+
+const logsView = {
+  title: 'Logs',
+  live: true,
+  filter: { level: 'info', plugin: '', request_id: '' },
+  paused: false,
+  held: [],
+  abort: null,
+  retry: null,
+  list: null,
+  count: 0,
+
+  mount(container) {
+    const f = this.filter;
+    const level = h('select', { id: 'log-level', onchange: (e) => { f.level = e.target.value; this.restart(); } },
+      LOG_LEVELS.map((l) => h('option', { value: l, selected: f.level === l }, l)));
+    const plugin = h('select', { id: 'log-plugin', onchange: (e) => { f.plugin = e.target.value; this.restart(); } },
+      h('option', { value: '' }, 'every module and the host'));
+    api('GET', '/admin/plugins').then((plugins) => {
+      for (const p of plugins.map((x) => x.name).sort()) append(plugin, [h('option', { value: p, selected: f.plugin === p }, p)]);
+    }).catch(() => {});
+    const requestId = h('input', { id: 'log-request', type: 'search', placeholder: 'any', value: f.request_id, spellcheck: 'false',
+      onchange: (e) => { f.request_id = e.target.value.trim(); this.restart(); } });
+    const pause = h('button', { type: 'button', id: 'log-pause', 'aria-pressed': 'false', onclick: () => this.togglePause(pause) }, 'Pause');
+    const clear = h('button', { type: 'button', class: 'ghost', onclick: () => { this.list.replaceChildren(); this.count = 0; } }, 'Clear');
+    this.state = h('span', { id: 'log-state', class: 'muted', role: 'status' }, 'Connecting…');
+    this.detail = h('section', { id: 'request-detail', class: 'panel', hidden: true, 'aria-live': 'polite' });
+    this.list = h('ol', { id: 'log-lines', class: 'log', 'aria-label': 'Log lines, newest last' });
+    container.replaceChildren(
+      h('div', { class: 'toolbar' },
+        h('label', { for: 'log-level' }, 'Level'), level,
+        h('label', { for: 'log-plugin' }, 'Module'), plugin,
+        h('label', { for: 'log-request' }, 'Request id'), requestId,
+        pause, clear, this.state),
+      this.detail, this.list);
+    this.restart();
+  },
+
+  unmount() {
+    if (this.abort) this.abort.abort();
+    clearTimeout(this.retry);
+    this.abort = null;
+    this.list = null;
+  },
+
+  togglePause(button) {
+    this.paused = !this.paused;
+    button.textContent = this.paused ? 'Resume' : 'Pause';
+    button.setAttribute('aria-pressed', String(this.paused));
+    if (!this.paused) {
+      const held = this.held;
+      this.held = [];
+      this.add(held);
+    }
+    this.showState();
+  },
+
+  showState(text) {
+    if (!this.state) return;
+    const lines = (n) => `${n} line${n === 1 ? '' : 's'}`;
+    this.state.textContent = text || (this.paused ? `Paused · ${lines(this.held.length)} new` : `Live · ${lines(this.count)}`);
+  },
+
+  restart() {
+    if (this.abort) this.abort.abort();
+    clearTimeout(this.retry);
+    if (!this.list) return;
+    this.list.replaceChildren();
+    this.count = 0;
+    this.held = [];
+    this.follow();
+  },
+
+  async follow() {
+    const abort = new AbortController();
+    this.abort = abort;
+    const q = new URLSearchParams({ level: this.filter.level, backlog: '200' });
+    if (this.filter.plugin) q.set('plugin', this.filter.plugin);
+    if (this.filter.request_id) q.set('request_id', this.filter.request_id);
+    let res;
+    try {
+      res = await fetch(`/admin/logs/stream?${q}`, { headers: { Authorization: `Bearer ${token}` }, cache: 'no-store',
+        credentials: 'omit', redirect: 'error', signal: abort.signal });
+    } catch (e) {
+      if (!abort.signal.aborted) this.again('The host did not answer');
+      return;
+    }
+    if (!res.ok) {
+      let message = res.statusText;
+      try { message = (await res.json()).error.message; } catch { /* not JSON */ }
+      if (res.status === 401) { signOut('The admin token was refused: sign in again.'); return; }
+      if (res.status === 400 || res.status === 404) { this.showState(message); return; }
+      this.again(message);
+      return;
+    }
+    this.showState();
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buffered = '';
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffered += decoder.decode(value, { stream: true });
+        let end;
+        const lines = [];
+        while ((end = buffered.indexOf('\n\n')) >= 0) {
+          const block = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const event = { name: 'message', data: '' };
+          for (const field of block.split('\n')) {
+            if (field.startsWith('event: ')) event.name = field.slice(7);
+            else if (field.startsWith('data: ')) event.data += field.slice(6);
+          }
+          if (!event.data) continue;  // a comment (": idle")
+          const data = JSON.parse(event.data);
+          lines.push(event.name === 'lost' ? { lost: data.lost } : data);
+        }
+        if (lines.length) this.add(lines);
+      }
+    } catch (e) {
+      if (abort.signal.aborted) return;
+    }
+    if (!abort.signal.aborted) this.again('The stream ended');
+  },
+
+  again(why) {
+    this.showState(`${why}; reconnecting…`);
+    clearTimeout(this.retry);
+    this.retry = setTimeout(() => { if (this.list) this.follow(); }, 2000);
+  },
+
+  add(lines) {
+    if (!this.list) return;
+    if (this.paused) {
+      this.held.push(...lines);
+      if (this.held.length > MAX_LOG_LINES) this.held.splice(0, this.held.length - MAX_LOG_LINES);
+      this.showState();
+      return;
+    }
+    const box = this.list;
+    const atEnd = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
+    append(box, lines.map((l) => this.row(l)));
+    this.count += lines.length;
+    while (box.childElementCount > MAX_LOG_LINES) box.firstElementChild.remove();
+    if (atEnd) box.scrollTop = box.scrollHeight;
+    this.showState();
+  },
+
+  row(line) {
+    if (line.lost !== undefined)
+      return h('li', { class: 'lost' }, `${line.lost} lines were logged faster than they could be shown and are not here`);
+    const tone = line.level === 'warn' ? 'warn' : line.level === 'error' || line.level === 'critical' ? 'bad' : '';
+    return h('li', { class: `lvl-${line.level}`, 'data-logger': line.logger },
+      h('time', { datetime: line.ts }, logTime(line.ts)),
+      badge(line.level, tone),
+      h('span', { class: 'logger' }, line.logger),
+      h('span', { class: 'msg' }, line.msg),
+      line.request_id ? h('button', { type: 'button', class: 'link mono', 'data-request': line.request_id,
+        'aria-label': `Show request ${line.request_id}`, onclick: () => this.showRequest(line.request_id) }, line.request_id) : null);
+  },
+
+  async showRequest(id) {
+    const panel = this.detail;
+    panel.hidden = false;
+    panel.replaceChildren(h('p', { class: 'muted' }, `Loading request ${id}…`));
+    let lines = [];
+    try {
+      lines = (await api('GET', `/admin/logs?request_id=${encodeURIComponent(id)}&level=trace`)).lines;
+    } catch (e) {
+      panel.replaceChildren(h('p', { class: 'error' }, `Could not read request ${id}: ${e.message}`));
+      return;
+    }
+    // Each span line is written when its span ends: it starts duration_us before that. The
+    // request comes first, the others in the order they started, drawn on one time scale.
+    const spans = lines.filter((l) => l.logger === 'trace' || l.logger === 'access').map((l) => {
+      const f = messageFields(l.msg);
+      const kind = l.logger === 'access' ? 'request' : f.kind || 'span';
+      const what = kind === 'request' ? `${f.method} ${f.target}`
+        : kind === 'call' ? `${f.caller} → ${f.target} ${f.method || ''} ${f.path || ''}`
+          : kind === 'event' ? `${f.topic}: ${f.publisher} → ${f.subscriber}` : l.msg;
+      const us = Number(f.duration_us) || 0;
+      const end = logMicros(l.ts);
+      return { kind, what, status: f.status || '', us, start: end - us, end };
+    }).sort((a, b) => (a.kind === 'request' ? -1 : b.kind === 'request' ? 1 : a.start - b.start));
+    const t0 = Math.min(...spans.map((x) => x.start));
+    const total = Math.max(1, Math.max(...spans.map((x) => x.end)) - t0);
+    const other = lines.filter((l) => l.logger !== 'trace' && l.logger !== 'access');
+    panel.replaceChildren();
+    append(panel, [
+      h('div', { class: 'detail-head' }, h('h2', {}, 'Request ', h('code', {}, id)),
+        h('button', { type: 'button', class: 'ghost small', onclick: () => { panel.hidden = true; } }, 'Close')),
+      lines.length ? null : h('p', { class: 'muted' }, 'The tail holds no line of this request (it records only while a log stream is open).'),
+      spans.length ? h('table', { class: 'spans', id: 'request-spans' },
+        h('thead', {}, h('tr', {}, ['Span', 'What', 'Status', 'Duration', 'Timeline'].map((x) => h('th', { scope: 'col' }, x)))),
+        h('tbody', {}, spans.map((x) => h('tr', { 'data-kind': x.kind },
+          h('td', {}, badge(x.kind)), h('td', { class: 'mono' }, x.what), h('td', {}, x.status),
+          h('td', { class: 'num' }, `${fmt(x.us / 1000, 2)} ms`),
+          h('td', { class: 'timeline', 'aria-hidden': 'true' }, h('span', { class: 'bar',
+            'data-left': ((x.start - t0) / total).toFixed(4), 'data-width': (x.us / total).toFixed(4) })))))) : null,
+      other.length ? h('ol', { class: 'log' }, other.map((l) => h('li', {}, h('time', {}, logTime(l.ts)), badge(l.level),
+        h('span', { class: 'logger' }, l.logger), h('span', { class: 'msg' }, l.msg)))) : null]);
+    // Placed through the CSSOM (the CSP allows no inline style attribute).
+    for (const bar of panel.querySelectorAll('.bar')) {
+      bar.style.marginLeft = `${(100 * bar.dataset.left).toFixed(2)}%`;
+      bar.style.width = `${Math.max(0.5, 100 * bar.dataset.width).toFixed(2)}%`;
+    }
+  },
+};
+
+const views = { modules: modulesView, map: mapView, events: eventsView, routes: routesView, logs: logsView };
 
 // ---------------------------------------------------------------------------------------------
 // Shell: sign-in, navigation, polling.
@@ -711,6 +941,12 @@ let current = null;      // the view on screen
 let lastData = null;     // its data, drawn again at once on a sort or filter change
 let pollTimer = null;
 let generation = 0;      // a poll whose view is no longer on screen draws nothing
+let mounted = null;      // a live view on screen (it follows a stream instead of polling)
+
+function unmount() {
+  if (mounted) mounted.unmount();
+  mounted = null;
+}
 
 function viewName() {
   const name = (location.hash.match(/^#\/(\w+)/) || [])[1];
@@ -721,7 +957,7 @@ async function refresh(localOnly = false) {
   const name = viewName();
   const view = views[name];
   const content = $('view-content');
-  if (!content) return;
+  if (!content || view.live) return;
   if (localOnly && lastData && current === name) {
     redraw(content, () => view.draw(lastData));
     return;
@@ -751,11 +987,18 @@ function show() {
   }
   document.title = `${view.title} · Keel console`;
   const main = $('view');
+  unmount();
   main.replaceChildren();
   append(main, [h('h1', {}, view.title), view.toolbar ? view.toolbar() : null,
     h('div', { id: 'view-content' }, h('p', { class: 'muted' }, 'Loading…'))]);
-  refresh();
   clearInterval(pollTimer);
+  if (view.live) {
+    $('status').textContent = '';
+    mounted = view;
+    view.mount($('view-content'));
+    return;
+  }
+  refresh();
   pollTimer = setInterval(() => { if (!document.hidden && !$('confirm').open && !$('deploy').open) refresh(); }, POLL_MS);
 }
 
@@ -763,6 +1006,7 @@ function signOut(message) {
   token = '';
   sessionStorage.removeItem(TOKEN_KEY);
   clearInterval(pollTimer);
+  unmount();
   generation += 1;
   $('shell').hidden = true;
   $('login').hidden = false;

@@ -271,6 +271,28 @@ async function main() {
     await shot('routes');
   });
 
+  await step('the live log: lines as they come, filtered by module, a request\'s spans on a click', async () => {
+    await page.getByRole('link', { name: 'Logs' }).click();
+    await eventually('the stream is live', async () => /^Live/.test(await page.locator('#log-state').textContent()));
+    const relayed = await http(base, 'GET', '/api/relay/greet/ada', undefined, { 'X-Request-Id': 'console-log-1' });
+    check(relayed.status === 200, `relay: ${relayed.status}`);
+    const requestButton = page.locator('#log-lines button[data-request="console-log-1"]');
+    await eventually('the request\'s lines are shown', async () => (await requestButton.count()) >= 2);
+    // Only hello's lines: the call relay made to it, not relay's own request line.
+    await page.selectOption('#log-plugin', 'hello');
+    await eventually('hello\'s lines are shown', async () =>
+      (await page.locator('#log-lines li', { hasText: 'caller=relay target=hello' }).count()) === 1);
+    check(await page.locator('#log-lines li', { hasText: 'target=/api/relay/greet/ada' }).count() === 0,
+      'a line of relay\'s request passed the filter for hello');
+    await page.locator('#log-lines button[data-request="console-log-1"]').first().click();
+    await page.locator('#request-spans tr[data-kind="call"]').waitFor();
+    check(await page.locator('#request-spans tr[data-kind="request"]').count() === 1, 'the request\'s own span is missing');
+    check((await page.locator('#request-spans tr[data-kind="call"]').textContent()).includes('relay → hello'),
+      'the call span does not name relay → hello');
+    await shot('logs');
+    await page.selectOption('#log-plugin', '');
+  });
+
   await step('the dark theme and a phone-sized screen', async () => {
     await page.getByRole('button', { name: /theme/ }).click();
     check(await page.evaluate(() => document.documentElement.dataset.theme) === 'dark', 'the theme did not switch');

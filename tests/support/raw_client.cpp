@@ -88,6 +88,12 @@ bool RawClient::read_at_least(std::size_t n) {
   return true;
 }
 
+bool RawClient::read_until(std::string_view needle) {
+  while (buffer_.find(needle) == std::string::npos)
+    if (!fill()) return false;
+  return true;
+}
+
 std::optional<RawResponse> RawClient::read_response(bool head) {
   std::size_t end;
   while ((end = buffer_.find("\r\n\r\n")) == std::string::npos)

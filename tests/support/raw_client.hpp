@@ -41,6 +41,8 @@ class RawClient {
   [[nodiscard]] const std::string& pending() const noexcept { return buffer_; }
   /// Read whatever arrives until `n` bytes are pending or the timeout/EOF hits.
   bool read_at_least(std::size_t n);
+  /// Read whatever arrives until the pending bytes contain `needle`; false on timeout or EOF.
+  bool read_until(std::string_view needle);
 
  private:
   bool fill();

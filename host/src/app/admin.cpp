@@ -10,9 +10,11 @@
 #include "abi/status.hpp"
 #include "app/admin_guard.hpp"
 #include "app/console.hpp"
+#include "app/log_stream.hpp"
 #include "cluster/cluster.hpp"
 #include "app/migration_report.hpp"
 #include "app/plugin_upload.hpp"
+#include "http/query.hpp"
 #include "app/traffic.hpp"
 #include "events/bus.hpp"
 #include "observability/log.hpp"
@@ -46,6 +48,8 @@ constexpr std::array kBuiltinRoutes{
     BuiltinRoute{"POST", "/admin/plugins/{name}/reload", "replace a plugin with what its file holds now"},
     BuiltinRoute{"GET", "/admin/routes", "every route the host serves, built-in and plugin"},
     BuiltinRoute{"GET", "/admin/traffic", "the last minute per second: requests, 5xx and p99 per plugin, calls, events"},
+    BuiltinRoute{"GET", "/admin/logs", "the recent log lines the live tail holds, filtered by level, plugin, request id"},
+    BuiltinRoute{"GET", "/admin/logs/stream", "the live log tail as Server-Sent Events, filtered by level, plugin, request id"},
     BuiltinRoute{"GET", "/admin/ui/", "the operator's console in the browser (signs in with the admin token)"},
     BuiltinRoute{"GET", "/admin/storage", "per-plugin storage counters, latency, database and WAL size"},
     BuiltinRoute{"GET", "/admin/migrations", "per storage plugin: declared and applied migrations with state"},
@@ -199,6 +203,7 @@ void admin_read(const http::Request& req, http::Response& res, const std::vector
     return reply(res, 200, out);
   }
   if (seg.size() >= 2 && seg[1] == "events") return events_api(req, res, seg, plugins.bus());
+  if (seg.size() >= 2 && seg[1] == "logs") return logs_api(req, res, seg, plugins);
   if (seg.size() == 2 && seg[1] == "cluster") {
     if (req.method != "GET" && req.method != "HEAD") return res.set_method_not_allowed("GET, HEAD");
     if (cluster == nullptr)  // the same shape, saying so
@@ -304,17 +309,17 @@ std::optional<http::Deferred> answer_later(const http::Request& req, http::Respo
 // (file writes, a reload's drain): on the admin queue, like the other plugin actions.
 std::optional<http::Deferred> plugin_upload(const http::Request& req, http::Response& res, plugins::PluginHost& plugins) {
   bool dry_run = false;
-  for (std::string_view rest = req.query; !rest.empty();) {
-    const auto amp = rest.find('&');
-    const auto pair = rest.substr(0, amp);
-    rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
-    if (pair == "dry_run" || pair == "dry_run=true" || pair == "dry_run=1") dry_run = true;
-    else if (pair == "dry_run=false" || pair == "dry_run=0") dry_run = false;
-    else if (!pair.empty()) {
-      res.set_error(400, "bad_request", "unknown query parameter '" + std::string(pair.substr(0, 64)) +
-                                            "': POST /admin/plugins takes only dry_run=true|false");
-      return std::nullopt;
-    }
+  const bool known = http::for_each_query_pair(req.query, [&](std::string_view name, std::string_view value) {
+    if (name != "dry_run") return false;
+    if (value.empty() || value == "true" || value == "1") dry_run = true;
+    else if (value == "false" || value == "0") dry_run = false;
+    else return false;
+    return true;
+  });
+  if (!known) {
+    res.set_error(400, "bad_request", "bad query '" + std::string(req.query.substr(0, 64)) +
+                                          "': POST /admin/plugins takes only dry_run=true|false");
+    return std::nullopt;
   }
   auto log = observability::logger("admin");
   log->info("admin upload{} bytes={} from={} req={}", dry_run ? " (dry run)" : "", req.body.size(), req.remote_address,

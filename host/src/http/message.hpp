@@ -49,17 +49,42 @@ struct Request {
   [[nodiscard]] std::string_view header(std::string_view name) const noexcept;
 };
 
+/// A response body written as it is made, for as long as it lasts (Server-Sent Events: the
+/// admin log tail). The server sends the head with chunked framing (HTTP/1.0: the body ends when
+/// the connection closes), then what pull() gives as it comes, and closes the connection when
+/// the stream ends, a write fails or times out, or the server shuts down. A client that goes
+/// away is noticed at the next write: pull() is called at least every idle_interval(), so a
+/// stream that writes something then (a heartbeat) is never held longer than that.
+/// Only the connection's I/O thread calls these, in the order start, pull..., close (close
+/// alone when the head could not be sent, or for HEAD).
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  /// `wake` may be called from any thread, any number of times until close() returns, when
+  /// there is more to pull; it only posts to the I/O thread.
+  virtual void start(std::function<void()> wake) = 0;
+  /// Appends to `out` what is ready (possibly nothing). `idle`: idle_interval() passed without
+  /// a wake. Returns false when the stream has ended (what was appended still goes out).
+  virtual bool pull(std::string& out, bool idle) = 0;
+  /// The server is done with the stream: `wake` must not be called after this returns.
+  virtual void close() noexcept = 0;
+  [[nodiscard]] virtual std::chrono::milliseconds idle_interval() const noexcept { return std::chrono::seconds(15); }
+};
+
 struct Response {
   unsigned status = 200;
   std::string content_type;
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  ///< extra fields; framing fields are the server's
+  /// Set (with status 200): the body is this stream, not `body` (see BodyStream).
+  std::shared_ptr<BodyStream> stream;
 
   void clear() noexcept {
     status = 200;
     content_type.clear();
     body.clear();
     headers.clear();
+    if (stream) [[unlikely]] stream.reset();
   }
   /// Fill with Keel's standard error body: {"error":{"code":"...","message":"..."}}.
   void set_error(unsigned http_status, std::string_view code, std::string_view message);

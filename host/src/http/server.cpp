@@ -243,11 +243,14 @@ class Server::Impl::SessionCore : public std::enable_shared_from_this<SessionCor
       raw_->cancel(ec);
     }
   }
-  // Called on this thread when shutdown begins: a connection between requests closes now.
+  // Called on this thread when shutdown begins: a connection between requests closes now, and
+  // a streamed body ends.
   void on_drain() {
     if (idle_) {
       error_code ec;
       raw_->cancel(ec);
+    } else if (streaming_) {
+      reply_timer_.cancel();
     }
   }
   void force_close() {
@@ -268,6 +271,17 @@ class Server::Impl::SessionCore : public std::enable_shared_from_this<SessionCor
   void prepare_request();  // the parsed request's views into request_
   std::optional<Deferred> handle_request();
   asio::awaitable<void> await_reply(Deferred& deferred);
+  // What a BodyStream calls when it has more: posts to this thread, where the wait ends.
+  std::function<void()> stream_waker() {
+    return [weak = weak_from_this(), ex = reply_timer_.get_executor()] {
+      asio::post(ex, [weak] {
+        if (auto self = weak.lock(); self && self->streaming_) {
+          self->stream_woken_ = true;
+          self->reply_timer_.cancel();
+        }
+      });
+    };
+  }
   // Builds the status line and header fields into head_out_; true when the body goes too.
   bool build_head(bool head, bool close);
   void set_failure(unsigned status, std::string_view reason);
@@ -309,6 +323,8 @@ class Server::Impl::SessionCore : public std::enable_shared_from_this<SessionCor
   Clock::time_point deadline_ = Clock::time_point::max();
   bool timed_out_ = false;
   bool idle_ = false;
+  bool streaming_ = false;     // writing a BodyStream; reply_timer_ waits for its wake-ups
+  bool stream_woken_ = false;  // the stream woke the connection since the last pull
   Listener listener_;
 
   // Per-request state, reused across requests to keep the steady state allocation-free.
@@ -348,6 +364,7 @@ class Server::Impl::Session final : public SessionCore {
   asio::awaitable<std::size_t> read_header(HeaderScanner& scanner, bool begun);
   asio::awaitable<bool> read_body(RequestParser& parser, bool head);
   asio::awaitable<void> serve_large_body(bool head);
+  asio::awaitable<void> serve_stream(bool head);
   asio::awaitable<bool> write_response(bool head, bool close);
   asio::awaitable<void> fail_and_close(unsigned status, std::string_view reason, bool head);
   asio::awaitable<void> linger_and_close();
@@ -420,9 +437,13 @@ bool Server::Impl::SessionCore::build_head(bool head, bool close) {
       add(r.content_type);
       add("\r\n"sv);
     }
-    add("Content-Length: "sv);
-    add({length, static_cast<std::size_t>(std::to_chars(length, length + sizeof length, r.body.size()).ptr - length)});
-    add("\r\n"sv);
+    if (r.stream) [[unlikely]] {
+      if (request_.version == 11) add("Transfer-Encoding: chunked\r\n"sv);  // HTTP/1.0: until the close
+    } else {
+      add("Content-Length: "sv);
+      add({length, static_cast<std::size_t>(std::to_chars(length, length + sizeof length, r.body.size()).ptr - length)});
+      add("\r\n"sv);
+    }
   }
   if (!request_.request_id.empty()) {
     add("X-Request-Id: "sv);
@@ -651,7 +672,78 @@ asio::awaitable<void> Server::Impl::Session<Stream>::serve_large_body(bool head)
   if (!parser.is_done() && !co_await read_body(parser, head)) co_return;
   set_deadline(opt.request_timeout);  // the handler's time starts when the body is in, not before
   if (auto deferred = handle_request()) co_await await_reply(*deferred);
+  if (response_.stream) {
+    co_await serve_stream(head);
+    co_return;
+  }
   if (co_await write_response(head, true)) co_await linger_and_close();
+}
+
+// A response whose body is a BodyStream: the head, then each piece the stream gives as it comes
+// (chunked), then the connection closes. Waits on reply_timer_: a wake-up from the stream (posted
+// here) or a shutdown cancels it, idle_interval() lets it expire. Off the hot path.
+template <class Stream>
+asio::awaitable<void> Server::Impl::Session<Stream>::serve_stream(bool head) {
+  const auto body = response_.stream;
+  build_head(head, true);  // chunked framing, by response_.stream
+  response_.stream.reset();
+  const bool chunked = request_.version == 11;
+  set_deadline(server_.options_.write_timeout);
+  auto [hec, sent] = co_await asio::async_write(stream_, asio::buffer(head_out_), kAsTuple);
+  bool ok = !hec && !head;
+  if (ok) {
+    streaming_ = true;
+    stream_woken_ = false;
+    body->start(stream_waker());
+    std::string data;
+    char size_line[24];
+    bool more = true, idle = false;
+    while (ok && more) {
+      data.clear();
+      stream_woken_ = false;
+      try {
+        more = body->pull(data, idle) && !io_.draining;
+      } catch (const std::exception& e) {
+        server_.http_log_->error("response stream failed req={} error=\"{}\"", request_.request_id, e.what());
+        more = false;
+      }
+      idle = false;
+      if (!data.empty()) {
+        auto* end = std::to_chars(size_line, size_line + sizeof size_line - 2, data.size(), 16).ptr;
+        *end++ = '\r';
+        *end++ = '\n';
+        const std::array<asio::const_buffer, 3> frame{asio::buffer(size_line, static_cast<std::size_t>(end - size_line)),
+                                                      asio::buffer(data), asio::buffer("\r\n"sv)};
+        set_deadline(server_.options_.write_timeout);
+        const std::span<const asio::const_buffer> all(frame);
+        auto [wec, n] = co_await asio::async_write(stream_, chunked ? all : all.subspan(1, 1), kAsTuple);
+        sent += n;
+        ok = !wec;
+        continue;  // pull again before waiting
+      }
+      if (!more || stream_woken_) continue;
+      deadline_ = Clock::time_point::max();  // waiting for data is not a stalled write
+      reply_timer_.expires_after(body->idle_interval());
+      auto [tec] = co_await reply_timer_.async_wait(kAsTuple);
+      idle = !tec;
+    }
+    streaming_ = false;
+    if (ok && chunked) {
+      set_deadline(server_.options_.write_timeout);
+      auto [eec, n] = co_await asio::async_write(stream_, asio::buffer("0\r\n\r\n"sv), kAsTuple);
+      sent += n;
+      ok = !eec;
+    }
+  }
+  body->close();
+  log_access(sent);
+  if (ok || head) {
+    if constexpr (kTls) co_await send_close_notify();
+    error_code sec;
+    raw_->shutdown(tcp::socket::shutdown_send, sec);
+  }
+  error_code cec;
+  raw_->close(cec);
 }
 
 void Server::Impl::SessionCore::prepare_request() {
@@ -750,6 +842,10 @@ asio::awaitable<void> Server::Impl::Session<Stream>::run() {
 
     // ---- dispatch -----------------------------------------------------------------------------
     if (auto deferred = handle_request()) co_await await_reply(*deferred);
+    if (response_.stream) [[unlikely]] {
+      co_await serve_stream(head);
+      co_return;
+    }
 
     const bool close = !parser.keep_alive() || io_.draining;
     const bool written = co_await write_response(head, close);

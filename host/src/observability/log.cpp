@@ -25,6 +25,8 @@
 
 #include <keel/sdk/json.hpp>
 
+#include "observability/log_tail.hpp"
+
 namespace keel::host::observability {
 namespace {
 
@@ -187,6 +189,8 @@ void format_entries(std::string_view queued, std::string& out) {
                    f[0], f[1], h.status, h.bytes, h.duration_us, f[2]);
     if (!f[3].empty()) fmt::format_to(std::back_inserter(payload), " parent_id={}", f[3]);
     const LogContext ctx{f[4], f[5], f[6]};
+    if (tail_recording()) [[unlikely]]
+      tail_record(h.time_ns, spdlog::level::info, "access", payload, &ctx);
     const auto time = std::chrono::system_clock::time_point(
         std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(h.time_ns)));
     format_line({time, "info", "access", payload, static_cast<std::size_t>(h.thread_id), &ctx}, h.format, out);
@@ -464,11 +468,15 @@ class LineSink final : public spdlog::sinks::sink {
     thread_local std::string line;
     line.clear();
     const auto level = spdlog::level::to_string_view(msg.level);
-    format_line({msg.time, std::string_view(level.data(), level.size()),
-                 std::string_view(msg.logger_name.data(), msg.logger_name.size()),
-                 std::string_view(msg.payload.data(), msg.payload.size()), msg.thread_id, tl_context},
+    const std::string_view logger(msg.logger_name.data(), msg.logger_name.size());
+    const std::string_view payload(msg.payload.data(), msg.payload.size());
+    format_line({msg.time, std::string_view(level.data(), level.size()), logger, payload, msg.thread_id, tl_context},
                 g_format.load(std::memory_order_relaxed), line);
     Writer::instance().push_line(line);
+    if (tail_recording()) [[unlikely]] {
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(msg.time.time_since_epoch()).count();
+      tail_record(ns, msg.level, logger, payload, tl_context);
+    }
   }
   void flush() override {}
   void set_pattern(const std::string&) override {}

@@ -1,6 +1,7 @@
 // Dispatch: an HTTP request into the plugin that owns its route.
 #include "abi/current_request.hpp"
 #include "abi/status.hpp"
+#include "http/query.hpp"
 #include "plugins/host_impl.hpp"
 
 namespace keel::host::plugins {
@@ -137,19 +138,15 @@ void parse_query(std::string_view query, std::string& storage, std::vector<std::
       }
     }
   };
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const auto pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    if (pair.empty()) continue;
-    const auto eq = pair.find('=');
+  http::for_each_query_pair(query, [&](std::string_view name, std::string_view value) {
     const auto n0 = storage.size();
-    decode_into(pair.substr(0, eq));
+    decode_into(name);
     const auto n1 = storage.size();
-    if (eq != std::string_view::npos) decode_into(pair.substr(eq + 1));
+    decode_into(value);
     spans.emplace_back(n0, n1);
     spans.emplace_back(n1, storage.size());
-  }
+    return true;
+  });
 }
 
 // Counts one answer of plugin `name` against its error budget; the answer that puts it over
