@@ -733,6 +733,7 @@ const logsView = {
   retry: null,
   list: null,
   count: 0,
+  lastSeq: 0,  // the newest line shown: a reconnect's backlog repeats nothing
 
   mount(container) {
     const f = this.filter;
@@ -746,7 +747,7 @@ const logsView = {
     const requestId = h('input', { id: 'log-request', type: 'search', placeholder: 'any', value: f.request_id, spellcheck: 'false',
       onchange: (e) => { f.request_id = e.target.value.trim(); this.restart(); } });
     const pause = h('button', { type: 'button', id: 'log-pause', 'aria-pressed': 'false', onclick: () => this.togglePause(pause) }, 'Pause');
-    const clear = h('button', { type: 'button', class: 'ghost', onclick: () => { this.list.replaceChildren(); this.count = 0; } }, 'Clear');
+    const clear = h('button', { type: 'button', class: 'ghost', onclick: () => { this.list.replaceChildren(); this.count = 0; this.showState(); } }, 'Clear');
     this.state = h('span', { id: 'log-state', class: 'muted', role: 'status' }, 'Connecting…');
     this.detail = h('section', { id: 'request-detail', class: 'panel', hidden: true, 'aria-live': 'polite' });
     this.list = h('ol', { id: 'log-lines', class: 'log', 'aria-label': 'Log lines, newest last' });
@@ -792,12 +793,17 @@ const logsView = {
     this.list.replaceChildren();
     this.count = 0;
     this.held = [];
+    this.lastSeq = 0;
     this.follow();
   },
 
+  // One stream at a time: each await below is followed by a check that this call's stream is
+  // still the current one (a filter change or leaving the view aborts it and may start another).
   async follow() {
+    if (this.abort) this.abort.abort();
     const abort = new AbortController();
     this.abort = abort;
+    const stale = () => abort.signal.aborted || this.abort !== abort;
     const q = new URLSearchParams({ level: this.filter.level, backlog: '200' });
     if (this.filter.plugin) q.set('plugin', this.filter.plugin);
     if (this.filter.request_id) q.set('request_id', this.filter.request_id);
@@ -806,15 +812,20 @@ const logsView = {
       res = await fetch(`/admin/logs/stream?${q}`, { headers: { Authorization: `Bearer ${token}` }, cache: 'no-store',
         credentials: 'omit', redirect: 'error', signal: abort.signal });
     } catch (e) {
-      if (!abort.signal.aborted) this.again('The host did not answer');
+      if (!stale()) this.again('The host did not answer');
       return;
     }
     if (!res.ok) {
       let message = res.statusText;
       try { message = (await res.json()).error.message; } catch { /* not JSON */ }
+      if (stale()) return;
       if (res.status === 401) { signOut('The admin token was refused: sign in again.'); return; }
       if (res.status === 400 || res.status === 404) { this.showState(message); return; }
       this.again(message);
+      return;
+    }
+    if (stale()) {
+      abort.abort();
       return;
     }
     this.showState();
@@ -824,7 +835,7 @@ const logsView = {
     try {
       for (;;) {
         const { value, done } = await reader.read();
-        if (done) break;
+        if (done || stale()) break;
         buffered += decoder.decode(value, { stream: true });
         let end;
         const lines = [];
@@ -838,14 +849,22 @@ const logsView = {
           }
           if (!event.data) continue;  // a comment (": idle")
           const data = JSON.parse(event.data);
-          lines.push(event.name === 'lost' ? { lost: data.lost } : data);
+          if (event.name === 'open') {
+            if (data.newest < this.lastSeq) this.lastSeq = 0;  // the host restarted: numbering began again
+          } else if (event.name === 'lost') {
+            lines.push({ lost: data.lost });
+          } else if (data.seq > this.lastSeq) {
+            this.lastSeq = data.seq;
+            lines.push(data);
+          }
         }
         if (lines.length) this.add(lines);
       }
     } catch (e) {
-      if (abort.signal.aborted) return;
+      // Aborted, or a line that could not be shown: either way this stream is done.
     }
-    if (!abort.signal.aborted) this.again('The stream ended');
+    abort.abort();  // the connection is closed whatever ended the loop
+    if (this.abort === abort) this.again('The stream ended');
   },
 
   again(why) {

@@ -3,8 +3,10 @@
 // spans by its id, the refusals, the stream limit, and a shutdown that ends open streams.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -58,6 +60,7 @@ TEST_CASE("log stream: lines come as Server-Sent Events as they are logged", "[a
   CHECK(got.find("Cache-Control: no-store\r\n") != std::string::npos);
   CHECK(got.find("Content-Length") == std::string::npos);
   REQUIRE(stream->read_until("log stream opened"));
+  CHECK(got.find("event: open\ndata: {\"newest\":") != std::string::npos);  // first, before any line
 
   REQUIRE(simple_request(host.port(), "GET", "/api/relay/greet/ada", {}, "X-Request-Id: tail-relay-1\r\n")->status == 200);
   REQUIRE(stream->read_until("request method=GET target=/api/relay/greet/ada status=200"));
@@ -81,7 +84,7 @@ TEST_CASE("log stream: lines come as Server-Sent Events as they are logged", "[a
   auto old = open_stream(host, "backlog=0", "1.0");
   CHECK(old->pending().find("Transfer-Encoding") == std::string::npos);
   REQUIRE(old->read_until("log stream opened"));
-  CHECK(old->pending().find("\r\n\r\nid: ") != std::string::npos);  // the events right after the head
+  CHECK(old->pending().find("\r\n\r\nevent: open\ndata: {\"newest\":") != std::string::npos);  // unframed, right after the head
   CHECK(host.stop() == 0);
   CHECK(old->wait_closed());
   CHECK(stream->wait_closed());
@@ -119,6 +122,12 @@ TEST_CASE("log stream: filters by plugin and level and request id and a request'
   CHECK(lines["lines"][1]["logger"] == "access");
   CHECK(lines["lines"][0]["trace_id"] == lines["lines"][1]["trace_id"]);
   CHECK(Json::parse(get_json_lines(host, "request_id=tail-one&limit=1"))["lines"].size() == 1);
+  // Parameters are form-decoded: a request id with ':' as a browser sends it.
+  REQUIRE(simple_request(host.port(), "GET", "/api/hello/greet/w", {}, "X-Request-Id: svc:42\r\n")->status == 200);
+  REQUIRE(hello_only->read_until("target=/api/hello/greet/w"));
+  const auto colon = Json::parse(get_json_lines(host, "request_id=svc%3A42"));
+  REQUIRE(colon["lines"].size() == 1);
+  CHECK(colon["lines"][0]["request_id"] == "svc:42");
   // A new stream gets the matching lines from before it opened (backlog), then follows.
   auto late = open_stream(host, "request_id=tail-one&backlog=10");
   REQUIRE(late->read_until("target=/api/relay/greet/x"));
@@ -158,23 +167,25 @@ TEST_CASE("log stream: refusals name what is wrong", "[admin][logs][integration]
 TEST_CASE("log stream: at most 8 at once and a shutdown ends every open stream", "[admin][logs][integration]") {
   KeelHost host(host_options());
   std::vector<std::unique_ptr<RawClient>> streams;
-  for (int i = 0; i < 8; ++i) streams.push_back(open_stream(host, "backlog=0"));
+  // A filter nothing matches: the host writes nothing to these streams.
+  for (int i = 0; i < 8; ++i) streams.push_back(open_stream(host, "request_id=nobody&backlog=0"));
   const auto refused = simple_request(host.port(), "GET", "/admin/logs/stream", {}, kBearer);
   REQUIRE(refused);
   CHECK(refused->status == 503);
   CHECK(refused->header("Retry-After") == "5");
   CHECK(refused->body.find("too many log streams are open (8)") != std::string::npos);
 
-  // A client that goes away frees its place when the host next writes to it.
+  // A client that goes away frees its place at once: the host watches the connection, it does
+  // not wait for its next write.
   streams.pop_back();
   bool reopened = false;
   for (int i = 0; i < 100 && !reopened; ++i) {
-    REQUIRE(simple_request(host.port(), "GET", "/api/hello/greet/z")->status == 200);
     auto c = std::make_unique<RawClient>(host.port());
     REQUIRE(c->send(std::string("GET /admin/logs/stream?backlog=0 HTTP/1.1\r\nHost: t\r\n") + kBearer + "\r\n"));
     REQUIRE(c->read_until("\r\n\r\n"));
     reopened = c->pending().starts_with("HTTP/1.1 200");
     if (reopened) streams.push_back(std::move(c));
+    else std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   CHECK(reopened);
 

@@ -311,7 +311,7 @@ std::optional<http::Deferred> plugin_upload(const http::Request& req, http::Resp
   bool dry_run = false;
   const bool known = http::for_each_query_pair(req.query, [&](std::string_view name, std::string_view value) {
     if (name != "dry_run") return false;
-    if (value.empty() || value == "true" || value == "1") dry_run = true;
+    if (value.data() == nullptr || value == "true" || value == "1") dry_run = true;  // "?dry_run" alone
     else if (value == "false" || value == "0") dry_run = false;
     else return false;
     return true;

@@ -32,8 +32,10 @@ bool parse_count(std::string_view text, std::size_t max, std::size_t& out) {
 
 // Fills `q` from the query string; false with a 400 or 404 in `res` when a parameter is wrong.
 bool parse(const http::Request& req, http::Response& res, const plugins::PluginHost& plugins, bool stream, Query& q) {
-  std::string error;
-  http::for_each_query_pair(req.query, [&](std::string_view name, std::string_view value) {
+  std::string error, value;
+  http::for_each_query_pair(req.query, [&](std::string_view name, std::string_view raw) {
+    value.clear();
+    http::append_form_decoded(value, raw);
     if (name == "level") {
       q.filter.min_level = obs::tail_level(value);
       if (q.filter.min_level < 0) error = "level must be one of trace, debug, info, warn, error, critical";
@@ -131,6 +133,12 @@ class LogStream final : public http::BodyStream {
   }
 
   bool pull(std::string& out, bool idle) override {
+    if (!opened_) {  // first: where the numbering stands, so a client resuming can tell a restart
+      opened_ = true;
+      out += "event: open\ndata: {\"newest\":";
+      out += std::to_string(reader_->newest_at_open());
+      out += "}\n\n";
+    }
     lines_.clear();
     std::uint64_t lost = 0;
     reader_->read(lines_, kLinesPerPull, lost);
@@ -161,6 +169,7 @@ class LogStream final : public http::BodyStream {
   std::unique_ptr<obs::TailReader> reader_;
   std::shared_ptr<WakeRelay> relay_;
   std::vector<obs::TailLine> lines_;
+  bool opened_ = false;
 };
 
 }  // namespace

@@ -1,9 +1,10 @@
 #pragma once
 // The host's log over the admin API (docs/operations.md "Live log tail"), read from the tail
 // (observability/log_tail.hpp):
-//   GET /admin/logs/stream  Server-Sent Events: each matching line as it is logged
-//                           ("id: <seq>", "data: <JSON line>"), "event: lost" when lines were
-//                           overwritten before they could be sent, a ": idle" comment every 15 s
+//   GET /admin/logs/stream  Server-Sent Events: "event: open" with the newest sequence number,
+//                           then each matching line as it is logged ("id: <seq>", "data: <JSON
+//                           line>"), "event: lost" when matching lines were overwritten before
+//                           they could be sent, a ": idle" comment after 15 s without a line
 //   GET /admin/logs         the matching lines the tail holds now, as JSON
 // Both take level=trace|debug|info|warn|error|critical (the least severe shown), plugin=NAME,
 // request_id=ID; the stream takes backlog=N (matching lines from before it opened, default 100),

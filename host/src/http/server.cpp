@@ -15,6 +15,10 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__linux__)
+#include <netinet/tcp.h>  // TCP_USER_TIMEOUT
+#endif
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -271,6 +275,25 @@ class Server::Impl::SessionCore : public std::enable_shared_from_this<SessionCor
   void prepare_request();  // the parsed request's views into request_
   std::optional<Deferred> handle_request();
   asio::awaitable<void> await_reply(Deferred& deferred);
+  // While streaming nothing is read, so the client's end is watched: a close, a reset or any
+  // byte (nothing is owed after the request) ends the stream at once, not at its next write.
+  // A client that vanishes without a word is cut by TCP_USER_TIMEOUT once a write goes unacked.
+  void watch_peer() {
+    error_code ec;
+#ifdef TCP_USER_TIMEOUT
+    if (remote_ != "unix") {
+      const unsigned ms = static_cast<unsigned>(server_.options_.write_timeout.count());
+      ::setsockopt(raw_->native_handle(), IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
+    }
+#endif
+    raw_->async_wait(tcp::socket::wait_read, [weak = weak_from_this()](const error_code& wec) {
+      if (wec == asio::error::operation_aborted) return;
+      if (auto self = weak.lock(); self && self->streaming_) {
+        self->peer_gone_ = true;
+        self->reply_timer_.cancel();
+      }
+    });
+  }
   // What a BodyStream calls when it has more: posts to this thread, where the wait ends.
   std::function<void()> stream_waker() {
     return [weak = weak_from_this(), ex = reply_timer_.get_executor()] {
@@ -325,6 +348,7 @@ class Server::Impl::SessionCore : public std::enable_shared_from_this<SessionCor
   bool idle_ = false;
   bool streaming_ = false;     // writing a BodyStream; reply_timer_ waits for its wake-ups
   bool stream_woken_ = false;  // the stream woke the connection since the last pull
+  bool peer_gone_ = false;     // while streaming: the client closed, reset or sent something
   Listener listener_;
 
   // Per-request state, reused across requests to keep the steady state allocation-free.
@@ -694,7 +718,14 @@ asio::awaitable<void> Server::Impl::Session<Stream>::serve_stream(bool head) {
   if (ok) {
     streaming_ = true;
     stream_woken_ = false;
-    body->start(stream_waker());
+    peer_gone_ = false;
+    try {
+      body->start(stream_waker());
+      watch_peer();
+    } catch (const std::exception& e) {  // out of memory: the stream ends before it began
+      server_.http_log_->error("response stream failed req={} error=\"{}\"", request_.request_id, e.what());
+      ok = false;
+    }
     std::string data;
     char size_line[24];
     bool more = true, idle = false;
@@ -702,11 +733,13 @@ asio::awaitable<void> Server::Impl::Session<Stream>::serve_stream(bool head) {
       data.clear();
       stream_woken_ = false;
       try {
-        more = body->pull(data, idle) && !io_.draining;
+        more = body->pull(data, idle) && !io_.draining && !peer_gone_;
       } catch (const std::exception& e) {
         server_.http_log_->error("response stream failed req={} error=\"{}\"", request_.request_id, e.what());
+        data.clear();  // a piece cut short would be a broken event
         more = false;
       }
+      if (peer_gone_) break;
       idle = false;
       if (!data.empty()) {
         auto* end = std::to_chars(size_line, size_line + sizeof size_line - 2, data.size(), 16).ptr;
@@ -728,6 +761,7 @@ asio::awaitable<void> Server::Impl::Session<Stream>::serve_stream(bool head) {
       idle = !tec;
     }
     streaming_ = false;
+    ok = ok && !peer_gone_;
     if (ok && chunked) {
       set_deadline(server_.options_.write_timeout);
       auto [eec, n] = co_await asio::async_write(stream_, asio::buffer("0\r\n\r\n"sv), kAsTuple);

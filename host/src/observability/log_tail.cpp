@@ -9,6 +9,8 @@ namespace keel::host::observability {
 struct TailReader::State {
   TailFilter filter;
   std::uint64_t next = 1;  // the next sequence number to look at
+  std::uint64_t lost = 0;  // matching lines overwritten before they were read
+  std::uint64_t newest_at_open = 0;
   std::function<void()> wake;
   bool woken = false;  // wake was called since the last read()
   bool open = true;
@@ -95,6 +97,9 @@ void tail_record(std::int64_t time_ns, int level, std::string_view logger, std::
   auto& r = ring();
   std::lock_guard lock(r.mutex);
   auto& line = r.lines[(r.newest + 1) % kTailLines];
+  if (line.seq != 0)  // the oldest line goes: a reader that wanted it and has not read it lost it
+    for (const auto& reader : r.readers)
+      if (reader->next <= line.seq && reader->filter.matches(line)) ++reader->lost;
   line.seq = 0;  // not a line until it is whole
   try {
     line.time_ns = time_ns;
@@ -118,7 +123,8 @@ void tail_record(std::int64_t time_ns, int level, std::string_view logger, std::
     reader->woken = true;
     try {
       reader->wake();
-    } catch (...) {  // a wake only posts; if even that fails, the reader's next read() catches up
+    } catch (...) {  // a wake only posts; if even that fails (out of memory), the next line tries again
+      reader->woken = false;
     }
   }
 }
@@ -139,35 +145,43 @@ std::unique_ptr<TailReader> TailReader::open(TailFilter filter, std::size_t back
   auto state = std::make_shared<State>();
   state->filter = std::move(filter);
   state->wake = std::move(wake);
+  state->open = false;  // until registered below
+  std::unique_ptr<TailReader> reader(new TailReader(state));  // allocated first: nothing throws once registered
   auto& r = ring();
-  std::lock_guard lock(r.mutex);
-  if (r.readers.size() >= kMaxTailReaders) return nullptr;
-  // Start at the oldest of the last `backlog` matching lines, or after the newest.
-  state->next = r.newest + 1;
-  std::size_t found = 0;
-  for (auto seq = r.newest; seq >= r.oldest() && seq != 0 && found < backlog; --seq) {
-    const auto& line = r.at(seq);
-    if (line.seq == seq && state->filter.matches(line)) {
-      state->next = seq;
-      ++found;
+  {
+    std::lock_guard lock(r.mutex);
+    if (r.readers.size() >= kMaxTailReaders) return nullptr;  // `reader` is not open: its close() does nothing
+    r.readers.reserve(kMaxTailReaders);
+    // Start at the oldest of the last `backlog` matching lines, or after the newest.
+    state->next = r.newest + 1;
+    state->newest_at_open = r.newest;
+    std::size_t found = 0;
+    for (auto seq = r.newest; seq >= r.oldest() && seq != 0 && found < backlog; --seq) {
+      const auto& line = r.at(seq);
+      if (line.seq == seq && state->filter.matches(line)) {
+        state->next = seq;
+        ++found;
+      }
     }
+    state->open = true;
+    r.readers.push_back(std::move(state));
+    g_recording.store(true, std::memory_order_relaxed);
   }
-  r.readers.push_back(state);
-  g_recording.store(true, std::memory_order_relaxed);
-  return std::unique_ptr<TailReader>(new TailReader(std::move(state)));
+  return reader;
 }
 
 TailReader::~TailReader() { close(); }
+
+std::uint64_t TailReader::newest_at_open() const noexcept { return state_->newest_at_open; }
 
 void TailReader::read(std::vector<TailLine>& out, std::size_t max_lines, std::uint64_t& lost) {
   auto& r = ring();
   std::lock_guard lock(r.mutex);
   auto& st = *state_;
   if (!st.open) return;
-  if (st.next < r.oldest()) {
-    lost += r.oldest() - st.next;
-    st.next = r.oldest();
-  }
+  lost += st.lost;
+  st.lost = 0;
+  st.next = std::max(st.next, r.oldest());
   for (std::size_t taken = 0; st.next <= r.newest && taken < max_lines; ++st.next) {
     const auto& line = r.at(st.next);
     if (line.seq == st.next && st.filter.matches(line)) {
@@ -187,7 +201,10 @@ void TailReader::close() noexcept {
   st.open = false;
   wake.swap(st.wake);
   std::erase(r.readers, state_);
-  g_recording.store(!r.readers.empty(), std::memory_order_relaxed);
+  if (r.readers.empty()) {  // nobody follows: stop recording and free what the ring held
+    g_recording.store(false, std::memory_order_relaxed);
+    for (auto& line : r.lines) line = TailLine{};
+  }
 }
 
 }  // namespace keel::host::observability

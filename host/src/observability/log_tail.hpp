@@ -79,6 +79,9 @@ class TailReader {
   void read(std::vector<TailLine>& out, std::size_t max_lines, std::uint64_t& lost);
   /// Stops following: no wake after this returns, read() gives nothing. Idempotent.
   void close() noexcept;
+  /// The sequence number of the newest line when the reader opened (0: none yet). Numbers only
+  /// grow while the process runs, so a client that sees a smaller one knows the host restarted.
+  [[nodiscard]] std::uint64_t newest_at_open() const noexcept;
 
   struct State;  // shared with the ring (log_tail.cpp)
 

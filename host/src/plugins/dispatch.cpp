@@ -119,30 +119,11 @@ void parse_query(std::string_view query, std::string& storage, std::vector<std::
   storage.clear();
   spans.clear();
   storage.reserve(query.size() + 1);
-  auto decode_into = [&storage](std::string_view s) {
-    for (std::size_t i = 0; i < s.size(); ++i) {
-      const char c = s[i];
-      auto hex = [](char h) -> int {
-        if (h >= '0' && h <= '9') return h - '0';
-        if (h >= 'a' && h <= 'f') return h - 'a' + 10;
-        if (h >= 'A' && h <= 'F') return h - 'A' + 10;
-        return -1;
-      };
-      if (c == '+') {
-        storage += ' ';
-      } else if (c == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
-        storage += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
-        i += 2;
-      } else {
-        storage += c;
-      }
-    }
-  };
   http::for_each_query_pair(query, [&](std::string_view name, std::string_view value) {
     const auto n0 = storage.size();
-    decode_into(name);
+    http::append_form_decoded(storage, name);
     const auto n1 = storage.size();
-    decode_into(value);
+    http::append_form_decoded(storage, value);
     spans.emplace_back(n0, n1);
     spans.emplace_back(n1, storage.size());
     return true;

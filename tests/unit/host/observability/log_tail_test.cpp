@@ -54,6 +54,7 @@ TEST_CASE("log tail: records only while a reader is open and wakes it once per r
   CHECK(wakes == 2);
   reader->close();
   CHECK_FALSE(obs::tail_recording());
+  CHECK(obs::tail_snapshot({}, 100).empty());  // the last reader gone, the ring is emptied
   record("plugin.tail-a", "after close");  // the sink would not call this now; nobody is woken
   CHECK(wakes == 2);
   lines.clear();
@@ -118,6 +119,15 @@ TEST_CASE("log tail: a backlog of earlier matching lines and lines lost to the r
   CHECK(lost == 0);
   CHECK(lines.size() == obs::kTailLines - 10);
   CHECK(lines.back().message == "c" + std::to_string(obs::kTailLines + 4));
+
+  // Lines the reader does not want are not counted as lost when the ring moves past them.
+  auto narrow = obs::TailReader::open(only("tail-nobody"), 0, [] {});
+  for (std::size_t i = 0; i < obs::kTailLines + 5; ++i) record("plugin.tail-other", "d");
+  lines.clear();
+  lost = 0;
+  narrow->read(lines, 10, lost);
+  CHECK(lines.empty());
+  CHECK(lost == 0);
 
   // A long message is cut and marked.
   record("plugin.tail-b", std::string(obs::kTailMessageBytes + 100, 'x'));
