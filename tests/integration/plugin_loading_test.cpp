@@ -81,6 +81,20 @@ TEST_CASE("each broken plugin is refused with its reason while the others serve"
     expect_no_op_serving(host.port());
     expect_not_ready(host.port(), c.name, c.reason);
     CHECK(host.process().wait_for_output(c.reason, 5s));
+    // Under the mount of a plugin whose manifest was read: 503 unavailable, not 404.
+    const std::string_view name = c.name;
+    if (name == "create_fails" || name == "start_fails" || name == "dep_missing") {
+      const auto r = simple_request(host.port(), "GET", "/api/" + std::string(name) + "/anything");
+      REQUIRE(r);
+      CHECK(r->status == 503);
+      CHECK(r->body.find(R"("code":"unavailable")") != std::string::npos);
+      CHECK(r->body.find("plugin '" + std::string(name) + "' is not available: it failed") != std::string::npos);
+      CHECK(simple_request(host.port(), "GET", "/api/" + std::string(name) + "x/y")->status == 404);  // not its mount
+    }
+    if (name == "start_fails") {  // never stopped: it did not start
+      REQUIRE(host.stop() == 0);
+      CHECK(host.process().output().find("stop called") == std::string::npos);
+    }
   }
 }
 
@@ -190,7 +204,7 @@ TEST_CASE("with [plugins] require_sha256 only pinned plugins load", "[plugins][i
   expect_not_ready(host.port(), "hello", "not pinned");
   const auto greet = simple_request(host.port(), "GET", "/api/hello/greet/x");
   REQUIRE(greet);
-  CHECK(greet->status == 404);
+  CHECK(greet->status == 503);  // refused: its mount answers unavailable
 }
 
 TEST_CASE("plugin config is validated against the manifest schema", "[plugins][integration][config]") {

@@ -1,7 +1,6 @@
 #pragma once
-// The one table that turns a plugin's keel_status into an HTTP status (docs/abi.md lists it),
-// and the status names, which are the SDK's (keel/sdk/status.hpp): host and plugins print the
-// same name for the same code.
+// A plugin's keel_status as an HTTP status and as a name, both the SDK's (keel/sdk/status.hpp):
+// host and plugins agree on the answer and print the same name for the same code.
 
 #include <string_view>
 

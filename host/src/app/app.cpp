@@ -214,6 +214,13 @@ class Dispatcher final : public http::Handler {
           auto deferred = cluster_->forward(req, res, handled);
           if (handled) return deferred;
         }
+        if (const auto failed = plugins_.failed_plugin_at(req.path); !failed.empty()) [[unlikely]] {
+          // Where a plugin that failed (to start, or quarantined) would serve: an outage, not a wrong path.
+          res.set_error(503, "unavailable", "plugin '" + std::string(failed) +
+                                                "' is not available: it failed (the host log and GET /admin/plugins "
+                                                "say why)");
+          break;
+        }
         res.set_error(404, "not_found", "no route for this path");
         break;
     }

@@ -243,6 +243,9 @@ struct PluginHost::Impl final : isolation::RunnerListener {
   struct RouteSnapshot {
     std::shared_ptr<const http::RouteTable> table;
     std::vector<std::shared_ptr<Plugin>> gens;
+    /// The mounts of plugins that failed when it was made, and their names: a request there
+    /// that no route matches gets 503, not 404 (PluginHost::failed_plugin_at).
+    std::vector<std::pair<std::string, std::string>> failed_mounts;
   };
   // A thread keeps the snapshot it last routed by (Published): no atomic reference counting on
   // the request path. The one it keeps holds an old snapshot (and the retired generations in
@@ -254,6 +257,15 @@ struct PluginHost::Impl final : isolation::RunnerListener {
     {
       std::lock_guard lock(status_mutex);
       snap->gens = plugins;
+      // Not a mount another plugin holds (a refused duplicate of a running plugin, say).
+      const auto taken = [this](const Plugin& failed) {
+        return std::any_of(plugins.begin(), plugins.end(), [&](const auto& q) {
+          return q->state != PluginState::kFailed && q->mount == failed.mount;
+        });
+      };
+      for (const auto& p : plugins)
+        if (p->state == PluginState::kFailed && !p->mount.empty() && !taken(*p))
+          snap->failed_mounts.emplace_back(p->mount, p->name);
     }
     routes.publish(std::move(snap));
   }

@@ -238,6 +238,7 @@ void PluginHost::Impl::start_plugin(Plugin& p, bool publish_routes) {
   if (st < 0) {
     p.may_call.store(false);
     fail(p, "start() failed with status " + std::to_string(st) + " (" + std::string(status_name(st)) + ")");
+    if (publish_routes) rebuild_routes();  // its mount answers 503
     return;
   }
   p.accepting.store(true);
@@ -254,7 +255,10 @@ void PluginHost::Impl::stop_plugin(Plugin& p, bool keep_storage) {
     if (!keep_storage) close_storage(p);  // opened, but create() failed or never ran
     return;
   }
-  const bool was_started = p.state == PluginState::kStarted || p.state == PluginState::kFailed;
+  // Failed after it started (quarantined) gets stop(); failed in start() does not (may_call was
+  // taken back then).
+  const bool was_started =
+      p.state == PluginState::kStarted || (p.state == PluginState::kFailed && p.may_call.load());
   p.accepting.store(false);
   p.hooks_closed.store(true);
   set_state(p, PluginState::kStopping);
@@ -370,6 +374,7 @@ void PluginHost::start() {
     } else if (!c.error.empty()) {
       p->state = PluginState::kFailed;
       p->reason = c.error;
+      if (c.manifest) p->mount = mount_of(*c.manifest, cfg);  // where it would serve: 503 there
       s.log->error("plugin refused file={} reason=\"{}\"", c.file.string(), c.error);
     } else {
       s.configure(*p);
@@ -434,6 +439,7 @@ void PluginHost::start() {
     }
     s.start_plugin(p);
   }
+  s.rebuild_routes();  // with the mounts of the plugins that failed before starting (503 there)
   s.bus.begin_delivery();
   if (cfg.plugins.watch) {
     s.watcher = std::make_unique<DirectoryWatcher>(

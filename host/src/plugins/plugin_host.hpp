@@ -135,6 +135,9 @@ class PluginHost {
   /// cached reference: no atomic reference counting on the request path. Valid until this
   /// thread's next call (which may switch to a newer table).
   [[nodiscard]] const http::RouteTable& route_table_for_this_thread() const;
+  /// For a path no route matched: the name of a plugin that failed and is mounted where `path`
+  /// lies (its routes would be there), or empty. From the same per-thread snapshot, valid as long.
+  [[nodiscard]] std::string_view failed_plugin_at(std::string_view path) const;
 
   /// Outcome of an admin action: an HTTP status (200, 404 unknown plugin, 409 wrong state or
   /// dependents/dependencies in the way, 500 the plugin failed) and a message for the operator.

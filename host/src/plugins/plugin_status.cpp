@@ -154,6 +154,15 @@ const http::RouteTable& PluginHost::route_table_for_this_thread() const {
   return *impl_->routes.current().table;
 }
 
+std::string_view PluginHost::failed_plugin_at(std::string_view path) const {
+  for (const auto& [mount, name] : impl_->routes.current().failed_mounts) {
+    if (!path.starts_with(mount)) continue;
+    const auto rest = path.substr(mount.size());
+    if (rest.empty() || rest.front() == '/' || mount.back() == '/') return name;
+  }
+  return {};
+}
+
 std::vector<PluginHost::StoragePlugin> PluginHost::storage_plugins() const {
   std::lock_guard lock(impl_->status_mutex);
   std::vector<StoragePlugin> out;

@@ -356,7 +356,10 @@ PluginHost::AdminResult PluginHost::enable(std::string_view name) {
       p.quarantined.clear();
     }
     p.hooks_closed.store(false);
-    if (!s.create_plugin(p)) return {500, "plugin '" + p.name + "' failed to start again: " + p.reason};
+    if (!s.create_plugin(p)) {
+      s.rebuild_routes();  // its mount answers 503
+      return {500, "plugin '" + p.name + "' failed to start again: " + p.reason};
+    }
     s.start_plugin(p);
     if (p.state != PluginState::kStarted) return {500, "plugin '" + p.name + "' failed to start again: " + p.reason};
     s.bus.resume_subscriber(p.name);  // durable deliveries paused while it was disabled

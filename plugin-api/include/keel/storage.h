@@ -332,7 +332,7 @@ typedef struct keel_storage_api {
    */
   keel_host_bytes (*error_message)(keel_host_ctx* ctx);
 
-  /* --- later members go here --- */
+  /* --- members appended after the first release of keel.storage/1 --- */
 
   /**
    * Publishes an event of a durable topic (manifest "events.durable") inside a transaction: the
@@ -349,6 +349,8 @@ typedef struct keel_storage_api {
    * OWNERSHIP: args and its bytes: plugin, copied before return. [any-thread]
    */
   keel_status (*publish)(keel_host_ctx* ctx, keel_txn txn, const keel_publish_args* args);
+
+  /* --- later members go here --- */
 } keel_storage_api;
 
 #ifdef __cplusplus

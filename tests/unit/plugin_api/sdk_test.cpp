@@ -429,7 +429,8 @@ TEST_CASE("a handler error without a response retires the responder", "[plugin_a
   auto pending = host.request({.route_index = kReject, .request_id = "r-77"});
   CHECK(pending.returned().code() == sdk::StatusCode::kInvalidArgument);
   CHECK_FALSE(pending.wait(10ms));
-  CHECK(host.count_logs(sdk::LogLevel::kDebug, "hook failed hook=on_request req=r-77 status=invalid_argument message=name too long") ==
+  // A 4xx: the message reaches the log at info (a 5xx at warn: see the unsupported members below).
+  CHECK(host.count_logs(sdk::LogLevel::kInfo, "hook failed hook=on_request req=r-77 status=invalid_argument message=name too long") ==
         1);
 
   keel_response late{};
@@ -446,6 +447,24 @@ TEST_CASE("a moved-from responder refuses to respond", "[plugin_api][sdk]") {
   REQUIRE(response);
   CHECK(response->body.rfind("invalid_argument: respond on an empty responder", 0) == 0);
   CHECK(host.diagnostics().empty());
+}
+
+TEST_CASE("a failing status is logged at warn when it answers 5xx and at info for 4xx", "[plugin_api][sdk]") {
+  for (const auto code : {sdk::StatusCode::kInternal, sdk::StatusCode::kUnsupported, sdk::StatusCode::kBusy,
+                          sdk::StatusCode::kTimeout, sdk::StatusCode::kUnavailable, sdk::StatusCode::kAlreadyCompleted,
+                          sdk::StatusCode::kStorageFull, static_cast<sdk::StatusCode>(-99)}) {
+    INFO(sdk::status_name(code));
+    CHECK(sdk::http_status(code) >= 500);
+    CHECK(sdk::detail::failure_level(sdk::Status{code, "x"}) == KEEL_LOG_WARN);
+  }
+  for (const auto code : {sdk::StatusCode::kInvalidArgument, sdk::StatusCode::kNotFound, sdk::StatusCode::kPermissionDenied,
+                          sdk::StatusCode::kTooLarge, sdk::StatusCode::kConflict}) {
+    INFO(sdk::status_name(code));
+    CHECK(sdk::http_status(code) / 100 == 4);
+    CHECK(sdk::detail::failure_level(sdk::Status{code, "x"}) == KEEL_LOG_INFO);
+  }
+  CHECK(sdk::http_status(sdk::StatusCode::kOk) == 200);
+  CHECK(sdk::http_status(sdk::StatusCode::kStorageFull) == 507);
 }
 
 TEST_CASE("an exception in a hook becomes KEEL_ERR_INTERNAL and one log line", "[plugin_api][sdk]") {
@@ -519,9 +538,9 @@ TEST_CASE("host members missing from a shorter host table report unsupported", "
     CHECK(host.request({.route_index = kStock, .path_params = {{"item", "1"}}}).returned().code() ==
           sdk::StatusCode::kUnsupported);
     CHECK(host.request({.route_index = kExtension}).returned().code() == sdk::StatusCode::kUnsupported);
-    CHECK(host.count_logs(sdk::LogLevel::kDebug, "message=host lacks publish") == 1);
-    CHECK(host.count_logs(sdk::LogLevel::kDebug, "message=host lacks call") == 1);
-    CHECK(host.count_logs(sdk::LogLevel::kDebug, "message=host lacks get_extension") == 1);
+    CHECK(host.count_logs(sdk::LogLevel::kWarn, "message=host lacks publish") == 1);  // 501: warn
+    CHECK(host.count_logs(sdk::LogLevel::kWarn, "message=host lacks call") == 1);  // 501: warn
+    CHECK(host.count_logs(sdk::LogLevel::kWarn, "message=host lacks get_extension") == 1);  // 501: warn
     CHECK(host.published().empty());
     CHECK(host.calls().empty());
     // Members still inside struct_size keep working.
@@ -586,7 +605,7 @@ TEST_CASE("a plugin-to-plugin call completes later through the host with a move-
     auto pending = host.request({.route_index = kStock, .path_params = {{"item", "1"}}});
     CHECK(pending.returned().code() == sdk::StatusCode::kPermissionDenied);
     CHECK(host.pending_calls() == 0);
-    CHECK(host.count_logs(sdk::LogLevel::kDebug, "message=call refused target=inventory") == 1);
+    CHECK(host.count_logs(sdk::LogLevel::kInfo, "message=call refused target=inventory") == 1);  // 403: info
   }
   SECTION("unknown target") {
     CHECK(host.request({.route_index = kStock}).returned().code() == sdk::StatusCode::kNotFound);

@@ -51,6 +51,26 @@ enum class StatusCode : std::int32_t {
   return static_cast<std::int32_t>(code) >= 0 ? "ok" : "unknown";
 }
 
+/// The HTTP status the host answers when a request handler fails with `code` (docs/abi.md,
+/// "Status codes"): invalid_argument 400, permission_denied 403, not_found 404, conflict 409,
+/// too_large 413, unsupported 501, busy and unavailable 503, timeout 504, storage_full 507; any
+/// other failure (internal, already_completed, a code this SDK predates) 500; success 200.
+[[nodiscard]] constexpr unsigned http_status(StatusCode code) noexcept {
+  switch (code) {
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kPermissionDenied: return 403;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kConflict: return 409;
+    case StatusCode::kTooLarge: return 413;
+    case StatusCode::kStorageFull: return 507;
+    case StatusCode::kUnsupported: return 501;
+    case StatusCode::kBusy:
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kTimeout: return 504;
+    default: return static_cast<std::int32_t>(code) >= 0 ? 200 : 500;
+  }
+}
+
 /// Outcome of an operation: a code (>= 0 success) and a message for the log.
 /// Returned by every hook a plugin overrides and by every Host/Responder call.
 class [[nodiscard]] Status {

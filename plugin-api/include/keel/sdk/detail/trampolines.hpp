@@ -92,10 +92,10 @@ inline keel_status on_request(void* self, const keel_request* request, keel_resp
   if (instance == nullptr || request == nullptr) return KEEL_ERR_INVALID_ARGUMENT;
   const Request req = Access::request(request);
   try {
-    return report(instance->ref, "on_request", instance->plugin->on_request(req, Access::responder(instance->ref, responder)),
-                  KEEL_LOG_DEBUG, req.request_id());
+    const Status status = instance->plugin->on_request(req, Access::responder(instance->ref, responder));
+    return report(instance->ref, "on_request", status, failure_level(status), req.request_id());
   } catch (...) {
-    return status_from_exception(instance->ref, "on_request", req.request_id());
+    return status_from_exception(instance->ref, "on_request", req.request_id(), true);
   }
 }
 
@@ -103,9 +103,10 @@ inline keel_status on_event(void* self, const keel_event* event) noexcept {
   auto* instance = static_cast<Instance*>(self);
   if (instance == nullptr || event == nullptr) return KEEL_ERR_INVALID_ARGUMENT;
   try {
-    return report(instance->ref, "on_event", instance->plugin->on_event(EventAccess::event(event)), KEEL_LOG_DEBUG);
+    const Status status = instance->plugin->on_event(EventAccess::event(event));
+    return report(instance->ref, "on_event", status, failure_level(status));
   } catch (...) {
-    return status_from_exception(instance->ref, "on_event");
+    return status_from_exception(instance->ref, "on_event", {}, true);
   }
 }
 
