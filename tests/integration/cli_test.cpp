@@ -121,9 +121,38 @@ TEST_CASE("keel plugin inspect shows the documentation keys of the hello plugin'
   SECTION("text: one marker line per declared key under its route") {
     const auto r = run_keel(dir, {"plugin", "inspect", file.string()});
     CHECK(r.code == 0);
-    CHECK(r.output.find("route: GET /greet/{name}  JSON greeting for {name}\n  responses: 200\n  query: greeting\n") !=
+    CHECK(r.output.find("mount: /api/hello\n") != std::string::npos);
+    CHECK(r.output.find("route: GET /api/hello/greet/{name}  JSON greeting for {name}\n  responses: 200\n  query: greeting\n") !=
           std::string::npos);
-    CHECK(r.output.find("route: POST /echo  the request body, with its Content-Type\n  request: application/json\n"
+    CHECK(r.output.find("route: POST /api/hello/echo  the request body, with its Content-Type\n  request: application/json\n"
                         "  responses: 200\n") != std::string::npos);
   }
+  SECTION("with a config: routes under the mount it sets") {
+    const auto config = dir.write("keel.toml", "[plugins]\ndirectory = \"" + plugins.string() + "\"\n[plugin.hello]\nmount = \"/hi\"\n");
+    const auto r = run_keel(dir, {"plugin", "inspect", file.string(), "--config", config.string(), "--json"});
+    CHECK(r.code == 0);
+    const auto out = nlohmann::json::parse(r.output, nullptr, false);
+    REQUIRE(out.is_object());
+    CHECK(out["manifest"]["mount"] == "/hi");
+    CHECK(out["manifest"]["routes"][0]["mounted_path"] == "/hi/greet/{name}");
+  }
+}
+
+TEST_CASE("keel plugin inspect shows migrations with their checksums and durable topics", "[cli][plugins]") {
+  TempDir dir;
+  const auto file = dir.path() / "orders.so";
+  std::filesystem::copy_file(keel::test::example_plugin("orders"), file);
+  const auto json = run_keel(dir, {"plugin", "inspect", file.string(), "--json"});
+  const auto out = nlohmann::json::parse(json.output, nullptr, false);
+  REQUIRE(out.is_object());
+  const auto& m = out["manifest"];
+  CHECK(m["events"]["durable"] == nlohmann::json::array({"orders.placed", "orders.paid", "orders.shipped", "orders.cancelled"}));
+  REQUIRE(m["migrations"].size() >= 1);
+  CHECK(m["migrations"][0]["version"] == 1);
+  CHECK(m["migrations"][0]["checksum"].get<std::string>().size() == 64);
+  const auto text = run_keel(dir, {"plugin", "inspect", file.string()});
+  CHECK(text.output.find("durable: orders.placed\n") != std::string::npos);
+  CHECK(text.output.find("migration: 1 ") != std::string::npos);
+  CHECK(text.output.find("(sha256 " + m["migrations"][0]["checksum"].get<std::string>().substr(0, 12) + ")") !=
+        std::string::npos);
 }

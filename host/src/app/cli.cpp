@@ -93,31 +93,47 @@ int inspect_plugin(const std::string& file, const std::string& config_file, bool
     return 2;
   }
   const auto c = plugins::preflight_file(file, cfg);
-  const auto out = inspect_json(c, file);
+  const auto out = inspect_json(c, file, cfg);
   if (as_json) {
     std::printf("%s\n", out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("file: %s\n", file.c_str());
     if (c.manifest) {
       const auto& jm = out["manifest"];
-      std::printf("name: %s\nversion: %s\nabi: %s (host %s)\ndescription: %s\nconcurrency: %s\n",
+      std::printf("name: %s\nversion: %s\nabi: %s (host %s)\ndescription: %s\nconcurrency: %s\nmount: %s\n",
                   jm["name"].get<std::string>().c_str(), jm["version"].get<std::string>().c_str(),
                   jm["abi"].get<std::string>().c_str(), jm["host_abi"].get<std::string>().c_str(),
-                  jm["description"].get<std::string>().c_str(), jm["concurrency"].get<std::string>().c_str());
+                  jm["description"].get<std::string>().c_str(), jm["concurrency"].get<std::string>().c_str(),
+                  jm["mount"].get<std::string>().c_str());
+      const auto mount = jm["mount"].get<std::string>();
       for (const auto& d : c.manifest->dependencies) std::printf("depends on: %s %s\n", d.name.c_str(), d.range.text().c_str());
       for (const auto& r : c.manifest->routes) {
-        std::printf("route: %s %s%s%s\n", r.method.c_str(), r.path.c_str(),
+        std::printf("route: %s %s%s%s\n", r.method.c_str(), (mount + r.path).c_str(),
                     r.blocking ? " (blocking)" : r.storage_read ? " (storage: read)" : "",
                     r.summary.empty() ? "" : ("  " + r.summary).c_str());
         print_route_docs(r);
       }
       for (const auto& t : c.manifest->publishes) std::printf("publishes: %s\n", t.c_str());
       for (const auto& t : c.manifest->subscribes) std::printf("subscribes: %s\n", t.c_str());
+      for (const auto& t : c.manifest->durable) std::printf("durable: %s\n", t.c_str());
       for (const auto& p : c.manifest->permissions) std::printf("permission: %s\n", p.c_str());
-      for (const auto& k : c.manifest->config)
-        std::printf("config: %s (%s%s)%s%s\n", k.name.c_str(), std::string(type_name(k.type)).c_str(),
-                    k.required ? ", required" : "", k.default_json.empty() ? "" : (" default " + k.default_json).c_str(),
+      for (const auto& k : c.manifest->config) {
+        std::string rules;
+        if (k.required) rules += ", required";
+        if (k.secret) rules += ", secret";
+        if (!k.minimum_json.empty()) rules += ", minimum " + k.minimum_json;
+        if (!k.maximum_json.empty()) rules += ", maximum " + k.maximum_json;
+        if (!k.enum_json.empty()) {
+          rules += ", one of ";
+          for (std::size_t i = 0; i < k.enum_json.size(); ++i) rules += (i == 0 ? "" : " ") + k.enum_json[i];
+        }
+        std::printf("config: %s (%s%s)%s%s\n", k.name.c_str(), std::string(type_name(k.type)).c_str(), rules.c_str(),
+                    k.default_json.empty() ? "" : (" default " + k.default_json).c_str(),
                     k.description.empty() ? "" : ("  " + k.description).c_str());
+      }
+      for (const auto& mig : jm["migrations"])
+        std::printf("migration: %lld %s (sha256 %s)\n", static_cast<long long>(mig["version"].get<std::int64_t>()),
+                    mig["description"].get<std::string>().c_str(), mig["checksum"].get<std::string>().substr(0, 12).c_str());
       for (const auto& w : out["warnings"]) std::printf("warning: %s\n", w.get<std::string>().c_str());
     }
     std::printf("preflight: %s\n", c.error.empty() ? "ok" : ("FAILED: " + c.error).c_str());

@@ -3,6 +3,7 @@
 #include <keel/plugin.h>
 
 #include "plugins/loader.hpp"
+#include "storage/migrations.hpp"
 #include "storage/postgres/sql_text.hpp"
 
 namespace keel::host::app {
@@ -15,8 +16,9 @@ nlohmann::ordered_json schema_value(const std::string& schema_json) {
 }
 
 /// One route of `keel plugin inspect --json`; "request", "responses" and "query" only when declared.
-nlohmann::ordered_json route_json(const package::RouteDecl& r) {
-  nlohmann::ordered_json jr{{"method", r.method}, {"path", r.path}, {"summary", r.summary}, {"blocking", r.blocking}};
+nlohmann::ordered_json route_json(const package::RouteDecl& r, const std::string& mount) {
+  nlohmann::ordered_json jr{{"method", r.method},          {"path", r.path},         {"mounted_path", mount + r.path},
+                            {"summary", r.summary},        {"blocking", r.blocking}};
   if (r.storage_read) jr["storage"] = "read";
   if (r.request) {
     nlohmann::ordered_json jq{{"content_type", r.request->content_type}, {"description", r.request->description}};
@@ -54,7 +56,7 @@ std::string_view type_name(package::ConfigType t) {
   return "?";
 }
 
-nlohmann::ordered_json inspect_json(const plugins::Candidate& c, const std::string& file) {
+nlohmann::ordered_json inspect_json(const plugins::Candidate& c, const std::string& file, const config::Config& cfg) {
   nlohmann::ordered_json out;
   out["file"] = file;
   out["ok"] = c.error.empty();
@@ -69,18 +71,31 @@ nlohmann::ordered_json inspect_json(const plugins::Candidate& c, const std::stri
     jm["host_abi"] = plugins::abi_to_string(KEEL_ABI_VERSION);
     jm["description"] = m.description;
     jm["concurrency"] = m.serialized ? "serialized" : "parallel";
+    const auto mount = plugins::mount_of(m, cfg);
+    jm["mount"] = mount;
     jm["dependencies"] = nlohmann::json::array();
     for (const auto& d : m.dependencies) jm["dependencies"].push_back({{"name", d.name}, {"version", d.range.text()}});
     jm["routes"] = nlohmann::json::array();
-    for (const auto& r : m.routes) jm["routes"].push_back(route_json(r));
-    jm["events"] = {{"publishes", m.publishes}, {"subscribes", m.subscribes}};
+    for (const auto& r : m.routes) jm["routes"].push_back(route_json(r, mount));
+    jm["events"] = {{"publishes", m.publishes}, {"subscribes", m.subscribes}, {"durable", m.durable}};
     jm["permissions"] = m.permissions;
     jm["config"] = nlohmann::ordered_json::object();
     for (const auto& k : m.config) {
       nlohmann::ordered_json jk{{"type", type_name(k.type)}, {"required", k.required}, {"description", k.description}};
-      if (!k.default_json.empty()) jk["default"] = nlohmann::json::parse(k.default_json, nullptr, false);
+      if (k.secret) jk["secret"] = true;
+      if (!k.default_json.empty()) jk["default"] = schema_value(k.default_json);
+      if (!k.minimum_json.empty()) jk["minimum"] = schema_value(k.minimum_json);
+      if (!k.maximum_json.empty()) jk["maximum"] = schema_value(k.maximum_json);
+      if (!k.enum_json.empty()) {
+        auto& allowed = jk["enum"] = nlohmann::ordered_json::array();
+        for (const auto& e : k.enum_json) allowed.push_back(schema_value(e));
+      }
       jm["config"][k.name] = std::move(jk);
     }
+    jm["migrations"] = nlohmann::json::array();
+    for (const auto& mig : m.migrations)
+      jm["migrations"].push_back(
+          {{"version", mig.version}, {"description", mig.description}, {"checksum", storage::migration_checksum(mig)}});
     out["manifest"] = std::move(jm);
     // Migrations that would not run on the PostgreSQL engine (docs/storage.md "Portable plugins").
     nlohmann::ordered_json warnings = nlohmann::json::array();

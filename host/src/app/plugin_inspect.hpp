@@ -12,10 +12,13 @@
 
 namespace keel::host::app {
 
-/// {"file", "ok", ["error"], ["manifest": {name, version, abi, host_abi, description,
-/// concurrency, dependencies, routes, events, permissions, config}], ["warnings"]} for a
-/// pre-flighted candidate; `file` is the path shown.
-[[nodiscard]] nlohmann::ordered_json inspect_json(const plugins::Candidate& c, const std::string& file);
+/// {"file", "ok", ["error"], ["sha256"], ["manifest": {name, version, abi, host_abi, description,
+/// concurrency, mount, dependencies, routes (each with its "mounted_path"), events (publishes,
+/// subscribes, durable), permissions, config (type, required, description, secret, default,
+/// minimum, maximum, enum), migrations (version, description, checksum)}], ["warnings"]} for a
+/// pre-flighted candidate; `file` is the path shown, the mount is `cfg`'s for the plugin.
+[[nodiscard]] nlohmann::ordered_json inspect_json(const plugins::Candidate& c, const std::string& file,
+                                                  const config::Config& cfg);
 
 /// "string", "integer", ... for a config key's declared type.
 [[nodiscard]] std::string_view type_name(package::ConfigType t);

@@ -97,7 +97,7 @@ UploadResult upload_plugin(std::string_view file_bytes, bool dry_run, plugins::P
     if (auto error = write_new_file(staged, file_bytes); !error.empty()) return refuse(500, "internal", error);
 
     const auto d = plugins.deploy(staged, dry_run);
-    auto report = inspect_json(d.candidate, d.target.empty() ? std::string("(upload)") : d.target.string());
+    auto report = inspect_json(d.candidate, d.target.empty() ? std::string("(upload)") : d.target.string(), cfg);
     if (!d.target.empty()) {
       Json replaces = nullptr;
       if (d.replaces)

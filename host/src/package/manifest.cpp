@@ -43,7 +43,8 @@ constexpr std::array<std::string_view, 4> kQueryKeys{"name", "type", "descriptio
 constexpr std::array<std::string_view, 4> kQueryTypes{"string", "integer", "number", "boolean"};
 constexpr std::string_view kDefaultContentType = "application/json";
 constexpr std::array<std::string_view, 3> kEventKeys{"publishes", "subscribes", "durable"};
-constexpr std::array<std::string_view, 5> kConfigEntryKeys{"type", "default", "required", "description", "secret"};
+constexpr std::array<std::string_view, 8> kConfigEntryKeys{"type",   "default", "required", "description",
+                                                           "secret", "minimum", "maximum", "enum"};
 constexpr std::array<std::string_view, 3> kMigrationKeys{"version", "description", "sql"};
 // Migrations run against the database the storage extension owns, so declaring them without it
 // would be dead text at best. Durable topics live there too: the publisher's outbox table.
@@ -311,6 +312,38 @@ std::optional<std::string> type_problem(ConfigType type, const Json& value) {
 }
 
 std::string dump(const Json& value) { return value.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+// A value the manifest checker wrote (a bound, an enum entry); discarded if a hand-built
+// Manifest holds something else, and then it constrains nothing.
+Json schema_value(const std::string& text) { return Json::parse(text, nullptr, false); }
+
+bool in_enum(const ConfigKey& k, const Json& value) {
+  return std::any_of(k.enum_json.begin(), k.enum_json.end(), [&](const std::string& e) {
+    const auto allowed = schema_value(e);
+    return allowed.is_discarded() || allowed == value;  // 1 and 1.0 are the same number
+  });
+}
+
+// Why `value` (already of the key's type) is below the key's minimum or above its maximum.
+std::optional<std::string> range_problem(const ConfigKey& k, const Json& value) {
+  if (const auto min = schema_value(k.minimum_json); !k.minimum_json.empty() && !min.is_discarded() && value < min)
+    return "must be at least " + k.minimum_json + ", got " + dump(value);
+  if (const auto max = schema_value(k.maximum_json); !k.maximum_json.empty() && !max.is_discarded() && max < value)
+    return "must be at most " + k.maximum_json + ", got " + dump(value);
+  return std::nullopt;
+}
+
+// Why `value` (already of the key's type) is outside the key's minimum, maximum or enum; nullopt
+// when it is inside.
+std::optional<std::string> bounds_problem(const ConfigKey& k, const Json& value) {
+  if (auto outside = range_problem(k, value)) return outside;
+  if (!k.enum_json.empty() && !in_enum(k, value)) {
+    std::string allowed;
+    for (const auto& e : k.enum_json) allowed += (allowed.empty() ? "" : ", ") + e;
+    return "must be one of " + allowed + ", got " + dump(value);
+  }
+  return std::nullopt;
+}
 
 // nlohmann's parse_error text is "[json.exception.parse_error.101] parse error at line 3,
 // column 7: syntax error while parsing ..."; keep everything after the id, which already names
@@ -793,7 +826,9 @@ class Checker {
         continue;
       }
       if (!entry.is_object()) {
-        error(path, mismatch("an object {\"type\", \"default\", \"required\", \"description\", \"secret\"}", entry));
+        error(path, mismatch("an object {\"type\", \"default\", \"required\", \"description\", \"secret\", "
+                             "\"minimum\", \"maximum\", \"enum\"}",
+                             entry));
         continue;
       }
       check_keys(entry, path, kConfigEntryKeys);
@@ -817,6 +852,7 @@ class Checker {
       if (const auto required = bool_member(entry, path, "required")) k.required = *required;
       if (const auto secret = bool_member(entry, path, "secret")) k.secret = *secret;
       if (const auto* description = string_member(entry, path, "description", false)) k.description = *description;
+      if (type != nullptr && !check_bounds(entry, path, *type, k)) ok = false;
       if (const auto it = entry.find("default"); it != entry.end()) {
         if (k.required) {
           error(path + ".required", "a required key cannot have a default (a key with a default is never missing)");
@@ -825,6 +861,9 @@ class Checker {
           if (const auto problem = type_problem(type->type, *it)) {
             error(path + ".default", "does not match type " + in_quotes(type->name) + ": " + *problem);
             ok = false;
+          } else if (const auto outside = bounds_problem(k, *it)) {
+            error(path + ".default", *outside);
+            ok = false;
           } else {
             k.default_json = dump(*it);
           }
@@ -832,6 +871,58 @@ class Checker {
       }
       if (ok) m.config.push_back(std::move(k));
     }
+  }
+
+  // "minimum", "maximum" (integer and number keys) and "enum" (any scalar type) into `k`; false
+  // after reporting what is wrong.
+  bool check_bounds(const Json& entry, const std::string& path, const TypeName& type, ConfigKey& k) {
+    bool ok = true;
+    const bool numeric = type.type == ConfigType::kInteger || type.type == ConfigType::kNumber;
+    for (const auto* bound : {"minimum", "maximum"}) {
+      const auto it = entry.find(bound);
+      if (it == entry.end()) continue;
+      if (!numeric) {
+        error(path + "." + bound, "applies to \"integer\" and \"number\" keys only, not " + in_quotes(type.name));
+        ok = false;
+      } else if (const auto problem = type_problem(type.type, *it)) {
+        error(path + "." + bound, "does not match type " + in_quotes(type.name) + ": " + *problem);
+        ok = false;
+      } else {
+        (std::string_view(bound) == "minimum" ? k.minimum_json : k.maximum_json) = dump(*it);
+      }
+    }
+    if (ok && !k.minimum_json.empty() && !k.maximum_json.empty() &&
+        schema_value(k.maximum_json) < schema_value(k.minimum_json)) {
+      error(path + ".maximum", "is below \"minimum\" (" + k.minimum_json + ")");
+      ok = false;
+    }
+    if (const auto it = entry.find("enum"); it != entry.end()) {
+      if (type.type == ConfigType::kArray || type.type == ConfigType::kObject) {
+        error(path + ".enum", "applies to string, integer, number and boolean keys only, not " + in_quotes(type.name));
+        return false;
+      }
+      if (!it->is_array() || it->empty()) {
+        error(path + ".enum", mismatch("a non-empty array of the allowed values", *it));
+        return false;
+      }
+      for (std::size_t i = 0; i < it->size(); ++i) {
+        const auto& value = (*it)[i];
+        const auto at = path + ".enum[" + std::to_string(i) + "]";
+        if (const auto problem = type_problem(type.type, value)) {
+          error(at, "does not match type " + in_quotes(type.name) + ": " + *problem);
+          ok = false;
+        } else if (const auto outside = range_problem(k, value)) {
+          error(at, *outside);
+          ok = false;
+        } else if (in_enum(k, value)) {
+          error(at, dump(value) + " is listed twice");
+          ok = false;
+        } else {
+          k.enum_json.push_back(dump(value));
+        }
+      }
+    }
+    return ok;
   }
 
   // Runs after check_permissions: a non-empty list needs ext:keel.storage/1.
@@ -1001,6 +1092,7 @@ std::variant<std::string, std::vector<ConfigIssue>> apply_config_schema(const Ma
       continue;
     }
     if (const auto problem = type_problem(k->type, value)) issues.push_back({key, *problem});
+    else if (const auto outside = bounds_problem(*k, value)) issues.push_back({key, *outside});
   }
   for (const auto& k : manifest.config) {
     if (k.required && !settings.contains(k.name)) {

@@ -70,6 +70,10 @@ struct ConfigKey {
   std::string default_json;  ///< JSON text of the default; empty when none
   std::string description;
   bool secret = false;  ///< "secret": true — the value is redacted wherever the host shows config
+  /// "minimum" / "maximum" (integer and number keys): JSON text of the bound; empty when none.
+  std::string minimum_json, maximum_json;
+  /// "enum": the JSON text of each value the key may take; empty when any value of its type.
+  std::vector<std::string> enum_json;
 };
 
 /// One schema step of the plugin's database (docs/abi.md §7.2 "migrations"); the host applies

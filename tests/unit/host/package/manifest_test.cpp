@@ -841,7 +841,8 @@ TEST_CASE("manifest: the config schema is checked key by key", "[plugins][manife
   };
   CHECK(with(json::array()) == std::vector<std::string>{"config: expected an object, got an array"});
   CHECK(one("string") ==
-        "config.k: expected an object {\"type\", \"default\", \"required\", \"description\", \"secret\"}, got a string");
+        "config.k: expected an object {\"type\", \"default\", \"required\", \"description\", \"secret\", "
+        "\"minimum\", \"maximum\", \"enum\"}, got a string");
   CHECK(one(json::object()) == "config.k.type: required key is missing");
   CHECK(one({{"type", "int"}}) == "config.k.type: 'int' is not one of string, integer, number, boolean, array, object");
   CHECK(one({{"type", "strng"}}) ==
@@ -909,6 +910,40 @@ TEST_CASE("manifest: a config key may be marked secret", "[plugins][manifest]") 
   CHECK(single_error(doc) == "config.token.secret: expected a boolean, got a string");
   doc["config"] = {{"token", {{"type", "string"}, {"secret", 1}}}};
   CHECK(single_error(doc) == "config.token.secret: expected a boolean, got an integer");
+}
+
+TEST_CASE("manifest: minimum and maximum bound numeric keys and enum lists the allowed values", "[plugins][manifest]") {
+  const auto m = with_config({{"port", {{"type", "integer"}, {"minimum", 1}, {"maximum", 65535}, {"default", 8080}}},
+                              {"ratio", {{"type", "number"}, {"minimum", 0}, {"maximum", 1.5}}},
+                              {"mode", {{"type", "string"}, {"enum", {"fast", "safe"}}, {"default", "safe"}}},
+                              {"level", {{"type", "integer"}, {"enum", {1, 2, 3}}, {"maximum", 3}}}});
+  CHECK(m.warnings.empty());
+  REQUIRE(m.config.size() == 4);
+  CHECK(m.config[0].minimum_json == "1");
+  CHECK(m.config[0].maximum_json == "65535");
+  CHECK(m.config[2].enum_json == std::vector<std::string>{R"("fast")", R"("safe")"});
+
+  const auto error_of = [](const json& entry) {
+    auto doc = minimal();
+    doc["config"] = {{"k", entry}};
+    return single_error(doc);
+  };
+  CHECK(error_of({{"type", "string"}, {"minimum", 1}}) ==
+        R"(config.k.minimum: applies to "integer" and "number" keys only, not 'string')");
+  CHECK(error_of({{"type", "integer"}, {"maximum", 1.5}}) ==
+        "config.k.maximum: does not match type 'integer': expected an integer, got a number with a fraction or exponent");
+  CHECK(error_of({{"type", "integer"}, {"minimum", 5}, {"maximum", 4}}) == R"(config.k.maximum: is below "minimum" (5))");
+  CHECK(error_of({{"type", "integer"}, {"minimum", 5}, {"default", 4}}) == "config.k.default: must be at least 5, got 4");
+  CHECK(error_of({{"type", "string"}, {"enum", {"a", "b"}}, {"default", "c"}}) ==
+        R"(config.k.default: must be one of "a", "b", got "c")");
+  CHECK(error_of({{"type", "string"}, {"enum", json::array()}}) ==
+        "config.k.enum: expected a non-empty array of the allowed values, got an array");
+  CHECK(error_of({{"type", "string"}, {"enum", {"a", 1}}}) ==
+        "config.k.enum[1]: does not match type 'string': expected a string, got an integer");
+  CHECK(error_of({{"type", "string"}, {"enum", {"a", "a"}}}) == R"(config.k.enum[1]: "a" is listed twice)");
+  CHECK(error_of({{"type", "integer"}, {"maximum", 3}, {"enum", {1, 4}}}) == "config.k.enum[1]: must be at most 3, got 4");
+  CHECK(error_of({{"type", "object"}, {"enum", {json::object()}}}) ==
+        "config.k.enum: applies to string, integer, number and boolean keys only, not 'object'");
 }
 
 TEST_CASE("manifest: unknown keys are warnings with a suggestion", "[plugins][manifest]") {
@@ -1211,6 +1246,22 @@ TEST_CASE("config schema: values must have the declared type", "[plugins][manife
         R"({"s":"","b":false,"a":[1,"x"],"o":{"k":[null]}})");
 }
 
+TEST_CASE("config schema: values inside minimum and maximum and among enum", "[plugins][manifest][config]") {
+  const auto m = with_config({{"port", {{"type", "integer"}, {"minimum", 1}, {"maximum", 65535}}},
+                              {"ratio", {{"type", "number"}, {"maximum", 1}}},
+                              {"mode", {{"type", "string"}, {"enum", {"fast", "safe"}}}},
+                              {"step", {{"type", "number"}, {"enum", {1, 2.5}}}}});
+  CHECK(applied(m, R"({"port": 1, "ratio": 1, "mode": "fast", "step": 1.0})") ==
+        R"({"port":1,"ratio":1,"mode":"fast","step":1.0})");
+  CHECK(applied(m, R"({"port": 65535, "ratio": 0.25, "step": 2.5})") == R"({"port":65535,"ratio":0.25,"step":2.5})");
+  CHECK(issues_of(m, R"({"port": 0})") == std::vector<std::string>{"port: must be at least 1, got 0"});
+  CHECK(issues_of(m, R"({"port": 70000})") == std::vector<std::string>{"port: must be at most 65535, got 70000"});
+  CHECK(issues_of(m, R"({"ratio": 1.01})") == std::vector<std::string>{"ratio: must be at most 1, got 1.01"});
+  CHECK(issues_of(m, R"({"mode": "quick"})") ==
+        std::vector<std::string>{R"(mode: must be one of "fast", "safe", got "quick")"});
+  CHECK(issues_of(m, R"({"step": 2})") == std::vector<std::string>{"step: must be one of 1, 2.5, got 2"});
+}
+
 TEST_CASE("config schema: required keys must be set", "[plugins][manifest][config]") {
   const auto m = parse_ok(doc_example());
   CHECK(issues_of(m, "{}") == std::vector<std::string>{"currency: required key is missing"});
@@ -1247,7 +1298,10 @@ TEST_CASE("config schema: a hand-built manifest with a broken default is reporte
           "[plugins][manifest][config]") {
   mp::Manifest m;
   m.name = "hand_built";
-  m.config.push_back({"k", mp::ConfigType::kString, false, "not json", ""});
+  mp::ConfigKey k;
+  k.name = "k";
+  k.default_json = "not json";
+  m.config.push_back(k);
   CHECK(issues_of(m, "{}") == std::vector<std::string>{"k: the manifest's default is not valid JSON: not json"});
   CHECK(applied(m, R"({"k": "set"})") == R"({"k":"set"})");
 }
