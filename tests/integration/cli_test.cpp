@@ -57,6 +57,46 @@ TEST_CASE("keel config check accepts a valid file", "[cli][config]") {
   CHECK(r.output.find("ok") != std::string::npos);
 }
 
+TEST_CASE("keel config check pre-flights the plugin directory and each [plugin.x] table", "[cli][config][plugins]") {
+  TempDir dir;
+  const auto plugins = dir.path() / "plugins";
+  std::filesystem::create_directories(plugins);
+  for (const char* name : {"hello", "catalog", "orders"})
+    std::filesystem::copy_file(keel::test::example_plugin(name), plugins / (std::string(name) + ".so"));
+  const std::string head = "[plugins]\ndirectory = \"" + plugins.string() + "\"\n";
+
+  SECTION("every plugin would start: ok, one line each") {
+    const auto file = dir.write("ok.toml", head + "[plugin.orders]\ncatalog_timeout_ms = 500\n");
+    const auto r = run_keel(dir, {"config", "check", file.string()});
+    CHECK(r.code == 0);
+    CHECK(r.output.find("plugin hello 0.1.0 (" + (plugins / "hello.so").string() + "): ok\n") != std::string::npos);
+    CHECK(r.output.find("plugin orders ") != std::string::npos);
+    CHECK(r.output.find(file.string() + ": ok\n") != std::string::npos);
+  }
+  SECTION("a [plugin.x] table the plugin's schema refuses: exit 1, the key and its line") {
+    const auto file = dir.write("bad.toml", head + "[plugin.orders]\ncatalog_timout_ms = 500\n");
+    const auto r = run_keel(dir, {"config", "check", file.string()});
+    CHECK(r.code == 1);
+    CHECK(r.output.find(file.string() + ": error: plugin orders (") != std::string::npos);
+    CHECK(r.output.find(file.string() + ":4:") != std::string::npos);
+    CHECK(r.output.find("unknown key 'catalog_timout_ms' (did you mean 'catalog_timeout_ms'?)") != std::string::npos);
+    CHECK(r.output.find("1 plugin(s) would not start") != std::string::npos);
+    CHECK(r.output.find(file.string() + ": ok\n") == std::string::npos);
+  }
+  SECTION("a table for a plugin that is not there: a warning") {
+    const auto file = dir.write("extra.toml", head + "[plugin.billing]\nlog_level = \"debug\"\n");
+    const auto r = run_keel(dir, {"config", "check", file.string()});
+    CHECK(r.code == 0);
+    CHECK(r.output.find("warning: [plugin.billing] matches no plugin in " + plugins.string()) != std::string::npos);
+  }
+  SECTION("a plugin directory that does not exist: a warning") {
+    const auto file = dir.write("nodir.toml", "[plugins]\ndirectory = \"" + (dir.path() / "none").string() + "\"\n");
+    const auto r = run_keel(dir, {"config", "check", file.string()});
+    CHECK(r.code == 0);
+    CHECK(r.output.find("does not exist: no plugin would load") != std::string::npos);
+  }
+}
+
 TEST_CASE("keel serve refuses a bad config and a busy port with a clear message", "[cli]") {
   TempDir dir;
   SECTION("invalid config: exit 2 and the error position") {

@@ -47,6 +47,39 @@ int serve(const std::string& config_file, const ServeOptions& options) {
   }
 }
 
+// `keel config check`'s second half: the plugin directory pre-flighted as `keel serve` would
+// at start-up (no plugin code runs), each [plugin.<name>] table against its plugin's config
+// schema. Prints one line per plugin; returns how many would not start.
+std::size_t check_plugins(const std::string& config_file, const config::Config& cfg) {
+  std::error_code ec;
+  const auto& dir = cfg.plugins.directory;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    std::printf("%s: warning: [plugins] directory %s does not exist: no plugin would load\n", config_file.c_str(),
+                dir.string().c_str());
+    return 0;
+  }
+  std::size_t refused = 0;
+  std::set<std::string> found;
+  for (const auto& c : plugins::preflight(dir, cfg)) {
+    const auto name = c.manifest ? c.manifest->name : c.file.stem().string();
+    found.insert(name);
+    if (c.error == "disabled in config") {
+      std::printf("plugin %s (%s): disabled in the config\n", name.c_str(), c.file.string().c_str());
+    } else if (!c.error.empty()) {
+      std::printf("%s: error: plugin %s (%s) would not start: %s\n", config_file.c_str(), name.c_str(),
+                  c.file.string().c_str(), c.error.c_str());
+      ++refused;
+    } else {
+      std::printf("plugin %s %s (%s): ok\n", name.c_str(), c.manifest->version.str().c_str(), c.file.string().c_str());
+    }
+  }
+  for (const auto& [name, section] : cfg.plugin_sections)
+    if (found.count(name) == 0)
+      std::printf("%s: warning: [plugin.%s] matches no plugin in %s\n", section.where.str().c_str(), name.c_str(),
+                  dir.string().c_str());
+  return refused;
+}
+
 int check_config(const std::string& config_file) {
   try {
     const auto cfg = config::load(config_file, config::current_environment());
@@ -56,6 +89,11 @@ int check_config(const std::string& config_file) {
       for (const auto& w : cert.warnings) std::printf("%s: warning: [server] tls: %s\n", config_file.c_str(), w.c_str());
       std::printf("%s: tls certificate subject=\"%s\" sha256=%s\n", config_file.c_str(), cert.subject.c_str(),
                   cert.sha256.c_str());
+    }
+    const auto refused = check_plugins(config_file, cfg);
+    if (refused != 0) {
+      std::printf("%zu plugin(s) would not start\n", refused);
+      return 1;
     }
     std::printf("%s: ok\n", config_file.c_str());
     return 0;
