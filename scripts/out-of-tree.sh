@@ -6,7 +6,8 @@
 #   2. configures and builds examples/out-of-tree/c_plugin with gcc -std=c11 and
 #      examples/out-of-tree/cpp_plugin with CXX=clang++, using only find_package(Keel);
 #   3. checks each .so exports exactly keel_plugin_entry_v1 and carries a .keel_manifest
-#      section, and that the C plugin does not need libstdc++;
+#      section, that the C plugin does not need libstdc++, that C++ is ISO C++20, and that a
+#      build with no CMAKE_BUILD_TYPE is still optimised and warned about;
 #   4. copies c_plugin.so and cpp_plugin.so into OUT_DIR (e.g. a host's plugins directory).
 #
 # Usage: scripts/out-of-tree.sh INSTALL_PREFIX OUT_DIR [BUILD_DIR]
@@ -68,6 +69,15 @@ check_plugin "$c_so"
 check_plugin "$cpp_so"
 
 grep -q -- "-std=c11" "$work/c_plugin/build.ninja" || die "c_plugin was not compiled with -std=c11"
+grep -q -- "-std=c++20" "$work/cpp_plugin/build.ninja" || die "cpp_plugin was not compiled with -std=c++20 (ISO, no GNU extensions)"
+
+# With no build type at all (CMake's default), a plugin is still optimised and warned about.
+log "configuring cpp_plugin with no CMAKE_BUILD_TYPE"
+CXX=clang++ cmake -S "$KEEL_ROOT/examples/out-of-tree/cpp_plugin" -B "$work/cpp_default" -G Ninja \
+  -DCMAKE_PREFIX_PATH="$prefix" > /dev/null
+for flag in -O2 -Wall -Wextra; do
+  grep -q -- "$flag" "$work/cpp_default/build.ninja" || die "with no build type, cpp_plugin is not built with $flag"
+done
 if readelf -d "$c_so" | grep -q 'NEEDED.*libstdc++'; then
   die "$c_so needs libstdc++; a C plugin must not pull in the C++ runtime"
 fi

@@ -19,12 +19,15 @@
 # C++ plugins link keel::plugin_sdk (C++20, header-only), C plugins keel::plugin_api (C11).
 # The module installs to ${CMAKE_INSTALL_LIBDIR}/keel/plugins (component keel_plugins).
 #
-# Inside the Keel repository the targets also get keel_set_warnings() and the keel_sanitizers
-# flags, so in-tree plugins are warning-clean and instrumented like the host. Out of tree
-# (find_package(Keel)), neither exists and both are skipped.
+# C++ is compiled as ISO C++20 (no GNU extensions), C as ISO C11. With no CMAKE_BUILD_TYPE the
+# plugin is still optimised (-O2). Inside the Keel repository the targets also get
+# keel_set_warnings() and the keel_sanitizers flags, so in-tree plugins are warning-clean and
+# instrumented like the host. Out of tree (find_package(Keel)) they get -Wall -Wextra -Wshadow
+# -Wconversion -Wformat=2 instead (option KEEL_PLUGIN_WARNINGS, ON by default).
 
 include_guard(GLOBAL)
 include(GNUInstallDirs)
+option(KEEL_PLUGIN_WARNINGS "out of tree: build plugins with -Wall -Wextra -Wshadow -Wconversion -Wformat=2" ON)
 
 function(keel_add_plugin name)
   cmake_parse_arguments(PARSE_ARGV 1 ARG "" "ENTRY;LANGUAGE;OUTPUT_DIRECTORY" "SOURCES")
@@ -117,11 +120,21 @@ function(_keel_plugin_settings target lang)
   if(lang STREQUAL "C")
     # keel/plugin.h is C11; plugins are held to strict ISO C11 (define _POSIX_C_SOURCE for POSIX).
     set_target_properties(${target} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
+  else()
+    # The SDK is ISO C++20; plugins are held to it too (-std=c++20, not gnu++20), like C to C11.
+    set_target_properties(${target} PROPERTIES CXX_STANDARD 20 CXX_STANDARD_REQUIRED ON CXX_EXTENSIONS OFF)
   endif()
+  # A build with no build type (CMake's default for a single-config generator) adds no -O at
+  # all: a plugin built that way would be several times slower than it should. Optimise it
+  # unless a build type says otherwise (Debug stays -O0).
+  target_compile_options(${target} PRIVATE "$<$<CONFIG:>:-O2>")
   if(TARGET keel_sanitizers)
     target_link_libraries(${target} PRIVATE keel_sanitizers)
   endif()
   if(COMMAND keel_set_warnings)
     keel_set_warnings(${target})
+  elseif(KEEL_PLUGIN_WARNINGS AND CMAKE_${lang}_COMPILER_ID MATCHES "GNU|Clang")
+    # Out of tree: the warnings that catch real bugs; -DKEEL_PLUGIN_WARNINGS=OFF turns them off.
+    target_compile_options(${target} PRIVATE -Wall -Wextra -Wshadow -Wconversion -Wformat=2)
   endif()
 endfunction()
