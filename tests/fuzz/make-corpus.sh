@@ -25,6 +25,16 @@ seed_lines() {
   done
 }
 
+# --- sdk_json: tests/unit/plugin_api/sdk_json_test.cpp (seed_lines takes printf %b escapes)
+seed_lines sdk_json body <<'EOF'
+{"sku": "MUG-1", "quantity": 2, "price": 12.5, "gift": true, "tags": ["a", "b"], "note": null}
+{"items": [{"id": 1}, {"id": 2}], "address": {"city": "Lyon"}}
+["\\\\\\"\\\\n\\\\t\\\\u0041\\\\u00e9\\\\ud83d\\\\ude00", -0.125e2, 1E3, 9223372036854775807, -9223372036854775808]
+{"a": 1, "a": 2}
+[01, 1., 1e, NaN]
+{"a": 1,}
+EOF
+
 # --- http_parser: tests/integration/http_server_test.cpp, tests/unit/host/http/header_scanner_test.cpp
 seed_lines http_parser request <<'EOF'
 GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n
