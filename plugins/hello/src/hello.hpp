@@ -6,8 +6,7 @@
 // Thread-safety: the configuration is read once in the constructor and never written again,
 // so on_request runs concurrently with itself without locks.
 
-#include "json.hpp"
-
+#include <keel/sdk/json.hpp>
 #include <keel/sdk/plugin.hpp>
 
 #include <cstdint>
@@ -45,9 +44,9 @@ enum Route : std::uint32_t { kGreet = 0, kEcho = 1 };
   std::string body;
   body.reserve(greeting.size() + name.size() + 20);
   body += R"({"greeting":")";
-  json::append_escaped(body, greeting);
+  keel::sdk::append_json_escaped(body, greeting);
   body += ", ";
-  json::append_escaped(body, name);
+  keel::sdk::append_json_escaped(body, name);
   body += R"(!"})";
   return body;
 }
@@ -79,16 +78,12 @@ class HelloPlugin final : public keel::sdk::Plugin {
   [[nodiscard]] const std::string& greeting() const noexcept { return greeting_; }
 
  private:
+  // Refuses (the message names the key) when the config is not an object or greeting not a string.
   static std::string read_greeting(std::string_view config_json) {
-    std::string greeting;
-    switch (json::string_member(config_json, "greeting", greeting)) {
-      case json::Lookup::kFound: return greeting;
-      case json::Lookup::kAbsent: return "Hello";
-      case json::Lookup::kNotString:
-        throw keel::sdk::Error{keel::sdk::Status::invalid_argument("config: greeting must be a string")};
-      case json::Lookup::kMalformed: break;
-    }
-    throw keel::sdk::Error{keel::sdk::Status::invalid_argument("config: not a JSON object")};
+    auto config = keel::sdk::JsonReader::parse(config_json, "config");
+    auto greeting = config.get<std::string>("greeting", "Hello");
+    if (!config.ok()) throw keel::sdk::Error{config.status()};
+    return greeting;
   }
 
   const std::string greeting_;
