@@ -6,6 +6,7 @@
  * Built as the OBJECT library keel_abi_c11_check; never linked or run.
  */
 #include <keel/plugin.h>
+#include <keel/json.h>    /* the C plugins' JSON reader is pure C11 too */
 #include <keel/storage.h> /* the storage extension header is pure C11 too */
 
 #include <stdlib.h>
