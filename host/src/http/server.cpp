@@ -279,7 +279,6 @@ class Server::Impl::SessionCore : public std::enable_shared_from_this<SessionCor
   // byte (nothing is owed after the request) ends the stream at once, not at its next write.
   // A client that vanishes without a word is cut by TCP_USER_TIMEOUT once a write goes unacked.
   void watch_peer() {
-    error_code ec;
 #ifdef TCP_USER_TIMEOUT
     if (remote_ != "unix") {
       const unsigned ms = static_cast<unsigned>(server_.options_.write_timeout.count());
