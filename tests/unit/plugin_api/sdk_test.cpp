@@ -646,7 +646,7 @@ TEST_CASE("events reach on_event with their metadata and publish is recorded", "
   SECTION("a refused publish surfaces as the hook's status") {
     host.set_publish_result(sdk::StatusCode::kPermissionDenied);
     CHECK(host.deliver({.topic = "orders.placed"}).code() == sdk::StatusCode::kPermissionDenied);
-    CHECK(host.count_logs(sdk::LogLevel::kDebug, "message=publish refused topic=greeter.seen") == 1);
+    CHECK(host.count_logs(sdk::LogLevel::kInfo, "message=publish refused topic=greeter.seen") == 1);  // 403: info
     CHECK(host.published().empty());
   }
   SECTION("publish from a request handler") {
