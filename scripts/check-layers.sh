@@ -26,6 +26,7 @@ cd "$root"
 #   cluster:   above plugins: this host as a member of a cluster over NATS
 #   app:       the top; main.cpp starts it
 #   runner:    the separate child binary: only the frames and the socket end it shares
+#   devkit:    the installed test host (a shared library of its own): the layers it links
 readonly allowed='
 common:
 observability:
@@ -41,6 +42,7 @@ cluster:       common observability config abi package http storage events isola
 app:           common observability config abi package http storage events isolation plugins cluster
 main.cpp:      app
 runner:        common abi isolation/wire.hpp isolation/connection.hpp
+devkit:        common observability config abi package http/router.hpp http/query.hpp storage
 '
 
 declare -A may

@@ -4,6 +4,7 @@
 #                   [ENTRY <file>]              # the ABI-facing file; default plugin.cpp (plugin.c for C)
 #                   [SOURCES <files...>]        # plain plugin logic, built as a unit-testable library
 #                   [LANGUAGE C|CXX]            # default: C when ENTRY ends in .c, else CXX
+#                   [MANIFEST <file.json>]      # the manifest as a JSON file, checked at build time
 #                   [OUTPUT_DIRECTORY <dir>])   # default: ${CMAKE_BINARY_DIR}/plugins
 #
 # Creates
@@ -16,6 +17,12 @@
 #                            std keeps default visibility, so libstdc++ templates that clang emits
 #                            out of line at -O0, and STB_GNU_UNIQUE objects (behind std::to_string
 #                            or std::make_shared), would be exported too.
+# With MANIFEST, the build runs keel-manifest on the file before compiling: it fails, naming the
+# file and each JSON path (e.g. "manifest.json: error: routes[1].method: ..."), on anything the
+# host would refuse at load time, and when the manifest's "name" is not <name>. Otherwise it
+# generates keel_manifest.h, on the include path of the module and the core library, defining
+# KEEL_MANIFEST_JSON as the file's text: KEEL_PLUGIN_MANIFEST(KEEL_MANIFEST_JSON) in C,
+# KEEL_PLUGIN(Class, KEEL_MANIFEST_JSON) in C++. Editing the file rebuilds the plugin.
 # C++ plugins link keel::plugin_sdk (C++20, header-only), C plugins keel::plugin_api (C11).
 # The module installs to ${CMAKE_INSTALL_LIBDIR}/keel/plugins (component keel_plugins).
 #
@@ -30,7 +37,7 @@ include(GNUInstallDirs)
 option(KEEL_PLUGIN_WARNINGS "out of tree: build plugins with -Wall -Wextra -Wshadow -Wconversion -Wformat=2" ON)
 
 function(keel_add_plugin name)
-  cmake_parse_arguments(PARSE_ARGV 1 ARG "" "ENTRY;LANGUAGE;OUTPUT_DIRECTORY" "SOURCES")
+  cmake_parse_arguments(PARSE_ARGV 1 ARG "" "ENTRY;LANGUAGE;OUTPUT_DIRECTORY;MANIFEST" "SOURCES")
   if(ARG_UNPARSED_ARGUMENTS)
     message(FATAL_ERROR "keel_add_plugin(${name}): unknown arguments: ${ARG_UNPARSED_ARGUMENTS}")
   endif()
@@ -94,8 +101,40 @@ function(keel_add_plugin name)
     target_link_libraries(${module} PRIVATE ${core})
   endif()
 
+  if(ARG_MANIFEST)
+    _keel_plugin_manifest(${name} "${ARG_MANIFEST}" ${module} ${core})
+  endif()
+
   install(TARGETS ${module}
     LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}/keel/plugins" COMPONENT keel_plugins)
+endfunction()
+
+# MANIFEST <file>: check the file and generate keel_manifest.h for `targets` (docs/plugin-guide.md).
+function(_keel_plugin_manifest name file)
+  get_filename_component(manifest "${file}" ABSOLUTE BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
+  if(NOT EXISTS "${manifest}")
+    message(FATAL_ERROR "keel_add_plugin(${name}): MANIFEST ${file} does not exist (looked for ${manifest})")
+  endif()
+  # In the Keel tree the tool is built first (a target-level dependency); installed, it is a file.
+  if(TARGET keel_manifest_tool)
+    set(tool keel_manifest_tool)
+  else()
+    set(tool "$<TARGET_FILE:keel::manifest_tool>")
+  endif()
+  set(dir "${CMAKE_CURRENT_BINARY_DIR}/keel_manifest/${name}")
+  set(header "${dir}/keel_manifest.h")
+  add_custom_command(OUTPUT "${header}"
+    COMMAND "$<TARGET_FILE:keel::manifest_tool>" embed "${manifest}" "${header}" "${name}"
+    DEPENDS "${manifest}" ${tool}
+    COMMENT "Checking the manifest of ${name} (${file})"
+    VERBATIM)
+  add_custom_target(keel_plugin_${name}_manifest DEPENDS "${header}")
+  foreach(target IN LISTS ARGN)
+    if(target)
+      add_dependencies(${target} keel_plugin_${name}_manifest)
+      target_include_directories(${target} PUBLIC "${dir}")
+    endif()
+  endforeach()
 endfunction()
 
 # Link settings of a plugin module: exports and undefined symbols. Also used for the test fixtures.

@@ -1,7 +1,10 @@
-// The keel command line: --version, config check, plugin inspect, and start-up failures with clear messages.
+// The keel command line: --version, config check, plugin inspect, new plugin, start-up failures with clear
+// messages; and keel-manifest, the build-time manifest check.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -20,6 +23,11 @@ struct Run {
   int code;
   std::string output;
 };
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
 
 Run run_keel(const TempDir& dir, const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
   Process p(KEEL_BINARY, args, dir.path() / "out.txt", env);
@@ -195,4 +203,100 @@ TEST_CASE("keel plugin inspect shows migrations with their checksums and durable
   CHECK(text.output.find("migration: 1 ") != std::string::npos);
   CHECK(text.output.find("(sha256 " + m["migrations"][0]["checksum"].get<std::string>().substr(0, 12) + ")") !=
         std::string::npos);
+}
+
+TEST_CASE("keel new plugin writes a project, and refuses a bad name or a used directory", "[cli][plugins]") {
+  TempDir dir;
+  SECTION("C with storage and events") {
+    const auto project = dir.path() / "notes";
+    const auto r = run_keel(dir, {"new", "plugin", "notes", "--lang", "c", "--storage", "--events", "--dir", project.string()});
+    INFO(r.output);
+    REQUIRE(r.code == 0);
+    CHECK(r.output.find("created plugin notes (C11, storage, events)") != std::string::npos);
+    for (const char* file : {"CMakeLists.txt", "manifest.json", "src/plugin.c", "tests/notes_test.c", "keel.toml",
+                             "README.md", ".gitignore"})
+      CHECK(std::filesystem::is_regular_file(project / file));
+    const auto manifest = nlohmann::json::parse(read_file(project / "manifest.json"));
+    CHECK(manifest["name"] == "notes");
+    CHECK(manifest["events"]["durable"] == nlohmann::json::array({"notes.greeted"}));
+    CHECK(manifest["permissions"] == nlohmann::json::array({"ext:keel.storage/1"}));
+    CHECK(manifest["routes"].size() == 3);
+    // No template marker is left in any file.
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(project))
+      if (entry.is_regular_file()) CHECK(read_file(entry.path()).find("{{") == std::string::npos);
+    // The project's keel.toml is a valid host config.
+    const auto check = run_keel(dir, {"config", "check", (project / "keel.toml").string()});
+    INFO(check.output);
+    CHECK(check.code == 0);
+  }
+  SECTION("C++ without options: no storage, no events") {
+    const auto project = dir.path() / "plain";
+    const auto r = run_keel(dir, {"new", "plugin", "plain", "--dir", project.string()});
+    REQUIRE(r.code == 0);
+    const auto manifest = nlohmann::json::parse(read_file(project / "manifest.json"));
+    CHECK_FALSE(manifest.contains("events"));
+    CHECK_FALSE(manifest.contains("permissions"));
+    CHECK(manifest["routes"].size() == 2);
+    CHECK(std::filesystem::is_regular_file(project / "src/plugin.cpp"));
+  }
+  SECTION("refusals write nothing") {
+    auto r = run_keel(dir, {"new", "plugin", "Bad-Name", "--dir", (dir.path() / "bad").string()});
+    CHECK(r.code == 1);
+    CHECK(r.output.find("\"Bad-Name\" is not a plugin name") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir.path() / "bad"));
+    dir.write("used/file.txt", "mine");
+    r = run_keel(dir, {"new", "plugin", "used", "--dir", (dir.path() / "used").string()});
+    CHECK(r.code == 1);
+    CHECK(r.output.find("already exists and is not an empty directory") != std::string::npos);
+    CHECK(read_file(dir.path() / "used/file.txt") == "mine");
+    r = run_keel(dir, {"new", "plugin", "x", "--lang", "rust"});
+    CHECK(r.code != 0);
+  }
+}
+
+TEST_CASE("keel-manifest checks a manifest file and names the file and each JSON path", "[cli][plugins]") {
+  TempDir dir;
+  const std::string tool = std::string(KEEL_BUILD_DIR) + "/bin/keel-manifest";
+  auto run_tool = [&](const std::vector<std::string>& args) {
+    Process p(tool, args, dir.path() / "tool.txt");
+    const auto code = p.wait(30s);
+    REQUIRE(code);
+    return Run{*code, p.output()};
+  };
+  const auto header = dir.path() / "gen" / "keel_manifest.h";
+  SECTION("refused, with every problem") {
+    const auto file = dir.write("manifest.json", R"({"name": "x", "version": "1", "abi": "1.0",
+      "routes": [{"method": "get", "path": "/a"}]})");
+    const auto r = run_tool({"embed", file.string(), header.string(), "x"});
+    INFO(r.output);
+    CHECK(r.code == 1);
+    CHECK(r.output.find(file.string() + ": error: version:") != std::string::npos);
+    CHECK(r.output.find(file.string() + ": error: routes[0].method:") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(header));
+  }
+  SECTION("a name other than the target's") {
+    const auto file = dir.write("manifest.json", R"({"name": "y", "version": "1.0.0", "abi": "1.0"})");
+    const auto r = run_tool({"embed", file.string(), header.string(), "x"});
+    CHECK(r.code == 1);
+    CHECK(r.output.find("differs from the plugin target's name \"x\"") != std::string::npos);
+  }
+  SECTION("accepted: the text as one C string literal, rewritten only when it changes") {
+    const auto file =
+        dir.write("manifest.json", "{\"name\": \"x\", \"version\": \"1.0.0\", \"abi\": \"1.0\",\n"
+                                   " \"description\": \"a \\\"quoted\\\" caf\xc3\xa9 ?\?= \\\\ test\"}\n");
+    auto r = run_tool({"embed", file.string(), header.string(), "x"});
+    INFO(r.output);
+    REQUIRE(r.code == 0);
+    const auto text = read_file(header);
+    CHECK(text.find("#define KEEL_MANIFEST_JSON") != std::string::npos);
+    CHECK(text.find(R"(\"description\": \"a \\\"quoted\\\" caf\303\251 \?\?= \\\\ test\")") != std::string::npos);
+    const auto before = std::filesystem::last_write_time(header);
+    r = run_tool({"embed", file.string(), header.string(), "x"});
+    CHECK(r.code == 0);
+    CHECK(std::filesystem::last_write_time(header) == before);
+  }
+  SECTION("usage") {
+    CHECK(run_tool({"check"}).code == 2);
+    CHECK(run_tool({"embed", (dir.path() / "missing.json").string(), header.string()}).code == 2);
+  }
 }

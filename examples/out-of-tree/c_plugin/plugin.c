@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-KEEL_PLUGIN_MANIFEST("{\"name\": \"c_plugin\", \"version\": \"1.0.0\", \"abi\": \"1.0\","
-                     " \"description\": \"out-of-tree example written in C\","
-                     " \"routes\": [{\"method\": \"GET\", \"path\": \"/hi\", \"summary\": \"says where it is from\"}]}");
+#include "keel_manifest.h" /* KEEL_MANIFEST_JSON: manifest.json, checked and embedded by the build */
+
+KEEL_PLUGIN_MANIFEST(KEEL_MANIFEST_JSON);
 
 typedef struct c_plugin {
   const keel_host_api* host;

@@ -15,8 +15,9 @@
 #include <nlohmann/json.hpp>
 
 #include "app/app.hpp"
-#include "app/plugin_inspect.hpp"
 #include "app/migration_report.hpp"
+#include "app/plugin_inspect.hpp"
+#include "app/scaffold.hpp"
 #include "http/tls.hpp"
 #include "observability/log.hpp"
 #include "plugins/loader.hpp"
@@ -409,6 +410,24 @@ int backup_databases(const std::string& config_file, const std::string& out_dir,
   return 0;
 }
 
+int new_plugin(const ScaffoldOptions& options) {
+  try {
+    const auto dir = options.dir.empty() ? std::filesystem::path{options.name} : options.dir;
+    for (const auto& file : scaffold_plugin(options)) std::printf("  %s\n", (dir / file).c_str());
+    std::printf(
+        "created plugin %s (%s%s%s) in %s\n"
+        "build and test it:  cmake -S %s -B %s/build && cmake --build %s/build && ctest --test-dir %s/build\n"
+        "  (add -DCMAKE_PREFIX_PATH=<prefix> when Keel is not installed in a standard place)\n"
+        "run it:             cd %s && keel serve --config keel.toml\n",
+        options.name.c_str(), options.c ? "C11" : "C++20", options.storage ? ", storage" : "",
+        options.events ? ", events" : "", dir.c_str(), dir.c_str(), dir.c_str(), dir.c_str(), dir.c_str(), dir.c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "keel new plugin: %s\n", e.what());
+    return 1;
+  }
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -476,6 +495,20 @@ int run_cli(int argc, char** argv) {
                          "pg_dump program for plugins on PostgreSQL (default: pg_dump in PATH; its major version must "
                          "be at least the server's)");
 
+  auto* new_cmd = cli.add_subcommand("new", "start something new");
+  new_cmd->require_subcommand(1);
+  auto* new_plugin_cmd = new_cmd->add_subcommand(
+      "plugin", "write a ready out-of-tree plugin project: CMake, manifest.json, the plugin, a unit test, keel.toml");
+  ScaffoldOptions scaffold;
+  std::string scaffold_lang = "cpp";
+  std::string scaffold_dir;
+  new_plugin_cmd->add_option("NAME", scaffold.name, "the plugin's name, [a-z][a-z0-9_]*")->required();
+  new_plugin_cmd->add_option("--lang", scaffold_lang, "c (C11) or cpp (C++20 with the SDK); default cpp")
+      ->check(CLI::IsMember({"c", "cpp"}));
+  new_plugin_cmd->add_flag("--storage", scaffold.storage, "give it a database of its own (key-value, transactions)");
+  new_plugin_cmd->add_flag("--events", scaffold.events, "publish an event and subscribe to it");
+  new_plugin_cmd->add_option("--dir", scaffold_dir, "where to write the project (default: ./NAME; must not exist or be empty)");
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -493,6 +526,11 @@ int run_cli(int argc, char** argv) {
     return serve(serve_config, options);
   }
   if (*check_cmd) return check_config(check_file);
+  if (*new_plugin_cmd) {
+    scaffold.c = scaffold_lang == "c";
+    scaffold.dir = scaffold_dir;
+    return new_plugin(scaffold);
+  }
   if (*inspect_cmd) return inspect_plugin(inspect_file, inspect_config, inspect_json);
   if (*status_cmd) {
     const int code = migrate_status(status_config, status_json);

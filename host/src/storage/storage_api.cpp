@@ -40,6 +40,7 @@ struct PendingEvent {
 struct Binding {
   Database* db = nullptr;
   CommittedPublish on_publish;
+  PublishAdmission admit;
   std::mutex mutex;
   std::unordered_map<keel_txn, keel_txn> parent;  // savepoint -> the transaction it is inside
   std::unordered_map<keel_txn, std::vector<PendingEvent>> events;
@@ -234,9 +235,12 @@ struct Api {
         PendingEvent e{std::string(view(args->topic)), std::string(view(args->payload)),
                        std::string(view(args->content_type)), std::string(view(args->traceparent)),
                        std::string(view(args->tracestate))};
-        if (e.topic.empty()) {
-          tl_api_error = "publish needs a topic";
+        if (e.topic.empty() || args->flags != 0) {
+          tl_api_error = e.topic.empty() ? "publish needs a topic" : "publish: flags must be 0";
           return KEEL_ERR_INVALID_ARGUMENT;
+        }
+        if (b->admit) {
+          if (const keel_status st = b->admit(e.topic, tl_api_error); st < 0) return st;
         }
         if (txn == KEEL_TXN_NONE) return forward(*b, e);
         std::lock_guard lock(b->mutex);
@@ -265,7 +269,7 @@ const keel_storage_api& storage_api_table() noexcept { return Api<from_ctx>::kTa
 
 const keel_storage_api& bound_storage_api_table() noexcept { return Api<from_binding>::kTable; }
 
-void bind_storage(keel_host_ctx* ctx, Database* db, CommittedPublish on_publish) {
+void bind_storage(keel_host_ctx* ctx, Database* db, CommittedPublish on_publish, PublishAdmission admit) {
   std::lock_guard lock(bound_mutex);
   if (db == nullptr) {
     bound.erase(ctx);
@@ -274,6 +278,7 @@ void bind_storage(keel_host_ctx* ctx, Database* db, CommittedPublish on_publish)
   auto b = std::make_shared<Binding>();
   b->db = db;
   b->on_publish = std::move(on_publish);
+  b->admit = std::move(admit);
   bound[ctx] = std::move(b);
 }
 

@@ -3,6 +3,8 @@
 // storage::Database through its keel_host_ctx and never let an exception escape.
 
 #include <functional>
+#include <string>
+#include <string_view>
 
 #include <keel/storage.h>
 
@@ -20,8 +22,12 @@ class Database;
 /// (never for a rolled-back one, nor one published in a rolled-back savepoint); publishes outside
 /// a transaction at once. The args and their bytes are valid for the call only.
 using CommittedPublish = std::function<keel_status(const keel_publish_args&)>;
+/// Decides whether a bound ctx may publish `topic` through the storage table, as the host's bus
+/// does: KEEL_OK, or the refusal with the reason in `why`.
+using PublishAdmission = std::function<keel_status(std::string_view topic, std::string& why)>;
 /// Registers `db` as the database of `ctx` for bound_storage_api_table(); nullptr unregisters.
-/// Without `on_publish`, publish() answers KEEL_ERR_UNSUPPORTED.
-void bind_storage(keel_host_ctx* ctx, Database* db, CommittedPublish on_publish = {});
+/// Without `on_publish`, publish() answers KEEL_ERR_UNSUPPORTED; without `admit`, every topic
+/// is accepted.
+void bind_storage(keel_host_ctx* ctx, Database* db, CommittedPublish on_publish = {}, PublishAdmission admit = {});
 
 }  // namespace keel::host::storage

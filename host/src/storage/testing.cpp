@@ -1,5 +1,6 @@
 #include "storage/testing.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
@@ -36,7 +37,24 @@ TestDatabase::TestDatabase(keel_host_ctx* ctx, const std::filesystem::path& file
   CommittedPublish on_publish;
   if (host != nullptr && host->publish != nullptr)
     on_publish = [host, ctx](const keel_publish_args& args) { return host->publish(ctx, &args); };
-  bind_storage(ctx_, db_.get(), std::move(on_publish));
+  // The bus's rules for the storage table's publish (docs/events.md): a declared, durable topic.
+  PublishAdmission admit = [publishes = manifest.publishes, durable = manifest.durable](std::string_view topic,
+                                                                                      std::string& why) {
+    const auto listed = [&](const std::vector<std::string>& topics) {
+      return std::find(topics.begin(), topics.end(), topic) != topics.end();
+    };
+    if (!listed(publishes)) {
+      why = "topic " + std::string{topic} + " is not in the manifest's events.publishes";
+      return KEEL_ERR_PERMISSION_DENIED;
+    }
+    if (!listed(durable)) {
+      why = "topic " + std::string{topic} +
+            " is in-memory: publish it with keel_host_api.publish after the commit (or list it in events.durable)";
+      return KEEL_ERR_INVALID_ARGUMENT;
+    }
+    return KEEL_OK;
+  };
+  bind_storage(ctx_, db_.get(), std::move(on_publish), std::move(admit));
 }
 
 TestDatabase::~TestDatabase() {

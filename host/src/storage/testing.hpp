@@ -28,7 +28,9 @@ class TestDatabase {
   /// binds the database to `ctx`. With `host` (the fake host's table), events the plugin
   /// publishes in a transaction reach host->publish when that transaction commits — as the real
   /// host's outbox would deliver them — and never if it rolls back; without it such a publish
-  /// answers KEEL_ERR_UNSUPPORTED.
+  /// answers KEEL_ERR_UNSUPPORTED. As the host's bus, that publish refuses a topic missing from
+  /// the manifest's "events.publishes" (KEEL_ERR_PERMISSION_DENIED) and an in-memory one, not in
+  /// "events.durable" (KEEL_ERR_INVALID_ARGUMENT).
   TestDatabase(keel_host_ctx* ctx, const std::filesystem::path& file, std::string_view manifest_json,
                const keel_host_api* host = nullptr);
   ~TestDatabase();  ///< unbinds and closes

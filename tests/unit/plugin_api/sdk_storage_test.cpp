@@ -27,6 +27,14 @@ using sdk::testing::FakeHost;
   R"( "migrations": [{"version": 1, "description": "t",)"                                               \
   R"(   "sql": "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE, score REAL, data BLOB, n INTEGER);"}]})"
 
+/// PROBE_MANIFEST with durable topics, for the transactional publishes; "orders.note" is in-memory.
+#define PROBE_EVENTS_MANIFEST                                                                            \
+  R"({"name": "probe", "version": "1.0.0", "abi": "1.0", "permissions": ["ext:keel.storage/1"],)"       \
+  R"( "events": {"publishes": ["orders.placed", "orders.paid", "orders.note"],)"                        \
+  R"(            "durable": ["orders.placed", "orders.paid"]},)"                                         \
+  R"( "migrations": [{"version": 1, "description": "t",)"                                               \
+  R"(   "sql": "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE, score REAL, data BLOB, n INTEGER);"}]})"
+
 /// A plugin that only holds a Database, so the tests can drive the SDK as a plugin would.
 class Probe final : public sdk::Plugin {
  public:
@@ -221,9 +229,9 @@ TEST_CASE("sdk storage: a test database hands transactional publishes to the fak
           "[sdk][storage]") {
   keel::test::TempDir dir;
   FakeHost host;
-  keel::host::storage::TestDatabase storage{host.ctx(), dir.path() / "probe.db", PROBE_MANIFEST, &host.api()};
+  keel::host::storage::TestDatabase storage{host.ctx(), dir.path() / "probe.db", PROBE_EVENTS_MANIFEST, &host.api()};
   host.add_extension(KEEL_STORAGE_EXTENSION_ID, &storage.table());
-  REQUIRE(host.load<Probe>("{}", PROBE_MANIFEST).ok());
+  REQUIRE(host.load<Probe>("{}", PROBE_EVENTS_MANIFEST).ok());
   auto& db = Probe::instance->db;
   auto topics = [&] {
     std::string out;
@@ -270,6 +278,18 @@ TEST_CASE("sdk storage: a test database hands transactional publishes to the fak
     auto tx = db.begin();
     REQUIRE(tx.ok());
     REQUIRE(tx->publish("orders.placed", "5", "text/plain").ok());
+  }
+  CHECK(topics() == "orders.placed=1;orders.paid=3;");
+  {  // as the host's bus: an undeclared topic is refused, an in-memory one has no place in a transaction
+    auto tx = db.begin();
+    REQUIRE(tx.ok());
+    const auto undeclared = tx->publish("orders.secret", "6", "text/plain");
+    CHECK(undeclared.code() == sdk::StatusCode::kPermissionDenied);
+    CHECK_THAT(undeclared.message(), Catch::Contains("events.publishes"));
+    const auto in_memory = tx->publish("orders.note", "7", "text/plain");
+    CHECK(in_memory.code() == sdk::StatusCode::kInvalidArgument);
+    CHECK_THAT(in_memory.message(), Catch::Contains("in-memory"));
+    REQUIRE(tx->commit().ok());
   }
   CHECK(topics() == "orders.placed=1;orders.paid=3;");
 }

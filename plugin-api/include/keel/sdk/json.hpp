@@ -85,6 +85,21 @@ inline void append_json_escaped(std::string& out, std::string_view text) {
   }
 }
 
+/// The host's error body for a failing `status`, with its message:
+/// {"error":{"code":"bad_request","message":"body.name: required member is missing"}} (the code
+/// is error_code()). Answer a client's mistake with it so the client learns what to fix:
+///   return res.json(static_cast<int>(http_status(st.code())), error_json(st));
+/// A Status returned from on_request reaches the log instead; the client then gets the code and
+/// "plugin '<name>' failed: <status name>" only.
+[[nodiscard]] inline std::string error_json(const Status& status) {
+  std::string out = R"({"error":{"code":")";
+  out += error_code(status.code());
+  out += R"(","message":")";
+  append_json_escaped(out, status.message());
+  out += "\"}}";
+  return out;
+}
+
 /// A JSON value. Integers that fit int64 without a fraction or exponent are kept exactly as
 /// integers; every other number is a double. Objects keep their members in order.
 class Json {

@@ -71,6 +71,25 @@ enum class StatusCode : std::int32_t {
   }
 }
 
+/// The "code" of the host's error body, {"error":{"code":"...","message":"..."}}, when a request
+/// handler fails with `code`: the HTTP status's name (docs/abi.md, "Status codes"), e.g.
+/// invalid_argument -> "bad_request", storage_full -> "insufficient_storage".
+[[nodiscard]] constexpr std::string_view error_code(StatusCode code) noexcept {
+  switch (http_status(code)) {
+    case 200: return "ok";
+    case 400: return "bad_request";
+    case 403: return "forbidden";
+    case 404: return "not_found";
+    case 409: return "conflict";
+    case 413: return "content_too_large";
+    case 501: return "not_implemented";
+    case 503: return "unavailable";
+    case 504: return "timeout";
+    case 507: return "insufficient_storage";
+    default: return "internal";
+  }
+}
+
 /// Outcome of an operation: a code (>= 0 success) and a message for the log.
 /// Returned by every hook a plugin overrides and by every Host/Responder call.
 class [[nodiscard]] Status {
@@ -156,3 +175,11 @@ namespace detail {
 
 }  // namespace detail
 }  // namespace keel::sdk
+
+/// Returns the Status of `expr` from the enclosing function if it is a failure.
+#define KEEL_TRY(expr)                              \
+  do {                                              \
+    ::keel::sdk::Status keel_try_status_ = (expr);  \
+    if (!keel_try_status_.ok()) return keel_try_status_; \
+  } while (0)
+

@@ -39,13 +39,6 @@
 #include <utility>
 #include <vector>
 
-/// Returns the Status of `expr` from the enclosing function if it is a failure.
-#define KEEL_TRY(expr)                              \
-  do {                                              \
-    ::keel::sdk::Status keel_try_status_ = (expr);  \
-    if (!keel_try_status_.ok()) return keel_try_status_; \
-  } while (0)
-
 namespace keel::sdk {
 
 /// Bytes to bind as a BLOB (a plain string binds as TEXT).

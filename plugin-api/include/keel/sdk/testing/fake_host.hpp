@@ -241,6 +241,9 @@ class FakeHost {
   }
   /// Makes every later publish() return `code` (after validation); kOk records them again.
   void set_publish_result(StatusCode code) noexcept { publish_result_.store(static_cast<keel_status>(code)); }
+  /// Holds publish to the manifest's "events.publishes", as the host does: from now on a topic
+  /// not in `topics` is refused with kPermissionDenied (and a diagnostic). Call before load().
+  void declare_publishes(std::vector<std::string> topics) { declared_topics_ = std::move(topics); }
 
   // --- lifecycle -----------------------------------------------------------------------------
 
@@ -628,6 +631,11 @@ class FakeHost {
     try {
       PublishedEvent ev;
       ev.topic = copy(args->topic);
+      if (self.declared_topics_ &&
+          std::find(self.declared_topics_->begin(), self.declared_topics_->end(), ev.topic) == self.declared_topics_->end()) {
+        self.diagnose("publish refused: topic " + ev.topic + " is not in the manifest's events.publishes");
+        return KEEL_ERR_PERMISSION_DENIED;
+      }
       ev.payload = copy(KEEL_SDK_FIELD_OR(args, keel_publish_args, payload, keel_plugin_bytes{}));
       ev.content_type = copy(KEEL_SDK_FIELD_OR(args, keel_publish_args, content_type, keel_plugin_bytes{}));
       ev.traceparent = copy(KEEL_SDK_FIELD_OR(args, keel_publish_args, traceparent, keel_plugin_bytes{}));
@@ -695,6 +703,7 @@ class FakeHost {
   std::string manifest_;
   std::atomic<keel_log_level> log_level_{KEEL_LOG_TRACE};
   std::atomic<keel_status> publish_result_{KEEL_OK};
+  std::optional<std::vector<std::string>> declared_topics_;  // set before load, then only read
   std::uint64_t event_counter_ = 0;
 
   mutable std::mutex mutex_;  // guards everything below
