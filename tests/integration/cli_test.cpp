@@ -300,3 +300,15 @@ TEST_CASE("keel-manifest checks a manifest file and names the file and each JSON
     CHECK(run_tool({"embed", (dir.path() / "missing.json").string(), header.string()}).code == 2);
   }
 }
+
+TEST_CASE("the plugin guide's complete example is what keel new plugin writes", "[cli][plugins][docs]") {
+  TempDir dir;
+  const auto project = dir.path() / "guestbook";
+  const auto r = run_keel(dir, {"new", "plugin", "guestbook", "--storage", "--events", "--dir", project.string()});
+  REQUIRE(r.code == 0);
+  const auto guide = read_file(std::filesystem::path(KEEL_SOURCE_DIR) / "docs/plugin-guide.md");
+  for (const char* file : {"manifest.json", "CMakeLists.txt", "src/plugin.cpp", "tests/guestbook_test.cpp", "keel.toml"}) {
+    INFO(file << " differs from docs/plugin-guide.md section 8; regenerate it there");
+    CHECK(guide.find(read_file(project / file)) != std::string::npos);
+  }
+}

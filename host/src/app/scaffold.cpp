@@ -402,7 +402,7 @@ enum Route : std::uint32_t { kHello = 0, kGreet = 1{{#storage}}, kCount = 2{{/st
 
 class Plugin final : public keel::sdk::Plugin {
  public:
-  explicit Plugin(keel::sdk::Host& host) : host_{host}{{#storage}}, db_{host}{{/storage}} {
+  explicit Plugin(keel::sdk::Host& host){{#storage}} : db_{host}{{/storage}}{{^storage}}{{#events}} : host_{host}{{/events}}{{/storage}} {
     // The host checked the config against the manifest's schema and filled in the defaults;
     // a problem here names the key ("config.greeting: expected a string, got ...").
     auto config = keel::sdk::JsonReader::parse(host.config_json(), "config");
@@ -490,9 +490,9 @@ class Plugin final : public keel::sdk::Plugin {
 {{/events}}{{/storage}}    return res.json(200, answer.dump());
   }
 
-  [[maybe_unused]] keel::sdk::Host& host_;
 {{#storage}}  keel::sdk::Database db_;
-{{/storage}}  std::string greeting_;
+{{/storage}}{{^storage}}{{#events}}  keel::sdk::Host& host_;
+{{/events}}{{/storage}}  std::string greeting_;
   std::int64_t max_name_length_ = 64;
 {{#events}}  std::atomic<std::int64_t> events_seen_{0};
 {{/events}}};

@@ -4,6 +4,7 @@
 // per binary; the test uses KEEL_PLUGIN_MANIFEST_NAMED + detail::plugin_table, which is what
 // KEEL_PLUGIN expands to.
 
+#include <keel/sdk/json.hpp>
 #include <keel/sdk/plugin.hpp>
 #include <keel/sdk/testing/fake_host.hpp>
 
@@ -23,6 +24,8 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include "http/message.hpp"
 
 namespace sdk = keel::sdk;
 using sdk::testing::CallReply;
@@ -465,6 +468,20 @@ TEST_CASE("a failing status is logged at warn when it answers 5xx and at info fo
   }
   CHECK(sdk::http_status(sdk::StatusCode::kOk) == 200);
   CHECK(sdk::http_status(sdk::StatusCode::kStorageFull) == 507);
+}
+
+TEST_CASE("error_code and error_json give the host's own error body", "[plugin_api][sdk]") {
+  for (std::int32_t c = 0; c >= -13; --c) {
+    const auto code = static_cast<sdk::StatusCode>(c);
+    INFO(sdk::status_name(code));
+    // The SDK's name for each failure's body code is the host's name for its HTTP status.
+    if (c < 0) CHECK(sdk::error_code(code) == keel::host::http::error_code_for(sdk::http_status(code)));
+  }
+  const sdk::Status refused = sdk::Status::invalid_argument("body.name: expected a \"string\"");
+  CHECK(sdk::error_json(refused) ==
+        R"({"error":{"code":"bad_request","message":"body.name: expected a \"string\""}})");
+  CHECK(sdk::error_json(sdk::Status{sdk::StatusCode::kStorageFull, "full"}) ==
+        R"({"error":{"code":"insufficient_storage","message":"full"}})");
 }
 
 TEST_CASE("an exception in a hook becomes KEEL_ERR_INTERNAL and one log line", "[plugin_api][sdk]") {
