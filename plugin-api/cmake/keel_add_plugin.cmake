@@ -20,7 +20,7 @@
 # With MANIFEST, the build runs keel-manifest on the file before compiling: it fails, naming the
 # file and each JSON path (e.g. "manifest.json: error: routes[1].method: ..."), on anything the
 # host would refuse at load time, and when the manifest's "name" is not <name>. Otherwise it
-# generates keel_manifest.h, on the include path of the module and the core library, defining
+# generates keel_manifest.h, on the (private) include path of the module and the core library, defining
 # KEEL_MANIFEST_JSON as the file's text: KEEL_PLUGIN_MANIFEST(KEEL_MANIFEST_JSON) in C,
 # KEEL_PLUGIN(Class, KEEL_MANIFEST_JSON) in C++. Editing the file rebuilds the plugin.
 # C++ plugins link keel::plugin_sdk (C++20, header-only), C plugins keel::plugin_api (C11).
@@ -92,6 +92,7 @@ function(keel_add_plugin name)
 
   _keel_plugin_link_settings(${module} ${lang})
 
+  set(core "")
   if(ARG_SOURCES)
     set(core keel_plugin_${name}_core)
     add_library(${core} STATIC ${ARG_SOURCES})
@@ -132,7 +133,7 @@ function(_keel_plugin_manifest name file)
   foreach(target IN LISTS ARGN)
     if(target)
       add_dependencies(${target} keel_plugin_${name}_manifest)
-      target_include_directories(${target} PUBLIC "${dir}")
+      target_include_directories(${target} PRIVATE "${dir}")
     endif()
   endforeach()
 endfunction()

@@ -86,9 +86,16 @@ TEST_CASE("test host: a config the schema refuses, or a bad file, does not load"
     TestHost host;
     CHECK_THROWS_WITH(host.load_file("/nonexistent/x.so"), Catch::Contains("cannot load /nonexistent/x.so"));
   }
+  SECTION("a manifest other than the file's section, as the host's loader refuses") {
+    TestHost host;
+    CHECK_THROWS_WITH(host.load_file(fixture("manifest_mismatch")), Catch::Contains("differs from the .keel_manifest section"));
+  }
   SECTION("create fails") {
     TestHost host;
     CHECK_THROWS_WITH(host.load_file(fixture("create_fails")), Catch::Contains("did not load"));
+    // A failed load leaves nothing behind: the same host loads another plugin.
+    host.load_file(plugin("hello"));
+    CHECK(host.request("GET", "/api/hello/greet/Ada").status == 200);
   }
   SECTION("the C API refuses NULLs without crashing") {
     CHECK(keel_test_host_load(nullptr, nullptr, nullptr) == KEEL_ERR_INVALID_ARGUMENT);
@@ -126,6 +133,13 @@ TEST_CASE("test host: a real database of the plugin's own, migrated, removed wit
     CHECK(contains(r.body, R"("code":"conflict")"));
     CHECK(host.request("GET", "/api/store/kv/colour").body == "blue");
 
+    // A "storage": "read" route only reads, as in the host.
+    CHECK(host.request("POST", "/api/store/sql-read", "INSERT INTO items (body) VALUES ('sneaky')").status == 403);
+    CHECK(host.query("SELECT count(*) AS n FROM items") == R"([{"n":1}])");
+
+    // Values come back as JSON whatever their type: reals round-trip, blobs as hex.
+    CHECK(host.query("SELECT 0.1 AS r, x'00ff' AS b, NULL AS z") == R"([{"r":0.1,"b":"00ff","z":null}])");
+
     // A failing statement from the test says why.
     CHECK_THROWS_WITH(host.query("SELECT * FROM no_such_table"), Catch::Contains("no_such_table"));
     if (std::getenv("KEEL_TEST_POSTGRES_URL") == nullptr) CHECK_FALSE(fs::is_empty(tmp.path()));
@@ -157,12 +171,23 @@ TEST_CASE("test host: events published in a transaction count when it commits, n
   CHECK(host.request("POST", "/api/events_pub/txn/3/rollback", "r").status == 200);
   CHECK(host.published().size() == 2);
   CHECK(host.query("SELECT count(*) AS n FROM sent") == R"([{"n":1}])");
+  // A body may hold NULs.
+  CHECK(host.request("POST", "/api/events_pub/deep", std::string{"a\0b", 3}).status == 200);
+  CHECK(host.published().back().payload == std::string{"a\0b", 3});
 
   // As in the host: a topic the manifest does not declare is refused (403), and an in-memory
   // topic cannot be published inside a transaction (400).
+  // The pointers the C API hands out stay valid however many events follow.
+  const char* first_topic = keel_test_host_published_topic(host.get(), 0);
+  const char* first_payload = keel_test_host_published_payload(host.get(), 0, nullptr);
+  for (int i = 0; i < 20; ++i) CHECK(host.request("POST", "/api/events_pub/txn/1/commit", "more").status == 200);
+  CHECK(keel_test_host_published_count(host.get()) == 23);
+  CHECK(std::string{first_topic} == "demo.durable");
+  CHECK(std::string{first_payload} == "ctx0");
+
   CHECK(host.request("POST", "/api/events_pub/undeclared").status == 403);
   CHECK(host.request("POST", "/api/events_pub/memory-in-txn").status == 400);
-  CHECK(host.published().size() == 2);
+  CHECK(host.published().size() == 23);
 }
 
 TEST_CASE("test host: events are delivered to the patterns the manifest subscribes to", "[devkit]") {

@@ -249,6 +249,10 @@ TEST_CASE("keel new plugin writes a project, and refuses a bad name or a used di
     CHECK(r.code == 1);
     CHECK(r.output.find("already exists and is not an empty directory") != std::string::npos);
     CHECK(read_file(dir.path() / "used/file.txt") == "mine");
+    r = run_keel(dir, {"new", "plugin", "and", "--dir", (dir.path() / "and").string()});
+    CHECK(r.code == 1);
+    CHECK(r.output.find("is a C or C++ keyword") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir.path() / "and"));
     r = run_keel(dir, {"new", "plugin", "x", "--lang", "rust"});
     CHECK(r.code != 0);
   }

@@ -6,6 +6,7 @@
 #include "app/scaffold.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -103,7 +104,7 @@ typedef struct {{name}}_plugin {
   const keel_host_api* host;
   keel_host_ctx* ctx;
 {{#storage}}  const keel_storage_api* db;
-{{/storage}}  char greeting[128];
+{{/storage}}  char* greeting;
   int64_t max_name_length;
 {{#events}}  atomic_llong events_seen;
 {{/events}}} {{name}}_plugin;
@@ -188,18 +189,26 @@ static keel_status create(const keel_host_api* host, keel_host_ctx* ctx, keel_ho
   if (self == NULL) return KEEL_ERR_INTERNAL;
   self->host = host;
   self->ctx = ctx;
-  /* The host checked the config against the manifest's schema and filled in the defaults. */
+  /* The host checked the config against the manifest's schema and filled in the defaults. A
+   * string member is never longer than the config text, so that much room always suffices. */
+  self->greeting = (char*)malloc(config.len + sizeof "Hello");
+  if (self->greeting == NULL) {
+    free(self);
+    return KEEL_ERR_INTERNAL;
+  }
   strcpy(self->greeting, "Hello");
   self->max_name_length = 64;
-  if (keel_json_get_string(config.ptr, config.len, "greeting", self->greeting, sizeof self->greeting, NULL) < 0 ||
+  if (keel_json_get_string(config.ptr, config.len, "greeting", self->greeting, config.len + sizeof "Hello", NULL) < 0 ||
       keel_json_get_int(config.ptr, config.len, "max_name_length", &self->max_name_length) < 0) {
-    log_line(self, KEEL_LOG_ERROR, "config: greeting must be a string of at most 127 bytes, max_name_length an integer");
+    log_line(self, KEEL_LOG_ERROR, "config: greeting must be a string, max_name_length an integer");
+    free(self->greeting);
     free(self);
     return KEEL_ERR_INVALID_ARGUMENT;
   }
 {{#storage}}  self->db = (const keel_storage_api*)host->get_extension(ctx, KEEL_STORAGE_EXTENSION_ID);
   if (self->db == NULL) {
     log_line(self, KEEL_LOG_ERROR, "no storage: the manifest needs the permission ext:keel.storage/1");
+    free(self->greeting);
     free(self);
     return KEEL_ERR_UNAVAILABLE;
   }
@@ -208,7 +217,11 @@ static keel_status create(const keel_host_api* host, keel_host_ctx* ctx, keel_ho
   return KEEL_OK;
 }
 
-static void destroy(void* self) { free(self); }
+static void destroy(void* self_) {
+  {{name}}_plugin* self = ({{name}}_plugin*)self_;
+  free(self->greeting);
+  free(self);
+}
 
 /* Copies the query parameter `name` (bytes, not NUL-terminated) into out[cap] as a C string.
  * Returns 1 when found, 0 when absent, -1 when too long or holding a NUL. */
@@ -237,7 +250,7 @@ static keel_status read_count(const {{name}}_plugin* self, keel_txn txn, const c
   if (st != KEEL_OK) return st;
   char text[32];
   const size_t len = entry.value.len < sizeof text - 1 ? entry.value.len : sizeof text - 1;
-  memcpy(text, entry.value.ptr, len);
+  if (len > 0) memcpy(text, entry.value.ptr, len);
   text[len] = '\0';
   *count = strtoll(text, NULL, 10);
   *version = entry.version;
@@ -308,6 +321,7 @@ static keel_status count_of(const {{name}}_plugin* self, const keel_request* req
   char name[MAX_NAME + 1];
   const keel_host_bytes param = request->path_params.items[0].value;
   if (param.len > MAX_NAME) return refuse(self, responder, 400, "bad_request", "name is too long");
+  if (memchr(param.ptr, '\0', param.len) != NULL) return refuse(self, responder, 400, "bad_request", "name holds a NUL");
   memcpy(name, param.ptr, param.len);
   name[param.len] = '\0';
   char key[MAX_NAME + 16];
@@ -557,10 +571,10 @@ int main(void) {
   const size_t published = keel_test_host_published_count(host);
   CHECK(published == {{#storage}}2{{/storage}}{{^storage}}1{{/storage}});
   CHECK(published > 0 && strcmp(keel_test_host_published_topic(host, 0), "{{name}}.greeted") == 0);
-  CHECK(published > 0 && strstr(keel_test_host_published_payload(host, 0), "\"name\":\"Ada\"") != NULL);
+  CHECK(published > 0 && strstr(keel_test_host_published_payload(host, 0, NULL), "\"name\":\"Ada\"") != NULL);
 
   /* The plugin subscribes to its own topic and counts what it receives. */
-  CHECK(keel_test_host_deliver(host, "{{name}}.greeted", keel_test_host_published_payload(host, 0)) == KEEL_OK);
+  CHECK(keel_test_host_deliver(host, "{{name}}.greeted", keel_test_host_published_payload(host, 0, NULL)) == KEEL_OK);
   CHECK(keel_test_host_request(host, "GET", "/api/{{name}}/hello", NULL, NULL, &r) == KEEL_OK);
   CHECK(strstr(r.body, "\"events_seen\":1") != NULL);
 {{/events}}
@@ -751,9 +765,25 @@ std::vector<Template> templates(const ScaffoldOptions& o) {
           {".gitignore", kGitignore}};
 }
 
+// Words the generated code cannot use as a name: C and C++ keywords (lower-case ones; the
+// plugin name is also a namespace, a type prefix and an identifier) and the standard namespace.
+constexpr std::array<std::string_view, 98> kReservedWords{
+    "alignas", "alignof", "and", "and_eq", "asm", "atomic_cancel", "atomic_commit", "atomic_noexcept", "auto",
+    "bitand", "bitor", "bool", "break", "case", "catch", "char", "char8_t", "char16_t", "char32_t", "class",
+    "compl", "concept", "const", "consteval", "constexpr", "constinit", "const_cast", "continue", "co_await",
+    "co_return", "co_yield", "decltype", "default", "delete", "do", "double", "dynamic_cast", "else", "enum",
+    "explicit", "export", "extern", "false", "float", "for", "friend", "goto", "if", "inline", "int", "long",
+    "mutable", "namespace", "new", "noexcept", "not", "not_eq", "nullptr", "operator", "or", "or_eq", "private",
+    "protected", "public", "reflexpr", "register", "reinterpret_cast", "requires", "restrict", "return", "short",
+    "signed", "sizeof", "static", "static_assert", "static_cast", "struct", "switch", "template", "this",
+    "thread_local", "throw", "true", "try", "typedef", "typeid", "typename", "union", "unsigned", "using",
+    "virtual", "void", "volatile", "wchar_t", "while", "xor", "xor_eq", "std"};
+
 void check_name(const std::string& name) {
   if (!package::valid_plugin_name(name))
     throw std::runtime_error("\"" + name + "\" is not a plugin name: use [a-z][a-z0-9_]*, at most 64 bytes (e.g. orders)");
+  if (std::find(kReservedWords.begin(), kReservedWords.end(), name) != kReservedWords.end())
+    throw std::runtime_error("\"" + name + "\" is a C or C++ keyword, which the generated code cannot use as a name; choose another");
 }
 
 }  // namespace

@@ -12,8 +12,13 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstddef>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <exception>
 #include <filesystem>
 #include <memory>
@@ -31,6 +36,7 @@
 #include "http/query.hpp"
 #include "http/router.hpp"
 #include "observability/log.hpp"
+#include "package/elf_reader.hpp"
 #include "package/manifest.hpp"
 #include "storage/testing.hpp"
 
@@ -68,10 +74,33 @@ fs::path make_private_dir() {
   return pattern;
 }
 
+// Text as a JSON string; bytes that are not UTF-8 become U+FFFD.
 void append_json_string(std::string& out, std::string_view text) {
   out += '"';
-  host::observability::append_json_escaped(out, text);
+  sdk::append_json_escaped(out, text);
   out += '"';
+}
+
+// A blob as a JSON string of lowercase hex digits.
+void append_hex_string(std::string& out, std::string_view bytes) {
+  constexpr std::string_view kHex = "0123456789abcdef";
+  out += '"';
+  for (const char c : bytes) {
+    out += kHex[static_cast<unsigned char>(c) >> 4];
+    out += kHex[static_cast<unsigned char>(c) & 0xF];
+  }
+  out += '"';
+}
+
+// A real in its shortest round-trip form, whatever the locale; JSON has no infinity or NaN.
+void append_real(std::string& out, double value) {
+  if (!std::isfinite(value)) {
+    out += "null";
+    return;
+  }
+  char text[32];
+  const auto [end, ec] = std::to_chars(text, text + sizeof text, value);
+  out.append(text, ec == std::errc{} ? end : text);
 }
 
 std::string_view level_name(sdk::LogLevel level) noexcept {
@@ -98,14 +127,13 @@ struct keel_test_host {
 
   std::string error;
   std::string content_type, body;  // the last response
-  mutable std::vector<sdk::testing::PublishedEvent> published;  // grows only: pointers into it stay valid
+  // Grows only, at the back: a deque keeps its elements (and their strings) where they are.
+  mutable std::deque<sdk::testing::PublishedEvent> published;
   std::string query_json, logs;
 
   ~keel_test_host() {
     static_cast<void>(fake.unload());
-    db.reset();
-    std::error_code ignored;
-    if (!dir.empty()) fs::remove_all(dir, ignored);
+    forget_database();
     if (library != nullptr) ::dlclose(library);
   }
 
@@ -114,8 +142,59 @@ struct keel_test_host {
     return status;
   }
 
+  // Runs `fn` (a load step); unless it succeeds, `undo` runs, even when `fn` throws.
+  template <class Fn, class Undo>
+  static keel_status all_or_nothing(Fn&& fn, Undo&& undo) {
+    struct Guard {
+      Undo& undo;
+      bool keep = false;
+      ~Guard() {
+        if (!keep) undo();
+      }
+    } guard{undo};
+    const keel_status st = fn();
+    guard.keep = st == KEEL_OK;
+    return st;
+  }
+
+  // What the host's loader refuses in a plugin file before create (plugins/loader.cpp): a table
+  // from another ABI major or smaller than ABI 1.0's, and a manifest other than the file's
+  // .keel_manifest section. Empty when the file is fine.
+  static std::string file_problem(const char* path, const keel_plugin* table) {
+    if (table == nullptr) return std::string{path} + ": keel_plugin_entry_v1 returned NULL";
+    if (KEEL_ABI_MAJOR(table->abi_version) != KEEL_ABI_VERSION_MAJOR)
+      return std::string{path} + ": built for another ABI major; rebuild it against this keel/plugin.h";
+    constexpr auto kMinSize = offsetof(keel_plugin, health) + sizeof(table->health);
+    if (table->struct_size < kMinSize) return std::string{path} + ": plugin table smaller than ABI 1.0's";
+    auto section = host::package::read_elf_section_from_file(path, KEEL_MANIFEST_SECTION);
+    if (const auto* err = std::get_if<host::package::ElfError>(&section)) return std::string{path} + ": " + err->message;
+    const auto text = host::package::manifest_text_from_section(std::get<std::string>(section));
+    if (const auto* err = std::get_if<host::package::ManifestError>(&text))
+      return std::string{path} + ": manifest section: " + err->str();
+    if (table->manifest == nullptr || std::get<std::string_view>(text) != table->manifest)
+      return std::string{path} + ": keel_plugin.manifest differs from the .keel_manifest section; it must point at "
+                                 "keel_manifest_data from KEEL_PLUGIN_MANIFEST";
+    return {};
+  }
+
+  // A failed load leaves nothing behind: no database, no directory, no library.
+  void forget_database() noexcept {
+    try {
+      fake.add_extension(KEEL_STORAGE_EXTENSION_ID, nullptr);  // get_extension answers NULL again
+    } catch (...) {  // out of memory: the plugin that failed to load cannot ask for it anyway
+    }
+    db.reset();
+    std::error_code ignored;
+    if (!dir.empty()) fs::remove_all(dir, ignored);
+    dir.clear();
+  }
+
   keel_status load(const keel_plugin* plugin, const char* config_json) {
     if (manifest) return fail(KEEL_ERR_INVALID_ARGUMENT, "a plugin is already loaded in this test host");
+    return all_or_nothing([&] { return load_table(plugin, config_json); }, [this] { forget_database(); });
+  }
+
+  keel_status load_table(const keel_plugin* plugin, const char* config_json) {
     if (plugin == nullptr || plugin->manifest == nullptr)
       return fail(KEEL_ERR_INVALID_ARGUMENT, "the plugin table or its manifest is NULL");
     auto parsed = host::package::parse_manifest(plugin->manifest);
@@ -152,26 +231,37 @@ struct keel_test_host {
     fake.declare_publishes(m.publishes);
     const sdk::Status loaded = fake.load(plugin, std::get<std::string>(std::move(config)));
     if (!loaded.ok()) {
-      db.reset();
       return fail(static_cast<keel_status>(loaded.code()), "plugin " + m.name + " did not load: " + loaded.message());
     }
     manifest = std::move(m);
+    error.clear();
     return KEEL_OK;
   }
 
   keel_status load_file(const char* path, const char* config_json) {
     if (path == nullptr) return fail(KEEL_ERR_INVALID_ARGUMENT, "the plugin path is NULL");
-    if (library != nullptr) return fail(KEEL_ERR_INVALID_ARGUMENT, "a plugin is already loaded in this test host");
+    if (manifest) return fail(KEEL_ERR_INVALID_ARGUMENT, "a plugin is already loaded in this test host");
     library = ::dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (library == nullptr) return fail(KEEL_ERR_NOT_FOUND, std::string{"cannot load "} + path + ": " + ::dlerror());
-    using Entry = const keel_plugin* (*)();
-    auto entry = reinterpret_cast<Entry>(::dlsym(library, "keel_plugin_entry_v1"));
-    if (entry == nullptr) return fail(KEEL_ERR_NOT_FOUND, std::string{path} + " does not export keel_plugin_entry_v1");
-    return load(entry(), config_json);
+    const auto close_library = [this] {
+      ::dlclose(library);
+      library = nullptr;
+    };
+    return all_or_nothing(
+        [&] {
+          using Entry = const keel_plugin* (*)();
+          const auto entry = reinterpret_cast<Entry>(::dlsym(library, "keel_plugin_entry_v1"));
+          if (entry == nullptr)
+            return fail(KEEL_ERR_NOT_FOUND, std::string{path} + " does not export keel_plugin_entry_v1");
+          const keel_plugin* table = entry();
+          if (const auto why = file_problem(path, table); !why.empty()) return fail(KEEL_ERR_INVALID_ARGUMENT, why);
+          return load(table, config_json);
+        },
+        close_library);
   }
 
-  keel_status request(const char* method, const char* target, const char* request_body, const char* const* headers,
-                      keel_test_response& out) {
+  keel_status request(const char* method, const char* target, std::string_view request_body,
+                      const char* const* headers, keel_test_response& out) {
     out = keel_test_response{0, KEEL_OK, "", "", 0};
     content_type.clear();
     body.clear();
@@ -213,10 +303,28 @@ struct keel_test_host {
       while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
       spec.headers.push_back({std::string{line.substr(0, colon)}, std::string{value}});
     }
-    if (request_body != nullptr) spec.body = request_body;
+    spec.body = request_body;
+    spec.deadline = std::chrono::steady_clock::now() + kResponseWait;
 
-    const auto pending = fake.request(spec);
-    const auto response = pending.wait(kResponseWait);
+    // A "storage": "read" route only reads, as in the host: a write in its handler is refused.
+    host::storage::ReadOnlyScope reads;
+    if (db != nullptr && manifest->routes[spec.route_index].storage_read) reads.begin(db->database(), false);
+    auto pending = fake.request(spec);
+    reads.end();
+    auto response = pending.wait(kResponseWait);
+    if (!response && pending.expire()) {
+      // The deadline passed: a later respond gets KEEL_ERR_TIMEOUT, the client 504.
+      out.status = 504;
+      out.returned = KEEL_ERR_TIMEOUT;
+      content_type = "application/json";
+      body = sdk::error_json(sdk::Status{sdk::StatusCode::kTimeout, "plugin '" + manifest->name +
+                                                                        "' did not answer within 10 s"});
+      out.content_type = content_type.c_str();
+      out.body = body.c_str();
+      out.body_len = body.size();
+      return fail(KEEL_ERR_TIMEOUT, std::string{method} + " " + target + ": the plugin did not respond within 10 s");
+    }
+    response = pending.response();
     const sdk::Status returned = pending.returned();
     out.returned = static_cast<keel_status>(returned.code());
     if (response) {
@@ -230,7 +338,11 @@ struct keel_test_host {
       body = sdk::error_json(sdk::Status{returned.code(), "plugin '" + manifest->name + "' failed: " +
                                                               std::string{host::abi::status_name(out.returned)}});
     } else {
-      return fail(KEEL_ERR_TIMEOUT, std::string{method} + " " + target + ": the plugin did not respond within 10 s");
+      // Retired without a response and without a failure: the host answers 500.
+      out.status = 500;
+      content_type = "application/json";
+      body = sdk::error_json(sdk::Status{sdk::StatusCode::kInternal, "plugin '" + manifest->name +
+                                                                         "' returned without responding"});
     }
     out.content_type = content_type.c_str();
     out.body = body.c_str();
@@ -253,7 +365,7 @@ struct keel_test_host {
     return KEEL_OK;
   }
 
-  const std::vector<sdk::testing::PublishedEvent>& events() const {
+  const std::deque<sdk::testing::PublishedEvent>& events() const {
     auto now = fake.published();
     for (std::size_t i = published.size(); i < now.size(); ++i) published.push_back(std::move(now[i]));
     return published;
@@ -275,9 +387,9 @@ struct keel_test_host {
             const auto& v = columns[i];
             switch (v.type) {
               case KEEL_SQL_INTEGER: json += std::to_string(v.integer); break;
-              case KEEL_SQL_REAL: json += std::to_string(v.real); break;
-              case KEEL_SQL_TEXT:
-              case KEEL_SQL_BLOB: append_json_string(json, {v.bytes.ptr, v.bytes.len}); break;
+              case KEEL_SQL_REAL: append_real(json, v.real); break;
+              case KEEL_SQL_TEXT: append_json_string(json, {v.bytes.ptr, v.bytes.len}); break;
+              case KEEL_SQL_BLOB: append_hex_string(json, {v.bytes.ptr, v.bytes.len}); break;
               default: json += "null"; break;
             }
           }
@@ -343,8 +455,15 @@ const char* keel_test_host_error(const keel_test_host* host) { return host == nu
 
 keel_status keel_test_host_request(keel_test_host* host, const char* method, const char* target, const char* body,
                                    const char* const* headers, keel_test_response* out) {
-  if (host == nullptr || out == nullptr) return KEEL_ERR_INVALID_ARGUMENT;
-  KEEL_TEST_HOST_GUARD(*host, return host->request(method, target, body, headers, *out);)
+  return keel_test_host_request_bytes(host, method, target, body, body == nullptr ? 0 : std::strlen(body), headers,
+                                      out);
+}
+
+keel_status keel_test_host_request_bytes(keel_test_host* host, const char* method, const char* target,
+                                         const char* body, size_t body_len, const char* const* headers,
+                                         keel_test_response* out) {
+  if (host == nullptr || out == nullptr || (body == nullptr && body_len != 0)) return KEEL_ERR_INVALID_ARGUMENT;
+  KEEL_TEST_HOST_GUARD(*host, return host->request(method, target, {body, body_len}, headers, *out);)
 }
 
 keel_status keel_test_host_deliver(keel_test_host* host, const char* topic, const char* payload) {
@@ -366,9 +485,11 @@ const char* keel_test_host_published_topic(const keel_test_host* host, size_t in
   return host->published[index].topic.c_str();
 }
 
-const char* keel_test_host_published_payload(const keel_test_host* host, size_t index) {
+const char* keel_test_host_published_payload(const keel_test_host* host, size_t index, size_t* out_len) {
   if (index >= keel_test_host_published_count(host)) return nullptr;
-  return host->published[index].payload.c_str();
+  const std::string& payload = host->published[index].payload;
+  if (out_len != nullptr) *out_len = payload.size();
+  return payload.c_str();
 }
 
 keel_status keel_test_host_query(keel_test_host* host, const char* sql, const char** out_json) {

@@ -240,7 +240,7 @@ struct Api {
           return KEEL_ERR_INVALID_ARGUMENT;
         }
         if (b->admit) {
-          if (const keel_status st = b->admit(e.topic, tl_api_error); st < 0) return st;
+          if (const keel_status st = b->admit(e.topic, txn != KEEL_TXN_NONE, tl_api_error); st < 0) return st;
         }
         if (txn == KEEL_TXN_NONE) return forward(*b, e);
         std::lock_guard lock(b->mutex);

@@ -22,9 +22,9 @@ class Database;
 /// (never for a rolled-back one, nor one published in a rolled-back savepoint); publishes outside
 /// a transaction at once. The args and their bytes are valid for the call only.
 using CommittedPublish = std::function<keel_status(const keel_publish_args&)>;
-/// Decides whether a bound ctx may publish `topic` through the storage table, as the host's bus
-/// does: KEEL_OK, or the refusal with the reason in `why`.
-using PublishAdmission = std::function<keel_status(std::string_view topic, std::string& why)>;
+/// Decides whether a bound ctx may publish `topic` through the storage table, inside a
+/// transaction or not, as the host's bus does: KEEL_OK, or the refusal with the reason in `why`.
+using PublishAdmission = std::function<keel_status(std::string_view topic, bool in_transaction, std::string& why)>;
 /// Registers `db` as the database of `ctx` for bound_storage_api_table(); nullptr unregisters.
 /// Without `on_publish`, publish() answers KEEL_ERR_UNSUPPORTED; without `admit`, every topic
 /// is accepted.

@@ -292,6 +292,14 @@ TEST_CASE("sdk storage: a test database hands transactional publishes to the fak
     REQUIRE(tx->commit().ok());
   }
   CHECK(topics() == "orders.placed=1;orders.paid=3;");
+  // Outside a transaction an in-memory topic is fine: it is published at once, like
+  // keel_host_api.publish.
+  keel_publish_args note{};
+  note.struct_size = sizeof note;
+  note.topic = {"orders.note", 11};
+  note.payload = {"8", 1};
+  CHECK(storage.table().publish(host.ctx(), KEEL_TXN_NONE, &note) == KEEL_OK);
+  CHECK(topics() == "orders.placed=1;orders.paid=3;orders.note=8;");
 }
 
 TEST_CASE("sdk storage: without a publish receiver a transactional publish is unsupported", "[sdk][storage]") {

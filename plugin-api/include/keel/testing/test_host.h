@@ -15,12 +15,15 @@
  * keel/sdk/testing/test_host.hpp wraps it for C++. docs/plugin-guide.md has a complete example.
  *
  * With KEEL_TEST_POSTGRES_URL set to a libpq connection string, the database is a schema of its
- * own on that PostgreSQL server instead, so the same tests run on both engines.
+ * own on that PostgreSQL server instead (a new one for each host, named after the process and a
+ * random number; it is left on the server), so the same tests run on both engines.
  * KEEL_TEST_LOG_LEVEL (trace, debug, info, warn, error; default warn) sets what the host's own
  * lines print to standard error; the plugin's lines are kept (keel_test_host_logs).
  *
  * THREADING: a keel_test_host is driven from one thread at a time (the test's). The plugin may
  * call the host functions it was given from any thread, as in the real host.
+ * LINKING: link the library into the test program (keel::test_host); it is not meant to be
+ * dlopen()ed (its thread-local data uses the initial-exec model).
  * OWNERSHIP: every string a function returns belongs to the host and stays valid until the next
  * call on the same keel_test_host that returns one of the same kind, or until it is destroyed.
  */
@@ -83,14 +86,21 @@ KEEL_TEST_HOST_API const char* keel_test_host_error(const keel_test_host* host);
  * @param out     filled in; strings valid until the next request.
  * @return KEEL_OK when the plugin was called (its answer, whatever the status, is in `out`);
  *         KEEL_ERR_NOT_FOUND when no route matches (out->status 404, or 405 for another method);
- *         KEEL_ERR_TIMEOUT when the plugin did not respond in time; KEEL_ERR_UNAVAILABLE when
- *         no plugin is loaded.
+ *         KEEL_ERR_TIMEOUT when the plugin did not respond within the request's deadline of
+ *         10 s (out->status 504; a later respond gets KEEL_ERR_TIMEOUT, as from the host);
+ *         KEEL_ERR_UNAVAILABLE when no plugin is loaded.
  * An on_request failure without a response is reported as the host would answer it:
- * out->returned holds the status and out->status its HTTP mapping (docs/abi.md).
+ * out->returned holds the status, out->status its HTTP mapping and out->body the host's error
+ * body (docs/abi.md). A "storage": "read" route runs read-only, as in the host.
  */
 KEEL_TEST_HOST_API keel_status keel_test_host_request(keel_test_host* host, const char* method, const char* target,
                                                       const char* body, const char* const* headers,
                                                       keel_test_response* out);
+
+/** keel_test_host_request with a body of `body_len` bytes, which may hold NULs. */
+KEEL_TEST_HOST_API keel_status keel_test_host_request_bytes(keel_test_host* host, const char* method,
+                                                            const char* target, const char* body, size_t body_len,
+                                                            const char* const* headers, keel_test_response* out);
 
 /**
  * Delivers one event (content type application/json) to on_event.
@@ -101,10 +111,13 @@ KEEL_TEST_HOST_API keel_status keel_test_host_deliver(keel_test_host* host, cons
 
 /** How many events the plugin has published (committed ones only, for transactional publishes). */
 KEEL_TEST_HOST_API size_t keel_test_host_published_count(const keel_test_host* host);
-/** Topic of published event `index` (0 = first), NULL when out of range. Valid until destroy. */
+/** Topic of published event `index` (0 = first), NULL when out of range. Valid until destroy,
+ * however many events are published later. */
 KEEL_TEST_HOST_API const char* keel_test_host_published_topic(const keel_test_host* host, size_t index);
-/** Payload of published event `index`, NULL when out of range. Valid until destroy. */
-KEEL_TEST_HOST_API const char* keel_test_host_published_payload(const keel_test_host* host, size_t index);
+/** Payload of published event `index`, NUL-terminated, NULL when out of range; *out_len (if
+ * not NULL) gets its length, since a payload may hold NULs. Valid until destroy. */
+KEEL_TEST_HOST_API const char* keel_test_host_published_payload(const keel_test_host* host, size_t index,
+                                                                size_t* out_len);
 
 /**
  * Runs one SQL statement on the plugin's database, outside the plugin, to seed or inspect it.

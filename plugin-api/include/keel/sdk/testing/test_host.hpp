@@ -51,14 +51,16 @@ class TestHost {
     check(keel_test_host_load_file(host_, path.c_str(), config_json.c_str()));
   }
 
-  /// Sends a request; throws when no route matches, no plugin is loaded or no answer comes.
+  /// Sends a request (the body may hold NULs); throws when no route matches, no plugin is loaded
+  /// or no answer comes within 10 s.
   TestResponse request(const std::string& method, const std::string& target, const std::string& body = {},
                        std::initializer_list<std::string> headers = {}) {
     std::vector<const char*> lines;
     for (const auto& h : headers) lines.push_back(h.c_str());
     lines.push_back(nullptr);
     keel_test_response r{};
-    check(keel_test_host_request(host_, method.c_str(), target.c_str(), body.c_str(), lines.data(), &r));
+    check(keel_test_host_request_bytes(host_, method.c_str(), target.c_str(), body.data(), body.size(), lines.data(),
+                                       &r));
     return {r.status, r.returned, r.content_type, std::string(r.body, r.body_len)};
   }
 
@@ -72,8 +74,11 @@ class TestHost {
   [[nodiscard]] std::vector<TestEvent> published() const {
     std::vector<TestEvent> out;
     const std::size_t n = keel_test_host_published_count(host_);
-    for (std::size_t i = 0; i < n; ++i)
-      out.push_back({keel_test_host_published_topic(host_, i), keel_test_host_published_payload(host_, i)});
+    for (std::size_t i = 0; i < n; ++i) {
+      std::size_t len = 0;
+      const char* payload = keel_test_host_published_payload(host_, i, &len);
+      out.push_back({keel_test_host_published_topic(host_, i), std::string(payload, len)});
+    }
     return out;
   }
 
