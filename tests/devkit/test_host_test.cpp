@@ -204,6 +204,21 @@ TEST_CASE("test host: events are delivered to the patterns the manifest subscrib
   CHECK_THROWS_WITH(host.deliver("other.topic", "x"), Catch::Contains("subscribes to no pattern matching other.topic"));
 }
 
+TEST_CASE("test host: answers from other threads, and the deadline", "[devkit]") {
+  ::setenv("KEEL_TEST_TIMEOUT_MS", "300", 1);
+  TestHost host;
+  host.load_file(fixture("async_responder"));
+  CHECK(host.request("GET", "/api/async_responder/later").body == "later");  // answered 50 ms later
+  keel_test_response out{};
+  CHECK(keel_test_host_request(host.get(), "GET", "/api/async_responder/never", nullptr, nullptr, &out) ==
+        KEEL_ERR_TIMEOUT);
+  CHECK(out.status == 504);
+  CHECK(out.returned == KEEL_ERR_TIMEOUT);
+  CHECK(std::string{out.body} == R"({"error":{"code":"timeout","message":"plugin 'async_responder' did not answer within 300 ms"}})");
+  CHECK(contains(host.error(), "/api/async_responder/never"));
+  ::unsetenv("KEEL_TEST_TIMEOUT_MS");
+}
+
 TEST_CASE("test host: the plugin's log lines are kept", "[devkit]") {
   TestHost host;
   host.load_file(fixture("log_echo"));

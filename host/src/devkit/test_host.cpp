@@ -47,7 +47,17 @@ namespace sdk = keel::sdk;
 namespace host = keel::host;
 
 constexpr std::string_view kStorageExtension = "ext:keel.storage/1";
-constexpr auto kResponseWait = std::chrono::seconds{10};
+// How long a request may take: KEEL_TEST_TIMEOUT_MS, or 10 s.
+std::chrono::milliseconds request_timeout() {
+  const char* text = std::getenv("KEEL_TEST_TIMEOUT_MS");
+  long long ms = 0;
+  if (text != nullptr) {
+    const std::string_view v{text};
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), ms);
+    if (ec != std::errc{} || end != v.data() + v.size() || ms <= 0) ms = 0;
+  }
+  return std::chrono::milliseconds{ms > 0 ? ms : 10'000};
+}
 
 // The host's own lines (storage, migrations) go to standard error at KEEL_TEST_LOG_LEVEL.
 void init_logging_once() {
@@ -304,51 +314,46 @@ struct keel_test_host {
       spec.headers.push_back({std::string{line.substr(0, colon)}, std::string{value}});
     }
     spec.body = request_body;
-    spec.deadline = std::chrono::steady_clock::now() + kResponseWait;
+    const auto timeout = request_timeout();
+    spec.deadline = std::chrono::steady_clock::now() + timeout;
 
     // A "storage": "read" route only reads, as in the host: a write in its handler is refused.
     host::storage::ReadOnlyScope reads;
     if (db != nullptr && manifest->routes[spec.route_index].storage_read) reads.begin(db->database(), false);
     auto pending = fake.request(spec);
     reads.end();
-    auto response = pending.wait(kResponseWait);
-    if (!response && pending.expire()) {
-      // The deadline passed: a later respond gets KEEL_ERR_TIMEOUT, the client 504.
-      out.status = 504;
-      out.returned = KEEL_ERR_TIMEOUT;
-      content_type = "application/json";
-      body = sdk::error_json(sdk::Status{sdk::StatusCode::kTimeout, "plugin '" + manifest->name +
-                                                                        "' did not answer within 10 s"});
-      out.content_type = content_type.c_str();
-      out.body = body.c_str();
-      out.body_len = body.size();
-      return fail(KEEL_ERR_TIMEOUT, std::string{method} + " " + target + ": the plugin did not respond within 10 s");
-    }
-    response = pending.response();
+    auto response = pending.wait(timeout);
+    const bool expired = !response && pending.expire();  // a later respond gets KEEL_ERR_TIMEOUT
+    if (!expired) response = pending.response();
     const sdk::Status returned = pending.returned();
-    out.returned = static_cast<keel_status>(returned.code());
+    out.returned = expired ? KEEL_ERR_TIMEOUT : static_cast<keel_status>(returned.code());
+    const std::string who = "plugin '" + manifest->name + "'";
     if (response) {
       out.status = response->status;
       content_type = response->content_type;
       body = response->body;
-    } else if (!returned.ok()) {
-      // What the host answers when on_request fails without responding (plugins/dispatch.cpp).
-      out.status = static_cast<int>(host::abi::http_status_for(out.returned));
-      content_type = "application/json";
-      body = sdk::error_json(sdk::Status{returned.code(), "plugin '" + manifest->name + "' failed: " +
-                                                              std::string{host::abi::status_name(out.returned)}});
-    } else {
-      // Retired without a response and without a failure: the host answers 500.
-      out.status = 500;
-      content_type = "application/json";
-      body = sdk::error_json(sdk::Status{sdk::StatusCode::kInternal, "plugin '" + manifest->name +
-                                                                         "' returned without responding"});
+    } else if (expired) {  // what the host answers past the deadline
+      answer_error(out, 504, {sdk::StatusCode::kTimeout, who + " did not answer within " +
+                                                          std::to_string(timeout.count()) + " ms"});
+    } else if (!returned.ok()) {  // on_request failed without responding (plugins/dispatch.cpp)
+      answer_error(out, static_cast<int>(host::abi::http_status_for(out.returned)),
+                   {returned.code(), who + " failed: " + std::string{host::abi::status_name(out.returned)}});
+    } else {  // retired without a response and without a failure
+      answer_error(out, 500, {sdk::StatusCode::kInternal, who + " returned without responding"});
     }
     out.content_type = content_type.c_str();
     out.body = body.c_str();
     out.body_len = body.size();
+    if (expired) return fail(KEEL_ERR_TIMEOUT, std::string{method} + " " + target + ": " + body);
     error.clear();
     return KEEL_OK;
+  }
+
+  // The host's error body, {"error":{"code":...,"message":...}}, as the answer.
+  void answer_error(keel_test_response& out, int status, const sdk::Status& why) {
+    out.status = status;
+    content_type = "application/json";
+    body = sdk::error_json(why);
   }
 
   keel_status deliver(const char* topic, const char* payload) {

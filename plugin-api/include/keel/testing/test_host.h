@@ -19,6 +19,7 @@
  * random number; it is left on the server), so the same tests run on both engines.
  * KEEL_TEST_LOG_LEVEL (trace, debug, info, warn, error; default warn) sets what the host's own
  * lines print to standard error; the plugin's lines are kept (keel_test_host_logs).
+ * KEEL_TEST_TIMEOUT_MS (default 10000) is each request's deadline.
  *
  * THREADING: a keel_test_host is driven from one thread at a time (the test's). The plugin may
  * call the host functions it was given from any thread, as in the real host.
@@ -86,8 +87,9 @@ KEEL_TEST_HOST_API const char* keel_test_host_error(const keel_test_host* host);
  * @param out     filled in; strings valid until the next request.
  * @return KEEL_OK when the plugin was called (its answer, whatever the status, is in `out`);
  *         KEEL_ERR_NOT_FOUND when no route matches (out->status 404, or 405 for another method);
- *         KEEL_ERR_TIMEOUT when the plugin did not respond within the request's deadline of
- *         10 s (out->status 504; a later respond gets KEEL_ERR_TIMEOUT, as from the host);
+ *         KEEL_ERR_TIMEOUT when the plugin did not respond within the request's deadline,
+ *         KEEL_TEST_TIMEOUT_MS or 10 s (out->status 504, the host's error body; a later respond
+ *         gets KEEL_ERR_TIMEOUT, as from the host);
  *         KEEL_ERR_UNAVAILABLE when no plugin is loaded.
  * An on_request failure without a response is reported as the host would answer it:
  * out->returned holds the status, out->status its HTTP mapping and out->body the host's error
