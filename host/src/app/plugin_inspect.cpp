@@ -2,6 +2,7 @@
 
 #include <keel/plugin.h>
 
+#include "abi/plugin_table.hpp"
 #include "plugins/loader.hpp"
 #include "storage/migrations.hpp"
 #include "storage/postgres/sql_text.hpp"
@@ -68,7 +69,7 @@ nlohmann::ordered_json inspect_json(const plugins::Candidate& c, const std::stri
     jm["name"] = m.name;
     jm["version"] = m.version.str();
     jm["abi"] = std::to_string(m.abi_major) + "." + std::to_string(m.abi_minor);
-    jm["host_abi"] = plugins::abi_to_string(KEEL_ABI_VERSION);
+    jm["host_abi"] = abi::abi_to_string(KEEL_ABI_VERSION);
     jm["description"] = m.description;
     jm["concurrency"] = m.serialized ? "serialized" : "parallel";
     const auto mount = plugins::mount_of(m, cfg);

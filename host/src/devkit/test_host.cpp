@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <cstddef>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -31,6 +30,7 @@
 #include <variant>
 #include <vector>
 
+#include "abi/plugin_table.hpp"
 #include "abi/status.hpp"
 #include "abi/topic.hpp"
 #include "http/query.hpp"
@@ -167,24 +167,17 @@ struct keel_test_host {
     return st;
   }
 
-  // What the host's loader refuses in a plugin file before create (plugins/loader.cpp): a table
-  // from another ABI major or smaller than ABI 1.0's, and a manifest other than the file's
-  // .keel_manifest section. Empty when the file is fine.
+  // What the host's loader refuses in a plugin file before create (abi/plugin_table.hpp), with
+  // the manifest text from the file's .keel_manifest section. Empty when the file is fine.
   static std::string file_problem(const char* path, const keel_plugin* table) {
-    if (table == nullptr) return std::string{path} + ": keel_plugin_entry_v1 returned NULL";
-    if (KEEL_ABI_MAJOR(table->abi_version) != KEEL_ABI_VERSION_MAJOR)
-      return std::string{path} + ": built for another ABI major; rebuild it against this keel/plugin.h";
-    constexpr auto kMinSize = offsetof(keel_plugin, health) + sizeof(table->health);
-    if (table->struct_size < kMinSize) return std::string{path} + ": plugin table smaller than ABI 1.0's";
     auto section = host::package::read_elf_section_from_file(path, KEEL_MANIFEST_SECTION);
     if (const auto* err = std::get_if<host::package::ElfError>(&section)) return std::string{path} + ": " + err->message;
     const auto text = host::package::manifest_text_from_section(std::get<std::string>(section));
     if (const auto* err = std::get_if<host::package::ManifestError>(&text))
       return std::string{path} + ": manifest section: " + err->str();
-    if (table->manifest == nullptr || std::get<std::string_view>(text) != table->manifest)
-      return std::string{path} + ": keel_plugin.manifest differs from the .keel_manifest section; it must point at "
-                                 "keel_manifest_data from KEEL_PLUGIN_MANIFEST";
-    return {};
+    auto why = host::abi::plugin_table_problem(table, std::get<std::string_view>(text), "the .keel_manifest section",
+                                               "the test host");
+    return why.empty() ? why : std::string{path} + ": " + why;
   }
 
   // A failed load leaves nothing behind: no database, no directory, no library.

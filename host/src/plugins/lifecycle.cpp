@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 
+#include "abi/plugin_table.hpp"
 #include "abi/status.hpp"
 #include "plugins/host_impl.hpp"
 #include "package/sha256.hpp"
@@ -63,7 +64,7 @@ int memory_copy(const fs::path& file, const std::string& name, std::string& erro
 
 // The ABI the plugin's code was built against ("1.0"), wherever it runs; empty if not loaded.
 std::string abi_of(const Plugin& p) {
-  if (p.placement) return abi_to_string(p.placement->abi_version());
+  if (p.placement) return abi::abi_to_string(p.placement->abi_version());
   return {};
 }
 

@@ -44,7 +44,4 @@ class Library {
   const keel_plugin* table_ = nullptr;
 };
 
-/// "MAJOR.MINOR" of a packed ABI version.
-[[nodiscard]] std::string abi_to_string(std::uint32_t packed);
-
 }  // namespace keel::host::plugins

@@ -8,6 +8,7 @@
 
 #include <sys/stat.h>
 
+#include "abi/plugin_table.hpp"
 #include "observability/log.hpp"
 #include "plugins/loader.hpp"
 #include "package/elf_reader.hpp"
@@ -89,7 +90,7 @@ Candidate read_candidate(const fs::path& file, const config::Config& cfg) {
     observability::logger("plugins")->warn("manifest warning file={} {}", file.string(), w.str());
   if (manifest.abi_major != KEEL_ABI_VERSION_MAJOR) {
     c.error = "ABI major mismatch: manifest says ABI " + std::to_string(manifest.abi_major) + "." +
-              std::to_string(manifest.abi_minor) + ", host implements ABI " + abi_to_string(KEEL_ABI_VERSION);
+              std::to_string(manifest.abi_minor) + ", host implements ABI " + abi::abi_to_string(KEEL_ABI_VERSION);
     c.manifest = std::move(manifest);
     return c;
   }

@@ -16,6 +16,7 @@
 
 #include "abi/bytes.hpp"
 #include "abi/limits.hpp"
+#include "abi/plugin_table.hpp"
 #include "runner/context.hpp"
 #include "runner/host_api_proxy.hpp"
 
@@ -42,10 +43,6 @@ constexpr auto kNoTimeout = std::chrono::hours(24 * 365);
 constexpr std::uint32_t kMaxThreads = 1024;
 
 using abi::host_bytes;
-
-std::string abi_to_string(std::uint32_t packed) {
-  return std::to_string(KEEL_ABI_MAJOR(packed)) + "." + std::to_string(KEEL_ABI_MINOR(packed));
-}
 
 std::string dl_error() {
   const char* e = ::dlerror();
@@ -564,23 +561,11 @@ std::string Runner::load_plugin(std::string_view manifest, std::uint32_t& plugin
   } catch (...) {
     return KEEL_PLUGIN_ENTRY_SYMBOL " let an exception escape";
   }
-  if (table == nullptr) return KEEL_PLUGIN_ENTRY_SYMBOL " returned NULL";
-  plugin_abi = table->abi_version;
-  if (KEEL_ABI_MAJOR(plugin_abi) != KEEL_ABI_VERSION_MAJOR)
-    return "ABI major mismatch: plugin built for ABI " + abi_to_string(plugin_abi) + ", runner implements ABI " +
-           abi_to_string(KEEL_ABI_VERSION) + "; rebuild the plugin against this host's keel/plugin.h";
-  // Every 1.0 member must be present; a newer minor may be larger (its extra members are ignored).
-  constexpr auto kMinSize = offsetof(keel_plugin, health) + sizeof(table->health);
-  if (table->struct_size < kMinSize)
-    return "plugin table too small: struct_size " + std::to_string(table->struct_size) + " < " +
-           std::to_string(kMinSize) + " bytes of ABI 1.0";
-  if (table->create == nullptr || table->destroy == nullptr)
-    return "plugin table lacks the required create or destroy hook";
-  if (table->manifest == nullptr || std::strlen(table->manifest) != manifest.size() ||
-      std::memcmp(table->manifest, manifest.data(), manifest.size()) != 0)
-    return "keel_plugin.manifest differs from the manifest the host read from the .keel_manifest section (" +
-           std::to_string(table->manifest == nullptr ? 0 : std::strlen(table->manifest)) + " vs " +
-           std::to_string(manifest.size()) + " bytes); it must point at keel_manifest_data from KEEL_PLUGIN_MANIFEST";
+  if (table != nullptr) plugin_abi = table->abi_version;
+  if (auto why = abi::plugin_table_problem(table, manifest,
+                                           "the manifest the host read from the .keel_manifest section", "runner");
+      !why.empty())
+    return why;
   table_ = table;
   return {};
 }
