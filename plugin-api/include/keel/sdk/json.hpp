@@ -220,6 +220,12 @@ class JsonParser {
   void skip_space() {
     while (at_ < text_.size() && (text_[at_] == ' ' || text_[at_] == '\t' || text_[at_] == '\n' || text_[at_] == '\r')) ++at_;
   }
+  // Steps over `c` when it comes next.
+  bool eat(char c) {
+    if (at_ >= text_.size() || text_[at_] != c) return false;
+    ++at_;
+    return true;
+  }
   bool literal(std::string_view word) {
     if (text_.substr(at_, word.size()) != word) return fail("expected a JSON value");
     at_ += word.size();
@@ -249,10 +255,7 @@ class JsonParser {
     out = Json::object();
     ++at_;  // {
     skip_space();
-    if (at_ < text_.size() && text_[at_] == '}') {
-      ++at_;
-      return true;
-    }
+    if (eat('}')) return true;
     for (;;) {
       skip_space();
       if (at_ >= text_.size() || text_[at_] != '"') return fail("expected a member name in double quotes");
@@ -264,21 +267,14 @@ class JsonParser {
         return fail("duplicate member name \"" + key + "\"");
       }
       skip_space();
-      if (at_ >= text_.size() || text_[at_] != ':') return fail("expected ':' after the member name");
-      ++at_;
+      if (!eat(':')) return fail("expected ':' after the member name");
       skip_space();
       Json member;
       if (!value(member, depth)) return false;
       out.set(key, std::move(member));
       skip_space();
-      if (at_ < text_.size() && text_[at_] == ',') {
-        ++at_;
-        continue;
-      }
-      if (at_ < text_.size() && text_[at_] == '}') {
-        ++at_;
-        return true;
-      }
+      if (eat(',')) continue;
+      if (eat('}')) return true;
       return fail("expected ',' or '}' in the object");
     }
   }
@@ -288,24 +284,15 @@ class JsonParser {
     out = Json::array();
     ++at_;  // [
     skip_space();
-    if (at_ < text_.size() && text_[at_] == ']') {
-      ++at_;
-      return true;
-    }
+    if (eat(']')) return true;
     for (;;) {
       skip_space();
       Json item;
       if (!value(item, depth)) return false;
       out.push_back(std::move(item));
       skip_space();
-      if (at_ < text_.size() && text_[at_] == ',') {
-        ++at_;
-        continue;
-      }
-      if (at_ < text_.size() && text_[at_] == ']') {
-        ++at_;
-        return true;
-      }
+      if (eat(',')) continue;
+      if (eat(']')) return true;
       return fail("expected ',' or ']' in the array");
     }
   }
@@ -418,7 +405,7 @@ class JsonParser {
 
   bool number(Json& out) {
     const auto start = at_;
-    if (at_ < text_.size() && text_[at_] == '-') ++at_;
+    eat('-');
     const auto digits = [this] {
       const auto from = at_;
       while (at_ < text_.size() && text_[at_] >= '0' && text_[at_] <= '9') ++at_;
@@ -435,15 +422,13 @@ class JsonParser {
       return fail("a number must not have leading zeros");
     }
     bool integer = true;
-    if (at_ < text_.size() && text_[at_] == '.') {
+    if (eat('.')) {
       integer = false;
-      ++at_;
       if (digits() == 0) return fail("expected digits after the decimal point");
     }
-    if (at_ < text_.size() && (text_[at_] == 'e' || text_[at_] == 'E')) {
+    if (eat('e') || eat('E')) {
       integer = false;
-      ++at_;
-      if (at_ < text_.size() && (text_[at_] == '+' || text_[at_] == '-')) ++at_;
+      if (!eat('+')) eat('-');
       if (digits() == 0) return fail("expected digits in the exponent");
     }
     const char* first = text_.data() + start;
