@@ -17,12 +17,12 @@ if [ "$#" -lt 2 ] || [ "$#" -gt 3 ]; then
   echo "usage: $0 PREFIX OUT_DIR [BUILD_DIR]" >&2
   exit 2
 fi
-KEEL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # KEEL_ROOT, keel_log
 prefix="$1"
 out_dir="$2"
 build_dir="${3:-${KEEL_BUILD_DIR:-$KEEL_ROOT/build}}"
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() {
   printf 'new-plugin-check: %s\n' "$*" >&2
   exit 1
@@ -34,7 +34,7 @@ prefix="$(cd "$prefix" && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/keel-new-plugin.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-log "installing the Keel plugin package from $build_dir into $prefix"
+keel_log "installing the Keel plugin package from $build_dir into $prefix"
 cmake --install "$build_dir" --prefix "$prefix" --component keel_dev > /dev/null
 
 # A sanitizer build of Keel installs an instrumented test host: the generated projects are then
@@ -47,7 +47,7 @@ if [ -n "$sanitize" ]; then flags="$flags -fsanitize=$sanitize -fno-omit-frame-p
 build_project() {
   local name="$1" lang="$2" project="$work/$1"
   shift 2
-  log "keel new plugin $name --lang $lang $*"
+  keel_log "keel new plugin $name --lang $lang $*"
   "$build_dir/bin/keel" new plugin "$name" --lang "$lang" "$@" --dir "$project" > /dev/null
   CFLAGS="$flags" CXXFLAGS="$flags" LDFLAGS="${sanitize:+-fsanitize=$sanitize}" \
     cmake -S "$project" -B "$project/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" > /dev/null
@@ -72,7 +72,7 @@ for lang in c cpp; do
 done
 
 # A mistake in manifest.json fails the build, naming the file and the JSON path.
-log "a broken manifest fails the build"
+keel_log "a broken manifest fails the build"
 sed -i 's/"method": "POST"/"method": "post"/' "$work/greet_c/manifest.json"
 if cmake --build "$work/greet_c/build" > "$work/broken.log" 2>&1; then
   die "the build succeeded with an invalid manifest"
@@ -81,4 +81,4 @@ grep -q 'manifest.json: error: routes\[1\].method' "$work/broken.log" || {
   cat "$work/broken.log" >&2
   die "the failed build does not name manifest.json and routes[1].method"
 }
-log "ok: $out_dir/greet_c.so and $out_dir/greet_cpp.so"
+keel_log "ok: $out_dir/greet_c.so and $out_dir/greet_cpp.so"

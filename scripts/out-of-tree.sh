@@ -20,12 +20,12 @@ usage() {
 }
 if [ "$#" -lt 2 ] || [ "$#" -gt 3 ]; then usage; fi
 
-KEEL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # KEEL_ROOT, keel_log
 prefix="$1"
 out_dir="$2"
 build_dir="${3:-${KEEL_BUILD_DIR:-$KEEL_ROOT/build}}"
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() {
   printf 'out-of-tree: %s\n' "$*" >&2
   exit 1
@@ -38,14 +38,14 @@ prefix="$(cd "$prefix" && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/keel-out-of-tree.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-log "installing the Keel plugin package from $build_dir into $prefix"
+keel_log "installing the Keel plugin package from $build_dir into $prefix"
 cmake --install "$build_dir" --prefix "$prefix" --component keel_dev
 
 # build_example NAME: configures and builds one example as a plugin author would, with the
 # compiler chosen by the caller's CC/CXX and warnings as errors.
 build_example() {
   local name="$1" warnings="-Wall -Wextra -Wpedantic -Werror"
-  log "building $name against $prefix"
+  keel_log "building $name against $prefix"
   CFLAGS="$warnings" CXXFLAGS="$warnings" cmake -S "$KEEL_ROOT/examples/out-of-tree/$name" -B "$work/$name" \
     -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix"
   cmake --build "$work/$name"
@@ -72,7 +72,7 @@ grep -q -- "-std=c11" "$work/c_plugin/build.ninja" || die "c_plugin was not comp
 grep -q -- "-std=c++20" "$work/cpp_plugin/build.ninja" || die "cpp_plugin was not compiled with -std=c++20 (ISO, no GNU extensions)"
 
 # With no build type at all (CMake's default), a plugin is still optimised and warned about.
-log "configuring cpp_plugin with no CMAKE_BUILD_TYPE"
+keel_log "configuring cpp_plugin with no CMAKE_BUILD_TYPE"
 CXX=clang++ cmake -S "$KEEL_ROOT/examples/out-of-tree/cpp_plugin" -B "$work/cpp_default" -G Ninja \
   -DCMAKE_PREFIX_PATH="$prefix" > /dev/null
 for flag in -O2 -Wall -Wextra; do
@@ -84,6 +84,6 @@ fi
 readelf -p .comment "$cpp_so" | grep -q 'clang version' || die "$cpp_so was not compiled by clang++"
 
 cp "$c_so" "$cpp_so" "$out_dir/"
-log "ok: $out_dir/c_plugin.so (C11, gcc, no libstdc++) and $out_dir/cpp_plugin.so (C++20, clang++)"
+keel_log "ok: $out_dir/c_plugin.so (C11, gcc, no libstdc++) and $out_dir/cpp_plugin.so (C++20, clang++)"
 readelf -d "$c_so" | awk '/NEEDED/ { print "    c_plugin.so   NEEDED " $NF }' >&2
 readelf -d "$cpp_so" | awk '/NEEDED/ { print "    cpp_plugin.so NEEDED " $NF }' >&2
