@@ -412,7 +412,7 @@ int backup_databases(const std::string& config_file, const std::string& out_dir,
 
 int new_plugin(const ScaffoldOptions& options) {
   try {
-    const auto dir = options.dir.empty() ? std::filesystem::path{options.name} : options.dir;
+    const auto dir = options.project_dir();
     for (const auto& file : scaffold_plugin(options)) std::printf("  %s\n", (dir / file).c_str());
     std::printf(
         "created plugin %s (%s%s%s) in %s\n"

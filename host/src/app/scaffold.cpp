@@ -788,16 +788,9 @@ void check_name(const std::string& name) {
 
 }  // namespace
 
-std::string scaffold_file(const ScaffoldOptions& options, const std::string& file) {
-  check_name(options.name);
-  for (const auto& t : templates(options))
-    if (t.path == file) return render(t.text, options);
-  throw std::runtime_error("scaffold: no file " + file);
-}
-
 std::vector<std::string> scaffold_plugin(const ScaffoldOptions& options) {
   check_name(options.name);
-  const fs::path dir = options.dir.empty() ? fs::path{options.name} : options.dir;
+  const fs::path dir = options.project_dir();
   std::error_code ec;
   if (fs::exists(dir, ec) && !(fs::is_directory(dir, ec) && fs::is_empty(dir, ec)))
     throw std::runtime_error(dir.string() + " already exists and is not an empty directory; choose another with --dir");

@@ -16,14 +16,14 @@ struct ScaffoldOptions {
   bool storage = false;      ///< a key-value store in its own database (ext:keel.storage/1)
   bool events = false;       ///< publishes <name>.greeted and subscribes to it
   std::filesystem::path dir; ///< empty: ./<name>
+
+  /// Where the project goes: `dir`, or ./<name>.
+  [[nodiscard]] std::filesystem::path project_dir() const { return dir.empty() ? std::filesystem::path{name} : dir; }
 };
 
 /// Writes the project. Refuses (std::runtime_error naming the problem) an invalid name, or a
 /// directory that exists and is not empty; writes nothing then. Returns the files written,
 /// relative to the project directory.
 std::vector<std::string> scaffold_plugin(const ScaffoldOptions& options);
-
-/// The text of one generated file (e.g. "manifest.json", "src/plugin.c"), for tests.
-std::string scaffold_file(const ScaffoldOptions& options, const std::string& file);
 
 }  // namespace keel::host::app
