@@ -46,7 +46,6 @@ namespace fs = std::filesystem;
 namespace sdk = keel::sdk;
 namespace host = keel::host;
 
-constexpr std::string_view kStorageExtension = "ext:keel.storage/1";
 // How long a request may take: KEEL_TEST_TIMEOUT_MS, or 10 s.
 std::chrono::milliseconds request_timeout() {
   const char* text = std::getenv("KEEL_TEST_TIMEOUT_MS");
@@ -225,7 +224,7 @@ struct keel_test_host {
       return fail(KEEL_ERR_INVALID_ARGUMENT, "routes of the manifest conflict: " + conflicts->front().message);
     routes = std::get<std::shared_ptr<const host::http::RouteTable>>(std::move(table));
 
-    if (host::package::has_permission(m, kStorageExtension)) {
+    if (host::package::has_permission(m, "ext:" KEEL_STORAGE_EXTENSION_ID)) {
       dir = make_private_dir();
       db = std::make_unique<host::storage::TestDatabase>(fake.ctx(), dir / (m.name + ".db"), plugin->manifest,
                                                          &fake.api());
@@ -363,10 +362,17 @@ struct keel_test_host {
     return KEEL_OK;
   }
 
-  const std::deque<sdk::testing::PublishedEvent>& events() const {
+  // Takes in what the plugin published since the last call; returns how many events there are.
+  std::size_t sync_published() const {
     auto now = fake.published();
     for (std::size_t i = published.size(); i < now.size(); ++i) published.push_back(std::move(now[i]));
-    return published;
+    return published.size();
+  }
+
+  // Event `index`, taking in new ones only when it is past those already taken; null when none.
+  const sdk::testing::PublishedEvent* published_at(std::size_t index) const {
+    if (index >= published.size()) sync_published();
+    return index < published.size() ? &published[index] : nullptr;
   }
 
   keel_status query(const char* sql, const char** out_json) {
@@ -472,22 +478,32 @@ keel_status keel_test_host_deliver(keel_test_host* host, const char* topic, cons
 size_t keel_test_host_published_count(const keel_test_host* host) {
   if (host == nullptr) return 0;
   try {
-    return host->events().size();
+    return host->sync_published();
   } catch (...) {
     return host->published.size();
   }
 }
 
 const char* keel_test_host_published_topic(const keel_test_host* host, size_t index) {
-  if (index >= keel_test_host_published_count(host)) return nullptr;
-  return host->published[index].topic.c_str();
+  if (host == nullptr) return nullptr;
+  try {
+    const auto* event = host->published_at(index);
+    return event == nullptr ? nullptr : event->topic.c_str();
+  } catch (...) {
+    return nullptr;
+  }
 }
 
 const char* keel_test_host_published_payload(const keel_test_host* host, size_t index, size_t* out_len) {
-  if (index >= keel_test_host_published_count(host)) return nullptr;
-  const std::string& payload = host->published[index].payload;
-  if (out_len != nullptr) *out_len = payload.size();
-  return payload.c_str();
+  if (host == nullptr) return nullptr;
+  try {
+    const auto* event = host->published_at(index);
+    if (event == nullptr) return nullptr;
+    if (out_len != nullptr) *out_len = event->payload.size();
+    return event->payload.c_str();
+  } catch (...) {
+    return nullptr;
+  }
 }
 
 keel_status keel_test_host_query(keel_test_host* host, const char* sql, const char** out_json) {
