@@ -13,17 +13,39 @@
 
 using namespace std::chrono_literals;
 
-TEST_CASE("out-of-tree C and clang++ plugins build from the installed package and load", "[plugins][integration][oot]") {
-  keel::test::TempDir dir;
+namespace {
+
+/// Runs scripts/<script> PREFIX OUT_DIR BUILD_DIR in `dir`, as a plugin author's build would use
+/// the installed package; returns OUT_DIR, where it copied the plugins it built.
+std::filesystem::path run_package_script(const keel::test::TempDir& dir, const std::string& script,
+                                         std::chrono::seconds limit) {
   const auto out = dir.path() / "built";
-  keel::test::Process build("/bin/bash",
-                            {std::string(KEEL_SOURCE_DIR) + "/scripts/out-of-tree.sh", (dir.path() / "prefix").string(),
-                             out.string(), KEEL_BUILD_DIR},
-                            dir.path() / "build.log");
-  const auto code = build.wait(600s);
-  INFO(build.output());
+  keel::test::Process run("/bin/bash",
+                          {std::string(KEEL_SOURCE_DIR) + "/scripts/" + script, (dir.path() / "prefix").string(),
+                           out.string(), KEEL_BUILD_DIR},
+                          dir.path() / "script.log");
+  const auto code = run.wait(limit);
+  INFO(run.output());
   REQUIRE(code);
   REQUIRE(*code == 0);
+  return out;
+}
+
+/// Polls GET `target` until its body contains `part`; events are delivered asynchronously.
+bool eventually_contains(std::uint16_t port, const std::string& target, const std::string& part) {
+  for (int i = 0; i < 100; ++i) {
+    const auto r = keel::test::simple_request(port, "GET", target);
+    if (r && r->body.find(part) != std::string::npos) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("out-of-tree C and clang++ plugins build from the installed package and load", "[plugins][integration][oot]") {
+  keel::test::TempDir dir;
+  const auto out = run_package_script(dir, "out-of-tree.sh", 600s);
 
   keel::test::HostOptions options;
   options.plugins = {out / "c_plugin.so", out / "cpp_plugin.so"};
@@ -38,34 +60,12 @@ TEST_CASE("out-of-tree C and clang++ plugins build from the installed package an
   CHECK(cpp->body == R"({"from":"clang"})");
 }
 
-namespace {
-
-/// Polls GET `target` until its body contains `part`; events are delivered asynchronously.
-bool eventually_contains(std::uint16_t port, const std::string& target, const std::string& part) {
-  for (int i = 0; i < 100; ++i) {
-    const auto r = keel::test::simple_request(port, "GET", target);
-    if (r && r->body.find(part) != std::string::npos) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return false;
-}
-
-}  // namespace
-
 // issue 24's "Done when": `keel new plugin` in C and C++, with storage and events, against the
 // installed package; both projects build, their generated tests pass (in the test host, with a
 // real database), and the plugins load into a real host and answer their routes.
 TEST_CASE("keel new plugin projects in C and C++ build, pass their tests and serve", "[plugins][integration][oot]") {
   keel::test::TempDir dir;
-  const auto out = dir.path() / "built";
-  keel::test::Process check("/bin/bash",
-                            {std::string(KEEL_SOURCE_DIR) + "/scripts/new-plugin-check.sh", (dir.path() / "prefix").string(),
-                             out.string(), KEEL_BUILD_DIR},
-                            dir.path() / "check.log");
-  const auto code = check.wait(900s);
-  INFO(check.output());
-  REQUIRE(code);
-  REQUIRE(*code == 0);
+  const auto out = run_package_script(dir, "new-plugin-check.sh", 900s);
 
   keel::test::KeelHost host(keel::test::with_plugins({out / "greet_c.so", out / "greet_cpp.so"},
                                                      "[plugin.greet_c]\ngreeting = \"Hej\"\n"));
