@@ -2,11 +2,10 @@
 // package alone — one in pure C with gcc -std=c11, one in C++ with clang++ — load into this host.
 #include <catch2/catch.hpp>
 
-#include <cstdint>
 #include <filesystem>
 #include <string>
-#include <thread>
 
+#include "eventually.hpp"
 #include "keel_host.hpp"
 #include "process.hpp"
 #include "raw_client.hpp"
@@ -29,16 +28,6 @@ std::filesystem::path run_package_script(const keel::test::TempDir& dir, const s
   REQUIRE(code);
   REQUIRE(*code == 0);
   return out;
-}
-
-/// Polls GET `target` until its body contains `part`; events are delivered asynchronously.
-bool eventually_contains(std::uint16_t port, const std::string& target, const std::string& part) {
-  for (int i = 0; i < 100; ++i) {
-    const auto r = keel::test::simple_request(port, "GET", target);
-    if (r && r->body.find(part) != std::string::npos) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return false;
 }
 
 }  // namespace
@@ -92,6 +81,9 @@ TEST_CASE("keel new plugin projects in C and C++ build, pass their tests and ser
     CHECK(count->status == 200);
     CHECK(count->body.find("\"count\":2") != std::string::npos);
     // The durable event, published in the transaction, reaches the plugin's own subscription.
-    CHECK(eventually_contains(host.port(), base + "/hello", "\"events_seen\":2"));
+    CHECK(keel::test::eventually([&] {
+      const auto r = keel::test::simple_request(host.port(), "GET", base + "/hello");
+      return r && r->body.find("\"events_seen\":2") != std::string::npos;
+    }));
   }
 }
