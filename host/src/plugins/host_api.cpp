@@ -14,32 +14,34 @@ using abi::current_request_id;
 using abi::status_name;
 using abi::with_current_trace;
 
-// keel_response (plugin-owned) -> http::Response (host-owned copy). Checks what it copies.
-keel_status convert_response(const keel_response* r, http::Response& out, std::uint64_t max_body) {
+// Whether `r` (plugin-owned) is a response the host can send.
+keel_status check_response(const keel_response* r, std::uint64_t max_body) {
   if (r == nullptr || r->struct_size < offsetof(keel_response, body) + sizeof(r->body)) return KEEL_ERR_INVALID_ARGUMENT;
   if (r->status < 100 || r->status > 599) return KEEL_ERR_INVALID_ARGUMENT;
   if (r->body.len > max_body) return KEEL_ERR_TOO_LARGE;
   if ((r->headers.count != 0 && r->headers.items == nullptr) || (r->body.len != 0 && r->body.ptr == nullptr))
     return KEEL_ERR_INVALID_ARGUMENT;
-  const auto content_type = view(r->content_type);
-  if (!http::valid_field_value(content_type)) return KEEL_ERR_INVALID_ARGUMENT;
+  if (!http::valid_field_value(view(r->content_type))) return KEEL_ERR_INVALID_ARGUMENT;
   for (std::size_t i = 0; i < r->headers.count; ++i) {
     if (!http::valid_token(view(r->headers.items[i].name)) || !http::valid_field_value(view(r->headers.items[i].value)))
       return KEEL_ERR_INVALID_ARGUMENT;
   }
-  out.clear();
-  out.status = static_cast<unsigned>(r->status);
-  out.content_type.assign(content_type);
-  out.body.assign(view(r->body));
-  for (std::size_t i = 0; i < r->headers.count; ++i) {
-    const auto name = view(r->headers.items[i].name);
+  return KEEL_OK;
+}
+
+// A checked keel_response -> the host's copy, into a cleared `out` (whose buffers it reuses).
+void copy_response(const keel_response& r, http::Response& out) {
+  out.status = static_cast<unsigned>(r.status);
+  out.content_type.assign(view(r.content_type));
+  out.body.assign(view(r.body));
+  for (std::size_t i = 0; i < r.headers.count; ++i) {
+    const auto name = view(r.headers.items[i].name);
     // Framing fields belong to the server; a plugin cannot set them.
     if (http::iequals(name, "content-length") || http::iequals(name, "transfer-encoding") ||
         http::iequals(name, "connection") || http::iequals(name, "date") || http::iequals(name, "server"))
       continue;
-    out.headers.emplace_back(std::string(name), std::string(view(r->headers.items[i].value)));
+    out.headers.emplace_back(std::string(name), std::string(view(r.headers.items[i].value)));
   }
-  return KEEL_OK;
 }
 
 Plugin& plugin_of(keel_host_ctx* ctx) { return *ctx->plugin; }
@@ -70,14 +72,13 @@ keel_status api_respond(keel_host_ctx* ctx, keel_responder responder, const keel
   if (ctx == nullptr) return KEEL_ERR_INVALID_ARGUMENT;
   auto& p = plugin_of(ctx);
   try {
-    http::Response converted;
-    const auto st = convert_response(response, converted, p.host->cfg.http.max_body_bytes);
+    const auto st = check_response(response, p.host->cfg.http.max_body_bytes);
     if (st != KEEL_OK) {
       p.log->warn("respond refused status={} responder={} reason={}", st, responder,
                   st == KEEL_ERR_TOO_LARGE ? "body over max_body_bytes" : "malformed response");
       return st;
     }
-    const auto result = p.responders.complete(responder, std::move(converted));
+    const auto result = p.responders.complete_with(responder, [response](http::Response& out) { copy_response(*response, out); });
     if (result == KEEL_ERR_ALREADY_COMPLETED)
       p.log->warn("respond called again for a completed request responder={}", responder);
     else if (result == KEEL_ERR_TIMEOUT)

@@ -53,14 +53,25 @@ class ResponderTable {
     return s->reply;
   }
 
-  keel_status complete(keel_responder id, http::Response&& response) {
+  // Answers request `id` with what `fill(http::Response&)` writes into a cleared response: for
+  // a synchronous request the server's own, so its buffers are reused and nothing is allocated
+  // (`fill` then runs under the table's lock: keep it to copying), otherwise a fresh one that
+  // goes to the AsyncReply.
+  template <class Fill>
+  keel_status complete_with(keel_responder id, Fill&& fill) {
     std::shared_ptr<http::AsyncReply> reply;
     {
       std::lock_guard lock(mutex_);
       auto* s = find(id);
       if (s == nullptr) return (id >> 24) != 0 && (id >> 24) < next_seq_ ? KEEL_ERR_ALREADY_COMPLETED : KEEL_ERR_NOT_FOUND;
       if (s->state == State::kSync) {
-        *s->sync_target = std::move(response);
+        s->sync_target->clear();
+        try {
+          fill(*s->sync_target);
+        } catch (...) {  // out of memory: the request stays unanswered, with nothing half-written
+          s->sync_target->clear();
+          throw;
+        }
         release(*s);
         tl_completed_sync = id;  // ids never repeat within a table
         tl_completed_table = instance_;
@@ -69,7 +80,13 @@ class ResponderTable {
       reply = std::move(s->reply);
       release(*s);
     }
+    http::Response response;
+    fill(response);
     return reply->complete(std::move(response)) ? KEEL_OK : KEEL_ERR_TIMEOUT;
+  }
+
+  keel_status complete(keel_responder id, http::Response&& response) {
+    return complete_with(id, [&response](http::Response& out) { out = std::move(response); });
   }
 
   // The host answers for the plugin (handler failed after deferring, or it is being stopped).
