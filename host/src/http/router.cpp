@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -51,6 +52,32 @@ struct Leaf {
 // Edge order: by length, then bytes. Most probes then fail on the length without a memcmp.
 bool shorter_or_less(std::string_view a, std::string_view b) noexcept {
   return a.size() != b.size() ? a.size() < b.size() : a < b;
+}
+
+template <class Word>
+Word load(const char* p) noexcept {
+  Word w;
+  std::memcpy(&w, p, sizeof w);
+  return w;
+}
+
+// Equality of the short texts routing compares (segments, methods) without a call into libc:
+// two overlapping loads cover 4 to 16 bytes.
+[[gnu::always_inline]] inline bool same_text(std::string_view a, std::string_view b) noexcept {
+  const std::size_t n = a.size();
+  if (n != b.size()) return false;
+  const char* x = a.data();
+  const char* y = b.data();
+  if (n >= 8) {
+    if (n > 16) return std::memcmp(x, y, n) == 0;
+    return load<std::uint64_t>(x) == load<std::uint64_t>(y) && load<std::uint64_t>(x + n - 8) == load<std::uint64_t>(y + n - 8);
+  }
+  if (n >= 4) {
+    return load<std::uint32_t>(x) == load<std::uint32_t>(y) && load<std::uint32_t>(x + n - 4) == load<std::uint32_t>(y + n - 4);
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    if (x[i] != y[i]) return false;
+  return true;
 }
 
 bool is_dot_segment(std::string_view s) noexcept { return s == "." || s == ".."; }
@@ -179,10 +206,17 @@ struct Trie {
   std::vector<std::vector<std::string_view>> param_names;  // per route, in capture order
   std::vector<std::uint16_t> file_params;  // per route: bit i set when capture i is {name:file}
 
-  [[nodiscard]] std::uint32_t find_static(const Node& node, std::string_view label) const noexcept {
-    const auto it = std::lower_bound(node.statics.begin(), node.statics.end(), label,
-                                     [](const Edge& e, std::string_view l) { return shorter_or_less(e.label, l); });
-    return it != node.statics.end() && it->label == label ? it->child : kNone;
+  // Edges are ordered by length first: a binary search on the length alone (once there are many,
+  // as under "/api/" with a plugin each), then the few edges of that length one by one.
+  [[nodiscard]] static std::uint32_t find_static(const Node& node, std::string_view label) noexcept {
+    auto it = node.statics.begin();
+    const auto end = node.statics.end();
+    if (node.statics.size() > 8) {
+      it = std::partition_point(it, end, [n = label.size()](const Edge& e) { return e.label.size() < n; });
+    }
+    for (; it != end && it->label.size() <= label.size(); ++it)
+      if (same_text(it->label, label)) return it->child;
+    return kNone;
   }
 };
 
@@ -203,8 +237,9 @@ class Matcher {
     const Node& node = trie_.nodes[node_index];
     if (raw > path_.size()) return at_leaf(node.leaf);  // every segment consumed
 
-    std::size_t end = path_.find('/', raw);
-    if (end == std::string_view::npos) end = path_.size();
+    // Segments are short: a loop beats a call to memchr.
+    std::size_t end = raw;
+    while (end < path_.size() && path_[end] != '/') ++end;
     const std::string_view raw_segment = path_.substr(raw, end - raw);
     std::string_view text = raw_segment;
     std::size_t decoded_size = raw_segment.size();
@@ -252,14 +287,14 @@ class Matcher {
     const Leaf& leaf = trie_.leaves[leaf_index];
     std::uint32_t found = kNone;
     for (const LeafMethod& m : leaf.methods) {
-      if (m.method == method_) {
+      if (same_text(m.method, method_)) {
         found = m.route;
         break;
       }
     }
-    if (found == kNone && method_ == "HEAD") {
+    if (found == kNone && same_text(method_, "HEAD")) {
       for (const LeafMethod& m : leaf.methods) {
-        if (m.method == "GET") {
+        if (same_text(m.method, "GET")) {
           found = m.route;
           break;
         }
@@ -425,9 +460,9 @@ MatchResult RouteTable::match(std::string_view method, std::string_view path, Ma
     decoded.reserve(path.size());
     decoded.push_back('/');
   }
-  // Without an escape, only a segment that starts with '.' can be a dot-segment: most paths
-  // have neither and need no pass of their own.
-  const bool checked = encoded || path.find("/.") != std::string_view::npos;
+  // Without an escape, only a path with a '.' can hold a dot-segment: most paths have neither
+  // and need no pass of their own.
+  const bool checked = encoded || path.find('.') != std::string_view::npos;
   for (std::size_t pos = 1; checked;) {
     std::size_t end = path.find('/', pos);
     const bool last = end == std::string_view::npos;
