@@ -8,7 +8,6 @@
 #include <ctime>
 #include <list>
 #include <optional>
-#include <random>
 #include <span>
 #include <stdexcept>
 #include <thread>
@@ -37,6 +36,7 @@
 #include "http/listener.hpp"
 #include "http/request_parser.hpp"
 #include "http/tls.hpp"
+#include "observability/hex.hpp"
 #include "observability/log.hpp"
 #include "observability/trace.hpp"
 
@@ -79,18 +79,8 @@ std::string_view http_date(std::time_t now) {
   return {cached.data(), cached_len};
 }
 
-void generate_request_id(std::array<char, 16>& out) {
-  thread_local std::uint64_t state = std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32) | 1;
-  state ^= state << 13;  // xorshift64: unique enough for correlation, never a security token
-  state ^= state >> 7;
-  state ^= state << 17;
-  static constexpr char kHex[] = "0123456789abcdef";
-  auto v = state;
-  for (auto& c : out) {
-    c = kHex[v & 0xF];
-    v >>= 4;
-  }
-}
+// Unique enough for correlation, never a security token: the span ids' per-thread generator.
+void generate_request_id(std::array<char, 16>& out) { observability::write_hex(out.data(), observability::random_bits(), 8); }
 
 bool safe_field_text(std::string_view s) {
   return std::none_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });

@@ -1,8 +1,12 @@
+#include <cinttypes>
+#include <cstdio>
+#include <random>
 #include <set>
 #include <string>
 
 #include <catch2/catch.hpp>
 
+#include "observability/hex.hpp"
 #include "observability/trace.hpp"
 
 using keel::host::observability::Span;
@@ -89,4 +93,23 @@ TEST_CASE("a span without a valid parent starts a new trace", "[trace]") {
   for (int i = 0; i < 1000; ++i) spans.emplace(Span::start(kExample).span_id());
   CHECK(traces.size() == 3);
   CHECK(spans.size() == 1000);
+}
+
+TEST_CASE("ids are written in lower-case hex exactly as printf writes them", "[trace]") {
+  using keel::host::observability::write_hex;
+  std::mt19937_64 random(7);
+  std::vector<std::uint64_t> values = {0, 1, 9, 10, 15, 16, 0x0123456789abcdefull, 0xfedcba9876543210ull,
+                                       0xffffffffffffffffull, 0xa0a0a0a0a0a0a0a0ull, 0x9999999999999999ull};
+  for (int i = 0; i < 2000; ++i) values.push_back(random());
+  for (const std::uint64_t v : values) {
+    char expected[17];
+    std::snprintf(expected, sizeof expected, "%016" PRIx64, v);
+    for (int bytes = 1; bytes <= 8; ++bytes) {
+      char out[18] = "################";
+      write_hex(out, v, bytes);
+      INFO("value " << expected << ", " << bytes << " bytes");
+      CHECK(std::string_view(out, 2 * static_cast<std::size_t>(bytes)) == std::string_view(expected + 16 - 2 * bytes));
+      CHECK(out[2 * bytes] == (bytes == 8 ? '\0' : '#'));  // nothing written past the digits
+    }
+  }
 }
