@@ -208,17 +208,19 @@ void write_event_id(std::int64_t now_unix_ns, char (&out)[36]) {
   // UUIDv7: 48-bit Unix milliseconds, version 7, 12 random bits, variant 10, 62 random bits.
   const std::uint64_t hi = (ms << 16) | 0x7000u | (r1 & 0x0FFFu);
   const std::uint64_t lo = (r2 & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;
-  // 8-4-4-4-12 lowercase hex digits, two per table load (this runs once per published event).
-  using observability::write_hex;
-  write_hex(out, hi >> 32, 4);
+  // 8-4-4-4-12 lowercase hex digits: the 32 digits at once, then placed around the dashes.
+  char digits[32];
+  observability::write_hex(digits, hi, 8);
+  observability::write_hex(digits + 16, lo, 8);
+  std::memcpy(out, digits, 8);
   out[8] = '-';
-  write_hex(out + 9, (hi >> 16) & 0xFFFF, 2);
+  std::memcpy(out + 9, digits + 8, 4);
   out[13] = '-';
-  write_hex(out + 14, hi & 0xFFFF, 2);
+  std::memcpy(out + 14, digits + 12, 4);
   out[18] = '-';
-  write_hex(out + 19, lo >> 48, 2);
+  std::memcpy(out + 19, digits + 16, 4);
   out[23] = '-';
-  write_hex(out + 24, lo & 0xFFFFFFFFFFFFull, 6);
+  std::memcpy(out + 24, digits + 20, 12);
 }
 
 // ---------------------------------------------------------------------------------------------
