@@ -14,6 +14,7 @@ KEEL_PACKAGES=(
   libnats-dev nats-server haproxy
   postgresql-15 libpq-dev
   chromium nodejs npm
+  g++-mingw-w64-x86-64-posix
 )
 # Packages that only bring a program: skipped when the program is already on the PATH (a Node.js
 # from elsewhere ships its own npm, which Debian's npm package would conflict with).

@@ -137,6 +137,32 @@ cat "$scratch/plain.so" >elf_reader/corpus/no-manifest
 head -c 1024 "$scratch/plugin.so" >elf_reader/corpus/truncated
 seed elf_reader not-elf 'MZ\x90\x00'
 
+# --- plugin_image: tests/unit/host/package/pe_reader_test.cpp builds PE images like the first;
+# the ELF seeds above stand for the other format
+mkdir -p plugin_image/corpus
+python3 - "$scratch/manifest" >plugin_image/corpus/dll <<'PY'
+import struct, sys
+manifest = open(sys.argv[1], "rb").read()
+sections = [(b".text", b"\x55\x48\x89\xe5\xc3"), (b".keelmf", manifest)]
+align = lambda n: (n + 0x1FF) // 0x200 * 0x200
+table_at = 0x40 + 4 + 20 + 240
+head = bytearray(align(table_at + 40 * len(sections)))
+head[0:2] = b"MZ"
+struct.pack_into("<I", head, 0x3C, 0x40)
+head[0x40:0x44] = b"PE\0\0"
+struct.pack_into("<HHIIIHH", head, 0x44, 0x8664, len(sections), 0, 0, 0, 240, 0x2022)
+struct.pack_into("<H", head, 0x58, 0x20B)
+body = bytearray()
+for i, (name, data) in enumerate(sections):
+    struct.pack_into("<8sIIII", head, table_at + 40 * i, name, len(data), 0x1000 * (i + 1), align(len(data)),
+                     len(head) + len(body))
+    body += data + bytes(align(len(data)) - len(data))
+sys.stdout.buffer.write(bytes(head + body))
+PY
+head -c 700 plugin_image/corpus/dll >plugin_image/corpus/dll-truncated
+cat "$scratch/plugin.so" >plugin_image/corpus/so
+seed plugin_image not-a-plugin '#!/bin/sh\n'
+
 # --- manifest: the in-tree plugins' manifests, docs/abi.md §7.2, tests/unit/host/package/manifest_test.cpp
 for plugin in hello relay catalog orders notifications; do
   header=$(grep -l "define ${plugin^^}_MANIFEST" "$root/plugins/$plugin"/src/*.hpp)

@@ -11,10 +11,15 @@
 
 #include "keel_host.hpp"
 #include "process.hpp"
+#include "raw_client.hpp"
 #include "temp_dir.hpp"
 
+using keel::test::fixture;
+using keel::test::KeelHost;
 using keel::test::Process;
+using keel::test::simple_request;
 using keel::test::TempDir;
+using keel::test::with_plugins;
 using namespace std::chrono_literals;
 
 namespace {
@@ -203,6 +208,41 @@ TEST_CASE("keel plugin inspect shows migrations with their checksums and durable
   CHECK(text.output.find("migration: 1 ") != std::string::npos);
   CHECK(text.output.find("(sha256 " + m["migrations"][0]["checksum"].get<std::string>().substr(0, 12) + ")") !=
         std::string::npos);
+}
+
+TEST_CASE("keel plugin inspect reads a Windows DLL's manifest on Linux and says this host cannot load it",
+          "[cli][plugins]") {
+#ifndef KEEL_FIXTURE_DLL
+  SKIP("KEEL_SKIP: no mingw-w64 compiler at configure time, so no .dll fixture (scripts/common.sh installs it)");
+#else
+  TempDir dir;
+  const auto file = dir.path() / "no_op.dll";
+  std::filesystem::copy_file(KEEL_FIXTURE_DLL, file);
+  const auto json = run_keel(dir, {"plugin", "inspect", file.string(), "--json"});
+  INFO(json.output);
+  CHECK(json.code == 1);
+  const auto out = nlohmann::json::parse(json.output, nullptr, false);
+  REQUIRE(out.is_object());
+  CHECK(out["format"] == "PE32+ DLL (.dll)");
+  CHECK(out["manifest"]["name"] == "no_op");
+  CHECK(out["manifest"]["routes"][0]["path"] == "/ping");
+  CHECK(out["error"] ==
+        "a PE32+ DLL (.dll): this host loads ELF shared object (.so) files; build the plugin for this platform");
+  const auto text = run_keel(dir, {"plugin", "inspect", file.string()});
+  CHECK(text.output.find("format: PE32+ DLL (.dll)\nname: no_op\n") != std::string::npos);
+  CHECK(text.output.find("route: GET /api/no_op/ping\n") != std::string::npos);
+
+  // In the plugin directory under a .so name it is refused for what it is, and the host serves on.
+  const auto renamed = dir.path() / "windows.so";
+  std::filesystem::copy_file(KEEL_FIXTURE_DLL, renamed);
+  KeelHost host(with_plugins({fixture("log_echo"), renamed}));
+  const auto ready = simple_request(host.port(), "GET", "/readyz");
+  REQUIRE(ready);
+  CHECK(ready->status == 503);
+  CHECK(ready->body.find("plugin 'no_op' is failed: a PE32+ DLL (.dll): this host loads ELF shared object (.so) files") !=
+        std::string::npos);
+  CHECK(host.stop() == 0);
+#endif
 }
 
 TEST_CASE("keel new plugin writes a project, and refuses a bad name or a used directory", "[cli][plugins]") {

@@ -142,6 +142,6 @@ TEST_CASE("console: with [admin] listen it and uploads are only on the admin lis
   const auto r = simple_request(host.admin_port(), "POST", "/admin/plugins", big, kBearer);
   REQUIRE(r);
   CHECK(r->status == 422);  // read, then refused by pre-flight: not a plugin
-  CHECK(r->body.find("not an ELF file") != std::string::npos);
+  CHECK(r->body.find("not a plugin: neither an ELF shared object") != std::string::npos);
   CHECK(host.stop() == 0);
 }

@@ -88,7 +88,7 @@ TEST_CASE("deploy: a file that fails pre-flight is refused with the reason and n
   auto [status, body] = upload(host, "not a plugin at all");
   CHECK(status == 422);
   CHECK(body["error"]["code"] == "preflight_failed");
-  CHECK(body["error"]["message"] == "not an ELF file");
+  CHECK(body["error"]["message"] == "not a plugin: neither an ELF shared object (.so) nor a PE32+ DLL (.dll)");
   CHECK(body["preflight"]["ok"] == false);
   // A valid file that cannot join the running set (a dependency that is not there): refused by
   // the set's checks, as `keel plugin inspect` would.

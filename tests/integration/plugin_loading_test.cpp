@@ -144,7 +144,7 @@ TEST_CASE("duplicate names, non-ELF and truncated files, world-writable files ar
     const auto ready = simple_request(host.port(), "GET", "/readyz");
     REQUIRE(ready);
     CHECK(ready->status == 503);
-    CHECK(ready->body.find("plugin 'notelf' is failed: not an ELF file") != std::string::npos);
+    CHECK(ready->body.find("plugin 'notelf' is failed: not a plugin: neither an ELF shared object (.so) nor a PE32+ DLL (.dll)") != std::string::npos);
     CHECK(ready->body.find("plugin 'truncated' is failed: truncated") != std::string::npos);
   }
   SECTION("a world-writable plugin file") {

@@ -139,6 +139,7 @@ int inspect_plugin(const std::string& file, const std::string& config_file, bool
     std::printf("file: %s\n", file.c_str());
     if (c.manifest) {
       const auto& jm = out["manifest"];
+      std::printf("format: %s\n", out["format"].get<std::string>().c_str());
       std::printf("name: %s\nversion: %s\nabi: %s (host %s)\ndescription: %s\nconcurrency: %s\nmount: %s\n",
                   jm["name"].get<std::string>().c_str(), jm["version"].get<std::string>().c_str(),
                   jm["abi"].get<std::string>().c_str(), jm["host_abi"].get<std::string>().c_str(),

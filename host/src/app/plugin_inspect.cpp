@@ -64,6 +64,7 @@ nlohmann::ordered_json inspect_json(const plugins::Candidate& c, const std::stri
   if (!c.error.empty()) out["error"] = c.error;
   if (!c.sha256.empty()) out["sha256"] = c.sha256;
   if (c.manifest) {
+    out["format"] = package::describe(c.format);
     const auto& m = *c.manifest;
     nlohmann::ordered_json jm;
     jm["name"] = m.name;

@@ -36,7 +36,7 @@
 #include "http/query.hpp"
 #include "http/router.hpp"
 #include "observability/log.hpp"
-#include "package/elf_reader.hpp"
+#include "package/plugin_image.hpp"
 #include "package/manifest.hpp"
 #include "storage/testing.hpp"
 
@@ -169,9 +169,9 @@ struct keel_test_host {
   // What the host's loader refuses in a plugin file before create (abi/plugin_table.hpp), with
   // the manifest text from the file's .keel_manifest section. Empty when the file is fine.
   static std::string file_problem(const char* path, const keel_plugin* table) {
-    auto section = host::package::read_elf_section_from_file(path, KEEL_MANIFEST_SECTION);
-    if (const auto* err = std::get_if<host::package::ElfError>(&section)) return std::string{path} + ": " + err->message;
-    const auto text = host::package::manifest_text_from_section(std::get<std::string>(section));
+    auto section = host::package::read_manifest_section_from_file(path);
+    if (const auto* err = std::get_if<host::package::ImageError>(&section)) return std::string{path} + ": " + err->message;
+    const auto text = host::package::manifest_text_from_section(std::get<host::package::ManifestSection>(section).bytes);
     if (const auto* err = std::get_if<host::package::ManifestError>(&text))
       return std::string{path} + ": manifest section: " + err->str();
     auto why = host::abi::plugin_table_problem(table, std::get<std::string_view>(text), "the .keel_manifest section",

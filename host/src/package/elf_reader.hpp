@@ -9,17 +9,15 @@
 #include <string_view>
 #include <variant>
 
+#include "package/image_error.hpp"
+
 namespace keel::host::package {
 
-struct ElfError {
-  std::string message;  ///< e.g. "not an ELF file", "truncated: section headers end past the file"
-};
-
 /// The bytes of section `section` in `image` (an ELF64 little-endian file's contents), or an error.
-[[nodiscard]] std::variant<std::string, ElfError> read_elf_section(std::string_view image, std::string_view section);
+[[nodiscard]] std::variant<std::string, ImageError> read_elf_section(std::string_view image, std::string_view section);
 
 /// Same, from a file on disk.
-[[nodiscard]] std::variant<std::string, ElfError> read_elf_section_from_file(const std::filesystem::path& file,
+[[nodiscard]] std::variant<std::string, ImageError> read_elf_section_from_file(const std::filesystem::path& file,
                                                                                std::string_view section);
 
 }  // namespace keel::host::package

@@ -1010,15 +1010,15 @@ bool valid_plugin_name(std::string_view s) noexcept {
 
 std::variant<std::string_view, ManifestError> manifest_text_from_section(std::string_view section) {
   if (section.size() > kMaxManifestBytes) {
-    return ManifestError{"", "the .keel_manifest section is " + std::to_string(section.size()) +
+    return ManifestError{"", "the manifest section is " + std::to_string(section.size()) +
                                  " bytes; at most " + std::to_string(kMaxManifestBytes) + " are allowed"};
   }
   const auto nul = section.find('\0');
   if (nul == std::string_view::npos) {
-    return ManifestError{"", "the .keel_manifest section is not NUL-terminated"};
+    return ManifestError{"", "the manifest section is not NUL-terminated"};
   }
   if (nul + 1 != section.size()) {
-    return ManifestError{"", "the .keel_manifest section holds more than one document (NUL at byte " +
+    return ManifestError{"", "the manifest section holds more than one document (NUL at byte " +
                                  std::to_string(nul) + " of " + std::to_string(section.size()) +
                                  "); was KEEL_PLUGIN_MANIFEST used in two translation units?"};
   }

@@ -11,17 +11,17 @@
 #include "abi/plugin_table.hpp"
 #include "observability/log.hpp"
 #include "plugins/loader.hpp"
-#include "package/elf_reader.hpp"
+#include "package/plugin_image.hpp"
 #include "package/sha256.hpp"
 
 namespace keel::host::plugins {
 namespace fs = std::filesystem;
-using package::ElfError;
+using package::ImageError;
 using package::Manifest;
 using package::ManifestError;
 using package::parse_manifest;
 using package::manifest_text_from_section;
-using package::read_elf_section_from_file;
+using package::read_manifest_section_from_file;
 using package::sha256_file_hex;
 namespace {
 
@@ -65,13 +65,14 @@ Candidate read_candidate(const fs::path& file, const config::Config& cfg) {
     c.error = perm;
     return c;
   }
-  auto section = read_elf_section_from_file(file, KEEL_MANIFEST_SECTION);
-  if (auto* err = std::get_if<ElfError>(&section)) {
+  auto section = read_manifest_section_from_file(file);
+  if (auto* err = std::get_if<ImageError>(&section)) {
     c.error = err->message;
     return c;
   }
-  const auto bytes = std::get<std::string>(std::move(section));
-  auto text_or_error = manifest_text_from_section(bytes);
+  const auto image = std::get<package::ManifestSection>(std::move(section));
+  c.format = image.format;
+  auto text_or_error = manifest_text_from_section(image.bytes);
   if (auto* err = std::get_if<ManifestError>(&text_or_error)) {
     c.error = "manifest section: " + err->str();
     return c;
@@ -91,6 +92,13 @@ Candidate read_candidate(const fs::path& file, const config::Config& cfg) {
   if (manifest.abi_major != KEEL_ABI_VERSION_MAJOR) {
     c.error = "ABI major mismatch: manifest says ABI " + std::to_string(manifest.abi_major) + "." +
               std::to_string(manifest.abi_minor) + ", host implements ABI " + abi::abi_to_string(KEEL_ABI_VERSION);
+    c.manifest = std::move(manifest);
+    return c;
+  }
+  if (image.format != package::kNativeImageFormat) {
+    // Readable everywhere (keel plugin inspect), loadable only where it was built for.
+    c.error = "a " + std::string(package::describe(image.format)) + ": this host loads " +
+              std::string(package::describe(package::kNativeImageFormat)) + " files; build the plugin for this platform";
     c.manifest = std::move(manifest);
     return c;
   }

@@ -10,6 +10,7 @@
 
 #include "config/config.hpp"
 #include "package/manifest.hpp"
+#include "package/plugin_image.hpp"
 
 namespace keel::host::plugins {
 
@@ -26,6 +27,7 @@ struct Candidate {
   bool running = false;
   bool incoming = false;
   bool config_error = false;  ///< set by check_together: `error` is about [plugin.<name>]
+  package::ImageFormat format = package::kNativeImageFormat;  ///< of the file, once its manifest section was read
 };
 
 /// Read and check every *.so in `directory` against `cfg` without loading any of them:

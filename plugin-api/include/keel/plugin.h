@@ -103,6 +103,12 @@ extern "C" {
 /** Name of the ELF section that holds the manifest; the host looks it up by this name. */
 #define KEEL_MANIFEST_SECTION ".keel_manifest"
 
+/**
+ * Name of the same section in a PE32+ DLL (Windows): PE section names hold at most 8 bytes, and
+ * strip and lld cut longer ones. Since ABI 1.0 (added in the 1.x line, docs/abi.md §9).
+ */
+#define KEEL_MANIFEST_SECTION_PE ".keelmf"
+
 /*
  * The manifest is one JSON object (UTF-8, NUL-terminated) placed in the ".keel_manifest"
  * section, so the host and tools (`readelf -p .keel_manifest x.so`) read it from the file
@@ -147,8 +153,12 @@ extern "C" {
 #if defined(__ELF__) && (defined(__GNUC__) || defined(__clang__))
 #define KEEL_PLUGIN_MANIFEST_NAMED(name, json_literal) \
   static const char name[] __attribute__((section(KEEL_MANIFEST_SECTION), used, aligned(1))) = json_literal
+#elif defined(_WIN32) && (defined(__GNUC__) || defined(__clang__))
+/* PE (mingw-w64 GCC, clang): the host reads the section's VirtualSize bytes, not its padding. */
+#define KEEL_PLUGIN_MANIFEST_NAMED(name, json_literal) \
+  static const char name[] __attribute__((section(KEEL_MANIFEST_SECTION_PE), used, aligned(1))) = json_literal
 #else
-/* Not ELF: no section to read from the file; the host falls back to keel_plugin.manifest. */
+/* No section this header knows how to place: the host falls back to keel_plugin.manifest. */
 #define KEEL_PLUGIN_MANIFEST_NAMED(name, json_literal) static const char name[] = json_literal
 #endif
 

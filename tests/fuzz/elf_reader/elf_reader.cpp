@@ -21,7 +21,7 @@
 
 namespace {
 
-using keel::host::package::ElfError;
+using keel::host::package::ImageError;
 using keel::host::package::read_elf_section;
 using keel::host::package::read_elf_section_from_file;
 
@@ -29,10 +29,10 @@ void check(bool property) {
   if (!property) __builtin_trap();
 }
 
-bool same(const std::variant<std::string, ElfError>& a, const std::variant<std::string, ElfError>& b) {
+bool same(const std::variant<std::string, ImageError>& a, const std::variant<std::string, ImageError>& b) {
   if (a.index() != b.index()) return false;
   if (const auto* s = std::get_if<std::string>(&a)) return *s == std::get<std::string>(b);
-  return std::get<ElfError>(a).message == std::get<ElfError>(b).message;
+  return std::get<ImageError>(a).message == std::get<ImageError>(b).message;
 }
 
 }  // namespace

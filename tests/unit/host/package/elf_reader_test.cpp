@@ -16,7 +16,7 @@
 
 #include "temp_dir.hpp"
 
-using keel::host::package::ElfError;
+using keel::host::package::ImageError;
 using keel::host::package::read_elf_section;
 using keel::host::package::read_elf_section_from_file;
 
@@ -113,8 +113,8 @@ void set_section(std::string& image, std::size_t index, const Elf64_Shdr& sh) {
   std::memcpy(image.data() + header_of(image).e_shoff + index * sizeof sh, &sh, sizeof sh);
 }
 
-std::string error_of(const std::variant<std::string, ElfError>& result) {
-  if (const auto* e = std::get_if<ElfError>(&result)) return e->message;
+std::string error_of(const std::variant<std::string, ImageError>& result) {
+  if (const auto* e = std::get_if<ImageError>(&result)) return e->message;
   return "<no error; got " + std::to_string(std::get<std::string>(result).size()) + " bytes>";
 }
 
@@ -197,7 +197,7 @@ TEST_CASE("elf reader never reads past a truncated image", "[plugins][elf]") {
     const auto copy = std::make_unique<char[]>(length == 0 ? 1 : length);
     std::memcpy(copy.get(), image.data(), length);
     const auto result = read_elf_section(std::string_view(copy.get(), length), ".keel_manifest");
-    CHECK(std::holds_alternative<ElfError>(result));
+    CHECK(std::holds_alternative<ImageError>(result));
   }
   CHECK(std::holds_alternative<std::string>(read_elf_section(image, ".keel_manifest")));
 }

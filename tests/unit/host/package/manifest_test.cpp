@@ -1166,14 +1166,14 @@ TEST_CASE("manifest: the section holds one NUL-terminated document", "[plugins][
   SECTION("missing NUL") {
     const auto result = mp::manifest_text_from_section(text);
     REQUIRE(std::holds_alternative<mp::ManifestError>(result));
-    CHECK(std::get<mp::ManifestError>(result).str() == "the .keel_manifest section is not NUL-terminated");
+    CHECK(std::get<mp::ManifestError>(result).str() == "the manifest section is not NUL-terminated");
   }
   SECTION("two documents") {
     const std::string section = text + '\0' + text + '\0';
     const auto result = mp::manifest_text_from_section(section);
     REQUIRE(std::holds_alternative<mp::ManifestError>(result));
     CHECK(std::get<mp::ManifestError>(result).str() ==
-          "the .keel_manifest section holds more than one document (NUL at byte " + std::to_string(text.size()) +
+          "the manifest section holds more than one document (NUL at byte " + std::to_string(text.size()) +
               " of " + std::to_string(section.size()) + "); was KEEL_PLUGIN_MANIFEST used in two translation units?");
   }
   SECTION("larger than 1 MiB") {
@@ -1184,7 +1184,7 @@ TEST_CASE("manifest: the section holds one NUL-terminated document", "[plugins][
     const auto result = mp::manifest_text_from_section(section);
     REQUIRE(std::holds_alternative<mp::ManifestError>(result));
     CHECK(std::get<mp::ManifestError>(result).str() ==
-          "the .keel_manifest section is 1048577 bytes; at most 1048576 are allowed");
+          "the manifest section is 1048577 bytes; at most 1048576 are allowed");
   }
 }
 
