@@ -3,6 +3,7 @@
 // written on hot paths (span and trace ids, request ids, event ids); header-only, no allocation.
 
 #include <bit>
+#include <cassert>
 #include <cstdint>
 #include <cstring>
 
@@ -24,6 +25,7 @@ inline std::uint64_t hex8(std::uint32_t x) noexcept {
 
 /// Writes the low `bytes` (1 to 8) bytes of `v` as 2 × `bytes` digits at `out`, most significant first.
 inline void write_hex(char* out, std::uint64_t v, int bytes) noexcept {
+  assert(bytes >= 1 && bytes <= 8);
   const std::uint64_t words[2] = {hex8(static_cast<std::uint32_t>(v >> 32)), hex8(static_cast<std::uint32_t>(v))};
   std::memcpy(out, reinterpret_cast<const char*>(words) + 16 - 2 * bytes, static_cast<std::size_t>(2 * bytes));
 }

@@ -24,6 +24,8 @@ class ResponderTable {
     auto& s = slot_for_new();
     s.state = State::kSync;
     s.sync_target = target;
+    tl_dispatching = s.id;
+    tl_dispatching_table = instance_;
     return s.id;
   }
 
@@ -38,6 +40,7 @@ class ResponderTable {
   // After on_request returned on the dispatching thread. Returns the reply to wait for, or
   // nullptr when the response is final (completed synchronously, or the handler failed).
   std::shared_ptr<http::AsyncReply> finish_sync(keel_responder id, bool failed) {
+    tl_dispatching = 0;
     // Answered on this thread already (the common case): its slot is free, nothing to look up.
     if (tl_completed_sync == id && tl_completed_table == instance_) return nullptr;
     std::lock_guard lock(mutex_);
@@ -54,34 +57,47 @@ class ResponderTable {
   }
 
   // Answers request `id` with what `fill(http::Response&)` writes into a cleared response: for
-  // a synchronous request the server's own, so its buffers are reused and nothing is allocated
-  // (`fill` then runs under the table's lock: keep it to copying), otherwise a fresh one that
-  // goes to the AsyncReply.
+  // a synchronous request the server's own, so its buffers are reused and nothing is allocated,
+  // otherwise a fresh one that goes to the AsyncReply. When `fill` throws (out of memory), the
+  // request is answered 500 without a body and the exception goes on.
   template <class Fill>
   keel_status complete_with(keel_responder id, Fill&& fill) {
+    http::Response* own = nullptr;
     std::shared_ptr<http::AsyncReply> reply;
     {
       std::lock_guard lock(mutex_);
       auto* s = find(id);
       if (s == nullptr) return (id >> 24) != 0 && (id >> 24) < next_seq_ ? KEEL_ERR_ALREADY_COMPLETED : KEEL_ERR_NOT_FOUND;
       if (s->state == State::kSync) {
-        s->sync_target->clear();
-        try {
-          fill(*s->sync_target);
-        } catch (...) {  // out of memory: the request stays unanswered, with nothing half-written
-          s->sync_target->clear();
-          throw;
-        }
+        own = s->sync_target;
         release(*s);
         tl_completed_sync = id;  // ids never repeat within a table
         tl_completed_table = instance_;
-        return KEEL_OK;
+        // From another thread: finish_sync may read the response as soon as the lock is free.
+        if (tl_dispatching != id || tl_dispatching_table != instance_) {
+          fill_or_fail(*own, fill);
+          return KEEL_OK;
+        }
+      } else {
+        reply = std::move(s->reply);
+        release(*s);
       }
-      reply = std::move(s->reply);
-      release(*s);
+    }
+    if (own != nullptr) {
+      // Answered inside on_request on the thread that dispatched it: nothing reads the response
+      // before finish_sync on this same thread, so the copy runs without the lock.
+      fill_or_fail(*own, fill);
+      return KEEL_OK;
     }
     http::Response response;
-    fill(response);
+    try {
+      fill(response);
+    } catch (...) {
+      http::Response failed;
+      failed.status = 500;
+      reply->complete(std::move(failed));
+      throw;
+    }
     return reply->complete(std::move(response)) ? KEEL_OK : KEEL_ERR_TIMEOUT;
   }
 
@@ -128,6 +144,18 @@ class ResponderTable {
     std::shared_ptr<http::AsyncReply> reply;
   };
 
+  template <class Fill>
+  static void fill_or_fail(http::Response& target, Fill& fill) {
+    target.clear();
+    try {
+      fill(target);
+    } catch (...) {
+      target.clear();
+      target.status = 500;
+      throw;
+    }
+  }
+
   Slot& slot_for_new() {
     std::uint32_t index;
     if (!free_.empty()) {
@@ -159,6 +187,9 @@ class ResponderTable {
   static inline std::atomic<std::uint64_t> instances_{0};
   static inline thread_local keel_responder tl_completed_sync = 0;
   static inline thread_local std::uint64_t tl_completed_table = 0;
+  // The synchronous request this thread is running on_request for (acquire_sync to finish_sync).
+  static inline thread_local keel_responder tl_dispatching = 0;
+  static inline thread_local std::uint64_t tl_dispatching_table = 0;
   const std::uint64_t instance_ = instances_.fetch_add(1, std::memory_order_relaxed) + 1;
 
   std::mutex mutex_;
