@@ -105,6 +105,10 @@ std::variant<std::string, ImageError> read_elf_section(std::string_view image, s
   return read_section(detail::ImageBytes(image), section);
 }
 
+std::variant<std::string, ImageError> read_elf_section(const detail::FileBytes& file, std::string_view section) {
+  return read_section(file, section);
+}
+
 std::variant<std::string, ImageError> read_elf_section_from_file(const std::filesystem::path& file,
                                                                   std::string_view section) {
   return detail::with_file(file, [section](const detail::FileBytes& bytes) { return read_section(bytes, section); });

@@ -13,8 +13,15 @@
 
 namespace keel::host::package {
 
+namespace detail {
+class FileBytes;
+}  // namespace detail
+
 /// The bytes of section `section` in `image` (an ELF64 little-endian file's contents), or an error.
 [[nodiscard]] std::variant<std::string, ImageError> read_elf_section(std::string_view image, std::string_view section);
+
+/// Same, over a file already open (plugin_image.cpp reads its first bytes, then the section).
+[[nodiscard]] std::variant<std::string, ImageError> read_elf_section(const detail::FileBytes& file, std::string_view section);
 
 /// Same, from a file on disk.
 [[nodiscard]] std::variant<std::string, ImageError> read_elf_section_from_file(const std::filesystem::path& file,

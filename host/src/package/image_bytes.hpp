@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 
 #include <fcntl.h>
@@ -65,9 +66,10 @@ bool load(const Bytes& bytes, std::uint64_t offset, T& out) {
   return true;
 }
 
-// Opens `file` and runs `read(const FileBytes&)` over it; an error names what failed.
+// Opens `file` and returns `read(const FileBytes&)` over it (a variant that holds ImageError),
+// or the ImageError that names what failed to open or stat it.
 template <typename Read>
-std::variant<std::string, ImageError> with_file(const std::filesystem::path& file, Read&& read) {
+auto with_file(const std::filesystem::path& file, Read&& read) -> decltype(read(std::declval<const FileBytes&>())) {
   const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ImageError{"cannot open: " + std::string(std::strerror(errno))};
   struct stat st {};

@@ -14,10 +14,17 @@
 
 namespace keel::host::package {
 
+namespace detail {
+class FileBytes;
+}  // namespace detail
+
 /// The bytes of section `section` (a name of at most 8 bytes, as the section table holds it)
 /// in `image` (a PE32+ DLL's contents), or an error. The bytes are the section's VirtualSize
 /// (its size before the linker padded it to the file alignment), at most its raw size.
 [[nodiscard]] std::variant<std::string, ImageError> read_pe_section(std::string_view image, std::string_view section);
+
+/// Same, over a file already open (plugin_image.cpp reads its first bytes, then the section).
+[[nodiscard]] std::variant<std::string, ImageError> read_pe_section(const detail::FileBytes& file, std::string_view section);
 
 /// Same, from a file on disk.
 [[nodiscard]] std::variant<std::string, ImageError> read_pe_section_from_file(const std::filesystem::path& file,

@@ -47,19 +47,18 @@ std::variant<ManifestSection, ImageError> read_manifest_section(std::string_view
   return section_or_error(ImageFormat::kPe, read_pe_section(image, KEEL_MANIFEST_SECTION_PE));
 }
 
+// One open: the first bytes tell the format, and that reader reads the same open file (a file
+// replaced by a rename in between cannot be judged by one and read as the other).
 std::variant<ManifestSection, ImageError> read_manifest_section_from_file(const std::filesystem::path& file) {
-  std::variant<ImageFormat, ImageError> format = ImageError{};
-  const auto opened = detail::with_file(file, [&format](const detail::FileBytes& bytes) {
+  return detail::with_file(file, [](const detail::FileBytes& bytes) -> std::variant<ManifestSection, ImageError> {
     std::string head;
     if (!bytes.read(0, std::min<std::uint64_t>(4, bytes.size()), head)) head.clear();
-    format = format_of(head);
-    return std::variant<std::string, ImageError>{std::string{}};
+    const auto format = format_of(head);
+    if (const auto* error = std::get_if<ImageError>(&format)) return *error;
+    if (std::get<ImageFormat>(format) == ImageFormat::kElf)
+      return section_or_error(ImageFormat::kElf, read_elf_section(bytes, KEEL_MANIFEST_SECTION));
+    return section_or_error(ImageFormat::kPe, read_pe_section(bytes, KEEL_MANIFEST_SECTION_PE));
   });
-  if (const auto* error = std::get_if<ImageError>(&opened)) return *error;
-  if (const auto* error = std::get_if<ImageError>(&format)) return *error;
-  if (std::get<ImageFormat>(format) == ImageFormat::kElf)
-    return section_or_error(ImageFormat::kElf, read_elf_section_from_file(file, KEEL_MANIFEST_SECTION));
-  return section_or_error(ImageFormat::kPe, read_pe_section_from_file(file, KEEL_MANIFEST_SECTION_PE));
 }
 
 }  // namespace keel::host::package
