@@ -16,6 +16,8 @@ root=${1:-"$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"}
 cd "$root"
 
 # What each folder may include, bottom to top. An entry is a folder or one header of a folder.
+#   platform:  below everything: one interface per platform-specific need, an implementation per
+#              platform in its own file (docs/windows.md); it includes nothing of the host
 #   bottom:    common, observability, config (-> common), abi (-> observability)
 #   package:   what a plugin file is (ELF section, manifest, versions, checksum)
 #   http:      above the bottom
@@ -28,21 +30,22 @@ cd "$root"
 #   runner:    the separate child binary: only the frames and the socket end it shares
 #   devkit:    the installed test host (a shared library of its own): the layers it links
 readonly allowed='
-common:
-observability:
-config:        common
-abi:           observability
-package:       common abi
-http:          common observability config abi
-storage:       common observability config abi package
-events:        common observability config abi package storage
-isolation:     common observability config abi package http storage events
-plugins:       common observability config abi package http storage events isolation
-cluster:       common observability config abi package http storage events isolation plugins
-app:           common observability config abi package http storage events isolation plugins cluster
+platform:
+common:        platform
+observability: platform
+config:        platform common
+abi:           platform observability
+package:       platform common abi
+http:          platform common observability config abi
+storage:       platform common observability config abi package
+events:        platform common observability config abi package storage
+isolation:     platform common observability config abi package http storage events
+plugins:       platform common observability config abi package http storage events isolation
+cluster:       platform common observability config abi package http storage events isolation plugins
+app:           platform common observability config abi package http storage events isolation plugins cluster
 main.cpp:      app
-runner:        common abi isolation/wire.hpp isolation/connection.hpp
-devkit:        common observability config abi package http/router.hpp http/query.hpp storage
+runner:        platform common abi isolation/wire.hpp isolation/connection.hpp
+devkit:        platform common observability config abi package http/router.hpp http/query.hpp storage
 '
 
 declare -A may

@@ -10,7 +10,8 @@
 # Creates
 #   keel_plugin_<name>_core  STATIC, position-independent, the SOURCES (only when SOURCES are given);
 #                            link it into your unit tests and drive the plugin class with FakeHost.
-#   keel_plugin_<name>       MODULE <name>.so (no "lib" prefix), the ENTRY plus the core library,
+#   keel_plugin_<name>       MODULE <name>.so (no "lib" prefix; <name>.dll for Windows, built with
+#                            mingw-w64: docs/windows.md), the ENTRY plus the core library,
 #                            hidden visibility, linked with --no-undefined (a plugin never links
 #                            against the host) and a version script that exports only
 #                            keel_plugin_entry_v1. Hidden visibility alone is not enough: namespace
@@ -138,6 +139,18 @@ endfunction()
 
 # Link settings of a plugin module: exports and undefined symbols. Also used for the test fixtures.
 function(_keel_plugin_link_settings module lang)
+  if(WIN32)
+    # A PE DLL (docs/windows.md). Once one symbol is __declspec(dllexport) (KEEL_EXPORT on
+    # keel_plugin_entry_v1) GNU ld and lld export only those; --exclude-all-symbols says so
+    # outright. -static links the C++ runtime, libgcc and winpthreads in: the DLL needs system
+    # DLLs only, never the host or a runtime DLL next to it. PE has no undefined symbols to allow.
+    if(NOT MINGW)
+      message(FATAL_ERROR "keel_add_plugin(${module}): Windows plugins are built with mingw-w64 (GCC or clang); "
+        "KEEL_PLUGIN_MANIFEST places the manifest in a PE section with their attributes (docs/windows.md)")
+    endif()
+    target_link_options(${module} PRIVATE LINKER:--exclude-all-symbols -static)
+    return()
+  endif()
   set(map "${CMAKE_BINARY_DIR}/keel_plugin_exports.map")
   file(CONFIGURE OUTPUT "${map}" CONTENT "{\n  global: keel_plugin_entry_v1;\n  local: *;\n};\n")
   target_link_options(${module} PRIVATE "LINKER:--version-script=${map}")
@@ -166,6 +179,11 @@ function(_keel_plugin_settings target lang)
   # all: a plugin built that way would be several times slower than it should. Optimise it
   # unless a build type says otherwise (Debug stays -O0).
   target_compile_options(${target} PRIVATE "$<$<CONFIG:>:-O2>")
+  if(MINGW)
+    # mingw-w64 declares the POSIX thread-safe time functions (gmtime_r, localtime_r) only on
+    # request: plugin code written on Linux compiles for Windows unchanged.
+    target_compile_definitions(${target} PRIVATE _POSIX_THREAD_SAFE_FUNCTIONS)
+  endif()
   if(TARGET keel_sanitizers)
     target_link_libraries(${target} PRIVATE keel_sanitizers)
   endif()

@@ -4,7 +4,6 @@
 // answer "are these `len` bytes at `offset` there?" the same way, so a reader gives the same
 // result for a file and for its contents. Used by elf_reader.cpp and pe_reader.cpp only.
 
-#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -13,11 +12,8 @@
 #include <utility>
 #include <variant>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include "package/image_error.hpp"
+#include "platform/read_only_file.hpp"
 
 namespace keel::host::package::detail {
 
@@ -38,23 +34,16 @@ class ImageBytes {
 
 class FileBytes {
  public:
-  FileBytes(int fd, std::uint64_t size) : fd_(fd), size_(size) {}
-  [[nodiscard]] std::uint64_t size() const { return size_; }
+  explicit FileBytes(const platform::ReadOnlyFile& file) : file_(file) {}
+  [[nodiscard]] std::uint64_t size() const { return file_.size(); }
   bool read(std::uint64_t offset, std::uint64_t len, std::string& out) const {
-    if (offset > size_ || size_ - offset < len) return false;
+    if (offset > file_.size() || file_.size() - offset < len) return false;
     out.resize(len);
-    for (std::uint64_t done = 0; done < len;) {
-      const auto n = ::pread(fd_, out.data() + done, len - done, static_cast<off_t>(offset + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      done += static_cast<std::uint64_t>(n);
-    }
-    return true;
+    return file_.read_at(offset, out.data(), out.size());
   }
 
  private:
-  int fd_;
-  std::uint64_t size_;
+  const platform::ReadOnlyFile& file_;
 };
 
 // A trivially copyable `T` (a header, little-endian as the file) at `offset`.
@@ -70,17 +59,9 @@ bool load(const Bytes& bytes, std::uint64_t offset, T& out) {
 // or the ImageError that names what failed to open or stat it.
 template <typename Read>
 auto with_file(const std::filesystem::path& file, Read&& read) -> decltype(read(std::declval<const FileBytes&>())) {
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ImageError{"cannot open: " + std::string(std::strerror(errno))};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    return ImageError{"cannot read: " + std::string(std::strerror(e))};
-  }
-  auto result = read(FileBytes(fd, static_cast<std::uint64_t>(st.st_size)));
-  ::close(fd);
-  return result;
+  auto opened = platform::ReadOnlyFile::open(file);
+  if (auto* error = std::get_if<std::string>(&opened)) return ImageError{std::move(*error)};
+  return read(FileBytes(std::get<platform::ReadOnlyFile>(opened)));
 }
 
 }  // namespace keel::host::package::detail
