@@ -23,6 +23,13 @@ inline constexpr ImageFormat kNativeImageFormat = ImageFormat::kPe;
 inline constexpr ImageFormat kNativeImageFormat = ImageFormat::kElf;
 #endif
 
+/// The file name suffix of a plugin in `format`: ".so" or ".dll".
+[[nodiscard]] constexpr std::string_view suffix(ImageFormat format) noexcept {
+  return format == ImageFormat::kElf ? ".so" : ".dll";
+}
+/// What the plugin directory is scanned and watched for, and what an uploaded plugin is named.
+inline constexpr std::string_view kNativePluginSuffix = suffix(kNativeImageFormat);
+
 /// "ELF shared object (.so)" or "PE32+ DLL (.dll)".
 [[nodiscard]] std::string_view describe(ImageFormat format) noexcept;
 

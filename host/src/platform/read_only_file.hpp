@@ -15,9 +15,10 @@ namespace keel::host::platform {
 
 class ReadOnlyFile {
  public:
-  // Opens `path` for reading. Other processes may still rename, replace or delete it (on
-  // Windows too: the file is shared for reading, writing and deletion). On failure, the reason
-  // as "cannot open: <system message>" or "cannot read: <system message>".
+  // Opens `path` for reading. Other processes may still rename or delete it, on Windows too (it
+  // is shared for reading, writing and deletion), though Windows may refuse a rename *over* it
+  // while it is open. On failure, the reason as "cannot open: <system message>" or
+  // "cannot read: <system message>".
   static std::variant<ReadOnlyFile, std::string> open(const std::filesystem::path& path);
 
   ReadOnlyFile(ReadOnlyFile&& other) noexcept;

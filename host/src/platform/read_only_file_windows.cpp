@@ -12,7 +12,7 @@ HANDLE as_handle(std::intptr_t handle) { return reinterpret_cast<HANDLE>(handle)
 
 std::variant<ReadOnlyFile, std::string> ReadOnlyFile::open(const std::filesystem::path& path) {
   // Shared for deletion and writing too: a plugin file being read for its manifest must not stop
-  // an operator from replacing it, as on Linux.
+  // an operator from moving or deleting it, as on Linux.
   const HANDLE file = ::CreateFileW(path.c_str(), GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
                                     nullptr, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, nullptr);
   if (file == INVALID_HANDLE_VALUE) return "cannot open: " + system_message(::GetLastError());

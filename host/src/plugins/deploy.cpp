@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <string>
 
+#include "package/plugin_image.hpp"
 #include "package/sha256.hpp"
 #include "plugins/host_impl.hpp"
 
@@ -49,7 +50,7 @@ PluginHost::DeployResult PluginHost::deploy(const fs::path& staged, bool dry_run
   const auto slot = find_named(gens, name);
   const std::shared_ptr<Plugin> old = slot == gens.end() ? nullptr : *slot;
   const fs::path dir = s.cfg.plugins.directory;
-  out.target = old ? old->file : dir / (name + ".so");
+  out.target = old ? old->file : dir / (name + std::string(package::kNativePluginSuffix));
   if (old)
     out.replaces = DeployResult::Replaced{old->name, old->manifest.version.str(), std::string(to_string(old->state)),
                                           old->sha256, old->generation};

@@ -5,13 +5,10 @@
 #include <optional>
 #include <string>
 #include <thread>
-#include <tuple>
 
-#include <poll.h>
-#include <sys/eventfd.h>
-#include <sys/inotify.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include "package/plugin_image.hpp"
+#include "platform/directory_events.hpp"
+#include "platform/file_stamp.hpp"
 
 namespace keel::host::plugins {
 namespace {
@@ -19,19 +16,13 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-// What identifies a version of a file without reading it: size, mtime (ns), inode.
-using Stamp = std::tuple<std::uintmax_t, std::int64_t, std::uint64_t>;
-
-std::map<std::string, Stamp> scan(const fs::path& dir) {
-  std::map<std::string, Stamp> out;
+// Every plugin file in `dir` and the version it is at.
+std::map<std::string, platform::FileStamp> scan(const fs::path& dir) {
+  std::map<std::string, platform::FileStamp> out;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (e.path().extension() != ".so") continue;
-    struct stat st{};
-    if (::stat(e.path().c_str(), &st) != 0) continue;
-    out[e.path().filename().string()] = {static_cast<std::uintmax_t>(st.st_size),
-                                         static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
-                                         static_cast<std::uint64_t>(st.st_ino)};
+    if (e.path().extension() != package::kNativePluginSuffix) continue;
+    if (auto stamp = platform::file_stamp(e.path())) out[e.path().filename().string()] = *stamp;
   }
   return out;
 }
@@ -42,7 +33,7 @@ struct DirectoryWatcher::Impl {
   WatchOptions options;
   std::function<void()> on_change;
   std::thread thread;
-  int inotify = -1, wake = -1;
+  std::unique_ptr<platform::DirectoryEvents> events;
   std::atomic<bool> running{false};
 
   void run() {
@@ -50,27 +41,17 @@ struct DirectoryWatcher::Impl {
     std::optional<Clock::time_point> dirty_since;  // a change seen, not reported yet
     auto last_change = Clock::now();
     auto next_scan = Clock::now() + options.rescan;
-    alignas(inotify_event) char buf[8192];
     while (running.load()) {
       const auto now = Clock::now();
       auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_scan - now);
       if (dirty_since) wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(last_change + options.debounce - now));
-      pollfd fds[2] = {{wake, POLLIN, 0}, {inotify, POLLIN, 0}};
-      const int n = ::poll(fds, inotify >= 0 ? 2 : 1, static_cast<int>(std::max<long long>(wait.count(), 0)));
-      if (n > 0 && (fds[0].revents & POLLIN) != 0) break;  // stop()
-      if (n > 0 && inotify >= 0 && (fds[1].revents & POLLIN) != 0) {
-        const auto len = ::read(inotify, buf, sizeof buf);
-        for (ssize_t off = 0; len > 0 && off < len;) {
-          const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
-          const std::string name = ev->len > 0 ? ev->name : "";
-          if ((ev->mask & IN_Q_OVERFLOW) != 0 || name.ends_with(".so")) {
-            dirty_since = dirty_since.value_or(Clock::now());
-            last_change = Clock::now();
-          }
-          off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
-        }
+      const auto woke = events->wait(wait);
+      if (woke == platform::DirectoryEvents::Wait::kWoken) break;  // stop()
+      if (woke == platform::DirectoryEvents::Wait::kChanged) {
+        dirty_since = dirty_since.value_or(Clock::now());
+        last_change = Clock::now();
       }
-      if (Clock::now() >= next_scan) {  // the safety net, and the only source without inotify
+      if (Clock::now() >= next_scan) {  // the safety net, and the only source without notices
         next_scan = Clock::now() + options.rescan;
         auto now_files = scan(options.directory);
         if (now_files != known) {
@@ -100,19 +81,11 @@ DirectoryWatcher::~DirectoryWatcher() { stop(); }
 std::string DirectoryWatcher::start() {
   auto& s = *impl_;
   if (s.running.exchange(true)) return {};
-  s.wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  std::string how;
-  if (!s.options.force_polling) {
-    s.inotify = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (s.inotify >= 0 &&
-        ::inotify_add_watch(s.inotify, s.options.directory.c_str(),
-                            IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_ATTRIB) < 0) {
-      ::close(s.inotify);
-      s.inotify = -1;
-    }
-  }
-  if (s.inotify >= 0) how = "inotify, full scan every " + std::to_string(s.options.rescan.count()) + " ms";
-  else how = "polling every " + std::to_string(s.options.rescan.count()) + " ms";
+  s.events = std::make_unique<platform::DirectoryEvents>(s.options.directory, package::kNativePluginSuffix,
+                                                         !s.options.force_polling);
+  const auto every = std::to_string(s.options.rescan.count()) + " ms";
+  const std::string how = s.events->notifies() ? s.events->mechanism() + ", full scan every " + every
+                                               : s.events->mechanism() + " every " + every;
   s.thread = std::thread([this] { impl_->run(); });
   return how;
 }
@@ -120,12 +93,9 @@ std::string DirectoryWatcher::start() {
 void DirectoryWatcher::stop() {
   auto& s = *impl_;
   if (!s.running.exchange(false)) return;
-  const std::uint64_t one = 1;
-  [[maybe_unused]] const auto w = ::write(s.wake, &one, sizeof one);
+  s.events->wake();
   if (s.thread.joinable()) s.thread.join();
-  if (s.inotify >= 0) ::close(s.inotify);
-  if (s.wake >= 0) ::close(s.wake);
-  s.inotify = s.wake = -1;
+  s.events.reset();
 }
 
 }  // namespace keel::host::plugins

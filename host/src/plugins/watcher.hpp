@@ -1,8 +1,9 @@
 #pragma once
-// Watches the plugin directory for *.so files that appear, change or disappear, and reports
-// them once they have been quiet for a debounce interval (a file still being written is not
-// reported until its writer stops). inotify when the kernel offers it, with a periodic full scan
-// as a safety net (missed events, queue overflow); polling only when inotify is unavailable.
+// Watches the plugin directory for plugin files (*.so; *.dll on Windows) that appear, change or
+// disappear, and reports them once they have been quiet for a debounce interval (a file still
+// being written is not reported until its writer stops). The system's notices when it offers
+// them (inotify, ReadDirectoryChangesW: platform/directory_events.hpp), with a periodic full scan
+// as a safety net (missed notices, queue overflow); polling only when there are none.
 // The callback runs on the watcher's own thread, never concurrently with itself.
 
 #include <chrono>
@@ -15,8 +16,8 @@ namespace keel::host::plugins {
 struct WatchOptions {
   std::filesystem::path directory;
   std::chrono::milliseconds debounce{500};  ///< quiet time after the last change before reporting
-  std::chrono::milliseconds rescan{2000};   ///< full scan interval (the poll interval without inotify)
-  bool force_polling = false;               ///< tests: behave as if inotify were unavailable
+  std::chrono::milliseconds rescan{2000};   ///< full scan interval (the poll interval without notices)
+  bool force_polling = false;               ///< tests: behave as if the system gave no notices
 };
 
 class DirectoryWatcher {
@@ -27,7 +28,8 @@ class DirectoryWatcher {
   DirectoryWatcher(const DirectoryWatcher&) = delete;
   DirectoryWatcher& operator=(const DirectoryWatcher&) = delete;
 
-  /// Starts the thread. Returns a description of the mechanism ("inotify" or "polling every N ms").
+  /// Starts the thread. Returns a description of the mechanism ("inotify, full scan every N ms",
+  /// "polling every N ms", or why there are no notices).
   std::string start();
   /// Stops and joins the thread (waits for a callback in progress). Idempotent.
   void stop();

@@ -1,0 +1,159 @@
+// host/src/platform's interfaces, the same cases for every implementation: run natively on Linux
+// (ctest "platform: ...") and under Wine for Windows (windows.platform). A plain program, not
+// Catch2: Debian has no Catch2 for the mingw-w64 target. Prints each failed check; exits 1 if
+// any failed.
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "platform/directory_events.hpp"
+#include "platform/file_stamp.hpp"
+#include "platform/read_only_file.hpp"
+
+namespace fs = std::filesystem;
+namespace platform = keel::host::platform;
+using Wait = platform::DirectoryEvents::Wait;
+using namespace std::chrono_literals;
+
+namespace {
+
+// What differs by platform: the plugin suffix, and how the implementation names itself.
+#ifdef _WIN32
+constexpr const char* kSuffix = ".dll";
+constexpr std::string_view kMechanism = "ReadDirectoryChangesW";
+constexpr std::string_view kNoDirectory = "polling (cannot open the directory: ";
+#else
+constexpr const char* kSuffix = ".so";
+constexpr std::string_view kMechanism = "inotify";
+constexpr std::string_view kNoDirectory = "polling (inotify_add_watch: No such file or directory)";
+#endif
+
+int failures = 0;
+
+void check(bool ok, const char* what, int line) {
+  if (ok) return;
+  std::printf("FAIL line %d: %s\n", line, what);
+  ++failures;
+}
+#define CHECK(expr) check((expr), #expr, __LINE__)
+
+// A fresh directory under the temp directory, removed at the end.
+struct TempDir {
+  fs::path path = fs::temp_directory_path() / ("keel-platform-test-" + std::to_string(std::random_device{}()));
+  TempDir() { fs::create_directories(path); }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  fs::path write(const std::string& name, const std::string& content) const {
+    std::ofstream(path / name, std::ios::binary) << content;
+    return path / name;
+  }
+};
+
+bool changed_within(platform::DirectoryEvents& events, std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (events.wait(100ms) == Wait::kChanged) return true;
+  }
+  return false;
+}
+
+void directory_events_notice_plugin_files() {
+  TempDir dir;
+  platform::DirectoryEvents events(dir.path, kSuffix, true);
+  CHECK(events.notifies());
+  CHECK(events.mechanism() == kMechanism);
+  CHECK(events.wait(20ms) == Wait::kNothing);
+  dir.write("notes.txt", "not a plugin");
+  CHECK(!changed_within(events, 300ms));
+  const auto plugin = dir.write(std::string("a") + kSuffix, "v1");
+  CHECK(changed_within(events, 5s));
+  dir.write("b.tmp", "v2");
+  fs::rename(dir.path / "b.tmp", plugin);
+  CHECK(changed_within(events, 5s));
+  fs::remove(plugin);
+  CHECK(changed_within(events, 5s));
+#ifdef _WIN32
+  dir.write("UPPER.DLL", "case does not matter on Windows");
+  CHECK(changed_within(events, 5s));
+#endif
+}
+
+void directory_events_wake() {
+  TempDir dir;
+  for (const bool notify : {true, false}) {
+    platform::DirectoryEvents events(dir.path, kSuffix, notify);
+    CHECK(events.notifies() == notify);
+    std::thread waker([&events] {
+      std::this_thread::sleep_for(50ms);
+      events.wake();
+    });
+    const auto started = std::chrono::steady_clock::now();
+    CHECK(events.wait(30s) == Wait::kWoken);
+    CHECK(std::chrono::steady_clock::now() - started < 20s);
+    waker.join();
+    CHECK(events.wait(0ms) == Wait::kWoken);
+  }
+}
+
+void directory_events_missing_directory() {
+  TempDir dir;
+  platform::DirectoryEvents events(dir.path / "missing", kSuffix, true);
+  CHECK(!events.notifies());
+  CHECK(events.mechanism().starts_with(kNoDirectory));
+  CHECK(events.wait(10ms) == Wait::kNothing);
+}
+
+void file_stamps() {
+  TempDir dir;
+  const auto file = dir.write(std::string("a") + kSuffix, "one");
+  const auto first = platform::file_stamp(file);
+  CHECK(first && first->size == 3);
+  CHECK(platform::file_stamp(file) == first);
+  dir.write("b.tmp", "two");
+  fs::rename(dir.path / "b.tmp", file);
+  const auto second = platform::file_stamp(file);
+  CHECK(second && second->size == 3);
+  CHECK(second && first && second->identity != first->identity);
+  CHECK(!platform::file_stamp(dir.path / "missing"));
+}
+
+void read_only_files() {
+  TempDir dir;
+  const auto file = dir.write("data", "0123456789");
+  auto opened = platform::ReadOnlyFile::open(file);
+  CHECK(std::holds_alternative<platform::ReadOnlyFile>(opened));
+  if (auto* reader = std::get_if<platform::ReadOnlyFile>(&opened)) {
+    CHECK(reader->size() == 10);
+    char out[4] = {};
+    CHECK(reader->read_at(6, out, 4) && std::string_view(out, 4) == "6789");
+    CHECK(!reader->read_at(8, out, 4));
+    // Opened for reading, the file can still be renamed and deleted (shared for deletion).
+    std::error_code ec;
+    fs::rename(file, dir.path / "renamed", ec);
+    CHECK(!ec);
+    fs::remove(dir.path / "renamed", ec);
+    CHECK(!ec);
+  }
+  const auto missing = platform::ReadOnlyFile::open(dir.path / "missing");
+  CHECK(std::holds_alternative<std::string>(missing) && std::get<std::string>(missing).starts_with("cannot open: "));
+}
+
+}  // namespace
+
+int main() {
+  directory_events_notice_plugin_files();
+  directory_events_wake();
+  directory_events_missing_directory();
+  file_stamps();
+  read_only_files();
+  std::printf("%s: %d failed check(s)\n", failures == 0 ? "ok" : "FAIL", failures);
+  return failures == 0 ? 0 : 1;
+}
