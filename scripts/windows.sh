@@ -24,9 +24,13 @@ native="$KEEL_ROOT/build"
 if [ "$test" -eq 1 ] && [ ! -x "$native/bin/keel" ]; then
   keel_build "$native" Release -DKEEL_WARNINGS_AS_ERRORS=ON
 fi
+# The cross-platform tests run against the native build when there is one (ctest lists them
+# as not run otherwise).
+native_arg=()
+if [ -x "$native/bin/keel" ]; then native_arg=(-DKEEL_NATIVE_BUILD="$native"); fi
 dir="$KEEL_ROOT/build-windows"
 keel_build "$dir" Release -DKEEL_WARNINGS_AS_ERRORS=ON \
-  -DCMAKE_TOOLCHAIN_FILE="$KEEL_ROOT/cmake/windows/x86_64-w64-mingw32.cmake" -DKEEL_NATIVE_BUILD="$native"
+  -DCMAKE_TOOLCHAIN_FILE="$KEEL_ROOT/cmake/windows/x86_64-w64-mingw32.cmake" "${native_arg[@]}"
 [ "$test" -eq 1 ] || exit 0
 
 # A private prefix; no .NET (mscoree) or HTML engine (mshtml), which console programs do not
@@ -34,7 +38,9 @@ keel_build "$dir" Release -DKEEL_WARNINGS_AS_ERRORS=ON \
 export WINEPREFIX="$dir/wine" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 mkdir -p "$WINEPREFIX"
 # One Wine server for the whole run, started before the prefix is booted: each test then starts
-# in a fraction of a second instead of about 3 s (../shared/WINDOWS.md).
+# in a fraction of a second instead of about 3 s (docs/windows.md). A server left by a run that
+# was killed would make -p fail: it is stopped first.
+wineserver -k 2>/dev/null || true
 trap 'wineserver -k 2>/dev/null || true' EXIT
 wineserver -p
 keel_log "booting the Wine prefix $WINEPREFIX"

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <thread>
 
+#include "platform/code_copy.hpp"
 #include "platform/directory_events.hpp"
 #include "platform/file_stamp.hpp"
 #include "platform/read_only_file.hpp"
@@ -28,10 +29,12 @@ namespace {
 constexpr const char* kSuffix = ".dll";
 constexpr std::string_view kMechanism = "ReadDirectoryChangesW";
 constexpr std::string_view kNoDirectory = "polling (cannot open the directory: ";
+constexpr std::string_view kCopyMissing = "copying it: ";
 #else
 constexpr const char* kSuffix = ".so";
 constexpr std::string_view kMechanism = "inotify";
 constexpr std::string_view kNoDirectory = "polling (inotify_add_watch: No such file or directory)";
+constexpr std::string_view kCopyMissing = "cannot open it: No such file or directory";
 #endif
 
 int failures = 0;
@@ -57,6 +60,16 @@ struct TempDir {
   }
 };
 
+// Lets notices of what was done before pass (one write may give several, and Windows delivers
+// some on the next read): returns once 300 ms went by with none, or after 5 s.
+void settle(platform::DirectoryEvents& events) {
+  const auto limit = std::chrono::steady_clock::now() + 5s;
+  auto quiet_since = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() < limit && std::chrono::steady_clock::now() - quiet_since < 300ms) {
+    if (events.wait(50ms) != Wait::kNothing) quiet_since = std::chrono::steady_clock::now();
+  }
+}
+
 bool changed_within(platform::DirectoryEvents& events, std::chrono::milliseconds limit) {
   const auto until = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < until) {
@@ -76,11 +89,14 @@ void directory_events_notice_plugin_files() {
   const auto plugin = dir.write(std::string("a") + kSuffix, "v1");
   CHECK(changed_within(events, 5s));
   dir.write("b.tmp", "v2");
+  settle(events);
   fs::rename(dir.path / "b.tmp", plugin);
   CHECK(changed_within(events, 5s));
+  settle(events);
   fs::remove(plugin);
   CHECK(changed_within(events, 5s));
 #ifdef _WIN32
+  settle(events);
   dir.write("UPPER.DLL", "case does not matter on Windows");
   CHECK(changed_within(events, 5s));
 #endif
@@ -146,6 +162,45 @@ void read_only_files() {
   CHECK(std::holds_alternative<std::string>(missing) && std::get<std::string>(missing).starts_with("cannot open: "));
 }
 
+// All of `file`, read through ReadOnlyFile; "<unreadable>" if it cannot be.
+std::string contents(const fs::path& file) {
+  auto opened = platform::ReadOnlyFile::open(file);
+  auto* reader = std::get_if<platform::ReadOnlyFile>(&opened);
+  if (reader == nullptr) return "<unreadable>";
+  std::string out(reader->size(), '\0');
+  return reader->read_at(0, out.data(), out.size()) ? out : "<unreadable>";
+}
+
+void code_copies() {
+  TempDir dir;
+  const auto original = dir.write(std::string("p") + kSuffix, "code v1");
+  auto made = platform::CodeCopy::make(original, "p", dir.path / "private");
+  auto* copy = std::get_if<platform::CodeCopy>(&made);
+  CHECK(copy != nullptr);
+  if (copy == nullptr) return;
+  CHECK(copy->held() && !copy->path().empty());
+  CHECK(contents(copy->path()) == "code v1");
+  // The plugin directory's file may be rewritten and deleted; the copy does not change.
+  dir.write(original.filename().string(), "code v2, longer");
+  CHECK(contents(copy->path()) == "code v1");
+  fs::remove(original);
+  CHECK(contents(copy->path()) == "code v1");
+  // Nobody changes the copy: appending, truncating or deleting it fails or changes nothing.
+  { std::ofstream(copy->path(), std::ios::binary | std::ios::app) << "tampered"; }
+  { std::ofstream(copy->path(), std::ios::binary | std::ios::trunc) << "x"; }
+  std::error_code ec;
+  fs::remove(copy->path(), ec);
+  CHECK(contents(copy->path()) == "code v1");
+  const auto path = copy->path();
+  copy->reset();
+  CHECK(!copy->held() && copy->path().empty());
+#ifdef _WIN32
+  CHECK(!fs::exists(path));  // the file copy is deleted once let go
+#endif
+  const auto missing = platform::CodeCopy::make(dir.path / "missing", "m", dir.path / "private");
+  CHECK(std::holds_alternative<std::string>(missing) && std::get<std::string>(missing).starts_with(kCopyMissing));
+}
+
 }  // namespace
 
 int main() {
@@ -154,6 +209,7 @@ int main() {
   directory_events_missing_directory();
   file_stamps();
   read_only_files();
+  code_copies();
   std::printf("%s: %d failed check(s)\n", failures == 0 ? "ok" : "FAIL", failures);
   return failures == 0 ? 0 : 1;
 }

@@ -1,8 +1,9 @@
 // Runs on Windows, or under Wine as ctest's emulator in the cross-build (docs/windows.md).
 //   keel_windows_plugin_test DLL...            each plugin .dll is read the way the host reads
-//       it, without loading it (its .keelmf manifest section), then loaded with LoadLibraryW and
-//       its entry point called: the table's ABI version, size, hooks and manifest pointer must
-//       agree with what was read.
+//       it, without loading it (its .keelmf manifest section), then loaded the way a host loads
+//       it, from a private copy (platform::CodeCopy), with LoadLibraryExW, and its entry point
+//       called: the table's ABI version, size, hooks and manifest pointer must agree with what was
+//       read, and the original file must stay movable while its copy is loaded.
 //   keel_windows_plugin_test --elf SO...       a Linux plugin's manifest, read on Windows by
 //       the same reader (`keel plugin inspect` reads both formats on both platforms).
 //   keel_windows_plugin_test --error TEXT FILE the reader refuses FILE with a message holding TEXT.
@@ -21,10 +22,12 @@
 #include <keel/plugin.h>
 
 #include "package/plugin_image.hpp"
+#include "platform/code_copy.hpp"
 
 namespace {
 
 namespace package = keel::host::package;
+namespace platform = keel::host::platform;
 
 struct Failure {
   std::string what;
@@ -45,8 +48,11 @@ std::variant<std::string, Failure> manifest_of(const std::filesystem::path& file
   return text;
 }
 
-// Loads `file` and checks its entry point against `manifest` (the section read from the file).
-std::variant<std::string, Failure> load_and_check(const std::filesystem::path& file, std::string_view manifest) {
+// Loads `file` and checks its entry point against `manifest` (the section read from the file),
+// then runs `while_loaded` before letting it go.
+template <typename WhileLoaded>
+std::variant<std::string, Failure> load_and_check(const std::filesystem::path& file, std::string_view manifest,
+                                                  WhileLoaded&& while_loaded) {
   const auto absolute = std::filesystem::absolute(file);
   HMODULE module = ::LoadLibraryExW(absolute.c_str(), nullptr, LOAD_WITH_ALTERED_SEARCH_PATH);
   if (module == nullptr) return Failure{"LoadLibraryExW failed, error " + std::to_string(::GetLastError())};
@@ -69,9 +75,11 @@ std::variant<std::string, Failure> load_and_check(const std::filesystem::path& f
     result = Failure{"create or destroy is NULL"};
   } else if (plugin->manifest == nullptr || std::string_view(plugin->manifest) != manifest) {
     result = Failure{"keel_plugin.manifest differs from the .keelmf section read from the file"};
+  } else if (auto after = while_loaded(); std::holds_alternative<Failure>(after)) {
+    result = std::move(after);
   } else {
     result = "ABI " + std::to_string(KEEL_ABI_MAJOR(plugin->abi_version)) + "." +
-             std::to_string(KEEL_ABI_MINOR(plugin->abi_version));
+             std::to_string(KEEL_ABI_MINOR(plugin->abi_version)) + ", loaded from a private copy";
   }
   ::FreeLibrary(module);
   return result;
@@ -86,11 +94,30 @@ bool report(const std::string& file, const std::variant<std::string, Failure>& o
   return true;
 }
 
+// While `file`'s copy is loaded, the file itself can be moved away and back (replaced, for a host).
+std::variant<std::string, Failure> still_movable(const std::filesystem::path& file) {
+  auto moved = file;
+  moved += ".moved";
+  std::error_code ec;
+  std::filesystem::rename(file, moved, ec);
+  if (ec) return Failure{"the original cannot be moved while its copy is loaded: " + ec.message()};
+  std::filesystem::rename(moved, file, ec);
+  if (ec) return Failure{"the original cannot be moved back: " + ec.message()};
+  return std::string();
+}
+
 bool check_dll(const std::string& file) {
   auto manifest = manifest_of(file, package::ImageFormat::kPe);
   if (const auto* failure = std::get_if<Failure>(&manifest)) return report(file, *failure);
   const auto& text = std::get<std::string>(manifest);
-  auto loaded = load_and_check(file, text);
+  const std::filesystem::path path(file);
+  auto made = platform::CodeCopy::make(path, path.stem().string(), std::filesystem::absolute(path).parent_path() / ".keel-load");
+  if (auto* error = std::get_if<std::string>(&made)) return report(file, Failure{"cannot copy it for loading: " + *error});
+  auto& copy = std::get<platform::CodeCopy>(made);
+  auto loaded = load_and_check(copy.path(), text, [&path] { return still_movable(path); });
+  const auto copied_to = copy.path();
+  copy.reset();
+  if (std::filesystem::exists(copied_to)) loaded = Failure{"the private copy was not deleted once let go"};
   if (auto* ok = std::get_if<std::string>(&loaded)) *ok = "manifest " + std::to_string(text.size()) + " bytes, " + *ok;
   return report(file, loaded);
 }

@@ -1,5 +1,8 @@
 #include "package/plugin_image.hpp"
 
+#include <algorithm>
+#include <cctype>
+
 #include <keel/plugin.h>
 
 #include "package/elf_reader.hpp"
@@ -34,6 +37,15 @@ std::variant<ManifestSection, ImageError> section_or_error(ImageFormat format,
 }
 
 }  // namespace
+
+bool is_plugin_file(const std::filesystem::path& file) {
+  const auto extension = file.extension().string();
+  if (extension.size() != kNativePluginSuffix.size()) return false;
+  if (!kFileNamesIgnoreCase) return extension == kNativePluginSuffix;
+  return std::equal(extension.begin(), extension.end(), kNativePluginSuffix.begin(), [](char a, char b) {
+    return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+  });
+}
 
 std::string_view describe(ImageFormat format) noexcept {
   return format == ImageFormat::kElf ? "ELF shared object (.so)" : "PE32+ DLL (.dll)";

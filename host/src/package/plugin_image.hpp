@@ -19,8 +19,10 @@ enum class ImageFormat { kElf, kPe };
 
 #if defined(_WIN32)
 inline constexpr ImageFormat kNativeImageFormat = ImageFormat::kPe;
+inline constexpr bool kFileNamesIgnoreCase = true;  ///< "Hello.DLL" is a .dll on Windows
 #else
 inline constexpr ImageFormat kNativeImageFormat = ImageFormat::kElf;
+inline constexpr bool kFileNamesIgnoreCase = false;
 #endif
 
 /// The file name suffix of a plugin in `format`: ".so" or ".dll".
@@ -29,6 +31,8 @@ inline constexpr ImageFormat kNativeImageFormat = ImageFormat::kElf;
 }
 /// What the plugin directory is scanned and watched for, and what an uploaded plugin is named.
 inline constexpr std::string_view kNativePluginSuffix = suffix(kNativeImageFormat);
+/// Whether `file`'s name ends in kNativePluginSuffix (without regard to case on Windows).
+[[nodiscard]] bool is_plugin_file(const std::filesystem::path& file);
 
 /// "ELF shared object (.so)" or "PE32+ DLL (.dll)".
 [[nodiscard]] std::string_view describe(ImageFormat format) noexcept;

@@ -21,7 +21,8 @@ class DirectoryEvents {
 
   // Watches `directory` for files whose name ends in `suffix` that are created, written,
   // renamed, deleted or have their attributes changed. With `notify` false, or when the system
-  // refuses (mechanism() then says so), there are no notices.
+  // refuses (mechanism() then says so), there are no notices. Throws std::runtime_error only if
+  // what wake() needs cannot be made (the process is out of descriptors or handles).
   DirectoryEvents(const std::filesystem::path& directory, std::string_view suffix, bool notify);
   ~DirectoryEvents();
   DirectoryEvents(const DirectoryEvents&) = delete;
@@ -29,7 +30,8 @@ class DirectoryEvents {
 
   // True when notices arrive; false when only polling is possible.
   [[nodiscard]] bool notifies() const noexcept;
-  // "inotify", "ReadDirectoryChangesW", or why there are no notices ("polling: ...").
+  // "inotify", "ReadDirectoryChangesW", or "polling" with why there are no notices, e.g.
+  // "polling (inotify_add_watch: No such file or directory)".
   [[nodiscard]] std::string mechanism() const;
 
   // Waits up to `timeout` for a notice (kChanged) or a wake() (kWoken; it wins over a notice).

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -24,6 +25,7 @@ DirectoryEvents::DirectoryEvents(const std::filesystem::path& directory, std::st
     : impl_(std::make_unique<Impl>()) {
   impl_->suffix = suffix;
   impl_->wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (impl_->wake < 0) throw std::runtime_error(std::string("cannot watch the directory: eventfd: ") + std::strerror(errno));
   if (!notify) {
     impl_->no_notices = "polling";
     return;

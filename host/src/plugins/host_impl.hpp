@@ -210,11 +210,11 @@ keel_host_api make_host_api() noexcept;
 
 // Placements (placement.hpp): each starts generation `p` from its code copy `code` (which the
 // placement takes) or throws std::runtime_error saying why the plugin cannot run there.
-using PlacementFactory = std::unique_ptr<Placement> (*)(PluginHost::Impl& host, Plugin& p, CodeFd code);
-std::unique_ptr<Placement> place_in_process(PluginHost::Impl& host, Plugin& p, CodeFd code);  // placement_in_process.cpp
-std::unique_ptr<Placement> place_in_runner(PluginHost::Impl& host, Plugin& p, CodeFd code);   // placement_process.cpp
+using PlacementFactory = std::unique_ptr<Placement> (*)(PluginHost::Impl& host, Plugin& p, platform::CodeCopy code);
+std::unique_ptr<Placement> place_in_process(PluginHost::Impl& host, Plugin& p, platform::CodeCopy code);  // placement_in_process.cpp
+std::unique_ptr<Placement> place_in_runner(PluginHost::Impl& host, Plugin& p, platform::CodeCopy code);   // placement_process.cpp
 /// The placement the isolation mode `mode` names (placement.cpp).
-std::unique_ptr<Placement> place_plugin(std::string_view mode, PluginHost::Impl& host, Plugin& p, CodeFd code);
+std::unique_ptr<Placement> place_plugin(std::string_view mode, PluginHost::Impl& host, Plugin& p, platform::CodeCopy code);
 
 struct PluginHost::Impl final : isolation::RunnerListener {
   Impl(const config::Config& c, WorkerPool& p, TimerQueue& t)

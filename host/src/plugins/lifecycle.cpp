@@ -1,13 +1,9 @@
 // Lifecycle: load, create, start and stop one plugin; start-up and shutdown of the whole set.
-#include <cstring>
-
-#include <fcntl.h>
-#include <sys/mman.h>
-
 #include "abi/plugin_table.hpp"
 #include "abi/status.hpp"
 #include "plugins/host_impl.hpp"
 #include "package/sha256.hpp"
+#include "platform/code_copy.hpp"
 #include "common/timer_queue.hpp"
 #include "storage/migrations.hpp"
 #include "storage/offline.hpp"
@@ -16,49 +12,6 @@ namespace keel::host::plugins {
 namespace {
 
 using abi::status_name;
-
-// The bytes of `file` in an anonymous in-memory file, sealed once written (its size and bytes can
-// never change again, whoever holds a descriptor: the code a runner restarts from is the code
-// that was checked); its fd, or -1 with `error`.
-int memory_copy(const fs::path& file, const std::string& name, std::string& error) {
-  const int in = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in < 0) {
-    error = std::strerror(errno);
-    return -1;
-  }
-  const int out = ::memfd_create(("keel:" + name).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (out < 0) {
-    error = std::string("memfd_create: ") + std::strerror(errno);
-    ::close(in);
-    return -1;
-  }
-  char buf[65536];
-  for (;;) {
-    const auto n = ::read(in, buf, sizeof buf);
-    if (n == 0) break;
-    if (n < 0 && errno == EINTR) continue;
-    bool ok = n > 0;
-    for (ssize_t done = 0; ok && done < n;) {
-      const auto w = ::write(out, buf + done, static_cast<std::size_t>(n - done));
-      if (w < 0 && errno == EINTR) continue;
-      ok = w > 0;
-      done += w > 0 ? w : 0;
-    }
-    if (!ok) {
-      error = std::strerror(errno);
-      ::close(in);
-      ::close(out);
-      return -1;
-    }
-  }
-  ::close(in);
-  if (::fcntl(out, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-    error = std::string("sealing the in-memory copy: ") + std::strerror(errno);
-    ::close(out);
-    return -1;
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -130,20 +83,17 @@ bool PluginHost::Impl::open_storage(Plugin& p) {
   return true;
 }
 
-// Code is mapped from a private in-memory copy (a memfd), reached through a symlink with a name
-// never used before (<data_dir>/.keel-load/<name>.<generation>.<pid>.<n>.so, removed once
-// mapped). The dynamic loader recognises an already loaded library by path and by inode, so it
-// never hands back an older mapping of a file replaced in place; the plugin directory's file may
-// be rewritten while this generation runs; and no disk space is used. The copy is also what the
-// sha256 describes and the allowlist checks.
+// Code is loaded from a private copy nobody can change (platform::CodeCopy: a sealed memfd on
+// Linux), so the plugin directory's file may be rewritten while this generation runs. The copy
+// is also what the sha256 describes and the allowlist checks; the placement loads it.
 void PluginHost::Impl::load_and_create(Plugin& p) {
-  std::string error;
-  CodeFd code(memory_copy(p.file, p.name, error));
-  if (code.get() < 0) {
-    fail(p, "cannot copy " + p.file.string() + " into memory for loading: " + error);
+  auto made = platform::CodeCopy::make(p.file, p.name, cfg.server.data_dir / ".keel-load");
+  if (const auto* error = std::get_if<std::string>(&made)) {
+    fail(p, "cannot copy " + p.file.string() + " for loading: " + *error);
     return;
   }
-  p.sha256 = package::sha256_file_hex("/proc/self/fd/" + std::to_string(code.get())).value_or("");
+  auto code = std::get<platform::CodeCopy>(std::move(made));
+  p.sha256 = package::sha256_file_hex(code.path()).value_or("");
   // The allowlist is checked on the bytes that get mapped, not on the file as pre-flight saw it.
   if (const auto sec = cfg.plugin_sections.find(p.name);
       sec != cfg.plugin_sections.end() && !sec->second.sha256.empty() && sec->second.sha256 != p.sha256) {

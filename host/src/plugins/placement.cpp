@@ -4,16 +4,9 @@
 #include <stdexcept>
 #include <utility>
 
-#include <unistd.h>
-
 #include "plugins/host_impl.hpp"
 
 namespace keel::host::plugins {
-
-void CodeFd::reset() noexcept {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-}
 
 namespace {
 
@@ -26,7 +19,7 @@ constexpr std::array<std::pair<std::string_view, PlacementFactory>, 2> kPlacemen
 
 }  // namespace
 
-std::unique_ptr<Placement> place_plugin(std::string_view mode, PluginHost::Impl& host, Plugin& p, CodeFd code) {
+std::unique_ptr<Placement> place_plugin(std::string_view mode, PluginHost::Impl& host, Plugin& p, platform::CodeCopy code) {
   for (const auto& [name, factory] : kPlacements)
     if (name == mode) return factory(host, p, std::move(code));
   throw std::runtime_error("no way to run a plugin with isolation = \"" + std::string(mode) + "\"");

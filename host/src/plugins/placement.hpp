@@ -18,32 +18,11 @@
 
 #include <keel/plugin.h>
 
+#include "platform/code_copy.hpp"
+
 namespace keel::host::plugins {
 
 struct PluginStatus;
-
-/// A file descriptor closed when it goes (the in-memory copy of a plugin's code).
-class CodeFd {
- public:
-  explicit CodeFd(int fd = -1) noexcept : fd_(fd) {}
-  ~CodeFd() { reset(); }
-  CodeFd(CodeFd&& other) noexcept : fd_(other.release()) {}
-  CodeFd& operator=(CodeFd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = other.release();
-    }
-    return *this;
-  }
-  CodeFd(const CodeFd&) = delete;
-  CodeFd& operator=(const CodeFd&) = delete;
-  [[nodiscard]] int get() const noexcept { return fd_; }
-  int release() noexcept { return std::exchange(fd_, -1); }
-  void reset() noexcept;
-
- private:
-  int fd_;
-};
 
 class Placement {
  public:

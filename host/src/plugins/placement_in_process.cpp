@@ -11,13 +11,14 @@ namespace {
 
 class InProcess final : public Placement {
  public:
-  InProcess(CodeFd code, std::unique_ptr<Library> library) : code_(std::move(code)), library_(std::move(library)) {}
+  InProcess(platform::CodeCopy code, std::unique_ptr<Library> library)
+      : code_(std::move(code)), library_(std::move(library)) {}
   [[nodiscard]] const keel_plugin& table() const noexcept override { return library_->table(); }
   [[nodiscard]] std::uint32_t abi_version() const noexcept override { return library_->table().abi_version; }
   [[nodiscard]] bool runs_on_caller_thread() const noexcept override { return true; }
 
  private:
-  CodeFd code_;  // open only when the code was mapped through its /proc path (declared first: closed last)
+  platform::CodeCopy code_;  // held only when the code was mapped through its path (declared first: let go last)
   std::unique_ptr<Library> library_;
 };
 
@@ -27,9 +28,9 @@ class InProcess final : public Placement {
 // (<data_dir>/.keel-load/<name>.<generation>.<pid>.<n>.so, removed once mapped): the dynamic
 // loader recognises an already loaded library by path and by inode, so it never hands back an
 // older mapping of a file replaced in place, and no disk space is used.
-std::unique_ptr<Placement> place_in_process(PluginHost::Impl& host, Plugin& p, CodeFd code) {
+std::unique_ptr<Placement> place_in_process(PluginHost::Impl& host, Plugin& p, platform::CodeCopy code) {
   static std::atomic<std::uint64_t> loads{0};
-  const std::string fd_path = "/proc/self/fd/" + std::to_string(code.get());
+  const fs::path fd_path = code.path();
   const auto dir = host.cfg.server.data_dir / ".keel-load";
   const auto link = dir / (p.name + "." + std::to_string(p.generation) + "." + std::to_string(::getpid()) + "." +
                            std::to_string(loads.fetch_add(1)) + ".so");
@@ -39,7 +40,7 @@ std::unique_ptr<Placement> place_in_process(PluginHost::Impl& host, Plugin& p, C
   if (!ec) fs::create_symlink(fd_path, link, ec);
   // Without the link (data_dir not writable), the fd path itself: unique while the fd stays open,
   // which it then does for as long as this generation exists.
-  const fs::path load_path = ec ? fs::path(fd_path) : link;
+  const fs::path load_path = ec ? fd_path : link;
   std::unique_ptr<Library> library;
   try {
     library = std::make_unique<Library>(load_path, p.manifest.json);

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include "plugins/host_impl.hpp"
 
@@ -34,7 +35,7 @@ class InRunner final : public Placement {
 }  // namespace
 
 // The code copy goes to the runner child (duplicated there), which loads it and checks its table.
-std::unique_ptr<Placement> place_in_runner(PluginHost::Impl& host, Plugin& p, CodeFd code) {
+std::unique_ptr<Placement> place_in_runner(PluginHost::Impl& host, Plugin& p, platform::CodeCopy code) {
   const auto& cfg = host.cfg;
   isolation::RunnerOptions o;
   o.plugin = p.name;
@@ -62,12 +63,17 @@ std::unique_ptr<Placement> place_in_runner(PluginHost::Impl& host, Plugin& p, Co
   if (!p.runner_counters) p.runner_counters = std::make_shared<isolation::RunnerCounters>();
   // The runner gets a read-only descriptor of the sealed copy (a description of its own: the
   // host's stays as it is).
-  const CodeFd read_only(::open(("/proc/self/fd/" + std::to_string(code.get())).c_str(), O_RDONLY | O_CLOEXEC));
-  if (read_only.get() < 0)
+  const int read_only = ::open(code.path().c_str(), O_RDONLY | O_CLOEXEC);
+  if (read_only < 0)
     throw std::runtime_error(std::string("cannot run it in its own process: reopening its code read-only: ") +
                              std::strerror(errno));
+  // The runner duplicates the descriptor into the child; this one goes when this function does.
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } const closer{read_only};
   try {
-    return std::make_unique<InRunner>(std::make_unique<isolation::Runner>(std::move(o), read_only.get(), host, p.runner_counters));
+    return std::make_unique<InRunner>(std::make_unique<isolation::Runner>(std::move(o), read_only, host, p.runner_counters));
   } catch (const std::exception& e) {
     throw std::runtime_error(std::string("cannot run it in its own process: ") + e.what());
   }

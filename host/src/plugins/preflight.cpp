@@ -130,7 +130,7 @@ std::vector<fs::path> list_plugin_files(const fs::path& directory) {
   std::vector<fs::path> files;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(directory, ec))
-    if (entry.path().extension() == package::kNativePluginSuffix) files.push_back(entry.path());
+    if (package::is_plugin_file(entry.path())) files.push_back(entry.path());
   std::sort(files.begin(), files.end());
   return files;
 }

@@ -21,7 +21,7 @@ std::map<std::string, platform::FileStamp> scan(const fs::path& dir) {
   std::map<std::string, platform::FileStamp> out;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (e.path().extension() != package::kNativePluginSuffix) continue;
+    if (!package::is_plugin_file(e.path())) continue;
     if (auto stamp = platform::file_stamp(e.path())) out[e.path().filename().string()] = *stamp;
   }
   return out;
@@ -43,8 +43,9 @@ struct DirectoryWatcher::Impl {
     auto next_scan = Clock::now() + options.rescan;
     while (running.load()) {
       const auto now = Clock::now();
-      auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_scan - now);
-      if (dirty_since) wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(last_change + options.debounce - now));
+      // Rounded up: a wait rounded down to 0 ms just before a deadline would spin.
+      auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_scan - now);
+      if (dirty_since) wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(last_change + options.debounce - now));
       const auto woke = events->wait(wait);
       if (woke == platform::DirectoryEvents::Wait::kWoken) break;  // stop()
       if (woke == platform::DirectoryEvents::Wait::kChanged) {
@@ -80,9 +81,11 @@ DirectoryWatcher::~DirectoryWatcher() { stop(); }
 
 std::string DirectoryWatcher::start() {
   auto& s = *impl_;
-  if (s.running.exchange(true)) return {};
+  if (s.running.load()) return {};
+  // First, so that a constructor that throws leaves the watcher stopped.
   s.events = std::make_unique<platform::DirectoryEvents>(s.options.directory, package::kNativePluginSuffix,
                                                          !s.options.force_polling);
+  s.running.store(true);
   const auto every = std::to_string(s.options.rescan.count()) + " ms";
   const std::string how = s.events->notifies() ? s.events->mechanism() + ", full scan every " + every
                                                : s.events->mechanism() + " every " + every;
