@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The Windows cross-build (docs/windows.md): install what is missing, then build the SDK, every
+# The Windows cross-build (docs/windows.md): install what is missing, build the compiled
+# dependencies for the target from Debian's sources (build-windows/deps), then the SDK, every
 # example plugin as a .dll and the Windows tests with mingw-w64, in build-windows/.
 #   scripts/windows.sh          build only
 #   scripts/windows.sh --test   also run the Windows tests under Wine (headless, a private
@@ -17,8 +18,56 @@ case "${1:-}" in
   *) echo "usage: scripts/windows.sh [--test]" >&2; exit 2 ;;
 esac
 
-# wine64 is the loader, wine the command that starts it; no X server is needed for console programs.
-KEEL_PACKAGES+=(wine64 wine)
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+
+# Debian's source packages: apt needs a deb-src entry next to each Debian deb entry. Added (as
+# /etc/apt/sources.list.d/keel-deb-src.sources) only when apt has none.
+keel_enable_deb_src() {
+  if apt-get source --print-uris -qq sqlitecpp >/dev/null 2>&1; then return 0; fi
+  local entries=""
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    entries=$(sed 's/^Types:.*$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources)
+  elif [ -f /etc/apt/sources.list ]; then
+    entries=$(sed -n 's/^deb \(.*debian.*\)$/deb-src \1/p' /etc/apt/sources.list)
+  fi
+  [ -n "$entries" ] || { echo "windows.sh: no Debian entry in apt's sources to add deb-src to" >&2; exit 1; }
+  local target=/etc/apt/sources.list.d/keel-deb-src.sources
+  case "$entries" in deb-src\ *) target=/etc/apt/sources.list.d/keel-deb-src.list ;; esac
+  keel_log "adding Debian's source entries to apt ($target)"
+  printf '%s\n' "$entries" | "${sudo[@]}" tee "$target" >/dev/null
+  "${sudo[@]}" apt-get update -qq
+}
+
+# keel_windows_deps PREFIX: the compiled dependencies for the target, from Debian's sources,
+# built once into PREFIX: SQLiteCpp and the SQLite amalgamation its source package bundles.
+keel_windows_deps() {
+  local prefix="$1" src="$1-src"
+  if [ -f "$prefix/lib/cmake/SQLiteCpp/SQLiteCppConfig.cmake" ]; then return 0; fi
+  keel_enable_deb_src
+  rm -rf "$src"
+  mkdir -p "$src"
+  keel_log "building SQLiteCpp and SQLite for Windows from Debian's source package into $prefix"
+  # apt-get source fetches into the current directory and unpacks with dpkg-source.
+  if ! (cd "$src" && apt-get source -qq sqlitecpp) >"$src/source.log" 2>&1; then
+    cat "$src/source.log" >&2
+    exit 1
+  fi
+  local tree
+  tree=$(find "$src" -mindepth 1 -maxdepth 1 -type d -name 'sqlitecpp-*' | head -n 1)
+  [ -n "$tree" ] || { echo "windows.sh: apt-get source sqlitecpp gave no source tree in $src" >&2; exit 1; }
+  cmake -S "$tree" -B "$src/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_TOOLCHAIN_FILE="$KEEL_ROOT/cmake/windows/x86_64-w64-mingw32.cmake" \
+    -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
+    -DSQLITECPP_INTERNAL_SQLITE=ON -DSQLITECPP_RUN_CPPLINT=OFF -DSQLITECPP_RUN_CPPCHECK=OFF \
+    -DSQLITECPP_BUILD_TESTS=OFF -DSQLITECPP_BUILD_EXAMPLES=OFF -DCMAKE_INSTALL_PREFIX="$prefix" >"$src/configure.log"
+  cmake --build "$src/build" >"$src/build.log"
+  cmake --install "$src/build" >"$src/install.log"
+}
+
+# wine64 is the loader, wine the command that starts it; no X server is needed for console
+# programs. dpkg-dev unpacks source packages.
+KEEL_PACKAGES+=(wine64 wine dpkg-dev)
 keel_install_packages
 native="$KEEL_ROOT/build"
 if [ "$test" -eq 1 ] && [ ! -x "$native/bin/keel" ]; then
@@ -29,8 +78,10 @@ fi
 native_arg=()
 if [ -x "$native/bin/keel" ]; then native_arg=(-DKEEL_NATIVE_BUILD="$native"); fi
 dir="$KEEL_ROOT/build-windows"
+keel_windows_deps "$dir/deps"
 keel_build "$dir" Release -DKEEL_WARNINGS_AS_ERRORS=ON \
-  -DCMAKE_TOOLCHAIN_FILE="$KEEL_ROOT/cmake/windows/x86_64-w64-mingw32.cmake" "${native_arg[@]}"
+  -DCMAKE_TOOLCHAIN_FILE="$KEEL_ROOT/cmake/windows/x86_64-w64-mingw32.cmake" -DKEEL_WINDOWS_DEPS="$dir/deps" \
+  "${native_arg[@]}"
 [ "$test" -eq 1 ] || exit 0
 
 # A private prefix; no .NET (mscoree) or HTML engine (mshtml), which console programs do not

@@ -18,9 +18,17 @@ set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 # Header-only dependencies from Debian's native packages, through shims that expose only their
-# own headers (packages/<name>/).
-set(nlohmann_json_DIR "${CMAKE_CURRENT_LIST_DIR}/packages/nlohmann_json" CACHE PATH
-  "nlohmann_json for the Windows target: Debian's headers through a shim (docs/windows.md)")
+# own headers (packages/<name>/, header_only.cmake). A <Package>_DIR is taken as given.
+foreach(package IN ITEMS nlohmann_json Boost spdlog tomlplusplus CLI11)
+  set(${package}_DIR "${CMAKE_CURRENT_LIST_DIR}/packages/${package}" CACHE PATH
+    "${package} for the Windows target: Debian's headers through a shim (docs/windows.md)")
+endforeach()
+# Compiled dependencies built for the target from Debian's sources (scripts/windows.sh builds
+# SQLite and SQLiteCpp into this prefix): searched like the sysroot.
+set(KEEL_WINDOWS_DEPS "" CACHE PATH "prefix of the dependencies built for Windows from Debian's sources")
+if(KEEL_WINDOWS_DEPS)
+  list(APPEND CMAKE_FIND_ROOT_PATH "${KEEL_WINDOWS_DEPS}")
+endif()
 
 # Every binary links the C++ runtime, libgcc and winpthreads in: a plugin .dll or a test .exe
 # then needs system DLLs only (KERNEL32, msvcrt), nothing to ship next to it.
