@@ -22,22 +22,47 @@ sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
 
 # Debian's source packages: apt needs a deb-src entry next to each Debian deb entry. Added (as
-# /etc/apt/sources.list.d/keel-deb-src.sources) only when apt has none.
+# /etc/apt/sources.list.d/keel-deb-src.sources, or .list for a one-line-style sources.list) only
+# when apt has none; when it has some, only their indexes are fetched.
 keel_enable_deb_src() {
   if apt-get source --print-uris -qq sqlitecpp >/dev/null 2>&1; then return 0; fi
-  local entries=""
+  if grep -Eqs '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources \
+    /etc/apt/sources.list.d/*.list; then
+    "${sudo[@]}" apt-get update -qq
+    return 0
+  fi
+  local entries="" target
   if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    # Debian's own file (deb822): its stanzas, as source entries.
     entries=$(sed 's/^Types:.*$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources)
+    target=/etc/apt/sources.list.d/keel-deb-src.sources
   elif [ -f /etc/apt/sources.list ]; then
-    entries=$(sed -n 's/^deb \(.*debian.*\)$/deb-src \1/p' /etc/apt/sources.list)
+    # Only Debian's own archives: a third-party repository may have no source index.
+    entries=$(sed -En 's#^deb (\[[^]]*\] )?(https?://([a-z0-9.-]+\.)?debian\.org/.*)$#deb-src \1\2#p' /etc/apt/sources.list)
+    target=/etc/apt/sources.list.d/keel-deb-src.list
   fi
   [ -n "$entries" ] || { echo "windows.sh: no Debian entry in apt's sources to add deb-src to" >&2; exit 1; }
-  local target=/etc/apt/sources.list.d/keel-deb-src.sources
-  case "$entries" in deb-src\ *) target=/etc/apt/sources.list.d/keel-deb-src.list ;; esac
   keel_log "adding Debian's source entries to apt ($target)"
   printf '%s\n' "$entries" | "${sudo[@]}" tee "$target" >/dev/null
   "${sudo[@]}" apt-get update -qq
 }
+
+# keel_logged LOG COMMAND...: runs COMMAND with its output in LOG, shown (the end) if it fails.
+keel_logged() {
+  local log="$1"
+  shift
+  if ! "$@" >"$log" 2>&1; then
+    tail -n 60 "$log" >&2
+    echo "windows.sh: failed: $* (the whole output: $log)" >&2
+    exit 1
+  fi
+}
+
+# keel_apt_source DIR PACKAGE: Debian's source of PACKAGE, fetched and unpacked into DIR (a
+# subshell: the script's directory stays).
+keel_apt_source() (
+  cd "$1" && apt-get source -qq "$2"
+)
 
 # keel_windows_deps PREFIX: the compiled dependencies for the target, from Debian's sources,
 # built once into PREFIX: SQLiteCpp and the SQLite amalgamation its source package bundles.
@@ -49,20 +74,17 @@ keel_windows_deps() {
   mkdir -p "$src"
   keel_log "building SQLiteCpp and SQLite for Windows from Debian's source package into $prefix"
   # apt-get source fetches into the current directory and unpacks with dpkg-source.
-  if ! (cd "$src" && apt-get source -qq sqlitecpp) >"$src/source.log" 2>&1; then
-    cat "$src/source.log" >&2
-    exit 1
-  fi
+  keel_logged "$src/source.log" keel_apt_source "$src" sqlitecpp
   local tree
-  tree=$(find "$src" -mindepth 1 -maxdepth 1 -type d -name 'sqlitecpp-*' | head -n 1)
+  tree=$(find "$src" -mindepth 1 -maxdepth 1 -type d -name 'sqlitecpp-*' -print -quit)
   [ -n "$tree" ] || { echo "windows.sh: apt-get source sqlitecpp gave no source tree in $src" >&2; exit 1; }
-  cmake -S "$tree" -B "$src/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  keel_logged "$src/configure.log" cmake -S "$tree" -B "$src/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_TOOLCHAIN_FILE="$KEEL_ROOT/cmake/windows/x86_64-w64-mingw32.cmake" \
     -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
     -DSQLITECPP_INTERNAL_SQLITE=ON -DSQLITECPP_RUN_CPPLINT=OFF -DSQLITECPP_RUN_CPPCHECK=OFF \
-    -DSQLITECPP_BUILD_TESTS=OFF -DSQLITECPP_BUILD_EXAMPLES=OFF -DCMAKE_INSTALL_PREFIX="$prefix" >"$src/configure.log"
-  cmake --build "$src/build" >"$src/build.log"
-  cmake --install "$src/build" >"$src/install.log"
+    -DSQLITECPP_BUILD_TESTS=OFF -DSQLITECPP_BUILD_EXAMPLES=OFF -DCMAKE_INSTALL_PREFIX="$prefix"
+  keel_logged "$src/build.log" cmake --build "$src/build"
+  keel_logged "$src/install.log" cmake --install "$src/build"
 }
 
 # wine64 is the loader, wine the command that starts it; no X server is needed for console

@@ -29,7 +29,7 @@ namespace {
 constexpr const char* kSuffix = ".dll";
 constexpr std::string_view kMechanism = "ReadDirectoryChangesW";
 constexpr std::string_view kNoDirectory = "polling (cannot open the directory: ";
-constexpr std::string_view kCopyMissing = "copying it: ";
+constexpr std::string_view kCopyMissing = "CopyFileW: ";
 #else
 constexpr const char* kSuffix = ".so";
 constexpr std::string_view kMechanism = "inotify";

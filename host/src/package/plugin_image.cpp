@@ -1,7 +1,6 @@
 #include "package/plugin_image.hpp"
 
 #include <algorithm>
-#include <cctype>
 
 #include <keel/plugin.h>
 
@@ -39,11 +38,13 @@ std::variant<ManifestSection, ImageError> section_or_error(ImageFormat format,
 }  // namespace
 
 bool is_plugin_file(const std::filesystem::path& file) {
-  const auto extension = file.extension().string();
+  // On the native string (wide on Windows): a name that does not convert cannot throw here.
+  const auto extension = file.extension().native();
   if (extension.size() != kNativePluginSuffix.size()) return false;
-  if (!kFileNamesIgnoreCase) return extension == kNativePluginSuffix;
-  return std::equal(extension.begin(), extension.end(), kNativePluginSuffix.begin(), [](char a, char b) {
-    return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+  return std::equal(extension.begin(), extension.end(), kNativePluginSuffix.begin(), [](auto a, char b) {
+    if (a == static_cast<decltype(a)>(b)) return true;
+    // The suffix is ASCII: fold an ASCII capital only.
+    return kFileNamesIgnoreCase && a >= 'A' && a <= 'Z' && static_cast<char>(a - 'A' + 'a') == b;
   });
 }
 

@@ -26,6 +26,7 @@ bool copy_all(int in, int out) {
     for (ssize_t done = 0; done < n;) {
       const auto w = ::write(out, buf + done, static_cast<std::size_t>(n - done));
       if (w < 0 && errno == EINTR) continue;
+      if (w == 0) errno = EIO;
       if (w <= 0) return false;
       done += w;
     }
@@ -49,7 +50,7 @@ std::variant<CodeCopy, std::string> CodeCopy::make(const std::filesystem::path& 
   ::close(in);
   if (!copied) {
     ::close(out);
-    return std::string("copying it: ") + std::strerror(copy_errno);
+    return std::string("reading it into the copy: ") + std::strerror(copy_errno);
   }
   if (::fcntl(out, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
     auto error = system_error("sealing the in-memory copy");

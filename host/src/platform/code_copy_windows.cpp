@@ -19,7 +19,9 @@ std::variant<CodeCopy, std::string> CodeCopy::make(const std::filesystem::path& 
   if (ec) return "cannot create " + directory.string() + ": " + ec.message();
   const auto copy = directory / (name + "." + std::to_string(::GetCurrentProcessId()) + "." +
                                  std::to_string(copies.fetch_add(1)) + file.extension().string());
-  if (!::CopyFileW(file.c_str(), copy.c_str(), TRUE)) return "copying it: " + system_message(::GetLastError());
+  if (!::CopyFileW(file.c_str(), copy.c_str(), TRUE)) return "CopyFileW: " + system_message(::GetLastError());
+  // CopyFileW copies attributes too: a read-only copy could not be deleted once let go.
+  ::SetFileAttributesW(copy.c_str(), FILE_ATTRIBUTE_NORMAL);
   const HANDLE held = ::CreateFileW(copy.c_str(), GENERIC_READ, FILE_SHARE_READ, nullptr, OPEN_EXISTING,
                                     FILE_ATTRIBUTE_NORMAL, nullptr);
   if (held == INVALID_HANDLE_VALUE) {

@@ -35,7 +35,9 @@ class DirectoryEvents {
   [[nodiscard]] std::string mechanism() const;
 
   // Waits up to `timeout` for a notice (kChanged) or a wake() (kWoken; it wins over a notice).
-  // One thread waits at a time.
+  // One thread waits at a time. Notices are collected from the first call on (Windows starts its
+  // read there, on the waiting thread): call wait(0ms) before a first scan so that no change
+  // between the scan and the first real wait goes unnoticed.
   Wait wait(std::chrono::milliseconds timeout);
   // From any thread: the wait() in progress, or the next one, returns kWoken. Stays set.
   void wake() noexcept;

@@ -120,7 +120,7 @@ DirectoryEvents::Wait DirectoryEvents::wait(std::chrono::milliseconds timeout) {
     }
     const std::wstring_view name(info->FileName, info->FileNameLength / sizeof(WCHAR));
     if (ends_with_ignoring_case(name, s.suffix)) changed = true;
-    if (info->NextEntryOffset == 0) break;
+    if (info->NextEntryOffset == 0 || info->NextEntryOffset > filled - offset) break;
     offset += info->NextEntryOffset;
   }
   if (!s.rearm_or_poll()) changed = true;

@@ -37,6 +37,8 @@ struct DirectoryWatcher::Impl {
   std::atomic<bool> running{false};
 
   void run() {
+    // Notices start before the first scan: a change in between is not left to the next full scan.
+    if (events->wait(std::chrono::milliseconds(0)) == platform::DirectoryEvents::Wait::kWoken) return;
     auto known = scan(options.directory);
     std::optional<Clock::time_point> dirty_since;  // a change seen, not reported yet
     auto last_change = Clock::now();
