@@ -4,6 +4,7 @@
 // any failed.
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,7 @@
 #include "platform/code_copy.hpp"
 #include "platform/directory_events.hpp"
 #include "platform/file_stamp.hpp"
+#include "platform/process_stats.hpp"
 #include "platform/read_only_file.hpp"
 
 namespace fs = std::filesystem;
@@ -201,6 +203,28 @@ void code_copies() {
   CHECK(std::holds_alternative<std::string>(missing) && std::get<std::string>(missing).starts_with(kCopyMissing));
 }
 
+void process_stats() {
+  const auto st = platform::read_process_stats();
+  CHECK(st.has_value());
+  if (!st) return;
+  CHECK(st->threads >= 1);
+  CHECK(st->resident_bytes > 0);
+#ifndef _WIN32
+  CHECK(st->virtual_bytes >= st->resident_bytes);  // on Windows: the private commit, not the address space
+#endif
+  CHECK(st->cpu_seconds >= 0);
+  CHECK(st->uptime_seconds >= 0);
+  CHECK(st->open_fds.has_value());
+#ifndef _WIN32
+  CHECK(st->open_fds && *st->open_fds >= 3);  // at least stdin, stdout, stderr (Wine counts no handles)
+#endif
+  if (st->max_fds && st->open_fds) CHECK(*st->max_fds >= *st->open_fds);
+  // Started before now, and the start time agrees with the uptime within clock-tick rounding.
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  CHECK(st->start_time_seconds <= now);
+  CHECK(std::abs(now - st->uptime_seconds - st->start_time_seconds) < 2.0);
+}
+
 }  // namespace
 
 int main() {
@@ -210,6 +234,7 @@ int main() {
   file_stamps();
   read_only_files();
   code_copies();
+  process_stats();
   std::printf("%s: %d failed check(s)\n", failures == 0 ? "ok" : "FAIL", failures);
   return failures == 0 ? 0 : 1;
 }

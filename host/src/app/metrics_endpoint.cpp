@@ -12,6 +12,7 @@
 #include "http/tls.hpp"
 #include "observability/log.hpp"
 #include "observability/metrics.hpp"
+#include "platform/process_stats.hpp"
 #include "plugins/plugin_host.hpp"
 #include "storage/sqlite/sqlite_database.hpp"
 
@@ -51,7 +52,7 @@ void build_and_process(Exposition& m) {
   m.sample({{"result", "refused"}}, admin.refused);
   m.sample({{"result", "throttled"}}, admin.throttled);
 
-  const auto p = observability::read_process_stats();
+  const auto p = platform::read_process_stats();
   if (!p) return;
   m.family("process_start_time_seconds", MetricType::kGauge,
            "Start time of the process since the Unix epoch in seconds.");

@@ -2,7 +2,7 @@
 // Metrics for GET /metrics: a writer of the Prometheus text exposition format 0.0.4 and the
 // process figures read from /proc/self. The writer appends to a caller-owned string (the
 // response body, whose capacity is reused between scrapes) and allocates nothing else per
-// sample. An Exposition is used by one thread; read_process_stats() is thread-safe.
+// sample. An Exposition is used by one thread. (This process's own numbers: platform/process_stats.hpp.)
 
 #include <array>
 #include <atomic>
@@ -120,21 +120,5 @@ void append_label_value(std::string& out, std::string_view value);
 [[nodiscard]] bool valid_metric_name(std::string_view name) noexcept;
 /// True if `name` is a valid label name: [a-zA-Z_][a-zA-Z0-9_]*.
 [[nodiscard]] bool valid_label_name(std::string_view name) noexcept;
-
-/// This process as the standard process_* metrics describe it (Linux, from /proc/self).
-struct ProcessStats {
-  double start_time_seconds = 0;  ///< since the Unix epoch
-  double uptime_seconds = 0;      ///< since the process started (boot-time clock, not wall clock)
-  double cpu_seconds = 0;         ///< user + system
-  std::uint64_t resident_bytes = 0;
-  std::uint64_t virtual_bytes = 0;
-  std::uint64_t threads = 0;
-  std::optional<std::uint64_t> open_fds;  ///< unset when /proc/self/fd cannot be listed
-  std::optional<std::uint64_t> max_fds;   ///< soft RLIMIT_NOFILE; unset when unlimited
-};
-
-/// Reads /proc/self/stat (and /proc/stat's btime once per process); nullopt when it cannot.
-/// Cheap enough for every scrape: a few system calls, no allocation.
-[[nodiscard]] std::optional<ProcessStats> read_process_stats() noexcept;
 
 }  // namespace keel::host::observability

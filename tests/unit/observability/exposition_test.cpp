@@ -23,12 +23,6 @@ namespace {
 
 constexpr std::array<double, 3> kBounds{0.0005, 1, 2.5};
 
-double now_unix() {
-  timespec t{};
-  clock_gettime(CLOCK_REALTIME, &t);
-  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
-}
-
 }  // namespace
 
 TEST_CASE("exposition writes HELP and TYPE once per family, then its samples", "[observability][metrics]") {
@@ -247,21 +241,4 @@ TEST_CASE("the strict exposition parser refuses malformed text", "[observability
   CHECK(ok.value("h_count", {{"k", "v"}}) == 3);
   CHECK(ok.sum("h_bucket", {{"k", "v"}}) == 4);
   CHECK(prom::parse("").families.empty());
-}
-
-TEST_CASE("process stats describe this process", "[observability][metrics]") {
-  const auto st = obs::read_process_stats();
-  REQUIRE(st);
-  CHECK(st->threads >= 1);
-  CHECK(st->resident_bytes > 0);
-  CHECK(st->virtual_bytes >= st->resident_bytes);
-  CHECK(st->cpu_seconds >= 0);
-  CHECK(st->uptime_seconds >= 0);
-  REQUIRE(st->open_fds);
-  CHECK(*st->open_fds >= 3);  // stdin, stdout, stderr
-  if (st->max_fds) CHECK(*st->max_fds >= *st->open_fds);
-  // Started before now, and the start time agrees with the uptime within clock-tick rounding.
-  const double now = now_unix();
-  CHECK(st->start_time_seconds <= now);
-  CHECK(std::abs(now - st->uptime_seconds - st->start_time_seconds) < 2.0);
 }
