@@ -43,7 +43,6 @@ struct Elf64SectionHeader {
 };
 static_assert(sizeof(Elf64Header) == 64 && sizeof(Elf64SectionHeader) == 64);
 
-constexpr std::string_view kElfMagic = "\x7f" "ELF";
 constexpr std::size_t kIdentSize = 16;
 constexpr std::size_t kIdentClass = 4;
 constexpr std::size_t kIdentData = 5;

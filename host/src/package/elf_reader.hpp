@@ -13,6 +13,9 @@
 
 namespace keel::host::package {
 
+/// The first bytes of every ELF file (e_ident[0..3]): how a file is told to be one.
+inline constexpr std::string_view kElfMagic = "\x7f" "ELF";
+
 namespace detail {
 class FileBytes;
 }  // namespace detail

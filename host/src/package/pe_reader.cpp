@@ -10,8 +10,6 @@
 namespace keel::host::package {
 namespace {
 
-using detail::load;
-
 // The layouts of the PE/COFF specification ("PE Format", Microsoft), little-endian, packed by
 // hand: no <windows.h>, so this builds and reads the same on every platform.
 constexpr std::uint64_t kDosLfanewOffset = 0x3C;  // u32: file offset of the "PE\0\0" signature
@@ -57,9 +55,9 @@ std::variant<std::string, ImageError> read_section(const Bytes& bytes, std::stri
     return ImageError{"section name '" + std::string(section) + "' does not fit a PE section header (1 to 8 bytes)"};
   const std::uint64_t size = bytes.size();
   std::string raw;
-  if (!bytes.read(0, 2, raw) || raw != "MZ") return ImageError{"not a PE file (no MZ header)"};
-  std::uint32_t pe_offset = 0;
-  if (!load(bytes, kDosLfanewOffset, pe_offset)) return ImageError{"truncated: DOS header incomplete"};
+  if (!bytes.read(0, kPeMagic.size(), raw) || raw != kPeMagic) return ImageError{"not a PE file (no MZ header)"};
+  if (!bytes.read(kDosLfanewOffset, 4, raw)) return ImageError{"truncated: DOS header incomplete"};
+  const std::uint32_t pe_offset = u32(raw, 0);
   if (!bytes.read(pe_offset, 4, raw) || raw != std::string_view("PE\0\0", 4))
     return ImageError{"not a PE file (no PE signature where the DOS header points)"};
   std::string coff;
@@ -72,8 +70,8 @@ std::variant<std::string, ImageError> read_section(const Bytes& bytes, std::stri
   if (machine != kMachineAmd64 && machine != kMachineArm64)
     return ImageError{"built for another machine (" + machine_name(machine) + "; plugins are 64-bit: x86_64 or aarch64)"};
   const std::uint64_t optional_at = std::uint64_t{pe_offset} + 4 + kCoffHeaderSize;
-  std::uint16_t magic = 0;
-  if (optional_size < 2 || !load(bytes, optional_at, magic)) return ImageError{"truncated: optional header missing"};
+  if (optional_size < 2 || !bytes.read(optional_at, 2, raw)) return ImageError{"truncated: optional header missing"};
+  const std::uint16_t magic = u16(raw, 0);
   if (magic == kMagicPe32) return ImageError{"a 32-bit DLL (PE32); plugins are 64-bit (PE32+)"};
   if (magic != kMagicPe32Plus) return ImageError{"not a PE32+ image (optional header magic is not 0x20b)"};
   if (sections == 0) return ImageError{"no sections"};

@@ -14,6 +14,9 @@
 
 namespace keel::host::package {
 
+/// The first bytes of every PE file (the DOS header's signature): how a file is told to be one.
+inline constexpr std::string_view kPeMagic = "MZ";
+
 namespace detail {
 class FileBytes;
 }  // namespace detail

@@ -11,9 +11,6 @@
 namespace keel::host::package {
 namespace {
 
-constexpr std::string_view kElfMagic = "\x7f" "ELF";
-constexpr std::string_view kPeMagic = "MZ";
-
 // Which format `head` (a file's first bytes) starts, or an error that says what the file is not.
 std::variant<ImageFormat, ImageError> format_of(std::string_view head) {
   if (head.starts_with(kElfMagic)) return ImageFormat::kElf;
